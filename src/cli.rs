@@ -1,0 +1,158 @@
+//! The command line (clap): every subcommand and flag, with the help text users see.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Train and inspect JumpReLU sparse autoencoders on language-model activations.
+#[derive(Debug, Parser)]
+#[command(name = "jumpscope", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a JumpReLU SAE on activations from HDF5 stores.
+    ///
+    /// Writes RUN_DIR/config.toml (the effective configuration), RUN_DIR/metrics.jsonl,
+    /// RUN_DIR/checkpoints/step-N/ and, at the end, RUN_DIR/sae/ (SAELens layout).
+    /// Ctrl-C or SIGTERM writes a checkpoint and exits with code 130.
+    Train(TrainArgs),
+    /// Evaluate a saved SAE on a store: L0, MSE, FVU, explained variance, dead features.
+    Eval(EvalArgs),
+    /// Write a checkpoint as a SAELens directory with the input scale and pre-encoder bias folded in.
+    Export(ExportArgs),
+    /// Activation-store utilities.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Time full training steps on random data and print tokens/s.
+    Bench(BenchArgs),
+}
+
+/// `jumpscope train`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "resume"])))]
+pub struct TrainArgs {
+    /// The run's TOML configuration (see README, "Configuration").
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set train.lr=1e-4` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Run directory (overrides run.out).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its newest checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "sets", "out"])]
+    pub resume: Option<PathBuf>,
+    /// Progress bar and metrics log only (no TUI).
+    #[arg(long)]
+    pub headless: bool,
+    /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N). Overrides run.device.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// `jumpscope eval`
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A SAELens directory, a Gemma Scope params.npz, or a jumpscope run's sae/ directory.
+    pub sae: PathBuf,
+    /// HDF5 store(s) of raw activations.
+    #[arg(long, required = true, num_args = 1..)]
+    pub store: Vec<PathBuf>,
+    /// Dataset inside the store.
+    #[arg(long, default_value = "activations")]
+    pub dataset: String,
+    /// Tokens per batch.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// Device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jumpscope export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A checkpoint directory (RUN_DIR/checkpoints/step-N) or a run directory (its newest).
+    pub checkpoint: PathBuf,
+    /// Output directory (SAELens layout).
+    pub out_dir: PathBuf,
+}
+
+/// `jumpscope store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Write a synthetic store with known features (true directions saved beside the data).
+    Synth(SynthArgs),
+}
+
+/// Element type of a written store.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    /// float32
+    F32,
+    /// float16
+    F16,
+}
+
+/// `jumpscope store synth`
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// The HDF5 file to write.
+    pub out: PathBuf,
+    /// Activation width.
+    #[arg(long, default_value_t = 64)]
+    pub d_in: usize,
+    /// Number of ground-truth features.
+    #[arg(long, default_value_t = 256)]
+    pub features: usize,
+    /// Expected number of active features per token.
+    #[arg(long, default_value_t = 5.0)]
+    pub mean_active: f64,
+    /// Tokens (rows) to write.
+    #[arg(long, default_value_t = 100_000)]
+    pub tokens: usize,
+    /// Standard deviation of Gaussian noise added per dimension.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Element type of the activations dataset.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+}
+
+/// `jumpscope bench`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Activation width.
+    #[arg(long, default_value_t = 512)]
+    pub d_in: usize,
+    /// Dictionary size.
+    #[arg(long, default_value_t = 4096)]
+    pub d_sae: usize,
+    /// Tokens per step.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Device.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}

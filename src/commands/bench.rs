@@ -1,0 +1,42 @@
+//! `jumpscope bench`: print the measured training throughput.
+
+use crate::cli::BenchArgs;
+use jumpscope::bench::{BenchSizes, run as bench};
+use jumpscope::device;
+
+/// Run the command; returns the process exit code.
+pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        a.d_in > 0 && a.d_sae > 0 && a.batch > 0 && a.steps > 0,
+        "sizes and --steps must be at least 1"
+    );
+    let dev = device::resolve(&a.device)?;
+    let r = bench(
+        BenchSizes {
+            d_in: a.d_in,
+            d_sae: a.d_sae,
+            batch: a.batch,
+            steps: a.steps,
+            warmup: a.warmup,
+        },
+        &dev,
+        &device::label(&a.device),
+    );
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads)",
+            r.implementation,
+            r.device,
+            r.d_in,
+            r.d_sae,
+            r.batch,
+            r.tokens_per_s,
+            r.ms_per_step,
+            r.steps,
+            r.threads
+        );
+    }
+    Ok(0)
+}

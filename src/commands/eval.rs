@@ -1,0 +1,54 @@
+//! `jumpscope eval`: load an SAE, stream a store through it, print the report.
+
+use crate::cli::EvalArgs;
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use jumpscope::data::store::Store;
+use jumpscope::{device, eval, sae::io};
+use std::io::IsTerminal;
+
+/// Run the command; returns the process exit code.
+pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
+    let dev = device::resolve(&args.device)?;
+    let loaded = io::load(&args.sae)?;
+    let store = Store::open(&args.store, &args.dataset)?;
+    if store.d_in() != loaded.params.d_in {
+        anyhow::bail!(
+            "{}: SAE has d_in = {}, but store {} (dataset `{}`) has d_in = {}",
+            args.sae.display(),
+            loaded.params.d_in,
+            args.store[0].display(),
+            args.dataset,
+            store.d_in()
+        );
+    }
+    let bar = ProgressBar::with_draw_target(
+        Some(store.rows() as u64),
+        if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    let report = eval::evaluate(&loaded.params, store, args.batch.max(1), &dev, |done, _| {
+        bar.set_position(done)
+    })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "SAE        {} ({}, d_in {}, d_sae {})",
+            args.sae.display(),
+            loaded.format,
+            loaded.params.d_in,
+            loaded.params.d_sae
+        );
+        println!("tokens     {}", report.n_tokens);
+        println!("L0         {:.3}", report.l0);
+        println!("MSE        {:.6}", report.mse);
+        println!("FVU        {:.6}", report.fvu);
+        println!("explained  {:.4}", report.explained_variance);
+        println!("dead       {} of {}", report.dead, loaded.params.d_sae);
+    }
+    Ok(0)
+}

@@ -1,0 +1,14 @@
+//! `jumpscope export`: a checkpoint to a SAELens directory.
+
+use crate::cli::ExportArgs;
+use jumpscope::train::trainer::export_checkpoint;
+
+/// Run the command; returns the process exit code.
+pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
+    export_checkpoint(&args.checkpoint, &args.out_dir)?;
+    eprintln!(
+        "wrote {} (SAELens layout, scale and pre-encoder bias folded)",
+        args.out_dir.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,147 @@
+//! `jumpscope train`: build or resume a run, wire Ctrl-C/SIGTERM to a checkpointing stop, and
+//! report progress headlessly (a progress bar on a terminal, one line per report otherwise).
+
+use crate::cli::TrainArgs;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jumpscope::config;
+use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::trainer::{Outcome, Trainer};
+use std::io::IsTerminal;
+use std::sync::mpsc;
+
+/// Run the command; returns the process exit code.
+pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
+    let mut trainer = match &args.resume {
+        Some(dir) => Trainer::resume(dir)?,
+        None => {
+            let path = args
+                .config
+                .as_ref()
+                .expect("clap requires --config or --resume");
+            let mut sets = args.sets.clone();
+            if let Some(out) = &args.out {
+                sets.push(format!(
+                    "run.out={}",
+                    toml_string(&out.display().to_string())
+                ));
+            }
+            if let Some(dev) = &args.device {
+                sets.push(format!("run.device={}", toml_string(dev)));
+            }
+            let origin = path.display().to_string();
+            let cfg = config::load(path, &sets)?.validate(&origin)?;
+            Trainer::new(cfg)?
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    let stop_tx = tx.clone();
+    // SIGINT, SIGTERM and SIGHUP all ask for a checkpoint and a clean stop
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(Control::Stop);
+    })?;
+    let total = trainer.config().total_steps();
+    let fancy = std::io::stderr().is_terminal();
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if fancy {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(trainer.step());
+    eprintln!(
+        "training {} -> {} ({} steps, device {})",
+        trainer
+            .config()
+            .data
+            .stores
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        trainer.run_dir().display(),
+        total,
+        trainer.config().device
+    );
+    let say = |bar: &ProgressBar, s: String| {
+        if fancy {
+            bar.println(s)
+        } else {
+            eprintln!("{s}")
+        }
+    };
+    let mut sink = |ev: TrainEvent| match ev {
+        TrainEvent::Started {
+            d_in,
+            d_sae,
+            scale,
+            step,
+            ..
+        } => say(
+            &bar,
+            format!(
+                "d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, starting at step {step}"
+            ),
+        ),
+        TrainEvent::Metrics(m) => {
+            bar.set_position(m.step);
+            let msg = format!(
+                "{:.0} tok/s  L0 {:.1}  EV {:.3}  dead {}",
+                m.tokens_per_s, m.l0, m.explained_variance, m.dead
+            );
+            if fancy {
+                bar.set_message(msg);
+            } else {
+                eprintln!("step {}/{}  loss {:.5}  {msg}", m.step, total, m.loss);
+            }
+        }
+        TrainEvent::Checkpoint { path, .. } => say(&bar, format!("checkpoint {}", path.display())),
+        TrainEvent::Epoch { epoch, step } => say(
+            &bar,
+            format!("step {step}: data epoch {epoch} begins (store exhausted, reshuffled)"),
+        ),
+        TrainEvent::HyperChanged {
+            source,
+            changes,
+            step,
+        } => say(
+            &bar,
+            format!("step {step}: {source} changed {}", changes.join(", ")),
+        ),
+        TrainEvent::Warning(w) => say(&bar, format!("warning: {w}")),
+        TrainEvent::Paused(p) => say(&bar, if p { "paused".into() } else { "resumed".into() }),
+    };
+    let outcome = trainer.run(&rx, &mut sink);
+    bar.finish_and_clear();
+    drop(tx);
+    match outcome? {
+        Outcome::Finished {
+            sae_dir,
+            checkpoint,
+        } => {
+            eprintln!(
+                "done: SAE in {} (SAELens layout), checkpoint {}",
+                sae_dir.display(),
+                checkpoint.display()
+            );
+            Ok(0)
+        }
+        Outcome::Stopped { checkpoint, step } => {
+            eprintln!(
+                "stopped at step {step}: checkpoint {}; continue with `jumpscope train --resume {}`",
+                checkpoint.display(),
+                trainer.run_dir().display()
+            );
+            Ok(130)
+        }
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}

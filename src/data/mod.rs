@@ -1,0 +1,6 @@
+//! Activation data: HDF5 stores, batching, the input scale, and synthetic data.
+
+pub mod batches;
+pub mod norm;
+pub mod store;
+pub mod synth;

@@ -1,0 +1,116 @@
+//! `jumpscope eval`: reconstruction quality of an inference-form SAE over a store's raw rows.
+
+use crate::data::store::{Store, StoreError};
+use crate::metrics::stats::ReconAccumulator;
+use crate::sae::model::{HostParams, download, upload};
+use burn::tensor::{Device, Tensor};
+use serde::Serialize;
+
+/// The evaluation report (also the `--json` output).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EvalReport {
+    /// Tokens evaluated (finite rows).
+    pub n_tokens: u64,
+    /// Mean active features per token.
+    pub l0: f64,
+    /// Mean over tokens of ‖x − x̂‖², raw activation space.
+    pub mse: f64,
+    /// Fraction of variance unexplained.
+    pub fvu: f64,
+    /// 1 − FVU.
+    pub explained_variance: f64,
+    /// Features that never fired on these tokens.
+    pub dead: u64,
+}
+
+/// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, `z = x W_enc + b_enc`.
+pub struct InferenceSae {
+    w_enc: Tensor<2>,
+    b_enc: Tensor<2>,
+    w_dec: Tensor<2>,
+    b_dec: Tensor<2>,
+    theta: Tensor<2>,
+}
+
+impl InferenceSae {
+    /// Upload inference-form parameters.
+    pub fn new(p: &HostParams, device: &Device) -> Self {
+        Self {
+            w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
+            b_enc: upload(&p.b_enc, [1, p.d_sae], device),
+            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
+            b_dec: upload(&p.b_dec, [1, p.d_in], device),
+            theta: upload(&p.threshold, [1, p.d_sae], device),
+        }
+    }
+
+    /// Feature activations `[n, d_sae]`.
+    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        let [n, _] = x.dims();
+        let [_, m] = self.w_enc.dims();
+        let z = x.matmul(self.w_enc.clone()) + self.b_enc.clone();
+        let off = z
+            .clone()
+            .lower_equal(self.theta.clone().expand([n, m]))
+            .bool_or(z.clone().lower_equal_elem(0.0));
+        z.mask_fill(off, 0.0)
+    }
+
+    /// Reconstruction from feature activations.
+    pub fn decode(&self, f: Tensor<2>) -> Tensor<2> {
+        f.matmul(self.w_dec.clone()) + self.b_dec.clone()
+    }
+}
+
+/// Evaluate over every finite row of `store`, `batch` rows at a time.
+pub fn evaluate(
+    p: &HostParams,
+    store: Store,
+    batch: usize,
+    device: &Device,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<EvalReport, StoreError> {
+    let d = p.d_in;
+    let total = store.rows() as u64;
+    let sae = InferenceSae::new(p, device);
+    let mut acc = ReconAccumulator::default();
+    let mut fired = vec![false; p.d_sae];
+    let mut start = 0usize;
+    let mut rows = Vec::new();
+    while start < store.rows() {
+        rows.clear();
+        let n = batch.min(store.rows() - start);
+        store.read_rows(start, n, &mut rows)?;
+        start += n;
+        let finite: Vec<f32> = rows
+            .chunks(d)
+            .filter(|r| r.iter().all(|v| v.is_finite()))
+            .flatten()
+            .copied()
+            .collect();
+        let k = finite.len() / d;
+        if k > 0 {
+            let x = upload(&finite, [k, d], device);
+            let f = sae.encode(x.clone());
+            let active = f.clone().greater_elem(0.0).float();
+            let counts = active.sum_dim(0).reshape([p.d_sae]);
+            let err = (sae.decode(f) - x).square().sum();
+            let v = download(&Tensor::cat(vec![err, counts], 0));
+            let active_total: f64 = v[1..].iter().map(|&c| c as f64).sum();
+            for (fl, &c) in fired.iter_mut().zip(&v[1..]) {
+                *fl |= c > 0.0;
+            }
+            acc.add(&finite, d, v[0] as f64, active_total);
+        }
+        progress(start as u64, total);
+    }
+    let fvu = acc.fvu();
+    Ok(EvalReport {
+        n_tokens: acc.tokens,
+        l0: acc.l0(),
+        mse: acc.mse(),
+        fvu,
+        explained_variance: 1.0 - fvu,
+        dead: fired.iter().filter(|f| !**f).count() as u64,
+    })
+}

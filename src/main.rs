@@ -1,0 +1,27 @@
+//! The `jumpscope` binary: parse the command line, run the command, map errors to exit codes.
+//! Every error a user can cause prints one line and exits with code 2.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Export(a) => commands::export::run(a),
+        Command::Store(c) => commands::store::run(c),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Saved SAEs: the SAELens directory layout (which is also our export format) and Gemma Scope
+//! `params.npz`, and the folding of the input scale and pre-encoder bias in and out
+//! (spec, "Saving for inference").
+//!
+//! An inference-form SAE works on raw activations: `z = x W_enc + b_enc`, `f = relu(z) H(z − θ)`.
+//! A training-form SAE has scale C and (optionally) a pre-encoder bias:
+//! `z = (x/C − b_dec) W_enc + b_enc`. Folding: `b_enc' = C b_enc − C (b_dec W_enc)`,
+//! `b_dec' = C b_dec`, `θ' = C θ`; unfolding inverts it exactly.
+
+use crate::sae::model::HostParams;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A problem reading or writing an SAE file.
+#[derive(Debug, thiserror::Error)]
+pub enum SaeIoError {
+    /// Not one of the formats we read.
+    #[error(
+        "{0}: not an SAE: expected a SAELens directory (cfg.json + sae_weights.safetensors), a Gemma Scope params.npz, or a jumpscope checkpoint directory"
+    )]
+    UnknownFormat(PathBuf),
+    /// File-system error.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A tensor is missing or has the wrong shape or type.
+    #[error("{path}: {problem}")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        problem: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SaeIoError + '_ {
+    move |source| SaeIoError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> SaeIoError {
+    SaeIoError::Bad {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+    }
+}
+
+/// Fold scale `c` and (if `pre_encoder_bias`) the pre-encoder bias into inference form.
+pub fn fold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
+    let mut out = p.clone();
+    let (d, m) = (p.d_in, p.d_sae);
+    for i in 0..m {
+        let shift = if pre_encoder_bias {
+            (0..d).map(|j| p.b_dec[j] * p.w_enc[j * m + i]).sum::<f32>()
+        } else {
+            0.0
+        };
+        out.b_enc[i] = c * p.b_enc[i] - c * shift;
+        out.threshold[i] = c * p.threshold[i];
+    }
+    out.b_dec.iter_mut().for_each(|v| *v *= c);
+    out
+}
+
+/// Inverse of [`fold`]: training-form parameters for scale `c` and the given pre-encoder bias.
+pub fn unfold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
+    let mut out = p.clone();
+    let (d, m) = (p.d_in, p.d_sae);
+    out.b_dec.iter_mut().for_each(|v| *v /= c);
+    for i in 0..m {
+        let shift = if pre_encoder_bias {
+            (0..d)
+                .map(|j| out.b_dec[j] * p.w_enc[j * m + i])
+                .sum::<f32>()
+        } else {
+            0.0
+        };
+        out.b_enc[i] = p.b_enc[i] / c + shift;
+        out.threshold[i] = p.threshold[i] / c;
+    }
+    out
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Write named f32 tensors to a safetensors file.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, &[f32], Vec<usize>)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<(), SaeIoError> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, v, _)| f32_bytes(v)).collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, _, shape), b)| {
+            TensorView::new(Dtype::F32, shape.clone(), b)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| bad(path, e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| bad(path, e.to_string()))
+}
+
+/// Read every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 accepted).
+pub fn read_safetensors(
+    path: &Path,
+) -> Result<HashMap<String, (Vec<f32>, Vec<usize>)>, SaeIoError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        let v: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::F64 => d
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+                .collect(),
+            other => {
+                return Err(bad(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?}: expected a float type"),
+                ));
+            }
+        };
+        out.insert(name, (v, view.shape().to_vec()));
+    }
+    Ok(out)
+}
+
+fn take(
+    path: &Path,
+    map: &mut HashMap<String, (Vec<f32>, Vec<usize>)>,
+    name: &str,
+    shape: &[usize],
+) -> Result<Vec<f32>, SaeIoError> {
+    let (v, s) = map
+        .remove(name)
+        .ok_or_else(|| bad(path, format!("tensor `{name}` missing")))?;
+    if s != shape {
+        return Err(bad(
+            path,
+            format!("tensor `{name}` has shape {s:?}: expected {shape:?}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Assemble inference-form parameters from the five named tensors, checking shapes.
+fn params_from_map(
+    path: &Path,
+    mut map: HashMap<String, (Vec<f32>, Vec<usize>)>,
+) -> Result<HostParams, SaeIoError> {
+    let shape = map
+        .get("W_enc")
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| bad(path, "tensor `W_enc` missing"))?;
+    let [d_in, d_sae] = shape[..] else {
+        return Err(bad(
+            path,
+            format!("tensor `W_enc` has shape {shape:?}: expected [d_in, d_sae]"),
+        ));
+    };
+    Ok(HostParams {
+        d_in,
+        d_sae,
+        w_enc: take(path, &mut map, "W_enc", &[d_in, d_sae])?,
+        b_enc: take(path, &mut map, "b_enc", &[d_sae])?,
+        w_dec: take(path, &mut map, "W_dec", &[d_sae, d_in])?,
+        b_dec: take(path, &mut map, "b_dec", &[d_in])?,
+        threshold: take(path, &mut map, "threshold", &[d_sae])?,
+    })
+}
+
+/// A saved inference-form SAE with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedSae {
+    /// Inference-form parameters (raw activations, no pre-encoder bias).
+    pub params: HostParams,
+    /// "saelens" or "gemma-scope".
+    pub format: &'static str,
+    /// log10 firing frequency per feature, when the file has it.
+    pub sparsity: Option<Vec<f32>>,
+}
+
+/// Read a SAELens directory (or its `cfg.json`/weights file) or a Gemma Scope `params.npz`.
+pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
+    if !path.exists() {
+        return Err(SaeIoError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        });
+    }
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let weights = dir.join("sae_weights.safetensors");
+    if path.is_dir() && weights.exists()
+        || path
+            .file_name()
+            .is_some_and(|n| n == "sae_weights.safetensors" || n == "cfg.json")
+    {
+        let cfg_path = dir.join("cfg.json");
+        if cfg_path.exists() {
+            let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
+            let cfg: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| bad(&cfg_path, format!("invalid JSON: {e}")))?;
+            let arch = cfg["architecture"].as_str().unwrap_or("jumprelu");
+            if arch != "jumprelu" {
+                return Err(bad(
+                    &cfg_path,
+                    format!("architecture = {arch:?}: expected \"jumprelu\""),
+                ));
+            }
+            if cfg["apply_b_dec_to_input"].as_bool() == Some(true) {
+                // SAELens's pre-encoder bias at inference: fold it so we have one form
+                let map = read_safetensors(&weights)?;
+                let p = params_from_map(&weights, map)?;
+                return Ok(LoadedSae {
+                    params: fold(&p, 1.0, true),
+                    format: "saelens",
+                    sparsity: read_sparsity(&dir),
+                });
+            }
+        }
+        let map = read_safetensors(&weights)?;
+        return Ok(LoadedSae {
+            params: params_from_map(&weights, map)?,
+            format: "saelens",
+            sparsity: read_sparsity(&dir),
+        });
+    }
+    let npz = if path.is_dir() {
+        dir.join("params.npz")
+    } else {
+        path.to_path_buf()
+    };
+    if npz.extension().is_some_and(|e| e == "npz") && npz.exists() {
+        return Ok(LoadedSae {
+            params: read_npz(&npz)?,
+            format: "gemma-scope",
+            sparsity: None,
+        });
+    }
+    Err(SaeIoError::UnknownFormat(path.to_path_buf()))
+}
+
+fn read_sparsity(dir: &Path) -> Option<Vec<f32>> {
+    let p = dir.join("sparsity.safetensors");
+    read_safetensors(&p)
+        .ok()?
+        .remove("sparsity")
+        .map(|(v, _)| v)
+}
+
+fn read_npz(path: &Path) -> Result<HostParams, SaeIoError> {
+    use ndarray_npy::NpzReader;
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut npz = NpzReader::new(f).map_err(|e| bad(path, format!("not a readable .npz: {e}")))?;
+    let mut map = HashMap::new();
+    for name in ["W_enc", "W_dec", "b_enc", "b_dec", "threshold"] {
+        let arr: ndarray::ArrayD<f32> = npz
+            .by_name(name)
+            .or_else(|_| npz.by_name(&format!("{name}.npy")))
+            .map_err(|e| bad(path, format!("array `{name}`: {e} (expected float32)")))?;
+        let shape = arr.shape().to_vec();
+        let v: Vec<f32> = arr.iter().copied().collect();
+        map.insert(name.to_string(), (v, shape));
+    }
+    params_from_map(path, map)
+}
+
+/// Write an inference-form SAE as a SAELens directory: `cfg.json`, `sae_weights.safetensors`,
+/// and (when given) `sparsity.safetensors`. Written into a temporary directory beside `dir` and
+/// renamed into place.
+pub fn write_saelens(
+    dir: &Path,
+    p: &HostParams,
+    sparsity: Option<&[f32]>,
+    metadata: serde_json::Value,
+) -> Result<(), SaeIoError> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let tmp = parent.join(format!(
+        ".{}.tmp-{}",
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("sae"),
+        std::process::id()
+    ));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let cfg = json!({
+        "architecture": "jumprelu",
+        "d_in": p.d_in,
+        "d_sae": p.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": false,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": metadata,
+    });
+    let cfg_path = tmp.join("cfg.json");
+    std::fs::write(
+        &cfg_path,
+        serde_json::to_string_pretty(&cfg).unwrap_or_default(),
+    )
+    .map_err(io_err(&cfg_path))?;
+    write_safetensors(
+        &tmp.join("sae_weights.safetensors"),
+        &[
+            ("W_enc", &p.w_enc, vec![p.d_in, p.d_sae]),
+            ("W_dec", &p.w_dec, vec![p.d_sae, p.d_in]),
+            ("b_enc", &p.b_enc, vec![p.d_sae]),
+            ("b_dec", &p.b_dec, vec![p.d_in]),
+            ("threshold", &p.threshold, vec![p.d_sae]),
+        ],
+        None,
+    )?;
+    if let Some(s) = sparsity {
+        write_safetensors(
+            &tmp.join("sparsity.safetensors"),
+            &[("sparsity", s, vec![p.d_sae])],
+            None,
+        )?;
+    }
+    crate::atomic::replace_dir(&tmp, dir).map_err(io_err(dir))
+}

@@ -1,0 +1,146 @@
+//! The SAE's parameters on a device, their initialisation, and the host-side copy used for files.
+//!
+//! Shapes and names follow Gemma Scope / SAELens (spec, "Shapes and names"): `W_enc [d_in, d_sae]`,
+//! `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]`, and the threshold, which is trained as
+//! `log θ` or raw θ (used as relu(θ)) per [`ThresholdParam`].
+
+use crate::config::ThresholdParam;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Parameters in host memory, row-major f32, θ as the raw threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostParams {
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// `[d_in, d_sae]`
+    pub w_enc: Vec<f32>,
+    /// `[d_sae]`
+    pub b_enc: Vec<f32>,
+    /// `[d_sae, d_in]`
+    pub w_dec: Vec<f32>,
+    /// `[d_in]`
+    pub b_dec: Vec<f32>,
+    /// θ `[d_sae]`, raw (not log).
+    pub threshold: Vec<f32>,
+}
+
+impl HostParams {
+    /// Gemma Scope init: He-uniform decoder rows rescaled to unit norm, W_enc = W_decᵀ, zero
+    /// biases, θ = `threshold_init`.
+    pub fn init(d_in: usize, d_sae: usize, threshold_init: f32, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let bound = (6.0 / d_in as f64).sqrt() as f32;
+        let mut w_dec: Vec<f32> = (0..d_sae * d_in)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        for row in w_dec.chunks_mut(d_in) {
+            let n = row
+                .iter()
+                .map(|v| v * v)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+        let mut w_enc = vec![0.0; d_in * d_sae];
+        for i in 0..d_sae {
+            for j in 0..d_in {
+                w_enc[j * d_sae + i] = w_dec[i * d_in + j];
+            }
+        }
+        Self {
+            d_in,
+            d_sae,
+            w_enc,
+            b_enc: vec![0.0; d_sae],
+            w_dec,
+            b_dec: vec![0.0; d_in],
+            threshold: vec![threshold_init; d_sae],
+        }
+    }
+}
+
+/// The trainable parameters on a device.
+#[derive(Debug, Clone)]
+pub struct Sae {
+    /// `[d_in, d_sae]`
+    pub w_enc: Tensor<2>,
+    /// `[d_sae]`
+    pub b_enc: Tensor<1>,
+    /// `[d_sae, d_in]`
+    pub w_dec: Tensor<2>,
+    /// `[d_in]`
+    pub b_dec: Tensor<1>,
+    /// log θ or raw θ, per `threshold_param`.
+    pub theta_param: Tensor<1>,
+    /// How `theta_param` maps to θ.
+    pub threshold_param: ThresholdParam,
+}
+
+/// Upload a host vector as a tensor of the given shape.
+pub fn upload<const D: usize>(v: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
+}
+
+/// Read a tensor back to the host as a flat f32 vector.
+pub fn download<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.to_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
+}
+
+impl Sae {
+    /// Put host parameters on a device.
+    pub fn from_host(p: &HostParams, threshold_param: ThresholdParam, device: &Device) -> Self {
+        let theta: Vec<f32> = match threshold_param {
+            ThresholdParam::Log => p.threshold.iter().map(|t| t.ln()).collect(),
+            ThresholdParam::Raw => p.threshold.clone(),
+        };
+        Self {
+            w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
+            b_enc: upload(&p.b_enc, [p.d_sae], device),
+            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
+            b_dec: upload(&p.b_dec, [p.d_in], device),
+            theta_param: upload(&theta, [p.d_sae], device),
+            threshold_param,
+        }
+    }
+
+    /// Copy the parameters to the host (θ raw).
+    pub fn to_host(&self) -> HostParams {
+        let [d_in, d_sae] = self.w_enc.dims();
+        HostParams {
+            d_in,
+            d_sae,
+            w_enc: download(&self.w_enc),
+            b_enc: download(&self.b_enc),
+            w_dec: download(&self.w_dec),
+            b_dec: download(&self.b_dec),
+            threshold: download(&self.theta()),
+        }
+    }
+
+    /// θ = exp(t) for the log parametrisation, relu(θ) for the raw one.
+    pub fn theta(&self) -> Tensor<1> {
+        match self.threshold_param {
+            ThresholdParam::Log => self.theta_param.clone().exp(),
+            ThresholdParam::Raw => self.theta_param.clone().clamp_min(0.0),
+        }
+    }
+
+    /// `(d_in, d_sae)`.
+    pub fn dims(&self) -> (usize, usize) {
+        let [d_in, d_sae] = self.w_enc.dims();
+        (d_in, d_sae)
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.w_enc.device()
+    }
+}

@@ -1,0 +1,44 @@
+//! One optimizer step: the schedules at step t, forward + backward, and the Adam update.
+
+use crate::config::{Hyper, SaeConfig};
+use crate::sae::loss::{LossSettings, StepOutput, loss_and_grads};
+use crate::sae::model::Sae;
+use crate::train::adam::{AdamSettings, AdamState};
+use crate::train::schedule::{lambda_at, lr_at};
+use burn::tensor::{Bool, Tensor};
+
+/// The loss settings at step `t` under these hyperparameters.
+pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
+    LossSettings {
+        sparsity_loss: h.sparsity_loss,
+        lambda: lambda_at(t, h),
+        bandwidth: h.bandwidth,
+        tanh_scale: h.tanh_scale,
+        target_l0: h.target_l0.unwrap_or(1.0),
+        pre_act_coefficient: h.pre_act_coefficient,
+        pre_encoder_bias: sae_cfg.pre_encoder_bias,
+    }
+}
+
+/// Train on one batch at 0-based step `t`; returns the (pre-update) loss parts and statistics.
+pub fn train_step(
+    sae: &mut Sae,
+    adam: &mut AdamState,
+    x: Tensor<2>,
+    t: u64,
+    total_steps: u64,
+    h: &Hyper,
+    sae_cfg: &SaeConfig,
+    dead: Option<&Tensor<1, Bool>>,
+) -> StepOutput {
+    let settings = loss_settings(t, h, sae_cfg);
+    let (out, grads) = loss_and_grads(sae, x, &settings, dead);
+    let a = AdamSettings {
+        lr: lr_at(t, h, total_steps),
+        beta1: h.adam_beta1,
+        beta2: h.adam_beta2,
+        eps: h.adam_eps,
+    };
+    adam.step(sae, grads, a, sae_cfg.unit_norm_decoder);
+    out
+}

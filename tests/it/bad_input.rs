@@ -1,0 +1,227 @@
+//! Bad input through the real binary: one line naming the file/key and the problem, exit 2, no
+//! panic; and a NaN loss keeps the last good checkpoint.
+
+use crate::common::*;
+use tempfile::tempdir;
+
+fn base(store: &str, out: &str) -> String {
+    format!(
+        "[data]\nstores = [\"{store}\"]\nbatch_size = 64\nseed = 1\n[sae]\nd_sae = 32\n\
+         [train]\nsteps = 6\nlog_every = 1\ncheckpoint_every = 0\n[run]\nout = \"{out}\"\n"
+    )
+}
+
+#[test]
+fn missing_store_is_named() {
+    let d = tempdir().unwrap();
+    let missing = d.path().join("nope.h5");
+    let cfg = config(
+        d.path(),
+        &base(
+            &missing.display().to_string(),
+            &d.path().join("run").display().to_string(),
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["nope.h5", "no such file"]);
+    assert!(
+        !d.path().join("run").exists(),
+        "no run directory for a run that could not start"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_hdf5_is_named() {
+    let d = tempdir().unwrap();
+    let bogus = d.path().join("bogus.h5");
+    std::fs::write(&bogus, b"definitely not hdf5").unwrap();
+    let cfg = config(
+        d.path(),
+        &base(
+            &bogus.display().to_string(),
+            &d.path().join("run").display().to_string(),
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["bogus.h5", "not a readable HDF5 file"]);
+}
+
+#[test]
+fn absent_dataset_lists_what_is_there() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    h5py(&format!(
+        "with h5py.File('{}', 'w') as f:\n    f['acts'] = np.zeros((10, 4), dtype=np.float32)\n",
+        store.display()
+    ));
+    let cfg = config(
+        d.path(),
+        &base(
+            &store.display().to_string(),
+            &d.path().join("run").display().to_string(),
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["s.h5", "no dataset `activations`", "acts"]);
+}
+
+#[test]
+fn init_from_with_another_width_is_refused() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(256, 1));
+    // a Gemma Scope params.npz written by numpy, d_in = 8 (the store has 16)
+    let npz = d.path().join("params.npz");
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import numpy as np\nnp.savez('{}', W_enc=np.zeros((8,32),np.float32), W_dec=np.zeros((32,8),np.float32), \
+             b_enc=np.zeros(32,np.float32), b_dec=np.zeros(8,np.float32), threshold=np.ones(32,np.float32))",
+            npz.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut body = base(
+        &store.display().to_string(),
+        &d.path().join("run").display().to_string(),
+    );
+    body = body.replace(
+        "d_sae = 32\n",
+        &format!("init_from = \"{}\"\n", npz.display()),
+    );
+    let cfg = config(d.path(), &body);
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["params.npz", "d_in = 8", "d_in = 16"]);
+}
+
+#[test]
+fn out_of_range_and_unknown_keys_are_named() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(256, 1));
+    let cfg = config(
+        d.path(),
+        &base(
+            &store.display().to_string(),
+            &d.path().join("run").display().to_string(),
+        ),
+    );
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "train.adam_beta2=1.5",
+        "--headless",
+    ]);
+    assert_user_error(&o, &["train.adam_beta2 = 1.5", "[0, 1)"]);
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "train.learning_rate=1",
+        "--headless",
+    ]);
+    assert_user_error(&o, &["config.toml", "learning_rate"]);
+}
+
+#[test]
+fn nan_rows_are_skipped_and_counted_or_stop_the_run() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("nan.h5");
+    h5py(&format!(
+        "x = np.random.default_rng(0).normal(size=(512, 16)).astype(np.float32)\n\
+         x[5, 3] = np.nan\nx[300, 0] = np.inf\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
+        store.display()
+    ));
+    let run_dir = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &base(&store.display().to_string(), &run_dir.display().to_string()),
+    );
+    // default: skip and count; 6 steps of 64 rows from 512 rows (2 bad) never needs both twice
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "data.shuffle=false",
+        "--set",
+        "train.steps=8",
+        "--headless",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let m = records(&run_dir, "metrics");
+    assert_eq!(
+        m.last().unwrap()["skipped_rows"],
+        2,
+        "both bad rows counted"
+    );
+    assert!(
+        stderr(&o).contains("skipped 1 rows with NaN/Inf"),
+        "{}",
+        stderr(&o)
+    );
+    // stop policy: the file and the row are named
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "data.on_nonfinite=\"stop\"",
+        "--set",
+        "data.shuffle=false",
+        "--out",
+        d.path().join("run2").to_str().unwrap(),
+        "--headless",
+    ]);
+    assert_user_error(&o, &["nan.h5", "row 5", "NaN or Inf"]);
+}
+
+#[test]
+fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("big.h5");
+    // rows from 512 on are finite but so large that their squared norm overflows f32
+    h5py(&format!(
+        "x = np.random.default_rng(0).normal(size=(1024, 16)).astype(np.float32)\n\
+         x[512:] *= np.float32(1e25)\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
+        store.display()
+    ));
+    let run_dir = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &base(&store.display().to_string(), &run_dir.display().to_string()),
+    );
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "data.shuffle=false",
+        "--set",
+        "data.normalize=\"none\"",
+        "--set",
+        "train.steps=20",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.log_every=3",
+        "--headless",
+    ]);
+    // batches 0..7 are normal, batch 8 (0-based step 8) is the first huge one
+    assert_user_error(&o, &["loss is not finite at step 8", "step-8"]);
+    let ckpts = jumpscope::train::checkpoint::list(&run_dir);
+    assert_eq!(
+        ckpts.last().map(|c| c.0),
+        Some(8),
+        "checkpoint after step 8's update is not written; step-8 means 8 steps done"
+    );
+    let (state, t) = jumpscope::train::checkpoint::read(&ckpts.last().unwrap().1).unwrap();
+    assert_eq!(state.step, 8);
+    assert!(t["W_enc"].0.iter().all(|v| v.is_finite()));
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests: stores, configs and running the real binary.
+
+use jumpscope::data::store::{Extra, WriteDtype, write_store};
+use jumpscope::data::synth::{Synth, SynthSpec, generate};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The built binary.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_jumpscope"))
+}
+
+/// Run the binary with `args`.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A user error: exit 2, one `error:` line naming `needles`, no panic or backtrace.
+pub fn assert_user_error(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "exactly one error line:\n{err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks `{n}`: {}", lines[0]);
+    }
+}
+
+/// A small synthetic store written by our writer.
+pub fn synth_store(path: &Path, spec: &SynthSpec) -> Synth {
+    let s = generate(spec);
+    write_store(
+        path,
+        "activations",
+        &s.activations,
+        spec.d_in,
+        WriteDtype::F32,
+        &[Extra::F32(
+            "true_features",
+            &s.directions,
+            spec.features,
+            spec.d_in,
+        )],
+        &[],
+    )
+    .expect("write store");
+    s
+}
+
+/// A small default spec.
+pub fn small_spec(tokens: usize, seed: u64) -> SynthSpec {
+    SynthSpec {
+        d_in: 16,
+        features: 48,
+        mean_active: 3.0,
+        tokens,
+        noise: 0.0,
+        seed,
+    }
+}
+
+/// Write a config file with `body` and return its path.
+pub fn config(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("config.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Parse metrics.jsonl records of one type.
+pub fn records(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .filter(|v| v["type"] == kind)
+        .collect()
+}
+
+/// Write a store with h5py (a real file written by another HDF5 client).
+pub fn h5py(script: &str) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("import h5py, numpy as np\n{script}"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "h5py script failed (scripts/dev.sh setup installs h5py): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,278 @@
+//! Golden parity: our f32 training reproduces the PyTorch reference (float64) of
+//! `../shared/golden/*.json` to 1e-5 absolute — first-forward loss parts and gradients, and per-step
+//! loss parts and every parameter after each Adam step.
+
+use burn::tensor::{Device, Tensor};
+use jumpscope::config::{Config, ThresholdParam, parse};
+use jumpscope::sae::loss::{LossParts, loss_and_grads};
+use jumpscope::sae::model::{HostParams, Sae, download, upload};
+use jumpscope::train::adam::AdamState;
+use jumpscope::train::step::{loss_settings, train_step};
+use serde_json::Value;
+use std::path::PathBuf;
+
+const TOL: f64 = 1e-5;
+
+fn golden_dir() -> PathBuf {
+    std::env::var_os("JUMPSCOPE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+        .join("golden")
+}
+
+fn cases() -> Vec<(String, Value)> {
+    let mut out: Vec<_> = std::fs::read_dir(golden_dir())
+        .expect("../shared/golden must exist")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p.file_stem().unwrap().to_string_lossy().into_owned(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        out.len() >= 5,
+        "expected the five golden cases, found {}",
+        out.len()
+    );
+    out
+}
+
+fn flat(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not numeric: {other}"),
+    }
+}
+
+fn flat64(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat64).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("not numeric: {other}"),
+    }
+}
+
+/// The golden case's config as our validated Config.
+fn config_of(case: &Value) -> Config {
+    let c = &case["config"];
+    let mut sets: Vec<String> = vec![
+        format!("sae.pre_encoder_bias={}", c["pre_encoder_bias"]),
+        format!("sae.threshold_param={}", c["threshold_param"]),
+        format!("sae.bandwidth={:e}", c["bandwidth"].as_f64().unwrap()),
+        format!("sae.unit_norm_decoder={}", c["unit_norm_decoder"]),
+        format!("train.sparsity_loss={}", c["sparsity_loss"]),
+        format!(
+            "train.sparsity_coefficient={:e}",
+            c["sparsity_coefficient"].as_f64().unwrap()
+        ),
+        format!("train.tanh_scale={:e}", c["tanh_scale"].as_f64().unwrap()),
+        format!("train.lr={:e}", c["lr"].as_f64().unwrap()),
+        format!("train.lr_warmup_steps={}", c["lr_warmup_steps"]),
+        format!("train.sparsity_warmup_steps={}", c["sparsity_warmup_steps"]),
+        format!("train.adam_beta1={:e}", c["adam_beta1"].as_f64().unwrap()),
+        format!("train.adam_beta2={:e}", c["adam_beta2"].as_f64().unwrap()),
+        format!("train.adam_eps={:e}", c["adam_eps"].as_f64().unwrap()),
+    ];
+    if let Some(t) = c["target_l0"].as_f64() {
+        sets.push(format!("train.target_l0={t:e}"));
+    }
+    parse("", "golden", &sets)
+        .unwrap()
+        .validate("golden")
+        .unwrap()
+}
+
+fn initial(case: &Value) -> HostParams {
+    let i = &case["initial"];
+    HostParams {
+        d_in: case["d_in"].as_u64().unwrap() as usize,
+        d_sae: case["d_sae"].as_u64().unwrap() as usize,
+        w_enc: flat(&i["W_enc"]),
+        b_enc: flat(&i["b_enc"]),
+        w_dec: flat(&i["W_dec"]),
+        b_dec: flat(&i["b_dec"]),
+        threshold: flat(&i["threshold"]),
+    }
+}
+
+fn batch(case: &Value, k: usize, device: &Device) -> Tensor<2> {
+    let b = &case["batches"][k];
+    let rows = b.as_array().unwrap().len();
+    let d = case["d_in"].as_u64().unwrap() as usize;
+    upload(&flat(b), [rows, d], device)
+}
+
+fn max_err(ours: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(ours.len(), want.len(), "length");
+    ours.iter()
+        .zip(want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max)
+}
+
+fn check(what: &str, ours: &[f32], want: &Value, errs: &mut Vec<String>) {
+    let e = max_err(ours, &flat64(want));
+    if !(e <= TOL) {
+        errs.push(format!("{what}: max abs error {e:.3e}"));
+    }
+}
+
+fn check_scalar(what: &str, ours: f64, want: &Value, errs: &mut Vec<String>) {
+    let e = (ours - want.as_f64().unwrap()).abs();
+    if !(e <= TOL) {
+        errs.push(format!("{what}: {ours} vs {want} (error {e:.3e})"));
+    }
+}
+
+fn theta_key(cfg: &Config) -> &'static str {
+    match cfg.sae.threshold_param {
+        ThresholdParam::Log => "log_threshold",
+        ThresholdParam::Raw => "threshold",
+    }
+}
+
+#[test]
+fn first_forward_loss_and_gradients_match_the_reference() {
+    let device = Device::flex();
+    let mut errs = Vec::new();
+    for (name, case) in cases() {
+        let cfg = config_of(&case);
+        let sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
+        let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
+        // the reference's first forward uses the full coefficient, no warm-up
+        s.lambda = cfg.hyper.sparsity_coefficient;
+        let (out, g) = loss_and_grads(&sae, batch(&case, 0, &device), &s, None);
+        let parts = LossParts::from_tensor(&out.parts);
+        let ff = &case["first_forward"];
+        check_scalar(&format!("{name} loss"), parts.loss, &ff["loss"], &mut errs);
+        check_scalar(&format!("{name} mse"), parts.mse, &ff["mse"], &mut errs);
+        check_scalar(
+            &format!("{name} sparsity"),
+            parts.sparsity,
+            &ff["sparsity"],
+            &mut errs,
+        );
+        check_scalar(&format!("{name} l0"), parts.l0, &ff["l0"], &mut errs);
+        let gr = &ff["gradients"];
+        check(
+            &format!("{name} dW_enc"),
+            &download(&g.w_enc),
+            &gr["W_enc"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} db_enc"),
+            &download(&g.b_enc),
+            &gr["b_enc"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} dW_dec"),
+            &download(&g.w_dec),
+            &gr["W_dec"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} db_dec"),
+            &download(&g.b_dec),
+            &gr["b_dec"],
+            &mut errs,
+        );
+        let tk = theta_key(&cfg);
+        check(
+            &format!("{name} d{tk}"),
+            &download(&g.theta_param),
+            &gr[tk],
+            &mut errs,
+        );
+    }
+    assert!(errs.is_empty(), "golden mismatches:\n{}", errs.join("\n"));
+}
+
+#[test]
+fn every_adam_step_matches_the_reference() {
+    let device = Device::flex();
+    let mut errs = Vec::new();
+    let mut checked = 0;
+    for (name, case) in cases() {
+        let Some(steps) = case["steps"].as_array() else {
+            continue;
+        };
+        let cfg = config_of(&case);
+        let mut sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
+        let mut adam = AdamState::new(&sae);
+        for (t, rec) in steps.iter().enumerate() {
+            let out = train_step(
+                &mut sae,
+                &mut adam,
+                batch(&case, t, &device),
+                t as u64,
+                steps.len() as u64,
+                &cfg.hyper,
+                &cfg.sae,
+                None,
+            );
+            let p = LossParts::from_tensor(&out.parts);
+            check_scalar(
+                &format!("{name} step {t} loss"),
+                p.loss,
+                &rec["loss"],
+                &mut errs,
+            );
+            check_scalar(
+                &format!("{name} step {t} mse"),
+                p.mse,
+                &rec["mse"],
+                &mut errs,
+            );
+            check_scalar(
+                &format!("{name} step {t} sparsity"),
+                p.sparsity,
+                &rec["sparsity"],
+                &mut errs,
+            );
+            check_scalar(&format!("{name} step {t} l0"), p.l0, &rec["l0"], &mut errs);
+        }
+        let fin = &case["final"];
+        let h = sae.to_host();
+        check(
+            &format!("{name} final W_enc"),
+            &h.w_enc,
+            &fin["W_enc"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} final b_enc"),
+            &h.b_enc,
+            &fin["b_enc"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} final W_dec"),
+            &h.w_dec,
+            &fin["W_dec"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} final b_dec"),
+            &h.b_dec,
+            &fin["b_dec"],
+            &mut errs,
+        );
+        check(
+            &format!("{name} final threshold"),
+            &h.threshold,
+            &fin["threshold"],
+            &mut errs,
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 4,
+        "expected four multi-step golden cases, checked {checked}"
+    );
+    assert!(errs.is_empty(), "golden mismatches:\n{}", errs.join("\n"));
+}

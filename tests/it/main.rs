@@ -1,0 +1,6 @@
+//! The one integration-test binary.
+
+mod bad_input;
+mod common;
+mod golden;
+mod training;

@@ -1,0 +1,381 @@
+//! Training behaviour end to end: resume equals uninterrupted, export/eval/init_from agree,
+//! SIGTERM checkpoints, and known features are recovered from synthetic data.
+
+use crate::common::*;
+use burn::tensor::Device;
+use jumpscope::config::{Config, parse};
+use jumpscope::data::store::Store;
+use jumpscope::data::synth::{SynthSpec, mmcs};
+use jumpscope::eval::evaluate;
+use jumpscope::sae::io;
+use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::trainer::{Outcome, Trainer};
+use std::path::Path;
+use std::sync::mpsc;
+use tempfile::tempdir;
+
+fn cfg(store: &Path, out: &Path, extra: &[&str]) -> Config {
+    let mut sets: Vec<String> = vec![
+        format!("data.stores=[\"{}\"]", store.display()),
+        "data.batch_size=64".into(),
+        "data.seed=3".into(),
+        "sae.d_sae=40".into(),
+        "train.steps=12".into(),
+        "train.log_every=1".into(),
+        "train.checkpoint_every=5".into(),
+        "train.lr=1e-3".into(),
+        "train.lr_warmup_steps=3".into(),
+        "train.sparsity_warmup_steps=4".into(),
+        "train.sparsity_coefficient=0.01".into(),
+        "sae.bandwidth=0.05".into(),
+        format!("run.out=\"{}\"", out.display()),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    parse("", "test", &sets).unwrap().validate("test").unwrap()
+}
+
+fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
+    records(run_dir, "metrics")
+        .iter()
+        .map(|r| {
+            (
+                r["step"].as_u64().unwrap(),
+                r["loss"].as_f64().unwrap(),
+                r["l0"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    // 500 rows: 12 steps of 64 cross an epoch boundary, so the reshuffle is covered too
+    synth_store(&store, &small_spec(500, 7));
+    let full_dir = d.path().join("full");
+    let mut full = Trainer::new(cfg(&store, &full_dir, &[])).unwrap();
+    let (_tx_keep, rx_keep) = mpsc::channel::<Control>();
+    assert!(matches!(
+        full.run(&rx_keep, &mut |_| {}).unwrap(),
+        Outcome::Finished { .. }
+    ));
+
+    let part_dir = d.path().join("part");
+    let mut first = Trainer::new(cfg(&store, &part_dir, &[])).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stopper = tx.clone();
+    let out = first
+        .run(&rx, &mut |ev| {
+            if let TrainEvent::Metrics(m) = ev
+                && m.step == 7
+            {
+                stopper.send(Control::Stop).unwrap();
+            }
+        })
+        .unwrap();
+    assert!(matches!(out, Outcome::Stopped { step: 7, .. }), "{out:?}");
+    drop(first);
+    let mut second = Trainer::resume(&part_dir).unwrap();
+    assert_eq!(second.step(), 7);
+    let (_tx2, rx2) = mpsc::channel::<Control>();
+    assert!(matches!(
+        second.run(&rx2, &mut |_| {}).unwrap(),
+        Outcome::Finished { .. }
+    ));
+
+    let a = losses(&full_dir);
+    let b = losses(&part_dir);
+    assert_eq!(a.len(), 12);
+    assert_eq!(
+        a.iter().map(|x| x.0).collect::<Vec<_>>(),
+        b.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.1 - y.1).abs() <= 1e-6 * x.1.abs().max(1.0),
+            "step {}: loss {} vs {}",
+            x.0,
+            x.1,
+            y.1
+        );
+        assert_eq!(x.2, y.2, "step {}: l0", x.0);
+    }
+    assert_eq!(
+        records(&part_dir, "epoch").len(),
+        1,
+        "one epoch boundary logged"
+    );
+    let pa = io::load(&full_dir.join("sae")).unwrap().params;
+    let pb = io::load(&part_dir.join("sae")).unwrap().params;
+    let diff = pa
+        .w_enc
+        .iter()
+        .zip(&pb.w_enc)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff < 1e-6, "final W_enc differs by {diff}");
+}
+
+#[test]
+fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(1024, 9));
+    let run_dir = d.path().join("run");
+    let c = cfg(&store, &run_dir, &["train.steps=30"]);
+    let mut t = Trainer::new(c.clone()).unwrap();
+    let (_tx, rx) = mpsc::channel::<Control>();
+    t.run(&rx, &mut |_| {}).unwrap();
+    let scale = t.scale();
+    assert!(
+        (scale - 1.0).abs() > 0.05,
+        "the test needs a non-trivial input scale, got {scale}"
+    );
+
+    // the exported (folded) SAE on raw data reconstructs exactly what the training form did on
+    // scaled data, times the scale: compare through eval on raw rows vs a direct computation
+    let loaded = io::load(&run_dir.join("sae")).unwrap();
+    assert_eq!(loaded.format, "saelens");
+    let cfg_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("sae/cfg.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg_json["architecture"], "jumprelu");
+    assert_eq!(cfg_json["apply_b_dec_to_input"], false);
+    let train_form = t.host_params();
+    let raw = Store::open(std::slice::from_ref(&store), "activations").unwrap();
+    let mut x = Vec::new();
+    raw.read_rows(0, 256, &mut x).unwrap();
+    let (dd, m) = (train_form.d_in, train_form.d_sae);
+    let mut max_err = 0.0f32;
+    for row in x.chunks(dd) {
+        for i in 0..m {
+            // training form: z = (x/C − b_dec) W_enc + b_enc, active iff z > θ; folded: z' = C z
+            let z: f32 = (0..dd)
+                .map(|j| {
+                    (row[j] / scale as f32 - train_form.b_dec[j]) * train_form.w_enc[j * m + i]
+                })
+                .sum::<f32>()
+                + train_form.b_enc[i];
+            let zf: f32 = (0..dd)
+                .map(|j| row[j] * loaded.params.w_enc[j * m + i])
+                .sum::<f32>()
+                + loaded.params.b_enc[i];
+            max_err = max_err.max((zf - scale as f32 * z).abs());
+            if (z - train_form.threshold[i]).abs() > 1e-4 {
+                assert_eq!(
+                    z > train_form.threshold[i],
+                    zf > loaded.params.threshold[i],
+                    "feature {i} gating"
+                );
+            }
+        }
+    }
+    assert!(max_err < 1e-4, "folded pre-activations differ by {max_err}");
+
+    // `jumpscope export` of the final checkpoint writes the same SAE
+    let exported = d.path().join("exported");
+    let o = run(&[
+        "export",
+        run_dir
+            .join("checkpoints")
+            .join("step-30")
+            .to_str()
+            .unwrap(),
+        exported.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(io::load(&exported).unwrap().params, loaded.params);
+
+    // loading the folded SAE into a new run unfolds it exactly: the first loss of a run that
+    // starts from it equals the loss the original run would have at the same point
+    let cont_dir = d.path().join("cont");
+    let c2 = cfg(
+        &store,
+        &cont_dir,
+        &[
+            &format!("sae.init_from=\"{}\"", run_dir.join("sae").display()),
+            "train.steps=1",
+            "sae.d_sae=40",
+        ],
+    );
+    let t2 = Trainer::new(c2).unwrap();
+    let back = t2.host_params();
+    let err = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(
+        err(&back.b_enc, &train_form.b_enc) < 1e-5,
+        "b_enc {}",
+        err(&back.b_enc, &train_form.b_enc)
+    );
+    assert!(err(&back.b_dec, &train_form.b_dec) < 1e-6);
+    assert!(err(&back.threshold, &train_form.threshold) < 1e-6);
+    assert_eq!(back.w_enc, train_form.w_enc);
+
+    // eval agrees with an independent computation of L0 on raw rows
+    let report = evaluate(
+        &loaded.params,
+        Store::open(std::slice::from_ref(&store), "activations").unwrap(),
+        100,
+        &Device::flex(),
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(report.n_tokens, 1024);
+    let mut all = Vec::new();
+    raw.read_rows(0, 1024, &mut all).unwrap();
+    let p = &loaded.params;
+    let mut active = 0usize;
+    for row in all.chunks(dd) {
+        for i in 0..m {
+            let z: f32 = (0..dd).map(|j| row[j] * p.w_enc[j * m + i]).sum::<f32>() + p.b_enc[i];
+            active += (z > p.threshold[i] && z > 0.0) as usize;
+        }
+    }
+    assert!(
+        (report.l0 - active as f64 / 1024.0).abs() < 0.01,
+        "eval L0 {} vs {}",
+        report.l0,
+        active as f64 / 1024.0
+    );
+    let o = run(&[
+        "eval",
+        run_dir.join("sae").to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["n_tokens", "l0", "mse", "fvu", "explained_variance", "dead"] {
+        assert!(j.get(k).is_some(), "eval --json lacks {k}: {j}");
+    }
+    assert!((j["explained_variance"].as_f64().unwrap() - report.explained_variance).abs() < 1e-9);
+}
+
+#[test]
+fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(4096, 2));
+    let run_dir = d.path().join("run");
+    let body = format!(
+        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 10\n\
+         checkpoint_every = 0\n[run]\nout = \"{}\"\n",
+        store.display(),
+        run_dir.display()
+    );
+    let c = config(d.path(), &body);
+    let child = bin()
+        .args(["train", "--config", c.to_str().unwrap(), "--headless"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while records(&run_dir, "metrics").len() < 3 {
+        assert!(t0.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let ck = jumpscope::train::checkpoint::list(&run_dir);
+    assert_eq!(ck.len(), 1, "one checkpoint written on SIGTERM");
+    let step = ck[0].0;
+    assert!(step >= 30);
+    // resume for a few more steps by lowering the total through the saved config is not
+    // possible from the CLI; resuming in-process shows the run continues from that step
+    let t = Trainer::resume(&run_dir).unwrap();
+    assert_eq!(t.step(), step);
+}
+
+#[test]
+fn synthetic_features_are_recovered() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("synth.h5");
+    let spec = SynthSpec {
+        d_in: 64,
+        features: 256,
+        mean_active: 5.0,
+        tokens: 65_536,
+        noise: 0.0,
+        seed: 11,
+    };
+    let o = run(&[
+        "store",
+        "synth",
+        store.to_str().unwrap(),
+        "--d-in",
+        "64",
+        "--features",
+        "256",
+        "--mean-active",
+        "5",
+        "--tokens",
+        "65536",
+        "--seed",
+        "11",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let truth = jumpscope::data::store::read_f32_dataset(&store, "true_features").unwrap();
+    assert_eq!(truth.1, vec![256, 64]);
+    let run_dir = d.path().join("run");
+    let c = parse(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/recovery.toml"
+        ))
+        .unwrap(),
+        "recovery.toml",
+        &[
+            format!("data.stores=[\"{}\"]", store.display()),
+            format!("run.out=\"{}\"", run_dir.display()),
+        ],
+    )
+    .unwrap()
+    .validate("recovery.toml")
+    .unwrap();
+    let mut t = Trainer::new(c).unwrap();
+    let (_tx, rx) = mpsc::channel::<Control>();
+    let mut last = None;
+    t.run(&rx, &mut |ev| {
+        if let TrainEvent::Metrics(m) = ev {
+            last = Some(m);
+        }
+    })
+    .unwrap();
+    let sae = io::load(&run_dir.join("sae")).unwrap().params;
+    let score = mmcs(&sae.w_dec, &truth.0, spec.d_in);
+    let report = evaluate(
+        &sae,
+        Store::open(std::slice::from_ref(&store), "activations").unwrap(),
+        4096,
+        &Device::flex(),
+        |_, _| {},
+    )
+    .unwrap();
+    eprintln!(
+        "recovery: MMCS {score:.3}, eval L0 {:.2}, EV {:.3}, last {:?}",
+        report.l0,
+        report.explained_variance,
+        last.map(|m| (m.l0, m.explained_variance))
+    );
+    assert!(score >= 0.9, "MMCS {score}");
+    assert!(
+        (report.l0 - 5.0).abs() <= 0.3 * 5.0,
+        "L0 {} not within 30% of 5",
+        report.l0
+    );
+}
