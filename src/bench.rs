@@ -5,7 +5,7 @@ use crate::config::{Config, parse};
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, Sae, upload};
 use crate::train::adam::AdamState;
-use crate::train::step::train_step;
+use crate::train::step::{StepPlan, train_step};
 use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -82,14 +82,17 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
         .collect();
     let total = (warmup + steps) as u64;
     let mut step = |t: usize| {
+        let plan = StepPlan {
+            t: t as u64,
+            total_steps: total,
+            hyper: &cfg.hyper,
+            sae: &cfg.sae,
+        };
         let out = train_step(
             &mut sae,
             &mut adam,
             batches[t % batches.len()].clone(),
-            t as u64,
-            total,
-            &cfg.hyper,
-            &cfg.sae,
+            plan,
             None,
         );
         out.parts

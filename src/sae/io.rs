@@ -89,6 +89,12 @@ pub fn unfold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
     out
 }
 
+/// A tensor on the host: row-major f32 values and the shape.
+pub type HostTensor = (Vec<f32>, Vec<usize>);
+
+/// Named host tensors, as read from a safetensors file.
+pub type TensorMap = HashMap<String, HostTensor>;
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -113,9 +119,7 @@ pub fn write_safetensors(
 }
 
 /// Read every tensor of a safetensors file as f32 (F32, F16, BF16 and F64 accepted).
-pub fn read_safetensors(
-    path: &Path,
-) -> Result<HashMap<String, (Vec<f32>, Vec<usize>)>, SaeIoError> {
+pub fn read_safetensors(path: &Path) -> Result<TensorMap, SaeIoError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
@@ -153,7 +157,7 @@ pub fn read_safetensors(
 
 fn take(
     path: &Path,
-    map: &mut HashMap<String, (Vec<f32>, Vec<usize>)>,
+    map: &mut TensorMap,
     name: &str,
     shape: &[usize],
 ) -> Result<Vec<f32>, SaeIoError> {
@@ -170,10 +174,7 @@ fn take(
 }
 
 /// Assemble inference-form parameters from the five named tensors, checking shapes.
-fn params_from_map(
-    path: &Path,
-    mut map: HashMap<String, (Vec<f32>, Vec<usize>)>,
-) -> Result<HostParams, SaeIoError> {
+fn params_from_map(path: &Path, mut map: TensorMap) -> Result<HostParams, SaeIoError> {
     let shape = map
         .get("W_enc")
         .map(|(_, s)| s.clone())

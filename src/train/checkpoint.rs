@@ -8,9 +8,8 @@
 
 use crate::config::Config;
 use crate::data::batches::Position;
-use crate::sae::io::{SaeIoError, read_safetensors, write_safetensors};
+use crate::sae::io::{HostTensor, SaeIoError, TensorMap, read_safetensors, write_safetensors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Format version written into `state.json`.
@@ -146,9 +145,7 @@ pub fn write(
 }
 
 /// Read a checkpoint directory.
-pub fn read(
-    dir: &Path,
-) -> Result<(CheckpointState, HashMap<String, (Vec<f32>, Vec<usize>)>), CheckpointError> {
+pub fn read(dir: &Path) -> Result<(CheckpointState, Tensors), CheckpointError> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let state: CheckpointState =
@@ -162,6 +159,36 @@ pub fn read(
             reason: format!("version {}: expected {VERSION}", state.version),
         });
     }
-    let tensors = read_safetensors(&dir.join("tensors.safetensors"))?;
-    Ok((state, tensors))
+    let path = dir.join("tensors.safetensors");
+    let map = read_safetensors(&path)?;
+    Ok((state, Tensors { map, path }))
+}
+
+/// The tensors of a checkpoint read back, taken out one by one by name.
+#[derive(Debug)]
+pub struct Tensors {
+    map: TensorMap,
+    path: PathBuf,
+}
+
+impl Tensors {
+    /// Remove and return tensor `name`, or say which file lacks it.
+    pub fn take(&mut self, name: &str) -> Result<HostTensor, CheckpointError> {
+        self.map.remove(name).ok_or_else(|| CheckpointError::State {
+            path: self.path.clone(),
+            reason: format!("tensor `{name}` missing"),
+        })
+    }
+
+    /// Take tensor `name` and check it has `len` elements.
+    pub fn take_len(&mut self, name: &str, len: usize) -> Result<Vec<f32>, CheckpointError> {
+        let (v, shape) = self.take(name)?;
+        if v.len() != len {
+            return Err(CheckpointError::State {
+                path: self.path.clone(),
+                reason: format!("tensor `{name}` has shape {shape:?}: expected {len} values"),
+            });
+        }
+        Ok(v)
+    }
 }

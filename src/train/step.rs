@@ -20,17 +20,33 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
     }
 }
 
-/// Train on one batch at 0-based step `t`; returns the (pre-update) loss parts and statistics.
+/// Where a step stands in its run and the settings in force.
+#[derive(Debug, Clone, Copy)]
+pub struct StepPlan<'a> {
+    /// 0-based step index.
+    pub t: u64,
+    /// Steps of the whole run (for lr decay).
+    pub total_steps: u64,
+    /// Hyperparameters in force.
+    pub hyper: &'a Hyper,
+    /// Structural model settings.
+    pub sae: &'a SaeConfig,
+}
+
+/// Train on one batch; returns the (pre-update) loss parts and statistics.
 pub fn train_step(
     sae: &mut Sae,
     adam: &mut AdamState,
     x: Tensor<2>,
-    t: u64,
-    total_steps: u64,
-    h: &Hyper,
-    sae_cfg: &SaeConfig,
+    plan: StepPlan<'_>,
     dead: Option<&Tensor<1, Bool>>,
 ) -> StepOutput {
+    let StepPlan {
+        t,
+        total_steps,
+        hyper: h,
+        sae: sae_cfg,
+    } = plan;
     let settings = loss_settings(t, h, sae_cfg);
     let (out, grads) = loss_and_grads(sae, x, &settings, dead);
     let a = AdamSettings {

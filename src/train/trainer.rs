@@ -20,7 +20,7 @@ use crate::train::adam::{AdamState, Moments};
 use crate::train::checkpoint::{self, CheckpointError, CheckpointState, CheckpointTensors};
 use crate::train::control::{Control, MetricsRecord, TrainEvent};
 use crate::train::schedule::{lambda_at, lr_at};
-use crate::train::step::train_step;
+use crate::train::step::{StepPlan, train_step};
 use burn::tensor::{Device, Tensor};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -245,16 +245,13 @@ impl Trainer {
         cfg.out = run_dir.to_path_buf();
         let device = device::resolve(&cfg.device)?;
         let store = Store::open(&cfg.data.stores, &cfg.data.dataset)?;
-        let mut take = |name: &str| -> Result<(Vec<f32>, Vec<usize>), TrainError> {
-            tensors.remove(name).ok_or_else(|| {
-                TrainError::Checkpoint(CheckpointError::State {
-                    path: ckpt.join("tensors.safetensors"),
-                    reason: format!("tensor `{name}` missing"),
-                })
-            })
+        let (w_enc, shape) = tensors.take("W_enc")?;
+        let [d_in, m] = shape[..] else {
+            return Err(TrainError::Checkpoint(CheckpointError::State {
+                path: ckpt.join("tensors.safetensors"),
+                reason: format!("W_enc has shape {shape:?}: expected [d_in, d_sae]"),
+            }));
         };
-        let (w_enc, shape) = take("W_enc")?;
-        let (d_in, m) = (shape[0], shape[1]);
         if d_in != store.d_in() {
             return Err(TrainError::InitMismatch {
                 path: ckpt.clone(),
@@ -264,35 +261,29 @@ impl Trainer {
                 data: store.d_in(),
             });
         }
-        let mut t1 = |name: &str| -> Result<Tensor<1>, TrainError> {
-            let (v, _) = take(name)?;
-            Ok(upload(&v, [v.len()], &device))
+        let mut vec1 = |name: &str, len: usize| -> Result<Tensor<1>, TrainError> {
+            Ok(upload(&tensors.take_len(name, len)?, [len], &device))
         };
-        let b_enc = t1("b_enc")?;
-        let b_dec = t1("b_dec")?;
-        let theta_param = t1("theta_param")?;
-        let steps_since_fired = t1("steps_since_fired")?;
-        let fire_window = t1("fire_window")?;
-        let fire_total = t1("fire_total")?;
-        let moments = |prefix: &str,
-                       take: &mut dyn FnMut(&str) -> Result<(Vec<f32>, Vec<usize>), TrainError>|
-         -> Result<Moments, TrainError> {
-            let (we, _) = take(&format!("{prefix}.W_enc"))?;
-            let (be, _) = take(&format!("{prefix}.b_enc"))?;
-            let (wd, _) = take(&format!("{prefix}.W_dec"))?;
-            let (bd, _) = take(&format!("{prefix}.b_dec"))?;
-            let (tp, _) = take(&format!("{prefix}.theta_param"))?;
+        let b_enc = vec1("b_enc", m)?;
+        let b_dec = vec1("b_dec", d_in)?;
+        let theta_param = vec1("theta_param", m)?;
+        let steps_since_fired = vec1("steps_since_fired", m)?;
+        let fire_window = vec1("fire_window", m)?;
+        let fire_total = vec1("fire_total", m)?;
+        let w_dec = tensors.take_len("W_dec", m * d_in)?;
+        let mut moments = |prefix: &str| -> Result<Moments, TrainError> {
+            let mut get =
+                |name: &str, len: usize| tensors.take_len(&format!("{prefix}.{name}"), len);
             Ok(Moments {
-                w_enc: upload(&we, [d_in, m], &device),
-                b_enc: upload(&be, [m], &device),
-                w_dec: upload(&wd, [m, d_in], &device),
-                b_dec: upload(&bd, [d_in], &device),
-                theta_param: upload(&tp, [m], &device),
+                w_enc: upload(&get("W_enc", d_in * m)?, [d_in, m], &device),
+                b_enc: upload(&get("b_enc", m)?, [m], &device),
+                w_dec: upload(&get("W_dec", m * d_in)?, [m, d_in], &device),
+                b_dec: upload(&get("b_dec", d_in)?, [d_in], &device),
+                theta_param: upload(&get("theta_param", m)?, [m], &device),
             })
         };
-        let (w_dec, _) = take("W_dec")?;
-        let am = moments("adam_m", &mut take)?;
-        let av = moments("adam_v", &mut take)?;
+        let am = moments("adam_m")?;
+        let av = moments("adam_v")?;
         let sae = Sae {
             w_enc: upload(&w_enc, [d_in, m], &device),
             b_enc,
@@ -455,23 +446,21 @@ impl Trainer {
                 });
             }
             let x = upload(&batch.data, [batch.rows, d_in], &self.device);
-            let is_log = (self.step + 1) % self.cfg.hyper.log_every == 0 || self.step + 1 == total;
+            let is_log =
+                (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
             let x_for_metrics = is_log.then(|| x.clone());
             let dead = (self.cfg.hyper.pre_act_coefficient > 0.0).then(|| {
                 self.steps_since_fired
                     .clone()
                     .greater_equal_elem(self.dead_steps())
             });
-            let out = train_step(
-                &mut self.sae,
-                &mut self.adam,
-                x,
-                self.step,
-                total,
-                &self.cfg.hyper,
-                &self.cfg.sae,
-                dead.as_ref(),
-            );
+            let plan = StepPlan {
+                t: self.step,
+                total_steps: total,
+                hyper: &self.cfg.hyper,
+                sae: &self.cfg.sae,
+            };
+            let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
             let fired = out.fire_counts.clone().greater_elem(0.0);
             self.steps_since_fired = (self.steps_since_fired.clone() + 1.0).mask_fill(fired, 0.0);
             self.fire_window = self.fire_window.clone() + out.fire_counts.clone();
@@ -499,7 +488,7 @@ impl Trainer {
                 window_tokens_start = self.tokens_seen;
             }
             let every = self.cfg.hyper.checkpoint_every;
-            if every > 0 && self.step % every == 0 && self.step < total {
+            if every > 0 && self.step.is_multiple_of(every) && self.step < total {
                 self.checkpoint(&mut pending, report)?;
             }
         }
@@ -823,29 +812,28 @@ pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
         checkpoint::latest(ckpt)?
     };
     let (state, mut t) = checkpoint::read(&ckpt)?;
-    let missing = |name: &str| {
-        TrainError::Checkpoint(CheckpointError::State {
+    let (w_enc, shape) = t.take("W_enc")?;
+    let [d_in, d_sae] = shape[..] else {
+        return Err(TrainError::Checkpoint(CheckpointError::State {
             path: ckpt.join("tensors.safetensors"),
-            reason: format!("tensor `{name}` missing"),
-        })
+            reason: format!("W_enc has shape {shape:?}: expected [d_in, d_sae]"),
+        }));
     };
-    let mut get = |name: &str| t.remove(name).ok_or_else(|| missing(name));
-    let (w_enc, shape) = get("W_enc")?;
-    let (theta_param, _) = get("theta_param")?;
+    let theta_param = t.take_len("theta_param", d_sae)?;
     let threshold = match state.config.sae.threshold_param {
         ThresholdParam::Log => theta_param.iter().map(|v| v.exp()).collect(),
         ThresholdParam::Raw => theta_param.iter().map(|v| v.max(0.0)).collect(),
     };
     let host = HostParams {
-        d_in: shape[0],
-        d_sae: shape[1],
+        d_in,
+        d_sae,
         w_enc,
-        b_enc: get("b_enc")?.0,
-        w_dec: get("W_dec")?.0,
-        b_dec: get("b_dec")?.0,
+        b_enc: t.take_len("b_enc", d_sae)?,
+        w_dec: t.take_len("W_dec", d_sae * d_in)?,
+        b_dec: t.take_len("b_dec", d_in)?,
         threshold,
     };
-    let (fire_total, _) = get("fire_total")?;
+    let fire_total = t.take_len("fire_total", d_sae)?;
     let (params, sparsity) = inference_form(
         host,
         state.scale,

@@ -7,7 +7,7 @@ use jumpscope::config::{Config, ThresholdParam, parse};
 use jumpscope::sae::loss::{LossParts, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
 use jumpscope::train::adam::AdamState;
-use jumpscope::train::step::{loss_settings, train_step};
+use jumpscope::train::step::{StepPlan, loss_settings, train_step};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -110,19 +110,20 @@ fn max_err(ours: &[f32], want: &[f64]) -> f64 {
     ours.iter()
         .zip(want)
         .map(|(a, b)| (*a as f64 - b).abs())
-        .fold(0.0, f64::max)
+        // NaN must not hide behind f64::max, which ignores it
+        .fold(0.0, |m: f64, e| if e.is_nan() || m.is_nan() { f64::NAN } else { m.max(e) })
 }
 
 fn check(what: &str, ours: &[f32], want: &Value, errs: &mut Vec<String>) {
     let e = max_err(ours, &flat64(want));
-    if !(e <= TOL) {
+    if e.is_nan() || e > TOL {
         errs.push(format!("{what}: max abs error {e:.3e}"));
     }
 }
 
 fn check_scalar(what: &str, ours: f64, want: &Value, errs: &mut Vec<String>) {
     let e = (ours - want.as_f64().unwrap()).abs();
-    if !(e <= TOL) {
+    if e.is_nan() || e > TOL {
         errs.push(format!("{what}: {ours} vs {want} (error {e:.3e})"));
     }
 }
@@ -205,16 +206,13 @@ fn every_adam_step_matches_the_reference() {
         let mut sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
         let mut adam = AdamState::new(&sae);
         for (t, rec) in steps.iter().enumerate() {
-            let out = train_step(
-                &mut sae,
-                &mut adam,
-                batch(&case, t, &device),
-                t as u64,
-                steps.len() as u64,
-                &cfg.hyper,
-                &cfg.sae,
-                None,
-            );
+            let plan = StepPlan {
+                t: t as u64,
+                total_steps: steps.len() as u64,
+                hyper: &cfg.hyper,
+                sae: &cfg.sae,
+            };
+            let out = train_step(&mut sae, &mut adam, batch(&case, t, &device), plan, None);
             let p = LossParts::from_tensor(&out.parts);
             check_scalar(
                 &format!("{name} step {t} loss"),

@@ -121,7 +121,13 @@ fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
 fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");
-    synth_store(&store, &small_spec(1024, 9));
+    synth_store(
+        &store,
+        &SynthSpec {
+            mean_active: 9.0,
+            ..small_spec(1024, 9)
+        },
+    );
     let run_dir = d.path().join("run");
     let c = cfg(&store, &run_dir, &["train.steps=30"]);
     let mut t = Trainer::new(c.clone()).unwrap();
@@ -254,7 +260,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     for k in ["n_tokens", "l0", "mse", "fvu", "explained_variance", "dead"] {
         assert!(j.get(k).is_some(), "eval --json lacks {k}: {j}");
     }
-    assert!((j["explained_variance"].as_f64().unwrap() - report.explained_variance).abs() < 1e-9);
+    assert!((j["explained_variance"].as_f64().unwrap() - report.explained_variance).abs() < 1e-5);
 }
 
 #[test]
