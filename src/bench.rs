@@ -87,6 +87,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
             total_steps: total,
             hyper: &cfg.hyper,
             sae: &cfg.sae,
+            fused_host: crate::device::fused_host(device),
         };
         let out = train_step(
             &mut sae,

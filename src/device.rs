@@ -36,3 +36,10 @@ pub fn label(name: &str) -> String {
         other => other.to_string(),
     }
 }
+
+/// Whether the fused host-memory kernels (`sae::fused`) apply: the device keeps tensors in host
+/// memory (burn's flex backend), and `JUMPSCOPE_NO_FUSED` is not set (it forces the generic
+/// tensor-op path, for comparisons).
+pub fn fused_host(device: &Device) -> bool {
+    *device == Device::flex() && std::env::var_os("JUMPSCOPE_NO_FUSED").is_none()
+}

@@ -21,6 +21,9 @@
 //! chain rule multiplies by θ.
 
 use crate::config::{SparsityLoss, ThresholdParam};
+use crate::sae::fused;
+use crate::sae::jumprelu::Backward;
+use crate::sae::jumprelu::{self, Encoded};
 use crate::sae::model::Sae;
 use burn::tensor::{Bool, Tensor};
 
@@ -41,6 +44,8 @@ pub struct LossSettings {
     pub pre_act_coefficient: f64,
     /// Subtract b_dec before encoding.
     pub pre_encoder_bias: bool,
+    /// Run the elementwise parts as fused loops over host memory (CPU backend only).
+    pub fused_host: bool,
 }
 
 /// Gradients, one per parameter, same shapes.
@@ -98,6 +103,19 @@ impl LossParts {
     }
 }
 
+/// What the elementwise parts of a step need besides the activations.
+#[derive(Debug, Clone)]
+pub struct ElementwiseInputs {
+    /// `[d_sae]` encoder bias.
+    pub b_enc: Tensor<1>,
+    /// `[d_sae]` θ.
+    pub theta: Tensor<1>,
+    /// `[d_sae]` ‖W_dec[i]‖ (needed by tanh and the pre-activation loss).
+    pub norms: Option<Tensor<1>>,
+    /// `[d_sae]` weight of each feature in the pre-activation loss: ‖W_dec[i]‖ if dead, else 0.
+    pub pre_act_weights: Option<Tensor<1>>,
+}
+
 /// Forward and backward pass on one batch. `dead` marks the features the pre-activation loss
 /// applies to (ignored when its coefficient is 0).
 pub fn loss_and_grads(
@@ -109,110 +127,65 @@ pub fn loss_and_grads(
     let [b, d_in] = x.dims();
     let (_, m) = sae.dims();
     let bf = b as f64;
-    let eps = s.bandwidth;
 
     let x_in = if s.pre_encoder_bias {
         x.clone() - sae.b_dec.clone().unsqueeze_dim::<2>(0)
     } else {
         x.clone()
     };
-    let z = x_in.clone().matmul(sae.w_enc.clone()) + sae.b_enc.clone().unsqueeze_dim::<2>(0);
     let theta = sae.theta();
-    let u = z.clone() - theta.clone().unsqueeze_dim::<2>(0).expand([b, m]);
-    let active = u.clone().greater_elem(0.0);
-    let inactive = active.clone().bool_not();
-    let f = z.mask_fill(inactive.clone(), 0.0);
+    let needs_norms = s.sparsity_loss == SparsityLoss::Tanh || s.pre_act_coefficient > 0.0;
+    let norms = needs_norms.then(|| sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]));
+    let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead, &norms) {
+        (true, Some(dead), Some(n)) => Some(n.clone().mask_fill(dead.clone().bool_not(), 0.0)),
+        _ => None,
+    };
+    let inputs = ElementwiseInputs {
+        b_enc: sae.b_enc.clone(),
+        theta: theta.clone(),
+        norms,
+        pre_act_weights,
+    };
+
+    // z = x_in W_enc (+ b_enc inside the encode step), f = z · H(z − θ)
+    let z = x_in.clone().matmul(sae.w_enc.clone());
+    let Encoded {
+        f,
+        fire_counts,
+        sparsity,
+        pre_act,
+        ctx,
+    } = if s.fused_host {
+        fused::encode(z, &inputs, s)
+    } else {
+        jumprelu::encode(z, &inputs, s)
+    };
     let x_hat = f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
     let residual = x_hat - x;
     let mse = residual.clone().square().sum() / bf;
-
-    let active_f = active.float();
-    let fire_counts = active_f.clone().sum_dim(0).squeeze_dim::<1>(0);
     let l0 = fire_counts.clone().sum() / bf;
 
     // ∂mse/∂x̂ = 2 (x̂ − x) / B
     let d_xhat = residual.clone() * (2.0 / bf);
-    let mut g_w_dec = f.clone().transpose().matmul(d_xhat.clone());
+    let mut g_w_dec = f.transpose().matmul(d_xhat.clone());
     let mut g_b_dec = d_xhat.clone().sum_dim(0).squeeze_dim::<1>(0);
-    let mut g_f = d_xhat.matmul(sae.w_dec.clone().transpose());
+    let g_f = d_xhat.matmul(sae.w_dec.clone().transpose());
 
-    // rect((z − θ)/ε) = 1 ⇔ |z − θ| < ε/2
-    let near = u.clone().abs().lower_elem(eps / 2.0);
-    let not_near = near.clone().bool_not();
-
-    // The sparsity penalty: its value, and the upstream gradient that its Step sends towards θ
-    // (summed over the batch), or, for tanh, what it adds to ∂L/∂f and ∂L/∂W_dec.
-    let lam = s.lambda;
-    let (sparsity, step_theta_grad) = match s.sparsity_loss {
-        SparsityLoss::L0 => {
-            // Step upstream g = λ/B everywhere → θ-grad −(1/ε)·(λ/B)·Σ_b rect
-            let count_near = near.clone().float().sum_dim(0).squeeze_dim::<1>(0);
-            (l0.clone(), Some(count_near * (-lam / (eps * bf))))
-        }
-        SparsityLoss::L0Target => {
-            let target = s.target_l0;
-            let l0_b = active_f.sum_dim(1); // [B,1]
-            let dev = l0_b - target;
-            let sparsity = dev.clone().square().sum() * (2.0 / target / bf);
-            // ∂/∂l0_b of λ·(2/L*)(l0_b − L*)²/B = λ·(4/L*)(l0_b − L*)/B
-            let g_b = dev * (lam * 4.0 / target / bf);
-            let g = g_b
-                .expand([b, m])
-                .mask_fill(not_near.clone(), 0.0)
-                .sum_dim(0)
-                .squeeze_dim::<1>(0);
-            (sparsity, Some(g * (-1.0 / eps)))
-        }
-        SparsityLoss::Tanh => {
-            let c = s.tanh_scale;
-            let norms = sae.w_dec.clone().square().sum_dim(1); // [m,1]
-            let norms = norms.sqrt();
-            let norms_row = norms.clone().reshape([1, m]);
-            let th = (f.clone() * norms_row.clone() * c).tanh();
-            let sparsity = th.clone().sum() / bf;
-            let sech2 = th.square().neg() + 1.0;
-            // ∂/∂f_bi = λ c n_i sech² / B;   ∂/∂n_i = λ c Σ_b f_bi sech² / B
-            let g_n = (f.clone() * sech2.clone()).sum_dim(0) * (lam * c / bf); // [1,m]
-            g_f = g_f + sech2 * norms_row * (lam * c / bf);
-            g_w_dec = g_w_dec + sae.w_dec.clone() * (g_n.reshape([m, 1]) / norms);
-            (sparsity, None)
-        }
+    let Backward {
+        g_z,
+        g_theta,
+        g_b_enc,
+        g_norms,
+    } = match ctx {
+        jumprelu::Ctx::Generic(c) => jumprelu::backward(g_f, c, &inputs, s),
+        jumprelu::Ctx::Fused(c) => fused::backward(g_f, c, &inputs, s),
     };
-
-    // θ-gradient of JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f
-    let jump_sum = g_f
-        .clone()
-        .mask_fill(not_near, 0.0)
-        .sum_dim(0)
-        .squeeze_dim::<1>(0);
-    let mut g_theta = jump_sum * theta.clone() * (-1.0 / eps);
-    if let Some(g) = step_theta_grad {
-        g_theta = g_theta + g;
+    if let (Some(g_n), Some(n)) = (g_norms, &inputs.norms) {
+        // ‖W_dec[i]‖ depends on the row: ∂‖w‖/∂w = w / ‖w‖
+        g_w_dec = g_w_dec + sae.w_dec.clone() * (g_n / n.clone()).reshape([m, 1]);
     }
 
-    let mut g_z = g_f.mask_fill(inactive, 0.0);
-
-    // Pre-activation loss (Anthropic, Jan 2025) on dead features only:
-    //   P = mean_b Σ_{i dead} relu(θ_i − z_bi) ‖W_dec[i]‖, with θ and ‖W_dec[i]‖ held constant,
-    // so it only pulls the pre-activations of dead features up towards their thresholds.
-    let pre_act = match (s.pre_act_coefficient > 0.0, dead) {
-        (true, Some(dead)) => {
-            let norms = sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]);
-            let w = norms.mask_fill(dead.clone().bool_not(), 0.0); // [m]
-            let below = u.clone().lower_elem(0.0);
-            let gap = u.neg().clamp_min(0.0); // relu(θ − z)
-            let value = (gap * w.clone().unsqueeze_dim::<2>(0)).sum() / bf;
-            let per = (w * (-s.pre_act_coefficient / bf))
-                .unsqueeze_dim::<2>(0)
-                .expand([b, m]);
-            g_z = g_z.mask_where(below, per);
-            value
-        }
-        _ => Tensor::<1>::zeros([1], &x_in.device()),
-    };
-
-    let g_w_enc = x_in.transpose().matmul(g_z.clone());
-    let g_b_enc = g_z.sum_dim(0).squeeze_dim::<1>(0);
+    let g_w_enc = x_in.transpose().matmul(g_z);
     if s.pre_encoder_bias {
         // x_in = x − b_dec ⇒ ∂L/∂b_dec −= W_enc · Σ_b ∂L/∂z
         let back = sae
@@ -229,7 +202,7 @@ pub fn loss_and_grads(
         }
     };
 
-    let loss = mse.clone() + sparsity.clone() * lam + pre_act.clone() * s.pre_act_coefficient;
+    let loss = mse.clone() + sparsity.clone() * s.lambda + pre_act.clone() * s.pre_act_coefficient;
     let parts = Tensor::cat(vec![loss, mse, sparsity, l0, pre_act], 0);
     (
         StepOutput {

@@ -7,7 +7,7 @@ use crate::train::adam::{AdamSettings, AdamState};
 use crate::train::schedule::{lambda_at, lr_at};
 use burn::tensor::{Bool, Tensor};
 
-/// The loss settings at step `t` under these hyperparameters.
+/// The loss settings at step `t` under these hyperparameters (generic elementwise path).
 pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
     LossSettings {
         sparsity_loss: h.sparsity_loss,
@@ -17,6 +17,7 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         target_l0: h.target_l0.unwrap_or(1.0),
         pre_act_coefficient: h.pre_act_coefficient,
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
+        fused_host: false,
     }
 }
 
@@ -31,6 +32,8 @@ pub struct StepPlan<'a> {
     pub hyper: &'a Hyper,
     /// Structural model settings.
     pub sae: &'a SaeConfig,
+    /// Use the fused host-memory kernels (`device::fused_host`).
+    pub fused_host: bool,
 }
 
 /// Train on one batch; returns the (pre-update) loss parts and statistics.
@@ -46,8 +49,12 @@ pub fn train_step(
         total_steps,
         hyper: h,
         sae: sae_cfg,
+        fused_host,
     } = plan;
-    let settings = loss_settings(t, h, sae_cfg);
+    let settings = LossSettings {
+        fused_host,
+        ..loss_settings(t, h, sae_cfg)
+    };
     let (out, grads) = loss_and_grads(sae, x, &settings, dead);
     let a = AdamSettings {
         lr: lr_at(t, h, total_steps),

@@ -459,6 +459,7 @@ impl Trainer {
                 total_steps: total,
                 hyper: &self.cfg.hyper,
                 sae: &self.cfg.sae,
+                fused_host: device::fused_host(&self.device),
             };
             let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
             let fired = out.fire_counts.clone().greater_elem(0.0);

@@ -39,6 +39,20 @@ fn cases() -> Vec<(String, Value)> {
     out
 }
 
+/// Every case twice: through the generic tensor-op path and through the fused host kernels,
+/// the name saying which.
+fn cases_both_paths() -> Vec<(String, Value, bool)> {
+    cases()
+        .into_iter()
+        .flat_map(|(n, v)| {
+            [
+                (format!("{n} [generic]"), v.clone(), false),
+                (format!("{n} [fused]"), v, true),
+            ]
+        })
+        .collect()
+}
+
 fn flat(v: &Value) -> Vec<f32> {
     match v {
         Value::Array(a) => a.iter().flat_map(flat).collect(),
@@ -111,7 +125,13 @@ fn max_err(ours: &[f32], want: &[f64]) -> f64 {
         .zip(want)
         .map(|(a, b)| (*a as f64 - b).abs())
         // NaN must not hide behind f64::max, which ignores it
-        .fold(0.0, |m: f64, e| if e.is_nan() || m.is_nan() { f64::NAN } else { m.max(e) })
+        .fold(0.0, |m: f64, e| {
+            if e.is_nan() || m.is_nan() {
+                f64::NAN
+            } else {
+                m.max(e)
+            }
+        })
 }
 
 fn check(what: &str, ours: &[f32], want: &Value, errs: &mut Vec<String>) {
@@ -139,12 +159,13 @@ fn theta_key(cfg: &Config) -> &'static str {
 fn first_forward_loss_and_gradients_match_the_reference() {
     let device = Device::flex();
     let mut errs = Vec::new();
-    for (name, case) in cases() {
+    for (name, case, fused) in cases_both_paths() {
         let cfg = config_of(&case);
         let sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
         let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
         // the reference's first forward uses the full coefficient, no warm-up
         s.lambda = cfg.hyper.sparsity_coefficient;
+        s.fused_host = fused;
         let (out, g) = loss_and_grads(&sae, batch(&case, 0, &device), &s, None);
         let parts = LossParts::from_tensor(&out.parts);
         let ff = &case["first_forward"];
@@ -198,7 +219,7 @@ fn every_adam_step_matches_the_reference() {
     let device = Device::flex();
     let mut errs = Vec::new();
     let mut checked = 0;
-    for (name, case) in cases() {
+    for (name, case, fused) in cases_both_paths() {
         let Some(steps) = case["steps"].as_array() else {
             continue;
         };
@@ -211,6 +232,7 @@ fn every_adam_step_matches_the_reference() {
                 total_steps: steps.len() as u64,
                 hyper: &cfg.hyper,
                 sae: &cfg.sae,
+                fused_host: fused,
             };
             let out = train_step(&mut sae, &mut adam, batch(&case, t, &device), plan, None);
             let p = LossParts::from_tensor(&out.parts);

@@ -1,0 +1,274 @@
+//! The elementwise parts of a step as two fused loops over host memory, for the CPU backend.
+//!
+//! Why: written with tensor ops (`sae::jumprelu`), the JumpReLU forward and its straight-through
+//! backward make about fifteen passes over the `[batch, d_sae]` activations, each a separate
+//! kernel on burn's CPU backend; that memory traffic cost as much as the matrix products. Here
+//! `encode` makes one pass (bias, threshold, flags, f, counts, penalties) and `backward` one more
+//! (STE gradients, θ sums, b_enc sums), in place on the buffers that the matrix products returned
+//! (burn's flex backend hands them over without copying when they are not shared).
+//! Only for devices whose tensors live in host memory (`device::is_host`); the results equal
+//! `sae::jumprelu`'s up to float rounding (tested).
+
+use crate::config::SparsityLoss;
+use crate::sae::jumprelu::{Backward, Ctx, Encoded};
+use crate::sae::loss::{ElementwiseInputs, LossSettings};
+use crate::sae::model::download;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+const ACTIVE: u8 = 1;
+const NEAR: u8 = 2;
+const BELOW: u8 = 4;
+
+/// Host state saved by [`encode`] for [`backward`].
+#[derive(Debug)]
+pub struct FusedCtx {
+    /// Per element: ACTIVE (z > θ), NEAR (|z − θ| < ε/2), BELOW (z < θ).
+    flags: Vec<u8>,
+    /// Active features per token.
+    row_l0: Vec<f32>,
+    /// Per feature: tokens with NEAR set.
+    near_counts: Vec<f32>,
+    /// f, kept only for the tanh penalty's backward.
+    f: Option<Vec<f32>>,
+    device: Device,
+}
+
+fn take_host(t: Tensor<2>) -> (TensorData, [usize; 2]) {
+    let dims = t.dims();
+    (t.into_data().convert::<f32>(), dims)
+}
+
+fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+fn add_into(acc: &mut [f32], other: &[f32]) {
+    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+}
+
+#[derive(Clone)]
+struct EncodeAcc {
+    fire: Vec<f32>,
+    near: Vec<f32>,
+    tanh_sum: f64,
+    pre_act_sum: f64,
+}
+
+/// z (without bias) → f and the forward statistics, in one pass.
+pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encoded {
+    let device = z.device();
+    let (mut data, [b, m]) = take_host(z);
+    let b_enc = download(&inp.b_enc);
+    let theta = download(&inp.theta);
+    let norms = inp.norms.as_ref().map(download);
+    let pre_w = inp.pre_act_weights.as_ref().map(download);
+    let half = (s.bandwidth / 2.0) as f32;
+    let tanh_c = s.tanh_scale as f32;
+    let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+    let mut flags = vec![0u8; b * m];
+    let mut row_l0 = vec![0f32; b];
+    let zs = data
+        .as_mut_slice::<f32>()
+        .expect("matmul output is contiguous f32");
+    let chunk = rows_per_task(b);
+    let zero = EncodeAcc {
+        fire: vec![0.0; m],
+        near: vec![0.0; m],
+        tanh_sum: 0.0,
+        pre_act_sum: 0.0,
+    };
+    let acc = zs
+        .par_chunks_mut(chunk * m)
+        .zip(flags.par_chunks_mut(chunk * m))
+        .zip(row_l0.par_chunks_mut(chunk))
+        .map(|((zc, fc), lc)| {
+            let mut acc = zero.clone();
+            for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
+                let mut active = 0u32;
+                for i in 0..m {
+                    let z = zr[i] + b_enc[i];
+                    let u = z - theta[i];
+                    let a = u > 0.0;
+                    let near = u.abs() < half;
+                    let below = u < 0.0;
+                    fr[i] = (a as u8) | ((near as u8) << 1) | ((below as u8) << 2);
+                    let f = if a { z } else { 0.0 };
+                    zr[i] = f;
+                    active += a as u32;
+                    acc.fire[i] += a as u8 as f32;
+                    acc.near[i] += near as u8 as f32;
+                    if let Some(w) = &pre_w
+                        && below
+                    {
+                        acc.pre_act_sum += (w[i] * -u) as f64;
+                    }
+                    if is_tanh && a {
+                        let n = norms.as_ref().map_or(1.0, |n| n[i]);
+                        acc.tanh_sum += (tanh_c * f * n).tanh() as f64;
+                    }
+                }
+                *l0 = active as f32;
+            }
+            acc
+        })
+        .reduce(
+            || zero.clone(),
+            |mut a, b| {
+                add_into(&mut a.fire, &b.fire);
+                add_into(&mut a.near, &b.near);
+                a.tanh_sum += b.tanh_sum;
+                a.pre_act_sum += b.pre_act_sum;
+                a
+            },
+        );
+    let bf = b as f64;
+    let sparsity = match s.sparsity_loss {
+        SparsityLoss::L0 => row_l0.iter().map(|&v| v as f64).sum::<f64>() / bf,
+        SparsityLoss::L0Target => {
+            let t = s.target_l0;
+            row_l0.iter().map(|&v| (v as f64 - t).powi(2)).sum::<f64>() * 2.0 / t / bf
+        }
+        SparsityLoss::Tanh => acc.tanh_sum / bf,
+    };
+    let f_copy = is_tanh.then(|| zs.to_vec());
+    let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
+    Encoded {
+        f: Tensor::from_data(data, &device),
+        fire_counts: Tensor::from_data(TensorData::new(acc.fire, [m]), &device),
+        sparsity: scalar(sparsity),
+        pre_act: scalar(acc.pre_act_sum / bf),
+        ctx: Ctx::Fused(FusedCtx {
+            flags,
+            row_l0,
+            near_counts: acc.near,
+            f: f_copy,
+            device: device.clone(),
+        }),
+    }
+}
+
+#[derive(Clone)]
+struct BackwardAcc {
+    jump: Vec<f32>,
+    step: Vec<f32>,
+    b_enc: Vec<f32>,
+    norms: Vec<f32>,
+}
+
+/// ∂L/∂f → ∂L/∂z (in place), ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, in one pass.
+pub fn backward(
+    g_f: Tensor<2>,
+    c: FusedCtx,
+    inp: &ElementwiseInputs,
+    s: &LossSettings,
+) -> Backward {
+    let (mut data, [b, m]) = take_host(g_f);
+    let bf = b as f64;
+    let eps = s.bandwidth;
+    let lam = s.lambda;
+    let theta = download(&inp.theta);
+    let norms = inp.norms.as_ref().map(download);
+    let pre = inp.pre_act_weights.as_ref().map(|w| {
+        download(w)
+            .iter()
+            .map(|v| v * (-s.pre_act_coefficient / bf) as f32)
+            .collect::<Vec<f32>>()
+    });
+    let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+    let is_target = s.sparsity_loss == SparsityLoss::L0Target;
+    let tanh_c = s.tanh_scale as f32;
+    let tanh_k = (lam * s.tanh_scale / bf) as f32;
+    let target = s.target_l0;
+    let gs = data
+        .as_mut_slice::<f32>()
+        .expect("matmul output is contiguous f32");
+    let chunk = rows_per_task(b);
+    let zero = BackwardAcc {
+        jump: vec![0.0; m],
+        step: vec![0.0; if is_target { m } else { 0 }],
+        b_enc: vec![0.0; m],
+        norms: vec![0.0; if is_tanh { m } else { 0 }],
+    };
+    let f_all = c.f.as_deref();
+    let acc = gs
+        .par_chunks_mut(chunk * m)
+        .zip(c.flags.par_chunks(chunk * m))
+        .zip(c.row_l0.par_chunks(chunk))
+        .enumerate()
+        .map(|(k, ((gc, fc), lc))| {
+            let mut acc = zero.clone();
+            for (r, ((gr, fr), &l0)) in gc.chunks_mut(m).zip(fc.chunks(m)).zip(lc).enumerate() {
+                // l0_target: the Step's upstream gradient for every feature of this row
+                let g_row = (lam * 4.0 / target * (l0 as f64 - target) / bf) as f32;
+                let f_row = f_all.map(|f| {
+                    let row = k * chunk + r;
+                    &f[row * m..(row + 1) * m]
+                });
+                for i in 0..m {
+                    let fl = fr[i];
+                    let mut g = gr[i];
+                    if let (Some(fv), Some(n)) = (f_row, &norms) {
+                        let f = fv[i];
+                        if f != 0.0 {
+                            let th = (tanh_c * f * n[i]).tanh();
+                            let sech2 = 1.0 - th * th;
+                            g += tanh_k * n[i] * sech2;
+                            acc.norms[i] += f * sech2;
+                        } else {
+                            // tanh(0) = 0, sech²(0) = 1: f = 0 still gets λ c n / B
+                            g += tanh_k * n[i];
+                        }
+                    }
+                    if fl & NEAR != 0 {
+                        acc.jump[i] += g;
+                        if is_target {
+                            acc.step[i] += g_row;
+                        }
+                    }
+                    let gz = if fl & ACTIVE != 0 {
+                        g
+                    } else if let Some(p) = &pre
+                        && fl & BELOW != 0
+                    {
+                        p[i]
+                    } else {
+                        0.0
+                    };
+                    gr[i] = gz;
+                    acc.b_enc[i] += gz;
+                }
+            }
+            acc
+        })
+        .reduce(
+            || zero.clone(),
+            |mut a, b| {
+                add_into(&mut a.jump, &b.jump);
+                add_into(&mut a.step, &b.step);
+                add_into(&mut a.b_enc, &b.b_enc);
+                add_into(&mut a.norms, &b.norms);
+                a
+            },
+        );
+    // θ: JumpReLU −(θ/ε) Σ rect·g, plus the Step: l0 −(λ/(εB)) Σ rect, l0_target −(1/ε) Σ rect·g_b
+    let g_theta: Vec<f32> = (0..m)
+        .map(|i| {
+            let jump = -(theta[i] as f64) / eps * acc.jump[i] as f64;
+            let step = match s.sparsity_loss {
+                SparsityLoss::L0 => -lam / (eps * bf) * c.near_counts[i] as f64,
+                SparsityLoss::L0Target => -(acc.step[i] as f64) / eps,
+                SparsityLoss::Tanh => 0.0,
+            };
+            (jump + step) as f32
+        })
+        .collect();
+    let dev = &c.device;
+    let vec1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), dev);
+    Backward {
+        g_z: Tensor::from_data(data, dev),
+        g_theta: vec1(g_theta),
+        g_b_enc: vec1(acc.b_enc),
+        g_norms: is_tanh.then(|| vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
+    }
+}
