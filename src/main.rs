@@ -1,6 +1,9 @@
 //! The `jumpscope` binary: parse the command line, run the command, map errors to exit codes.
 //! Every error a user can cause prints one line and exits with code 2.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod commands;
 
