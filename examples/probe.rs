@@ -24,7 +24,9 @@ fn main() {
     let bias = Tensor::<1>::random([m], Distribution::Default, &d);
     t("x@W_enc", || x.clone().matmul(w.clone()));
     t("x@W_enc again", || x.clone().matmul(w.clone()));
-    t("(W_enc^T@x^T)", || w.clone().transpose().matmul(x.clone().transpose()));
+    t("(W_enc^T@x^T)", || {
+        w.clone().transpose().matmul(x.clone().transpose())
+    });
     t("f@W_dec", || z.clone().matmul(wd.clone()));
     t("f^T@dx", || z.clone().transpose().matmul(x.clone()));
     t("dx@W_dec^T", || x.clone().matmul(wd.clone().transpose()));

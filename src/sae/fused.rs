@@ -47,6 +47,51 @@ fn add_into(acc: &mut [f32], other: &[f32]) {
     acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
+/// One row of the encode pass: bias, threshold, flags and f in place; returns the row's L0.
+/// Written as plain zipped loops with selects so that the compiler vectorises it.
+#[inline]
+fn encode_row(
+    zr: &mut [f32],
+    fr: &mut [u8],
+    b_enc: &[f32],
+    theta: &[f32],
+    half: f32,
+    fire: &mut [f32],
+    near: &mut [f32],
+) -> f32 {
+    let mut active = 0.0f32;
+    for (((((z, fl), b), t), fc), nc) in zr
+        .iter_mut()
+        .zip(fr.iter_mut())
+        .zip(b_enc)
+        .zip(theta)
+        .zip(fire.iter_mut())
+        .zip(near.iter_mut())
+    {
+        let zv = *z + b;
+        let u = zv - t;
+        let a = u > 0.0;
+        let n = u.abs() < half;
+        *fl = (a as u8) | ((n as u8) << 1) | (((u < 0.0) as u8) << 2);
+        *z = if a { zv } else { 0.0 };
+        let af = if a { 1.0 } else { 0.0 };
+        *fc += af;
+        *nc += if n { 1.0 } else { 0.0 };
+        active += af;
+    }
+    active
+}
+
+/// Σ_i w_i relu(θ_i − z_i) over one row of pre-bias `z` (before `encode_row` overwrites it).
+fn pre_act_row(zr: &[f32], b_enc: &[f32], theta: &[f32], w: &[f32]) -> f64 {
+    zr.iter()
+        .zip(b_enc)
+        .zip(theta)
+        .zip(w)
+        .map(|(((z, b), t), w)| (w * (t - (z + b)).max(0.0)) as f64)
+        .sum()
+}
+
 #[derive(Clone)]
 struct EncodeAcc {
     fire: Vec<f32>,
@@ -85,30 +130,21 @@ pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encode
         .map(|((zc, fc), lc)| {
             let mut acc = zero.clone();
             for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
-                let mut active = 0u32;
-                for i in 0..m {
-                    let z = zr[i] + b_enc[i];
-                    let u = z - theta[i];
-                    let a = u > 0.0;
-                    let near = u.abs() < half;
-                    let below = u < 0.0;
-                    fr[i] = (a as u8) | ((near as u8) << 1) | ((below as u8) << 2);
-                    let f = if a { z } else { 0.0 };
-                    zr[i] = f;
-                    active += a as u32;
-                    acc.fire[i] += a as u8 as f32;
-                    acc.near[i] += near as u8 as f32;
-                    if let Some(w) = &pre_w
-                        && below
-                    {
-                        acc.pre_act_sum += (w[i] * -u) as f64;
-                    }
-                    if is_tanh && a {
-                        let n = norms.as_ref().map_or(1.0, |n| n[i]);
-                        acc.tanh_sum += (tanh_c * f * n).tanh() as f64;
-                    }
+                // the rarer penalties take a second look at the row while it is in cache:
+                // the pre-activation loss before z is overwritten by f, tanh after
+                if let Some(w) = &pre_w {
+                    acc.pre_act_sum += pre_act_row(zr, &b_enc, &theta, w);
                 }
-                *l0 = active as f32;
+                *l0 = encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near);
+                if is_tanh {
+                    let n = norms.as_deref().expect("norms are computed for tanh");
+                    acc.tanh_sum += zr
+                        .iter()
+                        .zip(n)
+                        .filter(|(f, _)| **f != 0.0)
+                        .map(|(f, n)| (tanh_c * f * n).tanh() as f64)
+                        .sum::<f64>();
+                }
             }
             acc
         })
@@ -145,6 +181,35 @@ pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encode
             f: f_copy,
             device: device.clone(),
         }),
+    }
+}
+
+/// One row of the backward pass: θ sums over NEAR elements, ∂L/∂z = H(z − θ)·∂L/∂f in place,
+/// and its b_enc sums. Plain zipped loops with selects, for vectorisation.
+#[inline]
+fn backward_row(gr: &mut [f32], fr: &[u8], jump: &mut [f32], b_enc: &mut [f32]) {
+    for (((g, &fl), j), be) in gr
+        .iter_mut()
+        .zip(fr)
+        .zip(jump.iter_mut())
+        .zip(b_enc.iter_mut())
+    {
+        let gv = *g;
+        *j += if fl & NEAR != 0 { gv } else { 0.0 };
+        let gz = if fl & ACTIVE != 0 { gv } else { 0.0 };
+        *g = gz;
+        *be += gz;
+    }
+}
+
+/// The tanh penalty's share of ∂L/∂f (added into the row) and of ∂L/∂‖W_dec‖ (before λc/B).
+/// f = 0 still gets λ c n / B, since sech²(0) = 1.
+fn tanh_row(gr: &mut [f32], f: &[f32], n: &[f32], c: f32, k: f32, g_norms: &mut [f32]) {
+    for (((g, &fv), &nv), gn) in gr.iter_mut().zip(f).zip(n).zip(g_norms.iter_mut()) {
+        let th = (c * fv * nv).tanh();
+        let sech2 = 1.0 - th * th;
+        *g += k * nv * sech2;
+        *gn += fv * sech2;
     }
 }
 
@@ -205,38 +270,25 @@ pub fn backward(
                     let row = k * chunk + r;
                     &f[row * m..(row + 1) * m]
                 });
-                for i in 0..m {
-                    let fl = fr[i];
-                    let mut g = gr[i];
-                    if let (Some(fv), Some(n)) = (f_row, &norms) {
-                        let f = fv[i];
-                        if f != 0.0 {
-                            let th = (tanh_c * f * n[i]).tanh();
-                            let sech2 = 1.0 - th * th;
-                            g += tanh_k * n[i] * sech2;
-                            acc.norms[i] += f * sech2;
-                        } else {
-                            // tanh(0) = 0, sech²(0) = 1: f = 0 still gets λ c n / B
-                            g += tanh_k * n[i];
-                        }
+                if let (Some(fv), Some(n)) = (f_row, &norms) {
+                    tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
+                }
+                if is_target {
+                    for (st, &fl) in acc.step.iter_mut().zip(fr) {
+                        *st += if fl & NEAR != 0 { g_row } else { 0.0 };
                     }
-                    if fl & NEAR != 0 {
-                        acc.jump[i] += g;
-                        if is_target {
-                            acc.step[i] += g_row;
-                        }
-                    }
-                    let gz = if fl & ACTIVE != 0 {
-                        g
-                    } else if let Some(p) = &pre
-                        && fl & BELOW != 0
+                }
+                backward_row(gr, fr, &mut acc.jump, &mut acc.b_enc);
+                if let Some(p) = &pre {
+                    // inactive elements below θ of dead features get −coef·w_i/B
+                    for (((g, &fl), pv), be) in
+                        gr.iter_mut().zip(fr).zip(p).zip(acc.b_enc.iter_mut())
                     {
-                        p[i]
-                    } else {
-                        0.0
-                    };
-                    gr[i] = gz;
-                    acc.b_enc[i] += gz;
+                        if fl & BELOW != 0 {
+                            *g = *pv;
+                            *be += pv;
+                        }
+                    }
                 }
             }
             acc
