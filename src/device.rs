@@ -11,7 +11,7 @@ pub enum DeviceError {
     Unknown(String, &'static str),
     /// The name needs a backend this binary was built without.
     #[error(
-        "device `{0}` needs LibTorch, and this binary was built without the tch feature: rebuild with `--features tch`; available here: {1}"
+        "device `{0}` needs the LibTorch backend, which this build does not include (the `tch` feature is not available yet); available here: {1}"
     )]
     NotBuilt(String, &'static str),
 }

@@ -385,3 +385,37 @@ fn synthetic_features_are_recovered() {
         report.l0
     );
 }
+
+#[test]
+fn gemma_scope_npz_and_saelens_dirs_written_by_python_are_read() {
+    let d = tempdir().unwrap();
+    let npz = d.path().join("params.npz");
+    // values chosen so that every element is distinct: W_enc[j][i] = j*10 + i, …
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import numpy as np\nW_enc = (np.arange(3)[:,None]*10 + np.arange(4)[None,:]).astype(np.float32)\n\
+             np.savez('{}', W_enc=W_enc, W_dec=W_enc.T.copy()*2, b_enc=np.arange(4, dtype=np.float32)+0.5, \
+             b_dec=np.array([1,2,3], np.float32), threshold=np.array([.1,.2,.3,.4], np.float32))",
+            npz.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = io::load(&npz).unwrap();
+    assert_eq!(p.format, "gemma-scope");
+    assert_eq!((p.params.d_in, p.params.d_sae), (3, 4));
+    assert_eq!(p.params.w_enc[1 * 4 + 2], 12.0);
+    assert_eq!(p.params.w_dec[2 * 3 + 1], 2.0 * 12.0);
+    assert_eq!(p.params.b_enc, vec![0.5, 1.5, 2.5, 3.5]);
+    assert_eq!(p.params.threshold, vec![0.1, 0.2, 0.3, 0.4]);
+    // the same SAE written as a SAELens directory by us reads back identically
+    let dir = d.path().join("saelens");
+    io::write_saelens(&dir, &p.params, None, serde_json::json!({})).unwrap();
+    assert_eq!(io::load(&dir).unwrap().params, p.params);
+    // a path that is none of the formats says what was looked for
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = io::load(&empty).unwrap_err().to_string();
+    assert!(e.contains("SAELens") && e.contains("params.npz"), "{e}");
+}
