@@ -59,7 +59,8 @@ fn encode_row(
     fire: &mut [f32],
     near: &mut [f32],
 ) -> f32 {
-    let mut active = 0.0f32;
+    // an integer count: a float sum would be a serial reduction that blocks vectorisation
+    let mut active = 0u32;
     for (((((z, fl), b), t), fc), nc) in zr
         .iter_mut()
         .zip(fr.iter_mut())
@@ -74,12 +75,11 @@ fn encode_row(
         let n = u.abs() < half;
         *fl = (a as u8) | ((n as u8) << 1) | (((u < 0.0) as u8) << 2);
         *z = if a { zv } else { 0.0 };
-        let af = if a { 1.0 } else { 0.0 };
-        *fc += af;
+        *fc += if a { 1.0 } else { 0.0 };
         *nc += if n { 1.0 } else { 0.0 };
-        active += af;
+        active += a as u32;
     }
-    active
+    active as f32
 }
 
 /// Σ_i w_i relu(θ_i − z_i) over one row of pre-bias `z` (before `encode_row` overwrites it).
