@@ -27,7 +27,7 @@ pub struct Encoded {
 #[derive(Debug)]
 pub enum Ctx {
     /// From [`encode`].
-    Generic(GenericCtx),
+    Generic(Box<GenericCtx>),
     /// From `fused::encode`.
     Fused(FusedCtx),
 }
@@ -91,19 +91,19 @@ pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encode
         fire_counts,
         sparsity,
         pre_act,
-        ctx: Ctx::Generic(GenericCtx {
+        ctx: Ctx::Generic(Box::new(GenericCtx {
             u,
             inactive,
             active_f,
             f,
-        }),
+        })),
     }
 }
 
 /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the spec.
 pub fn backward(
     mut g_f: Tensor<2>,
-    c: GenericCtx,
+    c: Box<GenericCtx>,
     inp: &ElementwiseInputs,
     s: &LossSettings,
 ) -> Backward {

@@ -22,7 +22,7 @@ fn missing_store_is_named() {
             &d.path().join("run").display().to_string(),
         ),
     );
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    let o = train_cli(&cfg, &[], &[]);
     assert_user_error(&o, &["nope.h5", "no such file"]);
     assert!(
         !d.path().join("run").exists(),
@@ -42,7 +42,7 @@ fn a_file_that_is_not_hdf5_is_named() {
             &d.path().join("run").display().to_string(),
         ),
     );
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    let o = train_cli(&cfg, &[], &[]);
     assert_user_error(&o, &["bogus.h5", "not a readable HDF5 file"]);
 }
 
@@ -61,7 +61,7 @@ fn absent_dataset_lists_what_is_there() {
             &d.path().join("run").display().to_string(),
         ),
     );
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    let o = train_cli(&cfg, &[], &[]);
     assert_user_error(&o, &["s.h5", "no dataset `activations`", "acts"]);
 }
 
@@ -91,7 +91,7 @@ fn init_from_with_another_width_is_refused() {
         &format!("init_from = \"{}\"\n", npz.display()),
     );
     let cfg = config(d.path(), &body);
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    let o = train_cli(&cfg, &[], &[]);
     assert_user_error(&o, &["params.npz", "d_in = 8", "d_in = 16"]);
 }
 
@@ -107,23 +107,9 @@ fn out_of_range_and_unknown_keys_are_named() {
             &d.path().join("run").display().to_string(),
         ),
     );
-    let o = run(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--set",
-        "train.adam_beta2=1.5",
-        "--headless",
-    ]);
+    let o = train_cli(&cfg, &["train.adam_beta2=1.5"], &[]);
     assert_user_error(&o, &["train.adam_beta2 = 1.5", "[0, 1)"]);
-    let o = run(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--set",
-        "train.learning_rate=1",
-        "--headless",
-    ]);
+    let o = train_cli(&cfg, &["train.learning_rate=1"], &[]);
     assert_user_error(&o, &["config.toml", "learning_rate"]);
 }
 
@@ -131,28 +117,18 @@ fn out_of_range_and_unknown_keys_are_named() {
 fn nan_rows_are_skipped_and_counted_or_stop_the_run() {
     let d = tempdir().unwrap();
     let store = d.path().join("nan.h5");
-    h5py(&format!(
+    h5py_activations(
+        &store,
         "x = np.random.default_rng(0).normal(size=(512, 16)).astype(np.float32)\n\
-         x[5, 3] = np.nan\nx[300, 0] = np.inf\n\
-         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
-        store.display()
-    ));
+         x[5, 3] = np.nan\nx[300, 0] = np.inf",
+    );
     let run_dir = d.path().join("run");
     let cfg = config(
         d.path(),
         &base(&store.display().to_string(), &run_dir.display().to_string()),
     );
-    // default: skip and count; 6 steps of 64 rows from 512 rows (2 bad) never needs both twice
-    let o = run(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--set",
-        "data.shuffle=false",
-        "--set",
-        "train.steps=8",
-        "--headless",
-    ]);
+    // default: skip and count; 8 steps of 64 rows in file order read rows 0..512 once
+    let o = train_cli(&cfg, &["data.shuffle=false", "train.steps=8"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let m = records(&run_dir, "metrics");
     assert_eq!(
@@ -166,18 +142,12 @@ fn nan_rows_are_skipped_and_counted_or_stop_the_run() {
         stderr(&o)
     );
     // stop policy: the file and the row are named
-    let o = run(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--set",
-        "data.on_nonfinite=\"stop\"",
-        "--set",
-        "data.shuffle=false",
-        "--out",
-        d.path().join("run2").to_str().unwrap(),
-        "--headless",
-    ]);
+    let run2 = d.path().join("run2");
+    let o = train_cli(
+        &cfg,
+        &["data.on_nonfinite=\"stop\"", "data.shuffle=false"],
+        &["--out", run2.to_str().unwrap()],
+    );
     assert_user_error(&o, &["nan.h5", "row 5", "NaN or Inf"]);
 }
 
@@ -186,40 +156,34 @@ fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let d = tempdir().unwrap();
     let store = d.path().join("big.h5");
     // rows from 512 on are finite but so large that their squared norm overflows f32
-    h5py(&format!(
+    h5py_activations(
+        &store,
         "x = np.random.default_rng(0).normal(size=(1024, 16)).astype(np.float32)\n\
-         x[512:] *= np.float32(1e25)\n\
-         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
-        store.display()
-    ));
+         x[512:] *= np.float32(1e25)",
+    );
     let run_dir = d.path().join("run");
     let cfg = config(
         d.path(),
         &base(&store.display().to_string(), &run_dir.display().to_string()),
     );
-    let o = run(&[
-        "train",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--set",
-        "data.shuffle=false",
-        "--set",
-        "data.normalize=\"none\"",
-        "--set",
-        "train.steps=20",
-        "--set",
-        "train.checkpoint_every=4",
-        "--set",
-        "train.log_every=3",
-        "--headless",
-    ]);
+    let o = train_cli(
+        &cfg,
+        &[
+            "data.shuffle=false",
+            "data.normalize=\"none\"",
+            "train.steps=20",
+            "train.checkpoint_every=4",
+            "train.log_every=3",
+        ],
+        &[],
+    );
     // batches 0..7 are normal, batch 8 (0-based step 8) is the first huge one
     assert_user_error(&o, &["loss is not finite at step 8", "step-8"]);
     let ckpts = jumpscope::train::checkpoint::list(&run_dir);
     assert_eq!(
         ckpts.last().map(|c| c.0),
         Some(8),
-        "checkpoint after step 8's update is not written; step-8 means 8 steps done"
+        "the checkpoint after 8 good steps is the last one; nothing after the bad step is written"
     );
     let (state, mut t) = jumpscope::train::checkpoint::read(&ckpts.last().unwrap().1).unwrap();
     assert_eq!(state.step, 8);

@@ -98,3 +98,28 @@ pub fn h5py(script: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Write a store whose `activations` is the numpy array `x` that the Python lines `setup` define,
+/// with h5py.
+pub fn h5py_activations(path: &Path, setup: &str) {
+    h5py(&format!(
+        "{setup}\nwith h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
+        path.display()
+    ));
+}
+
+/// `jumpscope train --config CFG --headless`, each of `sets` passed as `--set`, then `extra`.
+pub fn train_cli(cfg: &Path, sets: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--config",
+        cfg.to_str().expect("utf-8 path"),
+        "--headless",
+    ];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}

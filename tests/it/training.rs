@@ -405,7 +405,8 @@ fn gemma_scope_npz_and_saelens_dirs_written_by_python_are_read() {
     let p = io::load(&npz).unwrap();
     assert_eq!(p.format, "gemma-scope");
     assert_eq!((p.params.d_in, p.params.d_sae), (3, 4));
-    assert_eq!(p.params.w_enc[1 * 4 + 2], 12.0);
+    // row-major [d_in=3, d_sae=4]: W_enc[1][2] sits at 4 + 2
+    assert_eq!(p.params.w_enc[4 + 2], 12.0);
     assert_eq!(p.params.w_dec[2 * 3 + 1], 2.0 * 12.0);
     assert_eq!(p.params.b_enc, vec![0.5, 1.5, 2.5, 3.5]);
     assert_eq!(p.params.threshold, vec![0.1, 0.2, 0.3, 0.4]);
@@ -418,4 +419,89 @@ fn gemma_scope_npz_and_saelens_dirs_written_by_python_are_read() {
     std::fs::create_dir(&empty).unwrap();
     let e = io::load(&empty).unwrap_err().to_string();
     assert!(e.contains("SAELens") && e.contains("params.npz"), "{e}");
+}
+
+#[test]
+fn a_hyperparameter_change_applies_at_the_next_step_and_is_logged() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(512, 4));
+    let run_dir = d.path().join("run");
+    let c = cfg(
+        &store,
+        &run_dir,
+        &["train.lr_warmup_steps=0", "train.steps=6"],
+    );
+    let mut t = Trainer::new(c.clone()).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut new = c.hyper.clone();
+    new.lr = 0.5e-3;
+    new.sparsity_coefficient = 0.2;
+    let mut seen = Vec::new();
+    t.run(&rx, &mut |ev| match ev {
+        TrainEvent::Metrics(m) if m.step == 3 => {
+            tx.send(Control::SetHyper(Box::new(new.clone()), "test".into()))
+                .unwrap();
+        }
+        TrainEvent::HyperChanged {
+            step,
+            source,
+            changes,
+        } => seen.push((step, source, changes)),
+        _ => {}
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, 3);
+    assert_eq!(seen[0].1, "test");
+    assert_eq!(seen[0].2.len(), 2, "{:?}", seen[0].2);
+    let logged = records(&run_dir, "hyper");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["step"], 3);
+    assert_eq!(logged[0]["changes"]["lr"]["new"], 0.5e-3);
+    let m = records(&run_dir, "metrics");
+    let lr: Vec<f64> = m.iter().map(|r| r["lr"].as_f64().unwrap()).collect();
+    assert_eq!(&lr[..3], &[1e-3; 3]);
+    assert_eq!(&lr[3..], &[0.5e-3; 3]);
+}
+
+#[test]
+fn float16_stores_read_as_float32() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("h.h5");
+    let o = run(&[
+        "store",
+        "synth",
+        store.to_str().unwrap(),
+        "--d-in",
+        "8",
+        "--features",
+        "16",
+        "--mean-active",
+        "3",
+        "--tokens",
+        "100",
+        "--seed",
+        "5",
+        "--dtype",
+        "f16",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let want = jumpscope::data::synth::generate(&SynthSpec {
+        d_in: 8,
+        features: 16,
+        mean_active: 3.0,
+        tokens: 100,
+        noise: 0.0,
+        seed: 5,
+    });
+    let s = Store::open(std::slice::from_ref(&store), "activations").unwrap();
+    assert_eq!((s.rows(), s.d_in()), (100, 8));
+    let mut got = Vec::new();
+    s.read_rows(0, 100, &mut got).unwrap();
+    for (a, b) in got.iter().zip(&want.activations) {
+        // float16 keeps 11 significant bits
+        assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+        assert_eq!(*a, half::f16::from_f32(*b).to_f32());
+    }
 }
