@@ -61,12 +61,12 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     /// A SAELens directory, a Gemma Scope params.npz, or a jumpscope run's sae/ directory.
     pub sae: PathBuf,
-    /// HDF5 store(s) of raw activations.
+    /// HDF5 store(s) of raw activations (glob patterns allowed, e.g. 'acts/*.h5').
     #[arg(long, required = true, num_args = 1..)]
     pub store: Vec<PathBuf>,
-    /// Dataset inside the store.
-    #[arg(long, default_value = "activations")]
-    pub dataset: String,
+    /// Dataset inside the store (default: `activations`, else the only float dataset).
+    #[arg(long)]
+    pub dataset: Option<String>,
     /// Tokens per batch.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
@@ -92,6 +92,25 @@ pub struct ExportArgs {
 pub enum StoreCommand {
     /// Write a synthetic store with known features (true directions saved beside the data).
     Synth(SynthArgs),
+    /// Describe stores: dataset, shape, dtype, chunking, compression, sizes, token ids, attributes.
+    Info(InfoArgs),
+}
+
+/// `jumpscope store info`
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// HDF5 files or glob patterns, read as one store.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Dataset inside the files (default: `activations`, else the only float dataset).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Also read every row: NaN/Inf row counts, mean ‖x‖, read throughput.
+    #[arg(long)]
+    pub scan: bool,
+    /// Print one JSON object (keys include `n_tokens` and `d_in`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Element type of a written store.

@@ -172,8 +172,8 @@ pub struct FileConfig {
 pub struct DataConfig {
     /// HDF5 files read as one store, in order.
     pub stores: Vec<PathBuf>,
-    /// The dataset inside each file.
-    pub dataset: String,
+    /// The dataset inside each file (`None`: `activations`, else the only float dataset).
+    pub dataset: Option<String>,
     /// Tokens per training step.
     pub batch_size: usize,
     /// Shuffle rows (false: batches come in file order).
@@ -423,9 +423,9 @@ impl FileConfig {
         c.at_least_one("data.batch_size", batch_size as u64)?;
         let scale_sample_tokens = d.scale_sample_tokens.unwrap_or(65_536);
         c.at_least_one("data.scale_sample_tokens", scale_sample_tokens as u64)?;
-        let dataset = d.dataset.clone().unwrap_or_else(|| "activations".into());
-        if dataset.is_empty() {
-            return Err(c.fail("data.dataset", "\"\"", "a dataset name"));
+        let dataset = d.dataset.clone();
+        if dataset.as_deref() == Some("") {
+            return Err(c.fail("data.dataset", "\"\"", "a dataset path"));
         }
         let data = DataConfig {
             stores,
@@ -541,7 +541,7 @@ impl Config {
         FileConfig {
             data: DataFile {
                 stores: (!self.data.stores.is_empty()).then(|| self.data.stores.clone()),
-                dataset: Some(self.data.dataset.clone()),
+                dataset: self.data.dataset.clone(),
                 batch_size: Some(self.data.batch_size),
                 shuffle: Some(self.data.shuffle),
                 seed: Some(self.data.seed),

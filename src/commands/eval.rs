@@ -10,14 +10,14 @@ use std::io::IsTerminal;
 pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
     let dev = device::resolve(&args.device)?;
     let loaded = io::load(&args.sae)?;
-    let store = Store::open(&args.store, &args.dataset)?;
+    let store = Store::open(&args.store, args.dataset.as_deref())?;
     if store.d_in() != loaded.params.d_in {
         anyhow::bail!(
             "{}: SAE has d_in = {}, but store {} (dataset `{}`) has d_in = {}",
             args.sae.display(),
             loaded.params.d_in,
-            args.store[0].display(),
-            args.dataset,
+            store.paths()[0].display(),
+            store.dataset(),
             store.d_in()
         );
     }

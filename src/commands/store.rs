@@ -1,12 +1,17 @@
 //! `jumpscope store …`: synthetic stores.
 
-use crate::cli::{DtypeArg, StoreCommand};
+use crate::cli::{DtypeArg, InfoArgs, StoreCommand};
+use indicatif::{ProgressBar, ProgressDrawTarget};
+use jumpscope::data::scan::scan;
 use jumpscope::data::store::{Extra, WriteDtype, write_store};
+use jumpscope::data::store::{Store, info};
 use jumpscope::data::synth::{SynthSpec, generate};
+use std::io::IsTerminal;
 
 /// Run the command; returns the process exit code.
 pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
     match cmd {
+        StoreCommand::Info(a) => store_info(a),
         StoreCommand::Synth(a) => {
             anyhow::ensure!(
                 a.d_in > 0 && a.features > 0 && a.tokens > 0,
@@ -55,4 +60,89 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut k = 0;
+    while v >= 1000.0 && k + 1 < units.len() {
+        v /= 1000.0;
+        k += 1;
+    }
+    format!("{v:.1} {}", units[k])
+}
+
+fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
+    let files = info(&a.paths, a.dataset.as_deref())?;
+    let n_tokens: usize = files.iter().map(|f| f.n_tokens).sum();
+    let d_in = files.first().map_or(0, |f| f.d_in);
+    let scanned = if a.scan {
+        let store = Store::open(&a.paths, a.dataset.as_deref())?;
+        let bar = ProgressBar::with_draw_target(
+            Some(store.rows() as u64),
+            if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        let block = (4 << 20) / store.d_in().max(1);
+        let r = scan(&store, block.max(1), |done, _| bar.set_position(done))?;
+        bar.finish_and_clear();
+        Some(r)
+    } else {
+        None
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "n_tokens": n_tokens,
+            "d_in": d_in,
+            "dataset": files.first().map(|f| f.dataset.clone()),
+            "files": files,
+            "scan": scanned,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for f in &files {
+        println!("{}", f.path.display());
+        println!("  dataset      {} {:?} {}", f.dataset, f.shape, f.dtype);
+        println!("  tokens       {} x d_in {}", f.n_tokens, f.d_in);
+        println!(
+            "  storage      {}; chunks {}; {}",
+            human(f.bytes_on_disk),
+            f.chunks
+                .as_ref()
+                .map_or("none (contiguous)".to_string(), |c| format!("{c:?}")),
+            if f.compression.is_empty() {
+                "uncompressed".to_string()
+            } else {
+                f.compression.join(", ")
+            }
+        );
+        println!("  as f32       {}", human(f.bytes_f32));
+        println!(
+            "  token ids    {}",
+            f.token_ids.as_deref().unwrap_or("none")
+        );
+        for (k, v) in &f.attributes {
+            println!("  attr {k:<8} {v}");
+        }
+    }
+    if files.len() > 1 {
+        println!(
+            "total: {} files, {} tokens x d_in {}",
+            files.len(),
+            n_tokens,
+            d_in
+        );
+    }
+    if let Some(r) = scanned {
+        println!(
+            "scan: {} rows, {} with NaN, {} with Inf, mean |x| {:.4}, {:.0} rows/s ({:.0} MB/s as f32)",
+            r.rows, r.nan_rows, r.inf_rows, r.mean_norm, r.rows_per_s, r.mb_per_s_f32
+        );
+    }
+    Ok(0)
 }

@@ -40,6 +40,9 @@ pub enum BatchError {
         /// The global row.
         row: usize,
     },
+    /// The prefetch thread ended without a batch (it failed or was stopped).
+    #[error("the data reader thread stopped unexpectedly")]
+    Stopped,
     /// Every row of the store is non-finite.
     #[error("{path}: dataset `{dataset}`: no finite rows to train on")]
     NoFiniteRows {

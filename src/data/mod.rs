@@ -2,5 +2,7 @@
 
 pub mod batches;
 pub mod norm;
+pub mod prefetch;
+pub mod scan;
 pub mod store;
 pub mod synth;

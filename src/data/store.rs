@@ -1,7 +1,13 @@
-//! The only file that touches the HDF5 API: opening activation stores (one or more files read as
-//! one), reading rows as f32, and writing stores (synthetic data, tests).
+//! The only file that touches the HDF5 API: opening activation stores (one or more files, or glob
+//! patterns, read as one), finding the activations dataset, reading rows as f32 whatever the
+//! element type and rank, token ids, file attributes, and writing stores (synthetic data, tests).
+//!
+//! What is read: 2-D `[n_tokens, d_in]` or 3-D `[n_seq, seq_len, d_in]` (flattened to
+//! `n_seq·seq_len` rows) datasets of float32, float16, float64, or bfloat16 stored as uint16 with
+//! the attribute `dtype = "bfloat16"`; chunked, compressed or contiguous alike (HDF5 decodes).
 
-use ndarray::s;
+use ndarray::{Ix2, Ix3, s};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A problem with a store; every message names the file (and dataset where there is one).
@@ -15,6 +21,12 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A glob pattern matched nothing.
+    #[error("{pattern}: no file matches this pattern")]
+    NoMatch {
+        /// The pattern.
+        pattern: String,
+    },
     /// The dataset is not in the file.
     #[error("{path}: no dataset `{dataset}` (found: {found})")]
     MissingDataset {
@@ -22,8 +34,16 @@ pub enum StoreError {
         path: PathBuf,
         /// The dataset asked for.
         dataset: String,
-        /// What the file has at its top level.
+        /// The datasets the file has.
         found: String,
+    },
+    /// No dataset named, and the file has no single candidate.
+    #[error("{path}: {problem}: set data.dataset (or --dataset) to one of them")]
+    Ambiguous {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        problem: String,
     },
     /// The dataset has the wrong shape or type.
     #[error("{path}: dataset `{dataset}`: {problem}")]
@@ -72,19 +92,36 @@ pub enum StoreError {
     NoStores,
 }
 
-fn msg(e: hdf5::Error) -> String {
+fn msg(e: impl std::fmt::Display) -> String {
     e.to_string().replace('\n', " ")
 }
 
+/// Names under which token ids are looked for beside the activations.
+pub const TOKEN_ID_NAMES: [&str; 3] = ["token_ids", "tokens", "input_ids"];
+
+/// How the activations' elements are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    /// A float type HDF5 converts to f32.
+    Float,
+    /// uint16 holding bfloat16 bits.
+    Bf16,
+}
+
+/// One file of a store.
 struct Shard {
     path: PathBuf,
     ds: hdf5::Dataset,
+    /// `Some(seq_len)` for 3-D datasets.
+    seq_len: Option<usize>,
+    elem: Elem,
     rows: usize,
     /// Global index of this shard's first row.
     start: usize,
+    token_ids: Option<hdf5::Dataset>,
 }
 
-/// One or more HDF5 files holding a 2-D `[n_tokens, d_in]` float dataset, read as one.
+/// One or more HDF5 files holding the activations, read as one.
 pub struct Store {
     shards: Vec<Shard>,
     dataset: String,
@@ -104,6 +141,34 @@ impl std::fmt::Debug for Store {
             .field("d_in", &self.d_in)
             .finish()
     }
+}
+
+/// Expand glob patterns (`acts/*.h5`) into sorted file lists; plain paths pass through.
+pub fn expand_paths(patterns: &[PathBuf]) -> Result<Vec<PathBuf>, StoreError> {
+    let mut out = Vec::new();
+    for p in patterns {
+        let text = p.to_string_lossy();
+        if !text.contains(['*', '?', '[']) {
+            out.push(p.clone());
+            continue;
+        }
+        let mut matched: Vec<PathBuf> = glob::glob(&text)
+            .map_err(|e| StoreError::Open {
+                path: p.clone(),
+                reason: format!("invalid glob pattern: {}", msg(e)),
+            })?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        if matched.is_empty() {
+            return Err(StoreError::NoMatch {
+                pattern: text.into_owned(),
+            });
+        }
+        matched.sort();
+        out.extend(matched);
+    }
+    Ok(out)
 }
 
 fn open_file(path: &Path) -> Result<hdf5::File, StoreError> {
@@ -126,83 +191,201 @@ fn open_file(path: &Path) -> Result<hdf5::File, StoreError> {
     })
 }
 
-fn open_shard(path: &Path, dataset: &str) -> Result<(hdf5::Dataset, usize, usize), StoreError> {
-    let file = open_file(path)?;
-    let ds = file
-        .dataset(dataset)
-        .map_err(|_| StoreError::MissingDataset {
-            path: path.into(),
-            dataset: dataset.into(),
-            found: file
-                .member_names()
-                .map(|n| {
-                    if n.is_empty() {
-                        "nothing".into()
-                    } else {
-                        n.join(", ")
-                    }
-                })
-                .unwrap_or_else(|_| "nothing readable".into()),
-        })?;
-    let bad = |problem: String| StoreError::BadDataset {
-        path: path.into(),
-        dataset: dataset.into(),
-        problem,
-    };
-    let shape = ds.shape();
-    if shape.len() != 2 {
-        return Err(bad(format!(
-            "shape {shape:?}: expected 2 dimensions [n_tokens, d_in]"
-        )));
+/// Every dataset in the file, with its full path, depth first.
+fn all_datasets(group: &hdf5::Group, out: &mut Vec<(String, hdf5::Dataset)>) {
+    if let Ok(ds) = group.datasets() {
+        for d in ds {
+            out.push((d.name().trim_start_matches('/').to_string(), d));
+        }
     }
+    if let Ok(gs) = group.groups() {
+        for g in gs {
+            all_datasets(&g, out);
+        }
+    }
+}
+
+fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
+    let a = loc.attr(name).ok()?;
+    if let Ok(v) = a.read_scalar::<hdf5::types::VarLenUnicode>() {
+        return Some(v.as_str().to_string());
+    }
+    if let Ok(v) = a.read_scalar::<hdf5::types::VarLenAscii>() {
+        return Some(v.as_str().to_string());
+    }
+    if let Ok(v) = a.read_scalar::<f64>() {
+        return Some(v.to_string());
+    }
+    if let Ok(v) = a.read_scalar::<i64>() {
+        return Some(v.to_string());
+    }
+    None
+}
+
+fn elem_of(ds: &hdf5::Dataset) -> Result<Elem, String> {
     let desc = ds
         .dtype()
         .and_then(|t| t.to_descriptor())
-        .map_err(|e| bad(format!("unreadable type: {}", msg(e))))?;
-    if !matches!(desc, hdf5::types::TypeDescriptor::Float(_)) {
-        return Err(bad(format!(
-            "type {desc}: expected float32 or float16 activations"
-        )));
+        .map_err(|e| format!("unreadable type: {}", msg(e)))?;
+    match desc {
+        hdf5::types::TypeDescriptor::Float(_) => Ok(Elem::Float),
+        hdf5::types::TypeDescriptor::Unsigned(hdf5::types::IntSize::U2)
+            if string_attr(ds, "dtype").is_some_and(|v| v == "bfloat16") =>
+        {
+            Ok(Elem::Bf16)
+        }
+        other => Err(format!(
+            "type {other}: expected float32, float16, float64, or uint16 with attribute dtype = \"bfloat16\""
+        )),
     }
-    if shape[0] == 0 || shape[1] == 0 {
+}
+
+/// The dataset to read: `requested`, else `activations`, else the file's only float dataset of
+/// rank ≥ 2.
+fn find_dataset(
+    file: &hdf5::File,
+    path: &Path,
+    requested: Option<&str>,
+) -> Result<(String, hdf5::Dataset), StoreError> {
+    let mut all = Vec::new();
+    all_datasets(file, &mut all);
+    let listing = || {
+        if all.is_empty() {
+            "no datasets".to_string()
+        } else {
+            all.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    if let Some(name) = requested {
+        return file
+            .dataset(name)
+            .map(|d| (name.trim_start_matches('/').to_string(), d))
+            .map_err(|_| StoreError::MissingDataset {
+                path: path.into(),
+                dataset: name.into(),
+                found: listing(),
+            });
+    }
+    if let Ok(d) = file.dataset("activations") {
+        return Ok(("activations".into(), d));
+    }
+    let candidates: Vec<&(String, hdf5::Dataset)> = all
+        .iter()
+        .filter(|(_, d)| d.ndim() >= 2 && elem_of(d).is_ok())
+        .collect();
+    match candidates.as_slice() {
+        [(n, d)] => Ok((n.clone(), d.clone())),
+        [] => Err(StoreError::MissingDataset {
+            path: path.into(),
+            dataset: "activations".into(),
+            found: listing(),
+        }),
+        many => Err(StoreError::Ambiguous {
+            path: path.into(),
+            problem: format!(
+                "no `activations` dataset and several float datasets of rank >= 2 ({})",
+                many.iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+fn open_shard(
+    path: &Path,
+    requested: Option<&str>,
+    start: usize,
+) -> Result<(Shard, String, usize), StoreError> {
+    let file = open_file(path)?;
+    let (name, ds) = find_dataset(&file, path, requested)?;
+    let bad = |problem: String| StoreError::BadDataset {
+        path: path.into(),
+        dataset: name.clone(),
+        problem,
+    };
+    let elem = elem_of(&ds).map_err(bad)?;
+    let shape = ds.shape();
+    let (rows, seq_len, d) = match shape[..] {
+        [n, d] => (n, None, d),
+        [q, l, d] => (q * l, Some(l), d),
+        _ => {
+            return Err(bad(format!(
+                "shape {shape:?}: expected 2 dimensions [n_tokens, d_in] or 3 [n_seq, seq_len, d_in]"
+            )));
+        }
+    };
+    if rows == 0 || d == 0 {
         return Err(bad(format!("shape {shape:?}: the dataset is empty")));
     }
-    Ok((ds, shape[0], shape[1]))
+    let lead = &shape[..shape.len() - 1];
+    let token_ids = TOKEN_ID_NAMES.iter().find_map(|n| {
+        let t = file.dataset(n).ok()?;
+        let ok = t.shape() == lead
+            && matches!(
+                t.dtype().and_then(|t| t.to_descriptor()),
+                Ok(hdf5::types::TypeDescriptor::Integer(_)
+                    | hdf5::types::TypeDescriptor::Unsigned(_))
+            );
+        ok.then_some(t)
+    });
+    Ok((
+        Shard {
+            path: path.into(),
+            ds,
+            seq_len,
+            elem,
+            rows,
+            start,
+            token_ids,
+        },
+        name,
+        d,
+    ))
 }
 
 impl Store {
-    /// Open the files in order and check that they agree on `d_in`.
-    pub fn open(paths: &[PathBuf], dataset: &str) -> Result<Self, StoreError> {
+    /// Open the files (glob patterns expanded) in order and check that they agree on `d_in`.
+    /// `dataset`: a dataset path, or `None` for `activations` or else the only float dataset.
+    pub fn open(paths: &[PathBuf], dataset: Option<&str>) -> Result<Self, StoreError> {
+        let paths = expand_paths(paths)?;
         if paths.is_empty() {
             return Err(StoreError::NoStores);
         }
-        let mut shards = Vec::new();
+        let mut shards: Vec<Shard> = Vec::new();
         let mut d_in = 0;
         let mut rows = 0;
-        for path in paths {
-            let (ds, n, d) = open_shard(path, dataset)?;
+        let mut name = String::new();
+        for path in &paths {
+            // once the first file fixed the dataset's name, the others must have the same
+            let want = if shards.is_empty() {
+                dataset
+            } else {
+                Some(name.as_str())
+            };
+            let (shard, n, d) = open_shard(path, want, rows)?;
             if shards.is_empty() {
                 d_in = d;
+                name = n;
             } else if d != d_in {
                 return Err(StoreError::WidthMismatch {
                     path: path.clone(),
-                    dataset: dataset.into(),
+                    dataset: name.clone(),
                     got: d,
                     first: paths[0].clone(),
                     want: d_in,
                 });
             }
-            shards.push(Shard {
-                path: path.clone(),
-                ds,
-                rows: n,
-                start: rows,
-            });
-            rows += n;
+            rows += shard.rows;
+            shards.push(shard);
         }
         Ok(Self {
             shards,
-            dataset: dataset.into(),
+            dataset: name,
             d_in,
             rows,
         })
@@ -218,18 +401,39 @@ impl Store {
         self.rows
     }
 
-    /// The dataset name.
+    /// The dataset's path inside the files.
     pub fn dataset(&self) -> &str {
         &self.dataset
     }
 
+    /// The files, in reading order.
+    pub fn paths(&self) -> Vec<&Path> {
+        self.shards.iter().map(|s| s.path.as_path()).collect()
+    }
+
+    /// Whether every file has token ids beside the activations.
+    pub fn has_token_ids(&self) -> bool {
+        self.shards.iter().all(|s| s.token_ids.is_some())
+    }
+
     /// The file holding global row `row`, and the row's index inside that file.
     pub fn locate(&self, row: usize) -> (&Path, usize) {
-        let i = self
-            .shards
-            .partition_point(|s| s.start + s.rows <= row)
-            .min(self.shards.len() - 1);
+        let i = self.shard_of(row);
         (&self.shards[i].path, row - self.shards[i].start)
+    }
+
+    fn shard_of(&self, row: usize) -> usize {
+        self.shards
+            .partition_point(|s| s.start + s.rows <= row)
+            .min(self.shards.len() - 1)
+    }
+
+    fn read_err(&self, sh: &Shard, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Read {
+            path: sh.path.clone(),
+            dataset: self.dataset.clone(),
+            reason: msg(e),
+        }
     }
 
     /// Read `n` rows from global row `start` into `out` (appended, f32, row-major).
@@ -237,26 +441,190 @@ impl Store {
         let end = (start + n).min(self.rows);
         let mut row = start;
         while row < end {
-            let i = self.shards.partition_point(|s| s.start + s.rows <= row);
-            let sh = &self.shards[i];
+            let sh = &self.shards[self.shard_of(row)];
             let lo = row - sh.start;
             let hi = (end - sh.start).min(sh.rows);
-            let block =
-                sh.ds
-                    .read_slice_2d::<f32, _>(s![lo..hi, ..])
-                    .map_err(|e| StoreError::Read {
-                        path: sh.path.clone(),
-                        dataset: self.dataset.clone(),
-                        reason: msg(e),
-                    })?;
-            match block.as_slice() {
-                Some(sl) => out.extend_from_slice(sl),
-                None => out.extend(block.iter().copied()),
-            }
+            self.read_shard(sh, lo, hi, out)?;
             row = sh.start + hi;
         }
         Ok(())
     }
+
+    fn read_shard(
+        &self,
+        sh: &Shard,
+        lo: usize,
+        hi: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), StoreError> {
+        let d = self.d_in;
+        match sh.seq_len {
+            None => match sh.elem {
+                Elem::Float => {
+                    let a = sh
+                        .ds
+                        .read_slice::<f32, _, Ix2>(s![lo..hi, ..])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    extend(out, a.iter().copied(), a.as_slice());
+                }
+                Elem::Bf16 => {
+                    let a = sh
+                        .ds
+                        .read_slice::<u16, _, Ix2>(s![lo..hi, ..])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    out.extend(a.iter().map(|&b| half::bf16::from_bits(b).to_f32()));
+                }
+            },
+            Some(l) => {
+                // whole sequences covering [lo, hi), then the rows wanted
+                let (q0, q1) = (lo / l, hi.div_ceil(l));
+                let skip = (lo - q0 * l) * d;
+                let take = (hi - lo) * d;
+                match sh.elem {
+                    Elem::Float => {
+                        let a = sh
+                            .ds
+                            .read_slice::<f32, _, Ix3>(s![q0..q1, .., ..])
+                            .map_err(|e| self.read_err(sh, e))?;
+                        out.extend(a.iter().skip(skip).take(take).copied());
+                    }
+                    Elem::Bf16 => {
+                        let a = sh
+                            .ds
+                            .read_slice::<u16, _, Ix3>(s![q0..q1, .., ..])
+                            .map_err(|e| self.read_err(sh, e))?;
+                        out.extend(
+                            a.iter()
+                                .skip(skip)
+                                .take(take)
+                                .map(|&b| half::bf16::from_bits(b).to_f32()),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Token ids of `n` rows from global row `start` (empty when the store has none).
+    pub fn read_token_ids(&self, start: usize, n: usize) -> Result<Vec<i64>, StoreError> {
+        let mut out = Vec::with_capacity(n);
+        if !self.has_token_ids() {
+            return Ok(out);
+        }
+        let end = (start + n).min(self.rows);
+        let mut row = start;
+        while row < end {
+            let sh = &self.shards[self.shard_of(row)];
+            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+            let t = sh.token_ids.as_ref().expect("checked by has_token_ids");
+            match sh.seq_len {
+                None => {
+                    let a = t
+                        .read_slice_1d::<i64, _>(s![lo..hi])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    out.extend(a.iter().copied());
+                }
+                Some(l) => {
+                    let (q0, q1) = (lo / l, hi.div_ceil(l));
+                    let a = t
+                        .read_slice::<i64, _, Ix2>(s![q0..q1, ..])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    out.extend(a.iter().skip(lo - q0 * l).take(hi - lo).copied());
+                }
+            }
+            row = sh.start + hi;
+        }
+        Ok(out)
+    }
+}
+
+fn extend(out: &mut Vec<f32>, it: impl Iterator<Item = f32>, slice: Option<&[f32]>) {
+    match slice {
+        Some(s) => out.extend_from_slice(s),
+        None => out.extend(it),
+    }
+}
+
+/// What `jumpscope store info` reports for one file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// The activations dataset's path.
+    pub dataset: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its element type (`bfloat16` for marked uint16).
+    pub dtype: String,
+    /// Chunk shape, if chunked.
+    pub chunks: Option<Vec<usize>>,
+    /// Filters (gzip level, shuffle, lzf, …).
+    pub compression: Vec<String>,
+    /// Rows (tokens).
+    pub n_tokens: usize,
+    /// Activation width.
+    pub d_in: usize,
+    /// The file's size.
+    pub bytes_on_disk: u64,
+    /// The activations' size as f32.
+    pub bytes_f32: u64,
+    /// The token-id dataset beside the activations, if any.
+    pub token_ids: Option<String>,
+    /// The file's attributes (model, hook, layer, …) as text.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Describe each file of a store (glob patterns expanded).
+pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, StoreError> {
+    let store = Store::open(paths, dataset)?;
+    let mut out = Vec::new();
+    for sh in &store.shards {
+        let file = open_file(&sh.path)?;
+        let dtype = match sh.elem {
+            Elem::Bf16 => "bfloat16".to_string(),
+            Elem::Float => sh
+                .ds
+                .dtype()
+                .and_then(|t| t.to_descriptor())
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| "float".into()),
+        };
+        let attributes = file
+            .attr_names()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| string_attr(&file, &n).map(|v| (n, v)))
+            .collect();
+        let token_ids = TOKEN_ID_NAMES
+            .iter()
+            .find(|n| {
+                sh.token_ids
+                    .as_ref()
+                    .is_some_and(|t| t.name().trim_start_matches('/') == **n)
+            })
+            .map(|n| n.to_string());
+        out.push(FileInfo {
+            path: sh.path.clone(),
+            dataset: store.dataset.clone(),
+            shape: sh.ds.shape(),
+            dtype,
+            chunks: sh.ds.chunk(),
+            compression: sh
+                .ds
+                .filters()
+                .iter()
+                .map(|f| format!("{f:?}").to_lowercase())
+                .collect(),
+            n_tokens: sh.rows,
+            d_in: store.d_in,
+            bytes_on_disk: std::fs::metadata(&sh.path).map(|m| m.len()).unwrap_or(0),
+            bytes_f32: (sh.rows * store.d_in * 4) as u64,
+            token_ids,
+            attributes,
+        });
+    }
+    Ok(out)
 }
 
 /// Extra datasets to store beside the activations.

@@ -53,6 +53,8 @@ pub struct MetricsRecord {
     pub skipped_rows: u64,
     /// Current data epoch.
     pub epoch: u64,
+    /// Fraction of the wall time since the previous report spent waiting for data.
+    pub data_wait_fraction: f64,
     /// Histogram of log10(firing frequency + 1e-10) over features, frequency over the window
     /// since the previous report; range [-10, 0].
     pub firing_hist: Histogram,

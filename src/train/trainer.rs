@@ -9,6 +9,7 @@
 use crate::config::{Config, ConfigError, Hyper, Normalize, ThresholdParam};
 use crate::data::batches::{BatchError, Batcher, Position};
 use crate::data::norm::estimate_scale;
+use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::data::store::{Store, StoreError};
 use crate::device::{self, DeviceError};
 use crate::metrics::log::JsonlLog;
@@ -125,6 +126,9 @@ pub enum Outcome {
     },
 }
 
+/// Batches the prefetch thread reads ahead.
+const PREFETCH_DEPTH: usize = 4;
+
 /// A training run in progress.
 pub struct Trainer {
     cfg: Config,
@@ -132,7 +136,9 @@ pub struct Trainer {
     device: Device,
     sae: Sae,
     adam: AdamState,
-    batcher: Batcher,
+    data: Prefetcher,
+    /// Reading position after the last batch trained on (what a checkpoint records).
+    position: Position,
     scale: f64,
     step: u64,
     tokens_seen: u64,
@@ -158,7 +164,7 @@ impl Trainer {
     /// and create the run directory with its `config.toml` and `metrics.jsonl`.
     pub fn new(cfg: Config) -> Result<Self, TrainError> {
         let device = device::resolve(&cfg.device)?;
-        let store = Store::open(&cfg.data.stores, &cfg.data.dataset)?;
+        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let d_in = store.d_in();
         let scale = match cfg.data.normalize {
             Normalize::MeanSquaredNorm => estimate_scale(&store, cfg.data.scale_sample_tokens)?,
@@ -171,8 +177,8 @@ impl Trainer {
                     return Err(TrainError::InitMismatch {
                         path: path.clone(),
                         sae: loaded.params.d_in,
-                        store: cfg.data.stores[0].clone(),
-                        dataset: cfg.data.dataset.clone(),
+                        store: store.paths()[0].to_path_buf(),
+                        dataset: store.dataset().to_string(),
                         data: d_in,
                     });
                 }
@@ -212,6 +218,7 @@ impl Trainer {
             Position::default(),
         );
         batcher.scale = (1.0 / scale) as f32;
+        let data = Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH);
         let m = host.d_sae;
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
@@ -224,7 +231,8 @@ impl Trainer {
             device,
             sae,
             adam,
-            batcher,
+            data,
+            position: Position::default(),
             scale,
             step: 0,
             tokens_seen: 0,
@@ -244,7 +252,7 @@ impl Trainer {
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
         let device = device::resolve(&cfg.device)?;
-        let store = Store::open(&cfg.data.stores, &cfg.data.dataset)?;
+        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let (w_enc, shape) = tensors.take("W_enc")?;
         let [d_in, m] = shape[..] else {
             return Err(TrainError::Checkpoint(CheckpointError::State {
@@ -256,8 +264,8 @@ impl Trainer {
             return Err(TrainError::InitMismatch {
                 path: ckpt.clone(),
                 sae: d_in,
-                store: cfg.data.stores[0].clone(),
-                dataset: cfg.data.dataset.clone(),
+                store: store.paths()[0].to_path_buf(),
+                dataset: store.dataset().to_string(),
                 data: store.d_in(),
             });
         }
@@ -305,6 +313,7 @@ impl Trainer {
             state.position,
         );
         batcher.scale = (1.0 / state.scale) as f32;
+        let data = Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH);
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
         let mut t = Self {
@@ -313,7 +322,8 @@ impl Trainer {
             device,
             sae,
             adam,
-            batcher,
+            data,
+            position: state.position,
             scale: state.scale,
             step: state.step,
             tokens_seen: state.tokens_seen,
@@ -386,7 +396,6 @@ impl Trainer {
         let mut window_start = Instant::now();
         let mut window_tokens_start = self.tokens_seen;
         let mut pending: Vec<(u64, Tensor<1>)> = Vec::new();
-        let b = self.cfg.data.batch_size;
         while self.step < total {
             let mut checkpoint_now = false;
             loop {
@@ -429,7 +438,8 @@ impl Trainer {
                 self.checkpoint(&mut pending, report)?;
             }
 
-            let batch = self.batcher.next_batch(b)?;
+            let Prefetched { batch, position } = self.data.next_batch()?;
+            self.position = position;
             if batch.skipped > 0 {
                 self.skipped_rows += batch.skipped as u64;
                 report(TrainEvent::Warning(format!(
@@ -438,7 +448,7 @@ impl Trainer {
                 )));
             }
             if batch.new_epochs > 0 {
-                let epoch = self.batcher.position().epoch;
+                let epoch = self.position.epoch;
                 self.log_event("epoch", json!({"epoch": epoch}))?;
                 report(TrainEvent::Epoch {
                     epoch,
@@ -475,8 +485,8 @@ impl Trainer {
                 let parts = self.flush(&mut pending)?;
                 let secs = window_start.elapsed().as_secs_f64().max(1e-9);
                 let tps = (self.tokens_seen - window_tokens_start) as f64 / secs;
-                let rec =
-                    self.metrics(parts, x, out.residual, tps, started.elapsed().as_secs_f64());
+                let elapsed = started.elapsed().as_secs_f64();
+                let rec = self.metrics(parts, x, out.residual, tps, secs, elapsed);
                 let path = self.log.path().to_path_buf();
                 self.log
                     .append(&Tagged {
@@ -571,6 +581,7 @@ impl Trainer {
         x: Tensor<2>,
         residual: Tensor<2>,
         tokens_per_s: f64,
+        window_seconds: f64,
         elapsed_s: f64,
     ) -> MetricsRecord {
         let p = parts.unwrap_or(LossParts {
@@ -581,6 +592,8 @@ impl Trainer {
             pre_act: f64::NAN,
         });
         let (_, m) = self.sae.dims();
+        let window_s = window_seconds.max(1e-9);
+        let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
         let centred = x.clone() - x.mean_dim(0);
         let dead = self
             .steps_since_fired
@@ -636,7 +649,8 @@ impl Trainer {
             sparsity_coefficient: lambda_at(t, &self.cfg.hyper),
             tokens_per_s,
             skipped_rows: self.skipped_rows,
-            epoch: self.batcher.position().epoch,
+            epoch: self.position.epoch,
+            data_wait_fraction,
             firing_hist,
             theta_hist,
             elapsed_s,
@@ -722,7 +736,7 @@ impl Trainer {
             version: checkpoint::VERSION,
             step: self.step,
             tokens_seen: self.tokens_seen,
-            position: self.batcher.position(),
+            position: self.position,
             scale: self.scale,
             skipped_rows: self.skipped_rows,
             window_tokens: self.window_tokens,

@@ -61,7 +61,8 @@ fn absent_dataset_lists_what_is_there() {
             &d.path().join("run").display().to_string(),
         ),
     );
-    let o = train_cli(&cfg, &[], &[]);
+    // named explicitly: the error lists what the file has (unnamed, `acts` would be found)
+    let o = train_cli(&cfg, &["data.dataset=\"activations\""], &[]);
     assert_user_error(&o, &["s.h5", "no dataset `activations`", "acts"]);
 }
 

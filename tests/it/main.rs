@@ -4,4 +4,5 @@ mod bad_input;
 mod common;
 mod golden;
 mod paths;
+mod stores;
 mod training;

@@ -149,7 +149,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     assert_eq!(cfg_json["architecture"], "jumprelu");
     assert_eq!(cfg_json["apply_b_dec_to_input"], false);
     let train_form = t.host_params();
-    let raw = Store::open(std::slice::from_ref(&store), "activations").unwrap();
+    let raw = Store::open(std::slice::from_ref(&store), None).unwrap();
     let mut x = Vec::new();
     raw.read_rows(0, 256, &mut x).unwrap();
     let (dd, m) = (train_form.d_in, train_form.d_sae);
@@ -225,7 +225,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     // eval agrees with an independent computation of L0 on raw rows
     let report = evaluate(
         &loaded.params,
-        Store::open(std::slice::from_ref(&store), "activations").unwrap(),
+        Store::open(std::slice::from_ref(&store), None).unwrap(),
         100,
         &Device::flex(),
         |_, _| {},
@@ -366,7 +366,7 @@ fn synthetic_features_are_recovered() {
     let score = mmcs(&sae.w_dec, &truth.0, spec.d_in);
     let report = evaluate(
         &sae,
-        Store::open(std::slice::from_ref(&store), "activations").unwrap(),
+        Store::open(std::slice::from_ref(&store), None).unwrap(),
         4096,
         &Device::flex(),
         |_, _| {},
@@ -495,7 +495,7 @@ fn float16_stores_read_as_float32() {
         noise: 0.0,
         seed: 5,
     });
-    let s = Store::open(std::slice::from_ref(&store), "activations").unwrap();
+    let s = Store::open(std::slice::from_ref(&store), None).unwrap();
     assert_eq!((s.rows(), s.d_in()), (100, 8));
     let mut got = Vec::new();
     s.read_rows(0, 100, &mut got).unwrap();
