@@ -102,8 +102,10 @@ pub const TOKEN_ID_NAMES: [&str; 3] = ["token_ids", "tokens", "input_ids"];
 /// How the activations' elements are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Elem {
-    /// A float type HDF5 converts to f32.
+    /// A float type HDF5 converts to f32 (float32, float64).
     Float,
+    /// float16, converted by us: HDF5's own f16 → f32 conversion is a slow soft path.
+    F16,
     /// uint16 holding bfloat16 bits.
     Bf16,
 }
@@ -228,6 +230,7 @@ fn elem_of(ds: &hdf5::Dataset) -> Result<Elem, String> {
         .and_then(|t| t.to_descriptor())
         .map_err(|e| format!("unreadable type: {}", msg(e)))?;
     match desc {
+        hdf5::types::TypeDescriptor::Float(hdf5::types::FloatSize::U2) => Ok(Elem::F16),
         hdf5::types::TypeDescriptor::Float(_) => Ok(Elem::Float),
         hdf5::types::TypeDescriptor::Unsigned(hdf5::types::IntSize::U2)
             if string_attr(ds, "dtype").is_some_and(|v| v == "bfloat16") =>
@@ -467,6 +470,13 @@ impl Store {
                         .map_err(|e| self.read_err(sh, e))?;
                     extend(out, a.iter().copied(), a.as_slice());
                 }
+                Elem::F16 => {
+                    let a = sh
+                        .ds
+                        .read_slice::<half::f16, _, Ix2>(s![lo..hi, ..])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    extend_f16(out, a.as_slice(), a.iter());
+                }
                 Elem::Bf16 => {
                     let a = sh
                         .ds
@@ -487,6 +497,18 @@ impl Store {
                             .read_slice::<f32, _, Ix3>(s![q0..q1, .., ..])
                             .map_err(|e| self.read_err(sh, e))?;
                         out.extend(a.iter().skip(skip).take(take).copied());
+                    }
+                    Elem::F16 => {
+                        let a = sh
+                            .ds
+                            .read_slice::<half::f16, _, Ix3>(s![q0..q1, .., ..])
+                            .map_err(|e| self.read_err(sh, e))?;
+                        match a.as_slice() {
+                            Some(v) => {
+                                extend_f16(out, Some(&v[skip..skip + take]), std::iter::empty())
+                            }
+                            None => out.extend(a.iter().skip(skip).take(take).map(|h| h.to_f32())),
+                        }
                     }
                     Elem::Bf16 => {
                         let a = sh
@@ -539,6 +561,23 @@ impl Store {
     }
 }
 
+fn extend_f16<'a>(
+    out: &mut Vec<f32>,
+    slice: Option<&[half::f16]>,
+    it: impl Iterator<Item = &'a half::f16>,
+) {
+    use half::slice::HalfFloatSliceExt;
+    match slice {
+        Some(s) => {
+            let n = out.len();
+            out.resize(n + s.len(), 0.0);
+            // half's slice conversion uses the CPU's F16C instructions where present
+            s.convert_to_f32_slice(&mut out[n..]);
+        }
+        None => out.extend(it.map(|h| h.to_f32())),
+    }
+}
+
 fn extend(out: &mut Vec<f32>, it: impl Iterator<Item = f32>, slice: Option<&[f32]>) {
     match slice {
         Some(s) => out.extend_from_slice(s),
@@ -583,6 +622,7 @@ pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, S
         let file = open_file(&sh.path)?;
         let dtype = match sh.elem {
             Elem::Bf16 => "bfloat16".to_string(),
+            Elem::F16 => "float16".to_string(),
             Elem::Float => sh
                 .ds
                 .dtype()
