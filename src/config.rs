@@ -103,6 +103,7 @@ file_section!(
         normalize: Normalize,
         scale_sample_tokens: usize,
         on_nonfinite: OnNonFinite,
+        eval_tokens: usize,
     }
 );
 file_section!(
@@ -139,6 +140,7 @@ file_section!(
         checkpoint_every: u64,
         keep_checkpoints: usize,
         dead_window_tokens: u64,
+        eval_every: u64,
     }
 );
 file_section!(
@@ -186,6 +188,8 @@ pub struct DataConfig {
     pub scale_sample_tokens: usize,
     /// Policy for rows with NaN/Inf.
     pub on_nonfinite: OnNonFinite,
+    /// Rows at the end of the store held out from training for validation (0 = none).
+    pub eval_tokens: usize,
 }
 
 /// Validated model-shape settings (structural: fixed for a run).
@@ -252,6 +256,8 @@ pub struct Hyper {
     pub keep_checkpoints: usize,
     /// A feature that has not fired in this many tokens is dead.
     pub dead_window_tokens: u64,
+    /// Steps between validation reports (0 = only at the end).
+    pub eval_every: u64,
 }
 
 /// Validated training-length settings.
@@ -436,6 +442,7 @@ impl FileConfig {
             normalize: d.normalize.unwrap_or(Normalize::MeanSquaredNorm),
             scale_sample_tokens,
             on_nonfinite: d.on_nonfinite.unwrap_or(OnNonFinite::Skip),
+            eval_tokens: d.eval_tokens.unwrap_or(0),
         };
 
         let s = &self.sae;
@@ -514,6 +521,7 @@ impl FileConfig {
                 "train.dead_window_tokens",
                 t.dead_window_tokens.unwrap_or(10_000_000),
             )?,
+            eval_every: t.eval_every.unwrap_or(1000),
         };
         let device = self.run.device.clone().unwrap_or_else(|| "cpu".into());
         Ok(Config {
@@ -548,6 +556,7 @@ impl Config {
                 normalize: Some(self.data.normalize),
                 scale_sample_tokens: Some(self.data.scale_sample_tokens),
                 on_nonfinite: Some(self.data.on_nonfinite),
+                eval_tokens: Some(self.data.eval_tokens),
             },
             sae: SaeFile {
                 d_sae: self.sae.d_sae,
@@ -578,6 +587,7 @@ impl Config {
                 checkpoint_every: Some(h.checkpoint_every),
                 keep_checkpoints: Some(h.keep_checkpoints),
                 dead_window_tokens: Some(h.dead_window_tokens),
+                eval_every: Some(h.eval_every),
             },
             run: RunFile {
                 out: Some(self.out.clone()),

@@ -62,6 +62,69 @@ impl InferenceSae {
     }
 }
 
+/// Running evaluation over batches of raw rows.
+pub struct Evaluator<'a> {
+    sae: &'a InferenceSae,
+    d_in: usize,
+    acc: ReconAccumulator,
+    fired: Vec<bool>,
+}
+
+impl<'a> Evaluator<'a> {
+    /// Start with nothing seen.
+    pub fn new(sae: &'a InferenceSae, d_in: usize, d_sae: usize) -> Self {
+        Self {
+            sae,
+            d_in,
+            acc: ReconAccumulator::default(),
+            fired: vec![false; d_sae],
+        }
+    }
+
+    /// Add a batch of rows (`[n, d_in]`, row-major); rows with NaN/Inf are left out.
+    pub fn add(&mut self, rows: &[f32], device: &Device) {
+        let d = self.d_in;
+        let finite: Vec<f32> = rows
+            .chunks(d)
+            .filter(|r| r.iter().all(|v| v.is_finite()))
+            .flatten()
+            .copied()
+            .collect();
+        let k = finite.len() / d;
+        if k == 0 {
+            return;
+        }
+        let x = upload(&finite, [k, d], device);
+        let f = self.sae.encode(x.clone());
+        let counts = f
+            .clone()
+            .greater_elem(0.0)
+            .float()
+            .sum_dim(0)
+            .reshape([self.fired.len()]);
+        let err = (self.sae.decode(f) - x).square().sum();
+        let v = download(&Tensor::cat(vec![err, counts], 0));
+        let active_total: f64 = v[1..].iter().map(|&c| c as f64).sum();
+        for (fl, &c) in self.fired.iter_mut().zip(&v[1..]) {
+            *fl |= c > 0.0;
+        }
+        self.acc.add(&finite, d, v[0] as f64, active_total);
+    }
+
+    /// The report over everything added.
+    pub fn report(&self) -> EvalReport {
+        let fvu = self.acc.fvu();
+        EvalReport {
+            n_tokens: self.acc.tokens,
+            l0: self.acc.l0(),
+            mse: self.acc.mse(),
+            fvu,
+            explained_variance: 1.0 - fvu,
+            dead: self.fired.iter().filter(|f| !**f).count() as u64,
+        }
+    }
+}
+
 /// Evaluate over every finite row of `store`, `batch` rows at a time.
 pub fn evaluate(
     p: &HostParams,
@@ -70,11 +133,9 @@ pub fn evaluate(
     device: &Device,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<EvalReport, StoreError> {
-    let d = p.d_in;
     let total = store.rows() as u64;
     let sae = InferenceSae::new(p, device);
-    let mut acc = ReconAccumulator::default();
-    let mut fired = vec![false; p.d_sae];
+    let mut ev = Evaluator::new(&sae, p.d_in, p.d_sae);
     let mut start = 0usize;
     let mut rows = Vec::new();
     while start < store.rows() {
@@ -82,35 +143,8 @@ pub fn evaluate(
         let n = batch.min(store.rows() - start);
         store.read_rows(start, n, &mut rows)?;
         start += n;
-        let finite: Vec<f32> = rows
-            .chunks(d)
-            .filter(|r| r.iter().all(|v| v.is_finite()))
-            .flatten()
-            .copied()
-            .collect();
-        let k = finite.len() / d;
-        if k > 0 {
-            let x = upload(&finite, [k, d], device);
-            let f = sae.encode(x.clone());
-            let active = f.clone().greater_elem(0.0).float();
-            let counts = active.sum_dim(0).reshape([p.d_sae]);
-            let err = (sae.decode(f) - x).square().sum();
-            let v = download(&Tensor::cat(vec![err, counts], 0));
-            let active_total: f64 = v[1..].iter().map(|&c| c as f64).sum();
-            for (fl, &c) in fired.iter_mut().zip(&v[1..]) {
-                *fl |= c > 0.0;
-            }
-            acc.add(&finite, d, v[0] as f64, active_total);
-        }
+        ev.add(&rows, device);
         progress(start as u64, total);
     }
-    let fvu = acc.fvu();
-    Ok(EvalReport {
-        n_tokens: acc.tokens,
-        l0: acc.l0(),
-        mse: acc.mse(),
-        fvu,
-        explained_variance: 1.0 - fvu,
-        dead: fired.iter().filter(|f| !**f).count() as u64,
-    })
+    Ok(ev.report())
 }

@@ -114,6 +114,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
             format!("step {step}: {source} changed {}", changes.join(", ")),
         ),
         TrainEvent::Warning(w) => say(&bar, format!("warning: {w}")),
+        TrainEvent::Eval { step, report } => say(
+            &bar,
+            format!(
+                "step {step}: held-out {} tokens: L0 {:.2}  MSE {:.5}  FVU {:.4}",
+                report.n_tokens, report.l0, report.mse, report.fvu
+            ),
+        ),
         TrainEvent::Paused(p) => say(&bar, if p { "paused".into() } else { "resumed".into() }),
     };
     let outcome = trainer.run(&rx, &mut sink);

@@ -69,6 +69,8 @@ pub struct Batch {
 /// Reads batches in a deterministic (optionally shuffled) order.
 pub struct Batcher {
     store: Store,
+    /// Rows `0..train_rows` are read; the rest are held out for validation.
+    train_rows: usize,
     shuffle: bool,
     seed: u64,
     block_rows: usize,
@@ -116,6 +118,7 @@ impl Batcher {
     ) -> Self {
         let block_rows = Self::default_block_rows(store.d_in()).min(store.rows());
         Self {
+            train_rows: store.rows(),
             store,
             shuffle,
             seed,
@@ -129,6 +132,19 @@ impl Batcher {
         }
     }
 
+    /// Hold out the last `n` rows of the store (they are never returned). `n` must leave rows.
+    pub fn hold_out(mut self, n: usize) -> Self {
+        self.train_rows = self.store.rows().saturating_sub(n).max(1);
+        self.block_rows = self.block_rows.min(self.train_rows);
+        self.order_epoch = None;
+        self
+    }
+
+    /// Rows that training reads (the store less the held-out tail).
+    pub fn train_rows(&self) -> usize {
+        self.train_rows
+    }
+
     /// The store being read.
     pub fn store(&self) -> &Store {
         &self.store
@@ -140,7 +156,7 @@ impl Batcher {
     }
 
     fn n_blocks(&self) -> usize {
-        self.store.rows().div_ceil(self.block_rows)
+        self.train_rows.div_ceil(self.block_rows)
     }
 
     fn ensure_order(&mut self) {
@@ -166,7 +182,7 @@ impl Batcher {
     }
 
     fn block_len(&self, b: usize) -> usize {
-        (self.store.rows() - b * self.block_rows).min(self.block_rows)
+        (self.train_rows - b * self.block_rows).min(self.block_rows)
     }
 
     fn load_block(&mut self, b: usize) -> Result<(), StoreError> {
@@ -194,7 +210,7 @@ impl Batcher {
             skipped: 0,
             new_epochs: 0,
         };
-        let total = self.store.rows() as u64;
+        let total = self.train_rows as u64;
         let mut finite_this_pass = 0usize;
         let mut scanned_this_pass = 0u64;
         while batch.rows < rows {

@@ -109,4 +109,11 @@ pub enum TrainEvent {
     Warning(String),
     /// Paused or resumed.
     Paused(bool),
+    /// A validation report on the held-out rows.
+    Eval {
+        /// Steps completed.
+        step: u64,
+        /// The report (raw activation space).
+        report: crate::eval::EvalReport,
+    },
 }

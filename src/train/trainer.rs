@@ -12,6 +12,7 @@ use crate::data::norm::estimate_scale;
 use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::data::store::{Store, StoreError};
 use crate::device::{self, DeviceError};
+use crate::eval::{Evaluator, InferenceSae};
 use crate::metrics::log::JsonlLog;
 use crate::metrics::stats::{Histogram, log10_density};
 use crate::sae::io::{self, SaeIoError};
@@ -129,6 +130,39 @@ pub enum Outcome {
 /// Batches the prefetch thread reads ahead.
 const PREFETCH_DEPTH: usize = 4;
 
+/// Read the held-out tail of the store, and start the prefetch thread over the rest at `position`.
+fn start_data(
+    store: Store,
+    cfg: &Config,
+    position: Position,
+    scale: f64,
+) -> Result<(Prefetcher, Vec<f32>), TrainError> {
+    let held = cfg.data.eval_tokens;
+    if held >= store.rows() {
+        return Err(TrainError::Config(ConfigError::Invalid {
+            origin: store.paths()[0].display().to_string(),
+            key: "data.eval_tokens".into(),
+            value: held.to_string(),
+            expected: format!("fewer than the store's {} rows", store.rows()),
+        }));
+    }
+    let mut eval_rows = Vec::new();
+    store.read_rows(store.rows() - held, held, &mut eval_rows)?;
+    let mut batcher = Batcher::new(
+        store,
+        cfg.data.shuffle,
+        cfg.data.seed,
+        cfg.data.on_nonfinite,
+        position,
+    )
+    .hold_out(held);
+    batcher.scale = (1.0 / scale) as f32;
+    Ok((
+        Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH),
+        eval_rows,
+    ))
+}
+
 /// A training run in progress.
 pub struct Trainer {
     cfg: Config,
@@ -137,6 +171,8 @@ pub struct Trainer {
     sae: Sae,
     adam: AdamState,
     data: Prefetcher,
+    /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on.
+    eval_rows: Vec<f32>,
     /// Reading position after the last batch trained on (what a checkpoint records).
     position: Position,
     scale: f64,
@@ -200,6 +236,8 @@ impl Trainer {
                 cfg.data.seed,
             ),
         };
+        // before anything is written: the held-out split must fit the store
+        let (data, eval_rows) = start_data(store, &cfg, Position::default(), scale)?;
         let run_dir = cfg.out.clone();
         if run_dir.join("checkpoints").exists() {
             return Err(TrainError::RunExists(run_dir));
@@ -210,15 +248,6 @@ impl Trainer {
             .map_err(io_err(&config_path))?;
         let sae = Sae::from_host(&host, cfg.sae.threshold_param, &device);
         let adam = AdamState::new(&sae);
-        let mut batcher = Batcher::new(
-            store,
-            cfg.data.shuffle,
-            cfg.data.seed,
-            cfg.data.on_nonfinite,
-            Position::default(),
-        );
-        batcher.scale = (1.0 / scale) as f32;
-        let data = Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH);
         let m = host.d_sae;
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
@@ -232,6 +261,7 @@ impl Trainer {
             sae,
             adam,
             data,
+            eval_rows,
             position: Position::default(),
             scale,
             step: 0,
@@ -305,15 +335,7 @@ impl Trainer {
             m: am,
             v: av,
         };
-        let mut batcher = Batcher::new(
-            store,
-            cfg.data.shuffle,
-            cfg.data.seed,
-            cfg.data.on_nonfinite,
-            state.position,
-        );
-        batcher.scale = (1.0 / state.scale) as f32;
-        let data = Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH);
+        let (data, eval_rows) = start_data(store, &cfg, state.position, state.scale)?;
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
         let mut t = Self {
@@ -323,6 +345,7 @@ impl Trainer {
             sae,
             adam,
             data,
+            eval_rows,
             position: state.position,
             scale: state.scale,
             step: state.step,
@@ -498,6 +521,12 @@ impl Trainer {
                 window_start = Instant::now();
                 window_tokens_start = self.tokens_seen;
             }
+            let eval_every = self.cfg.hyper.eval_every;
+            if !self.eval_rows.is_empty()
+                && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
+            {
+                self.validate(report)?;
+            }
             let every = self.cfg.hyper.checkpoint_every;
             if every > 0 && self.step.is_multiple_of(every) && self.step < total {
                 self.checkpoint(&mut pending, report)?;
@@ -655,6 +684,32 @@ impl Trainer {
             theta_hist,
             elapsed_s,
         }
+    }
+
+    /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
+    fn validate(&mut self, report: &mut dyn FnMut(TrainEvent)) -> Result<(), TrainError> {
+        let folded = io::fold(
+            &self.sae.to_host(),
+            self.scale as f32,
+            self.cfg.sae.pre_encoder_bias,
+        );
+        let sae = InferenceSae::new(&folded, &self.device);
+        let mut ev = Evaluator::new(&sae, folded.d_in, folded.d_sae);
+        for chunk in self
+            .eval_rows
+            .chunks(self.cfg.data.batch_size * folded.d_in)
+        {
+            ev.add(chunk, &self.device);
+        }
+        let r = ev.report();
+        let path = self.log.path().to_path_buf();
+        let rec = json!({"type": "eval", "step": self.step, "tokens": self.tokens_seen, "eval": r});
+        self.log.append(&rec).map_err(io_err(&path))?;
+        report(TrainEvent::Eval {
+            step: self.step,
+            report: r,
+        });
+        Ok(())
     }
 
     fn checkpoint_tensors(&self) -> CheckpointTensors {

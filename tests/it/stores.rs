@@ -172,3 +172,76 @@ fn malformed_stores_are_refused_with_one_line() {
     std::fs::write(p("cut.h5"), &bytes[..bytes.len() / 2]).unwrap();
     assert_user_error(&info(&[&s("cut.h5"), "--scan"]), &["cut.h5"]);
 }
+
+#[test]
+fn held_out_rows_are_never_trained_on_and_are_reported() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    let tail = d.path().join("tail.h5");
+    // row 1000 (inside the held-out last 256 rows) is NaN: a run with on_nonfinite = "stop" would
+    // fail if it ever read it for training
+    h5py_activations(
+        &store,
+        "x = np.random.default_rng(1).normal(size=(1024, 16)).astype(np.float32)\nx[1000, 2] = np.nan",
+    );
+    h5py(&format!(
+        "with h5py.File('{}') as f:\n    t = f['activations'][768:]\nwith h5py.File('{}', 'w') as g:\n    g['activations'] = t\n",
+        store.display(),
+        tail.display()
+    ));
+    let run_dir = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 256\non_nonfinite = \"stop\"\n\
+             [sae]\nd_sae = 32\n[train]\nsteps = 30\neval_every = 10\nlog_every = 10\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = train_cli(&cfg, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("held-out 255 tokens"), "{}", stderr(&o));
+    let evals = records(&run_dir, "eval");
+    assert_eq!(
+        evals
+            .iter()
+            .map(|e| e["step"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![10, 20, 30]
+    );
+    assert!(
+        records(&run_dir, "epoch").len() >= 2,
+        "30 steps of 64 over 768 rows cross epochs"
+    );
+    // the final report equals `jumpscope eval` of the exported SAE on the held-out rows alone
+    let o = run(&[
+        "eval",
+        run_dir.join("sae").to_str().unwrap(),
+        "--store",
+        tail.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let last = &evals.last().unwrap()["eval"];
+    assert_eq!(last["n_tokens"], 255);
+    assert_eq!(j["n_tokens"], 255);
+    for k in ["l0", "mse", "fvu"] {
+        let (a, b) = (last[k].as_f64().unwrap(), j[k].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{k}: {a} vs {b}");
+    }
+    // holding out everything is refused
+    let o = train_cli(
+        &cfg,
+        &["data.eval_tokens=1024"],
+        &["--out", d.path().join("r2").to_str().unwrap()],
+    );
+    assert_user_error(
+        &o,
+        &[
+            "data.eval_tokens = 1024",
+            "fewer than the store's 1024 rows",
+        ],
+    );
+}
