@@ -104,6 +104,7 @@ file_section!(
         scale_sample_tokens: usize,
         on_nonfinite: OnNonFinite,
         eval_tokens: usize,
+        shuffle_buffer_tokens: usize,
     }
 );
 file_section!(
@@ -190,6 +191,8 @@ pub struct DataConfig {
     pub on_nonfinite: OnNonFinite,
     /// Rows at the end of the store held out from training for validation (0 = none).
     pub eval_tokens: usize,
+    /// Rows per shuffle block (None: about 32 MiB of f32).
+    pub shuffle_buffer_tokens: Option<usize>,
 }
 
 /// Validated model-shape settings (structural: fixed for a run).
@@ -443,6 +446,10 @@ impl FileConfig {
             scale_sample_tokens,
             on_nonfinite: d.on_nonfinite.unwrap_or(OnNonFinite::Skip),
             eval_tokens: d.eval_tokens.unwrap_or(0),
+            shuffle_buffer_tokens: match d.shuffle_buffer_tokens {
+                Some(n) => Some(c.at_least_one("data.shuffle_buffer_tokens", n as u64)? as usize),
+                None => None,
+            },
         };
 
         let s = &self.sae;
@@ -557,6 +564,7 @@ impl Config {
                 scale_sample_tokens: Some(self.data.scale_sample_tokens),
                 on_nonfinite: Some(self.data.on_nonfinite),
                 eval_tokens: Some(self.data.eval_tokens),
+                shuffle_buffer_tokens: self.data.shuffle_buffer_tokens,
             },
             sae: SaeFile {
                 d_sae: self.sae.d_sae,

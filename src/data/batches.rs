@@ -132,6 +132,19 @@ impl Batcher {
         }
     }
 
+    /// Shuffle within blocks of about `rows` rows (rounded up to whole HDF5 chunks, so that each
+    /// chunk is decompressed once per epoch). Memory: one block of `rows · d_in` f32.
+    pub fn buffer_rows(mut self, rows: usize) -> Self {
+        let chunk = self.store.chunk_rows().unwrap_or(1);
+        self.block_rows = rows
+            .max(1)
+            .div_ceil(chunk)
+            .saturating_mul(chunk)
+            .min(self.train_rows);
+        self.order_epoch = None;
+        self
+    }
+
     /// Hold out the last `n` rows of the store (they are never returned). `n` must leave rows.
     pub fn hold_out(mut self, n: usize) -> Self {
         self.train_rows = self.store.rows().saturating_sub(n).max(1);

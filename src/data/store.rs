@@ -528,6 +528,40 @@ impl Store {
         Ok(())
     }
 
+    /// Rows per HDF5 chunk of the first file (None when contiguous).
+    pub fn chunk_rows(&self) -> Option<usize> {
+        let c = self.shards[0].ds.chunk()?;
+        Some(c[..c.len() - 1].iter().product::<usize>().max(1))
+    }
+
+    /// The first file's attributes (model, hook, layer, …) as text.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let Ok(file) = open_file(&self.shards[0].path) else {
+            return BTreeMap::new();
+        };
+        file.attr_names()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|n| string_attr(&file, &n).map(|v| (n, v)))
+            .collect()
+    }
+
+    /// The vocabulary (`vocab`: one string per token id) of the first file, if it has one.
+    pub fn vocab(&self) -> Result<Option<Vec<String>>, StoreError> {
+        let sh = &self.shards[0];
+        let file = open_file(&sh.path)?;
+        let Ok(ds) = file.dataset("vocab") else {
+            return Ok(None);
+        };
+        read_strings(&ds)
+            .map(Some)
+            .map_err(|e| StoreError::BadDataset {
+                path: sh.path.clone(),
+                dataset: "vocab".into(),
+                problem: format!("{e}: expected variable-length strings"),
+            })
+    }
+
     /// Token ids of `n` rows from global row `start` (empty when the store has none).
     pub fn read_token_ids(&self, start: usize, n: usize) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::with_capacity(n);
@@ -559,6 +593,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn read_strings(ds: &hdf5::Dataset) -> Result<Vec<String>, String> {
+    if let Ok(v) = ds.read_raw::<hdf5::types::VarLenUnicode>() {
+        return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
+    }
+    ds.read_raw::<hdf5::types::VarLenAscii>()
+        .map(|v| v.iter().map(|s| s.as_str().to_string()).collect())
+        .map_err(msg)
 }
 
 fn extend_f16<'a>(
@@ -610,6 +653,8 @@ pub struct FileInfo {
     pub bytes_f32: u64,
     /// The token-id dataset beside the activations, if any.
     pub token_ids: Option<String>,
+    /// Entries of the `vocab` dataset (token id → string), if present.
+    pub vocab_size: Option<usize>,
     /// The file's attributes (model, hook, layer, …) as text.
     pub attributes: BTreeMap<String, String>,
 }
@@ -661,6 +706,7 @@ pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, S
             bytes_on_disk: std::fs::metadata(&sh.path).map(|m| m.len()).unwrap_or(0),
             bytes_f32: (sh.rows * store.d_in * 4) as u64,
             token_ids,
+            vocab_size: file.dataset("vocab").ok().map(|v| v.size()),
             attributes,
         });
     }

@@ -34,6 +34,9 @@ pub struct CheckpointState {
     pub window_tokens: u64,
     /// The configuration, with the hyperparameters in force at this step.
     pub config: Config,
+    /// The store's file attributes (model, hook, layer, …), carried into the exported SAE.
+    #[serde(default)]
+    pub store_attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// The tensors of a checkpoint, on the host.

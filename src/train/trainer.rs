@@ -156,6 +156,11 @@ fn start_data(
         position,
     )
     .hold_out(held);
+    let buffer = cfg
+        .data
+        .shuffle_buffer_tokens
+        .unwrap_or_else(|| Batcher::default_block_rows(batcher.store().d_in()));
+    batcher = batcher.buffer_rows(buffer);
     batcher.scale = (1.0 / scale) as f32;
     Ok((
         Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH),
@@ -173,6 +178,8 @@ pub struct Trainer {
     data: Prefetcher,
     /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on.
     eval_rows: Vec<f32>,
+    /// The store's file attributes.
+    store_attributes: std::collections::BTreeMap<String, String>,
     /// Reading position after the last batch trained on (what a checkpoint records).
     position: Position,
     scale: f64,
@@ -202,6 +209,7 @@ impl Trainer {
         let device = device::resolve(&cfg.device)?;
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let d_in = store.d_in();
+        let store_attributes = store.attributes();
         let scale = match cfg.data.normalize {
             Normalize::MeanSquaredNorm => estimate_scale(&store, cfg.data.scale_sample_tokens)?,
             Normalize::None => 1.0,
@@ -262,6 +270,7 @@ impl Trainer {
             adam,
             data,
             eval_rows,
+            store_attributes: store_attributes.clone(),
             position: Position::default(),
             scale,
             step: 0,
@@ -271,7 +280,10 @@ impl Trainer {
             log,
             last_checkpoint: None,
         };
-        t.log_event("start", json!({"d_in": d_in, "d_sae": m, "scale": scale}))?;
+        t.log_event(
+            "start",
+            json!({"d_in": d_in, "d_sae": m, "scale": scale, "store_attributes": store_attributes}),
+        )?;
         Ok(t)
     }
 
@@ -346,6 +358,7 @@ impl Trainer {
             adam,
             data,
             eval_rows,
+            store_attributes: state.store_attributes.clone(),
             position: state.position,
             scale: state.scale,
             step: state.step,
@@ -461,7 +474,16 @@ impl Trainer {
                 self.checkpoint(&mut pending, report)?;
             }
 
-            let Prefetched { batch, position } = self.data.next_batch()?;
+            let Prefetched { batch, position } = match self.data.next_batch() {
+                Ok(p) => p,
+                Err(e) => {
+                    // keep what was trained so far before reporting the data problem
+                    if self.step > 0 {
+                        let _ = self.checkpoint(&mut pending, report);
+                    }
+                    return Err(e.into());
+                }
+            };
             self.position = position;
             if batch.skipped > 0 {
                 self.skipped_rows += batch.skipped as u64;
@@ -796,6 +818,7 @@ impl Trainer {
             skipped_rows: self.skipped_rows,
             window_tokens: self.window_tokens,
             config: self.cfg.clone(),
+            store_attributes: self.store_attributes.clone(),
         };
         let path = checkpoint::write(
             &self.run_dir,
@@ -839,7 +862,7 @@ impl Trainer {
             dir,
             &params,
             Some(&sparsity),
-            export_metadata(&self.cfg, self.step, self.scale),
+            export_metadata(&self.cfg, self.step, self.scale, &self.store_attributes),
         )?;
         Ok(())
     }
@@ -861,8 +884,14 @@ pub fn inference_form(
     (params, sparsity)
 }
 
-fn export_metadata(cfg: &Config, step: u64, scale: f64) -> serde_json::Value {
+fn export_metadata(
+    cfg: &Config,
+    step: u64,
+    scale: f64,
+    store_attributes: &std::collections::BTreeMap<String, String>,
+) -> serde_json::Value {
     json!({
+        "store_attributes": store_attributes,
         "trained_with": "jumpscope",
         "version": env!("CARGO_PKG_VERSION"),
         "step": step,
@@ -915,7 +944,12 @@ pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
         out,
         &params,
         Some(&sparsity),
-        export_metadata(&state.config, state.step, state.scale),
+        export_metadata(
+            &state.config,
+            state.step,
+            state.scale,
+            &state.store_attributes,
+        ),
     )?;
     Ok(())
 }

@@ -245,3 +245,26 @@ fn held_out_rows_are_never_trained_on_and_are_reported() {
         ],
     );
 }
+
+#[test]
+fn the_real_sample_store_reads_with_token_ids_vocabulary_and_attributes() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data/minilm_l3_resid.h5");
+    let s = Store::open(&[p], None).unwrap();
+    assert_eq!((s.rows(), s.d_in()), (160 * 128, 384));
+    assert!(s.has_token_ids());
+    // each 128-token sequence is [CLS] … [SEP]; read across the first sequence boundary
+    let ids = s.read_token_ids(120, 16).unwrap();
+    let vocab = s
+        .vocab()
+        .unwrap()
+        .expect("the sample store ships its vocabulary");
+    assert_eq!(vocab.len(), 30522);
+    assert_eq!(vocab[ids[7] as usize], "[SEP]");
+    assert_eq!(vocab[ids[8] as usize], "[CLS]");
+    let attrs = s.attributes();
+    assert_eq!(attrs["layer"], "3");
+    assert!(attrs["model"].contains("all-MiniLM-L6-v2"));
+    let mut x = Vec::new();
+    s.read_rows(0, 256, &mut x).unwrap();
+    assert!(x.iter().all(|v| v.is_finite()) && x.iter().any(|v| v.abs() > 1.0));
+}
