@@ -94,6 +94,28 @@ pub enum StoreCommand {
     Synth(SynthArgs),
     /// Describe stores: dataset, shape, dtype, chunking, compression, sizes, token ids, attributes.
     Info(InfoArgs),
+    /// Time one epoch of the training data path (read, shuffle, batch, prefetch) and print rows/s.
+    Bench(StoreBenchArgs),
+}
+
+/// `jumpscope store bench`
+#[derive(Debug, Args)]
+pub struct StoreBenchArgs {
+    /// HDF5 files or glob patterns, read as one store.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Dataset inside the files (default: `activations`, else the only float dataset).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// Read in file order instead of shuffled.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `jumpscope store info`

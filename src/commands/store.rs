@@ -1,7 +1,10 @@
 //! `jumpscope store …`: synthetic stores.
 
-use crate::cli::{DtypeArg, InfoArgs, StoreCommand};
+use crate::cli::{DtypeArg, InfoArgs, StoreBenchArgs, StoreCommand};
 use indicatif::{ProgressBar, ProgressDrawTarget};
+use jumpscope::config::OnNonFinite;
+use jumpscope::data::batches::{Batcher, Position};
+use jumpscope::data::prefetch::Prefetcher;
 use jumpscope::data::scan::scan;
 use jumpscope::data::store::{Extra, WriteDtype, write_store};
 use jumpscope::data::store::{Store, info};
@@ -12,6 +15,7 @@ use std::io::IsTerminal;
 pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
     match cmd {
         StoreCommand::Info(a) => store_info(a),
+        StoreCommand::Bench(a) => store_bench(a),
         StoreCommand::Synth(a) => {
             anyhow::ensure!(
                 a.d_in > 0 && a.features > 0 && a.tokens > 0,
@@ -145,6 +149,46 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
         println!(
             "scan: {} rows, {} with NaN, {} with Inf, mean |x| {:.4}, {:.0} rows/s ({:.0} MB/s as f32)",
             r.rows, r.nan_rows, r.inf_rows, r.mean_norm, r.rows_per_s, r.mb_per_s_f32
+        );
+    }
+    Ok(0)
+}
+
+fn store_bench(a: StoreBenchArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    let store = Store::open(&a.paths, a.dataset.as_deref())?;
+    let (rows, d) = (store.rows(), store.d_in());
+    let batcher = Batcher::new(
+        store,
+        !a.no_shuffle,
+        0,
+        OnNonFinite::Skip,
+        Position::default(),
+    );
+    let buffer = Batcher::default_block_rows(d);
+    let mut data = Prefetcher::spawn(batcher.buffer_rows(buffer), a.batch, 4);
+    let t0 = std::time::Instant::now();
+    let mut done = 0usize;
+    while done < rows {
+        done += data.next_batch()?.batch.rows;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let rows_per_s = done as f64 / secs;
+    let mb_per_s = (done * d * 4) as f64 / 1e6 / secs;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"rows": done, "d_in": d, "shuffle": !a.no_shuffle, "seconds": secs,
+                "rows_per_s": rows_per_s, "mb_per_s_f32": mb_per_s})
+        );
+    } else {
+        println!(
+            "{done} rows x d_in {d} ({}): {rows_per_s:.0} rows/s, {mb_per_s:.0} MB/s as f32",
+            if a.no_shuffle {
+                "file order"
+            } else {
+                "shuffled"
+            }
         );
     }
     Ok(0)

@@ -468,7 +468,12 @@ impl Store {
                         .ds
                         .read_slice::<f32, _, Ix2>(s![lo..hi, ..])
                         .map_err(|e| self.read_err(sh, e))?;
-                    extend(out, a.iter().copied(), a.as_slice());
+                    if out.is_empty() && a.is_standard_layout() {
+                        // take the buffer HDF5 read into instead of copying it
+                        *out = a.into_raw_vec_and_offset().0;
+                    } else {
+                        extend(out, a.iter().copied(), a.as_slice());
+                    }
                 }
                 Elem::F16 => {
                     let a = sh
