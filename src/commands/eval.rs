@@ -1,10 +1,8 @@
 //! `jumpscope eval`: load an SAE, stream a store through it, print the report.
 
 use crate::cli::EvalArgs;
-use indicatif::{ProgressBar, ProgressDrawTarget};
 use jumpscope::data::store::Store;
 use jumpscope::{device, eval, sae::io};
-use std::io::IsTerminal;
 
 /// Run the command; returns the process exit code.
 pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
@@ -21,14 +19,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
             store.d_in()
         );
     }
-    let bar = ProgressBar::with_draw_target(
-        Some(store.rows() as u64),
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
+    let bar = super::progress_bar(store.rows() as u64);
     let report = eval::evaluate(&loaded.params, store, args.batch.max(1), &dev, |done, _| {
         bar.set_position(done)
     })?;

@@ -1,7 +1,6 @@
 //! `jumpscope store …`: synthetic stores.
 
 use crate::cli::{DtypeArg, InfoArgs, StoreBenchArgs, StoreCommand};
-use indicatif::{ProgressBar, ProgressDrawTarget};
 use jumpscope::config::OnNonFinite;
 use jumpscope::data::batches::{Batcher, Position};
 use jumpscope::data::prefetch::Prefetcher;
@@ -9,7 +8,6 @@ use jumpscope::data::scan::scan;
 use jumpscope::data::store::{Extra, WriteDtype, write_store};
 use jumpscope::data::store::{Store, info};
 use jumpscope::data::synth::{SynthSpec, generate};
-use std::io::IsTerminal;
 
 /// Run the command; returns the process exit code.
 pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
@@ -83,14 +81,7 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
     let d_in = files.first().map_or(0, |f| f.d_in);
     let scanned = if a.scan {
         let store = Store::open(&a.paths, a.dataset.as_deref())?;
-        let bar = ProgressBar::with_draw_target(
-            Some(store.rows() as u64),
-            if std::io::stderr().is_terminal() {
-                ProgressDrawTarget::stderr()
-            } else {
-                ProgressDrawTarget::hidden()
-            },
-        );
+        let bar = super::progress_bar(store.rows() as u64);
         let block = (4 << 20) / store.d_in().max(1);
         let r = scan(&store, block.max(1), |done, _| bar.set_position(done))?;
         bar.finish_and_clear();

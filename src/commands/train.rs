@@ -2,11 +2,10 @@
 //! report progress headlessly (a progress bar on a terminal, one line per report otherwise).
 
 use crate::cli::TrainArgs;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use jumpscope::config;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::trainer::{Outcome, Trainer};
-use std::io::IsTerminal;
 use std::sync::mpsc;
 
 /// Run the command; returns the process exit code.
@@ -40,15 +39,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
         let _ = stop_tx.send(Control::Stop);
     })?;
     let total = trainer.config().total_steps();
-    let fancy = std::io::stderr().is_terminal();
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if fancy {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
+    let bar = super::progress_bar(total);
+    let fancy = !bar.is_hidden();
     bar.set_style(
         ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} steps  {msg}  ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
