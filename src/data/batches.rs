@@ -252,15 +252,15 @@ impl Batcher {
                 let r = perm[c - s] as usize;
                 let row = &data[r * d..(r + 1) * d];
                 scanned_this_pass += 1;
-                if all_finite(row) {
+                // copy and scale first, then test the copy while it is in cache: one pass over
+                // the block's memory instead of two
+                let n = batch.data.len();
+                batch.data.extend(row.iter().map(|v| v * self.scale));
+                if all_finite(&batch.data[n..]) {
                     finite_this_pass += 1;
-                    let n = batch.data.len();
-                    batch.data.resize(n + d, 0.0);
-                    for (o, v) in batch.data[n..].iter_mut().zip(row) {
-                        *o = v * self.scale;
-                    }
                     batch.rows += 1;
                 } else {
+                    batch.data.truncate(n);
                     let global = b * self.block_rows + r;
                     match self.on_nonfinite {
                         OnNonFinite::Stop => {
