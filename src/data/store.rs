@@ -79,6 +79,14 @@ pub enum StoreError {
         /// The library's message.
         reason: String,
     },
+    /// The file was deleted or changed size while being read.
+    #[error("{path}: the store file {what} during the run")]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// "vanished" or "changed size (A -> B bytes)".
+        what: String,
+    },
     /// Writing a store failed.
     #[error("{path}: cannot write store: {reason}")]
     Write {
@@ -121,6 +129,9 @@ struct Shard {
     /// Global index of this shard's first row.
     start: usize,
     token_ids: Option<hdf5::Dataset>,
+    /// File size when opened: HDF5 reads past a truncated end as zeros, so a size change must be
+    /// caught here rather than trained on.
+    bytes: u64,
 }
 
 /// One or more HDF5 files holding the activations, read as one.
@@ -345,6 +356,7 @@ fn open_shard(
             rows,
             start,
             token_ids,
+            bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         },
         name,
         d,
@@ -460,6 +472,21 @@ impl Store {
         hi: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), StoreError> {
+        match std::fs::metadata(&sh.path) {
+            Ok(m) if m.len() == sh.bytes => {}
+            Ok(m) => {
+                return Err(StoreError::Changed {
+                    path: sh.path.clone(),
+                    what: format!("changed size ({} -> {} bytes)", sh.bytes, m.len()),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Changed {
+                    path: sh.path.clone(),
+                    what: "vanished".into(),
+                });
+            }
+        }
         let d = self.d_in;
         match sh.seq_len {
             None => match sh.elem {

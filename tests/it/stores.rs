@@ -268,3 +268,40 @@ fn the_real_sample_store_reads_with_token_ids_vocabulary_and_attributes() {
     s.read_rows(0, 256, &mut x).unwrap();
     assert!(x.iter().all(|v| v.is_finite()) && x.iter().any(|v| v.abs() > 1.0));
 }
+
+#[test]
+fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(4096, 3));
+    let run_dir = d.path().join("run");
+    // small shuffle blocks, so that the store is read again and again
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\nshuffle_buffer_tokens = 256\n[sae]\nd_sae = 32\n\
+             [train]\nsteps = 100000000\nlog_every = 5\ncheckpoint_every = 0\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let child = bin()
+        .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while records(&run_dir, "metrics").len() < 3 {
+        assert!(t0.elapsed().as_secs() < 60, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_file(&store).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_user_error(&out, &["s.h5", "vanished during the run"]);
+    let ck = jumpscope::train::checkpoint::list(&run_dir);
+    assert_eq!(
+        ck.len(),
+        1,
+        "the steps trained before are kept in a checkpoint"
+    );
+}
