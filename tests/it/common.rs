@@ -75,12 +75,14 @@ pub fn config(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-/// Parse metrics.jsonl records of one type.
+/// Parse metrics.jsonl records of one type. Only complete lines count: a run that is still
+/// writing may have a last line without its newline yet.
 pub fn records(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each complete line is JSON"))
         .filter(|v| v["type"] == kind)
         .collect()
 }
