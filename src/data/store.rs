@@ -594,6 +594,70 @@ impl Store {
             })
     }
 
+    /// Token strings of `n` rows from global row `start`: from a per-token `token_strs` dataset
+    /// (same leading shape as the activations) when every file has one, else from the token ids
+    /// and the first file's `vocab`; `None` when the store has neither.
+    pub fn read_token_strings(
+        &self,
+        start: usize,
+        n: usize,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let end = (start + n).min(self.rows);
+        let per_token: Vec<Option<hdf5::Dataset>> = self
+            .shards
+            .iter()
+            .map(|sh| {
+                open_file(&sh.path)
+                    .ok()
+                    .and_then(|f| f.dataset("token_strs").ok())
+            })
+            .collect();
+        if per_token.iter().all(Option::is_some) {
+            let mut out = Vec::with_capacity(end.saturating_sub(start));
+            let mut row = start;
+            while row < end {
+                let k = self.shard_of(row);
+                let sh = &self.shards[k];
+                let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+                let ds = per_token[k].as_ref().expect("checked above");
+                let all = read_strings(ds).map_err(|e| StoreError::BadDataset {
+                    path: sh.path.clone(),
+                    dataset: "token_strs".into(),
+                    problem: format!("{e}: expected variable-length strings"),
+                })?;
+                if all.len() != sh.rows {
+                    return Err(StoreError::BadDataset {
+                        path: sh.path.clone(),
+                        dataset: "token_strs".into(),
+                        problem: format!(
+                            "{} strings: expected one per token ({})",
+                            all.len(),
+                            sh.rows
+                        ),
+                    });
+                }
+                out.extend(all[lo..hi].iter().cloned());
+                row = sh.start + hi;
+            }
+            return Ok(Some(out));
+        }
+        match (self.has_token_ids(), self.vocab()?) {
+            (true, Some(vocab)) => Ok(Some(
+                self.read_token_ids(start, n)?
+                    .into_iter()
+                    .map(|id| {
+                        usize::try_from(id)
+                            .ok()
+                            .and_then(|i| vocab.get(i))
+                            .cloned()
+                            .unwrap_or_else(|| format!("<{id}>"))
+                    })
+                    .collect(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// Token ids of `n` rows from global row `start` (empty when the store has none).
     pub fn read_token_ids(&self, start: usize, n: usize) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::with_capacity(n);

@@ -305,3 +305,44 @@ fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
         "the steps trained before are kept in a checkpoint"
     );
 }
+
+#[test]
+fn token_strings_come_from_token_strs_or_from_ids_and_the_vocabulary() {
+    let d = tempdir().unwrap();
+    let (a, b, c) = (
+        d.path().join("a.h5"),
+        d.path().join("b.h5"),
+        d.path().join("c.h5"),
+    );
+    h5py(&format!(
+        "x = np.zeros((2, 3, 4), np.float32)\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['token_ids'] = np.array([[2, 0, 1], [1, 1, 9]], np.int64)\n    f['vocab'] = np.array(['the', 'cat', 'sat'], dtype=object)\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['token_strs'] = np.array(['a', 'b', 'c', 'd', 'e', 'f'], dtype=object)\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n",
+        a.display(),
+        b.display(),
+        c.display()
+    ));
+    let strs = |p: &Path, start, n| {
+        Store::open(&[p.to_path_buf()], None)
+            .unwrap()
+            .read_token_strings(start, n)
+            .unwrap()
+    };
+    // across the sequence boundary; an id outside the vocabulary is shown as <id>
+    assert_eq!(
+        strs(&a, 1, 5),
+        Some(vec![
+            "the".into(),
+            "cat".into(),
+            "cat".into(),
+            "cat".into(),
+            "<9>".into()
+        ])
+    );
+    assert_eq!(
+        strs(&b, 2, 3),
+        Some(vec!["c".into(), "d".into(), "e".into()])
+    );
+    assert_eq!(strs(&c, 0, 2), None);
+}
