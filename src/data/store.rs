@@ -198,7 +198,13 @@ fn open_file(path: &Path) -> Result<hdf5::File, StoreError> {
             reason: e.to_string(),
         });
     }
-    hdf5::File::open(path).map_err(|e| StoreError::Open {
+    // Read-only opens take no file lock. HDF5's lock is a flock on a descriptor opened without
+    // O_CLOEXEC, so any process forked while a writer had the file open keeps the writer's lock
+    // for its whole life; readers would then fail with "unable to lock file". Reading needs no
+    // lock (h5py users set HDF5_USE_FILE_LOCKING=FALSE for the same reason on shared file systems).
+    let mut builder = hdf5::File::with_options();
+    builder.fapl().file_locking(false);
+    builder.open(path).map_err(|e| StoreError::Open {
         path: path.into(),
         reason: format!("not a readable HDF5 file ({})", msg(e)),
     })

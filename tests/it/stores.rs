@@ -285,14 +285,18 @@ fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
             run_dir.display()
         ),
     );
-    let child = bin()
+    let mut child = bin()
         .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
     while records(&run_dir, "metrics").len() < 3 {
-        assert!(t0.elapsed().as_secs() < 60, "training did not start");
+        if t0.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("training did not start: {:?} {}", out.status, stderr(&out));
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     std::fs::remove_file(&store).unwrap();
