@@ -125,3 +125,37 @@ pub fn train_cli(cfg: &Path, sets: &[&str], extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     run(&args)
 }
+
+/// `jumpscope eval SAE --store STORE --json`, which must succeed; its JSON.
+pub fn eval_json(sae: &Path, store: &Path) -> serde_json::Value {
+    let o = run(&[
+        "eval",
+        sae.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("eval --json prints JSON")
+}
+
+/// Start `jumpscope train --config CFG --headless` in the background and wait until its
+/// metrics.jsonl in `run_dir` has `reports` metrics records; a run that dies first, or takes more
+/// than a minute, fails the test with its stderr.
+pub fn spawn_training(cfg: &Path, run_dir: &Path, reports: usize) -> std::process::Child {
+    let mut child = bin()
+        .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let t0 = std::time::Instant::now();
+    while records(run_dir, "metrics").len() < reports {
+        if t0.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("training did not start: {:?} {}", out.status, stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}

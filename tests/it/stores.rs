@@ -215,15 +215,7 @@ fn held_out_rows_are_never_trained_on_and_are_reported() {
         "30 steps of 64 over 768 rows cross epochs"
     );
     // the final report equals `jumpscope eval` of the exported SAE on the held-out rows alone
-    let o = run(&[
-        "eval",
-        run_dir.join("sae").to_str().unwrap(),
-        "--store",
-        tail.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = eval_json(&run_dir.join("sae"), &tail);
     let last = &evals.last().unwrap()["eval"];
     assert_eq!(last["n_tokens"], 255);
     assert_eq!(j["n_tokens"], 255);
@@ -285,20 +277,7 @@ fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
             run_dir.display()
         ),
     );
-    let mut child = bin()
-        .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while records(&run_dir, "metrics").len() < 3 {
-        if t0.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("training did not start: {:?} {}", out.status, stderr(&out));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let child = spawn_training(&cfg, &run_dir, 3);
     std::fs::remove_file(&store).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_user_error(&out, &["s.h5", "vanished during the run"]);

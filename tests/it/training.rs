@@ -248,15 +248,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
         report.l0,
         active as f64 / 1024.0
     );
-    let o = run(&[
-        "eval",
-        run_dir.join("sae").to_str().unwrap(),
-        "--store",
-        store.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = eval_json(&run_dir.join("sae"), &store);
     for k in ["n_tokens", "l0", "mse", "fvu", "explained_variance", "dead"] {
         assert!(j.get(k).is_some(), "eval --json lacks {k}: {j}");
     }
@@ -276,16 +268,7 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
         run_dir.display()
     );
     let c = config(d.path(), &body);
-    let child = bin()
-        .args(["train", "--config", c.to_str().unwrap(), "--headless"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while records(&run_dir, "metrics").len() < 3 {
-        assert!(t0.elapsed().as_secs() < 60, "training did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let child = spawn_training(&c, &run_dir, 3);
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
