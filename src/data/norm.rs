@@ -2,9 +2,10 @@
 
 use crate::data::store::{Store, StoreError};
 
-/// Estimate C from up to `sample_tokens` finite rows spread evenly over the store.
-pub fn estimate_scale(store: &Store, sample_tokens: usize) -> Result<f64, StoreError> {
-    let rows = store.rows();
+/// Estimate C from up to `sample_tokens` finite rows spread evenly over the first `rows` rows of
+/// the store (the training rows: a held-out tail must not inform the training statistics).
+pub fn estimate_scale(store: &Store, sample_tokens: usize, rows: usize) -> Result<f64, StoreError> {
+    let rows = rows.min(store.rows());
     let d = store.d_in();
     let want = sample_tokens.min(rows);
     // read in runs of up to 256 rows at evenly spaced places, so a sorted store is sampled fairly

@@ -211,7 +211,10 @@ impl Trainer {
         let d_in = store.d_in();
         let store_attributes = store.attributes();
         let scale = match cfg.data.normalize {
-            Normalize::MeanSquaredNorm => estimate_scale(&store, cfg.data.scale_sample_tokens)?,
+            Normalize::MeanSquaredNorm => {
+                let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
+                estimate_scale(&store, cfg.data.scale_sample_tokens, training_rows)?
+            }
             Normalize::None => 1.0,
         };
         let host = match &cfg.sae.init_from {

@@ -329,3 +329,57 @@ fn token_strings_come_from_token_strs_or_from_ids_and_the_vocabulary() {
     );
     assert_eq!(strs(&c, 0, 2), None);
 }
+
+#[test]
+fn the_input_scale_ignores_the_held_out_rows() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    // training rows have E|x|^2 = 16; the held-out tail is 100x larger
+    h5py_activations(
+        &store,
+        "x = np.random.default_rng(2).normal(size=(1024, 16)).astype(np.float32)\nx[768:] *= 100",
+    );
+    let c = jumpscope::config::parse(
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 256\n[sae]\nd_sae = 8\n[run]\nout = \"{}\"\n",
+            store.display(),
+            d.path().join("run").display()
+        ),
+        "t",
+        &[],
+    )
+    .unwrap()
+    .validate("t")
+    .unwrap();
+    let t = jumpscope::train::trainer::Trainer::new(c).unwrap();
+    // sqrt(16) = 4 from the training rows; with the tail it would be about 200
+    assert!((t.scale() - 4.0).abs() < 0.4, "scale {}", t.scale());
+}
+
+#[test]
+fn a_store_without_read_permission_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // the binary runs as an unprivileged user (root reads everything), from a copy it can reach
+    let exe = d.path().join("jumpscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_jumpscope"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = d.path().join("locked.h5");
+    synth_store(&store, &small_spec(64, 1));
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let mut cmd = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    let o = cmd
+        .args(["store", "info", store.to_str().unwrap()])
+        .output()
+        .expect("the binary (under setpriv from util-linux when root) runs");
+    assert_user_error(&o, &["locked.h5", "Permission denied"]);
+}
