@@ -574,7 +574,7 @@ impl Store {
 
     /// The first file's attributes (model, hook, layer, …) as text.
     pub fn attributes(&self) -> BTreeMap<String, String> {
-        let Ok(file) = open_file(&self.shards[0].path) else {
+        let Ok(file) = self.shards[0].ds.file() else {
             return BTreeMap::new();
         };
         file.attr_names()
@@ -587,7 +587,7 @@ impl Store {
     /// The vocabulary (`vocab`: one string per token id) of the first file, if it has one.
     pub fn vocab(&self) -> Result<Option<Vec<String>>, StoreError> {
         let sh = &self.shards[0];
-        let file = open_file(&sh.path)?;
+        let file = sh.ds.file().map_err(|e| self.read_err(sh, e))?;
         let Ok(ds) = file.dataset("vocab") else {
             return Ok(None);
         };
@@ -612,11 +612,7 @@ impl Store {
         let per_token: Vec<Option<hdf5::Dataset>> = self
             .shards
             .iter()
-            .map(|sh| {
-                open_file(&sh.path)
-                    .ok()
-                    .and_then(|f| f.dataset("token_strs").ok())
-            })
+            .map(|sh| sh.ds.file().ok().and_then(|f| f.dataset("token_strs").ok()))
             .collect();
         if per_token.iter().all(Option::is_some) {
             let mut out = Vec::with_capacity(end.saturating_sub(start));

@@ -227,6 +227,7 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
             .is_some_and(|n| n == "sae_weights.safetensors" || n == "cfg.json")
     {
         let cfg_path = dir.join("cfg.json");
+        let mut b_dec_on_input = false;
         if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
             let cfg: serde_json::Value = serde_json::from_str(&text)
@@ -238,20 +239,16 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
                     format!("architecture = {arch:?}: expected \"jumprelu\""),
                 ));
             }
-            if cfg["apply_b_dec_to_input"].as_bool() == Some(true) {
-                // SAELens's pre-encoder bias at inference: fold it so we have one form
-                let map = read_safetensors(&weights)?;
-                let p = params_from_map(&weights, map)?;
-                return Ok(LoadedSae {
-                    params: fold(&p, 1.0, true),
-                    format: "saelens",
-                    sparsity: read_sparsity(&dir),
-                });
-            }
+            b_dec_on_input = cfg["apply_b_dec_to_input"].as_bool() == Some(true);
         }
-        let map = read_safetensors(&weights)?;
+        let p = params_from_map(&weights, read_safetensors(&weights)?)?;
         return Ok(LoadedSae {
-            params: params_from_map(&weights, map)?,
+            // SAELens's pre-encoder bias at inference is folded so that there is one form
+            params: if b_dec_on_input {
+                fold(&p, 1.0, true)
+            } else {
+                p
+            },
             format: "saelens",
             sparsity: read_sparsity(&dir),
         });
