@@ -113,6 +113,9 @@ pub struct StoreBenchArgs {
     /// Read in file order instead of shuffled.
     #[arg(long)]
     pub no_shuffle: bool,
+    /// Passes over the store (epochs); the rate is over all of them, start-up included.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

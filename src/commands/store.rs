@@ -147,6 +147,7 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
 
 fn store_bench(a: StoreBenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    anyhow::ensure!(a.passes > 0, "--passes must be at least 1");
     let store = Store::open(&a.paths, a.dataset.as_deref())?;
     let (rows, d) = (store.rows(), store.d_in());
     let batcher = Batcher::new(
@@ -160,8 +161,10 @@ fn store_bench(a: StoreBenchArgs) -> anyhow::Result<i32> {
     let mut data = Prefetcher::spawn(batcher.buffer_rows(buffer), a.batch, 4);
     let t0 = std::time::Instant::now();
     let mut done = 0usize;
-    while done < rows {
-        done += data.next_batch()?.batch.rows;
+    while done < rows * a.passes {
+        let got = data.next_batch()?.batch;
+        done += got.rows;
+        data.recycle(got.data);
     }
     let secs = t0.elapsed().as_secs_f64();
     let rows_per_s = done as f64 / secs;
@@ -169,7 +172,7 @@ fn store_bench(a: StoreBenchArgs) -> anyhow::Result<i32> {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"rows": done, "d_in": d, "shuffle": !a.no_shuffle, "seconds": secs,
+            serde_json::json!({"rows": done, "d_in": d, "shuffle": !a.no_shuffle, "passes": a.passes, "seconds": secs,
                 "rows_per_s": rows_per_s, "mb_per_s_f32": mb_per_s})
         );
     } else {

@@ -1,8 +1,10 @@
 //! Activation data: HDF5 stores, batching, the input scale, and synthetic data.
 
 pub mod batches;
+pub mod block;
 pub mod norm;
 pub mod prefetch;
+pub mod raw;
 pub mod scan;
 pub mod store;
 pub mod synth;

@@ -5,10 +5,10 @@
 //! position after it, so a checkpoint records exactly what the trainer consumed, not what the
 //! thread has read ahead; a resumed run starts a new thread at that position.
 
-use crate::data::batches::{Batch, BatchError, Batcher, Position};
+use crate::data::batches::{Batch, BatchError, Batcher, Position, Rows};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TrySendError, channel, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,8 @@ pub struct Prefetched {
 /// Batches read ahead on a background thread.
 pub struct Prefetcher {
     rx: Receiver<Result<Prefetched, BatchError>>,
+    /// Spent batch buffers going back to the thread.
+    spent: Sender<Rows>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     waited: Duration,
@@ -57,6 +59,7 @@ impl Prefetcher {
     /// Start reading `rows`-row batches from `batcher`'s position, `depth` batches ahead.
     pub fn spawn(batcher: Batcher, rows: usize, depth: usize) -> Self {
         let (tx, rx) = sync_channel(depth.max(1));
+        let (spent, spent_rx) = channel::<Rows>();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let mut b = batcher;
@@ -64,7 +67,8 @@ impl Prefetcher {
             .name("jumpscope-prefetch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    let item = b.next_batch(rows).map(|batch| Prefetched {
+                    let buf = spent_rx.try_recv().unwrap_or_default();
+                    let item = b.next_batch_into(rows, buf).map(|batch| Prefetched {
                         batch,
                         position: b.position(),
                     });
@@ -77,6 +81,7 @@ impl Prefetcher {
             .expect("spawning the prefetch thread");
         Self {
             rx,
+            spent,
             stop,
             handle: Some(handle),
             waited: Duration::ZERO,
@@ -89,6 +94,12 @@ impl Prefetcher {
         let r = self.rx.recv().map_err(|_| BatchError::Stopped)?;
         self.waited += t0.elapsed();
         r
+    }
+
+    /// Hand a consumed batch's buffer back for reuse (optional; it saves faulting in fresh pages).
+    pub fn recycle(&self, buf: Rows) {
+        // the thread may have ended already; then the buffer is simply dropped
+        let _ = self.spent.send(buf);
     }
 
     /// Total time spent waiting for data, and reset it.

@@ -1,12 +1,16 @@
 //! The only file that touches the HDF5 API: opening activation stores (one or more files, or glob
-//! patterns, read as one), finding the activations dataset, reading rows as f32 whatever the
-//! element type and rank, token ids, file attributes, and writing stores (synthetic data, tests).
+//! patterns, read as one), finding the activations dataset and where its chunks lie (for the
+//! direct reader in [`raw`]), reading rows whatever the element type and rank, token ids, file
+//! attributes, and writing stores (synthetic data, tests).
 //!
 //! What is read: 2-D `[n_tokens, d_in]` or 3-D `[n_seq, seq_len, d_in]` (flattened to
 //! `n_seq·seq_len` rows) datasets of float32, float16, float64, or bfloat16 stored as uint16 with
 //! the attribute `dtype = "bfloat16"`; chunked, compressed or contiguous alike (HDF5 decodes).
 
+use crate::data::block::{Block, Kind};
+use crate::data::raw;
 use ndarray::{Ix2, Ix3, s};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -132,6 +136,8 @@ struct Shard {
     /// File size when opened: HDF5 reads past a truncated end as zeros, so a size change must be
     /// caught here rather than trained on.
     bytes: u64,
+    /// Where the rows lie in the file, when they can be read without HDF5 (see [`raw`]).
+    direct: Option<(raw::Layout, Kind)>,
 }
 
 /// One or more HDF5 files holding the activations, read as one.
@@ -140,7 +146,13 @@ pub struct Store {
     dataset: String,
     d_in: usize,
     rows: usize,
+    /// Read through [`raw`] where the layout allows (off: everything through HDF5).
+    direct_reads: bool,
 }
+
+/// Set to anything to read every store through HDF5 only (a fallback should the direct reader
+/// ever misread a file).
+pub const HDF5_ONLY_ENV: &str = "JUMPSCOPE_HDF5_READS";
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,6 +328,90 @@ fn find_dataset(
     }
 }
 
+/// Where `ds`'s rows lie in the file, if [`raw`] can read them: little-endian elements, stored
+/// contiguously or in chunks spanning whole rows with only shuffle/deflate/LZF filters.
+fn direct_layout(
+    ds: &hdf5::Dataset,
+    path: &Path,
+    elem: Elem,
+    shape: &[usize],
+) -> Option<(raw::Layout, Kind)> {
+    use hdf5::filters::Filter as F;
+    if !cfg!(target_endian = "little") {
+        return None;
+    }
+    let dtype = ds.dtype().ok()?;
+    if dtype.byte_order() != hdf5::datatype::ByteOrder::LittleEndian {
+        return None;
+    }
+    let kind = match (elem, dtype.size()) {
+        (Elem::Float, 4) => Kind::F32,
+        (Elem::Float, 8) => Kind::F64,
+        (Elem::F16, 2) => Kind::F16,
+        (Elem::Bf16, 2) => Kind::Bf16,
+        _ => return None,
+    };
+    // rows of the flattened [rows, d] view per unit of the first dimension
+    let inner: usize = shape[1..shape.len() - 1].iter().product();
+    let rows = shape[0] * inner;
+    let row_bytes = shape[shape.len() - 1] * kind.bytes();
+    let segments = match ds.chunk() {
+        None => {
+            let addr = ds.offset()?;
+            vec![raw::Segment {
+                row: 0,
+                rows,
+                stored_rows: rows,
+                addr,
+                size: (rows * row_bytes) as u64,
+                undo: Vec::new(),
+            }]
+        }
+        Some(chunk) => {
+            if chunk[1..] != shape[1..] {
+                return None;
+            }
+            let pipeline: Vec<raw::Filter> = ds
+                .filters()
+                .into_iter()
+                .map(|f| match f {
+                    F::Shuffle => Some(raw::Filter::Shuffle),
+                    F::Deflate(_) => Some(raw::Filter::Deflate),
+                    #[allow(unreachable_patterns)]
+                    F::LZF => Some(raw::Filter::Lzf),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            let stored_rows = chunk[0] * inner;
+            let mut segs = Vec::new();
+            ds.chunks_visit(|c| {
+                let row = c.offset[0] as usize * inner;
+                segs.push(raw::Segment {
+                    row,
+                    rows: stored_rows.min(rows.saturating_sub(row)),
+                    stored_rows,
+                    addr: c.addr,
+                    size: c.size,
+                    // written through the pipeline in order, so undone in reverse; a set mask
+                    // bit means that filter was skipped for this chunk
+                    undo: pipeline
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .filter(|(i, _)| c.filter_mask & (1 << i) == 0)
+                        .map(|(_, f)| *f)
+                        .collect(),
+                });
+                0
+            })
+            .ok()?;
+            segs
+        }
+    };
+    let file = std::fs::File::open(path).ok()?;
+    raw::Layout::new(&file, rows, row_bytes, kind.bytes(), segments).map(|l| (l, kind))
+}
+
 fn open_shard(
     path: &Path,
     requested: Option<&str>,
@@ -356,13 +452,14 @@ fn open_shard(
     Ok((
         Shard {
             path: path.into(),
-            ds,
             seq_len,
             elem,
             rows,
             start,
             token_ids,
+            direct: direct_layout(&ds, path, elem, &shape),
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ds,
         },
         name,
         d,
@@ -409,7 +506,80 @@ impl Store {
             dataset: name,
             d_in,
             rows,
+            direct_reads: std::env::var_os(HDF5_ONLY_ENV).is_none(),
         })
+    }
+
+    /// Turn the direct reader off (every read through HDF5) or back on.
+    pub fn set_direct_reads(&mut self, on: bool) {
+        self.direct_reads = on;
+    }
+
+    /// The element type blocks are read in, when every file can be read directly in the same
+    /// type; `None` means reads go through HDF5 and come back as f32.
+    pub fn direct_kind(&self) -> Option<Kind> {
+        if !self.direct_reads {
+            return None;
+        }
+        let k = self.shards[0].direct.as_ref()?.1;
+        self.shards
+            .iter()
+            .all(|s| s.direct.as_ref().is_some_and(|d| d.1 == k))
+            .then_some(k)
+    }
+
+    /// Read `n` rows from global row `start` into `block`, replacing what it held: in the stored
+    /// element type when [`Store::direct_kind`] allows, else as f32 through HDF5.
+    pub fn read_block(&self, start: usize, n: usize, block: &mut Block) -> Result<(), StoreError> {
+        let end = (start + n).min(self.rows);
+        let Some(kind) = self.direct_kind() else {
+            let mut v = match std::mem::take(block) {
+                Block::F32(mut v) => {
+                    v.clear();
+                    v
+                }
+                _ => Vec::new(),
+            };
+            self.read_rows_hdf5(start, n, &mut v)?;
+            *block = Block::F32(v);
+            return Ok(());
+        };
+        // rows straight from the files' maps when no filter stands in between
+        let mut pieces = Vec::new();
+        let mut row = start;
+        while row < end {
+            let sh = &self.shards[self.shard_of(row)];
+            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+            self.check_unchanged(sh)?;
+            let (layout, _) = sh.direct.as_ref().expect("direct_kind checked every shard");
+            let Some(ps) = layout.mapped(lo, hi) else {
+                break;
+            };
+            pieces.extend(ps.into_iter().map(|mut p| {
+                p.row += row - start;
+                p
+            }));
+            row = sh.start + hi;
+        }
+        if row >= end {
+            *block = Block::Mapped { kind, pieces };
+            return Ok(());
+        }
+        let row_bytes = self.d_in * kind.bytes();
+        let bytes = block.bytes_for(kind, (end - start) * row_bytes);
+        let mut row = start;
+        while row < end {
+            let sh = &self.shards[self.shard_of(row)];
+            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+            self.check_unchanged(sh)?;
+            let at = (row - start) * row_bytes;
+            let (layout, _) = sh.direct.as_ref().expect("direct_kind checked every shard");
+            layout
+                .read(lo, hi, &mut bytes[at..at + (hi - lo) * row_bytes])
+                .map_err(|e| self.read_err(sh, e))?;
+            row = sh.start + hi;
+        }
+        Ok(())
     }
 
     /// Activation width.
@@ -449,6 +619,21 @@ impl Store {
             .min(self.shards.len() - 1)
     }
 
+    /// The file still has the size it had when opened (HDF5 would read a truncated tail as zeros).
+    fn check_unchanged(&self, sh: &Shard) -> Result<(), StoreError> {
+        match std::fs::metadata(&sh.path) {
+            Ok(m) if m.len() == sh.bytes => Ok(()),
+            Ok(m) => Err(StoreError::Changed {
+                path: sh.path.clone(),
+                what: format!("changed size ({} -> {} bytes)", sh.bytes, m.len()),
+            }),
+            Err(_) => Err(StoreError::Changed {
+                path: sh.path.clone(),
+                what: "vanished".into(),
+            }),
+        }
+    }
+
     fn read_err(&self, sh: &Shard, e: impl std::fmt::Display) -> StoreError {
         StoreError::Read {
             path: sh.path.clone(),
@@ -459,6 +644,28 @@ impl Store {
 
     /// Read `n` rows from global row `start` into `out` (appended, f32, row-major).
     pub fn read_rows(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
+        if self.direct_kind().is_none() {
+            return self.read_rows_hdf5(start, n, out);
+        }
+        let mut block = Block::default();
+        self.read_block(start, n, &mut block)?;
+        let d = self.d_in;
+        let at = out.len();
+        out.resize(
+            at + (start + n).min(self.rows).saturating_sub(start) * d,
+            0.0,
+        );
+        out[at..]
+            .par_chunks_mut(d)
+            .enumerate()
+            .with_min_len(64)
+            .for_each(|(r, row)| {
+                block.decode_row(r, 1.0, row);
+            });
+        Ok(())
+    }
+
+    fn read_rows_hdf5(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
         let end = (start + n).min(self.rows);
         let mut row = start;
         while row < end {
@@ -478,21 +685,7 @@ impl Store {
         hi: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), StoreError> {
-        match std::fs::metadata(&sh.path) {
-            Ok(m) if m.len() == sh.bytes => {}
-            Ok(m) => {
-                return Err(StoreError::Changed {
-                    path: sh.path.clone(),
-                    what: format!("changed size ({} -> {} bytes)", sh.bytes, m.len()),
-                });
-            }
-            Err(_) => {
-                return Err(StoreError::Changed {
-                    path: sh.path.clone(),
-                    what: "vanished".into(),
-                });
-            }
-        }
+        self.check_unchanged(sh)?;
         let d = self.d_in;
         match sh.seq_len {
             None => match sh.elem {

@@ -86,6 +86,11 @@ pub fn upload<const D: usize>(v: &[f32], shape: [usize; D], device: &Device) -> 
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
+/// Put a host vector on a device, handing over its buffer.
+pub fn upload_owned<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
 /// Read a tensor back to the host as a flat f32 vector.
 pub fn download<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.to_data()

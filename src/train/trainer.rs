@@ -7,7 +7,7 @@
 //! transfer, which is also where a non-finite loss is caught and named by its step.
 
 use crate::config::{Config, ConfigError, Hyper, Normalize, ThresholdParam};
-use crate::data::batches::{BatchError, Batcher, Position};
+use crate::data::batches::{BatchError, Batcher, Position, Rows};
 use crate::data::norm::estimate_scale;
 use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::data::store::{Store, StoreError};
@@ -17,7 +17,7 @@ use crate::metrics::log::JsonlLog;
 use crate::metrics::stats::{Histogram, log10_density};
 use crate::sae::io::{self, SaeIoError};
 use crate::sae::loss::LossParts;
-use crate::sae::model::{HostParams, Sae, download, upload};
+use crate::sae::model::{HostParams, Sae, download, upload, upload_owned};
 use crate::train::adam::{AdamState, Moments};
 use crate::train::checkpoint::{self, CheckpointError, CheckpointState, CheckpointTensors};
 use crate::train::control::{Control, MetricsRecord, TrainEvent};
@@ -503,7 +503,12 @@ impl Trainer {
                     step: self.step,
                 });
             }
-            let x = upload(&batch.data, [batch.rows, d_in], &self.device);
+            let x = match &batch.data {
+                Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
+                half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
+            };
+            let batch_rows = batch.rows;
+            self.data.recycle(batch.data);
             let is_log =
                 (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
             let x_for_metrics = is_log.then(|| x.clone());
@@ -524,10 +529,10 @@ impl Trainer {
             self.steps_since_fired = (self.steps_since_fired.clone() + 1.0).mask_fill(fired, 0.0);
             self.fire_window = self.fire_window.clone() + out.fire_counts.clone();
             self.fire_total = self.fire_total.clone() + out.fire_counts;
-            self.window_tokens += batch.rows as u64;
+            self.window_tokens += batch_rows as u64;
             pending.push((self.step, out.parts));
             self.step += 1;
-            self.tokens_seen += batch.rows as u64;
+            self.tokens_seen += batch_rows as u64;
 
             if let Some(x) = x_for_metrics {
                 let parts = self.flush(&mut pending)?;

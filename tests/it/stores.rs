@@ -383,3 +383,150 @@ fn a_store_without_read_permission_is_named() {
         .expect("the binary (under setpriv from util-linux when root) runs");
     assert_user_error(&o, &["locked.h5", "Permission denied"]);
 }
+
+/// Every row of `paths`, read once with the direct reader and once through HDF5 only.
+fn both_paths(paths: &[std::path::PathBuf]) -> (Store, Vec<f32>, Vec<f32>) {
+    let mut s = Store::open(paths, None).unwrap();
+    let (mut direct, mut lib) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    // uneven pieces so that reads cross chunk, sequence and file boundaries
+    for n in [1, 300, 77, 5000, 1, 10_000] {
+        s.set_direct_reads(true);
+        s.read_rows(start, n, &mut direct).unwrap();
+        s.set_direct_reads(false);
+        s.read_rows(start, n, &mut lib).unwrap();
+        start += n;
+    }
+    s.set_direct_reads(true);
+    (s, direct, lib)
+}
+
+#[test]
+fn the_direct_reader_matches_hdf5_on_every_layout_it_takes_and_leaves_the_rest_to_hdf5() {
+    use jumpscope::data::block::Kind;
+    let d = tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    // 3000 rows of width 24 with NaN, ±Inf, subnormals and extremes sprinkled in
+    h5py(&format!(
+        "rng = np.random.default_rng(7)\n\
+         x = rng.standard_normal((3000, 24)) * 3\n\
+         x[5, 3] = np.nan; x[17, 0] = np.inf; x[2999, 23] = -np.inf; x[40, 1] = 6e-8; x[41, 2] = 65504\n\
+         b = (x.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)\n\
+         def w(name, data, **kw):\n    with h5py.File(name, 'w') as f:\n        f.create_dataset('activations', data=data, **kw)\n        return f\n\
+         w('{d}/f32.h5', x.astype(np.float32))\n\
+         w('{d}/f16_chunked.h5', x.astype(np.float16), chunks=(256, 24))\n\
+         w('{d}/f16_3d_gzip_shuffle.h5', x.astype(np.float16).reshape(300, 10, 24), chunks=(7, 10, 24), compression='gzip', shuffle=True)\n\
+         w('{d}/f32_lzf.h5', x.astype(np.float32), chunks=(100, 24), compression='lzf')\n\
+         w('{d}/f64_gzip.h5', x, chunks=(1000, 24), compression='gzip', compression_opts=9)\n\
+         with h5py.File('{d}/bf16.h5', 'w') as f:\n    ds = f.create_dataset('activations', data=b, chunks=(512, 24))\n    ds.attrs['dtype'] = 'bfloat16'\n\
+         w('{d}/f32_big_endian.h5', x.astype('>f4'))\n\
+         w('{d}/f32_half_columns.h5', x.astype(np.float32), chunks=(100, 12))\n\
+         w('{d}/f32_fletcher.h5', x.astype(np.float32), chunks=(100, 24), fletcher32=True)\n\
+         w('{d}/f32_scaleoffset.h5', x.astype(np.float32)[:, :], chunks=(100, 24), scaleoffset=3)\n\
+         with h5py.File('{d}/f32_sparse.h5', 'w') as f:\n    ds = f.create_dataset('activations', shape=(3000, 24), dtype='f4', chunks=(100, 24))\n    ds[:1500] = x[:1500]\n",
+        d = d.path().display()
+    ));
+    let direct = [
+        ("f32.h5", Kind::F32),
+        ("f16_chunked.h5", Kind::F16),
+        ("f16_3d_gzip_shuffle.h5", Kind::F16),
+        ("f32_lzf.h5", Kind::F32),
+        ("f64_gzip.h5", Kind::F64),
+        ("bf16.h5", Kind::Bf16),
+    ];
+    let same = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    };
+    for (name, kind) in direct {
+        let (s, a, b) = both_paths(&[p(name)]);
+        assert_eq!(
+            s.direct_kind(),
+            Some(kind),
+            "{name} should be read directly"
+        );
+        assert_eq!(a.len(), 3000 * 24, "{name}");
+        same(&a, &b, name);
+    }
+    // layouts the direct reader leaves to HDF5 still read (the sparse file's missing rows are
+    // HDF5's fill value, 0)
+    for name in [
+        "f32_big_endian.h5",
+        "f32_half_columns.h5",
+        "f32_fletcher.h5",
+        "f32_scaleoffset.h5",
+        "f32_sparse.h5",
+    ] {
+        let (s, a, b) = both_paths(&[p(name)]);
+        assert_eq!(s.direct_kind(), None, "{name} should go through HDF5");
+        same(&a, &b, name);
+    }
+    // several files, all direct, one chunked and filtered: pieces of both kinds in one read
+    let (s, a, b) = both_paths(&[p("f32.h5"), p("f32_lzf.h5"), p("f32.h5")]);
+    assert_eq!(s.direct_kind(), Some(Kind::F32));
+    assert_eq!(a.len(), 9000 * 24);
+    same(&a, &b, "three shards");
+    // mixed element types fall back to HDF5 for the whole store
+    let (s, a, b) = both_paths(&[p("f32.h5"), p("f16_chunked.h5")]);
+    assert_eq!(s.direct_kind(), None);
+    same(&a, &b, "f32 + f16 shards");
+}
+
+#[test]
+fn shuffled_f16_batches_hold_the_stored_rows_scaled_and_skip_non_finite_ones() {
+    use jumpscope::config::OnNonFinite;
+    use jumpscope::data::batches::{Batcher, Position, Rows};
+    let d = tempdir().unwrap();
+    let path = d.path().join("h.h5");
+    h5py(&format!(
+        "x = np.tile(np.arange(8) - 4.0, (700, 1)); x[:, 0] = np.arange(700) - 350.0; x = x.astype(np.float16)\n\
+         x[10, 2] = np.nan; x[333, 7] = np.inf\n\
+         with h5py.File('{}', 'w') as f:\n    f.create_dataset('activations', data=x, chunks=(64, 8))\n",
+        path.display()
+    ));
+    let store = Store::open(&[path], None).unwrap();
+    let mut b =
+        Batcher::new(store, true, 3, OnNonFinite::Skip, Position::default()).buffer_rows(200);
+    b.scale = 0.5;
+    let want = |r: usize| -> Vec<f32> {
+        (0..8)
+            .map(|c| {
+                if c == 0 {
+                    r as f32 - 350.0
+                } else {
+                    c as f32 - 4.0
+                }
+            })
+            .collect()
+    };
+    let mut seen = vec![0usize; 700];
+    let (mut rows, mut skipped) = (0, 0);
+    // exactly the 698 finite rows of the first epoch
+    while rows < 698 {
+        let batch = b.next_batch(64.min(698 - rows)).unwrap();
+        assert_eq!(batch.new_epochs, 0);
+        skipped += batch.skipped;
+        let Rows::F16 { .. } = &batch.data else {
+            panic!("an f16 store read directly should give f16 batches")
+        };
+        let v = batch.data.to_f32();
+        assert_eq!(v.len(), batch.rows * 8);
+        for row in v.chunks(8) {
+            // the first column says which stored row this is
+            let r = (row[0] / 0.5 + 350.0) as usize;
+            assert_eq!(row, want(r).iter().map(|w| w * 0.5).collect::<Vec<_>>());
+            seen[r] += 1;
+        }
+        rows += batch.rows;
+    }
+    // the two bad rows may come last in the order, and then are only scanned by the next call
+    assert!(skipped <= 2);
+    assert_eq!(seen[10] + seen[333], 0, "the NaN and Inf rows are skipped");
+    assert!(seen.iter().all(|&n| n <= 1), "no row twice in an epoch");
+    assert_eq!(seen.iter().sum::<usize>(), 698);
+}

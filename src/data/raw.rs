@@ -1,0 +1,281 @@
+//! Direct reads of a dataset's stored bytes through a read-only memory map: contiguous data, or
+//! chunks that span whole rows, with the shuffle, deflate and LZF filters undone here on the rayon
+//! pool.
+//!
+//! Why not HDF5's own read: the library serialises every call behind one lock, decompresses on the
+//! calling thread and copies into a fresh buffer, which held our reads below h5py's plain
+//! sequential read. The store module (the only one that talks to HDF5) works out where each chunk
+//! lives when it opens a file; this module then hands out unfiltered rows straight from the page
+//! cache (no copy at all) and inflates filtered chunks on several threads. A layout this module
+//! cannot read (other filters, partial-row chunks, unallocated chunks, big endian) stays on
+//! HDF5's path.
+//!
+//! The map stays valid if the file is deleted or replaced; the store checks the file's size
+//! before every block, since an in-place truncation would make the vanished pages fault.
+
+use memmap2::Mmap;
+use rayon::prelude::*;
+use std::fs::File;
+use std::sync::Arc;
+
+/// A filter of the HDF5 pipeline that this module undoes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Byte shuffle (H5Z_FILTER_SHUFFLE) over elements of the dataset's type size.
+    Shuffle,
+    /// zlib deflate (H5Z_FILTER_DEFLATE, gzip in h5py).
+    Deflate,
+    /// LZF (h5py's filter 32000).
+    Lzf,
+}
+
+/// Where a run of whole rows is stored in the file.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// First row (flattened, within this file's dataset).
+    pub row: usize,
+    /// Rows of the dataset it holds (an edge chunk holds fewer than its padded size).
+    pub rows: usize,
+    /// Rows it spans once decoded, padding included.
+    pub stored_rows: usize,
+    /// Byte address in the file.
+    pub addr: u64,
+    /// Bytes stored (after the filters).
+    pub size: u64,
+    /// Filters to undo, in the order they are undone.
+    pub undo: Vec<Filter>,
+}
+
+/// Rows straight from a file's map: rows `row..` (counted from the start of a read) begin at
+/// byte `offset` of `map`.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// First row of the piece, relative to the read.
+    pub row: usize,
+    /// The file's map.
+    pub map: Arc<Mmap>,
+    /// Byte offset of that row in the map.
+    pub offset: usize,
+}
+
+/// A dataset whose rows this module reads directly.
+#[derive(Debug)]
+pub struct Layout {
+    map: Arc<Mmap>,
+    row_bytes: usize,
+    elem_bytes: usize,
+    /// Sorted by row, covering every row once.
+    segments: Vec<Segment>,
+}
+
+/// Unfiltered reads are cut into pieces of about this size so both cores copy at once.
+const PIECE_BYTES: usize = 1 << 20;
+
+impl Layout {
+    /// A layout from its segments, if they cover rows `0..rows` exactly once and lie inside the
+    /// file, and the file can be mapped; `None` otherwise (the caller then reads through HDF5).
+    pub fn new(
+        file: &File,
+        rows: usize,
+        row_bytes: usize,
+        elem_bytes: usize,
+        mut segments: Vec<Segment>,
+    ) -> Option<Self> {
+        // SAFETY: the map is read-only and private to this process; the store checks the file's
+        // size before each read (see the module doc for what a concurrent truncation does).
+        let map = unsafe { Mmap::map(file) }.ok()?;
+        let file_len = map.len() as u64;
+        segments.sort_by_key(|s| s.row);
+        let mut next = 0;
+        for s in &segments {
+            let inside = s.addr.checked_add(s.size).is_some_and(|e| e <= file_len);
+            let plain_fits = !s.undo.is_empty() || s.size >= (s.rows * row_bytes) as u64;
+            if s.row != next || s.rows == 0 || s.rows > s.stored_rows || !inside || !plain_fits {
+                return None;
+            }
+            next += s.rows;
+        }
+        (next == rows && row_bytes > 0).then_some(Self {
+            map: Arc::new(map),
+            row_bytes,
+            elem_bytes,
+            segments,
+        })
+    }
+
+    /// Rows `lo..hi` as pieces of the map, if no filter stands between them and the file (no
+    /// copy is made), after asking the kernel to read them ahead.
+    pub fn mapped(&self, lo: usize, hi: usize) -> Option<Vec<Piece>> {
+        let first = self.segments.partition_point(|s| s.row + s.rows <= lo);
+        let mut pieces = Vec::new();
+        for seg in &self.segments[first..] {
+            if seg.row >= hi {
+                break;
+            }
+            if !seg.undo.is_empty() {
+                return None;
+            }
+            let (a, b) = (lo.max(seg.row), hi.min(seg.row + seg.rows));
+            let offset = seg.addr as usize + (a - seg.row) * self.row_bytes;
+            // a hint only: the rows are read soon after, in shuffled order
+            let _ =
+                self.map
+                    .advise_range(memmap2::Advice::WillNeed, offset, (b - a) * self.row_bytes);
+            pieces.push(Piece {
+                row: a - lo,
+                map: self.map.clone(),
+                offset,
+            });
+        }
+        Some(pieces)
+    }
+
+    /// Read rows `lo..hi` into `out` (`(hi - lo) · row_bytes` bytes), in parallel.
+    pub fn read(&self, lo: usize, hi: usize, out: &mut [u8]) -> Result<(), String> {
+        assert_eq!(out.len(), (hi - lo) * self.row_bytes, "output size");
+        let mut tasks: Vec<(&Segment, usize, &mut [u8])> = Vec::new();
+        let mut rest = out;
+        let first = self.segments.partition_point(|s| s.row + s.rows <= lo);
+        for seg in &self.segments[first..] {
+            if seg.row >= hi {
+                break;
+            }
+            let (a, b) = (lo.max(seg.row), hi.min(seg.row + seg.rows));
+            let step = if seg.undo.is_empty() {
+                (PIECE_BYTES / self.row_bytes).max(1)
+            } else {
+                b - a
+            };
+            let mut r = a;
+            while r < b {
+                let e = (r + step).min(b);
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut((e - r) * self.row_bytes);
+                tasks.push((seg, r, head));
+                rest = tail;
+                r = e;
+            }
+        }
+        tasks
+            .into_par_iter()
+            .try_for_each(|(seg, a, dst)| self.read_piece(seg, a, dst))
+    }
+
+    fn read_piece(&self, seg: &Segment, a: usize, dst: &mut [u8]) -> Result<(), String> {
+        let rb = self.row_bytes as u64;
+        if seg.undo.is_empty() {
+            let at = (seg.addr + (a - seg.row) as u64 * rb) as usize;
+            dst.copy_from_slice(&self.map[at..at + dst.len()]);
+            return Ok(());
+        }
+        let want = seg.stored_rows * self.row_bytes;
+        let mut cur: Option<Vec<u8>> = None;
+        let stored = &self.map[seg.addr as usize..(seg.addr + seg.size) as usize];
+        for f in &seg.undo {
+            let input = cur.as_deref().unwrap_or(stored);
+            cur = Some(
+                match f {
+                    Filter::Deflate => inflate(input, want),
+                    Filter::Lzf => unlzf(input, want),
+                    Filter::Shuffle => Ok(unshuffle(input, self.elem_bytes)),
+                }
+                .map_err(|e| format!("chunk at offset {}: {e}", seg.addr))?,
+            );
+        }
+        let cur = cur.expect("a filtered segment has at least one filter");
+        if cur.len() != want {
+            return Err(format!(
+                "chunk at offset {} decodes to {} bytes, expected {want}",
+                seg.addr,
+                cur.len()
+            ));
+        }
+        let off = (a - seg.row) * self.row_bytes;
+        dst.copy_from_slice(&cur[off..off + dst.len()]);
+        Ok(())
+    }
+}
+
+/// Inflate a zlib stream that must decode to exactly `want` bytes.
+fn inflate(input: &[u8], want: usize) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; want];
+    let mut z = flate2::Decompress::new(true);
+    match z.decompress(input, &mut out, flate2::FlushDecompress::Finish) {
+        Ok(flate2::Status::StreamEnd) if z.total_out() as usize == want => Ok(out),
+        Ok(_) => Err(format!(
+            "deflate data decodes to {} bytes or more, expected {want}",
+            z.total_out()
+        )),
+        Err(e) => Err(format!("corrupt deflate data: {e}")),
+    }
+}
+
+/// Undo LZF into exactly `want` bytes.
+fn unlzf(input: &[u8], want: usize) -> Result<Vec<u8>, String> {
+    let mut out = vec![0u8; want];
+    let (Ok(n_in), Ok(n_out)) = (u32::try_from(input.len()), u32::try_from(want)) else {
+        return Err("LZF chunk larger than 4 GiB".into());
+    };
+    // SAFETY: both pointers come from live slices of exactly the lengths passed; lzf_decompress
+    // never writes past out_len and returns 0 on any error.
+    let got = unsafe {
+        lzf_sys::lzf_decompress(input.as_ptr().cast(), n_in, out.as_mut_ptr().cast(), n_out)
+    };
+    if got as usize != want {
+        return Err(format!(
+            "corrupt LZF data (decoded {got} bytes, expected {want})"
+        ));
+    }
+    Ok(out)
+}
+
+/// Undo HDF5's byte shuffle: byte `j` of element `e` was stored at `j · n + e`; the bytes past
+/// the last whole element are stored as they are.
+fn unshuffle(input: &[u8], elem: usize) -> Vec<u8> {
+    if elem <= 1 {
+        return input.to_vec();
+    }
+    let n = input.len() / elem;
+    let mut out = vec![0u8; input.len()];
+    for j in 0..elem {
+        let plane = &input[j * n..(j + 1) * n];
+        for (e, &v) in plane.iter().enumerate() {
+            out[e * elem + j] = v;
+        }
+    }
+    out[n * elem..].copy_from_slice(&input[n * elem..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unshuffle_inverts_the_byte_planes() {
+        // 3 elements of 4 bytes then 2 leftover bytes
+        let elems: Vec<u8> = (0..12).collect();
+        let mut shuffled = Vec::new();
+        for j in 0..4 {
+            for e in 0..3 {
+                shuffled.push(elems[e * 4 + j]);
+            }
+        }
+        shuffled.extend([100, 101]);
+        let mut want = elems.clone();
+        want.extend([100, 101]);
+        assert_eq!(unshuffle(&shuffled, 4), want);
+    }
+
+    #[test]
+    fn inflate_checks_the_size() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 7) as u8).collect();
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&data).unwrap();
+        let z = enc.finish().unwrap();
+        assert_eq!(inflate(&z, 1000).unwrap(), data);
+        assert!(inflate(&z, 999).is_err());
+        assert!(inflate(&z, 1001).is_err());
+        assert!(inflate(&z[..z.len() / 2], 1000).is_err());
+    }
+}
