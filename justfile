@@ -15,3 +15,19 @@ check:
 # Training throughput (pass e.g. --d-in 512 --d-sae 4096 --batch 4096)
 bench *ARGS:
     scripts/dev.sh bench {{ARGS}}
+
+# Install LibTorch 2.9.0 (the PyPI torch wheel, ~6.6 GB) into ~/.cache/jumpscope for the tch feature
+libtorch:
+    scripts/dev.sh libtorch
+
+# Build with the LibTorch devices (tch-cpu, cuda, cuda:N)
+build-tch *ARGS:
+    scripts/dev.sh build-tch {{ARGS}}
+
+# Every test with the tch feature: golden parity and training on tch-cpu too
+test-tch *ARGS:
+    scripts/dev.sh test-tch {{ARGS}}
+
+# Training throughput on LibTorch's CPU device
+bench-tch *ARGS:
+    scripts/dev.sh bench-tch {{ARGS}}

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
-# tests) from PyPI when missing, then runs one of: demo, test, check, bench, setup.
-# Usage: scripts/dev.sh demo|test|check|bench|setup
+# tests) from PyPI when missing, then runs one of the commands below.
+# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch
+#
+# LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
+# $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
+# libraries, a few minutes. The default build never needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +22,33 @@ setup() {
         echo "setup: installing h5py and numpy from PyPI (tests write stores with them)" >&2
         python3 -m pip install --quiet --disable-pip-version-check h5py numpy >&2
     fi
+}
+
+TORCH_VERSION=2.9.0
+TORCH_DIR="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/torch-$TORCH_VERSION"
+
+libtorch() {
+    if [ -f "$TORCH_DIR/.complete" ]; then
+        return
+    fi
+    echo "libtorch: installing the PyPI wheel torch==$TORCH_VERSION (LibTorch with CUDA 12.8, ~6.6 GB) into $TORCH_DIR" >&2
+    local start=$SECONDS
+    rm -rf "$TORCH_DIR.partial"
+    mkdir -p "$(dirname "$TORCH_DIR")"
+    python3 -m pip install --quiet --disable-pip-version-check --no-input \
+        --target "$TORCH_DIR.partial" "torch==$TORCH_VERSION" >&2
+    rm -rf "$TORCH_DIR"
+    mv "$TORCH_DIR.partial" "$TORCH_DIR"
+    touch "$TORCH_DIR/.complete"
+    echo "libtorch: done in $((SECONDS - start)) s ($(du -sh "$TORCH_DIR" | cut -f1))" >&2
+}
+
+# point torch-sys (and our build.rs, which sets the rpath) at the cached LibTorch
+tch_env() {
+    libtorch
+    export LIBTORCH="$TORCH_DIR/torch"
+    # torch>=2.7 wheels are built with the C++11 ABI
+    export LIBTORCH_CXX11_ABI=1
 }
 
 cmd="${1:-}"
@@ -48,8 +79,29 @@ case "$cmd" in
         cargo build --release --quiet
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench "$@"
         ;;
+    libtorch)
+        libtorch
+        echo "LibTorch $TORCH_VERSION is in $TORCH_DIR/torch"
+        ;;
+    build-tch)
+        setup
+        tch_env
+        cargo build --release --features tch "$@"
+        echo "built ${CARGO_TARGET_DIR:-target}/release/jumpscope with LibTorch devices (tch-cpu, cuda, cuda:N)"
+        ;;
+    test-tch)
+        setup
+        tch_env
+        cargo test --release --features tch "$@"
+        ;;
+    bench-tch)
+        setup
+        tch_env
+        cargo build --release --quiet --features tch
+        "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
+        ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch [args]" >&2
         exit 2
         ;;
 esac

@@ -1,38 +1,126 @@
 //! The only place that names compute backends: turns a device name from the config or the
 //! command line into a burn [`Device`].
+//!
+//! Names: `cpu` (burn's pure-Rust flex backend, always built in), and with the `tch` feature
+//! `tch-cpu` (LibTorch on the CPU), `cuda` / `cuda:N` (LibTorch on a CUDA GPU); `auto` picks
+//! `cuda:0` when the build has LibTorch and it sees a GPU, else `cpu`.
 
 use burn::tensor::Device;
 
-/// A device name that this build cannot provide.
+/// How to get the LibTorch devices into a build that lacks them.
+const REBUILD: &str = "rebuild with `scripts/dev.sh libtorch` then `scripts/dev.sh build-tch` (README, \"GPU training\")";
+
+/// A device name that this build or machine cannot provide.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The name is not one we know.
-    #[error("unknown device `{0}`: expected one of {1}")]
-    Unknown(String, &'static str),
+    #[error("unknown device `{0}`: expected cpu, tch-cpu, cuda, cuda:N or auto; {1}")]
+    Unknown(String, String),
     /// The name needs a backend this binary was built without.
     #[error(
-        "device `{0}` needs the LibTorch backend, which this build does not include (the `tch` feature is not available yet); available here: {1}"
+        "device `{0}` needs LibTorch, but this binary was built without the tch feature: {REBUILD}; {1}"
     )]
-    NotBuilt(String, &'static str),
+    NotBuilt(String, String),
+    /// LibTorch is built in but sees no such CUDA device.
+    #[error("device `{0}`: {1}; {2}")]
+    NoCuda(String, String, String),
 }
 
-// The LibTorch devices (tch-cpu, cuda, cuda:N) arrive with the `tch` feature.
-const AVAILABLE: &str = "cpu, auto";
+/// The devices this build and machine offer, as a sentence ending the error messages.
+pub fn available() -> String {
+    let mut names = vec!["cpu".to_string()];
+    if cfg!(feature = "tch") {
+        names.push("tch-cpu".into());
+        let n = cuda_devices();
+        names.extend((0..n).map(|i| format!("cuda:{i}")));
+    }
+    format!("available here: {}, auto", names.join(", "))
+}
 
-/// Resolve a device name (`cpu`, `auto`; with the `tch` feature also `tch-cpu`, `cuda`, `cuda:N`).
+/// CUDA devices LibTorch can see (0 without the `tch` feature).
+pub fn cuda_devices() -> usize {
+    #[cfg(feature = "tch")]
+    {
+        if tch::Cuda::is_available() {
+            return tch::Cuda::device_count().max(0) as usize;
+        }
+    }
+    0
+}
+
+/// Resolve a device name: `cpu`, `auto`, and with the `tch` feature `tch-cpu`, `cuda`, `cuda:N`.
 pub fn resolve(name: &str) -> Result<Device, DeviceError> {
-    match name {
-        "cpu" | "flex" | "auto" => Ok(Device::flex()),
-        "tch-cpu" | "cuda" => Err(DeviceError::NotBuilt(name.to_string(), AVAILABLE)),
-        n if n.starts_with("cuda:") => Err(DeviceError::NotBuilt(name.to_string(), AVAILABLE)),
-        _ => Err(DeviceError::Unknown(name.to_string(), AVAILABLE)),
+    let cuda_index = match name {
+        "cpu" | "flex" => return Ok(Device::flex()),
+        "auto" => {
+            return Ok(if cuda_devices() > 0 {
+                libtorch_cuda(0)
+            } else {
+                Device::flex()
+            });
+        }
+        "tch-cpu" => None,
+        "cuda" => Some(0),
+        n => match n.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Some(i),
+            _ => return Err(DeviceError::Unknown(name.into(), available())),
+        },
+    };
+    if !cfg!(feature = "tch") {
+        return Err(DeviceError::NotBuilt(name.into(), available()));
+    }
+    match cuda_index {
+        None => Ok(libtorch_cpu()),
+        Some(i) => {
+            let n = cuda_devices();
+            if i < n {
+                Ok(libtorch_cuda(i))
+            } else if n == 0 {
+                Err(DeviceError::NoCuda(
+                    name.into(),
+                    "LibTorch sees no CUDA GPU (no NVIDIA driver, or none visible: check `nvidia-smi` and CUDA_VISIBLE_DEVICES)".into(),
+                    available(),
+                ))
+            } else {
+                Err(DeviceError::NoCuda(
+                    name.into(),
+                    format!("LibTorch sees {n} CUDA GPU(s), numbered from 0"),
+                    available(),
+                ))
+            }
+        }
     }
 }
 
-/// A short label for a resolved device, for logs and the bench output.
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn 0.22 deprecates burn-tch, but it is the LibTorch path our users need
+fn libtorch_cpu() -> Device {
+    Device::libtorch()
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+fn libtorch_cuda(i: usize) -> Device {
+    Device::libtorch_cuda(i)
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch_cpu() -> Device {
+    unreachable!("resolve checks the tch feature first")
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch_cuda(_: usize) -> Device {
+    unreachable!("auto picks CUDA only when cuda_devices() > 0, which needs the tch feature")
+}
+
+/// A short label for a device name, for logs and the bench output (`auto` says what it chose).
 pub fn label(name: &str) -> String {
     match name {
-        "auto" | "flex" => "cpu".to_string(),
+        "flex" => "cpu".to_string(),
+        "auto" if cuda_devices() > 0 => "cuda:0".to_string(),
+        "auto" => "cpu".to_string(),
+        "cuda" => "cuda:0".to_string(),
         other => other.to_string(),
     }
 }
@@ -42,4 +130,36 @@ pub fn label(name: &str) -> String {
 /// tensor-op path, for comparisons).
 pub fn fused_host(device: &Device) -> bool {
     *device == Device::flex() && std::env::var_os("JUMPSCOPE_NO_FUSED").is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_or_say_what_is_available() {
+        assert!(resolve("cpu").is_ok());
+        assert!(resolve("auto").is_ok());
+        let e = resolve("gpu").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown device `gpu`") && e.contains("available here: cpu"),
+            "{e}"
+        );
+        let e = resolve("cuda:x").unwrap_err().to_string();
+        assert!(e.contains("unknown device"), "{e}");
+        if cfg!(feature = "tch") {
+            assert!(resolve("tch-cpu").is_ok());
+            if cuda_devices() == 0 {
+                let e = resolve("cuda").unwrap_err().to_string();
+                assert!(e.contains("sees no CUDA GPU"), "{e}");
+                assert_eq!(label("auto"), "cpu");
+            }
+        } else {
+            for n in ["tch-cpu", "cuda", "cuda:1"] {
+                let e = resolve(n).unwrap_err().to_string();
+                assert!(e.contains("built without the tch feature"), "{e}");
+                assert!(e.contains("scripts/dev.sh libtorch"), "{e}");
+            }
+        }
+    }
 }

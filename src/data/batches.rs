@@ -60,8 +60,8 @@ pub enum BatchError {
 pub enum Rows {
     /// f32, already multiplied by the input scale factor.
     F32(Vec<f32>),
-    /// float16 bits as stored (little endian), to be converted and scaled when uploaded (on a
-    /// GPU backend that conversion belongs on the device, and the copy is half the size).
+    /// float16 bits as stored (little endian), converted and scaled by the trainer as it uploads
+    /// the batch: the reader thread then only copies half the bytes.
     F16 {
         /// The rows' bytes.
         bytes: Vec<u8>,

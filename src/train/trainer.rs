@@ -285,7 +285,8 @@ impl Trainer {
         };
         t.log_event(
             "start",
-            json!({"d_in": d_in, "d_sae": m, "scale": scale, "store_attributes": store_attributes}),
+            json!({"d_in": d_in, "d_sae": m, "scale": scale, "device": device::label(&t.cfg.device),
+                "store_attributes": store_attributes}),
         )?;
         Ok(t)
     }

@@ -190,3 +190,38 @@ fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     assert_eq!(state.step, 8);
     assert!(t.take("W_enc").unwrap().0.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn a_device_this_build_or_machine_lacks_is_one_line_saying_what_is_available() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(300, 1));
+    let cfg = config(
+        d.path(),
+        &base(
+            &store.display().to_string(),
+            &d.path().join("run").display().to_string(),
+        ),
+    );
+    let o = train_cli(&cfg, &[], &["--device", "tpu"]);
+    assert_user_error(&o, &["unknown device `tpu`", "available here: cpu"]);
+    if cfg!(feature = "tch") {
+        return; // tch builds: tests/it/tch.rs covers cuda without a GPU
+    }
+    for dev in ["cuda", "cuda:0", "tch-cpu"] {
+        let o = train_cli(&cfg, &[], &["--device", dev]);
+        assert_user_error(
+            &o,
+            &[
+                dev,
+                "built without the tch feature",
+                "scripts/dev.sh libtorch",
+            ],
+        );
+    }
+    let o = bin()
+        .args(["bench", "--device", "cuda", "--steps", "1"])
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["built without the tch feature"]);
+}

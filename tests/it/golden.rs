@@ -39,16 +39,25 @@ fn cases() -> Vec<(String, Value)> {
     out
 }
 
-/// Every case twice: through the generic tensor-op path and through the fused host kernels,
-/// the name saying which.
-fn cases_both_paths() -> Vec<(String, Value, bool)> {
+/// Every case through the generic tensor-op path and through the fused host kernels on the
+/// flex CPU backend, and (built with the `tch` feature) through the generic path on LibTorch's CPU
+/// device; the name says which.
+fn variants() -> Vec<(String, Value, Device, bool)> {
+    let mut devices = vec![
+        ("generic", Device::flex(), false),
+        ("fused", Device::flex(), true),
+    ];
+    if cfg!(feature = "tch") {
+        let tch = jumpscope::device::resolve("tch-cpu").expect("a tch build has tch-cpu");
+        devices.push(("tch-cpu", tch, false));
+    }
     cases()
         .into_iter()
         .flat_map(|(n, v)| {
-            [
-                (format!("{n} [generic]"), v.clone(), false),
-                (format!("{n} [fused]"), v, true),
-            ]
+            devices
+                .iter()
+                .map(|(tag, dev, fused)| (format!("{n} [{tag}]"), v.clone(), dev.clone(), *fused))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -157,9 +166,8 @@ fn theta_key(cfg: &Config) -> &'static str {
 
 #[test]
 fn first_forward_loss_and_gradients_match_the_reference() {
-    let device = Device::flex();
     let mut errs = Vec::new();
-    for (name, case, fused) in cases_both_paths() {
+    for (name, case, device, fused) in variants() {
         let cfg = config_of(&case);
         let sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
         let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
@@ -216,10 +224,9 @@ fn first_forward_loss_and_gradients_match_the_reference() {
 
 #[test]
 fn every_adam_step_matches_the_reference() {
-    let device = Device::flex();
     let mut errs = Vec::new();
     let mut checked = 0;
-    for (name, case, fused) in cases_both_paths() {
+    for (name, case, device, fused) in variants() {
         let Some(steps) = case["steps"].as_array() else {
             continue;
         };

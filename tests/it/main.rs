@@ -5,4 +5,6 @@ mod common;
 mod golden;
 mod paths;
 mod stores;
+#[cfg(feature = "tch")]
+mod tch;
 mod training;
