@@ -16,3 +16,4 @@ pub mod eval;
 pub mod metrics;
 pub mod sae;
 pub mod train;
+pub mod tui;

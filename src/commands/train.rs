@@ -1,11 +1,13 @@
-//! `jumpscope train`: build or resume a run, wire Ctrl-C/SIGTERM to a checkpointing stop, and
-//! report progress headlessly (a progress bar on a terminal, one line per report otherwise).
+//! `jumpscope train`: build or resume a run, wire Ctrl-C/SIGTERM/SIGHUP to a checkpointing stop,
+//! and show progress: the live screen when stdout is a terminal (unless `--headless`), else a
+//! progress bar on a terminal or one line per report.
 
 use crate::cli::TrainArgs;
 use indicatif::{ProgressBar, ProgressStyle};
 use jumpscope::config;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::trainer::{Outcome, Trainer};
+use std::io::IsTerminal;
 use std::sync::mpsc;
 
 /// Run the command; returns the process exit code.
@@ -32,6 +34,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
             Trainer::new(cfg)?
         }
     };
+    if !args.headless && std::io::stdout().is_terminal() {
+        return live(trainer);
+    }
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
     // SIGINT, SIGTERM and SIGHUP all ask for a checkpoint and a clean stop
@@ -118,7 +123,34 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
     let outcome = trainer.run(&rx, &mut sink);
     bar.finish_and_clear();
     drop(tx);
-    match outcome? {
+    finish(&trainer, outcome?)
+}
+
+/// Train under the live screen.
+fn live(trainer: Trainer) -> anyhow::Result<i32> {
+    use jumpscope::tui::{app, run, theme};
+    let (tx, rx) = mpsc::channel();
+    let signal_tx = tx.clone();
+    // SIGTERM and SIGHUP (an SSH drop) stop with a checkpoint; in raw mode Ctrl-C is a key
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.send(app::Msg::Signal);
+    })?;
+    let cfg = trainer.config().clone();
+    let name = trainer
+        .run_dir()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| trainer.run_dir().display().to_string());
+    let device = jumpscope::device::label(&cfg.device);
+    let (step, total) = (trainer.step(), cfg.total_steps());
+    let screen = app::App::new(cfg, name, device, step, total);
+    let (trainer, outcome) = run::train_with_tui(trainer, screen, theme::Theme::from_env(), tx, rx);
+    finish(&trainer, outcome?)
+}
+
+/// Say how the run ended; the exit code.
+fn finish(trainer: &Trainer, outcome: Outcome) -> anyhow::Result<i32> {
+    match outcome {
         Outcome::Finished {
             sae_dir,
             checkpoint,

@@ -8,3 +8,4 @@ mod stores;
 #[cfg(feature = "tch")]
 mod tch;
 mod training;
+mod tui;

@@ -1,0 +1,573 @@
+//! The training screen's state and its update rule: trainer events and keys in, state changes
+//! and [`Control`]s for the trainer out. No terminal here, so every rule is unit-testable.
+
+use crate::config::{Config, Hyper};
+use crate::metrics::stats::Histogram;
+use crate::train::control::{Control, TrainEvent};
+use crate::tui::history::Series;
+use crate::tui::keymap::{self, Action};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+/// Thinned points kept per chart series, and recent points at full resolution.
+const SERIES_CAP: usize = 2048;
+const RECENT_CAP: usize = 4096;
+/// Event-log lines kept.
+const LOG_CAP: usize = 500;
+
+/// What the run is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Started, no metrics yet.
+    WarmingUp,
+    /// Stepping.
+    Training,
+    /// Paused by the user.
+    Paused,
+    /// A checkpoint was asked for and is being written.
+    Checkpointing,
+    /// Stopping with a checkpoint (quit or a signal).
+    Stopping,
+    /// All steps done.
+    Done,
+    /// The trainer failed (the message).
+    Failed(String),
+}
+
+impl RunState {
+    /// How the status pane names it.
+    pub fn label(&self) -> &str {
+        match self {
+            RunState::WarmingUp => "warming up",
+            RunState::Training => "training",
+            RunState::Paused => "paused",
+            RunState::Checkpointing => "checkpointing",
+            RunState::Stopping => "stopping (checkpointing)",
+            RunState::Done => "done",
+            RunState::Failed(_) => "failed",
+        }
+    }
+
+    /// Whether the trainer is still running.
+    pub fn live(&self) -> bool {
+        !matches!(self, RunState::Done | RunState::Failed(_))
+    }
+}
+
+/// The panes, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    /// Run status.
+    Status,
+    /// L0 chart.
+    L0,
+    /// MSE / explained variance chart.
+    Loss,
+    /// θ histogram.
+    Theta,
+    /// Dead features.
+    Dead,
+    /// Hyperparameters.
+    Hyper,
+    /// Event log.
+    Log,
+}
+
+const PANES: [Pane; 7] = [
+    Pane::Status,
+    Pane::L0,
+    Pane::Loss,
+    Pane::Theta,
+    Pane::Dead,
+    Pane::Hyper,
+    Pane::Log,
+];
+
+/// A hyperparameter that can be changed from the keyboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunable {
+    /// Its config key.
+    pub key: &'static str,
+    /// How the pane names it.
+    pub label: &'static str,
+    /// Whether it is an integer (steps up/down double/halve it).
+    pub integer: bool,
+}
+
+/// The keyboard-tunable hyperparameters, in pane order.
+pub const TUNABLES: [Tunable; 6] = [
+    Tunable {
+        key: "train.sparsity_coefficient",
+        label: "λ (sparsity coef.)",
+        integer: false,
+    },
+    Tunable {
+        key: "train.target_l0",
+        label: "target L0",
+        integer: false,
+    },
+    Tunable {
+        key: "train.lr",
+        label: "learning rate",
+        integer: false,
+    },
+    Tunable {
+        key: "sae.bandwidth",
+        label: "bandwidth ε",
+        integer: false,
+    },
+    Tunable {
+        key: "train.log_every",
+        label: "log every",
+        integer: true,
+    },
+    Tunable {
+        key: "train.checkpoint_every",
+        label: "checkpoint every",
+        integer: true,
+    },
+];
+
+impl Tunable {
+    /// Its current value (`None`: unset, e.g. target L0 without the l0_target penalty).
+    pub fn get(&self, h: &Hyper) -> Option<f64> {
+        match self.key {
+            "train.sparsity_coefficient" => Some(h.sparsity_coefficient),
+            "train.target_l0" => h.target_l0,
+            "train.lr" => Some(h.lr),
+            "sae.bandwidth" => Some(h.bandwidth),
+            "train.log_every" => Some(h.log_every as f64),
+            "train.checkpoint_every" => Some(h.checkpoint_every as f64),
+            _ => None,
+        }
+    }
+
+    /// A value as the config file would hold it.
+    pub fn format(&self, v: f64) -> String {
+        if self.integer {
+            format!("{}", v.round() as u64)
+        } else {
+            // four significant digits, written so that TOML reads it back as a float
+            let r: f64 = format!("{v:.3e}").parse().unwrap_or(v);
+            let text = format!("{r}");
+            if text.contains('.') || text.contains('e') || !r.is_finite() {
+                text
+            } else {
+                format!("{text}.0")
+            }
+        }
+    }
+
+    /// The next value up or down: integers double or halve, the others move by 25 %.
+    fn stepped(&self, v: f64, up: bool) -> f64 {
+        match (self.integer, up) {
+            (true, true) => (v * 2.0).max(1.0),
+            (true, false) => (v / 2.0).floor(),
+            (false, true) => v * 1.25,
+            (false, false) => v / 1.25,
+        }
+    }
+}
+
+/// An overlay on the main screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    /// The key help.
+    Help,
+    /// "Stop and checkpoint, or cancel?"
+    ConfirmQuit,
+}
+
+/// Something for the UI loop that is not a trainer event or a key.
+#[derive(Debug)]
+pub enum Msg {
+    /// From the trainer.
+    Train(TrainEvent),
+    /// A key press.
+    Key(KeyEvent),
+    /// The trainer thread returned: `Ok(summary)` or `Err(message)`.
+    Finished(Result<String, String>),
+    /// SIGTERM / SIGHUP: stop with a checkpoint and leave.
+    Signal,
+}
+
+/// A line of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// The step it refers to.
+    pub step: u64,
+    /// What happened.
+    pub text: String,
+    /// A warning or error.
+    pub alarm: bool,
+}
+
+/// Everything the training screen shows.
+#[derive(Debug)]
+pub struct App {
+    /// The run directory's name.
+    pub run_name: String,
+    /// The device label.
+    pub device: String,
+    /// The live configuration (edits are checked against it and replace it).
+    pub config: Config,
+    /// Run state.
+    pub state: RunState,
+    /// Steps done.
+    pub step: u64,
+    /// Steps in all.
+    pub total_steps: u64,
+    /// Tokens trained on.
+    pub tokens: u64,
+    /// Last throughput report.
+    pub tokens_per_s: f64,
+    /// Last checkpoint (step, directory).
+    pub last_checkpoint: Option<(u64, PathBuf)>,
+    /// L0 per report.
+    pub l0: Series,
+    /// MSE per report.
+    pub mse: Series,
+    /// Explained variance per report.
+    pub ev: Series,
+    /// Dead features per report.
+    pub dead: Series,
+    /// Latest log10 θ histogram.
+    pub theta_hist: Option<Histogram>,
+    /// Latest log10 firing-frequency histogram.
+    pub firing_hist: Option<Histogram>,
+    /// d_sae (for the dead fraction).
+    pub d_sae: usize,
+    /// Event log, newest last.
+    pub log: VecDeque<LogLine>,
+    /// Focused pane.
+    pub focus: Pane,
+    /// Selected tunable (index into [`TUNABLES`]).
+    pub selected: usize,
+    /// The value being typed, if editing.
+    pub editing: Option<String>,
+    /// Show only the last `window` steps (None: the whole run).
+    pub window: Option<u64>,
+    /// Log scale for MSE.
+    pub log_scale: bool,
+    /// Overlay shown.
+    pub overlay: Option<Overlay>,
+    /// Leave the UI loop.
+    pub quit: bool,
+    /// Leave once the trainer has finished (after a stop).
+    quit_when_finished: bool,
+}
+
+impl App {
+    /// A screen for a run about to start at `step` of `total_steps`.
+    pub fn new(
+        config: Config,
+        run_name: String,
+        device: String,
+        step: u64,
+        total_steps: u64,
+    ) -> Self {
+        Self {
+            run_name,
+            device,
+            config,
+            state: RunState::WarmingUp,
+            step,
+            total_steps,
+            tokens: 0,
+            tokens_per_s: 0.0,
+            last_checkpoint: None,
+            l0: Series::new(SERIES_CAP, RECENT_CAP),
+            mse: Series::new(SERIES_CAP, RECENT_CAP),
+            ev: Series::new(SERIES_CAP, RECENT_CAP),
+            dead: Series::new(SERIES_CAP, RECENT_CAP),
+            theta_hist: None,
+            firing_hist: None,
+            d_sae: 0,
+            log: VecDeque::new(),
+            focus: Pane::Hyper,
+            selected: 0,
+            editing: None,
+            window: None,
+            log_scale: false,
+            overlay: None,
+            quit: false,
+            quit_when_finished: false,
+        }
+    }
+
+    /// Seconds left at the last throughput, if known.
+    pub fn eta_s(&self) -> Option<f64> {
+        (self.tokens_per_s > 0.0 && self.state.live()).then(|| {
+            let left = self.total_steps.saturating_sub(self.step) as f64;
+            left * self.config.data.batch_size as f64 / self.tokens_per_s
+        })
+    }
+
+    fn note(&mut self, text: impl Into<String>, alarm: bool) {
+        self.note_at(self.step, text, alarm);
+    }
+
+    fn note_at(&mut self, step: u64, text: impl Into<String>, alarm: bool) {
+        if self.log.len() == LOG_CAP {
+            self.log.pop_front();
+        }
+        self.log.push_back(LogLine {
+            step,
+            text: text.into(),
+            alarm,
+        });
+    }
+
+    /// Apply one message; returns the controls to send to the trainer.
+    pub fn update(&mut self, msg: Msg) -> Vec<Control> {
+        match msg {
+            Msg::Train(ev) => {
+                self.on_train(ev);
+                Vec::new()
+            }
+            Msg::Key(k) => self.on_key(k),
+            Msg::Finished(r) => {
+                match r {
+                    Ok(summary) => {
+                        self.state = RunState::Done;
+                        self.note(summary, false);
+                    }
+                    Err(e) => {
+                        self.note(format!("failed: {e}"), true);
+                        self.state = RunState::Failed(e);
+                    }
+                }
+                if self.quit_when_finished {
+                    self.quit = true;
+                }
+                Vec::new()
+            }
+            Msg::Signal => self.stop(),
+        }
+    }
+
+    fn stop(&mut self) -> Vec<Control> {
+        self.overlay = None;
+        if !self.state.live() {
+            self.quit = true;
+            return Vec::new();
+        }
+        self.state = RunState::Stopping;
+        self.quit_when_finished = true;
+        self.note("stopping: writing a checkpoint", false);
+        vec![Control::Stop]
+    }
+
+    fn on_train(&mut self, ev: TrainEvent) {
+        match ev {
+            TrainEvent::Started {
+                step,
+                total_steps,
+                d_sae,
+                ..
+            } => {
+                self.step = step;
+                self.total_steps = total_steps;
+                self.d_sae = d_sae;
+                self.note(format!("started at step {step} of {total_steps}"), false);
+            }
+            TrainEvent::Metrics(m) => {
+                self.step = m.step;
+                self.tokens = m.tokens;
+                self.tokens_per_s = m.tokens_per_s;
+                let x = m.step as f64;
+                self.l0.push(x, m.l0);
+                self.mse.push(x, m.mse);
+                self.ev.push(x, m.explained_variance);
+                self.dead.push(x, m.dead as f64);
+                self.theta_hist = Some(m.theta_hist);
+                self.firing_hist = Some(m.firing_hist);
+                if self.state == RunState::WarmingUp {
+                    self.state = RunState::Training;
+                }
+            }
+            TrainEvent::Checkpoint { step, path } => {
+                self.note_at(step, format!("checkpoint {}", path.display()), false);
+                self.last_checkpoint = Some((step, path));
+                if self.state == RunState::Checkpointing {
+                    self.state = RunState::Training;
+                }
+            }
+            TrainEvent::Epoch { epoch, step } => {
+                self.step = self.step.max(step);
+                self.note_at(
+                    step,
+                    format!("data epoch {epoch} begins (reshuffled)"),
+                    false,
+                );
+            }
+            TrainEvent::HyperChanged {
+                source,
+                changes,
+                step,
+            } => self.note_at(step, format!("[{source}] {}", changes.join(", ")), false),
+            TrainEvent::Warning(w) => self.note(w, true),
+            TrainEvent::Paused(p) => {
+                if self.state.live() && self.state != RunState::Stopping {
+                    self.state = if p {
+                        RunState::Paused
+                    } else {
+                        RunState::Training
+                    };
+                }
+                self.note(if p { "paused" } else { "resumed" }, false);
+            }
+            TrainEvent::Eval { step, report } => self.note_at(
+                step,
+                format!(
+                    "held-out at step {step}: L0 {:.2}, FVU {:.4}, dead {}",
+                    report.l0, report.fvu, report.dead
+                ),
+                false,
+            ),
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Control> {
+        // typing a value takes every key but Enter, Esc and Ctrl-C
+        if let Some(buf) = self.editing.as_mut() {
+            match key.code {
+                KeyCode::Char(c)
+                    if !key
+                        .modifiers
+                        .contains(ratatui::crossterm::event::KeyModifiers::CONTROL) =>
+                {
+                    buf.push(c);
+                    return Vec::new();
+                }
+                KeyCode::Backspace => {
+                    buf.pop();
+                    return Vec::new();
+                }
+                KeyCode::Enter => {
+                    let value = self.editing.take().unwrap_or_default();
+                    return self.apply(TUNABLES[self.selected], value.trim());
+                }
+                KeyCode::Esc => {
+                    self.editing = None;
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        let action = keymap::action(&key);
+        if self.overlay == Some(Overlay::ConfirmQuit) {
+            return match (action, key.code) {
+                (Some(Action::Interrupt), _) => self.stop(),
+                (_, KeyCode::Char('s') | KeyCode::Char('y') | KeyCode::Enter) => self.stop(),
+                (_, KeyCode::Char('c') | KeyCode::Char('n') | KeyCode::Esc) => {
+                    self.overlay = None;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+        }
+        let Some(action) = action else {
+            return Vec::new();
+        };
+        match action {
+            Action::Interrupt => return self.stop(),
+            Action::Quit => {
+                if self.state.live() {
+                    self.overlay = Some(Overlay::ConfirmQuit);
+                } else {
+                    self.quit = true;
+                }
+            }
+            Action::Help => self.overlay = Some(Overlay::Help),
+            Action::Close => self.overlay = None,
+            Action::NextPane | Action::PrevPane => {
+                let i = PANES.iter().position(|p| *p == self.focus).unwrap_or(0);
+                let n = PANES.len();
+                let j = if action == Action::NextPane {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
+                self.focus = PANES[j];
+            }
+            Action::Up => self.selected = (self.selected + TUNABLES.len() - 1) % TUNABLES.len(),
+            Action::Down => self.selected = (self.selected + 1) % TUNABLES.len(),
+            Action::Increase | Action::Decrease => {
+                let t = TUNABLES[self.selected];
+                let Some(v) = t.get(&self.config.hyper) else {
+                    self.note(
+                        format!("{} is not set: press Enter to type a value", t.key),
+                        true,
+                    );
+                    return Vec::new();
+                };
+                let next = t.stepped(v, action == Action::Increase);
+                return self.apply(t, &t.format(next));
+            }
+            Action::Edit => {
+                let t = TUNABLES[self.selected];
+                self.editing = Some(
+                    t.get(&self.config.hyper)
+                        .map(|v| t.format(v))
+                        .unwrap_or_default(),
+                );
+            }
+            Action::Pause if self.state.live() => {
+                return if self.state == RunState::Paused {
+                    vec![Control::Resume]
+                } else {
+                    vec![Control::Pause]
+                };
+            }
+            Action::Checkpoint if self.state.live() => {
+                self.state = RunState::Checkpointing;
+                return vec![Control::Checkpoint];
+            }
+            Action::ZoomIn => {
+                self.window = Some((self.window.unwrap_or(self.step.max(8)) / 2).max(4))
+            }
+            Action::ZoomOut => {
+                self.window = self
+                    .window
+                    .map(|w| w.saturating_mul(2))
+                    .filter(|w| *w < self.step.max(1))
+            }
+            Action::ToggleWindow => {
+                self.window = match self.window {
+                    Some(_) => None,
+                    None => Some((self.step / 10).max(50)),
+                }
+            }
+            Action::ToggleLog => self.log_scale = !self.log_scale,
+            Action::Pause | Action::Checkpoint => {}
+        }
+        Vec::new()
+    }
+
+    /// Check `key = value` as a config edit would be and, if valid, send the new hyperparameters.
+    fn apply(&mut self, t: Tunable, value: &str) -> Vec<Control> {
+        if !self.state.live() {
+            self.note("the run has ended: nothing to change", true);
+            return Vec::new();
+        }
+        match self.config.with_edit(t.key, value, "key") {
+            Ok(new) => {
+                let changes = crate::config::live_changes(&self.config, &new).unwrap_or_default();
+                if changes.is_empty() {
+                    return Vec::new();
+                }
+                self.config = new;
+                vec![Control::SetHyper(
+                    Box::new(self.config.hyper.clone()),
+                    "key".into(),
+                )]
+            }
+            Err(e) => {
+                self.note(format!("refused: {e}"), true);
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The training screen without a terminal: `App::update` (events and keys in, state and
+//! controls out) and `TestBackend` snapshots of the screens (insta, `tests/it/snapshots/`).
+
+use jumpscope::config::{Config, parse};
+use jumpscope::metrics::stats::Histogram;
+use jumpscope::train::control::{Control, MetricsRecord, TrainEvent};
+use jumpscope::tui::app::{App, Msg, Overlay, Pane, RunState};
+use jumpscope::tui::theme::Theme;
+use jumpscope::tui::view;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::PathBuf;
+
+fn config(extra: &[&str]) -> Config {
+    let mut sets: Vec<String> = vec![
+        "data.stores=[\"acts.h5\"]".into(),
+        "data.batch_size=4096".into(),
+        "sae.d_sae=16384".into(),
+        "train.steps=1000".into(),
+        "train.sparsity_coefficient=0.001".into(),
+        "train.lr=0.0002".into(),
+        "run.out=\"runs/demo\"".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    parse("", "test", &sets).unwrap().validate("test").unwrap()
+}
+
+fn app(extra: &[&str]) -> App {
+    App::new(config(extra), "demo".into(), "cpu".into(), 0, 1000)
+}
+
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> Msg {
+    key(KeyCode::Char(c))
+}
+
+/// A deterministic metrics report for step `s`.
+fn metrics(s: u64) -> Msg {
+    let x = s as f64;
+    let theta: Vec<f64> = (0..400).map(|i| -2.0 + (i % 37) as f64 * 0.05).collect();
+    let firing: Vec<f64> = (0..400).map(|i| -6.0 + (i % 23) as f64 * 0.2).collect();
+    Msg::Train(TrainEvent::Metrics(Box::new(MetricsRecord {
+        step: s,
+        tokens: s * 4096,
+        loss: 1.0 / (1.0 + x / 50.0),
+        mse: 0.8 / (1.0 + x / 40.0),
+        sparsity: 60.0 / (1.0 + x / 30.0),
+        pre_act: 0.0,
+        l0: 10.0 + 50.0 / (1.0 + x / 20.0),
+        explained_variance: 1.0 - 0.8 / (1.0 + x / 40.0),
+        dead: 100 + s / 10,
+        dead_fraction: (100 + s / 10) as f64 / 16384.0,
+        lr: 2e-4,
+        sparsity_coefficient: 1e-3,
+        tokens_per_s: 5000.0,
+        skipped_rows: 0,
+        epoch: 0,
+        data_wait_fraction: 0.0,
+        firing_hist: Histogram::new(firing, -10.0, 0.0, 40),
+        theta_hist: Histogram::new(theta, -3.0, 0.0, 40),
+        elapsed_s: x,
+    })))
+}
+
+fn started() -> Msg {
+    Msg::Train(TrainEvent::Started {
+        step: 0,
+        total_steps: 1000,
+        d_in: 512,
+        d_sae: 16384,
+        scale: 1.5,
+    })
+}
+
+/// A run 400 steps in, with a checkpoint, an epoch, a tweak and a warning in the log.
+fn busy_app() -> App {
+    let mut a = app(&["train.sparsity_loss=\"l0_target\"", "train.target_l0=32"]);
+    a.update(started());
+    for s in (10..=400).step_by(10) {
+        a.update(metrics(s));
+    }
+    a.update(Msg::Train(TrainEvent::Checkpoint {
+        step: 400,
+        path: PathBuf::from("runs/demo/checkpoints/step-400"),
+    }));
+    a.update(Msg::Train(TrainEvent::Epoch {
+        epoch: 1,
+        step: 350,
+    }));
+    a.update(Msg::Train(TrainEvent::HyperChanged {
+        step: 300,
+        source: "key".into(),
+        changes: vec!["train.lr: 0.0002 -> 0.00025".into()],
+    }));
+    a.update(Msg::Train(TrainEvent::Warning(
+        "skipped 3 rows with NaN".into(),
+    )));
+    a
+}
+
+fn render(a: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::draw(f, a, &Theme::mono())).unwrap();
+    t.backend().to_string()
+}
+
+#[test]
+fn metrics_fill_the_charts_and_the_status() {
+    let mut a = app(&[]);
+    assert_eq!(a.state, RunState::WarmingUp);
+    a.update(started());
+    a.update(metrics(10));
+    a.update(metrics(20));
+    assert_eq!(a.state, RunState::Training);
+    assert_eq!((a.step, a.tokens), (20, 20 * 4096));
+    assert_eq!(a.l0.full().len(), 2);
+    assert!(a.theta_hist.is_some() && a.firing_hist.is_some());
+    // 980 steps left of 4096 tokens at 5000 tokens/s
+    let eta = a.eta_s().unwrap();
+    assert!((eta - 980.0 * 4096.0 / 5000.0).abs() < 1e-6, "{eta}");
+}
+
+#[test]
+fn stepping_a_hyperparameter_sends_it_checked_and_records_it() {
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    // λ is selected first; → steps it up by 25 %
+    let out = a.update(ch('l'));
+    let [Control::SetHyper(h, source)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(source, "key");
+    assert!((h.sparsity_coefficient - 0.00125).abs() < 1e-12);
+    assert_eq!(a.config.hyper.sparsity_coefficient, h.sparsity_coefficient);
+    // ↓ ↓ selects the learning rate; ← steps it down
+    a.update(key(KeyCode::Down));
+    a.update(ch('j'));
+    let out = a.update(key(KeyCode::Left));
+    let [Control::SetHyper(h, _)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert!((h.lr - 0.0002 / 1.25).abs() < 1e-12, "{}", h.lr);
+    // log_every doubles and halves, never below 1
+    a.update(ch('j'));
+    a.update(ch('j'));
+    let out = a.update(ch('h'));
+    let [Control::SetHyper(h, _)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(h.log_every, 50);
+}
+
+#[test]
+fn a_typed_value_is_applied_or_refused_with_the_key_and_reason() {
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    a.update(key(KeyCode::Enter));
+    assert_eq!(a.editing.as_deref(), Some("0.001"));
+    for _ in 0..5 {
+        a.update(key(KeyCode::Backspace));
+    }
+    for c in "0.5".chars() {
+        a.update(ch(c));
+    }
+    let out = a.update(key(KeyCode::Enter));
+    assert!(
+        matches!(out.as_slice(), [Control::SetHyper(h, _)] if h.sparsity_coefficient == 0.5),
+        "{out:?}"
+    );
+    assert!(a.editing.is_none());
+    // a bad value: nothing sent, the reason in the log, the old value kept
+    a.update(key(KeyCode::Enter));
+    a.update(key(KeyCode::Backspace));
+    a.update(key(KeyCode::Backspace));
+    a.update(key(KeyCode::Backspace));
+    a.update(ch('-'));
+    a.update(ch('2'));
+    let out = a.update(key(KeyCode::Enter));
+    assert!(out.is_empty(), "{out:?}");
+    let last = &a.log.back().unwrap();
+    assert!(last.alarm, "{last:?}");
+    assert!(
+        last.text.contains("train.sparsity_coefficient") && last.text.contains(">= 0"),
+        "{}",
+        last.text
+    );
+    assert_eq!(a.config.hyper.sparsity_coefficient, 0.5);
+    // Esc cancels an edit
+    a.update(key(KeyCode::Enter));
+    a.update(ch('9'));
+    assert!(a.update(key(KeyCode::Esc)).is_empty());
+    assert!(a.editing.is_none());
+    // target L0 is unset without the l0_target penalty: stepping it is refused
+    a.update(ch('j'));
+    assert!(a.update(ch('l')).is_empty());
+    assert!(a.log.back().unwrap().text.contains("not set"));
+}
+
+#[test]
+fn quitting_asks_first_and_stops_with_a_checkpoint() {
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    assert!(a.update(ch('q')).is_empty());
+    assert_eq!(a.overlay, Some(Overlay::ConfirmQuit));
+    assert!(a.update(ch('c')).is_empty(), "c cancels");
+    assert_eq!(a.overlay, None);
+    assert!(!a.quit);
+    a.update(ch('q'));
+    let out = a.update(ch('s'));
+    assert!(matches!(out.as_slice(), [Control::Stop]), "{out:?}");
+    assert_eq!(a.state, RunState::Stopping);
+    assert!(!a.quit, "waits for the checkpoint");
+    a.update(Msg::Finished(Ok(
+        "stopped at step 10 with a checkpoint".into()
+    )));
+    assert!(a.quit);
+}
+
+#[test]
+fn ctrl_c_and_signals_stop_at_once_and_a_finished_run_quits_on_q() {
+    let mut a = app(&[]);
+    let out = a.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
+    assert!(matches!(out.as_slice(), [Control::Stop]), "{out:?}");
+    let mut b = app(&[]);
+    assert!(matches!(b.update(Msg::Signal).as_slice(), [Control::Stop]));
+    let mut c = app(&[]);
+    c.update(Msg::Finished(Ok("done".into())));
+    assert_eq!(c.state, RunState::Done);
+    assert!(!c.quit, "the finished screen stays up");
+    assert!(c.update(ch('q')).is_empty());
+    assert!(c.quit);
+}
+
+#[test]
+fn pause_resume_and_checkpoint_now() {
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    assert!(matches!(a.update(ch('p')).as_slice(), [Control::Pause]));
+    a.update(Msg::Train(TrainEvent::Paused(true)));
+    assert_eq!(a.state, RunState::Paused);
+    assert!(matches!(a.update(ch('p')).as_slice(), [Control::Resume]));
+    a.update(Msg::Train(TrainEvent::Paused(false)));
+    assert_eq!(a.state, RunState::Training);
+    assert!(matches!(
+        a.update(ch('c')).as_slice(),
+        [Control::Checkpoint]
+    ));
+    assert_eq!(a.state, RunState::Checkpointing);
+    a.update(Msg::Train(TrainEvent::Checkpoint {
+        step: 10,
+        path: "c/step-10".into(),
+    }));
+    assert_eq!(a.state, RunState::Training);
+    assert_eq!(a.last_checkpoint.as_ref().unwrap().0, 10);
+}
+
+#[test]
+fn panes_cycle_and_the_time_axis_zooms() {
+    let mut a = busy_app();
+    assert_eq!(a.focus, Pane::Hyper);
+    a.update(key(KeyCode::Tab));
+    assert_eq!(a.focus, Pane::Log);
+    a.update(key(KeyCode::Tab));
+    assert_eq!(a.focus, Pane::Status);
+    a.update(key(KeyCode::BackTab));
+    assert_eq!(a.focus, Pane::Log);
+    assert_eq!(a.window, None);
+    a.update(ch('+'));
+    assert_eq!(a.window, Some(200));
+    a.update(ch('+'));
+    assert_eq!(a.window, Some(100));
+    a.update(ch('-'));
+    assert_eq!(a.window, Some(200));
+    a.update(ch('w'));
+    assert_eq!(a.window, None);
+}
+
+#[test]
+fn main_screen_at_120x40() {
+    insta::assert_snapshot!(render(&busy_app(), 120, 40));
+}
+
+#[test]
+fn main_screen_at_80x24() {
+    insta::assert_snapshot!(render(&busy_app(), 80, 24));
+}
+
+#[test]
+fn help_overlay() {
+    let mut a = busy_app();
+    a.update(ch('?'));
+    insta::assert_snapshot!(render(&a, 120, 40));
+}
+
+#[test]
+fn terminal_too_small() {
+    insta::assert_snapshot!(render(&busy_app(), 60, 20));
+}
+
+#[test]
+fn quit_confirmation_and_an_edit_in_progress() {
+    let mut a = busy_app();
+    a.update(key(KeyCode::Enter));
+    a.update(ch('7'));
+    let editing = render(&a, 120, 40);
+    assert!(editing.contains("0.0017▏"), "{editing}");
+    a.update(key(KeyCode::Esc));
+    a.update(ch('q'));
+    let confirm = render(&a, 120, 40);
+    assert!(confirm.contains("stop and checkpoint"), "{confirm}");
+}
