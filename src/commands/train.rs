@@ -39,6 +39,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
     }
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
+    // edits of RUN_DIR/config.toml steer a headless run too (e.g. one started under nohup)
+    let live = std::sync::Mutex::new(trainer.config().clone());
+    let edit_tx = tx.clone();
+    let _watch = jumpscope::tui::config_watch::ConfigWatch::start(trainer.run_dir(), move |e| {
+        let Ok(mut cur) = live.lock() else { return };
+        match jumpscope::tui::config_watch::judge(&cur, e) {
+            Ok(Some(new)) => {
+                let _ = edit_tx.send(Control::SetHyper(
+                    Box::new(new.hyper.clone()),
+                    "file".into(),
+                ));
+                *cur = new;
+            }
+            Ok(None) => {}
+            Err(reason) => eprintln!("warning: {reason}"),
+        }
+    })
+    .map_err(anyhow::Error::msg)?;
     // SIGINT, SIGTERM and SIGHUP all ask for a checkpoint and a clean stop
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(Control::Stop);
@@ -144,6 +162,11 @@ fn live(trainer: Trainer) -> anyhow::Result<i32> {
     let device = jumpscope::device::label(&cfg.device);
     let (step, total) = (trainer.step(), cfg.total_steps());
     let screen = app::App::new(cfg, name, device, step, total);
+    let edits = tx.clone();
+    let _watch = jumpscope::tui::config_watch::ConfigWatch::start(trainer.run_dir(), move |e| {
+        let _ = edits.send(app::Msg::ConfigFile(e));
+    })
+    .map_err(anyhow::Error::msg)?;
     let (trainer, outcome) = run::train_with_tui(trainer, screen, theme::Theme::from_env(), tx, rx);
     finish(&trainer, outcome?)
 }

@@ -594,6 +594,11 @@ impl Trainer {
         }
         self.cfg.hyper = h;
         if !changes.is_empty() {
+            // config.toml stays the effective configuration, so an edit of it starts from the
+            // values in force (a key tweak is not undone by the next file save)
+            let path = self.run_dir.join("config.toml");
+            crate::atomic::write_file(&path, self.cfg.to_toml().as_bytes())
+                .map_err(io_err(&path))?;
             self.log_event("hyper", json!({"source": source, "changes": diff}))?;
             report(TrainEvent::HyperChanged {
                 step: self.step,

@@ -190,6 +190,8 @@ pub enum Msg {
     Finished(Result<String, String>),
     /// SIGTERM / SIGHUP: stop with a checkpoint and leave.
     Signal,
+    /// The run's config.toml was saved.
+    ConfigFile(crate::tui::config_watch::ConfigEdit),
 }
 
 /// A line of the event log.
@@ -344,6 +346,7 @@ impl App {
                 Vec::new()
             }
             Msg::Signal => self.stop(),
+            Msg::ConfigFile(edit) => self.on_config_file(edit),
         }
     }
 
@@ -544,6 +547,28 @@ impl App {
             Action::Pause | Action::Checkpoint => {}
         }
         Vec::new()
+    }
+
+    /// A save of config.toml: apply the hyperparameters that changed, or refuse the whole edit
+    /// (syntax, unknown key, bad value, or a structural key) and keep the old values.
+    fn on_config_file(&mut self, edit: crate::tui::config_watch::ConfigEdit) -> Vec<Control> {
+        if !self.state.live() {
+            return Vec::new();
+        }
+        match crate::tui::config_watch::judge(&self.config, edit) {
+            Ok(None) => Vec::new(),
+            Ok(Some(new)) => {
+                self.config = new;
+                vec![Control::SetHyper(
+                    Box::new(self.config.hyper.clone()),
+                    "file".into(),
+                )]
+            }
+            Err(reason) => {
+                self.note(reason, true);
+                Vec::new()
+            }
+        }
     }
 
     /// Check `key = value` as a config edit would be and, if valid, send the new hyperparameters.

@@ -488,3 +488,72 @@ fn float16_stores_read_as_float32() {
         assert_eq!(*a, half::f16::from_f32(*b).to_f32());
     }
 }
+
+#[test]
+fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(4096, 2));
+    let run_dir = d.path().join("run");
+    let body = format!(
+        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 10\n\
+         checkpoint_every = 0\n[run]\nout = \"{}\"\n",
+        store.display(),
+        run_dir.display()
+    );
+    let c = config(d.path(), &body);
+    let child = spawn_training(&c, &run_dir, 2);
+    let file = run_dir.join("config.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !what() && t0.elapsed().as_secs() < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        what()
+    };
+    // a structural key, a syntax error and a bad value: each refused, nothing applied
+    let with = |from: &str, to: &str| {
+        assert!(original.contains(from), "{from} in\n{original}");
+        original.replace(from, to)
+    };
+    std::fs::write(&file, with("d_sae = 64", "d_sae = 128")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::fs::write(&file, with("[train]", "[train\n")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::fs::write(&file, with("lr = ", "lr = -")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(records(&run_dir, "hyper").is_empty(), "nothing applied");
+    // a live key: applied at a next step, logged with its source
+    std::fs::write(&file, with("log_every = 10", "log_every = 7")).unwrap();
+    assert!(
+        wait_for(&|| !records(&run_dir, "hyper").is_empty()),
+        "the edit was not applied"
+    );
+    let h = &records(&run_dir, "hyper")[0];
+    assert_eq!(h["source"], "file");
+    assert_eq!(h["changes"]["log_every"]["new"], 7, "{h}");
+    // the file is rewritten as the configuration in force
+    let now = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        now.contains("log_every = 7") && now.contains("d_sae = 64"),
+        "{now}"
+    );
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`sae.d_sae` cannot change while training"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config.toml refused") && err.contains("train.lr"),
+        "{err}"
+    );
+    assert!(err.matches("config.toml refused").count() >= 3, "{err}");
+}

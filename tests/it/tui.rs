@@ -316,3 +316,36 @@ fn quit_confirmation_and_an_edit_in_progress() {
     let confirm = render(&a, 120, 40);
     assert!(confirm.contains("stop and checkpoint"), "{confirm}");
 }
+
+#[test]
+fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
+    use jumpscope::tui::config_watch::ConfigEdit;
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    let edited = a.config.with_edit("train.lr", "0.001", "file").unwrap();
+    let out = a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))));
+    assert!(
+        matches!(out.as_slice(), [Control::SetHyper(h, s)] if h.lr == 0.001 && s == "file"),
+        "{out:?}"
+    );
+    let shape = a.config.with_edit("sae.d_sae", "99", "file").unwrap();
+    assert!(
+        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(shape))))
+            .is_empty()
+    );
+    let l = a.log.back().unwrap();
+    assert!(
+        l.alarm && l.text.contains("`sae.d_sae` cannot change"),
+        "{l:?}"
+    );
+    assert_eq!(a.config.sae.d_sae, Some(16384), "old values stay");
+    let bad = ConfigEdit::Invalid("config.toml: unknown key `train.lrr`".into());
+    assert!(a.update(Msg::ConfigFile(bad)).is_empty());
+    assert!(a.log.back().unwrap().text.contains("train.lrr"));
+    // the same values again: nothing to send
+    let same = a.config.clone();
+    assert!(
+        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(same))))
+            .is_empty()
+    );
+}
