@@ -43,12 +43,32 @@ libtorch() {
     echo "libtorch: done in $((SECONDS - start)) s ($(du -sh "$TORCH_DIR" | cut -f1))" >&2
 }
 
-# point torch-sys (and our build.rs, which sets the rpath) at the cached LibTorch
+# The version of the LibTorch in directory $1 (a torch wheel's package dir or a libtorch zip).
+libtorch_version() {
+    if [ -f "$1/build-version" ]; then
+        cat "$1/build-version"
+    elif [ -f "$1/version.py" ]; then
+        sed -n "s/^__version__ = ['\"]\([^'\"]*\)['\"].*/\1/p" "$1/version.py"
+    fi
+}
+
+# Point torch-sys (and our build.rs, which sets the rpath) at LibTorch: the user's LIBTORCH if
+# set (checked here, since torch-sys's own failure on a wrong version is a C++ compile error),
+# else the cached wheel, installed on first use.
 tch_env() {
-    libtorch
-    export LIBTORCH="$TORCH_DIR/torch"
+    if [ -n "${LIBTORCH:-}" ]; then
+        local v
+        v="$(libtorch_version "$LIBTORCH")"
+        if [ "${v%%+*}" != "$TORCH_VERSION" ]; then
+            echo "error: LIBTORCH=$LIBTORCH holds LibTorch ${v:-of unknown version (no build-version or version.py)}, but the tch feature (tch 0.22) needs $TORCH_VERSION: unset LIBTORCH to use the copy \`scripts/dev.sh libtorch\` installs, or point it at a $TORCH_VERSION install" >&2
+            exit 2
+        fi
+    else
+        libtorch
+        export LIBTORCH="$TORCH_DIR/torch"
+    fi
     # torch>=2.7 wheels are built with the C++11 ABI
-    export LIBTORCH_CXX11_ABI=1
+    export LIBTORCH_CXX11_ABI="${LIBTORCH_CXX11_ABI:-1}"
 }
 
 cmd="${1:-}"
