@@ -3,9 +3,9 @@
 //! The App decides what of it may apply live (`config::live_changes`).
 
 use crate::config::{self, Config};
-use notify_debouncer_full::notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
 /// Saves closer together than this count as one.
@@ -48,33 +48,52 @@ pub fn judge(current: &Config, edit: ConfigEdit) -> Result<Option<Config>, Strin
 
 /// A running watcher; dropping it stops watching.
 pub struct ConfigWatch {
-    _debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
+    _watcher: RecommendedWatcher,
 }
 
 impl ConfigWatch {
-    /// Watch `run_dir/config.toml`, calling `on_edit` after each (debounced) save. The directory
-    /// is watched, not the file, since editors save by writing a new file and renaming it.
+    /// Watch `run_dir/config.toml`, calling `on_edit` once the file has been quiet for
+    /// [`DEBOUNCE`] after a change. The directory is watched, not the file, since editors save by
+    /// writing a new file and renaming it; events for the directory's other files (metrics.jsonl
+    /// is appended all the time) are dropped before the debounce, so they never hold it up.
     pub fn start(
         run_dir: &Path,
         on_edit: impl Fn(ConfigEdit) + Send + 'static,
     ) -> Result<Self, String> {
         let file: PathBuf = run_dir.join("config.toml");
-        let target = file.clone();
-        let mut debouncer = new_debouncer(DEBOUNCE, None, move |res: DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let touched = events.iter().any(|e| {
-                !e.kind.is_access() && e.paths.iter().any(|p| p.file_name() == target.file_name())
-            });
-            if touched && target.exists() {
-                on_edit(read(&target));
+        let name = file.file_name().map(|n| n.to_os_string());
+        let (tx, rx) = channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(e) = res
+                && !matches!(e.kind, notify::EventKind::Access(_))
+                && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+            {
+                let _ = tx.send(());
             }
         })
         .map_err(|e| format!("{}: cannot watch: {e}", file.display()))?;
-        debouncer
+        watcher
             .watch(run_dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("{}: cannot watch: {e}", run_dir.display()))?;
-        Ok(Self {
-            _debouncer: debouncer,
-        })
+        let path = file.clone();
+        std::thread::Builder::new()
+            .name("jumpscope-config-watch".into())
+            .spawn(move || {
+                // ends when the watcher (and with it the sender) is dropped
+                while rx.recv().is_ok() {
+                    loop {
+                        match rx.recv_timeout(DEBOUNCE) {
+                            Ok(()) => continue,
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    if path.exists() {
+                        on_edit(read(&path));
+                    }
+                }
+            })
+            .map_err(|e| format!("{}: cannot watch: {e}", file.display()))?;
+        Ok(Self { _watcher: watcher })
     }
 }

@@ -496,12 +496,14 @@ fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
     synth_store(&store, &small_spec(4096, 2));
     let run_dir = d.path().join("run");
     let body = format!(
-        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 10\n\
+        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 500\n\
          checkpoint_every = 0\n[run]\nout = \"{}\"\n",
         store.display(),
         run_dir.display()
     );
     let c = config(d.path(), &body);
+    // few report lines: stderr is a pipe nobody reads until the end, and a full pipe would
+    // block the trainer
     let child = spawn_training(&c, &run_dir, 2);
     let file = run_dir.join("config.toml");
     let original = std::fs::read_to_string(&file).unwrap();
@@ -525,18 +527,20 @@ fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert!(records(&run_dir, "hyper").is_empty(), "nothing applied");
     // a live key: applied at a next step, logged with its source
-    std::fs::write(&file, with("log_every = 10", "log_every = 7")).unwrap();
-    assert!(
-        wait_for(&|| !records(&run_dir, "hyper").is_empty()),
-        "the edit was not applied"
-    );
+    std::fs::write(&file, with("log_every = 500", "log_every = 400")).unwrap();
+    if !wait_for(&|| !records(&run_dir, "hyper").is_empty()) {
+        let mut child = child;
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("the edit was not applied; stderr:\n{}", stderr(&out));
+    }
     let h = &records(&run_dir, "hyper")[0];
     assert_eq!(h["source"], "file");
-    assert_eq!(h["changes"]["log_every"]["new"], 7, "{h}");
+    assert_eq!(h["changes"]["log_every"]["new"], 400, "{h}");
     // the file is rewritten as the configuration in force
     let now = std::fs::read_to_string(&file).unwrap();
     assert!(
-        now.contains("log_every = 7") && now.contains("d_sae = 64"),
+        now.contains("log_every = 400") && now.contains("d_sae = 64"),
         "{now}"
     );
     let pid = child.id().to_string();
