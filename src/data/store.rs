@@ -531,7 +531,6 @@ impl Store {
     /// Read `n` rows from global row `start` into `block`, replacing what it held: in the stored
     /// element type when [`Store::direct_kind`] allows, else as f32 through HDF5.
     pub fn read_block(&self, start: usize, n: usize, block: &mut Block) -> Result<(), StoreError> {
-        let end = (start + n).min(self.rows);
         let Some(kind) = self.direct_kind() else {
             let mut v = match std::mem::take(block) {
                 Block::F32(mut v) => {
@@ -546,38 +545,38 @@ impl Store {
         };
         // rows straight from the files' maps when no filter stands in between
         let mut pieces = Vec::new();
-        let mut row = start;
-        while row < end {
-            let sh = &self.shards[self.shard_of(row)];
-            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+        let mut all_mapped = true;
+        for (sh, lo, hi) in self.spans(start, n) {
             self.check_unchanged(sh)?;
             let (layout, _) = sh.direct.as_ref().expect("direct_kind checked every shard");
-            let Some(ps) = layout.mapped(lo, hi) else {
-                break;
-            };
-            pieces.extend(ps.into_iter().map(|mut p| {
-                p.row += row - start;
-                p
-            }));
-            row = sh.start + hi;
+            match layout.mapped(lo, hi) {
+                Some(ps) => {
+                    let first = sh.start + lo - start;
+                    pieces.extend(ps.into_iter().map(|mut p| {
+                        p.row += first;
+                        p
+                    }));
+                }
+                None => {
+                    all_mapped = false;
+                    break;
+                }
+            }
         }
-        if row >= end {
+        if all_mapped {
             *block = Block::Mapped { kind, pieces };
             return Ok(());
         }
         let row_bytes = self.d_in * kind.bytes();
+        let end = (start + n).min(self.rows);
         let bytes = block.bytes_for(kind, (end - start) * row_bytes);
-        let mut row = start;
-        while row < end {
-            let sh = &self.shards[self.shard_of(row)];
-            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+        for (sh, lo, hi) in self.spans(start, n) {
             self.check_unchanged(sh)?;
-            let at = (row - start) * row_bytes;
+            let at = (sh.start + lo - start) * row_bytes;
             let (layout, _) = sh.direct.as_ref().expect("direct_kind checked every shard");
             layout
                 .read(lo, hi, &mut bytes[at..at + (hi - lo) * row_bytes])
                 .map_err(|e| self.read_err(sh, e))?;
-            row = sh.start + hi;
         }
         Ok(())
     }
@@ -666,16 +665,25 @@ impl Store {
     }
 
     fn read_rows_hdf5(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
-        let end = (start + n).min(self.rows);
-        let mut row = start;
-        while row < end {
-            let sh = &self.shards[self.shard_of(row)];
-            let lo = row - sh.start;
-            let hi = (end - sh.start).min(sh.rows);
+        for (sh, lo, hi) in self.spans(start, n) {
             self.read_shard(sh, lo, hi, out)?;
-            row = sh.start + hi;
         }
         Ok(())
+    }
+
+    /// The pieces of global rows `start..start + n` (clipped to the store), one per file in
+    /// order: the file and the rows `lo..hi` inside it.
+    fn spans(&self, start: usize, n: usize) -> impl Iterator<Item = (&Shard, usize, usize)> {
+        let end = (start + n).min(self.rows);
+        let mut row = start;
+        std::iter::from_fn(move || {
+            (row < end).then(|| {
+                let sh = &self.shards[self.shard_of(row)];
+                let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+                row = sh.start + hi;
+                (sh, lo, hi)
+            })
+        })
     }
 
     fn read_shard(
