@@ -21,6 +21,12 @@ pub enum Command {
     /// RUN_DIR/checkpoints/step-N/ and, at the end, RUN_DIR/sae/ (SAELens layout).
     /// Ctrl-C or SIGTERM writes a checkpoint and exits with code 130.
     Train(TrainArgs),
+    /// Attach the live screen to a run another process is training (e.g. under nohup).
+    ///
+    /// Follows RUN_DIR/metrics.jsonl as it grows; hyperparameter changes made here are written
+    /// to RUN_DIR/config.toml, which the training process watches and applies at its next step.
+    /// Leaving (q) does not stop the run.
+    Watch(WatchArgs),
     /// Evaluate a saved SAE on a store: L0, MSE, FVU, explained variance, dead features.
     Eval(EvalArgs),
     /// Write a checkpoint as a SAELens directory with the input scale and pre-encoder bias folded in.
@@ -54,6 +60,42 @@ pub struct TrainArgs {
     /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N). Overrides run.device.
     #[arg(long)]
     pub device: Option<String>,
+    /// Screen options.
+    #[command(flatten)]
+    pub look: LookArgs,
+}
+
+/// How the screens look (train and watch).
+#[derive(Debug, Args)]
+pub struct LookArgs {
+    /// Colour theme: dark (default), light, high-contrast, mono, or a theme file (.toml; keys
+    /// it leaves out come from dark). NO_COLOR turns colour off whatever the theme.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+    /// Chart points: braille (default), dot or block, for fonts without braille.
+    #[arg(long, value_enum)]
+    pub marker: Option<MarkerArg>,
+}
+
+/// Chart marker.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MarkerArg {
+    /// Braille dots (2×4 per cell; needs a font with braille).
+    Braille,
+    /// One dot per cell.
+    Dot,
+    /// Full blocks.
+    Block,
+}
+
+/// `jumpscope watch`
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The run directory (`jumpscope train` wrote config.toml and metrics.jsonl into it).
+    pub run_dir: PathBuf,
+    /// Screen options.
+    #[command(flatten)]
+    pub look: LookArgs,
 }
 
 /// `jumpscope eval`

@@ -4,10 +4,10 @@ use crate::data::store::{Store, StoreError};
 use crate::metrics::stats::ReconAccumulator;
 use crate::sae::model::{HostParams, download, upload};
 use burn::tensor::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The evaluation report (also the `--json` output).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvalReport {
     /// Tokens evaluated (finite rows).
     pub n_tokens: u64,

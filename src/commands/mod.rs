@@ -5,6 +5,22 @@ pub mod eval;
 pub mod export;
 pub mod store;
 pub mod train;
+pub mod watch;
+
+/// The screens' theme from `--theme`/`--marker` and the environment.
+pub fn theme(look: &crate::cli::LookArgs) -> anyhow::Result<jumpscope::tui::theme::Theme> {
+    use crate::cli::MarkerArg;
+    use ratatui::symbols::Marker;
+    let marker = look.marker.map(|m| match m {
+        MarkerArg::Braille => Marker::Braille,
+        MarkerArg::Dot => Marker::Dot,
+        MarkerArg::Block => Marker::Block,
+    });
+    Ok(jumpscope::tui::theme::Theme::resolve(
+        look.theme.as_deref(),
+        marker,
+    )?)
+}
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise (logs, CI, nohup).
 pub fn progress_bar(len: u64) -> indicatif::ProgressBar {

@@ -12,6 +12,9 @@ use std::sync::mpsc;
 
 /// Run the command; returns the process exit code.
 pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
+    // a bad theme is reported before the run directory is made, even when it is not needed
+    let theme = super::theme(&args.look)?;
+    let screen = !args.headless && std::io::stdout().is_terminal();
     let mut trainer = match &args.resume {
         Some(dir) => Trainer::resume(dir)?,
         None => {
@@ -34,8 +37,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
             Trainer::new(cfg)?
         }
     };
-    if !args.headless && std::io::stdout().is_terminal() {
-        return live(trainer);
+    if screen {
+        return live(trainer, theme);
     }
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
@@ -145,8 +148,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
 }
 
 /// Train under the live screen.
-fn live(trainer: Trainer) -> anyhow::Result<i32> {
-    use jumpscope::tui::{app, run, theme};
+fn live(trainer: Trainer, theme: jumpscope::tui::theme::Theme) -> anyhow::Result<i32> {
+    use jumpscope::tui::{app, run};
     let (tx, rx) = mpsc::channel();
     let signal_tx = tx.clone();
     // SIGTERM and SIGHUP (an SSH drop) stop with a checkpoint; in raw mode Ctrl-C is a key
@@ -167,7 +170,7 @@ fn live(trainer: Trainer) -> anyhow::Result<i32> {
         let _ = edits.send(app::Msg::ConfigFile(e));
     })
     .map_err(anyhow::Error::msg)?;
-    let (trainer, outcome) = run::train_with_tui(trainer, screen, theme::Theme::from_env(), tx, rx);
+    let (trainer, outcome) = run::train_with_tui(trainer, screen, theme, tx, rx);
     finish(&trainer, outcome?)
 }
 

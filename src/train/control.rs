@@ -2,7 +2,7 @@
 
 use crate::config::Hyper;
 use crate::metrics::stats::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A command to the running trainer.
@@ -21,7 +21,7 @@ pub enum Control {
 }
 
 /// One metrics report, written to metrics.jsonl and handed to the sink.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricsRecord {
     /// Steps completed.
     pub step: u64,

@@ -375,7 +375,11 @@ impl Trainer {
             log,
             last_checkpoint: Some(ckpt.clone()),
         };
-        t.log_event("resume", json!({"checkpoint": ckpt}))?;
+        t.log_event(
+            "resume",
+            json!({"checkpoint": ckpt, "d_in": d_in, "d_sae": m, "scale": t.scale,
+                "device": device::label(&t.cfg.device)}),
+        )?;
         Ok(t)
     }
 

@@ -15,6 +15,8 @@ const SERIES_CAP: usize = 2048;
 const RECENT_CAP: usize = 4096;
 /// Event-log lines kept.
 const LOG_CAP: usize = 500;
+/// How an epoch line starts.
+const EPOCH_NOTE: &str = "data epoch ";
 
 /// What the run is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,6 +194,8 @@ pub enum Msg {
     Signal,
     /// The run's config.toml was saved.
     ConfigFile(crate::tui::config_watch::ConfigEdit),
+    /// `watch`: metrics.jsonl was last written at this time.
+    LogTouched(std::time::SystemTime),
 }
 
 /// A line of the event log.
@@ -258,6 +262,11 @@ pub struct App {
     pub quit: bool,
     /// Leave once the trainer has finished (after a stop).
     quit_when_finished: bool,
+    /// Attached to a run in another process (`jumpscope watch`): quitting leaves the run
+    /// alone, tweaks are written to its config.toml, pause and checkpoint are not available.
+    pub watching: bool,
+    /// `watch`: when metrics.jsonl was last written.
+    pub log_touched: Option<std::time::SystemTime>,
 }
 
 impl App {
@@ -295,7 +304,21 @@ impl App {
             overlay: None,
             quit: false,
             quit_when_finished: false,
+            watching: false,
+            log_touched: None,
         }
+    }
+
+    /// The screen for `jumpscope watch`: a run in another process, followed through its
+    /// metrics.jsonl and steered through its config.toml.
+    pub fn watching(mut self) -> Self {
+        self.watching = true;
+        self
+    }
+
+    /// Add a line to the event log at the current step.
+    pub fn notice(&mut self, text: impl Into<String>, alarm: bool) {
+        self.note(text, alarm);
     }
 
     /// Seconds left at the last throughput, if known.
@@ -347,12 +370,17 @@ impl App {
             }
             Msg::Signal => self.stop(),
             Msg::ConfigFile(edit) => self.on_config_file(edit),
+            Msg::LogTouched(t) => {
+                self.log_touched = Some(t);
+                Vec::new()
+            }
         }
     }
 
     fn stop(&mut self) -> Vec<Control> {
         self.overlay = None;
-        if !self.state.live() {
+        // a viewer leaves; the run in the other process goes on
+        if !self.state.live() || self.watching {
             self.quit = true;
             return Vec::new();
         }
@@ -372,7 +400,13 @@ impl App {
             } => {
                 self.step = step;
                 self.total_steps = total_steps;
-                self.d_sae = d_sae;
+                if d_sae > 0 {
+                    self.d_sae = d_sae;
+                }
+                // `watch` sees a stopped run resumed by a later process
+                if !self.state.live() {
+                    self.state = RunState::WarmingUp;
+                }
                 self.note(format!("started at step {step} of {total_steps}"), false);
             }
             TrainEvent::Metrics(m) => {
@@ -399,9 +433,18 @@ impl App {
             }
             TrainEvent::Epoch { epoch, step } => {
                 self.step = self.step.max(step);
+                // a small store turns over every few steps: one line for the latest epoch
+                // rather than a log full of them
+                if self
+                    .log
+                    .back()
+                    .is_some_and(|l| l.text.starts_with(EPOCH_NOTE))
+                {
+                    self.log.pop_back();
+                }
                 self.note_at(
                     step,
-                    format!("data epoch {epoch} begins (reshuffled)"),
+                    format!("{EPOCH_NOTE}{epoch} begins (reshuffled)"),
                     false,
                 );
             }
@@ -477,7 +520,7 @@ impl App {
         match action {
             Action::Interrupt => return self.stop(),
             Action::Quit => {
-                if self.state.live() {
+                if self.state.live() && !self.watching {
                     self.overlay = Some(Overlay::ConfirmQuit);
                 } else {
                     self.quit = true;
@@ -517,6 +560,10 @@ impl App {
                         .unwrap_or_default(),
                 );
             }
+            Action::Pause | Action::Checkpoint if self.watching => self.note(
+                "pause/checkpoint: only in the training process's own screen",
+                true,
+            ),
             Action::Pause if self.state.live() => {
                 return if self.state == RunState::Paused {
                     vec![Control::Resume]
@@ -557,6 +604,11 @@ impl App {
         }
         match crate::tui::config_watch::judge(&self.config, edit) {
             Ok(None) => Vec::new(),
+            // the training process reads the same file and applies it itself
+            Ok(Some(new)) if self.watching => {
+                self.config = new;
+                Vec::new()
+            }
             Ok(Some(new)) => {
                 self.config = new;
                 vec![Control::SetHyper(

@@ -55,6 +55,23 @@ pub struct Binding {
     pub footer: &'static str,
 }
 
+impl Binding {
+    /// Whether it applies on a screen that is (or is not) watching a run in another process.
+    pub fn applies(&self, watching: bool) -> bool {
+        !(watching && matches!(self.action, Action::Pause | Action::Checkpoint))
+    }
+
+    /// Its help text there.
+    pub fn help_for(&self, watching: bool) -> &'static str {
+        match (watching, self.action) {
+            (true, Action::Quit | Action::Interrupt) => "leave the viewer (the run goes on)",
+            (true, Action::Increase) => "step the selected value (written to config.toml)",
+            (true, Action::Edit) => "type a new value, written to the run's config.toml",
+            _ => self.help,
+        }
+    }
+}
+
 /// Every binding of the training screen, in help order.
 pub const BINDINGS: &[Binding] = &[
     Binding {

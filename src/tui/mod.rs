@@ -1,9 +1,10 @@
 //! The live training workbench: state and update rule ([`app`]), drawing ([`view`]), keys
-//! ([`keymap`]), the watched run config ([`config_watch`]), bounded chart histories ([`history`]), colours ([`theme`]) and the threads that
-//! tie them to a running trainer ([`run`]).
+//! ([`keymap`]), the watched run config ([`config_watch`]), bounded chart histories ([`history`]), colours ([`theme`]), a run's metrics.jsonl read
+//! back ([`follow`]) and the threads that tie them to a trainer or a followed run ([`run`]).
 
 pub mod app;
 pub mod config_watch;
+pub mod follow;
 pub mod history;
 pub mod keymap;
 pub mod run;

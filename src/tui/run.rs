@@ -2,13 +2,17 @@
 //! one channel, a thread turns key presses into messages on the same channel, and the UI loop
 //! draws, applies messages to the [`App`] and sends [`Control`]s back. The UI never blocks the
 //! trainer: its reports go into an unbounded channel and drawing is capped at ~30 frames/s.
+//! `watch` uses the same loop with a thread that follows another process's metrics.jsonl.
 
-use crate::train::control::Control;
+use crate::train::control::{Control, TrainEvent};
 use crate::train::trainer::{Outcome, TrainError, Trainer};
 use crate::tui::app::{App, Msg};
+use crate::tui::follow::Follower;
 use crate::tui::theme::Theme;
 use crate::tui::view;
+use notify::{RecursiveMode, Watcher};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -51,28 +55,14 @@ pub fn train_with_tui(
         .expect("spawning the training thread");
 
     let stop_input = Arc::new(AtomicBool::new(false));
-    let input = {
-        let (tx, stop) = (tx.clone(), stop_input.clone());
-        std::thread::Builder::new()
-            .name("jumpscope-keys".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if event::poll(Duration::from_millis(100)).unwrap_or(false)
-                        && let Ok(Event::Key(k)) = event::read()
-                        && k.kind != KeyEventKind::Release
-                        && tx.send(Msg::Key(k)).is_err()
-                    {
-                        break;
-                    }
-                }
-            })
-            .expect("spawning the input thread")
-    };
+    let input = spawn_keys(tx.clone(), stop_input.clone());
     drop(tx);
 
     let mut terminal = ratatui::init();
     let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ui_loop(&mut terminal, app, &theme, &msgs, &ctl_tx)
+        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, _| {
+            let _ = ctl_tx.send(c);
+        })
     }));
     ratatui::restore();
     stop_input.store(true, Ordering::Relaxed);
@@ -88,12 +78,123 @@ pub fn train_with_tui(
     result
 }
 
+/// Follow the run in `run_dir` (another process trains it) with the same screen: its
+/// metrics.jsonl is read back as it grows, and hyperparameter changes are written to its
+/// config.toml, which that process watches. `tx`/`msgs` as for [`train_with_tui`]; the caller
+/// feeds config.toml saves into `tx`. Returns when the user leaves.
+pub fn watch_with_tui(
+    run_dir: &Path,
+    app: App,
+    theme: Theme,
+    tx: Sender<Msg>,
+    msgs: Receiver<Msg>,
+) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = spawn_follower(run_dir, app.total_steps, tx.clone(), stop.clone())?;
+    let input = spawn_keys(tx, stop.clone());
+    let config = run_dir.join("config.toml");
+    let mut terminal = ratatui::init();
+    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, app| {
+            if let Control::SetHyper(..) = c {
+                // the App already holds the checked configuration; the trainer applies it
+                // from the file and logs it, which comes back to us through metrics.jsonl
+                match crate::atomic::write_file(&config, app.config.to_toml().as_bytes()) {
+                    Ok(()) => app.notice("sent through config.toml", false),
+                    Err(e) => app.notice(format!("{}: cannot write: {e}", config.display()), true),
+                }
+            }
+        })
+    }));
+    ratatui::restore();
+    stop.store(true, Ordering::Relaxed);
+    let _ = input.join();
+    let _ = follower.join();
+    if let Err(p) = ui {
+        std::panic::resume_unwind(p);
+    }
+    Ok(())
+}
+
+/// A thread that turns key presses into [`Msg::Key`] until `stop` is set.
+fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("jumpscope-keys".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if event::poll(Duration::from_millis(100)).unwrap_or(false)
+                    && let Ok(Event::Key(k)) = event::read()
+                    && k.kind != KeyEventKind::Release
+                    && tx.send(Msg::Key(k)).is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .expect("spawning the input thread")
+}
+
+/// A thread that reads what is appended to `run_dir/metrics.jsonl`, woken by `notify` and, in
+/// case events are lost (network file systems), at least once a second.
+fn spawn_follower(
+    run_dir: &Path,
+    total_steps: u64,
+    tx: Sender<Msg>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let path = run_dir.join("metrics.jsonl");
+    let name = path.file_name().map(|n| n.to_os_string());
+    let (wake_tx, wake) = channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res
+            && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+        {
+            let _ = wake_tx.send(());
+        }
+    })
+    .map_err(|e| format!("{}: cannot watch: {e}", path.display()))?;
+    watcher
+        .watch(run_dir, RecursiveMode::NonRecursive)
+        .map_err(|e| format!("{}: cannot watch: {e}", run_dir.display()))?;
+    let mut follower = Follower::new(&path, total_steps);
+    std::thread::Builder::new()
+        .name("jumpscope-follow".into())
+        .spawn(move || {
+            let _watcher = watcher;
+            while !stop.load(Ordering::Relaxed) {
+                match follower.poll() {
+                    Ok((msgs, touched)) => {
+                        let any = !msgs.is_empty();
+                        for m in msgs {
+                            if tx.send(m).is_err() {
+                                return;
+                            }
+                        }
+                        if let (true, Some(t)) = (any, touched) {
+                            let _ = tx.send(Msg::LogTouched(t));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Train(TrainEvent::Warning(format!(
+                            "{}: {e}",
+                            path.display()
+                        ))));
+                    }
+                }
+                let _ = wake.recv_timeout(Duration::from_secs(1));
+                // a burst of appends is read in one go
+                while wake.try_recv().is_ok() {}
+            }
+        })
+        .map_err(|e| format!("cannot start following {}: {e}", run_dir.display()))
+}
+
 fn ui_loop(
     terminal: &mut ratatui::DefaultTerminal,
     mut app: App,
     theme: &Theme,
     msgs: &Receiver<Msg>,
-    ctl: &Sender<Control>,
+    on_control: &mut dyn FnMut(Control, &mut App),
 ) {
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
@@ -111,12 +212,12 @@ fn ui_loop(
         match msgs.recv_timeout(wait) {
             Ok(m) => {
                 for c in app.update(m) {
-                    let _ = ctl.send(c);
+                    on_control(c, &mut app);
                 }
                 // take whatever else is queued before drawing again
                 while let Ok(m) = msgs.try_recv() {
                     for c in app.update(m) {
-                        let _ = ctl.send(c);
+                        on_control(c, &mut app);
                     }
                 }
                 dirty = true;

@@ -63,7 +63,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     draw_log(f, log, app, theme);
     draw_footer(f, footer, app, theme);
     match app.overlay {
-        Some(Overlay::Help) => draw_help(f, area, theme),
+        Some(Overlay::Help) => draw_help(f, area, app, theme),
         Some(Overlay::ConfirmQuit) => draw_confirm(f, area, theme),
         None => {}
     }
@@ -143,6 +143,16 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             theme.text,
         ),
     ]);
+    let mut line2 = line2;
+    if app.watching {
+        // a run killed without a chance to say so stays "training": show how old the news is
+        let age = app
+            .log_touched
+            .and_then(|t| t.elapsed().ok())
+            .map_or("-".into(), |d| duration(d.as_secs_f64()));
+        line2.push_span(Span::styled("  watching, last record ", theme.dim));
+        line2.push_span(Span::styled(format!("{age} ago"), theme.text));
+    }
     f.render_widget(Paragraph::new(line1), l1);
     f.render_widget(Paragraph::new(line2), l2);
     let ratio = if app.total_steps > 0 {
@@ -419,7 +429,7 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         BINDINGS
             .iter()
-            .filter(|b| !b.footer.is_empty())
+            .filter(|b| !b.footer.is_empty() && b.applies(app.watching))
             .map(|b| (b.keys, b.footer))
             .collect()
     };
@@ -442,13 +452,14 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-fn draw_help(f: &mut Frame, area: Rect, theme: &Theme) {
+fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let lines: Vec<Line> = BINDINGS
         .iter()
+        .filter(|b| b.applies(app.watching))
         .map(|b| {
             Line::from(vec![
                 Span::styled(format!("{:>16}  ", b.keys), theme.focus),
-                Span::styled(b.help, theme.text),
+                Span::styled(b.help_for(app.watching), theme.text),
             ])
         })
         .collect();

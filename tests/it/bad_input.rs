@@ -225,3 +225,17 @@ fn a_device_this_build_or_machine_lacks_is_one_line_saying_what_is_available() {
         .unwrap();
     assert_user_error(&o, &["built without the tch feature"]);
 }
+
+#[test]
+fn watch_refuses_what_is_not_a_run_directory() {
+    let d = tempdir().unwrap();
+    let missing = d.path().join("nope");
+    let o = run(&["watch", missing.to_str().unwrap()]);
+    assert_user_error(&o, &["nope", "not a directory"]);
+    let o = run(&["watch", d.path().to_str().unwrap()]);
+    assert_user_error(&o, &["not a run directory", "config.toml or metrics.jsonl"]);
+    std::fs::write(d.path().join("metrics.jsonl"), "").unwrap();
+    std::fs::write(d.path().join("config.toml"), "[train]\nlr = -1.0\n").unwrap();
+    let o = run(&["watch", d.path().to_str().unwrap()]);
+    assert_user_error(&o, &["not a usable run directory", "train.lr"]);
+}

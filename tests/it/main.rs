@@ -7,5 +7,6 @@ mod paths;
 mod stores;
 #[cfg(feature = "tch")]
 mod tch;
+mod theme;
 mod training;
 mod tui;

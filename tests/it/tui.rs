@@ -349,3 +349,160 @@ fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_watcher_leaves_without_stopping_the_run_and_cannot_pause_it() {
+    let mut a = app(&[]).watching();
+    a.update(started());
+    a.update(metrics(10));
+    // pause and checkpoint belong to the training process: a note, no control
+    for c in ['p', 'c'] {
+        assert!(a.update(ch(c)).is_empty());
+        assert_eq!(a.state, RunState::Training);
+    }
+    assert!(a.log.back().unwrap().alarm, "{:?}", a.log.back());
+    // a tweak is still produced (the watch loop writes it to config.toml)
+    let out = a.update(ch('l'));
+    assert!(matches!(out.as_slice(), [Control::SetHyper(..)]), "{out:?}");
+    // q leaves at once, without asking and without stopping the run
+    assert!(a.update(ch('q')).is_empty());
+    assert!(a.quit && a.overlay.is_none());
+    let mut b = app(&[]).watching();
+    b.update(metrics(10));
+    assert!(
+        b.update(Msg::Signal).is_empty() && b.quit,
+        "SIGHUP closes a viewer"
+    );
+}
+
+#[test]
+fn a_watcher_adopts_config_file_saves_without_sending_them() {
+    use jumpscope::tui::config_watch::ConfigEdit;
+    let mut a = app(&[]).watching();
+    a.update(metrics(10));
+    let edited = config(&["train.lr=0.0005"]);
+    // the training process applies the file itself; the watcher only shows the new values
+    assert!(
+        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))))
+            .is_empty()
+    );
+    assert_eq!(a.config.hyper.lr, 0.0005);
+    let structural = config(&["sae.d_sae=32768"]);
+    assert!(
+        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(structural))))
+            .is_empty()
+    );
+    assert_eq!(a.config.sae.d_sae, Some(16384));
+    assert!(a.log.back().unwrap().text.contains("d_sae"));
+}
+
+#[test]
+fn a_resumed_run_comes_alive_again_and_epochs_share_one_log_line() {
+    let mut a = app(&[]).watching();
+    a.update(metrics(10));
+    a.update(Msg::Finished(Ok(
+        "stopped at step 10 with a checkpoint".into()
+    )));
+    assert_eq!(a.state, RunState::Done);
+    a.update(started());
+    assert_eq!(a.state, RunState::WarmingUp);
+    for e in 1..=5 {
+        a.update(Msg::Train(TrainEvent::Epoch {
+            epoch: e,
+            step: e * 32,
+        }));
+    }
+    let epochs: Vec<_> = a.log.iter().filter(|l| l.text.contains("epoch")).collect();
+    assert_eq!(epochs.len(), 1, "{epochs:?}");
+    assert!(epochs[0].text.contains("epoch 5"));
+}
+
+#[test]
+fn the_watch_screen_shows_only_what_a_watcher_can_do() {
+    let mut a = busy_app().watching();
+    let main = render(&a, 120, 40);
+    assert!(main.contains("watching, last record"), "{main}");
+    let footer = main.lines().last().unwrap();
+    assert!(footer.contains("quit"), "{footer}");
+    assert!(
+        !footer.contains("pause") && !footer.contains("checkpoint"),
+        "{footer}"
+    );
+    let trained = render(&busy_app(), 120, 40);
+    assert!(trained.lines().last().unwrap().contains("checkpoint"));
+    a.update(ch('?'));
+    let help = render(&a, 120, 40);
+    assert!(
+        help.contains("leave the viewer (the run goes on)"),
+        "{help}"
+    );
+    assert!(!help.contains("pause / resume"), "{help}");
+}
+
+#[test]
+fn metrics_jsonl_is_followed_as_it_grows() {
+    use jumpscope::tui::follow::Follower;
+    use std::io::Write;
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("metrics.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let Msg::Train(TrainEvent::Metrics(m)) = metrics(50) else {
+        unreachable!()
+    };
+    let mut rec = serde_json::to_value(&*m).unwrap();
+    rec["type"] = "metrics".into();
+    let line = serde_json::to_string(&rec).unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"start","step":0,"tokens":0,"d_in":512,"d_sae":16384,"scale":1.5,"device":"cpu"}}"#
+    )
+    .unwrap();
+    // the metrics line arrives in two writes
+    let (head, tail) = line.split_at(line.len() / 2);
+    f.write_all(head.as_bytes()).unwrap();
+    f.flush().unwrap();
+    let mut fol = Follower::new(&path, 1000);
+    let mut a = app(&[]).watching();
+    let (msgs, touched) = fol.poll().unwrap();
+    assert!(touched.is_some());
+    assert_eq!(msgs.len(), 1, "only the complete line: {msgs:?}");
+    for m in msgs {
+        a.update(m);
+    }
+    assert_eq!((a.d_sae, a.total_steps), (16384, 1000));
+    writeln!(f, "{tail}").unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"hyper","step":60,"tokens":0,"source":"file","changes":{{"lr":{{"old":0.0002,"new":0.0004}}}}}}"#
+    )
+    .unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"checkpoint","step":64,"tokens":0,"path":"run/checkpoints/step-64"}}"#
+    )
+    .unwrap();
+    writeln!(f, "not json").unwrap();
+    writeln!(
+        f,
+        r#"{{"type":"stop","step":64,"tokens":0,"checkpoint":"x"}}"#
+    )
+    .unwrap();
+    let (msgs, _) = fol.poll().unwrap();
+    assert_eq!(msgs.len(), 5, "{msgs:?}");
+    for m in msgs {
+        a.update(m);
+    }
+    assert_eq!(a.step, 50);
+    assert_eq!(a.l0.full().len(), 1);
+    assert_eq!(a.l0.last(), Some(m.l0));
+    assert_eq!(a.last_checkpoint.as_ref().map(|c| c.0), Some(64));
+    let log: Vec<&str> = a.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("[file] lr: 0.0002 -> 0.0004")),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l.contains("unreadable line")), "{log:?}");
+    assert_eq!(a.state, RunState::Done);
+    assert!(fol.poll().unwrap().0.is_empty(), "nothing new");
+}
