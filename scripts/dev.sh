@@ -24,6 +24,21 @@ setup() {
     fi
 }
 
+# The end-to-end screen tests run the binary in tmux; on a machine without it, install it from
+# the distribution's packages (as root, or through sudo).
+need_tmux() {
+    command -v tmux >/dev/null 2>&1 && return
+    echo "setup: installing tmux (the screen tests drive the real binary in it)" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if command -v apt-get >/dev/null 2>&1; then
+        $sudo apt-get install -y -qq tmux >&2 || { $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq tmux >&2; }
+    elif command -v dnf >/dev/null 2>&1; then
+        $sudo dnf install -y -q tmux >&2
+    fi
+    command -v tmux >/dev/null 2>&1 || { echo "error: tmux is needed for the screen tests and could not be installed: install it and run again" >&2; exit 2; }
+}
+
 TORCH_VERSION=2.9.0
 TORCH_DIR="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/torch-$TORCH_VERSION"
 
@@ -87,6 +102,7 @@ case "$cmd" in
         ;;
     test)
         setup
+        need_tmux
         cargo test --release "$@"
         ;;
     check)
@@ -111,6 +127,7 @@ case "$cmd" in
         ;;
     test-tch)
         setup
+        need_tmux
         tch_env
         cargo test --release --features tch "$@"
         ;;

@@ -9,4 +9,5 @@ pub mod history;
 pub mod keymap;
 pub mod run;
 pub mod theme;
+pub mod tty;
 pub mod view;

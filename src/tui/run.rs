@@ -9,6 +9,7 @@ use crate::train::trainer::{Outcome, TrainError, Trainer};
 use crate::tui::app::{App, Msg};
 use crate::tui::follow::Follower;
 use crate::tui::theme::Theme;
+use crate::tui::tty::{self, Tty};
 use crate::tui::view;
 use notify::{RecursiveMode, Watcher};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
@@ -34,23 +35,34 @@ pub fn train_with_tui(
     let (ctl_tx, ctl_rx) = channel::<Control>();
     let report = tx.clone();
     let worker = std::thread::Builder::new()
-        .name("jumpscope-train".into())
+        .name(TRAIN_THREAD.into())
         .spawn(move || {
             let mut trainer = trainer;
-            let out = trainer.run(&ctl_rx, &mut |ev| {
-                let _ = report.send(Msg::Train(ev));
-            });
+            let mut first_report = true;
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                trainer.run(&ctl_rx, &mut |ev| {
+                    if first_report && matches!(ev, TrainEvent::Metrics(_)) {
+                        first_report = false;
+                        injected_fault("trainer");
+                    }
+                    let _ = report.send(Msg::Train(ev));
+                })
+            }));
             let summary = match &out {
-                Ok(Outcome::Finished { sae_dir, .. }) => {
+                Ok(Ok(Outcome::Finished { sae_dir, .. })) => {
                     Ok(format!("done: SAE in {}", sae_dir.display()))
                 }
-                Ok(Outcome::Stopped { step, .. }) => {
+                Ok(Ok(Outcome::Stopped { step, .. })) => {
                     Ok(format!("stopped at step {step} with a checkpoint"))
                 }
-                Err(e) => Err(e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(p) => Err(format!(
+                    "the trainer panicked ({}); the last checkpoint is the newest saved state",
+                    panic_text(p.as_ref())
+                )),
             };
             let _ = report.send(Msg::Finished(summary));
-            (trainer, out)
+            out.map(|o| (trainer, o))
         })
         .expect("spawning the training thread");
 
@@ -59,6 +71,14 @@ pub fn train_with_tui(
     drop(tx);
 
     let mut terminal = ratatui::init();
+    // ratatui's hook restores the terminal and prints; a panic of the trainer thread is shown
+    // on the screen instead (the run is then "failed") and printed once the screen is closed
+    let restore_and_print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some(TRAIN_THREAD) {
+            restore_and_print(info);
+        }
+    }));
     let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, _| {
             let _ = ctl_tx.send(c);
@@ -68,14 +88,47 @@ pub fn train_with_tui(
     stop_input.store(true, Ordering::Relaxed);
     // whatever ended the screen, the trainer stops with a checkpoint before we leave
     let _ = ctl_tx.send(Control::Stop);
-    let result = worker
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p));
+    let result = worker.join().unwrap_or_else(Err);
     let _ = input.join();
-    if let Err(p) = ui {
-        std::panic::resume_unwind(p);
+    match (ui, result) {
+        (Ok(()), Ok(r)) => r,
+        (Err(p), r) => {
+            if let Ok((_, Ok(Outcome::Stopped { checkpoint, .. }))) = &r {
+                eprintln!(
+                    "the screen failed; training stopped with a checkpoint in {}",
+                    checkpoint.display()
+                );
+            }
+            std::panic::resume_unwind(p)
+        }
+        (Ok(()), Err(p)) => {
+            eprintln!(
+                "the trainer panicked: {}; the last checkpoint is the newest saved state",
+                panic_text(p.as_ref())
+            );
+            std::panic::resume_unwind(p)
+        }
     }
-    result
+}
+
+/// The training thread's name (the panic hook tells it apart by it).
+const TRAIN_THREAD: &str = "jumpscope-train";
+
+/// A panic's message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+// The end-to-end tests prove that a panic restores the terminal and (in the screen) still
+// checkpoints; there is no input that makes our code panic, so they ask for one.
+/// Panic here if `JUMPSCOPE_TEST_PANIC` names this place (`ui` or `trainer`).
+fn injected_fault(place: &str) {
+    if std::env::var("JUMPSCOPE_TEST_PANIC").is_ok_and(|v| v == place) {
+        panic!("injected by JUMPSCOPE_TEST_PANIC={place}");
+    }
 }
 
 /// Follow the run in `run_dir` (another process trains it) with the same screen: its
@@ -122,12 +175,28 @@ fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
         .name("jumpscope-keys".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                if event::poll(Duration::from_millis(100)).unwrap_or(false)
-                    && let Ok(Event::Key(k)) = event::read()
-                    && k.kind != KeyEventKind::Release
-                    && tx.send(Msg::Key(k)).is_err()
+                // crossterm waits itself only when we cannot look at the terminal first
+                let wait = match tty::wait(Duration::from_millis(100)) {
+                    // an SSH drop whose SIGHUP did not reach us: stop as a hang-up would
+                    Tty::Gone => {
+                        let _ = tx.send(Msg::Signal);
+                        break;
+                    }
+                    Tty::Quiet => continue,
+                    Tty::Readable => Duration::ZERO,
+                    Tty::Unknown => Duration::from_millis(100),
+                };
+                // every event crossterm has parsed, not just the first
+                while tty::wait(Duration::ZERO) != Tty::Gone
+                    && let Ok(true) = event::poll(wait)
                 {
-                    break;
+                    let Ok(ev) = event::read() else { break };
+                    if let Event::Key(k) = ev
+                        && k.kind != KeyEventKind::Release
+                        && tx.send(Msg::Key(k)).is_err()
+                    {
+                        return;
+                    }
                 }
             }
         })
@@ -199,6 +268,9 @@ fn ui_loop(
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
     loop {
+        if app.step > 0 {
+            injected_fault("ui");
+        }
         if dirty && last_draw.elapsed() >= FRAME {
             let _ = terminal.draw(|f| view::draw(f, &app, theme));
             last_draw = Instant::now();

@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod golden;
 mod paths;
+mod screen;
 mod stores;
 #[cfg(feature = "tch")]
 mod tch;

@@ -1,0 +1,384 @@
+//! End-to-end tests of the live screens: the real binary in a real terminal (tmux, driven with
+//! `send-keys` and read with `capture-pane`). `scripts/dev.sh test` installs tmux when missing.
+
+use crate::common::{records, small_spec, spawn_training, synth_store};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tempfile::tempdir;
+
+/// A private tmux server (its own socket) running one command in a 120×40 window; killed on
+/// drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Start `command` (run by sh; the window stays open after it ends, showing `EXIT=code`).
+    fn start(name: &str, command: &str) -> Self {
+        let socket = format!("jumpscope-test-{}-{name}", std::process::id());
+        let t = Self { socket };
+        let script = format!("{command}; echo EXIT=$?; sleep 600");
+        let out = t
+            .tmux()
+            .args(["new-session", "-d", "-x", "120", "-y", "40", "sh", "-c"])
+            .arg(&script)
+            .output()
+            .expect("tmux runs (scripts/dev.sh test installs it)");
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn tmux(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    /// What the window shows now.
+    fn screen(&self) -> String {
+        let out = self.tmux().args(["capture-pane", "-p"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Type `keys` (tmux key names).
+    fn keys(&self, keys: &str) {
+        assert!(
+            self.tmux()
+                .args(["send-keys", keys])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Wait (up to 60 s) until the screen satisfies `ok`; the screen, or a failure showing it.
+    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if t0.elapsed() > Duration::from_secs(60) {
+                panic!("waited 60 s for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.tmux().arg("kill-server").output();
+    }
+}
+
+/// Wait (up to 60 s) for `ok`, else fail with `what` and `detail()`.
+fn wait_until(what: &str, ok: impl Fn() -> bool, detail: impl Fn() -> String) {
+    let t0 = Instant::now();
+    while !ok() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            panic!("waited 60 s for {what}:\n{}", detail());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The step the status line shows (`step N/M`).
+fn shown_step(screen: &str) -> Option<u64> {
+    let at = screen.find("step ")? + 5;
+    let digits: String = screen[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// A store and a config for a run that goes on until it is stopped.
+fn long_run(dir: &Path, headless_log_every: u64) -> (PathBuf, PathBuf) {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(8192, 3));
+    let run_dir = dir.join("run");
+    let body = format!(
+        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\n\
+         lr = 0.0002\nsparsity_coefficient = 0.001\nlog_every = {headless_log_every}\ncheckpoint_every = 0\n\
+         [run]\nout = \"{}\"\n",
+        store.display(),
+        run_dir.display()
+    );
+    let cfg = dir.join("config.toml");
+    std::fs::write(&cfg, body).unwrap();
+    (cfg, run_dir)
+}
+
+fn binary() -> String {
+    env!("CARGO_BIN_EXE_jumpscope").to_string()
+}
+
+/// A `hyper` record changing `key` from `source`: (old, new).
+fn change(run_dir: &Path, source: &str, key: &str) -> Option<(f64, f64)> {
+    records(run_dir, "hyper")
+        .iter()
+        .filter(|r| r["source"] == source)
+        .find_map(|r| {
+            let c = &r["changes"][key];
+            Some((c["old"].as_f64()?, c["new"].as_f64()?))
+        })
+}
+
+fn replace_line(file: &Path, starts: &str, with: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(starts) {
+                found = true;
+                with.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(found, "no line `{starts}` in {}:\n{text}", file.display());
+    std::fs::write(file, out.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn the_training_screen_in_a_real_terminal() {
+    let d = tempdir().unwrap();
+    let (cfg, run_dir) = long_run(d.path(), 50);
+    let t = Tmux::start(
+        "train",
+        &format!("{} train --config {}", binary(), cfg.display()),
+    );
+    // the panes appear
+    let s = t.wait("the training screen", |s| {
+        s.contains("state training") && s.contains("hyperparameters")
+    });
+    for pane in [
+        "L0",
+        "MSE",
+        "log10 θ",
+        "dead",
+        "hyperparameters",
+        "events",
+        "quit",
+    ] {
+        assert!(s.contains(pane), "no `{pane}` pane:\n{s}");
+    }
+    // the step count advances
+    let first = shown_step(&s).expect("a step on the status line");
+    t.wait("the step to advance", |s| {
+        shown_step(s).is_some_and(|n| n > first)
+    });
+    // a key changes λ (selected first; `l` steps it up 25 %) and metrics.jsonl records it
+    t.keys("l");
+    wait_until(
+        "λ changed from the keyboard in metrics.jsonl",
+        || change(&run_dir, "key", "sparsity_coefficient").is_some(),
+        || t.screen(),
+    );
+    let (old, new) = change(&run_dir, "key", "sparsity_coefficient").unwrap();
+    assert!(
+        (old - 0.001).abs() < 1e-12 && (new - 0.00125).abs() < 1e-12,
+        "{old} -> {new}"
+    );
+    // an edit of the run's config.toml is applied and shown
+    replace_line(&run_dir.join("config.toml"), "lr = ", "lr = 0.0005");
+    wait_until(
+        "the config.toml edit in metrics.jsonl",
+        || change(&run_dir, "file", "lr").is_some(),
+        || t.screen(),
+    );
+    assert_eq!(change(&run_dir, "file", "lr"), Some((0.0002, 0.0005)));
+    t.wait("the edit in the event log", |s| {
+        s.contains("[file] lr: 0.0002 -> 0.0005")
+    });
+    // q asks; s stops with a checkpoint; the terminal is given back
+    t.keys("q");
+    t.wait("the quit question", |s| s.contains("stop and checkpoint"));
+    t.keys("s");
+    let s = t.wait("the run to end", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=130"), "{s}");
+    assert!(s.contains("stopped at step"), "{s}");
+    assert!(
+        !s.contains("hyperparameters"),
+        "the screen was not restored:\n{s}"
+    );
+    let stop = records(&run_dir, "stop");
+    assert_eq!(stop.len(), 1);
+    let ck = jumpscope::train::checkpoint::list(&run_dir);
+    assert_eq!(ck.last().map(|c| c.0), stop[0]["step"].as_u64(), "{ck:?}");
+}
+
+#[test]
+fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
+    let d = tempdir().unwrap();
+    let (cfg, run_dir) = long_run(d.path(), 50);
+    let t = Tmux::start(
+        "term",
+        &format!("{} train --config {}", binary(), cfg.display()),
+    );
+    t.wait("the training screen", |s| s.contains("state training"));
+    // the whole command line, so that the shell around it is not signalled too
+    let killed = Command::new("pkill")
+        .args([
+            "-TERM",
+            "-x",
+            "-f",
+            &format!("{} train --config {}", binary(), cfg.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "pkill found the run");
+    let s = t.wait("the run to end", |s| s.contains("EXIT="));
+    assert!(
+        s.contains("EXIT=130") && s.contains("stopped at step"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("hyperparameters"),
+        "the screen was not restored:\n{s}"
+    );
+    assert_eq!(jumpscope::train::checkpoint::list(&run_dir).len(), 1);
+
+    // an SSH drop: the terminal goes away under the running screen
+    let d2 = tempdir().unwrap();
+    let (cfg2, run2) = long_run(d2.path(), 50);
+    let t2 = Tmux::start(
+        "hup",
+        &format!("{} train --config {}", binary(), cfg2.display()),
+    );
+    t2.wait("the training screen", |s| s.contains("state training"));
+    drop(t2); // kill-server: SIGHUP to the pane's processes
+    wait_until(
+        "a checkpoint after SIGHUP",
+        || records(&run2, "stop").len() == 1,
+        || std::fs::read_to_string(run2.join("metrics.jsonl")).unwrap_or_default(),
+    );
+    let stop = &records(&run2, "stop")[0];
+    let ck = jumpscope::train::checkpoint::list(&run2);
+    assert_eq!(ck.last().map(|c| c.0), stop["step"].as_u64(), "{ck:?}");
+
+    // the terminal goes away but no SIGHUP arrives (the shell around us ignores it and stays):
+    // the screen notices the hung-up terminal itself
+    let d3 = tempdir().unwrap();
+    let (cfg3, run3) = long_run(d3.path(), 50);
+    let t3 = Tmux::start(
+        "gone",
+        &format!(
+            "trap '' HUP; {} train --config {}; echo done",
+            binary(),
+            cfg3.display()
+        ),
+    );
+    t3.wait("the training screen", |s| s.contains("state training"));
+    drop(t3);
+    wait_until(
+        "a checkpoint after the terminal vanished",
+        || records(&run3, "stop").len() == 1,
+        || std::fs::read_to_string(run3.join("metrics.jsonl")).unwrap_or_default(),
+    );
+    assert_eq!(jumpscope::train::checkpoint::list(&run3).len(), 1);
+}
+
+#[test]
+fn watch_attaches_to_a_headless_run_and_steers_it() {
+    let d = tempdir().unwrap();
+    // the headless run logs rarely: its stderr is a pipe nobody reads until the end
+    let (cfg, run_dir) = long_run(d.path(), 200);
+    let mut child = spawn_training(&cfg, &run_dir, 1);
+    let t = Tmux::start(
+        "watch",
+        &format!("{} watch {}", binary(), run_dir.display()),
+    );
+    let s = t.wait("the watch screen", |s| {
+        s.contains("watching, last record") && s.contains("state training")
+    });
+    let first = shown_step(&s).unwrap();
+    t.wait("the step to advance", |s| {
+        shown_step(s).is_some_and(|n| n > first)
+    });
+    // λ stepped up here goes through config.toml to the training process
+    t.keys("l");
+    wait_until(
+        "λ changed through config.toml",
+        || change(&run_dir, "file", "sparsity_coefficient").is_some(),
+        || t.screen(),
+    );
+    let (old, new) = change(&run_dir, "file", "sparsity_coefficient").unwrap();
+    assert!(
+        (old - 0.001).abs() < 1e-12 && (new - 0.00125).abs() < 1e-12,
+        "{old} -> {new}"
+    );
+    t.wait("the change, read back from metrics.jsonl", |s| {
+        s.contains("[file] sparsity_coefficient")
+    });
+    // leaving the viewer leaves the run alone
+    t.keys("q");
+    let s = t.wait("the viewer to close", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(child.try_wait().unwrap().is_none(), "the run goes on");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait().unwrap();
+    assert_eq!(out.code(), Some(130));
+}
+
+#[test]
+fn a_panic_restores_the_terminal_and_a_screen_panic_checkpoints_first() {
+    // the screen's own thread panics: the terminal comes back, the trainer stops with a
+    // checkpoint, and the process exits 101 with the panic message
+    let d = tempdir().unwrap();
+    let (cfg, run_dir) = long_run(d.path(), 50);
+    let t = Tmux::start(
+        "ui-panic",
+        &format!(
+            "JUMPSCOPE_TEST_PANIC=ui RUST_BACKTRACE=0 {} train --config {}",
+            binary(),
+            cfg.display()
+        ),
+    );
+    let s = t.wait("the run to end", |s| s.contains("EXIT="));
+    assert!(s.contains("injected by JUMPSCOPE_TEST_PANIC=ui"), "{s}");
+    assert!(s.contains("training stopped with a checkpoint"), "{s}");
+    assert!(
+        !s.contains("hyperparameters"),
+        "the screen was not restored:\n{s}"
+    );
+    let stop = records(&run_dir, "stop");
+    assert_eq!(stop.len(), 1, "a stop record");
+    let ck = jumpscope::train::checkpoint::list(&run_dir);
+    assert_eq!(ck.last().map(|c| c.0), stop[0]["step"].as_u64());
+
+    // the trainer panics: the screen says so and stays until q; then the message, exit 101
+    let d2 = tempdir().unwrap();
+    let (cfg2, _) = long_run(d2.path(), 50);
+    let t2 = Tmux::start(
+        "trainer-panic",
+        &format!(
+            "JUMPSCOPE_TEST_PANIC=trainer RUST_BACKTRACE=0 {} train --config {}",
+            binary(),
+            cfg2.display()
+        ),
+    );
+    t2.wait("the failed state", |s| {
+        s.contains("state failed") && s.contains("the trainer panicked")
+    });
+    t2.keys("q");
+    let s = t2.wait("the run to end", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=101"), "{s}");
+    assert!(s.contains("the trainer panicked: injected"), "{s}");
+    assert!(
+        !s.contains("hyperparameters"),
+        "the screen was not restored:\n{s}"
+    );
+}
