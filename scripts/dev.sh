@@ -18,9 +18,9 @@ setup() {
         CMAKE="$(python3 -c 'import cmake, os; print(os.path.join(cmake.CMAKE_BIN_DIR, "cmake"))')"
         export CMAKE
     fi
-    if ! python3 -c 'import h5py, numpy' >/dev/null 2>&1; then
-        echo "setup: installing h5py and numpy from PyPI (tests write stores with them)" >&2
-        python3 -m pip install --quiet --disable-pip-version-check h5py numpy >&2
+    if ! python3 -c 'import h5py, numpy, safetensors' >/dev/null 2>&1; then
+        echo "setup: installing h5py, numpy and safetensors from PyPI (tests write stores and SAEs with them)" >&2
+        python3 -m pip install --quiet --disable-pip-version-check h5py numpy safetensors >&2
     fi
 }
 

@@ -27,6 +27,13 @@ pub enum Command {
     /// to RUN_DIR/config.toml, which the training process watches and applies at its next step.
     /// Leaving (q) does not stop the run.
     Watch(WatchArgs),
+    /// What each feature of a saved SAE does on a store: density, activation histogram, top
+    /// activations with their tokens.
+    ///
+    /// One streaming pass over the store (memory bounded whatever its size). SAE: a SAELens
+    /// directory, a Gemma Scope params.npz, or a jumpscope run's sae/ directory. A report saved
+    /// with --out reopens instantly: `jumpscope inspect REPORT.json`.
+    Inspect(InspectArgs),
     /// Evaluate a saved SAE on a store: L0, MSE, FVU, explained variance, dead features.
     Eval(EvalArgs),
     /// Write a checkpoint as a SAELens directory with the input scale and pre-encoder bias folded in.
@@ -118,6 +125,49 @@ pub struct EvalArgs {
     /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `jumpscope inspect`
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The SAE (SAELens directory, Gemma Scope params.npz, a run's sae/), or a saved report.
+    pub sae: PathBuf,
+    /// HDF5 store(s) of raw activations (glob patterns allowed); not with a saved report.
+    #[arg(long, num_args = 1..)]
+    pub store: Vec<PathBuf>,
+    /// Dataset inside the store (default: `activations`, else the only float dataset).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Tokens encoded at a time.
+    #[arg(long, default_value_t = 2048)]
+    pub batch: usize,
+    /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Top activations kept per feature.
+    #[arg(long, default_value_t = 20)]
+    pub top_k: usize,
+    /// Bins of each feature's activation histogram (a power of two, 2 to 1024).
+    #[arg(long, default_value_t = 32)]
+    pub bins: usize,
+    /// Tokens of context shown on each side of a top activation (needs token ids in the store).
+    #[arg(long, default_value_t = 8)]
+    pub context: usize,
+    /// Density from which a feature counts as dense.
+    #[arg(long, default_value_t = 0.1)]
+    pub dense: f64,
+    /// Print the report as JSON (schema in the README) instead of showing it.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this feature (with --json: its object alone).
+    #[arg(long, value_name = "K")]
+    pub feature: Option<usize>,
+    /// Save the report here (JSON), to reopen later with `jumpscope inspect FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only encode the store and print the time (the baseline the pass is measured against).
+    #[arg(long)]
+    pub encode_only: bool,
 }
 
 /// `jumpscope export`

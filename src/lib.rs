@@ -4,7 +4,10 @@
 //! config.toml ─► config::Config ─► train::trainer::Trainer ◄── Control (mpsc) ◄── CLI / signals
 //!                                    │  data::batches (HDF5 via data::store)
 //!                                    │  train::step (sae::loss forward+backward, train::adam)
-//!                                    └─► TrainEvent sink (progress bar) + metrics.jsonl + checkpoints/
+//!                                    └─► TrainEvent sink (screen or progress bar) + metrics.jsonl + checkpoints/
+//!
+//! saved SAE (sae::io) + store ─► inspect::inspect (encode on the device, scan on the host)
+//!                              ─► inspect::report::Report (JSON, reopened without the store)
 //! ```
 
 pub mod atomic;
@@ -13,6 +16,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod inspect;
 pub mod metrics;
 pub mod sae;
 pub mod train;

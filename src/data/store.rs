@@ -612,6 +612,19 @@ impl Store {
         (&self.shards[i].path, row - self.shards[i].start)
     }
 
+    /// The rows `[start, end)` of the sequence holding global `row` (for 3-D datasets), else of
+    /// its file: a context window around a token stays inside them.
+    pub fn sequence_bounds(&self, row: usize) -> (usize, usize) {
+        let sh = &self.shards[self.shard_of(row)];
+        match sh.seq_len {
+            Some(l) if l > 0 => {
+                let s = sh.start + (row - sh.start) / l * l;
+                (s, (s + l).min(sh.start + sh.rows))
+            }
+            _ => (sh.start, sh.start + sh.rows),
+        }
+    }
+
     fn shard_of(&self, row: usize) -> usize {
         self.shards
             .partition_point(|s| s.start + s.rows <= row)
@@ -823,23 +836,24 @@ impl Store {
                 let sh = &self.shards[k];
                 let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
                 let ds = per_token[k].as_ref().expect("checked above");
-                let all = read_strings(ds).map_err(|e| StoreError::BadDataset {
-                    path: sh.path.clone(),
-                    dataset: "token_strs".into(),
-                    problem: format!("{e}: expected variable-length strings"),
-                })?;
-                if all.len() != sh.rows {
+                if ds.size() != sh.rows {
                     return Err(StoreError::BadDataset {
                         path: sh.path.clone(),
                         dataset: "token_strs".into(),
                         problem: format!(
                             "{} strings: expected one per token ({})",
-                            all.len(),
+                            ds.size(),
                             sh.rows
                         ),
                     });
                 }
-                out.extend(all[lo..hi].iter().cloned());
+                // only the rows asked for (the whole dataset can be as long as the store)
+                let part = read_string_rows(ds, lo, hi).map_err(|e| StoreError::BadDataset {
+                    path: sh.path.clone(),
+                    dataset: "token_strs".into(),
+                    problem: format!("{e}: expected variable-length strings"),
+                })?;
+                out.extend(part);
                 row = sh.start + hi;
             }
             return Ok(Some(out));
@@ -892,6 +906,34 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Rows `[lo, hi)` of a string dataset, whatever its shape (flattened in row-major order).
+fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<String>, String> {
+    let shape = ds.shape();
+    if shape.len() == 1 {
+        if let Ok(v) = ds.read_slice_1d::<hdf5::types::VarLenUnicode, _>(s![lo..hi]) {
+            return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
+        }
+        return ds
+            .read_slice_1d::<hdf5::types::VarLenAscii, _>(s![lo..hi])
+            .map(|v| v.iter().map(|s| s.as_str().to_string()).collect())
+            .map_err(msg);
+    }
+    // [n_seq, seq_len]: read the sequences that hold the rows
+    let l = shape.last().copied().unwrap_or(1).max(1);
+    let (q0, q1) = (lo / l, hi.div_ceil(l));
+    let rows: Vec<String> =
+        if let Ok(v) = ds.read_slice::<hdf5::types::VarLenUnicode, _, Ix2>(s![q0..q1, ..]) {
+            v.iter().map(|s| s.as_str().to_string()).collect()
+        } else {
+            ds.read_slice::<hdf5::types::VarLenAscii, _, Ix2>(s![q0..q1, ..])
+                .map_err(msg)?
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect()
+        };
+    Ok(rows.into_iter().skip(lo - q0 * l).take(hi - lo).collect())
 }
 
 fn read_strings(ds: &hdf5::Dataset) -> Result<Vec<String>, String> {

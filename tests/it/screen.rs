@@ -273,7 +273,8 @@ fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
     let t3 = Tmux::start(
         "gone",
         &format!(
-            "trap '' HUP; {} train --config {}; echo done",
+            // `exit`: this shell ignores SIGHUP, so it must not linger in the pane's `sleep`
+            "trap '' HUP; {} train --config {}; exit",
             binary(),
             cfg3.display()
         ),

@@ -1,0 +1,316 @@
+//! `inspect`: one streaming pass of a store through a saved SAE, gathering per-feature
+//! statistics ([`scan`]) and the store-wide L0 / FVU, then the token contexts of the top
+//! activations, into a [`report::Report`].
+//!
+//! Per batch: the rows are encoded on the device, and the dense activations come back to the
+//! host once. There the features are split across threads for their statistics, and the rows
+//! across threads for the reconstruction error: the activations are sparse, so decoding on the
+//! host from the non-zero entries costs a small fraction of the dense decode a device would do.
+
+pub mod report;
+pub mod scan;
+
+use crate::data::store::{Store, StoreError};
+use crate::eval::InferenceSae;
+use crate::metrics::stats::{Histogram, ReconAccumulator, log10_density};
+use crate::sae::model::{HostParams, download, upload};
+use burn::tensor::Device;
+use rayon::prelude::*;
+use report::{Context, EdgeHistogram, FeatureReport, Report, SaeInfo, TopActivation, VERSION};
+use scan::Scanner;
+
+/// Rows of token ids read at a time when collecting contexts.
+const CONTEXT_BLOCK: usize = 1 << 20;
+
+/// How to inspect.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows encoded at a time.
+    pub batch: usize,
+    /// Histogram bins per feature (a power of two).
+    pub bins: usize,
+    /// Top activations kept per feature.
+    pub top_k: usize,
+    /// Tokens of context on each side of a top activation.
+    pub context: usize,
+    /// Density from which a feature counts as dense.
+    pub dense: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            batch: 2048,
+            bins: 32,
+            top_k: 20,
+            context: 8,
+            dense: 0.1,
+        }
+    }
+}
+
+/// The finite rows of `rows` (`[n, d]`) and their store positions.
+fn finite_rows(rows: &[f32], d: usize, first: usize) -> (Vec<f32>, Vec<u64>) {
+    let mut keep = Vec::with_capacity(rows.len());
+    let mut pos = Vec::with_capacity(rows.len() / d.max(1));
+    for (i, r) in rows.chunks_exact(d).enumerate() {
+        if r.iter().all(|v| v.is_finite()) {
+            keep.extend_from_slice(r);
+            pos.push((first + i) as u64);
+        }
+    }
+    (keep, pos)
+}
+
+/// Σ_rows ‖x − x̂‖² with x̂ = b_dec + Σ_i f_i W_dec[i] over the non-zero f_i, and the number of
+/// non-zero activations; rows split across threads.
+fn sparse_recon(x: &[f32], f: &[f32], p: &HostParams) -> (f64, u64) {
+    let (d, m) = (p.d_in, p.d_sae);
+    x.par_chunks(d * 64)
+        .zip(f.par_chunks(m * 64))
+        .map(|(xs, fs)| {
+            let mut xhat = vec![0f32; d];
+            let (mut err, mut nnz) = (0f64, 0u64);
+            for (xr, fr) in xs.chunks_exact(d).zip(fs.chunks_exact(m)) {
+                xhat.copy_from_slice(&p.b_dec);
+                for (i, &a) in fr.iter().enumerate() {
+                    if a != 0.0 {
+                        nnz += 1;
+                        for (h, w) in xhat.iter_mut().zip(&p.w_dec[i * d..(i + 1) * d]) {
+                            *h += a * w;
+                        }
+                    }
+                }
+                err += xr
+                    .iter()
+                    .zip(&xhat)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>();
+            }
+            (err, nnz)
+        })
+        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Encode every row of `store` and throw the result away (reduced on the device to one
+/// number, so that the work is done): the cost `inspect`'s pass is measured against.
+pub fn encode_only(
+    p: &HostParams,
+    store: &Store,
+    batch: usize,
+    device: &Device,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, StoreError> {
+    let sae = InferenceSae::new(p, device);
+    let (d, rows_total) = (p.d_in, store.rows());
+    let mut rows = Vec::new();
+    let mut start = 0;
+    let mut tokens = 0u64;
+    while start < rows_total {
+        let n = batch.min(rows_total - start);
+        rows.clear();
+        store.read_rows(start, n, &mut rows)?;
+        let (x, pos) = finite_rows(&rows, d, start);
+        start += n;
+        if !pos.is_empty() {
+            let f = sae.encode(upload(&x, [pos.len(), d], device));
+            download(&f.sum());
+            tokens += pos.len() as u64;
+        }
+        progress(start as u64, rows_total as u64);
+    }
+    Ok(tokens)
+}
+
+/// One pass of `store` through the inference-form SAE `p`: the whole report, contexts included
+/// when the store has token ids. `progress(done_rows, total_rows)` is called after each batch.
+pub fn inspect(
+    p: &HostParams,
+    sae: SaeInfo,
+    store: &Store,
+    opts: &Options,
+    device: &Device,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Report, StoreError> {
+    let (d, m) = (p.d_in, p.d_sae);
+    let enc = InferenceSae::new(p, device);
+    let mut scanner = Scanner::new(m, opts.bins, opts.top_k);
+    let mut acc = ReconAccumulator::default();
+    let rows_total = store.rows();
+    let mut rows = Vec::new();
+    let mut start = 0;
+    while start < rows_total {
+        let n = opts.batch.max(1).min(rows_total - start);
+        rows.clear();
+        store.read_rows(start, n, &mut rows)?;
+        let (x, pos) = finite_rows(&rows, d, start);
+        start += n;
+        if !pos.is_empty() {
+            let f = download(&enc.encode(upload(&x, [pos.len(), d], device)));
+            let ((err, nnz), ()) =
+                rayon::join(|| sparse_recon(&x, &f, p), || scanner.add(&f, &pos));
+            acc.add(&x, d, err, nnz as f64);
+        }
+        progress(start as u64, rows_total as u64);
+    }
+
+    let n_tokens = acc.tokens;
+    let feats = scanner.into_features();
+    let norms: Vec<f64> = p
+        .w_dec
+        .chunks_exact(d)
+        .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt())
+        .collect();
+    let density = |count: u64| count as f64 / n_tokens.max(1) as f64;
+    let mut features: Vec<FeatureReport> = feats
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let bins = a.hist.len();
+            let histogram = if a.count == 0 {
+                EdgeHistogram {
+                    edges: Vec::new(),
+                    counts: Vec::new(),
+                }
+            } else {
+                EdgeHistogram {
+                    edges: (0..=bins)
+                        .map(|b| a.range as f64 * b as f64 / bins as f64)
+                        .collect(),
+                    counts: a.hist.clone(),
+                }
+            };
+            FeatureReport {
+                index: i,
+                density: density(a.count),
+                mean: if a.count > 0 {
+                    a.sum / a.count as f64
+                } else {
+                    0.0
+                },
+                max: a.max as f64,
+                threshold: p.threshold[i] as f64,
+                decoder_norm: norms[i],
+                histogram,
+                top: a
+                    .top()
+                    .iter()
+                    .map(|t| TopActivation {
+                        position: t.position,
+                        activation: t.activation as f64,
+                        context: None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let context_note = if opts.context == 0 {
+        None
+    } else if !store.has_token_ids() {
+        Some("the store has no token ids: top activations show positions only".to_string())
+    } else {
+        add_contexts(store, &mut features, opts.context)?;
+        None
+    };
+
+    let log_theta: Vec<f64> = p
+        .threshold
+        .iter()
+        .map(|t| (*t as f64).max(1e-10).log10())
+        .collect();
+    let (t_lo, t_hi) = span(&log_theta);
+    let (n_lo, n_hi) = span(&norms);
+    let fvu = acc.fvu();
+    Ok(Report {
+        version: VERSION,
+        sae,
+        stores: store
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        dataset: store.dataset().to_string(),
+        n_tokens,
+        l0: acc.l0(),
+        mse: acc.mse(),
+        fvu,
+        explained_variance: 1.0 - fvu,
+        dead: features.iter().filter(|f| f.density == 0.0).count() as u64,
+        dense: features.iter().filter(|f| f.density >= opts.dense).count() as u64,
+        dense_threshold: opts.dense,
+        density_hist: Histogram::new(
+            features.iter().map(|f| log10_density(f.density)),
+            -10.0,
+            0.0,
+            40,
+        ),
+        theta_hist: Histogram::new(log_theta.iter().copied(), t_lo, t_hi, 40),
+        decoder_norm_hist: Histogram::new(norms.iter().copied(), n_lo, n_hi, 40),
+        context: opts.context,
+        context_note,
+        features,
+    })
+}
+
+/// A histogram range covering `v` (widened when all values are equal).
+fn span(v: &[f64]) -> (f64, f64) {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-9 {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// Fill in each top activation's context: ±`n` tokens, inside its sequence (or file). The token
+/// ids (and strings) are read once per block of rows that holds any of them, so memory stays
+/// bounded by the windows, not the store.
+fn add_contexts(store: &Store, features: &mut [FeatureReport], n: usize) -> Result<(), StoreError> {
+    // every window, as (start, end, feature, rank)
+    let mut windows: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for f in features.iter() {
+        for (r, t) in f.top.iter().enumerate() {
+            let pos = t.position as usize;
+            let (s0, s1) = store.sequence_bounds(pos);
+            windows.push((
+                pos.saturating_sub(n).max(s0),
+                (pos + n + 1).min(s1),
+                f.index,
+                r,
+            ));
+        }
+    }
+    windows.sort_unstable();
+    let mut w = 0;
+    let mut block_start = 0;
+    while w < windows.len() {
+        // the block from the next window's start, grown to hold every window starting in it
+        block_start = block_start.max(windows[w].0);
+        let mut block_end = (block_start + CONTEXT_BLOCK).min(store.rows());
+        let mut last = w;
+        while last < windows.len() && windows[last].0 < block_end {
+            block_end = block_end.max(windows[last].1);
+            last += 1;
+        }
+        let ids = store.read_token_ids(block_start, block_end - block_start)?;
+        let strs = store.read_token_strings(block_start, block_end - block_start)?;
+        for &(s, e, fi, r) in &windows[w..last] {
+            let (a, b) = (s - block_start, e - block_start);
+            let top = &mut features[fi].top[r];
+            top.context = Some(Context {
+                start: s as u64,
+                active: top.position as usize - s,
+                ids: ids[a..b].to_vec(),
+                tokens: strs.as_ref().map(|v| v[a..b].to_vec()),
+            });
+        }
+        w = last;
+        block_start = block_end;
+    }
+    Ok(())
+}
