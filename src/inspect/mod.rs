@@ -3,9 +3,10 @@
 //! activations, into a [`report::Report`].
 //!
 //! Per batch: the rows are encoded on the device, and the dense activations come back to the
-//! host once. There the features are split across threads for their statistics, and the rows
-//! across threads for the reconstruction error: the activations are sparse, so decoding on the
-//! host from the non-zero entries costs a small fraction of the dense decode a device would do.
+//! host once. One pass over them, rows split across threads, picks out the non-zero entries and
+//! decodes from them for the reconstruction error (the activations are sparse, so this costs a
+//! small fraction of the dense decode a device would do); the entries, grouped by feature, then
+//! feed the per-feature statistics, features split across threads.
 
 pub mod report;
 pub mod scan;
@@ -13,11 +14,11 @@ pub mod scan;
 use crate::data::store::{Store, StoreError};
 use crate::eval::InferenceSae;
 use crate::metrics::stats::{Histogram, ReconAccumulator, log10_density};
-use crate::sae::model::{HostParams, download, upload};
+use crate::sae::model::{HostParams, download, upload, with_host};
 use burn::tensor::Device;
 use rayon::prelude::*;
 use report::{Context, EdgeHistogram, FeatureReport, Report, SaeInfo, TopActivation, VERSION};
-use scan::Scanner;
+use scan::{ByFeature, Scanner};
 
 /// Rows of token ids read at a time when collecting contexts.
 const CONTEXT_BLOCK: usize = 1 << 20;
@@ -62,22 +63,40 @@ fn finite_rows(rows: &[f32], d: usize, first: usize) -> (Vec<f32>, Vec<u64>) {
     (keep, pos)
 }
 
-/// Σ_rows ‖x − x̂‖² with x̂ = b_dec + Σ_i f_i W_dec[i] over the non-zero f_i, and the number of
-/// non-zero activations; rows split across threads.
-fn sparse_recon(x: &[f32], f: &[f32], p: &HostParams) -> (f64, u64) {
+/// Rows handled together by one task of the row pass.
+const ROWS_PER_TASK: usize = 64;
+
+/// A non-zero activation: `(row in the batch, feature, value)`.
+type Entry = (u32, u32, f32);
+
+/// The row pass over a batch's dense activations `f` (`[n, d_sae]`): the non-zero entries as
+/// `(row, feature, value)` (rows increasing), and Σ_rows ‖x − x̂‖² with
+/// x̂ = b_dec + Σ_i f_i W_dec[i] over those entries. Rows are split across threads.
+fn row_pass(x: &[f32], f: &[f32], p: &HostParams) -> (Vec<Entry>, f64) {
     let (d, m) = (p.d_in, p.d_sae);
-    x.par_chunks(d * 64)
-        .zip(f.par_chunks(m * 64))
-        .map(|(xs, fs)| {
+    let parts: Vec<(Vec<Entry>, f64)> = x
+        .par_chunks(d * ROWS_PER_TASK)
+        .zip(f.par_chunks(m * ROWS_PER_TASK))
+        .enumerate()
+        .map(|(c, (xs, fs))| {
             let mut xhat = vec![0f32; d];
-            let (mut err, mut nnz) = (0f64, 0u64);
-            for (xr, fr) in xs.chunks_exact(d).zip(fs.chunks_exact(m)) {
+            let mut nz = Vec::new();
+            let mut err = 0f64;
+            for (r, (xr, fr)) in xs.chunks_exact(d).zip(fs.chunks_exact(m)).enumerate() {
+                let row = (c * ROWS_PER_TASK + r) as u32;
                 xhat.copy_from_slice(&p.b_dec);
-                for (i, &a) in fr.iter().enumerate() {
-                    if a != 0.0 {
-                        nnz += 1;
-                        for (h, w) in xhat.iter_mut().zip(&p.w_dec[i * d..(i + 1) * d]) {
-                            *h += a * w;
+                // most of a row is zero: test eight at a time (vectorised) before looking closer
+                for (g, group) in fr.chunks(8).enumerate() {
+                    if group.iter().all(|v| *v == 0.0) {
+                        continue;
+                    }
+                    for (o, &a) in group.iter().enumerate() {
+                        if a != 0.0 {
+                            let i = g * 8 + o;
+                            nz.push((row, i as u32, a));
+                            for (h, w) in xhat.iter_mut().zip(&p.w_dec[i * d..(i + 1) * d]) {
+                                *h += a * w;
+                            }
                         }
                     }
                 }
@@ -87,9 +106,11 @@ fn sparse_recon(x: &[f32], f: &[f32], p: &HostParams) -> (f64, u64) {
                     .map(|(a, b)| ((a - b) as f64).powi(2))
                     .sum::<f64>();
             }
-            (err, nnz)
+            (nz, err)
         })
-        .reduce(|| (0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        .collect();
+    let err = parts.iter().map(|p| p.1).sum();
+    (parts.into_iter().flat_map(|p| p.0).collect(), err)
 }
 
 /// Encode every row of `store` and throw the result away (reduced on the device to one
@@ -146,10 +167,10 @@ pub fn inspect(
         let (x, pos) = finite_rows(&rows, d, start);
         start += n;
         if !pos.is_empty() {
-            let f = download(&enc.encode(upload(&x, [pos.len(), d], device)));
-            let ((err, nnz), ()) =
-                rayon::join(|| sparse_recon(&x, &f, p), || scanner.add(&f, &pos));
-            acc.add(&x, d, err, nnz as f64);
+            let f = enc.encode(upload(&x, [pos.len(), d], device));
+            let (nz, err) = with_host(f, |f| row_pass(&x, f, p));
+            scanner.add(&ByFeature::group(&nz, m), &pos);
+            acc.add(&x, d, err, nz.len() as f64);
         }
         progress(start as u64, rows_total as u64);
     }

@@ -126,6 +126,35 @@ pub fn next_pow2_above(v: f32) -> f32 {
     r
 }
 
+/// A batch's non-zero activations grouped by feature (compressed sparse columns).
+#[derive(Debug, Default)]
+pub struct ByFeature {
+    /// Feature `i`'s entries are `entries[starts[i]..starts[i + 1]]`.
+    pub starts: Vec<usize>,
+    /// `(row in the batch, activation)`, rows increasing within a feature.
+    pub entries: Vec<(u32, f32)>,
+}
+
+impl ByFeature {
+    /// Group `(row, feature, value)` triples (rows increasing) by feature, a counting sort.
+    pub fn group(triples: &[(u32, u32, f32)], d_sae: usize) -> Self {
+        let mut starts = vec![0usize; d_sae + 1];
+        for &(_, i, _) in triples {
+            starts[i as usize + 1] += 1;
+        }
+        for i in 0..d_sae {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut entries = vec![(0u32, 0f32); triples.len()];
+        for &(r, i, v) in triples {
+            entries[next[i as usize]] = (r, v);
+            next[i as usize] += 1;
+        }
+        Self { starts, entries }
+    }
+}
+
 /// The accumulators of every feature, filled batch by batch.
 #[derive(Debug)]
 pub struct Scanner {
@@ -146,22 +175,19 @@ impl Scanner {
         }
     }
 
-    /// Add a batch: `f` is `[positions.len(), d_sae]` row-major, `positions` each row's place in
-    /// the store. Features are split across threads; each reads its columns of every row.
-    pub fn add(&mut self, f: &[f32], positions: &[u64]) {
-        let m = self.accs.len();
-        debug_assert_eq!(f.len(), positions.len() * m);
+    /// Add a batch's non-zero activations, grouped by feature: `sparse.entries[sparse.starts[i]
+    /// ..sparse.starts[i + 1]]` are feature `i`'s `(row, value)`, `positions[row]` the row's
+    /// place in the store. Features are split across threads.
+    pub fn add(&mut self, sparse: &ByFeature, positions: &[u64]) {
         let k = self.k;
         self.accs
             .par_chunks_mut(FEATURES_PER_TASK)
             .enumerate()
             .for_each(|(c, accs)| {
-                let lo = c * FEATURES_PER_TASK;
-                for (row, &pos) in f.chunks_exact(m).zip(positions) {
-                    for (j, &v) in row[lo..lo + accs.len()].iter().enumerate() {
-                        if v != 0.0 {
-                            accs[j].add(v, pos, k);
-                        }
+                for (j, acc) in accs.iter_mut().enumerate() {
+                    let i = c * FEATURES_PER_TASK + j;
+                    for &(row, v) in &sparse.entries[sparse.starts[i]..sparse.starts[i + 1]] {
+                        acc.add(v, positions[row as usize], k);
                     }
                 }
             });

@@ -91,6 +91,20 @@ pub fn upload_owned<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Dev
     Tensor::from_data(TensorData::new(v, shape), device)
 }
 
+/// Look at a tensor's values on the host, without copying them where the backend allows (the
+/// CPU backend's buffer is borrowed as it is; a copy into a `Vec` would cost fresh pages).
+pub fn with_host<const D: usize, R>(t: Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> R {
+    let data = t.into_data();
+    if let Ok(s) = data.as_slice::<f32>() {
+        return f(s);
+    }
+    let v = data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    f(&v)
+}
+
 /// Read a tensor back to the host as a flat f32 vector.
 pub fn download<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     t.to_data()
