@@ -168,6 +168,9 @@ pub struct InspectArgs {
     /// Only encode the store and print the time (the baseline the pass is measured against).
     #[arg(long)]
     pub encode_only: bool,
+    /// Screen options.
+    #[command(flatten)]
+    pub look: LookArgs,
 }
 
 /// `jumpscope export`

@@ -6,22 +6,27 @@ use anyhow::bail;
 use jumpscope::data::store::Store;
 use jumpscope::inspect::report::{FeatureReport, Report, SaeInfo};
 use jumpscope::inspect::{self, Options};
+use jumpscope::tui::inspect::app::InspectApp;
 use jumpscope::{device, sae::io};
+use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Run the command; returns the process exit code.
 pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
-    let report = if is_report(&args.sae) {
+    let screen = !args.json && std::io::stdout().is_terminal();
+    // a bad theme is reported before the pass
+    let theme = super::theme(&args.look)?;
+    let (report, decoder) = if is_report(&args.sae) {
         if !args.store.is_empty() {
             bail!(
                 "{}: a saved report is reopened as it is; leave out --store (or inspect the SAE itself)",
                 args.sae.display()
             );
         }
-        Report::read(&args.sae)?
+        (Report::read(&args.sae)?, None)
     } else {
         match pass(&args)? {
-            Some(r) => r,
+            Some((r, w_dec)) => (r, Some(w_dec)),
             None => return Ok(0),
         }
     };
@@ -48,10 +53,38 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
             None => serde_json::to_string(&report)?,
         };
         println!("{text}");
+    } else if screen {
+        let jump = feature.map(|f| f.index);
+        let (decoder, note) = match decoder {
+            Some(w) => (Some(w), None),
+            None => decoder_of(&report),
+        };
+        let mut app = InspectApp::new(report, decoder, note);
+        if let Some(k) = jump {
+            app.jump(k);
+        }
+        jumpscope::tui::inspect::show(app, &theme);
     } else {
         summary(&report, feature);
     }
     Ok(0)
+}
+
+/// The decoder rows of the report's SAE, for the nearest features, if it is still where it was.
+fn decoder_of(report: &Report) -> (Option<Vec<f32>>, Option<String>) {
+    match io::load(std::path::Path::new(&report.sae.path)) {
+        Ok(l) if l.params.d_sae == report.sae.d_sae && l.params.d_in == report.sae.d_in => {
+            (Some(l.params.w_dec), None)
+        }
+        Ok(_) => (
+            None,
+            Some(format!(
+                "{}: no longer the SAE of this report (other sizes)",
+                report.sae.path
+            )),
+        ),
+        Err(e) => (None, Some(format!("nearest features need the SAE: {e}"))),
+    }
 }
 
 /// A saved report: a `.json` file (an SAE is a directory, a .npz, or .safetensors/cfg.json).
@@ -62,7 +95,7 @@ fn is_report(path: &std::path::Path) -> bool {
 }
 
 /// The pass over the store; `None` after `--encode-only` (which prints its own line).
-fn pass(args: &InspectArgs) -> anyhow::Result<Option<Report>> {
+fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
     if args.store.is_empty() {
         bail!(
             "{}: --store is needed to inspect an SAE (or give a report saved with --out)",
@@ -145,7 +178,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<Report>> {
     if let Some(note) = &report.context_note {
         eprintln!("note: {note}");
     }
-    Ok(Some(report))
+    Ok(Some((report, loaded.params.w_dec)))
 }
 
 /// A plain-text summary (for pipes and logs; the screen shows the same interactively).

@@ -34,7 +34,7 @@ impl Lcg {
     }
 }
 
-struct Case {
+pub(crate) struct Case {
     x: Vec<f32>,
     w_enc: Vec<f32>,
     b_enc: Vec<f32>,
@@ -44,7 +44,7 @@ struct Case {
     ids: Vec<i64>,
 }
 
-fn case() -> Case {
+pub(crate) fn case() -> Case {
     let mut g = Lcg(42);
     let n = N_SEQ * SEQ;
     let mut x: Vec<f32> = (0..n * D_IN).map(|_| g.grid(8, 8.0)).collect();
@@ -90,7 +90,7 @@ fn activations(c: &Case, r: usize) -> Option<Vec<f32>> {
     )
 }
 
-fn write_inputs(dir: &Path, c: &Case) {
+pub(crate) fn write_inputs(dir: &Path, c: &Case) {
     use ndarray_npy::write_npy;
     let n = N_SEQ * SEQ;
     write_npy(

@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod golden;
 mod inspect;
+mod inspect_screen;
 mod paths;
 mod screen;
 mod stores;

@@ -383,3 +383,46 @@ fn a_panic_restores_the_terminal_and_a_screen_panic_checkpoints_first() {
         "the screen was not restored:\n{s}"
     );
 }
+
+#[test]
+fn the_inspection_screen_in_a_real_terminal() {
+    let d = tempdir().unwrap();
+    crate::inspect::write_inputs(d.path(), &crate::inspect::case());
+    let t = Tmux::start(
+        "inspect",
+        &format!(
+            "{} inspect {} --store {}",
+            binary(),
+            d.path().join("params.npz").display(),
+            d.path().join("store.h5").display()
+        ),
+    );
+    let s = t.wait("the inspection screen", |s| {
+        s.contains("features: 24 of 24")
+    });
+    for part in ["top activations", "nearest features", "▲ θ", "density"] {
+        assert!(s.contains(part), "no `{part}`:\n{s}");
+    }
+    // jump to feature 3; its contexts show the vocabulary's words
+    t.keys("/");
+    t.keys("3");
+    t.keys("Enter");
+    t.wait("feature 3 selected", |s| {
+        s.contains("┌ feature 3 ┐") || s.contains("┌ feature 3 ─")
+    });
+    // filter to the dead features: the one that never fires is listed
+    t.keys("/");
+    for c in ["d", "e", "a", "d"] {
+        t.keys(c);
+    }
+    t.keys("Enter");
+    let s = t.wait("the dead filter", |s| s.contains("(dead)"));
+    assert!(s.contains("never fired on this store"), "{s}");
+    t.keys("q");
+    let s = t.wait("the screen to close", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(
+        !s.contains("nearest features"),
+        "the screen was not restored:\n{s}"
+    );
+}

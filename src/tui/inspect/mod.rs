@@ -1,0 +1,47 @@
+//! The inspection screen: state and update rule ([`app`]), drawing ([`view`]), and the loop
+//! that ties them to the terminal ([`show`]).
+
+pub mod app;
+pub mod view;
+
+use crate::tui::theme::Theme;
+use crate::tui::tty::{self, Tty};
+use app::InspectApp;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use std::time::Duration;
+
+/// Show `app` until the user quits (or the terminal goes away); the terminal is restored
+/// whatever happens.
+pub fn show(mut app: InspectApp, theme: &Theme) {
+    let mut terminal = ratatui::init();
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut dirty = true;
+        while !app.quit {
+            if dirty {
+                // the nearest features of a new selection are computed before drawing
+                let _ = app.nearest();
+                let _ = terminal.draw(|f| view::draw(f, &app, theme));
+                dirty = false;
+            }
+            match tty::wait(Duration::from_millis(250)) {
+                Tty::Gone => break,
+                Tty::Quiet => continue,
+                Tty::Readable | Tty::Unknown => {}
+            }
+            if let Ok(true) = event::poll(Duration::from_millis(50)) {
+                match event::read() {
+                    Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => {
+                        app.on_key(k);
+                        dirty = true;
+                    }
+                    Ok(Event::Resize(..)) => dirty = true,
+                    _ => {}
+                }
+            }
+        }
+    }));
+    ratatui::restore();
+    if let Err(p) = run {
+        std::panic::resume_unwind(p);
+    }
+}

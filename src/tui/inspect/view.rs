@@ -1,0 +1,417 @@
+//! Drawing the inspection screen from an [`InspectApp`]: the store-wide line, the feature table,
+//! the selected feature's histogram (θ marked), statistics, top examples in context, nearest
+//! features, the footer and the help. Reads the state, changes nothing.
+
+use crate::inspect::report::{FeatureReport, TopActivation};
+use crate::tui::inspect::app::{COLUMNS, Focus, InspectApp, NEAREST};
+use crate::tui::theme::Theme;
+use crate::tui::view::MIN_SIZE;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+/// The keys, for the footer and the help.
+pub const KEYS: &[(&str, &str)] = &[
+    ("↑↓ jk", "select a feature (or scroll examples)"),
+    ("PgUp PgDn g G", "page, first, last"),
+    ("← → h l s", "sort by the previous / next column"),
+    ("r", "reverse the order"),
+    (
+        "/",
+        "jump to a feature number, or filter: dead, dense, density>X, density<X, X..Y, all",
+    ),
+    ("Esc", "clear the filter / close"),
+    ("Tab", "keys to the table or the examples"),
+    ("?", "this help"),
+    ("q", "quit"),
+    ("Ctrl-C", "quit"),
+];
+
+/// Draw the whole screen.
+pub fn draw(f: &mut Frame, app: &InspectApp, theme: &Theme) {
+    let area = f.area();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        f.render_widget(
+            Paragraph::new(format!(
+                "terminal too small: {}x{}, needs at least {}x{}\n(q quits)",
+                area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
+            ))
+            .style(theme.warn)
+            .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let [top, body, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(10),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let table_w = if area.width >= 120 { 58 } else { 46 };
+    let [table, detail] =
+        Layout::horizontal([Constraint::Length(table_w), Constraint::Min(30)]).areas(body);
+    draw_summary(f, top, app, theme);
+    draw_table(f, table, app, theme);
+    draw_detail(f, detail, app, theme);
+    draw_footer(f, footer, app, theme);
+    if app.help {
+        draw_help(f, area, theme);
+    }
+}
+
+fn bordered<'a>(title: String, focused: bool, theme: &Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(if focused { theme.focus } else { theme.border })
+        .title(Span::styled(title, theme.text))
+}
+
+fn draw_summary(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
+    let r = &app.report;
+    let block = bordered(format!(" {} ({}) ", r.sae.path, r.sae.format), false, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let kv = |k: &str, v: String| {
+        vec![
+            Span::styled(format!("{k} "), theme.dim),
+            Span::styled(format!("{v}  "), theme.text),
+        ]
+    };
+    let mut spans = Vec::new();
+    spans.extend(kv("tokens", r.n_tokens.to_string()));
+    spans.extend(kv("d_sae", r.sae.d_sae.to_string()));
+    spans.extend(kv("L0", format!("{:.2}", r.l0)));
+    spans.extend(kv("FVU", format!("{:.4}", r.fvu)));
+    spans.extend(kv("dead", r.dead.to_string()));
+    spans.extend(kv(
+        &format!("dense (≥{})", r.dense_threshold),
+        r.dense.to_string(),
+    ));
+    spans.push(Span::styled("log10 density ", theme.dim));
+    spans.push(Span::styled(
+        sparkline(&r.density_hist.counts),
+        theme.series[0],
+    ));
+    f.render_widget(Paragraph::new(Line::from(spans)), inner);
+}
+
+/// One character per bin, eight heights.
+fn sparkline(counts: &[u64]) -> String {
+    const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                ' '
+            } else {
+                BARS[((c as f64 / max * 8.0).ceil() as usize).clamp(1, 8)]
+            }
+        })
+        .collect()
+}
+
+fn num(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 1e-3 && v.abs() < 1e4 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+fn draw_table(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
+    let (col, desc) = app.sort;
+    let title = format!(
+        " features: {} of {} ({}), by {} {} ",
+        app.rows.len(),
+        app.report.features.len(),
+        app.filter.label(),
+        col.title(),
+        if desc { "↓" } else { "↑" }
+    );
+    let block = bordered(title, app.focus == Focus::Table, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let w = (inner.width as usize).saturating_sub(1) / COLUMNS.len();
+    let cell = |s: String| format!("{s:>w$}");
+    let mut lines = vec![Line::from(
+        COLUMNS
+            .iter()
+            .map(|c| {
+                Span::styled(
+                    cell(c.title().to_string()),
+                    if *c == col { theme.focus } else { theme.dim },
+                )
+            })
+            .collect::<Vec<_>>(),
+    )];
+    let height = (inner.height as usize).saturating_sub(1).max(1);
+    // whole pages, so the selection never jumps within one
+    let first = app.selected / height * height;
+    for (n, &i) in app.rows.iter().enumerate().skip(first).take(height) {
+        let feat = &app.report.features[i];
+        let style = if n == app.selected {
+            theme.accent
+        } else if feat.density == 0.0 {
+            theme.dim
+        } else {
+            theme.text
+        };
+        let text: String = COLUMNS
+            .iter()
+            .map(|c| match c {
+                crate::tui::inspect::app::Column::Index => cell(feat.index.to_string()),
+                _ => cell(num(c.value(feat))),
+            })
+            .collect();
+        lines.push(Line::from(Span::styled(text, style)));
+    }
+    if app.rows.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no feature matches (Esc clears the filter)",
+            theme.warn,
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_detail(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
+    let Some(feat) = app.current() else {
+        f.render_widget(bordered(" feature ".into(), false, theme), area);
+        return;
+    };
+    let near_h = if app.decoder.is_some() {
+        NEAREST.div_ceil(2) as u16 + 2
+    } else {
+        3
+    };
+    let [hist, examples, near] = Layout::vertical([
+        Constraint::Length(12),
+        Constraint::Min(5),
+        Constraint::Length(near_h),
+    ])
+    .areas(area);
+    draw_histogram(f, hist, feat, theme);
+    draw_examples(f, examples, app, feat, theme);
+    draw_nearest(f, near, app, theme);
+}
+
+fn draw_histogram(f: &mut Frame, area: Rect, feat: &FeatureReport, theme: &Theme) {
+    let block = bordered(format!(" feature {} ", feat.index), false, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [stats, inner] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    let kv = |k: &str, v: f64| {
+        [
+            Span::styled(format!("{k} "), theme.dim),
+            Span::styled(format!("{}  ", num(v)), theme.text),
+        ]
+    };
+    let spans: Vec<Span> = [
+        kv("density", feat.density),
+        kv("mean", feat.mean),
+        kv("max", feat.max),
+        kv("θ", feat.threshold),
+        kv("‖d‖", feat.decoder_norm),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    f.render_widget(Paragraph::new(Line::from(spans)), stats);
+    let h = &feat.histogram;
+    if h.counts.is_empty() {
+        f.render_widget(
+            Paragraph::new("never fired on this store").style(theme.dim),
+            inner,
+        );
+        return;
+    }
+    let bins = h.counts.len();
+    let rows = inner.height.saturating_sub(2) as usize;
+    // each bin gets the same number of columns
+    let cw = ((inner.width as usize).saturating_sub(2) / bins).max(1);
+    let max = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let hi = *h.edges.last().unwrap_or(&1.0);
+    let theta_col = ((feat.threshold / hi * bins as f64).floor() as usize).min(bins - 1) * cw;
+    let mut lines = Vec::new();
+    for r in 0..rows {
+        // eighths of a row, from the top
+        let level_top = (rows - r) as f64 * 8.0;
+        let text: String = h
+            .counts
+            .iter()
+            .flat_map(|&c| {
+                let hgt = c as f64 / max * rows as f64 * 8.0;
+                let ch = if hgt >= level_top {
+                    '█'
+                } else if hgt > level_top - 8.0 && c > 0 {
+                    [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇']
+                        [((hgt - (level_top - 8.0)) as usize).min(7)]
+                } else {
+                    ' '
+                };
+                std::iter::repeat_n(ch, cw)
+            })
+            .collect();
+        lines.push(Line::from(Span::styled(text, theme.series[0])));
+    }
+    // the θ marker under its bin, and the range
+    let mut marker = " ".repeat(theta_col);
+    marker.push_str("▲ θ");
+    lines.push(Line::from(Span::styled(marker, theme.warn)));
+    lines.push(Line::from(Span::styled(
+        format!(
+            "0 … {} ({} bins, peak {})",
+            num(hi),
+            bins,
+            h.counts.iter().max().unwrap_or(&0)
+        ),
+        theme.dim,
+    )));
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn context_line<'a>(t: &TopActivation, theme: &Theme) -> Line<'a> {
+    let mut spans = vec![Span::styled(
+        format!("{:>9} @{:<9}", num(t.activation), t.position),
+        theme.dim,
+    )];
+    if let Some(c) = &t.context {
+        let words: Vec<String> = match &c.tokens {
+            Some(ts) => ts.iter().map(|s| s.replace('\n', "⏎")).collect(),
+            None => c.ids.iter().map(|i| format!("#{i}")).collect(),
+        };
+        // tokens that carry their own spaces (" cat", "Ġcat", "▁cat") are joined as they are
+        let spaced = words.iter().any(|w| w.starts_with([' ', 'Ġ', '▁']));
+        for (i, w) in words.into_iter().enumerate() {
+            let style: Style = if i == c.active {
+                theme.accent
+            } else {
+                theme.text
+            };
+            if !spaced && i > 0 {
+                spans.push(Span::raw(" "));
+            }
+            spans.push(Span::styled(w.replace(['Ġ', '▁'], " "), style));
+        }
+    }
+    Line::from(spans)
+}
+
+fn draw_examples(f: &mut Frame, area: Rect, app: &InspectApp, feat: &FeatureReport, theme: &Theme) {
+    let title = match &app.report.context_note {
+        Some(note) => format!(" top activations ({note}) "),
+        None => format!(
+            " top activations ({} of ±{} tokens) ",
+            feat.top.len(),
+            app.report.context
+        ),
+    };
+    let block = bordered(title, app.focus == Focus::Examples, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let lines: Vec<Line> = feat
+        .top
+        .iter()
+        .skip(app.example_offset)
+        .map(|t| context_line(t, theme))
+        .collect();
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_nearest(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
+    let block = bordered(" nearest features (decoder cosine) ".into(), false, theme);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let text = match (app.nearest_cached(), &app.decoder_note) {
+        (Some(list), _) => list
+            .chunks(2)
+            .map(|row| {
+                Line::from(
+                    row.iter()
+                        .flat_map(|(i, c)| {
+                            [
+                                Span::styled(format!("{i:>7} "), theme.text),
+                                Span::styled(format!("{c:+.3}   "), theme.dim),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect(),
+        (None, Some(note)) => vec![Line::from(Span::styled(note.clone(), theme.dim))],
+        (None, None) => vec![Line::from(Span::styled("…", theme.dim))],
+    };
+    f.render_widget(Paragraph::new(text), inner);
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
+    let line = if let Some(p) = &app.prompt {
+        Line::from(vec![
+            Span::styled(" / ", theme.accent),
+            Span::styled(format!(" {p}▏"), theme.text),
+            Span::styled(
+                "   feature number, dead, dense, density>X, density<X, X..Y, all — Enter, Esc",
+                theme.dim,
+            ),
+        ])
+    } else if let Some(m) = &app.message {
+        Line::from(Span::styled(m.clone(), theme.warn))
+    } else {
+        let keys = [
+            ("↑↓", "select"),
+            ("←→", "sort"),
+            ("r", "reverse"),
+            ("/", "jump/filter"),
+            ("Tab", "examples"),
+            ("?", "help"),
+            ("q", "quit"),
+        ];
+        Line::from(
+            keys.iter()
+                .flat_map(|(k, h)| {
+                    [
+                        Span::styled(format!(" {k} "), theme.accent),
+                        Span::styled(format!(" {h}  "), theme.dim),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_help(f: &mut Frame, area: Rect, theme: &Theme) {
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(k, h)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>14}  "), theme.focus),
+                Span::styled(*h, theme.text),
+            ])
+        })
+        .collect();
+    let w = 96.min(area.width);
+    let h = (lines.len() as u16 + 2).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.focus)
+                .title(" keys (Esc closes) "),
+        ),
+        r,
+    );
+}
