@@ -63,7 +63,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
         if let Some(k) = jump {
             app.jump(k);
         }
-        jumpscope::tui::inspect::show(app, &theme);
+        // SIGTERM and SIGHUP close the screen cleanly (in raw mode Ctrl-C is a key)
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))?;
+        jumpscope::tui::inspect::show(app, &theme, &stop);
     } else {
         summary(&report, feature);
     }

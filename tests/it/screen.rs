@@ -425,4 +425,27 @@ fn the_inspection_screen_in_a_real_terminal() {
         !s.contains("nearest features"),
         "the screen was not restored:\n{s}"
     );
+
+    // SIGTERM closes it cleanly too
+    let cmd = format!(
+        "{} inspect {} --store {}",
+        binary(),
+        d.path().join("params.npz").display(),
+        d.path().join("store.h5").display()
+    );
+    let t = Tmux::start("inspect-term", &cmd);
+    t.wait("the inspection screen", |s| {
+        s.contains("features: 24 of 24")
+    });
+    let killed = Command::new("pkill")
+        .args(["-TERM", "-x", "-f", &cmd])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let s = t.wait("the screen to close", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    assert!(
+        !s.contains("nearest features"),
+        "the screen was not restored:\n{s}"
+    );
 }

@@ -8,15 +8,16 @@ use crate::tui::theme::Theme;
 use crate::tui::tty::{self, Tty};
 use app::InspectApp;
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Show `app` until the user quits (or the terminal goes away); the terminal is restored
-/// whatever happens.
-pub fn show(mut app: InspectApp, theme: &Theme) {
+/// Show `app` until the user quits, `stop` is set (SIGTERM, SIGHUP) or the terminal goes away;
+/// the terminal is restored whatever happens.
+pub fn show(mut app: InspectApp, theme: &Theme, stop: &AtomicBool) {
     let mut terminal = ratatui::init();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut dirty = true;
-        while !app.quit {
+        while !app.quit && !stop.load(Ordering::Relaxed) {
             if dirty {
                 // the nearest features of a new selection are computed before drawing
                 let _ = app.nearest();
