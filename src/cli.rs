@@ -138,7 +138,8 @@ pub struct InspectArgs {
     /// Dataset inside the store (default: `activations`, else the only float dataset).
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Tokens encoded at a time.
+    /// Tokens encoded at a time (fewer for very wide SAEs: one batch's activations stay
+    /// under 256 MiB).
     #[arg(long, default_value_t = 2048)]
     pub batch: usize,
     /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N).

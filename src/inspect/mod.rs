@@ -113,6 +113,15 @@ fn row_pass(x: &[f32], f: &[f32], p: &HostParams) -> (Vec<Entry>, f64) {
     (parts.into_iter().flat_map(|p| p.0).collect(), err)
 }
 
+/// Most activations one batch may hold (`rows × d_sae` floats: 256 MiB).
+const MAX_BATCH_VALUES: usize = 1 << 26;
+
+/// Rows per batch: as asked, but no more than keeps one batch's dense activations under
+/// [`MAX_BATCH_VALUES`] (a 131k-feature SAE gets 512 rows), so memory stays bounded.
+pub fn batch_rows(asked: usize, d_sae: usize) -> usize {
+    asked.min(MAX_BATCH_VALUES / d_sae.max(1)).max(1)
+}
+
 /// Encode every row of `store` and throw the result away (reduced on the device to one
 /// number, so that the work is done): the cost `inspect`'s pass is measured against.
 pub fn encode_only(
@@ -124,6 +133,7 @@ pub fn encode_only(
 ) -> Result<u64, StoreError> {
     let sae = InferenceSae::new(p, device);
     let (d, rows_total) = (p.d_in, store.rows());
+    let batch = batch_rows(batch, p.d_sae);
     let mut rows = Vec::new();
     let mut start = 0;
     let mut tokens = 0u64;
@@ -158,10 +168,11 @@ pub fn inspect(
     let mut scanner = Scanner::new(m, opts.bins, opts.top_k);
     let mut acc = ReconAccumulator::default();
     let rows_total = store.rows();
+    let batch = batch_rows(opts.batch, m);
     let mut rows = Vec::new();
     let mut start = 0;
     while start < rows_total {
-        let n = opts.batch.max(1).min(rows_total - start);
+        let n = batch.min(rows_total - start);
         rows.clear();
         store.read_rows(start, n, &mut rows)?;
         let (x, pos) = finite_rows(&rows, d, start);
@@ -334,4 +345,17 @@ fn add_contexts(store: &Store, features: &mut [FeatureReport], n: usize) -> Resu
         block_start = block_end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_saes_get_smaller_batches() {
+        assert_eq!(batch_rows(2048, 16384), 2048);
+        assert_eq!(batch_rows(2048, 131072), 512);
+        assert_eq!(batch_rows(2048, 1 << 30), 1);
+        assert_eq!(batch_rows(0, 64), 1);
+    }
 }

@@ -294,7 +294,12 @@ fn context_line<'a>(t: &TopActivation, theme: &Theme) -> Line<'a> {
             } else {
                 theme.text
             };
-            if !spaced && i > 0 {
+            // WordPiece continues a word with "##piece"
+            let (glued, w) = match w.strip_prefix("##") {
+                Some(rest) if i > 0 => (true, rest.to_string()),
+                _ => (false, w),
+            };
+            if !spaced && !glued && i > 0 {
                 spans.push(Span::raw(" "));
             }
             spans.push(Span::styled(w.replace(['Ġ', '▁'], " "), style));
