@@ -132,11 +132,35 @@ pub fn encode_only(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, StoreError> {
     let sae = InferenceSae::new(p, device);
-    let (d, rows_total) = (p.d_in, store.rows());
-    let batch = batch_rows(batch, p.d_sae);
+    let d = p.d_in;
+    let mut tokens = 0u64;
+    for_each_batch(
+        store,
+        d,
+        batch_rows(batch, p.d_sae),
+        &mut progress,
+        |x, pos| {
+            let f = sae.encode(upload(x, [pos.len(), d], device));
+            download(&f.sum());
+            tokens += pos.len() as u64;
+        },
+    )?;
+    Ok(tokens)
+}
+
+/// Read `store` `batch` rows at a time and hand each batch's finite rows (`[k, d]`) and their
+/// store positions to `each` (batches with no finite row are skipped);
+/// `progress(done_rows, total_rows)` after each batch.
+fn for_each_batch(
+    store: &Store,
+    d: usize,
+    batch: usize,
+    progress: &mut impl FnMut(u64, u64),
+    mut each: impl FnMut(&[f32], &[u64]),
+) -> Result<(), StoreError> {
+    let rows_total = store.rows();
     let mut rows = Vec::new();
     let mut start = 0;
-    let mut tokens = 0u64;
     while start < rows_total {
         let n = batch.min(rows_total - start);
         rows.clear();
@@ -144,13 +168,11 @@ pub fn encode_only(
         let (x, pos) = finite_rows(&rows, d, start);
         start += n;
         if !pos.is_empty() {
-            let f = sae.encode(upload(&x, [pos.len(), d], device));
-            download(&f.sum());
-            tokens += pos.len() as u64;
+            each(&x, &pos);
         }
         progress(start as u64, rows_total as u64);
     }
-    Ok(tokens)
+    Ok(())
 }
 
 /// One pass of `store` through the inference-form SAE `p`: the whole report, contexts included
@@ -167,24 +189,18 @@ pub fn inspect(
     let enc = InferenceSae::new(p, device);
     let mut scanner = Scanner::new(m, opts.bins, opts.top_k);
     let mut acc = ReconAccumulator::default();
-    let rows_total = store.rows();
-    let batch = batch_rows(opts.batch, m);
-    let mut rows = Vec::new();
-    let mut start = 0;
-    while start < rows_total {
-        let n = batch.min(rows_total - start);
-        rows.clear();
-        store.read_rows(start, n, &mut rows)?;
-        let (x, pos) = finite_rows(&rows, d, start);
-        start += n;
-        if !pos.is_empty() {
-            let f = enc.encode(upload(&x, [pos.len(), d], device));
-            let (nz, err) = with_host(f, |f| row_pass(&x, f, p));
-            scanner.add(&ByFeature::group(&nz, m), &pos);
-            acc.add(&x, d, err, nz.len() as f64);
-        }
-        progress(start as u64, rows_total as u64);
-    }
+    for_each_batch(
+        store,
+        d,
+        batch_rows(opts.batch, m),
+        &mut progress,
+        |x, pos| {
+            let f = enc.encode(upload(x, [pos.len(), d], device));
+            let (nz, err) = with_host(f, |f| row_pass(x, f, p));
+            scanner.add(&ByFeature::group(&nz, m), pos);
+            acc.add(x, d, err, nz.len() as f64);
+        },
+    )?;
 
     let n_tokens = acc.tokens;
     let feats = scanner.into_features();

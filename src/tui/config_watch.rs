@@ -5,7 +5,7 @@
 use crate::config::{self, Config};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 /// Saves closer together than this count as one.
@@ -46,6 +46,29 @@ pub fn judge(current: &Config, edit: ConfigEdit) -> Result<Option<Config>, Strin
     }
 }
 
+/// Watch one file for changes (not reads): a message on the receiver for each event. Its
+/// directory is watched, not the file, since editors save by writing a new file and renaming it;
+/// events for the directory's other files are dropped here. Dropping the watcher ends the
+/// messages (the receiver disconnects).
+pub fn watch_file(file: &Path) -> Result<(RecommendedWatcher, Receiver<()>), String> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file.file_name().map(|n| n.to_os_string());
+    let (tx, rx) = channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(e) = res
+            && !matches!(e.kind, notify::EventKind::Access(_))
+            && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+        {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("{}: cannot watch: {e}", file.display()))?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|e| format!("{}: cannot watch: {e}", dir.display()))?;
+    Ok((watcher, rx))
+}
+
 /// A running watcher; dropping it stops watching.
 pub struct ConfigWatch {
     _watcher: RecommendedWatcher,
@@ -61,20 +84,7 @@ impl ConfigWatch {
         on_edit: impl Fn(ConfigEdit) + Send + 'static,
     ) -> Result<Self, String> {
         let file: PathBuf = run_dir.join("config.toml");
-        let name = file.file_name().map(|n| n.to_os_string());
-        let (tx, rx) = channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(e) = res
-                && !matches!(e.kind, notify::EventKind::Access(_))
-                && e.paths.iter().any(|p| p.file_name() == name.as_deref())
-            {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|e| format!("{}: cannot watch: {e}", file.display()))?;
-        watcher
-            .watch(run_dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("{}: cannot watch: {e}", run_dir.display()))?;
+        let (watcher, rx) = watch_file(&file)?;
         let path = file.clone();
         std::thread::Builder::new()
             .name("jumpscope-config-watch".into())

@@ -17,22 +17,31 @@ use ratatui::widgets::{
 /// The smallest usable terminal.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 
+/// Below [`MIN_SIZE`], say so (with `hint`, e.g. what `q` does) instead of drawing; true then.
+pub fn too_small(f: &mut Frame, theme: &Theme, hint: &str) -> bool {
+    let area = f.area();
+    if area.width >= MIN_SIZE.0 && area.height >= MIN_SIZE.1 {
+        return false;
+    }
+    let msg = format!(
+        "terminal too small: {}x{}, needs at least {}x{}\n({hint})",
+        area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
+    );
+    f.render_widget(
+        Paragraph::new(msg)
+            .style(theme.warn)
+            .wrap(Wrap { trim: true }),
+        area,
+    );
+    true
+}
+
 /// Draw the whole screen.
 pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
-    let area = f.area();
-    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
-        let msg = format!(
-            "terminal too small: {}x{}, needs at least {}x{}\n(q quits; training goes on)",
-            area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
-        );
-        f.render_widget(
-            Paragraph::new(msg)
-                .style(theme.warn)
-                .wrap(Wrap { trim: true }),
-            area,
-        );
+    if too_small(f, theme, "q quits; training goes on") {
         return;
     }
+    let area = f.area();
     let [status, body, footer] = Layout::vertical([
         Constraint::Length(5),
         Constraint::Min(10),

@@ -5,12 +5,12 @@
 use crate::inspect::report::{FeatureReport, TopActivation};
 use crate::tui::inspect::app::{COLUMNS, Focus, InspectApp, NEAREST};
 use crate::tui::theme::Theme;
-use crate::tui::view::MIN_SIZE;
+use crate::tui::view::too_small;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// The keys, for the footer and the help.
 pub const KEYS: &[(&str, &str)] = &[
@@ -31,19 +31,10 @@ pub const KEYS: &[(&str, &str)] = &[
 
 /// Draw the whole screen.
 pub fn draw(f: &mut Frame, app: &InspectApp, theme: &Theme) {
-    let area = f.area();
-    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
-        f.render_widget(
-            Paragraph::new(format!(
-                "terminal too small: {}x{}, needs at least {}x{}\n(q quits)",
-                area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
-            ))
-            .style(theme.warn)
-            .wrap(Wrap { trim: true }),
-            area,
-        );
+    if too_small(f, theme, "q quits") {
         return;
     }
+    let area = f.area();
     let [top, body, footer] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Min(10),
