@@ -9,10 +9,9 @@ use crate::train::trainer::{Outcome, TrainError, Trainer};
 use crate::tui::app::{App, Msg};
 use crate::tui::follow::Follower;
 use crate::tui::theme::Theme;
-use crate::tui::tty::{self, Tty};
+use crate::tui::tty::{self, Pumped};
 use crate::tui::view;
-use notify::{RecursiveMode, Watcher};
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{Event, KeyEventKind};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,27 +174,19 @@ fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
         .name("jumpscope-keys".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                // crossterm waits itself only when we cannot look at the terminal first
-                let wait = match tty::wait(Duration::from_millis(100)) {
+                let pumped = tty::pump(Duration::from_millis(100), |ev| match ev {
+                    Event::Key(k) if k.kind != KeyEventKind::Release => {
+                        tx.send(Msg::Key(k)).is_ok()
+                    }
+                    _ => true,
+                });
+                match pumped {
+                    Pumped::Ok => {}
+                    Pumped::Stopped => break,
                     // an SSH drop whose SIGHUP did not reach us: stop as a hang-up would
-                    Tty::Gone => {
+                    Pumped::Gone => {
                         let _ = tx.send(Msg::Signal);
                         break;
-                    }
-                    Tty::Quiet => continue,
-                    Tty::Readable => Duration::ZERO,
-                    Tty::Unknown => Duration::from_millis(100),
-                };
-                // every event crossterm has parsed, not just the first
-                while tty::wait(Duration::ZERO) != Tty::Gone
-                    && let Ok(true) = event::poll(wait)
-                {
-                    let Ok(ev) = event::read() else { break };
-                    if let Event::Key(k) = ev
-                        && k.kind != KeyEventKind::Release
-                        && tx.send(Msg::Key(k)).is_err()
-                    {
-                        return;
                     }
                 }
             }
@@ -212,19 +203,7 @@ fn spawn_follower(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let path = run_dir.join("metrics.jsonl");
-    let name = path.file_name().map(|n| n.to_os_string());
-    let (wake_tx, wake) = channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(e) = res
-            && e.paths.iter().any(|p| p.file_name() == name.as_deref())
-        {
-            let _ = wake_tx.send(());
-        }
-    })
-    .map_err(|e| format!("{}: cannot watch: {e}", path.display()))?;
-    watcher
-        .watch(run_dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("{}: cannot watch: {e}", run_dir.display()))?;
+    let (watcher, wake) = crate::tui::config_watch::watch_file(&path)?;
     let mut follower = Follower::new(&path, total_steps);
     std::thread::Builder::new()
         .name("jumpscope-follow".into())

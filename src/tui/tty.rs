@@ -2,6 +2,7 @@
 //! `event::poll` once its tty hangs up (a read of 0 bytes or EIO is retried at once), so the key
 //! thread asks the kernel first and only hands a readable, live terminal to crossterm.
 
+use ratatui::crossterm::event::{self, Event};
 use std::time::Duration;
 
 /// What stdin's terminal is doing.
@@ -41,4 +42,39 @@ pub fn wait(timeout: Duration) -> Tty {
             _ => Tty::Readable,
         }
     }
+}
+
+/// What [`pump`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// Events (if any) were handed over; the terminal is there.
+    Ok,
+    /// The handler asked to stop.
+    Stopped,
+    /// The terminal hung up.
+    Gone,
+}
+
+/// Wait up to `timeout` for terminal events and hand every one crossterm has (a single read
+/// can hold several keys) to `on_event`, which returns false to stop. crossterm is only asked
+/// once the terminal is known to be readable and alive (see the module note).
+pub fn pump(timeout: Duration, mut on_event: impl FnMut(Event) -> bool) -> Pumped {
+    let first = match wait(timeout) {
+        Tty::Gone => return Pumped::Gone,
+        Tty::Quiet => return Pumped::Ok,
+        Tty::Readable => Duration::ZERO,
+        // crossterm reads /dev/tty itself: let it do the waiting
+        Tty::Unknown => timeout,
+    };
+    let mut limit = first;
+    while wait(Duration::ZERO) != Tty::Gone
+        && let Ok(true) = event::poll(limit)
+    {
+        limit = Duration::ZERO;
+        let Ok(ev) = event::read() else { break };
+        if !on_event(ev) {
+            return Pumped::Stopped;
+        }
+    }
+    Pumped::Ok
 }

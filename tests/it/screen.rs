@@ -56,6 +56,18 @@ impl Tmux {
         );
     }
 
+    /// Type several keys in one go (they reach the program together, often in one read).
+    fn key_burst(&self, keys: &[&str]) {
+        assert!(
+            self.tmux()
+                .arg("send-keys")
+                .args(keys)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// Wait (up to 60 s) until the screen satisfies `ok`; the screen, or a failure showing it.
     fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
         let t0 = Instant::now();
@@ -404,18 +416,12 @@ fn the_inspection_screen_in_a_real_terminal() {
         assert!(s.contains(part), "no `{part}`:\n{s}");
     }
     // jump to feature 3; its contexts show the vocabulary's words
-    t.keys("/");
-    t.keys("3");
-    t.keys("Enter");
+    t.key_burst(&["/", "3", "Enter"]);
     t.wait("feature 3 selected", |s| {
         s.contains("┌ feature 3 ┐") || s.contains("┌ feature 3 ─")
     });
     // filter to the dead features: the one that never fires is listed
-    t.keys("/");
-    for c in ["d", "e", "a", "d"] {
-        t.keys(c);
-    }
-    t.keys("Enter");
+    t.key_burst(&["/", "d", "e", "a", "d", "Enter"]);
     let s = t.wait("the dead filter", |s| s.contains("(dead)"));
     assert!(s.contains("never fired on this store"), "{s}");
     t.keys("q");

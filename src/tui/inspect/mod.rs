@@ -5,9 +5,9 @@ pub mod app;
 pub mod view;
 
 use crate::tui::theme::Theme;
-use crate::tui::tty::{self, Tty};
+use crate::tui::tty::{self, Pumped};
 use app::InspectApp;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{Event, KeyEventKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ pub fn show(mut app: InspectApp, theme: &Theme, stop: &AtomicBool) {
     let mut terminal = ratatui::init();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut dirty = true;
+        let mut size = terminal.size().ok();
         while !app.quit && !stop.load(Ordering::Relaxed) {
             if dirty {
                 // the nearest features of a new selection are computed before drawing
@@ -24,20 +25,23 @@ pub fn show(mut app: InspectApp, theme: &Theme, stop: &AtomicBool) {
                 let _ = terminal.draw(|f| view::draw(f, &app, theme));
                 dirty = false;
             }
-            match tty::wait(Duration::from_millis(250)) {
-                Tty::Gone => break,
-                Tty::Quiet => continue,
-                Tty::Readable | Tty::Unknown => {}
-            }
-            if let Ok(true) = event::poll(Duration::from_millis(50)) {
-                match event::read() {
-                    Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => {
-                        app.on_key(k);
-                        dirty = true;
-                    }
-                    Ok(Event::Resize(..)) => dirty = true,
-                    _ => {}
+            let pumped = tty::pump(Duration::from_millis(250), |ev| {
+                if let Event::Key(k) = ev
+                    && k.kind != KeyEventKind::Release
+                {
+                    app.on_key(k);
+                    dirty = true;
                 }
+                !app.quit
+            });
+            if pumped == Pumped::Gone {
+                break;
+            }
+            // a resize is seen here (crossterm only reports it while keys are read)
+            let now = terminal.size().ok();
+            if now != size {
+                size = now;
+                dirty = true;
             }
         }
     }));
