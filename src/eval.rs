@@ -23,6 +23,21 @@ pub struct EvalReport {
     pub dead: u64,
 }
 
+impl EvalReport {
+    /// The report from running sums and the count of features that never fired.
+    pub fn from_sums(acc: &ReconAccumulator, dead: u64) -> Self {
+        let fvu = acc.fvu();
+        Self {
+            n_tokens: acc.tokens,
+            l0: acc.l0(),
+            mse: acc.mse(),
+            fvu,
+            explained_variance: 1.0 - fvu,
+            dead,
+        }
+    }
+}
+
 /// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, `z = x W_enc + b_enc`.
 pub struct InferenceSae {
     w_enc: Tensor<2>,
@@ -113,15 +128,7 @@ impl<'a> Evaluator<'a> {
 
     /// The report over everything added.
     pub fn report(&self) -> EvalReport {
-        let fvu = self.acc.fvu();
-        EvalReport {
-            n_tokens: self.acc.tokens,
-            l0: self.acc.l0(),
-            mse: self.acc.mse(),
-            fvu,
-            explained_variance: 1.0 - fvu,
-            dead: self.fired.iter().filter(|f| !**f).count() as u64,
-        }
+        EvalReport::from_sums(&self.acc, self.fired.iter().filter(|f| !**f).count() as u64)
     }
 }
 

@@ -175,9 +175,9 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
     let s = t0.elapsed().as_secs_f64();
     eprintln!(
         "inspected {} tokens in {:.1} s ({:.0} tokens/s)",
-        report.n_tokens,
+        report.recon.n_tokens,
         s,
-        report.n_tokens as f64 / s
+        report.recon.n_tokens as f64 / s
     );
     if let Some(note) = &report.context_note {
         eprintln!("note: {note}");
@@ -196,15 +196,15 @@ fn summary(r: &Report, feature: Option<&FeatureReport>) {
         r.stores.join(", "),
         r.dataset
     );
-    println!("tokens     {}", r.n_tokens);
-    println!("L0         {:.3}", r.l0);
+    println!("tokens     {}", r.recon.n_tokens);
+    println!("L0         {:.3}", r.recon.l0);
     println!(
         "FVU        {:.6}  (explained variance {:.4})",
-        r.fvu, r.explained_variance
+        r.recon.fvu, r.recon.explained_variance
     );
     println!(
         "dead       {} of {}    dense (density >= {}) {}",
-        r.dead, r.sae.d_sae, r.dense_threshold, r.dense
+        r.recon.dead, r.sae.d_sae, r.dense_threshold, r.dense
     );
     let show = |f: &FeatureReport| {
         println!(

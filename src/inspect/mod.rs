@@ -12,7 +12,7 @@ pub mod report;
 pub mod scan;
 
 use crate::data::store::{Store, StoreError};
-use crate::eval::InferenceSae;
+use crate::eval::{EvalReport, InferenceSae};
 use crate::metrics::stats::{Histogram, ReconAccumulator, log10_density};
 use crate::sae::model::{HostParams, download, upload, with_host};
 use burn::tensor::Device;
@@ -269,7 +269,6 @@ pub fn inspect(
         .collect();
     let (t_lo, t_hi) = span(&log_theta);
     let (n_lo, n_hi) = span(&norms);
-    let fvu = acc.fvu();
     Ok(Report {
         version: VERSION,
         sae,
@@ -279,12 +278,10 @@ pub fn inspect(
             .map(|p| p.display().to_string())
             .collect(),
         dataset: store.dataset().to_string(),
-        n_tokens,
-        l0: acc.l0(),
-        mse: acc.mse(),
-        fvu,
-        explained_variance: 1.0 - fvu,
-        dead: features.iter().filter(|f| f.density == 0.0).count() as u64,
+        recon: EvalReport::from_sums(
+            &acc,
+            features.iter().filter(|f| f.density == 0.0).count() as u64,
+        ),
         dense: features.iter().filter(|f| f.density >= opts.dense).count() as u64,
         dense_threshold: opts.dense,
         density_hist: Histogram::new(

@@ -1,6 +1,7 @@
 //! The inspection report: what `inspect` prints with `--json`, saves with `--out`, and reopens
 //! without the store. Its field names are the documented JSON schema (README, "inspect").
 
+use crate::eval::EvalReport;
 use crate::metrics::stats::Histogram;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -89,18 +90,11 @@ pub struct Report {
     pub stores: Vec<String>,
     /// The dataset read.
     pub dataset: String,
-    /// Finite rows seen (rows with NaN/Inf are left out).
-    pub n_tokens: u64,
-    /// Mean active features per token.
-    pub l0: f64,
-    /// Mean over tokens of ‖x − x̂‖² (raw space).
-    pub mse: f64,
-    /// Fraction of variance unexplained.
-    pub fvu: f64,
-    /// 1 − FVU.
-    pub explained_variance: f64,
-    /// Features that never fired on the store.
-    pub dead: u64,
+    /// Over the store's finite rows (rows with NaN/Inf are left out), raw space: `n_tokens`,
+    /// `l0`, `mse`, `fvu`, `explained_variance`, and `dead` (features that never fired); the
+    /// same object as `eval --json`, written inline.
+    #[serde(flatten)]
+    pub recon: EvalReport,
     /// Features with density ≥ `dense_threshold`.
     pub dense: u64,
     /// The density at which a feature counts as dense.

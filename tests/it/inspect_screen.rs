@@ -1,6 +1,7 @@
 //! The inspection screen without a terminal: `InspectApp` (keys in, list, sort, filter and
 //! selection out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
 
+use jumpscope::eval::EvalReport;
 use jumpscope::inspect::report::{
     Context, EdgeHistogram, FeatureReport, Report, SaeInfo, TopActivation, VERSION,
 };
@@ -80,12 +81,14 @@ fn report() -> Report {
         },
         stores: vec!["acts.h5".into()],
         dataset: "activations".into(),
-        n_tokens: 10_000,
-        l0: 12.5,
-        mse: 0.1,
-        fvu: 0.2,
-        explained_variance: 0.8,
-        dead: 4,
+        recon: EvalReport {
+            n_tokens: 10_000,
+            l0: 12.5,
+            mse: 0.1,
+            fvu: 0.2,
+            explained_variance: 0.8,
+            dead: 4,
+        },
         dense: 20,
         dense_threshold: 0.1,
         density_hist: Histogram::new((0..M).map(|i| -((i % 10) as f64) / 2.0), -10.0, 0.0, 40),

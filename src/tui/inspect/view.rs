@@ -72,11 +72,11 @@ fn draw_summary(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
         ]
     };
     let mut spans = Vec::new();
-    spans.extend(kv("tokens", r.n_tokens.to_string()));
+    spans.extend(kv("tokens", r.recon.n_tokens.to_string()));
     spans.extend(kv("d_sae", r.sae.d_sae.to_string()));
-    spans.extend(kv("L0", format!("{:.2}", r.l0)));
-    spans.extend(kv("FVU", format!("{:.4}", r.fvu)));
-    spans.extend(kv("dead", r.dead.to_string()));
+    spans.extend(kv("L0", format!("{:.2}", r.recon.l0)));
+    spans.extend(kv("FVU", format!("{:.4}", r.recon.fvu)));
+    spans.extend(kv("dead", r.recon.dead.to_string()));
     spans.extend(kv(
         &format!("dense (≥{})", r.dense_threshold),
         r.dense.to_string(),
