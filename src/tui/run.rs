@@ -123,9 +123,14 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 // The end-to-end tests prove that a panic restores the terminal and (in the screen) still
 // checkpoints; there is no input that makes our code panic, so they ask for one.
-/// Panic here if `JUMPSCOPE_TEST_PANIC` names this place (`ui` or `trainer`).
+/// Whether `JUMPSCOPE_TEST_PANIC` names this place (`ui` or `trainer`).
+fn fault_asked(place: &str) -> bool {
+    std::env::var("JUMPSCOPE_TEST_PANIC").is_ok_and(|v| v == place)
+}
+
+/// Panic here if `JUMPSCOPE_TEST_PANIC` names this place.
 fn injected_fault(place: &str) {
-    if std::env::var("JUMPSCOPE_TEST_PANIC").is_ok_and(|v| v == place) {
+    if fault_asked(place) {
         panic!("injected by JUMPSCOPE_TEST_PANIC={place}");
     }
 }
@@ -246,8 +251,10 @@ fn ui_loop(
 ) {
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
+    // read once, not on every pass of the loop
+    let ui_fault = fault_asked("ui");
     loop {
-        if app.step > 0 {
+        if ui_fault && app.step > 0 {
             injected_fault("ui");
         }
         if dirty && last_draw.elapsed() >= FRAME {
