@@ -31,3 +31,7 @@ test-tch *ARGS:
 # Training throughput on LibTorch's CPU device
 bench-tch *ARGS:
     scripts/dev.sh bench-tch {{ARGS}}
+
+# The PyTorch reference regenerates tests/golden/ exactly
+test-reference:
+    scripts/dev.sh test-reference

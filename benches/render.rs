@@ -6,7 +6,8 @@
 
 use jumpscope::config::parse;
 use jumpscope::metrics::stats::Histogram;
-use jumpscope::train::control::{MetricsRecord, TrainEvent};
+use jumpscope::train::control::TrainEvent;
+use jumpscope::train::record::{MetricsRecord, Record};
 use jumpscope::tui::app::{App, Msg};
 use jumpscope::tui::theme::{Palette, Theme};
 use jumpscope::tui::view;
@@ -46,27 +47,29 @@ fn long_run() -> App {
     for s in 1..=1_000_000u64 {
         let x = s as f64;
         let noise = ((s * 2_654_435_761) % 1000) as f64 / 1000.0;
-        app.update(Msg::Train(TrainEvent::Metrics(Box::new(MetricsRecord {
-            step: s,
-            tokens: s * 4096,
-            loss: 1.0 / (1.0 + x / 5e4),
-            mse: 0.8 / (1.0 + x / 4e4) + 0.01 * noise,
-            sparsity: 40.0,
-            pre_act: 0.0,
-            l0: 32.0 + 200.0 / (1.0 + x / 2e4) + noise,
-            explained_variance: 1.0 - 0.8 / (1.0 + x / 4e4),
-            dead: 100 + s / 10_000,
-            dead_fraction: 0.01,
-            lr: 2e-4,
-            sparsity_coefficient: 1e-3,
-            tokens_per_s: 5000.0,
-            skipped_rows: 0,
-            epoch: 0,
-            data_wait_fraction: 0.0,
-            firing_hist: firing_hist.clone(),
-            theta_hist: theta_hist.clone(),
-            elapsed_s: x,
-        }))));
+        app.update(Msg::Train(TrainEvent::Record(Record::Metrics(Box::new(
+            MetricsRecord {
+                step: s,
+                tokens: s * 4096,
+                loss: 1.0 / (1.0 + x / 5e4),
+                mse: 0.8 / (1.0 + x / 4e4) + 0.01 * noise,
+                sparsity: 40.0,
+                pre_act: 0.0,
+                l0: 32.0 + 200.0 / (1.0 + x / 2e4) + noise,
+                explained_variance: 1.0 - 0.8 / (1.0 + x / 4e4),
+                dead: 100 + s / 10_000,
+                dead_fraction: 0.01,
+                lr: 2e-4,
+                sparsity_coefficient: 1e-3,
+                tokens_per_s: 5000.0,
+                skipped_rows: 0,
+                epoch: 0,
+                data_wait_fraction: 0.0,
+                firing_hist: firing_hist.clone(),
+                theta_hist: theta_hist.clone(),
+                elapsed_s: x,
+            },
+        )))));
     }
     app
 }

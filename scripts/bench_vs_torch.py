@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side training throughput: `jumpscope bench` vs the PyTorch eager reference
-(../shared/reference/jumprelu_ref.py bench), alternating runs of each so that both see the same
+(reference/jumprelu_torch.py bench, or another with --reference), alternating runs of each so that both see the same
 machine load, and printing the median tokens/s per size as a Markdown table.
 
 Needs torch (`pip install torch==2.9.0`) and a release build (`cargo build --release`; for
@@ -23,7 +23,8 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "release", "jumpscope"))
     p.add_argument("--device", default="cpu", help="jumpscope's device: cpu (flex) or tch-cpu (LibTorch)")
-    p.add_argument("--reference", default=os.path.join(root, "..", "shared", "reference", "jumprelu_ref.py"))
+    p.add_argument("--reference", default=os.path.join(root, "reference", "jumprelu_torch.py"),
+                   help="the PyTorch reference whose `bench` mode is the peer (default: the repository's own)")
     a = p.parse_args()
     try:
         import torch  # noqa: F401

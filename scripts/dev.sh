@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch
+# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -131,6 +131,11 @@ case "$cmd" in
         tch_env
         cargo test --release --features tch "$@"
         ;;
+    test-reference)
+        # the PyTorch reference regenerates tests/golden/ exactly (torch from the LibTorch wheel)
+        libtorch
+        PYTHONPATH="$TORCH_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 reference/jumprelu_torch.py check "$@"
+        ;;
     bench-tch)
         setup
         tch_env
@@ -138,7 +143,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference [args]" >&2
         exit 2
         ;;
 esac

@@ -616,78 +616,9 @@ impl Config {
     }
 }
 
-/// Whether `key` (`section.key`) may change while a run trains: every hyperparameter of
-/// [`Hyper`] may; the data, the model's shape, the run length, the output and the device may not.
-pub fn is_live_key(key: &str) -> bool {
-    key == "sae.bandwidth"
-        || (key.starts_with("train.") && !matches!(key, "train.steps" | "train.tokens"))
-}
-
-/// The keys an edit changes, as `section.key: old -> new`, or `Err(key)` naming the first
-/// structural key that changed (the edit must then be refused as a whole).
-pub fn live_changes(old: &Config, new: &Config) -> Result<Vec<String>, String> {
-    let table = |c: &Config| match toml::Value::try_from(c.to_file()) {
-        Ok(toml::Value::Table(t)) => t,
-        _ => toml::Table::new(),
-    };
-    let (a, b) = (table(old), table(new));
-    let mut changes = Vec::new();
-    let mut sections: Vec<&String> = a.keys().chain(b.keys()).collect();
-    sections.sort();
-    sections.dedup();
-    let empty = toml::Table::new();
-    for sec in sections {
-        let ta = a.get(sec).and_then(|v| v.as_table()).unwrap_or(&empty);
-        let tb = b.get(sec).and_then(|v| v.as_table()).unwrap_or(&empty);
-        let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let (va, vb) = (ta.get(k), tb.get(k));
-            if va == vb {
-                continue;
-            }
-            let key = format!("{sec}.{k}");
-            if !is_live_key(&key) {
-                return Err(key);
-            }
-            let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
-            changes.push(format!("{key}: {} -> {}", show(va), show(vb)));
-        }
-    }
-    Ok(changes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn live_edits_are_checked_like_files_and_structural_keys_are_named() {
-        let cfg = parse("[data]\nstores = [\"a.h5\"]\n", "t.toml", &[])
-            .unwrap()
-            .validate("t.toml")
-            .unwrap();
-        let e = cfg.with_edit("train.lr", "3e-4", "key").unwrap();
-        assert_eq!(e.hyper.lr, 3e-4);
-        assert_eq!(
-            live_changes(&cfg, &e).unwrap(),
-            vec!["train.lr: 0.00007 -> 0.0003".to_string()]
-        );
-        let bad = cfg
-            .with_edit("train.lr", "-1", "key")
-            .unwrap_err()
-            .to_string();
-        assert!(bad.contains("train.lr") && bad.contains("> 0"), "{bad}");
-        let bw = cfg.with_edit("sae.bandwidth", "0.01", "key").unwrap();
-        assert_eq!(live_changes(&cfg, &bw).unwrap().len(), 1);
-        let shape = cfg.with_edit("sae.d_sae", "64", "file").unwrap();
-        assert_eq!(live_changes(&cfg, &shape).unwrap_err(), "sae.d_sae");
-        let batch = cfg.with_edit("data.batch_size", "8", "file").unwrap();
-        assert_eq!(live_changes(&cfg, &batch).unwrap_err(), "data.batch_size");
-        let steps = cfg.with_edit("train.steps", "8", "file").unwrap();
-        assert_eq!(live_changes(&cfg, &steps).unwrap_err(), "train.steps");
-    }
 
     #[test]
     fn defaults_follow_the_recipe() {

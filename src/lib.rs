@@ -17,6 +17,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod inspect;
+pub mod live;
 pub mod metrics;
 pub mod sae;
 pub mod train;

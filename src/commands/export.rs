@@ -1,7 +1,7 @@
 //! `jumpscope export`: a checkpoint to a SAELens directory.
 
 use crate::cli::ExportArgs;
-use jumpscope::train::trainer::export_checkpoint;
+use jumpscope::train::export::export_checkpoint;
 
 /// Run the command; returns the process exit code.
 pub fn run(args: ExportArgs) -> anyhow::Result<i32> {

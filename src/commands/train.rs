@@ -3,9 +3,11 @@
 //! progress bar on a terminal or one line per report.
 
 use crate::cli::TrainArgs;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressStyle;
 use jumpscope::config;
+use jumpscope::live::{self, ConfigWatch, Verdict};
 use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::record::Record;
 use jumpscope::train::trainer::{Outcome, Trainer};
 use std::io::IsTerminal;
 use std::sync::mpsc;
@@ -42,21 +44,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
     }
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
-    // edits of RUN_DIR/config.toml steer a headless run too (e.g. one started under nohup)
-    let live = std::sync::Mutex::new(trainer.config().clone());
+    // edits of RUN_DIR/config.toml steer a headless run too (e.g. one started under nohup),
+    // judged against the configuration in force by the same rule as under the screen
+    let in_force = std::sync::Mutex::new(trainer.config().clone());
     let edit_tx = tx.clone();
-    let _watch = jumpscope::tui::config_watch::ConfigWatch::start(trainer.run_dir(), move |e| {
-        let Ok(mut cur) = live.lock() else { return };
-        match jumpscope::tui::config_watch::judge(&cur, e) {
-            Ok(Some(new)) => {
-                let _ = edit_tx.send(Control::SetHyper(
-                    Box::new(new.hyper.clone()),
-                    "file".into(),
-                ));
-                *cur = new;
+    let _watch = ConfigWatch::start(trainer.config_file(), move |e| {
+        let Ok(mut cur) = in_force.lock() else { return };
+        match live::judge_file(&cur, e) {
+            Verdict::Apply(new, edit) => {
+                *cur = *new;
+                let _ = edit_tx.send(Control::SetHyper(edit));
             }
-            Ok(None) => {}
-            Err(reason) => eprintln!("warning: {reason}"),
+            Verdict::Unchanged => {}
+            Verdict::Refused(reason) => eprintln!("warning: {reason}"),
         }
     })
     .map_err(anyhow::Error::msg)?;
@@ -86,30 +86,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
         total,
         trainer.config().device
     );
-    let say = |bar: &ProgressBar, s: String| {
+    let say = |s: String| {
         if fancy {
             bar.println(s)
         } else {
             eprintln!("{s}")
         }
     };
+    // only the first data epoch gets a line; the rest are counted in the progress line
+    let mut epoch_said = false;
     let mut sink = |ev: TrainEvent| match ev {
-        TrainEvent::Started {
-            d_in,
-            d_sae,
-            scale,
-            step,
-            ..
-        } => say(
-            &bar,
-            format!(
-                "d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, starting at step {step}"
-            ),
-        ),
-        TrainEvent::Metrics(m) => {
+        TrainEvent::Record(Record::Metrics(m)) => {
             bar.set_position(m.step);
+            let epoch = if m.epoch > 0 {
+                format!("  epoch {}", m.epoch)
+            } else {
+                String::new()
+            };
             let msg = format!(
-                "{:.0} tok/s  L0 {:.1}  EV {:.3}  dead {}",
+                "{:.0} tok/s  L0 {:.1}  EV {:.3}  dead {}{epoch}",
                 m.tokens_per_s, m.l0, m.explained_variance, m.dead
             );
             if fancy {
@@ -118,28 +113,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
                 eprintln!("step {}/{}  loss {:.5}  {msg}", m.step, total, m.loss);
             }
         }
-        TrainEvent::Checkpoint { path, .. } => say(&bar, format!("checkpoint {}", path.display())),
-        TrainEvent::Epoch { epoch, step } => say(
-            &bar,
-            format!("step {step}: data epoch {epoch} begins (store exhausted, reshuffled)"),
-        ),
-        TrainEvent::HyperChanged {
-            source,
-            changes,
-            step,
-        } => say(
-            &bar,
-            format!("step {step}: {source} changed {}", changes.join(", ")),
-        ),
-        TrainEvent::Warning(w) => say(&bar, format!("warning: {w}")),
-        TrainEvent::Eval { step, report } => say(
-            &bar,
-            format!(
-                "step {step}: held-out {} tokens: L0 {:.2}  MSE {:.5}  FVU {:.4}",
-                report.n_tokens, report.l0, report.mse, report.fvu
-            ),
-        ),
-        TrainEvent::Paused(p) => say(&bar, if p { "paused".into() } else { "resumed".into() }),
+        TrainEvent::Record(Record::Epoch { .. }) if epoch_said => {}
+        TrainEvent::Record(rec) => {
+            epoch_said |= matches!(rec, Record::Epoch { .. });
+            // the end of the run is said once, below, with what to do next
+            if !matches!(rec, Record::Stop { .. } | Record::Finish { .. })
+                && let Some(line) = rec.summary()
+            {
+                say(format!("step {}: {line}", rec.step()));
+            }
+        }
+        TrainEvent::Warning(w) => say(format!("warning: {w}")),
+        TrainEvent::Info(i) => say(i),
     };
     let outcome = trainer.run(&rx, &mut sink);
     bar.finish_and_clear();
@@ -166,7 +151,7 @@ fn live(trainer: Trainer, theme: jumpscope::tui::theme::Theme) -> anyhow::Result
     let (step, total) = (trainer.step(), cfg.total_steps());
     let screen = app::App::new(cfg, name, device, step, total);
     let edits = tx.clone();
-    let _watch = jumpscope::tui::config_watch::ConfigWatch::start(trainer.run_dir(), move |e| {
+    let _watch = ConfigWatch::start(trainer.config_file(), move |e| {
         let _ = edits.send(app::Msg::ConfigFile(e));
     })
     .map_err(anyhow::Error::msg)?;

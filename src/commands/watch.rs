@@ -3,7 +3,8 @@
 
 use crate::cli::WatchArgs;
 use anyhow::bail;
-use jumpscope::tui::{app, config_watch, run};
+use jumpscope::live::{self, ConfigEdit, ConfigFile, ConfigWatch};
+use jumpscope::tui::{app, run};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::mpsc;
@@ -12,10 +13,10 @@ use std::sync::mpsc;
 pub fn run(args: WatchArgs) -> anyhow::Result<i32> {
     let dir = &args.run_dir;
     check_run_dir(dir)?;
-    let config_path = dir.join("config.toml");
-    let cfg = match config_watch::read(&config_path) {
-        config_watch::ConfigEdit::Valid(c) => *c,
-        config_watch::ConfigEdit::Invalid(reason) => {
+    let config = ConfigFile::in_run(dir);
+    let cfg = match live::read(config.path()) {
+        ConfigEdit::Valid(c) => *c,
+        ConfigEdit::Invalid(reason) => {
             bail!("{} is not a usable run directory: {reason}", dir.display())
         }
     };
@@ -40,11 +41,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<i32> {
         let _ = signal_tx.send(app::Msg::Signal);
     })?;
     let edits = tx.clone();
-    let _watch = config_watch::ConfigWatch::start(dir, move |e| {
+    let _watch = ConfigWatch::start(config.clone(), move |e| {
         let _ = edits.send(app::Msg::ConfigFile(e));
     })
     .map_err(anyhow::Error::msg)?;
-    run::watch_with_tui(dir, screen, theme, tx, rx).map_err(anyhow::Error::msg)?;
+    run::watch_with_tui(dir, config, screen, theme, tx, rx).map_err(anyhow::Error::msg)?;
     Ok(0)
 }
 

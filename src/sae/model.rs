@@ -107,10 +107,12 @@ pub fn with_host<const D: usize, R>(t: Tensor<D>, f: impl FnOnce(&[f32]) -> R) -
 
 /// Read a tensor back to the host as a flat f32 vector.
 pub fn download<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    // `convert` makes the elements f32, so reading them as f32 cannot fail: a failure here is a
+    // bug, and an empty vector would hide it
     t.to_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .unwrap_or_default()
+        .expect("tensor data converted to f32 reads back as f32")
 }
 
 impl Sae {

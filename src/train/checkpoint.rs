@@ -2,13 +2,19 @@
 //! moments, per-feature firing state) and `state.json` (step, tokens, data position, input scale,
 //! the configuration and hyperparameters in force). Written to a temporary directory and renamed,
 //! so a kill at any moment leaves the previous checkpoint intact; only the last K are kept.
+//! [`TrainTensors`] is the one place that names, orders and shapes the tensors, for writing,
+//! resuming and exporting alike; [`remove_leftovers`] clears what an interrupted write left.
 //!
 //! There is no separate RNG state to save: initialisation happens once, and the data order is a
 //! pure function of `(seed, epoch, block)` (see `data::batches`), so the data position is enough.
 
-use crate::config::Config;
+use crate::config::{Config, ThresholdParam};
 use crate::data::batches::Position;
-use crate::sae::io::{HostTensor, SaeIoError, TensorMap, read_safetensors, write_safetensors};
+use crate::sae::io::{SaeIoError, TensorMap, read_safetensors, write_safetensors};
+use crate::sae::model::{HostParams, Sae, download, upload};
+use crate::train::adam::{AdamState, Moments};
+use crate::train::firing::Firing;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -39,12 +45,216 @@ pub struct CheckpointState {
     pub store_attributes: std::collections::BTreeMap<String, String>,
 }
 
-/// The tensors of a checkpoint, on the host.
-#[derive(Debug, Clone)]
-pub struct CheckpointTensors {
-    /// Named tensors with shapes: parameters (`W_enc`, `b_enc`, `W_dec`, `b_dec`,
-    /// `theta_param`), Adam moments (`adam_m.*`, `adam_v.*`), `steps_since_fired`, `fire_window`.
-    pub tensors: Vec<(String, Vec<f32>, Vec<usize>)>,
+/// The five trained tensors, in the order they are stored: W_enc `[d_in, d_sae]`, b_enc
+/// `[d_sae]`, W_dec `[d_sae, d_in]`, b_dec `[d_in]`, and θ's trained parameter `[d_sae]` (log θ
+/// or raw θ, per `sae.threshold_param`). Adam's moments use the same names behind `adam_m.` and
+/// `adam_v.`.
+const PARAMS: [&str; 5] = ["W_enc", "b_enc", "W_dec", "b_dec", "theta_param"];
+
+/// The per-feature firing counters, each `[d_sae]`.
+const FIRING: [&str; 3] = ["steps_since_fired", "fire_window", "fire_total"];
+
+/// The shapes of [`PARAMS`] for these widths.
+fn param_shapes(d_in: usize, d_sae: usize) -> [Vec<usize>; 5] {
+    [
+        vec![d_in, d_sae],
+        vec![d_sae],
+        vec![d_sae, d_in],
+        vec![d_in],
+        vec![d_sae],
+    ]
+}
+
+/// One tensor per entry of [`PARAMS`], on the host.
+pub type ParamVecs = [Vec<f32>; 5];
+
+/// Everything of a run's training state that lives in tensors, on the host: the one place that
+/// names, orders and shapes a checkpoint's tensors, for writing, resuming and exporting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainTensors {
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// The parameters, in training form.
+    pub params: ParamVecs,
+    /// Adam's first moments.
+    pub adam_m: ParamVecs,
+    /// Adam's second moments.
+    pub adam_v: ParamVecs,
+    /// `steps_since_fired`, `fire_window`, `fire_total`.
+    pub firing: [Vec<f32>; 3],
+}
+
+fn moments_host(m: &Moments) -> ParamVecs {
+    [
+        download(&m.w_enc),
+        download(&m.b_enc),
+        download(&m.w_dec),
+        download(&m.b_dec),
+        download(&m.theta_param),
+    ]
+}
+
+fn moments_device(v: &ParamVecs, d_in: usize, d_sae: usize, device: &Device) -> Moments {
+    Moments {
+        w_enc: upload(&v[0], [d_in, d_sae], device),
+        b_enc: upload(&v[1], [d_sae], device),
+        w_dec: upload(&v[2], [d_sae, d_in], device),
+        b_dec: upload(&v[3], [d_in], device),
+        theta_param: upload(&v[4], [d_sae], device),
+    }
+}
+
+impl TrainTensors {
+    /// Copy the training state off the device.
+    pub fn gather(sae: &Sae, adam: &AdamState, firing: &Firing) -> Self {
+        let (d_in, d_sae) = sae.dims();
+        Self {
+            d_in,
+            d_sae,
+            params: [
+                download(&sae.w_enc),
+                download(&sae.b_enc),
+                download(&sae.w_dec),
+                download(&sae.b_dec),
+                download(&sae.theta_param),
+            ],
+            adam_m: moments_host(&adam.m),
+            adam_v: moments_host(&adam.v),
+            firing: [
+                download(&firing.steps_since_fired),
+                download(&firing.window),
+                download(&firing.total),
+            ],
+        }
+    }
+
+    /// Put the state back on `device`: the SAE, Adam after `steps` steps, and the counters
+    /// (`window_tokens` from the checkpoint's state).
+    pub fn to_device(
+        &self,
+        threshold_param: ThresholdParam,
+        steps: u64,
+        window_tokens: u64,
+        device: &Device,
+    ) -> (Sae, AdamState, Firing) {
+        let (d_in, m) = (self.d_in, self.d_sae);
+        let p = moments_device(&self.params, d_in, m, device);
+        let sae = Sae {
+            w_enc: p.w_enc,
+            b_enc: p.b_enc,
+            w_dec: p.w_dec,
+            b_dec: p.b_dec,
+            theta_param: p.theta_param,
+            threshold_param,
+        };
+        let adam = AdamState {
+            steps,
+            m: moments_device(&self.adam_m, d_in, m, device),
+            v: moments_device(&self.adam_v, d_in, m, device),
+        };
+        let vec1 = |v: &Vec<f32>| -> Tensor<1> { upload(v, [m], device) };
+        let firing = Firing {
+            steps_since_fired: vec1(&self.firing[0]),
+            window: vec1(&self.firing[1]),
+            total: vec1(&self.firing[2]),
+            window_tokens,
+        };
+        (sae, adam, firing)
+    }
+
+    /// The parameters with θ raw (what a saved SAE holds), still in training space.
+    pub fn host_params(&self, threshold_param: ThresholdParam) -> HostParams {
+        let threshold = match threshold_param {
+            ThresholdParam::Log => self.params[4].iter().map(|v| v.exp()).collect(),
+            ThresholdParam::Raw => self.params[4].iter().map(|v| v.max(0.0)).collect(),
+        };
+        HostParams {
+            d_in: self.d_in,
+            d_sae: self.d_sae,
+            w_enc: self.params[0].clone(),
+            b_enc: self.params[1].clone(),
+            w_dec: self.params[2].clone(),
+            b_dec: self.params[3].clone(),
+            threshold,
+        }
+    }
+
+    /// Whether every parameter is finite (moments and counters are not checked).
+    pub fn params_finite(&self) -> bool {
+        self.params.iter().flatten().all(|x| x.is_finite())
+    }
+
+    /// Every tensor with its name and shape, in the order they are stored.
+    fn named(&self) -> Vec<(String, &[f32], Vec<usize>)> {
+        let shapes = param_shapes(self.d_in, self.d_sae);
+        let mut out: Vec<(String, &[f32], Vec<usize>)> = Vec::with_capacity(18);
+        for (prefix, set) in [
+            ("", &self.params),
+            ("adam_m.", &self.adam_m),
+            ("adam_v.", &self.adam_v),
+        ] {
+            for ((name, v), shape) in PARAMS.iter().zip(set).zip(&shapes) {
+                out.push((format!("{prefix}{name}"), v, shape.clone()));
+            }
+        }
+        for (name, v) in FIRING.iter().zip(&self.firing) {
+            out.push((name.to_string(), v, vec![self.d_sae]));
+        }
+        out
+    }
+
+    /// Take every tensor out of `map` (read from `path`), checking each shape against W_enc's.
+    fn from_map(mut map: TensorMap, path: &Path) -> Result<Self, CheckpointError> {
+        let bad = |reason: String| CheckpointError::State {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let shape = map
+            .get(PARAMS[0])
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| bad(format!("tensor `{}` missing", PARAMS[0])))?;
+        let [d_in, d_sae] = shape[..] else {
+            return Err(bad(format!(
+                "W_enc has shape {shape:?}: expected [d_in, d_sae]"
+            )));
+        };
+        let shapes = param_shapes(d_in, d_sae);
+        let mut take = |name: String, want: &[usize]| -> Result<Vec<f32>, CheckpointError> {
+            let (v, shape) = map
+                .remove(&name)
+                .ok_or_else(|| bad(format!("tensor `{name}` missing")))?;
+            if shape != want {
+                return Err(bad(format!(
+                    "tensor `{name}` has shape {shape:?}: expected {want:?}"
+                )));
+            }
+            Ok(v)
+        };
+        let mut set = |prefix: &str| -> Result<ParamVecs, CheckpointError> {
+            let mut out: [Vec<f32>; 5] = Default::default();
+            for (k, name) in PARAMS.iter().enumerate() {
+                out[k] = take(format!("{prefix}{name}"), &shapes[k])?;
+            }
+            Ok(out)
+        };
+        let params = set("")?;
+        let adam_m = set("adam_m.")?;
+        let adam_v = set("adam_v.")?;
+        let mut firing: [Vec<f32>; 3] = Default::default();
+        for (k, name) in FIRING.iter().enumerate() {
+            firing[k] = take(name.to_string(), &[d_sae])?;
+        }
+        Ok(Self {
+            d_in,
+            d_sae,
+            params,
+            adam_m,
+            adam_v,
+            firing,
+        })
+    }
 }
 
 /// A problem with checkpoints.
@@ -115,7 +325,7 @@ pub fn latest(run_dir: &Path) -> Result<PathBuf, CheckpointError> {
 pub fn write(
     run_dir: &Path,
     state: &CheckpointState,
-    tensors: &CheckpointTensors,
+    tensors: &TrainTensors,
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
     let root = run_dir.join("checkpoints");
@@ -126,10 +336,10 @@ pub fn write(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let refs: Vec<(&str, &[f32], Vec<usize>)> = tensors
-        .tensors
+    let named = tensors.named();
+    let refs: Vec<(&str, &[f32], Vec<usize>)> = named
         .iter()
-        .map(|(n, v, s)| (n.as_str(), v.as_slice(), s.clone()))
+        .map(|(n, v, s)| (n.as_str(), *v, s.clone()))
         .collect();
     write_safetensors(&tmp.join("tensors.safetensors"), &refs, None)?;
     let json = serde_json::to_string_pretty(state).map_err(|e| CheckpointError::State {
@@ -148,7 +358,7 @@ pub fn write(
 }
 
 /// Read a checkpoint directory.
-pub fn read(dir: &Path) -> Result<(CheckpointState, Tensors), CheckpointError> {
+pub fn read(dir: &Path) -> Result<(CheckpointState, TrainTensors), CheckpointError> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path).map_err(io(&state_path))?;
     let state: CheckpointState =
@@ -163,35 +373,131 @@ pub fn read(dir: &Path) -> Result<(CheckpointState, Tensors), CheckpointError> {
         });
     }
     let path = dir.join("tensors.safetensors");
-    let map = read_safetensors(&path)?;
-    Ok((state, Tensors { map, path }))
+    let tensors = TrainTensors::from_map(read_safetensors(&path)?, &path)?;
+    Ok((state, tensors))
 }
 
-/// The tensors of a checkpoint read back, taken out one by one by name.
-#[derive(Debug)]
-pub struct Tensors {
-    map: TensorMap,
-    path: PathBuf,
+/// Remove what a process killed while writing a checkpoint left behind
+/// (`checkpoints/.tmp-step-N-PID/`), unless that process is still alive. Complete checkpoints
+/// (`step-N/`) are never touched. Returns the directories removed.
+pub fn remove_leftovers(run_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    let root = run_dir.join("checkpoints");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(Vec::new());
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".tmp-step-") else {
+            continue;
+        };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != std::process::id() && process_alive(p)) {
+            continue;
+        }
+        let path = e.path();
+        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        removed.push(path);
+    }
+    removed.sort();
+    Ok(removed)
 }
 
-impl Tensors {
-    /// Remove and return tensor `name`, or say which file lacks it.
-    pub fn take(&mut self, name: &str) -> Result<HostTensor, CheckpointError> {
-        self.map.remove(name).ok_or_else(|| CheckpointError::State {
-            path: self.path.clone(),
-            reason: format!("tensor `{name}` missing"),
-        })
+/// Whether a process with this id exists (signal 0 checks without sending anything).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether the process exists
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensors(d_in: usize, d_sae: usize) -> TrainTensors {
+        let mut k = 0.0f32;
+        let mut fill = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    k += 0.25;
+                    k
+                })
+                .collect()
+        };
+        let sizes = [d_in * d_sae, d_sae, d_sae * d_in, d_in, d_sae];
+        let mut set = || -> ParamVecs { sizes.map(&mut fill) };
+        let (params, adam_m, adam_v) = (set(), set(), set());
+        TrainTensors {
+            d_in,
+            d_sae,
+            params,
+            adam_m,
+            adam_v,
+            firing: [fill(d_sae), fill(d_sae), fill(d_sae)],
+        }
     }
 
-    /// Take tensor `name` and check it has `len` elements.
-    pub fn take_len(&mut self, name: &str, len: usize) -> Result<Vec<f32>, CheckpointError> {
-        let (v, shape) = self.take(name)?;
-        if v.len() != len {
-            return Err(CheckpointError::State {
-                path: self.path.clone(),
-                reason: format!("tensor `{name}` has shape {shape:?}: expected {len} values"),
-            });
+    #[test]
+    fn every_tensor_reads_back_under_its_name_and_shape() {
+        let d = tempfile::tempdir().unwrap();
+        let t = tensors(3, 5);
+        let named = t.named();
+        assert_eq!(named.len(), 18);
+        assert_eq!(named[0].0, "W_enc");
+        assert_eq!(named[0].2, vec![3, 5]);
+        assert_eq!(named[7].0, "adam_m.W_dec");
+        assert_eq!(named[17].0, "fire_total");
+        let refs: Vec<(&str, &[f32], Vec<usize>)> = named
+            .iter()
+            .map(|(n, v, s)| (n.as_str(), *v, s.clone()))
+            .collect();
+        let path = d.path().join("t.safetensors");
+        write_safetensors(&path, &refs, None).unwrap();
+        let back = TrainTensors::from_map(read_safetensors(&path).unwrap(), &path).unwrap();
+        assert_eq!(back, t);
+        // a tensor of the wrong shape is named
+        let mut refs = refs;
+        refs[9].2 = vec![5, 1];
+        write_safetensors(&path, &refs, None).unwrap();
+        let e = TrainTensors::from_map(read_safetensors(&path).unwrap(), &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adam_m.theta_param") && e.contains("[5]"), "{e}");
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_go_and_complete_checkpoints_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("checkpoints");
+        // a pid that cannot exist (above the kernel's pid_max limit of 2^22)
+        let dead = root.join(".tmp-step-40-99999999");
+        let ours = root.join(format!(".tmp-step-41-{}", std::process::id()));
+        let alive_pid = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let alive = root.join(format!(".tmp-step-42-{}", alive_pid.id()));
+        let complete = root.join("step-39");
+        for dir in [&dead, &ours, &alive, &complete] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("tensors.safetensors"), b"x").unwrap();
         }
-        Ok(v)
+        std::fs::write(complete.join("state.json"), b"{}").unwrap();
+        let removed = remove_leftovers(d.path()).unwrap();
+        let mut child = alive_pid;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(removed, vec![dead.clone(), ours.clone()]);
+        assert!(!dead.exists() && !ours.exists());
+        assert!(alive.exists(), "a writer still alive keeps its directory");
+        assert!(complete.join("state.json").exists());
+        assert!(
+            remove_leftovers(&d.path().join("nothing"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

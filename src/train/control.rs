@@ -1,15 +1,15 @@
-//! What flows between the trainer and whoever drives it: [`Control`] in, [`TrainEvent`] out.
+//! What flows between the trainer and whoever drives it: [`Control`] in, [`TrainEvent`] out,
+//! and the rule for the controls taken between two steps ([`between_steps`]).
 
-use crate::config::Hyper;
-use crate::metrics::stats::Histogram;
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use crate::live::HyperEdit;
+use crate::train::record::Record;
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// A command to the running trainer.
 #[derive(Debug, Clone)]
 pub enum Control {
-    /// Replace the live hyperparameters (already validated); `source` says who changed them.
-    SetHyper(Box<Hyper>, String),
+    /// Apply an edit of the live hyperparameters (already validated, its changes computed).
+    SetHyper(Box<HyperEdit>),
     /// Stop stepping until `Resume`.
     Pause,
     /// Continue after `Pause`.
@@ -20,100 +20,209 @@ pub enum Control {
     Stop,
 }
 
-/// One metrics report, written to metrics.jsonl and handed to the sink.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MetricsRecord {
-    /// Steps completed.
-    pub step: u64,
-    /// Tokens trained on.
-    pub tokens: u64,
-    /// Loss of the last step (before its update).
-    pub loss: f64,
-    /// Its reconstruction part (training-scaled space).
-    pub mse: f64,
-    /// Its sparsity part, before λ.
-    pub sparsity: f64,
-    /// Its pre-activation part, before its coefficient.
-    pub pre_act: f64,
-    /// Mean active features per token on the last batch.
-    pub l0: f64,
-    /// 1 − FVU on the last batch.
-    pub explained_variance: f64,
-    /// Features that have not fired in the last `dead_window_tokens` tokens.
-    pub dead: u64,
-    /// `dead / d_sae`.
-    pub dead_fraction: f64,
-    /// Learning rate of the last step.
-    pub lr: f64,
-    /// λ of the last step.
-    pub sparsity_coefficient: f64,
-    /// Training throughput since the previous report.
-    pub tokens_per_s: f64,
-    /// Rows dropped for NaN/Inf so far.
-    pub skipped_rows: u64,
-    /// Current data epoch.
-    pub epoch: u64,
-    /// Fraction of the wall time since the previous report spent waiting for data.
-    pub data_wait_fraction: f64,
-    /// Histogram of log10(firing frequency + 1e-10) over features, frequency over the window
-    /// since the previous report; range [-10, 0].
-    pub firing_hist: Histogram,
-    /// Histogram of log10 θ, θ in raw activation units.
-    pub theta_hist: Histogram,
-    /// Seconds since the run (or resume) started.
-    pub elapsed_s: f64,
-}
-
 /// What the trainer reports to its sink.
 #[derive(Debug, Clone)]
 pub enum TrainEvent {
-    /// Training is about to take its first step (of this process).
-    Started {
-        /// Steps already done (non-zero after resume).
-        step: u64,
-        /// Steps of the whole run.
-        total_steps: u64,
-        /// Input width.
-        d_in: usize,
-        /// Dictionary size.
-        d_sae: usize,
-        /// Input scale C.
-        scale: f64,
-    },
-    /// A metrics report.
-    Metrics(Box<MetricsRecord>),
-    /// A checkpoint was written.
-    Checkpoint {
-        /// Its step.
-        step: u64,
-        /// Its directory.
-        path: PathBuf,
-    },
-    /// A new data epoch began.
-    Epoch {
-        /// The new epoch (0-based).
-        epoch: u64,
-        /// At which step.
-        step: u64,
-    },
-    /// Hyperparameters changed.
-    HyperChanged {
-        /// At which step they take effect.
-        step: u64,
-        /// Who changed them.
-        source: String,
-        /// `key: old -> new` lines.
-        changes: Vec<String>,
-    },
-    /// Something worth telling (skipped rows, …).
+    /// A record, just appended to metrics.jsonl.
+    Record(Record),
+    /// Something worth telling that the log does not keep (rows skipped for NaN/Inf; their
+    /// count is in every metrics record).
     Warning(String),
-    /// Paused or resumed.
-    Paused(bool),
-    /// A validation report on the held-out rows.
-    Eval {
-        /// Steps completed.
-        step: u64,
-        /// The report (raw activation space).
-        report: crate::eval::EvalReport,
-    },
+    /// Something worth telling that is not a problem (leftovers cleaned up at resume, …).
+    Info(String),
+}
+
+/// What the trainer does for the controls it takes between steps.
+pub trait Steer {
+    /// Why a control could not be carried out.
+    type Error;
+    /// Apply an edit; it takes effect at the next step.
+    fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), Self::Error>;
+    /// Write a checkpoint now.
+    fn checkpoint(&mut self) -> Result<(), Self::Error>;
+    /// Stepping pauses (`true`) or resumes (`false`).
+    fn paused(&mut self, paused: bool) -> Result<(), Self::Error>;
+}
+
+/// What the loop does after [`between_steps`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Take the next step.
+    Step,
+    /// Stop with a checkpoint (asked for, or the sender is gone: nobody is driving any more).
+    Stop,
+}
+
+/// Take the controls queued before the next step. Edits apply at once, so the next step uses
+/// them; checkpoint requests are served once, after the queue is empty. Pause blocks here until
+/// Resume or Stop, carrying out edits and checkpoints (at once) while paused.
+pub fn between_steps<S: Steer>(controls: &Receiver<Control>, s: &mut S) -> Result<Next, S::Error> {
+    let mut checkpoint_now = false;
+    loop {
+        let msg = match controls.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => return Ok(Next::Stop),
+        };
+        match msg {
+            Control::SetHyper(edit) => s.set_hyper(*edit)?,
+            Control::Checkpoint => checkpoint_now = true,
+            Control::Stop => return Ok(Next::Stop),
+            Control::Resume => {}
+            Control::Pause => {
+                s.paused(true)?;
+                loop {
+                    match controls.recv() {
+                        Ok(Control::Resume) => break,
+                        Ok(Control::SetHyper(edit)) => s.set_hyper(*edit)?,
+                        Ok(Control::Checkpoint) => s.checkpoint()?,
+                        Ok(Control::Pause) => {}
+                        Ok(Control::Stop) | Err(_) => return Ok(Next::Stop),
+                    }
+                }
+                s.paused(false)?;
+            }
+        }
+    }
+    if checkpoint_now {
+        s.checkpoint()?;
+    }
+    Ok(Next::Step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use std::sync::mpsc::channel;
+
+    /// Records what it was asked to do, in order.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl Steer for Log {
+        type Error = String;
+        fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), String> {
+            self.0.push(format!("lr={}", edit.hyper.lr));
+            Ok(())
+        }
+        fn checkpoint(&mut self) -> Result<(), String> {
+            self.0.push("checkpoint".into());
+            Ok(())
+        }
+        fn paused(&mut self, p: bool) -> Result<(), String> {
+            self.0.push(if p { "pause" } else { "resume" }.into());
+            Ok(())
+        }
+    }
+
+    fn edit(lr: f64) -> Control {
+        let cfg = parse("", "t", &[]).unwrap().validate("t").unwrap();
+        let mut hyper = cfg.hyper.clone();
+        hyper.lr = lr;
+        Control::SetHyper(Box::new(HyperEdit {
+            hyper,
+            changes: Default::default(),
+            source: "test".into(),
+        }))
+    }
+
+    fn run(controls: Vec<Control>, keep_sender: bool) -> (Next, Vec<String>) {
+        let (tx, rx) = channel();
+        for c in controls {
+            tx.send(c).unwrap();
+        }
+        let _kept = keep_sender.then_some(tx);
+        let mut log = Log::default();
+        let next = between_steps(&rx, &mut log).unwrap();
+        (next, log.0)
+    }
+
+    #[test]
+    fn nothing_queued_means_the_next_step() {
+        assert_eq!(run(vec![], true), (Next::Step, vec![]));
+    }
+
+    #[test]
+    fn edits_apply_in_order_before_the_next_step() {
+        let (next, log) = run(vec![edit(1e-3), edit(2e-3)], true);
+        assert_eq!(next, Next::Step);
+        assert_eq!(log, ["lr=0.001", "lr=0.002"]);
+    }
+
+    #[test]
+    fn checkpoint_requests_are_served_once_after_the_queue() {
+        let (next, log) = run(
+            vec![Control::Checkpoint, edit(1e-3), Control::Checkpoint],
+            true,
+        );
+        assert_eq!(next, Next::Step);
+        assert_eq!(log, ["lr=0.001", "checkpoint"]);
+    }
+
+    #[test]
+    fn stop_ends_the_run_without_taking_what_follows() {
+        let (next, log) = run(vec![Control::Stop, edit(1e-3)], true);
+        assert_eq!(next, Next::Stop);
+        assert!(log.is_empty(), "{log:?}");
+    }
+
+    #[test]
+    fn a_vanished_driver_stops_the_run() {
+        assert_eq!(
+            run(vec![edit(1e-3)], false),
+            (Next::Stop, vec!["lr=0.001".to_string()])
+        );
+    }
+
+    #[test]
+    fn pause_waits_for_resume_serving_edits_and_checkpoints_at_once() {
+        let (next, log) = run(
+            vec![
+                Control::Pause,
+                edit(1e-3),
+                Control::Checkpoint,
+                Control::Pause,
+                Control::Resume,
+            ],
+            true,
+        );
+        assert_eq!(next, Next::Step);
+        assert_eq!(log, ["pause", "lr=0.001", "checkpoint", "resume"]);
+    }
+
+    #[test]
+    fn pause_blocks_until_a_control_arrives_from_another_thread() {
+        let (tx, rx) = channel();
+        tx.send(Control::Pause).unwrap();
+        let driver = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            tx.send(edit(5e-4)).unwrap();
+            tx.send(Control::Stop).unwrap();
+        });
+        let mut log = Log::default();
+        assert_eq!(between_steps(&rx, &mut log).unwrap(), Next::Stop);
+        driver.join().unwrap();
+        assert_eq!(log.0, ["pause", "lr=0.0005"]);
+    }
+
+    #[test]
+    fn an_error_stops_handling_and_is_returned() {
+        struct Failing;
+        impl Steer for Failing {
+            type Error = &'static str;
+            fn set_hyper(&mut self, _: HyperEdit) -> Result<(), Self::Error> {
+                Err("disk full")
+            }
+            fn checkpoint(&mut self) -> Result<(), Self::Error> {
+                Ok(())
+            }
+            fn paused(&mut self, _: bool) -> Result<(), Self::Error> {
+                Ok(())
+            }
+        }
+        let (tx, rx) = channel();
+        tx.send(edit(1e-3)).unwrap();
+        assert_eq!(between_steps(&rx, &mut Failing), Err("disk full"));
+    }
 }

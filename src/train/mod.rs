@@ -1,8 +1,15 @@
-//! Training: schedules, the optimizer, one step, checkpoints, and the loop that drives them.
+//! Training: schedules, the optimizer, one step, checkpoints, the run log's records, and the
+//! loop that drives them.
 
 pub mod adam;
 pub mod checkpoint;
 pub mod control;
+pub mod error;
+pub mod export;
+pub mod firing;
+pub mod record;
+pub mod report;
 pub mod schedule;
+pub mod setup;
 pub mod step;
 pub mod trainer;

@@ -1,112 +1,37 @@
 //! The training loop: owns the parameters, the optimizer, the data reader and the run directory,
 //! takes [`Control`]s between steps and reports [`TrainEvent`]s to a sink. It knows nothing of
-//! terminals: headless mode, the TUI and tests pass different sinks.
+//! terminals: headless mode, the TUI and tests pass different sinks. Every record goes through
+//! [`Trainer::emit`], which appends it to metrics.jsonl and hands it to the sink.
 //!
 //! Statistics stay on the device between reports: each step only queues its `[5]` loss-parts
 //! tensor; every `log_every` steps (and before each checkpoint) the queue is read back in one
 //! transfer, which is also where a non-finite loss is caught and named by its step.
+//! Starting a run is in `setup`, the report in `report`, checkpoints in `checkpoint`.
 
-use crate::config::{Config, ConfigError, Hyper, Normalize, ThresholdParam};
-use crate::data::batches::{BatchError, Batcher, Position, Rows};
-use crate::data::norm::estimate_scale;
+use crate::config::Config;
+use crate::data::batches::{Position, Rows};
 use crate::data::prefetch::{Prefetched, Prefetcher};
-use crate::data::store::{Store, StoreError};
-use crate::device::{self, DeviceError};
 use crate::eval::{Evaluator, InferenceSae};
+use crate::live::{ConfigFile, HyperEdit};
 use crate::metrics::log::JsonlLog;
-use crate::metrics::stats::{Histogram, log10_density};
-use crate::sae::io::{self, SaeIoError};
+use crate::sae::io;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, Sae, download, upload, upload_owned};
-use crate::train::adam::{AdamState, Moments};
-use crate::train::checkpoint::{self, CheckpointError, CheckpointState, CheckpointTensors};
-use crate::train::control::{Control, MetricsRecord, TrainEvent};
-use crate::train::schedule::{lambda_at, lr_at};
+use crate::train::adam::AdamState;
+use crate::train::checkpoint::{self, CheckpointState, TrainTensors};
+use crate::train::control::{Control, Next, Steer, TrainEvent, between_steps};
+use crate::train::export;
+use crate::train::firing::Firing;
+use crate::train::record::Record;
+use crate::train::report::LossQueue;
 use crate::train::step::{StepPlan, train_step};
-use burn::tensor::{Device, Tensor};
-use serde_json::json;
+use burn::tensor::Device;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-/// Why training could not start or go on.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// Bad configuration.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Store problem.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Batch problem (NaN rows under "stop", …).
-    #[error(transparent)]
-    Batch(#[from] BatchError),
-    /// Device not available.
-    #[error(transparent)]
-    Device(#[from] DeviceError),
-    /// Checkpoint problem.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// SAE file problem.
-    #[error(transparent)]
-    SaeIo(#[from] SaeIoError),
-    /// `init_from` does not fit the store.
-    #[error(
-        "{path}: SAE has d_in = {sae}, but store {store} (dataset `{dataset}`) has d_in = {data}"
-    )]
-    InitMismatch {
-        /// The SAE file.
-        path: PathBuf,
-        /// Its d_in.
-        sae: usize,
-        /// The first store file.
-        store: PathBuf,
-        /// The dataset.
-        dataset: String,
-        /// The store's d_in.
-        data: usize,
-    },
-    /// `sae.d_sae` disagrees with `init_from`.
-    #[error(
-        "{path}: SAE has d_sae = {sae}, but sae.d_sae = {config}: remove sae.d_sae or make them agree"
-    )]
-    InitWidth {
-        /// The SAE file.
-        path: PathBuf,
-        /// Its d_sae.
-        sae: usize,
-        /// The configured d_sae.
-        config: usize,
-    },
-    /// The loss became NaN or infinite.
-    #[error("loss is not finite at step {step}: training stopped; the last good checkpoint is {}", last_good.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (no checkpoint was written before)".into()))]
-    NonFiniteLoss {
-        /// 0-based step whose loss was not finite.
-        step: u64,
-        /// The newest checkpoint on disk.
-        last_good: Option<PathBuf>,
-    },
-    /// The run directory already holds a run.
-    #[error(
-        "{0}: already holds a run (checkpoints/ exists): resume it with `jumpscope train --resume {0}` or choose another --out"
-    )]
-    RunExists(PathBuf),
-    /// File-system error in the run directory.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
+pub use crate::train::error::TrainError;
+use crate::train::error::io_err;
 
 /// How a run ended without error.
 #[derive(Debug, Clone)]
@@ -127,262 +52,45 @@ pub enum Outcome {
     },
 }
 
-/// Batches the prefetch thread reads ahead.
-const PREFETCH_DEPTH: usize = 4;
-
-/// Read the held-out tail of the store, and start the prefetch thread over the rest at `position`.
-fn start_data(
-    store: Store,
-    cfg: &Config,
-    position: Position,
-    scale: f64,
-) -> Result<(Prefetcher, Vec<f32>), TrainError> {
-    let held = cfg.data.eval_tokens;
-    if held >= store.rows() {
-        return Err(TrainError::Config(ConfigError::Invalid {
-            origin: store.paths()[0].display().to_string(),
-            key: "data.eval_tokens".into(),
-            value: held.to_string(),
-            expected: format!("fewer than the store's {} rows", store.rows()),
-        }));
-    }
-    let mut eval_rows = Vec::new();
-    store.read_rows(store.rows() - held, held, &mut eval_rows)?;
-    let mut batcher = Batcher::new(
-        store,
-        cfg.data.shuffle,
-        cfg.data.seed,
-        cfg.data.on_nonfinite,
-        position,
-    )
-    .hold_out(held);
-    let buffer = cfg
-        .data
-        .shuffle_buffer_tokens
-        .unwrap_or_else(|| Batcher::default_block_rows(batcher.store().d_in()));
-    batcher = batcher.buffer_rows(buffer);
-    batcher.scale = (1.0 / scale) as f32;
-    Ok((
-        Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH),
-        eval_rows,
-    ))
-}
-
 /// A training run in progress.
 pub struct Trainer {
-    cfg: Config,
-    run_dir: PathBuf,
-    device: Device,
-    sae: Sae,
-    adam: AdamState,
-    data: Prefetcher,
+    pub(super) cfg: Config,
+    pub(super) run_dir: PathBuf,
+    /// The run's config.toml, rewritten as the configuration in force after each edit.
+    pub(super) config_file: ConfigFile,
+    pub(super) device: Device,
+    /// Whether steps use the fused host-memory kernels (chosen once, from the device).
+    pub(super) fused_host: bool,
+    pub(super) sae: Sae,
+    pub(super) adam: AdamState,
+    pub(super) data: Prefetcher,
     /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on.
-    eval_rows: Vec<f32>,
+    pub(super) eval_rows: Vec<f32>,
     /// The store's file attributes.
-    store_attributes: std::collections::BTreeMap<String, String>,
+    pub(super) store_attributes: std::collections::BTreeMap<String, String>,
     /// Reading position after the last batch trained on (what a checkpoint records).
-    position: Position,
-    scale: f64,
-    step: u64,
-    tokens_seen: u64,
-    skipped_rows: u64,
-    steps_since_fired: Tensor<1>,
-    fire_window: Tensor<1>,
-    fire_total: Tensor<1>,
-    window_tokens: u64,
-    log: JsonlLog,
-    last_checkpoint: Option<PathBuf>,
+    pub(super) position: Position,
+    pub(super) scale: f64,
+    pub(super) step: u64,
+    pub(super) tokens_seen: u64,
+    pub(super) skipped_rows: u64,
+    pub(super) firing: Firing,
+    pub(super) log: JsonlLog,
+    /// Loss parts not read back yet.
+    pub(super) losses: LossQueue,
+    /// Start of the current report window: when, and tokens seen then.
+    pub(super) window: (Instant, u64),
+    pub(super) last_checkpoint: Option<PathBuf>,
+    /// The `start` or `resume` record, emitted when the loop starts.
+    pub(super) opening: Option<Record>,
+    /// Lines for the sink when the loop starts (what setup cleaned up).
+    pub(super) notes: Vec<String>,
 }
 
-#[derive(serde::Serialize)]
-struct Tagged<'a, T: serde::Serialize> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(flatten)]
-    record: &'a T,
-}
+/// The sink the loop reports to.
+type Sink<'a> = &'a mut dyn FnMut(TrainEvent);
 
 impl Trainer {
-    /// Prepare a new run: open the store, estimate the scale, initialise (or load `init_from`),
-    /// and create the run directory with its `config.toml` and `metrics.jsonl`.
-    pub fn new(cfg: Config) -> Result<Self, TrainError> {
-        let device = device::resolve(&cfg.device)?;
-        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
-        let d_in = store.d_in();
-        let store_attributes = store.attributes();
-        let scale = match cfg.data.normalize {
-            Normalize::MeanSquaredNorm => {
-                let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
-                estimate_scale(&store, cfg.data.scale_sample_tokens, training_rows)?
-            }
-            Normalize::None => 1.0,
-        };
-        let host = match &cfg.sae.init_from {
-            Some(path) => {
-                let loaded = io::load(path)?;
-                if loaded.params.d_in != d_in {
-                    return Err(TrainError::InitMismatch {
-                        path: path.clone(),
-                        sae: loaded.params.d_in,
-                        store: store.paths()[0].to_path_buf(),
-                        dataset: store.dataset().to_string(),
-                        data: d_in,
-                    });
-                }
-                if let Some(m) = cfg.sae.d_sae
-                    && m != loaded.params.d_sae
-                {
-                    return Err(TrainError::InitWidth {
-                        path: path.clone(),
-                        sae: loaded.params.d_sae,
-                        config: m,
-                    });
-                }
-                io::unfold(&loaded.params, scale as f32, cfg.sae.pre_encoder_bias)
-            }
-            None => HostParams::init(
-                d_in,
-                cfg.sae.d_sae_for(d_in),
-                cfg.sae.threshold_init as f32,
-                cfg.data.seed,
-            ),
-        };
-        // before anything is written: the held-out split must fit the store
-        let (data, eval_rows) = start_data(store, &cfg, Position::default(), scale)?;
-        let run_dir = cfg.out.clone();
-        if run_dir.join("checkpoints").exists() {
-            return Err(TrainError::RunExists(run_dir));
-        }
-        std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
-        let config_path = run_dir.join("config.toml");
-        crate::atomic::write_file(&config_path, cfg.to_toml().as_bytes())
-            .map_err(io_err(&config_path))?;
-        let sae = Sae::from_host(&host, cfg.sae.threshold_param, &device);
-        let adam = AdamState::new(&sae);
-        let m = host.d_sae;
-        let log_path = run_dir.join("metrics.jsonl");
-        let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
-        let mut t = Self {
-            steps_since_fired: Tensor::zeros([m], &device),
-            fire_window: Tensor::zeros([m], &device),
-            fire_total: Tensor::zeros([m], &device),
-            cfg,
-            run_dir,
-            device,
-            sae,
-            adam,
-            data,
-            eval_rows,
-            store_attributes: store_attributes.clone(),
-            position: Position::default(),
-            scale,
-            step: 0,
-            tokens_seen: 0,
-            skipped_rows: 0,
-            window_tokens: 0,
-            log,
-            last_checkpoint: None,
-        };
-        t.log_event(
-            "start",
-            json!({"d_in": d_in, "d_sae": m, "scale": scale, "device": device::label(&t.cfg.device),
-                "store_attributes": store_attributes}),
-        )?;
-        Ok(t)
-    }
-
-    /// Continue the run in `run_dir` from its newest checkpoint.
-    pub fn resume(run_dir: &Path) -> Result<Self, TrainError> {
-        let ckpt = checkpoint::latest(run_dir)?;
-        let (state, mut tensors) = checkpoint::read(&ckpt)?;
-        let mut cfg = state.config.clone();
-        cfg.out = run_dir.to_path_buf();
-        let device = device::resolve(&cfg.device)?;
-        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
-        let (w_enc, shape) = tensors.take("W_enc")?;
-        let [d_in, m] = shape[..] else {
-            return Err(TrainError::Checkpoint(CheckpointError::State {
-                path: ckpt.join("tensors.safetensors"),
-                reason: format!("W_enc has shape {shape:?}: expected [d_in, d_sae]"),
-            }));
-        };
-        if d_in != store.d_in() {
-            return Err(TrainError::InitMismatch {
-                path: ckpt.clone(),
-                sae: d_in,
-                store: store.paths()[0].to_path_buf(),
-                dataset: store.dataset().to_string(),
-                data: store.d_in(),
-            });
-        }
-        let mut vec1 = |name: &str, len: usize| -> Result<Tensor<1>, TrainError> {
-            Ok(upload(&tensors.take_len(name, len)?, [len], &device))
-        };
-        let b_enc = vec1("b_enc", m)?;
-        let b_dec = vec1("b_dec", d_in)?;
-        let theta_param = vec1("theta_param", m)?;
-        let steps_since_fired = vec1("steps_since_fired", m)?;
-        let fire_window = vec1("fire_window", m)?;
-        let fire_total = vec1("fire_total", m)?;
-        let w_dec = tensors.take_len("W_dec", m * d_in)?;
-        let mut moments = |prefix: &str| -> Result<Moments, TrainError> {
-            let mut get =
-                |name: &str, len: usize| tensors.take_len(&format!("{prefix}.{name}"), len);
-            Ok(Moments {
-                w_enc: upload(&get("W_enc", d_in * m)?, [d_in, m], &device),
-                b_enc: upload(&get("b_enc", m)?, [m], &device),
-                w_dec: upload(&get("W_dec", m * d_in)?, [m, d_in], &device),
-                b_dec: upload(&get("b_dec", d_in)?, [d_in], &device),
-                theta_param: upload(&get("theta_param", m)?, [m], &device),
-            })
-        };
-        let am = moments("adam_m")?;
-        let av = moments("adam_v")?;
-        let sae = Sae {
-            w_enc: upload(&w_enc, [d_in, m], &device),
-            b_enc,
-            w_dec: upload(&w_dec, [m, d_in], &device),
-            b_dec,
-            theta_param,
-            threshold_param: cfg.sae.threshold_param,
-        };
-        let adam = AdamState {
-            steps: state.step,
-            m: am,
-            v: av,
-        };
-        let (data, eval_rows) = start_data(store, &cfg, state.position, state.scale)?;
-        let log_path = run_dir.join("metrics.jsonl");
-        let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
-        let mut t = Self {
-            cfg,
-            run_dir: run_dir.to_path_buf(),
-            device,
-            sae,
-            adam,
-            data,
-            eval_rows,
-            store_attributes: state.store_attributes.clone(),
-            position: state.position,
-            scale: state.scale,
-            step: state.step,
-            tokens_seen: state.tokens_seen,
-            skipped_rows: state.skipped_rows,
-            steps_since_fired,
-            fire_window,
-            fire_total,
-            window_tokens: state.window_tokens,
-            log,
-            last_checkpoint: Some(ckpt.clone()),
-        };
-        t.log_event(
-            "resume",
-            json!({"checkpoint": ckpt, "d_in": d_in, "d_sae": m, "scale": t.scale,
-                "device": device::label(&t.cfg.device)}),
-        )?;
-        Ok(t)
-    }
-
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -391,6 +99,12 @@ impl Trainer {
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// The run's config.toml, as this process writes it (watch it through this handle, so the
+    /// trainer's own rewrites are not taken for edits).
+    pub fn config_file(&self) -> ConfigFile {
+        self.config_file.clone()
     }
 
     /// Steps completed.
@@ -408,16 +122,17 @@ impl Trainer {
         self.sae.to_host()
     }
 
-    fn log_event(&mut self, kind: &str, body: serde_json::Value) -> Result<(), TrainError> {
-        let mut obj = json!({"type": kind, "step": self.step, "tokens": self.tokens_seen});
-        if let (Some(o), serde_json::Value::Object(b)) = (obj.as_object_mut(), body) {
-            o.extend(b);
-        }
-        let path = self.log.path().to_path_buf();
-        self.log.append(&obj).map_err(io_err(&path))
+    /// Append `rec` to metrics.jsonl and hand it to the sink.
+    fn emit(&mut self, rec: Record, report: Sink<'_>) -> Result<(), TrainError> {
+        self.log.append(&rec).map_err(|source| TrainError::Io {
+            path: self.log.path().to_path_buf(),
+            source,
+        })?;
+        report(TrainEvent::Record(rec));
+        Ok(())
     }
 
-    fn dead_steps(&self) -> f64 {
+    pub(super) fn dead_steps(&self) -> f64 {
         (self.cfg.hyper.dead_window_tokens as f64 / self.cfg.data.batch_size as f64).ceil()
     }
 
@@ -425,137 +140,29 @@ impl Trainer {
     pub fn run(
         &mut self,
         controls: &Receiver<Control>,
-        report: &mut dyn FnMut(TrainEvent),
+        report: Sink<'_>,
     ) -> Result<Outcome, TrainError> {
+        for note in std::mem::take(&mut self.notes) {
+            report(TrainEvent::Info(note));
+        }
+        if let Some(rec) = self.opening.take() {
+            self.emit(rec, report)?;
+        }
         let total = self.cfg.total_steps();
-        let (d_in, d_sae) = self.sae.dims();
-        report(TrainEvent::Started {
-            step: self.step,
-            total_steps: total,
-            d_in,
-            d_sae,
-            scale: self.scale,
-        });
         let started = Instant::now();
-        let mut window_start = Instant::now();
-        let mut window_tokens_start = self.tokens_seen;
-        let mut pending: Vec<(u64, Tensor<1>)> = Vec::new();
+        self.window = (Instant::now(), self.tokens_seen);
         while self.step < total {
-            let mut checkpoint_now = false;
-            loop {
-                let msg = match controls.try_recv() {
-                    Ok(m) => m,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => Control::Stop,
-                };
-                match msg {
-                    Control::SetHyper(h, source) => self.set_hyper(*h, &source, report)?,
-                    Control::Checkpoint => checkpoint_now = true,
-                    Control::Stop => return self.stop(&mut pending, report),
-                    Control::Resume => {}
-                    Control::Pause => {
-                        report(TrainEvent::Paused(true));
-                        self.log_event("pause", json!({}))?;
-                        loop {
-                            match controls.recv() {
-                                Ok(Control::Resume) => break,
-                                Ok(Control::SetHyper(h, source)) => {
-                                    self.set_hyper(*h, &source, report)?
-                                }
-                                Ok(Control::Checkpoint) => {
-                                    self.checkpoint(&mut pending, report)?;
-                                }
-                                Ok(Control::Pause) => {}
-                                Ok(Control::Stop) | Err(_) => {
-                                    return self.stop(&mut pending, report);
-                                }
-                            }
-                        }
-                        report(TrainEvent::Paused(false));
-                        self.log_event("resume-steps", json!({}))?;
-                        window_start = Instant::now();
-                        window_tokens_start = self.tokens_seen;
-                    }
-                }
+            let next = between_steps(
+                controls,
+                &mut Steering {
+                    trainer: self,
+                    report,
+                },
+            )?;
+            if next == Next::Stop {
+                return self.stop(report);
             }
-            if checkpoint_now {
-                self.checkpoint(&mut pending, report)?;
-            }
-
-            let Prefetched { batch, position } = match self.data.next_batch() {
-                Ok(p) => p,
-                Err(e) => {
-                    // keep what was trained so far before reporting the data problem
-                    if self.step > 0 {
-                        let _ = self.checkpoint(&mut pending, report);
-                    }
-                    return Err(e.into());
-                }
-            };
-            self.position = position;
-            if batch.skipped > 0 {
-                self.skipped_rows += batch.skipped as u64;
-                report(TrainEvent::Warning(format!(
-                    "step {}: skipped {} rows with NaN/Inf ({} so far)",
-                    self.step, batch.skipped, self.skipped_rows
-                )));
-            }
-            if batch.new_epochs > 0 {
-                let epoch = self.position.epoch;
-                self.log_event("epoch", json!({"epoch": epoch}))?;
-                report(TrainEvent::Epoch {
-                    epoch,
-                    step: self.step,
-                });
-            }
-            let x = match &batch.data {
-                Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
-                half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
-            };
-            let batch_rows = batch.rows;
-            self.data.recycle(batch.data);
-            let is_log =
-                (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
-            let x_for_metrics = is_log.then(|| x.clone());
-            let dead = (self.cfg.hyper.pre_act_coefficient > 0.0).then(|| {
-                self.steps_since_fired
-                    .clone()
-                    .greater_equal_elem(self.dead_steps())
-            });
-            let plan = StepPlan {
-                t: self.step,
-                total_steps: total,
-                hyper: &self.cfg.hyper,
-                sae: &self.cfg.sae,
-                fused_host: device::fused_host(&self.device),
-            };
-            let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
-            let fired = out.fire_counts.clone().greater_elem(0.0);
-            self.steps_since_fired = (self.steps_since_fired.clone() + 1.0).mask_fill(fired, 0.0);
-            self.fire_window = self.fire_window.clone() + out.fire_counts.clone();
-            self.fire_total = self.fire_total.clone() + out.fire_counts;
-            self.window_tokens += batch_rows as u64;
-            pending.push((self.step, out.parts));
-            self.step += 1;
-            self.tokens_seen += batch_rows as u64;
-
-            if let Some(x) = x_for_metrics {
-                let parts = self.flush(&mut pending)?;
-                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
-                let tps = (self.tokens_seen - window_tokens_start) as f64 / secs;
-                let elapsed = started.elapsed().as_secs_f64();
-                let rec = self.metrics(parts, x, out.residual, tps, secs, elapsed);
-                let path = self.log.path().to_path_buf();
-                self.log
-                    .append(&Tagged {
-                        kind: "metrics",
-                        record: &rec,
-                    })
-                    .map_err(io_err(&path))?;
-                report(TrainEvent::Metrics(Box::new(rec)));
-                window_start = Instant::now();
-                window_tokens_start = self.tokens_seen;
-            }
+            self.train_one(total, started, report)?;
             let eval_every = self.cfg.hyper.eval_every;
             if !self.eval_rows.is_empty()
                 && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
@@ -564,170 +171,130 @@ impl Trainer {
             }
             let every = self.cfg.hyper.checkpoint_every;
             if every > 0 && self.step.is_multiple_of(every) && self.step < total {
-                self.checkpoint(&mut pending, report)?;
+                self.checkpoint(report)?;
             }
         }
-        let checkpoint = self.checkpoint(&mut pending, report)?;
+        let checkpoint = self.checkpoint(report)?;
         let sae_dir = self.run_dir.join("sae");
         self.export(&sae_dir)?;
-        self.log_event("finish", json!({"sae": sae_dir}))?;
+        let finish = Record::Finish {
+            step: self.step,
+            tokens: self.tokens_seen,
+            sae: sae_dir.clone(),
+        };
+        self.emit(finish, report)?;
         Ok(Outcome::Finished {
             sae_dir,
             checkpoint,
         })
     }
 
-    fn set_hyper(
+    /// Read a batch, take one step on it, and report when a report is due.
+    fn train_one(
         &mut self,
-        h: Hyper,
-        source: &str,
-        report: &mut dyn FnMut(TrainEvent),
+        total: u64,
+        started: Instant,
+        report: Sink<'_>,
     ) -> Result<(), TrainError> {
-        let old = serde_json::to_value(&self.cfg.hyper).unwrap_or_default();
-        let new = serde_json::to_value(&h).unwrap_or_default();
-        let mut changes = Vec::new();
-        let mut diff = serde_json::Map::new();
-        if let (Some(o), Some(n)) = (old.as_object(), new.as_object()) {
-            for (k, nv) in n {
-                let ov = o.get(k).cloned().unwrap_or_default();
-                if ov != *nv {
-                    changes.push(format!("{k}: {ov} -> {nv}"));
-                    diff.insert(k.clone(), json!({"old": ov, "new": nv}));
+        let (d_in, _) = self.sae.dims();
+        let Prefetched { batch, position } = match self.data.next_batch() {
+            Ok(p) => p,
+            Err(e) => {
+                // keep what was trained so far before reporting the data problem
+                if self.step > 0 {
+                    let _ = self.checkpoint(report);
                 }
+                return Err(e.into());
             }
+        };
+        self.position = position;
+        if batch.skipped > 0 {
+            self.skipped_rows += batch.skipped as u64;
+            report(TrainEvent::Warning(format!(
+                "step {}: skipped {} rows with NaN/Inf ({} so far)",
+                self.step, batch.skipped, self.skipped_rows
+            )));
         }
-        self.cfg.hyper = h;
-        if !changes.is_empty() {
-            // config.toml stays the effective configuration, so an edit of it starts from the
-            // values in force (a key tweak is not undone by the next file save)
-            let path = self.run_dir.join("config.toml");
-            crate::atomic::write_file(&path, self.cfg.to_toml().as_bytes())
-                .map_err(io_err(&path))?;
-            self.log_event("hyper", json!({"source": source, "changes": diff}))?;
-            report(TrainEvent::HyperChanged {
+        if batch.new_epochs > 0 {
+            let rec = Record::Epoch {
                 step: self.step,
-                source: source.to_string(),
-                changes,
-            });
+                tokens: self.tokens_seen,
+                epoch: self.position.epoch,
+            };
+            self.emit(rec, report)?;
+        }
+        let x = match &batch.data {
+            Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
+            half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
+        };
+        let rows = batch.rows;
+        self.data.recycle(batch.data);
+        let is_log =
+            (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
+        let x_for_metrics = is_log.then(|| x.clone());
+        let dead =
+            (self.cfg.hyper.pre_act_coefficient > 0.0).then(|| self.firing.dead(self.dead_steps()));
+        let plan = StepPlan {
+            t: self.step,
+            total_steps: total,
+            hyper: &self.cfg.hyper,
+            sae: &self.cfg.sae,
+            fused_host: self.fused_host,
+        };
+        let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
+        self.firing.record(out.fire_counts, rows);
+        self.losses.push(self.step, out.parts);
+        self.step += 1;
+        self.tokens_seen += rows as u64;
+        if let Some(x) = x_for_metrics {
+            let parts = self.flush(report)?;
+            let rec = self.metrics_record(parts, x, out.residual, started);
+            self.emit(Record::Metrics(Box::new(rec)), report)?;
         }
         Ok(())
     }
 
-    /// Read back the queued loss parts; fail on the first non-finite loss.
-    fn flush(
-        &mut self,
-        pending: &mut Vec<(u64, Tensor<1>)>,
-    ) -> Result<Option<LossParts>, TrainError> {
-        if pending.is_empty() {
-            return Ok(None);
+    /// Apply a checked edit from the next step on: config.toml is rewritten as the configuration
+    /// in force (so an edit of it starts from these values), and the change is logged.
+    fn set_hyper(&mut self, edit: HyperEdit, report: Sink<'_>) -> Result<(), TrainError> {
+        self.cfg.hyper = edit.hyper;
+        if edit.changes.is_empty() {
+            return Ok(());
         }
-        let steps: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
-        let all = Tensor::cat(pending.drain(..).map(|(_, t)| t).collect(), 0);
-        let v = download(&all);
-        for (k, chunk) in v.chunks(5).enumerate() {
-            if !chunk[0].is_finite() {
-                let step = steps[k];
-                let _ = self.log_event("nonfinite-loss", json!({"at_step": step}));
-                return Err(TrainError::NonFiniteLoss {
-                    step,
-                    last_good: self.last_checkpoint.clone(),
-                });
-            }
-        }
-        let last = &v[v.len() - 5..];
-        Ok(Some(LossParts {
-            loss: last[0] as f64,
-            mse: last[1] as f64,
-            sparsity: last[2] as f64,
-            l0: last[3] as f64,
-            pre_act: last[4] as f64,
-        }))
-    }
-
-    fn metrics(
-        &mut self,
-        parts: Option<LossParts>,
-        x: Tensor<2>,
-        residual: Tensor<2>,
-        tokens_per_s: f64,
-        window_seconds: f64,
-        elapsed_s: f64,
-    ) -> MetricsRecord {
-        let p = parts.unwrap_or(LossParts {
-            loss: f64::NAN,
-            mse: f64::NAN,
-            sparsity: f64::NAN,
-            l0: f64::NAN,
-            pre_act: f64::NAN,
-        });
-        let (_, m) = self.sae.dims();
-        let window_s = window_seconds.max(1e-9);
-        let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
-        let centred = x.clone() - x.mean_dim(0);
-        let dead = self
-            .steps_since_fired
-            .clone()
-            .greater_equal_elem(self.dead_steps())
-            .float()
-            .sum();
-        let window = self.window_tokens.max(1) as f64;
-        let log_freq = (self.fire_window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
-        let log_theta = (self.sae.theta() * self.scale).log() / std::f64::consts::LN_10;
-        let packed = Tensor::cat(
-            vec![
-                residual.square().sum(),
-                centred.square().sum(),
-                dead,
-                log_freq,
-                log_theta,
-            ],
-            0,
-        );
-        let v = download(&packed);
-        let fvu = v[0] as f64 / v[1] as f64;
-        let dead = v[2] as u64;
-        let firing_hist = Histogram::new(v[3..3 + m].iter().map(|&x| x as f64), -10.0, 0.0, 40);
-        let theta: Vec<f64> = v[3 + m..].iter().map(|&x| x as f64).collect();
-        let finite = theta.iter().copied().filter(|t| t.is_finite());
-        let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
-            (a.min(t), b.max(t))
-        });
-        let (lo, hi) = if lo.is_finite() && hi > lo {
-            (lo, hi)
-        } else if lo.is_finite() {
-            (lo - 0.5, lo + 0.5)
-        } else {
-            (-4.0, 0.0)
-        };
-        let theta_hist = Histogram::new(theta, lo, hi, 40);
-        self.fire_window = self.fire_window.zeros_like();
-        self.window_tokens = 0;
-        let t = self.step.saturating_sub(1);
-        MetricsRecord {
+        self.config_file
+            .write(&self.cfg)
+            .map_err(io_err(self.config_file.path()))?;
+        let rec = Record::Hyper {
             step: self.step,
             tokens: self.tokens_seen,
-            loss: p.loss,
-            mse: p.mse,
-            sparsity: p.sparsity,
-            pre_act: p.pre_act,
-            l0: p.l0,
-            explained_variance: 1.0 - fvu,
-            dead,
-            dead_fraction: dead as f64 / m as f64,
-            lr: lr_at(t, &self.cfg.hyper, self.cfg.total_steps()),
-            sparsity_coefficient: lambda_at(t, &self.cfg.hyper),
-            tokens_per_s,
-            skipped_rows: self.skipped_rows,
-            epoch: self.position.epoch,
-            data_wait_fraction,
-            firing_hist,
-            theta_hist,
-            elapsed_s,
+            source: edit.source,
+            changes: edit.changes,
+        };
+        self.emit(rec, report)
+    }
+
+    /// Read back the queued loss parts; fail on the first non-finite loss.
+    fn flush(&mut self, report: Sink<'_>) -> Result<Option<LossParts>, TrainError> {
+        match self.losses.read() {
+            Ok(parts) => Ok(parts),
+            Err(step) => {
+                let rec = Record::NonfiniteLoss {
+                    step: self.step,
+                    tokens: self.tokens_seen,
+                    at_step: step,
+                };
+                // the loss is the error to report, even if the log cannot take the record
+                let _ = self.emit(rec, report);
+                Err(TrainError::NonFiniteLoss {
+                    step,
+                    last_good: self.last_checkpoint.clone(),
+                })
+            }
         }
     }
 
     /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
-    fn validate(&mut self, report: &mut dyn FnMut(TrainEvent)) -> Result<(), TrainError> {
+    fn validate(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
         let folded = io::fold(
             &self.sae.to_host(),
             self.scale as f32,
@@ -741,125 +308,63 @@ impl Trainer {
         {
             ev.add(chunk, &self.device);
         }
-        let r = ev.report();
-        let path = self.log.path().to_path_buf();
-        let rec = json!({"type": "eval", "step": self.step, "tokens": self.tokens_seen, "eval": r});
-        self.log.append(&rec).map_err(io_err(&path))?;
-        report(TrainEvent::Eval {
+        let rec = Record::Eval {
             step: self.step,
-            report: r,
-        });
-        Ok(())
+            tokens: self.tokens_seen,
+            eval: ev.report(),
+        };
+        self.emit(rec, report)
     }
 
-    fn checkpoint_tensors(&self) -> CheckpointTensors {
-        let (d_in, m) = self.sae.dims();
-        let mut tensors = vec![
-            (
-                "W_enc".to_string(),
-                download(&self.sae.w_enc),
-                vec![d_in, m],
-            ),
-            ("b_enc".to_string(), download(&self.sae.b_enc), vec![m]),
-            (
-                "W_dec".to_string(),
-                download(&self.sae.w_dec),
-                vec![m, d_in],
-            ),
-            ("b_dec".to_string(), download(&self.sae.b_dec), vec![d_in]),
-            (
-                "theta_param".to_string(),
-                download(&self.sae.theta_param),
-                vec![m],
-            ),
-            (
-                "steps_since_fired".to_string(),
-                download(&self.steps_since_fired),
-                vec![m],
-            ),
-            (
-                "fire_window".to_string(),
-                download(&self.fire_window),
-                vec![m],
-            ),
-            (
-                "fire_total".to_string(),
-                download(&self.fire_total),
-                vec![m],
-            ),
-        ];
-        for (prefix, mom) in [("adam_m", &self.adam.m), ("adam_v", &self.adam.v)] {
-            tensors.push((
-                format!("{prefix}.W_enc"),
-                download(&mom.w_enc),
-                vec![d_in, m],
-            ));
-            tensors.push((format!("{prefix}.b_enc"), download(&mom.b_enc), vec![m]));
-            tensors.push((
-                format!("{prefix}.W_dec"),
-                download(&mom.w_dec),
-                vec![m, d_in],
-            ));
-            tensors.push((format!("{prefix}.b_dec"), download(&mom.b_dec), vec![d_in]));
-            tensors.push((
-                format!("{prefix}.theta_param"),
-                download(&mom.theta_param),
-                vec![m],
-            ));
-        }
-        CheckpointTensors { tensors }
-    }
-
-    /// Write a checkpoint now (after checking that every queued loss is finite).
-    fn checkpoint(
-        &mut self,
-        pending: &mut Vec<(u64, Tensor<1>)>,
-        report: &mut dyn FnMut(TrainEvent),
-    ) -> Result<PathBuf, TrainError> {
-        self.flush(pending)?;
-        let tensors = self.checkpoint_tensors();
-        if tensors.tensors[..5]
-            .iter()
-            .any(|(_, v, _)| v.iter().any(|x| !x.is_finite()))
-        {
-            return Err(TrainError::NonFiniteLoss {
-                step: self.step.saturating_sub(1),
-                last_good: self.last_checkpoint.clone(),
-            });
-        }
-        let state = CheckpointState {
+    /// What a checkpoint records besides its tensors.
+    fn state(&self) -> CheckpointState {
+        CheckpointState {
             version: checkpoint::VERSION,
             step: self.step,
             tokens_seen: self.tokens_seen,
             position: self.position,
             scale: self.scale,
             skipped_rows: self.skipped_rows,
-            window_tokens: self.window_tokens,
+            window_tokens: self.firing.window_tokens,
             config: self.cfg.clone(),
             store_attributes: self.store_attributes.clone(),
-        };
+        }
+    }
+
+    /// Write a checkpoint now (after checking that every queued loss is finite).
+    fn checkpoint(&mut self, report: Sink<'_>) -> Result<PathBuf, TrainError> {
+        self.flush(report)?;
+        let tensors = TrainTensors::gather(&self.sae, &self.adam, &self.firing);
+        if !tensors.params_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                step: self.step.saturating_sub(1),
+                last_good: self.last_checkpoint.clone(),
+            });
+        }
         let path = checkpoint::write(
             &self.run_dir,
-            &state,
+            &self.state(),
             &tensors,
             self.cfg.hyper.keep_checkpoints,
         )?;
         self.last_checkpoint = Some(path.clone());
-        self.log_event("checkpoint", json!({"path": path}))?;
-        report(TrainEvent::Checkpoint {
+        let rec = Record::Checkpoint {
             step: self.step,
+            tokens: self.tokens_seen,
             path: path.clone(),
-        });
+        };
+        self.emit(rec, report)?;
         Ok(path)
     }
 
-    fn stop(
-        &mut self,
-        pending: &mut Vec<(u64, Tensor<1>)>,
-        report: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Outcome, TrainError> {
-        let checkpoint = self.checkpoint(pending, report)?;
-        self.log_event("stop", json!({"checkpoint": checkpoint}))?;
+    fn stop(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
+        let checkpoint = self.checkpoint(report)?;
+        let rec = Record::Stop {
+            step: self.step,
+            tokens: self.tokens_seen,
+            checkpoint: checkpoint.clone(),
+        };
+        self.emit(rec, report)?;
         Ok(Outcome::Stopped {
             checkpoint,
             step: self.step,
@@ -868,106 +373,37 @@ impl Trainer {
 
     /// Export the current SAE in inference form (SAELens layout) to `dir`.
     pub fn export(&self, dir: &Path) -> Result<(), TrainError> {
-        let total = download(&self.fire_total);
-        let (params, sparsity) = inference_form(
-            self.sae.to_host(),
-            self.scale,
-            &self.cfg,
-            &total,
-            self.tokens_seen,
-        );
-        io::write_saelens(
-            dir,
-            &params,
-            Some(&sparsity),
-            export_metadata(&self.cfg, self.step, self.scale, &self.store_attributes),
-        )?;
-        Ok(())
+        let total = download(&self.firing.total);
+        export::write(dir, self.sae.to_host(), &total, &self.state())
     }
 }
 
-/// Fold training-form parameters into inference form, with per-feature log10 density.
-pub fn inference_form(
-    host: HostParams,
-    scale: f64,
-    cfg: &Config,
-    fire_total: &[f32],
-    tokens: u64,
-) -> (HostParams, Vec<f32>) {
-    let params = io::fold(&host, scale as f32, cfg.sae.pre_encoder_bias);
-    let sparsity = fire_total
-        .iter()
-        .map(|&c| log10_density(c as f64 / tokens.max(1) as f64) as f32)
-        .collect();
-    (params, sparsity)
+/// The trainer as the control rule sees it between steps.
+struct Steering<'a, 'b> {
+    trainer: &'a mut Trainer,
+    report: Sink<'b>,
 }
 
-fn export_metadata(
-    cfg: &Config,
-    step: u64,
-    scale: f64,
-    store_attributes: &std::collections::BTreeMap<String, String>,
-) -> serde_json::Value {
-    json!({
-        "store_attributes": store_attributes,
-        "trained_with": "jumpscope",
-        "version": env!("CARGO_PKG_VERSION"),
-        "step": step,
-        "input_scale": scale,
-        "pre_encoder_bias_folded": cfg.sae.pre_encoder_bias,
-        "stores": cfg.data.stores,
-        "dataset": cfg.data.dataset,
-        "hyper": cfg.hyper,
-    })
-}
+impl Steer for Steering<'_, '_> {
+    type Error = TrainError;
 
-/// Export a checkpoint directory to a SAELens directory.
-pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
-    let ckpt = if ckpt.join("state.json").exists() {
-        ckpt.to_path_buf()
-    } else {
-        checkpoint::latest(ckpt)?
-    };
-    let (state, mut t) = checkpoint::read(&ckpt)?;
-    let (w_enc, shape) = t.take("W_enc")?;
-    let [d_in, d_sae] = shape[..] else {
-        return Err(TrainError::Checkpoint(CheckpointError::State {
-            path: ckpt.join("tensors.safetensors"),
-            reason: format!("W_enc has shape {shape:?}: expected [d_in, d_sae]"),
-        }));
-    };
-    let theta_param = t.take_len("theta_param", d_sae)?;
-    let threshold = match state.config.sae.threshold_param {
-        ThresholdParam::Log => theta_param.iter().map(|v| v.exp()).collect(),
-        ThresholdParam::Raw => theta_param.iter().map(|v| v.max(0.0)).collect(),
-    };
-    let host = HostParams {
-        d_in,
-        d_sae,
-        w_enc,
-        b_enc: t.take_len("b_enc", d_sae)?,
-        w_dec: t.take_len("W_dec", d_sae * d_in)?,
-        b_dec: t.take_len("b_dec", d_in)?,
-        threshold,
-    };
-    let fire_total = t.take_len("fire_total", d_sae)?;
-    let (params, sparsity) = inference_form(
-        host,
-        state.scale,
-        &state.config,
-        &fire_total,
-        state.tokens_seen,
-    );
-    io::write_saelens(
-        out,
-        &params,
-        Some(&sparsity),
-        export_metadata(
-            &state.config,
-            state.step,
-            state.scale,
-            &state.store_attributes,
-        ),
-    )?;
-    Ok(())
+    fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), TrainError> {
+        self.trainer.set_hyper(edit, self.report)
+    }
+
+    fn checkpoint(&mut self) -> Result<(), TrainError> {
+        self.trainer.checkpoint(self.report).map(|_| ())
+    }
+
+    fn paused(&mut self, paused: bool) -> Result<(), TrainError> {
+        let t = &mut *self.trainer;
+        let (step, tokens) = (t.step, t.tokens_seen);
+        if paused {
+            t.emit(Record::Pause { step, tokens }, self.report)
+        } else {
+            // the pause is not part of the next report's throughput
+            t.window = (Instant::now(), tokens);
+            t.emit(Record::ResumeSteps { step, tokens }, self.report)
+        }
+    }
 }

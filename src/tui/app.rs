@@ -2,8 +2,10 @@
 //! and [`Control`]s for the trainer out. No terminal here, so every rule is unit-testable.
 
 use crate::config::{Config, Hyper};
+use crate::live::{self, ConfigEdit, Verdict};
 use crate::metrics::stats::Histogram;
 use crate::train::control::{Control, TrainEvent};
+use crate::train::record::Record;
 use crate::tui::history::Series;
 use crate::tui::keymap::{self, Action};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -15,8 +17,6 @@ const SERIES_CAP: usize = 2048;
 const RECENT_CAP: usize = 4096;
 /// Event-log lines kept.
 const LOG_CAP: usize = 500;
-/// How an epoch line starts.
-const EPOCH_NOTE: &str = "data epoch ";
 
 /// What the run is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,12 +188,13 @@ pub enum Msg {
     Train(TrainEvent),
     /// A key press.
     Key(KeyEvent),
-    /// The trainer thread returned: `Ok(summary)` or `Err(message)`.
-    Finished(Result<String, String>),
+    /// The trainer thread returned: `Ok` (its `stop` or `finish` record came before), or
+    /// `Err(message)`.
+    Finished(Result<(), String>),
     /// SIGTERM / SIGHUP: stop with a checkpoint and leave.
     Signal,
     /// The run's config.toml was saved.
-    ConfigFile(crate::tui::config_watch::ConfigEdit),
+    ConfigFile(ConfigEdit),
     /// `watch`: metrics.jsonl was last written at this time.
     LogTouched(std::time::SystemTime),
 }
@@ -267,6 +268,10 @@ pub struct App {
     pub watching: bool,
     /// `watch`: when metrics.jsonl was last written.
     pub log_touched: Option<std::time::SystemTime>,
+    /// The data epoch (0 until the store is first exhausted).
+    pub epoch: u64,
+    /// Whether the event log has shown a data epoch (only the first gets a line).
+    epoch_noted: bool,
 }
 
 impl App {
@@ -306,6 +311,8 @@ impl App {
             quit_when_finished: false,
             watching: false,
             log_touched: None,
+            epoch: 0,
+            epoch_noted: false,
         }
     }
 
@@ -354,10 +361,7 @@ impl App {
             Msg::Key(k) => self.on_key(k),
             Msg::Finished(r) => {
                 match r {
-                    Ok(summary) => {
-                        self.state = RunState::Done;
-                        self.note(summary, false);
-                    }
+                    Ok(()) => self.state = RunState::Done,
                     Err(e) => {
                         self.note(format!("failed: {e}"), true);
                         self.state = RunState::Failed(e);
@@ -392,86 +396,70 @@ impl App {
 
     fn on_train(&mut self, ev: TrainEvent) {
         match ev {
-            TrainEvent::Started {
-                step,
-                total_steps,
-                d_sae,
-                ..
-            } => {
+            TrainEvent::Record(rec) => self.on_record(rec),
+            TrainEvent::Warning(w) => self.note(w, true),
+            TrainEvent::Info(i) => self.note(i, false),
+        }
+    }
+
+    fn on_record(&mut self, rec: Record) {
+        let step = rec.step();
+        let line = rec.summary();
+        match &rec {
+            Record::Start { d_sae, .. } | Record::Resume { d_sae, .. } => {
                 self.step = step;
-                self.total_steps = total_steps;
-                if d_sae > 0 {
-                    self.d_sae = d_sae;
-                }
+                self.d_sae = *d_sae;
                 // `watch` sees a stopped run resumed by a later process
                 if !self.state.live() {
                     self.state = RunState::WarmingUp;
                 }
-                self.note(format!("started at step {step} of {total_steps}"), false);
             }
-            TrainEvent::Metrics(m) => {
+            Record::Metrics(m) => {
                 self.step = m.step;
                 self.tokens = m.tokens;
                 self.tokens_per_s = m.tokens_per_s;
+                self.epoch = m.epoch;
                 let x = m.step as f64;
                 self.l0.push(x, m.l0);
                 self.mse.push(x, m.mse);
                 self.ev.push(x, m.explained_variance);
                 self.dead.push(x, m.dead as f64);
-                self.theta_hist = Some(m.theta_hist);
-                self.firing_hist = Some(m.firing_hist);
+                self.theta_hist = Some(m.theta_hist.clone());
+                self.firing_hist = Some(m.firing_hist.clone());
                 if self.state == RunState::WarmingUp {
                     self.state = RunState::Training;
                 }
             }
-            TrainEvent::Checkpoint { step, path } => {
-                self.note_at(step, format!("checkpoint {}", path.display()), false);
-                self.last_checkpoint = Some((step, path));
+            Record::Checkpoint { path, .. } => {
+                self.last_checkpoint = Some((step, path.clone()));
                 if self.state == RunState::Checkpointing {
                     self.state = RunState::Training;
                 }
             }
-            TrainEvent::Epoch { epoch, step } => {
+            Record::Epoch { epoch, .. } => {
                 self.step = self.step.max(step);
-                // a small store turns over every few steps: one line for the latest epoch
-                // rather than a log full of them
-                if self
-                    .log
-                    .back()
-                    .is_some_and(|l| l.text.starts_with(EPOCH_NOTE))
-                {
-                    self.log.pop_back();
+                self.epoch = *epoch;
+                // a small store turns over every few steps: the first epoch gets a line, the
+                // rest are counted in the status pane
+                if self.epoch_noted {
+                    return;
                 }
-                self.note_at(
-                    step,
-                    format!("{EPOCH_NOTE}{epoch} begins (reshuffled)"),
-                    false,
-                );
+                self.epoch_noted = true;
             }
-            TrainEvent::HyperChanged {
-                source,
-                changes,
-                step,
-            } => self.note_at(step, format!("[{source}] {}", changes.join(", ")), false),
-            TrainEvent::Warning(w) => self.note(w, true),
-            TrainEvent::Paused(p) => {
+            Record::Pause { .. } | Record::ResumeSteps { .. } => {
                 if self.state.live() && self.state != RunState::Stopping {
-                    self.state = if p {
+                    self.state = if matches!(rec, Record::Pause { .. }) {
                         RunState::Paused
                     } else {
                         RunState::Training
                     };
                 }
-                self.note(if p { "paused" } else { "resumed" }, false);
             }
-            TrainEvent::Eval { step, report } => self.note_at(
-                step,
-                format!(
-                    "held-out at step {step}: L0 {:.2}, FVU {:.4}, dead {}",
-                    report.l0, report.fvu, report.dead
-                ),
-                false,
-            ),
+            Record::Stop { .. } | Record::Finish { .. } => self.state = RunState::Done,
+            Record::Eval { .. } | Record::Hyper { .. } | Record::NonfiniteLoss { .. } => {}
+        }
+        if let Some(text) = line {
+            self.note_at(step, text, rec.is_alarm());
         }
     }
 
@@ -598,29 +586,12 @@ impl App {
 
     /// A save of config.toml: apply the hyperparameters that changed, or refuse the whole edit
     /// (syntax, unknown key, bad value, or a structural key) and keep the old values.
-    fn on_config_file(&mut self, edit: crate::tui::config_watch::ConfigEdit) -> Vec<Control> {
+    fn on_config_file(&mut self, edit: ConfigEdit) -> Vec<Control> {
         if !self.state.live() {
             return Vec::new();
         }
-        match crate::tui::config_watch::judge(&self.config, edit) {
-            Ok(None) => Vec::new(),
-            // the training process reads the same file and applies it itself
-            Ok(Some(new)) if self.watching => {
-                self.config = new;
-                Vec::new()
-            }
-            Ok(Some(new)) => {
-                self.config = new;
-                vec![Control::SetHyper(
-                    Box::new(self.config.hyper.clone()),
-                    "file".into(),
-                )]
-            }
-            Err(reason) => {
-                self.note(reason, true);
-                Vec::new()
-            }
-        }
+        let verdict = live::judge_file(&self.config, edit);
+        self.take(verdict)
     }
 
     /// Check `key = value` as a config edit would be and, if valid, send the new hyperparameters.
@@ -629,20 +600,24 @@ impl App {
             self.note("the run has ended: nothing to change", true);
             return Vec::new();
         }
-        match self.config.with_edit(t.key, value, "key") {
-            Ok(new) => {
-                let changes = crate::config::live_changes(&self.config, &new).unwrap_or_default();
-                if changes.is_empty() {
+        let verdict = live::judge_key(&self.config, t.key, value);
+        self.take(verdict)
+    }
+
+    /// Hold the configuration an accepted edit makes and send the edit on, or log the refusal.
+    fn take(&mut self, verdict: Verdict) -> Vec<Control> {
+        match verdict {
+            Verdict::Unchanged => Vec::new(),
+            Verdict::Apply(config, edit) => {
+                self.config = *config;
+                // `watch`: the training process reads the same file and applies it itself
+                if self.watching && edit.source == "file" {
                     return Vec::new();
                 }
-                self.config = new;
-                vec![Control::SetHyper(
-                    Box::new(self.config.hyper.clone()),
-                    "key".into(),
-                )]
+                vec![Control::SetHyper(edit)]
             }
-            Err(e) => {
-                self.note(format!("refused: {e}"), true);
+            Verdict::Refused(reason) => {
+                self.note(reason, true);
                 Vec::new()
             }
         }

@@ -1,10 +1,9 @@
 //! The live training workbench: state and update rule ([`app`]), drawing ([`view`]), keys
-//! ([`keymap`]), the watched run config ([`config_watch`]), bounded chart histories ([`history`]), colours ([`theme`]), a run's metrics.jsonl read
-//! back ([`follow`]) and the threads that tie them to a trainer or a followed run ([`run`]);
+//! ([`keymap`]), bounded chart histories ([`history`]), colours ([`theme`]), a run's
+//! metrics.jsonl read back ([`follow`]) and the threads that tie them to a trainer or a followed run ([`run`]);
 //! the inspection screen ([`inspect`]).
 
 pub mod app;
-pub mod config_watch;
 pub mod follow;
 pub mod history;
 pub mod inspect;

@@ -4,7 +4,9 @@
 //! trainer: its reports go into an unbounded channel and drawing is capped at ~30 frames/s.
 //! `watch` uses the same loop with a thread that follows another process's metrics.jsonl.
 
+use crate::live::ConfigFile;
 use crate::train::control::{Control, TrainEvent};
+use crate::train::record::Record;
 use crate::train::trainer::{Outcome, TrainError, Trainer};
 use crate::tui::app::{App, Msg};
 use crate::tui::follow::Follower;
@@ -40,20 +42,16 @@ pub fn train_with_tui(
             let mut first_report = true;
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 trainer.run(&ctl_rx, &mut |ev| {
-                    if first_report && matches!(ev, TrainEvent::Metrics(_)) {
+                    if first_report && matches!(ev, TrainEvent::Record(Record::Metrics(_))) {
                         first_report = false;
                         injected_fault("trainer");
                     }
                     let _ = report.send(Msg::Train(ev));
                 })
             }));
+            // a run that ended well said so in its `stop` or `finish` record
             let summary = match &out {
-                Ok(Ok(Outcome::Finished { sae_dir, .. })) => {
-                    Ok(format!("done: SAE in {}", sae_dir.display()))
-                }
-                Ok(Ok(Outcome::Stopped { step, .. })) => {
-                    Ok(format!("stopped at step {step} with a checkpoint"))
-                }
+                Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(p) => Err(format!(
                     "the trainer panicked ({}); the last checkpoint is the newest saved state",
@@ -137,28 +135,31 @@ fn injected_fault(place: &str) {
 
 /// Follow the run in `run_dir` (another process trains it) with the same screen: its
 /// metrics.jsonl is read back as it grows, and hyperparameter changes are written to its
-/// config.toml, which that process watches. `tx`/`msgs` as for [`train_with_tui`]; the caller
-/// feeds config.toml saves into `tx`. Returns when the user leaves.
+/// config.toml (`config`, whose watcher the caller feeds into `tx`), which that process watches.
+/// `tx`/`msgs` as for [`train_with_tui`]. Returns when the user leaves.
 pub fn watch_with_tui(
     run_dir: &Path,
+    config: ConfigFile,
     app: App,
     theme: Theme,
     tx: Sender<Msg>,
     msgs: Receiver<Msg>,
 ) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = spawn_follower(run_dir, app.total_steps, tx.clone(), stop.clone())?;
+    let follower = spawn_follower(run_dir, tx.clone(), stop.clone())?;
     let input = spawn_keys(tx, stop.clone());
-    let config = run_dir.join("config.toml");
     let mut terminal = ratatui::init();
     let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, app| {
             if let Control::SetHyper(..) = c {
                 // the App already holds the checked configuration; the trainer applies it
                 // from the file and logs it, which comes back to us through metrics.jsonl
-                match crate::atomic::write_file(&config, app.config.to_toml().as_bytes()) {
+                match config.write(&app.config) {
                     Ok(()) => app.notice("sent through config.toml", false),
-                    Err(e) => app.notice(format!("{}: cannot write: {e}", config.display()), true),
+                    Err(e) => app.notice(
+                        format!("{}: cannot write: {e}", config.path().display()),
+                        true,
+                    ),
                 }
             }
         })
@@ -203,13 +204,12 @@ fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
 /// case events are lost (network file systems), at least once a second.
 fn spawn_follower(
     run_dir: &Path,
-    total_steps: u64,
     tx: Sender<Msg>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let path = run_dir.join("metrics.jsonl");
-    let (watcher, wake) = crate::tui::config_watch::watch_file(&path)?;
-    let mut follower = Follower::new(&path, total_steps);
+    let (watcher, wake) = crate::live::watch_file(&path)?;
+    let mut follower = Follower::new(&path);
     std::thread::Builder::new()
         .name("jumpscope-follow".into())
         .spawn(move || {
@@ -228,10 +228,7 @@ fn spawn_follower(
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Msg::Train(TrainEvent::Warning(format!(
-                            "{}: {e}",
-                            path.display()
-                        ))));
+                        let _ = tx.send(Msg::Train(TrainEvent::Warning(e)));
                     }
                 }
                 let _ = wake.recv_timeout(Duration::from_secs(1));

@@ -153,6 +153,11 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ),
     ]);
     let mut line2 = line2;
+    if app.epoch > 0 {
+        // data epochs are counted here rather than logged one line each
+        line2.push_span(Span::styled("  epoch ", theme.dim));
+        line2.push_span(Span::styled(app.epoch.to_string(), theme.text));
+    }
     if app.watching {
         // a run killed without a chance to say so stays "training": show how old the news is
         let age = app

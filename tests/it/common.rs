@@ -2,6 +2,7 @@
 
 use jumpscope::data::store::{Extra, WriteDtype, write_store};
 use jumpscope::data::synth::{Synth, SynthSpec, generate};
+pub use jumpscope::train::record::{MetricsRecord, Record, read_log};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -75,16 +76,52 @@ pub fn config(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
-/// Parse metrics.jsonl records of one type. Only complete lines count: a run that is still
-/// writing may have a last line without its newline yet.
-pub fn records(run_dir: &Path, kind: &str) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap_or_default();
-    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    complete
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each complete line is JSON"))
-        .filter(|v| v["type"] == kind)
+/// Every record of a run's metrics.jsonl, read through the log's own type; `None` while the file
+/// does not exist. Only complete lines count (a run that is still writing may have a last line
+/// without its newline yet); a line that is not a record fails the test.
+pub fn try_log(run_dir: &Path) -> Option<Vec<Record>> {
+    let path = run_dir.join("metrics.jsonl");
+    if !path.exists() {
+        return None;
+    }
+    Some(read_log(&path).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// Every record of a run's metrics.jsonl; a missing file fails the test.
+pub fn log(run_dir: &Path) -> Vec<Record> {
+    try_log(run_dir).unwrap_or_else(|| panic!("{}: no metrics.jsonl", run_dir.display()))
+}
+
+/// The records of one `type` (a missing metrics.jsonl fails the test).
+pub fn records(run_dir: &Path, kind: &str) -> Vec<Record> {
+    assert!(Record::KINDS.contains(&kind), "no record type `{kind}`");
+    log(run_dir)
+        .into_iter()
+        .filter(|r| r.kind() == kind)
         .collect()
+}
+
+/// The metrics reports of a run, in order.
+pub fn metrics(run_dir: &Path) -> Vec<MetricsRecord> {
+    log(run_dir)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Metrics(m) => Some(*m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Poll `what` every 20 ms until it holds or `secs` seconds pass; whether it held.
+pub fn wait_for(secs: u64, mut what: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while !what() {
+        if t0.elapsed().as_secs() >= secs {
+            return what();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
 }
 
 /// Write a store with h5py (a real file written by another HDF5 client).
@@ -139,23 +176,86 @@ pub fn eval_json(sae: &Path, store: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("eval --json prints JSON")
 }
 
+/// `jumpscope train --headless` running in the background, its stderr going to a file (a pipe
+/// nobody reads could fill and block the trainer). Killed on drop, so a failing test leaves no
+/// trainer behind.
+pub struct Background {
+    child: std::process::Child,
+    stderr: PathBuf,
+}
+
+impl Background {
+    /// Its stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Send it SIGTERM and wait for its exit code.
+    pub fn terminate(self) -> Option<i32> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.wait().status.code()
+    }
+
+    /// Wait for it to end: its exit status and stderr (stdout is not kept).
+    pub fn wait(mut self) -> Output {
+        let status = self.child.wait().unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&self.stderr).unwrap_or_default(),
+        }
+    }
+
+    /// Fail the test with `what` and the run's stderr.
+    pub fn fail(mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let status = self.child.wait();
+        panic!("{what} ({status:?}); stderr:\n{}", self.stderr())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Start `jumpscope train --config CFG --headless` in the background and wait until its
 /// metrics.jsonl in `run_dir` has `reports` metrics records; a run that dies first, or takes more
 /// than a minute, fails the test with its stderr.
-pub fn spawn_training(cfg: &Path, run_dir: &Path, reports: usize) -> std::process::Child {
-    let mut child = bin()
+pub fn spawn_training(cfg: &Path, run_dir: &Path, reports: usize) -> Background {
+    let name = run_dir.file_name().unwrap().to_string_lossy();
+    let stderr = run_dir.with_file_name(format!("{name}.stderr"));
+    let file = std::fs::File::create(&stderr).unwrap();
+    let child = bin()
         .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
-        .stderr(std::process::Stdio::piped())
+        .stderr(file)
         .spawn()
         .expect("the binary starts");
-    let t0 = std::time::Instant::now();
-    while records(run_dir, "metrics").len() < reports {
-        if t0.elapsed().as_secs() > 60 || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("training did not start: {:?} {}", out.status, stderr(&out));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut run = Background { child, stderr };
+    let reported = || {
+        try_log(run_dir).is_some_and(|l| {
+            l.iter().filter(|r| matches!(r, Record::Metrics(_))).count() >= reports
+        })
+    };
+    if !wait_for(60, || reported() || !run.running()) || !reported() {
+        run.fail("training did not start");
     }
-    child
+    run
 }

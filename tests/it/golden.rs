@@ -1,5 +1,5 @@
 //! Golden parity: our f32 training reproduces the PyTorch reference (float64) of
-//! `../shared/golden/*.json` to 1e-5 absolute — first-forward loss parts and gradients, and per-step
+//! `tests/golden/*.json` (written by `reference/jumprelu_torch.py golden`) to 1e-5 absolute — first-forward loss parts and gradients, and per-step
 //! loss parts and every parameter after each Adam step.
 
 use burn::tensor::{Device, Tensor};
@@ -14,15 +14,49 @@ use std::path::PathBuf;
 const TOL: f64 = 1e-5;
 
 fn golden_dir() -> PathBuf {
-    std::env::var_os("JUMPSCOPE_SHARED")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// The project's shared material, when a checkout has it beside the clone (a user's clone does
+/// not; `JUMPSCOPE_SHARED` points elsewhere).
+fn shared_golden() -> Option<PathBuf> {
+    let dir = std::env::var_os("JUMPSCOPE_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("golden")
+        .join("golden");
+    dir.is_dir().then_some(dir)
+}
+
+#[test]
+fn the_repository_copies_equal_the_shared_golden_cases() {
+    let Some(shared) = shared_golden() else {
+        eprintln!("no ../shared/golden beside this clone: nothing to compare the copies with");
+        return;
+    };
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&shared), names(&golden_dir()), "the same cases");
+    for name in names(&shared) {
+        let ours = std::fs::read(golden_dir().join(&name)).unwrap();
+        let theirs = std::fs::read(shared.join(&name)).unwrap();
+        assert!(
+            ours == theirs,
+            "tests/golden/{name} differs from {}: copy it again",
+            shared.join(&name).display()
+        );
+    }
 }
 
 fn cases() -> Vec<(String, Value)> {
     let mut out: Vec<_> = std::fs::read_dir(golden_dir())
-        .expect("../shared/golden must exist")
+        .expect("tests/golden holds the golden cases")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| {

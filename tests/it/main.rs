@@ -6,6 +6,7 @@ mod golden;
 mod inspect;
 mod inspect_screen;
 mod paths;
+mod records;
 mod screen;
 mod stores;
 #[cfg(feature = "tch")]

@@ -1,7 +1,7 @@
 //! End-to-end tests of the live screens: the real binary in a real terminal (tmux, driven with
 //! `send-keys` and read with `capture-pane`). `scripts/dev.sh test` installs tmux when missing.
 
-use crate::common::{records, small_spec, spawn_training, synth_store};
+use crate::common::{Record, records, small_spec, spawn_training, synth_store, try_log};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -134,13 +134,15 @@ fn binary() -> String {
 
 /// A `hyper` record changing `key` from `source`: (old, new).
 fn change(run_dir: &Path, source: &str, key: &str) -> Option<(f64, f64)> {
-    records(run_dir, "hyper")
-        .iter()
-        .filter(|r| r["source"] == source)
-        .find_map(|r| {
-            let c = &r["changes"][key];
-            Some((c["old"].as_f64()?, c["new"].as_f64()?))
-        })
+    records(run_dir, "hyper").iter().find_map(|r| match r {
+        Record::Hyper {
+            source: s, changes, ..
+        } if s == source => {
+            let c = changes.get(key)?;
+            Some((c.old.as_f64()?, c.new.as_f64()?))
+        }
+        _ => None,
+    })
 }
 
 fn replace_line(file: &Path, starts: &str, with: &str) {
@@ -226,7 +228,7 @@ fn the_training_screen_in_a_real_terminal() {
     let stop = records(&run_dir, "stop");
     assert_eq!(stop.len(), 1);
     let ck = jumpscope::train::checkpoint::list(&run_dir);
-    assert_eq!(ck.last().map(|c| c.0), stop[0]["step"].as_u64(), "{ck:?}");
+    assert_eq!(ck.last().map(|c| c.0), Some(stop[0].step()), "{ck:?}");
 }
 
 #[test]
@@ -271,12 +273,12 @@ fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
     drop(t2); // kill-server: SIGHUP to the pane's processes
     wait_until(
         "a checkpoint after SIGHUP",
-        || records(&run2, "stop").len() == 1,
+        || try_log(&run2).is_some_and(|l| l.iter().any(|r| r.kind() == "stop")),
         || std::fs::read_to_string(run2.join("metrics.jsonl")).unwrap_or_default(),
     );
     let stop = &records(&run2, "stop")[0];
     let ck = jumpscope::train::checkpoint::list(&run2);
-    assert_eq!(ck.last().map(|c| c.0), stop["step"].as_u64(), "{ck:?}");
+    assert_eq!(ck.last().map(|c| c.0), Some(stop.step()), "{ck:?}");
 
     // the terminal goes away but no SIGHUP arrives (the shell around us ignores it and stays):
     // the screen notices the hung-up terminal itself
@@ -295,7 +297,7 @@ fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
     drop(t3);
     wait_until(
         "a checkpoint after the terminal vanished",
-        || records(&run3, "stop").len() == 1,
+        || try_log(&run3).is_some_and(|l| l.iter().any(|r| r.kind() == "stop")),
         || std::fs::read_to_string(run3.join("metrics.jsonl")).unwrap_or_default(),
     );
     assert_eq!(jumpscope::train::checkpoint::list(&run3).len(), 1);
@@ -304,9 +306,8 @@ fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
 #[test]
 fn watch_attaches_to_a_headless_run_and_steers_it() {
     let d = tempdir().unwrap();
-    // the headless run logs rarely: its stderr is a pipe nobody reads until the end
     let (cfg, run_dir) = long_run(d.path(), 200);
-    let mut child = spawn_training(&cfg, &run_dir, 1);
+    let mut run = spawn_training(&cfg, &run_dir, 1);
     let t = Tmux::start(
         "watch",
         &format!("{} watch {}", binary(), run_dir.display()),
@@ -337,13 +338,8 @@ fn watch_attaches_to_a_headless_run_and_steers_it() {
     t.keys("q");
     let s = t.wait("the viewer to close", |s| s.contains("EXIT="));
     assert!(s.contains("EXIT=0"), "{s}");
-    assert!(child.try_wait().unwrap().is_none(), "the run goes on");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait().unwrap();
-    assert_eq!(out.code(), Some(130));
+    assert!(run.running(), "the run goes on");
+    assert_eq!(run.terminate(), Some(130));
 }
 
 #[test]
@@ -370,7 +366,7 @@ fn a_panic_restores_the_terminal_and_a_screen_panic_checkpoints_first() {
     let stop = records(&run_dir, "stop");
     assert_eq!(stop.len(), 1, "a stop record");
     let ck = jumpscope::train::checkpoint::list(&run_dir);
-    assert_eq!(ck.last().map(|c| c.0), stop[0]["step"].as_u64());
+    assert_eq!(ck.last().map(|c| c.0), Some(stop[0].step()));
 
     // the trainer panics: the screen says so and stays until q; then the message, exit 101
     let d2 = tempdir().unwrap();

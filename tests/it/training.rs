@@ -7,6 +7,7 @@ use jumpscope::config::{Config, parse};
 use jumpscope::data::store::Store;
 use jumpscope::data::synth::{SynthSpec, mmcs};
 use jumpscope::eval::evaluate;
+use jumpscope::live::{self, HyperEdit};
 use jumpscope::sae::io;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::trainer::{Outcome, Trainer};
@@ -35,15 +36,9 @@ fn cfg(store: &Path, out: &Path, extra: &[&str]) -> Config {
 }
 
 fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
-    records(run_dir, "metrics")
+    metrics(run_dir)
         .iter()
-        .map(|r| {
-            (
-                r["step"].as_u64().unwrap(),
-                r["loss"].as_f64().unwrap(),
-                r["l0"].as_f64().unwrap(),
-            )
-        })
+        .map(|r| (r.step, r.loss, r.l0))
         .collect()
 }
 
@@ -67,7 +62,7 @@ fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
     let stopper = tx.clone();
     let out = first
         .run(&rx, &mut |ev| {
-            if let TrainEvent::Metrics(m) = ev
+            if let TrainEvent::Record(Record::Metrics(m)) = ev
                 && m.step == 7
             {
                 stopper.send(Control::Stop).unwrap();
@@ -277,7 +272,7 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
             .unwrap()
             .success()
     );
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
     let ck = jumpscope::train::checkpoint::list(&run_dir);
@@ -340,7 +335,7 @@ fn synthetic_features_are_recovered() {
     let (_tx, rx) = mpsc::channel::<Control>();
     let mut last = None;
     t.run(&rx, &mut |ev| {
-        if let TrainEvent::Metrics(m) = ev {
+        if let TrainEvent::Record(Record::Metrics(m)) = ev {
             last = Some(m);
         }
     })
@@ -417,35 +412,50 @@ fn a_hyperparameter_change_applies_at_the_next_step_and_is_logged() {
     );
     let mut t = Trainer::new(c.clone()).unwrap();
     let (tx, rx) = mpsc::channel();
-    let mut new = c.hyper.clone();
-    new.lr = 0.5e-3;
-    new.sparsity_coefficient = 0.2;
+    let mut new = c.clone();
+    new.hyper.lr = 0.5e-3;
+    new.hyper.sparsity_coefficient = 0.2;
+    let changes = live::diff(&c, &new).unwrap();
+    let edit = HyperEdit {
+        hyper: new.hyper.clone(),
+        changes,
+        source: "test".into(),
+    };
     let mut seen = Vec::new();
     t.run(&rx, &mut |ev| match ev {
-        TrainEvent::Metrics(m) if m.step == 3 => {
-            tx.send(Control::SetHyper(Box::new(new.clone()), "test".into()))
-                .unwrap();
+        TrainEvent::Record(Record::Metrics(m)) if m.step == 3 => {
+            tx.send(Control::SetHyper(Box::new(edit.clone()))).unwrap();
         }
-        TrainEvent::HyperChanged {
-            step,
-            source,
-            changes,
-        } => seen.push((step, source, changes)),
+        TrainEvent::Record(r @ Record::Hyper { .. }) => seen.push(r),
         _ => {}
     })
     .unwrap();
+    // the sink saw exactly what the log holds
+    assert_eq!(seen, records(&run_dir, "hyper"));
+    let Record::Hyper {
+        step,
+        source,
+        changes,
+        ..
+    } = &seen[0]
+    else {
+        unreachable!()
+    };
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].0, 3);
-    assert_eq!(seen[0].1, "test");
-    assert_eq!(seen[0].2.len(), 2, "{:?}", seen[0].2);
-    let logged = records(&run_dir, "hyper");
-    assert_eq!(logged.len(), 1);
-    assert_eq!(logged[0]["step"], 3);
-    assert_eq!(logged[0]["changes"]["lr"]["new"], 0.5e-3);
-    let m = records(&run_dir, "metrics");
-    let lr: Vec<f64> = m.iter().map(|r| r["lr"].as_f64().unwrap()).collect();
+    assert_eq!(*step, 3);
+    assert_eq!(source, "test");
+    assert_eq!(
+        changes.keys().collect::<Vec<_>>(),
+        ["lr", "sparsity_coefficient"]
+    );
+    assert_eq!(changes["lr"].new, 0.5e-3);
+    assert_eq!(changes["lr"].old, 1e-3);
+    let lr: Vec<f64> = metrics(&run_dir).iter().map(|r| r.lr).collect();
     assert_eq!(&lr[..3], &[1e-3; 3]);
     assert_eq!(&lr[3..], &[0.5e-3; 3]);
+    // config.toml holds the configuration in force
+    let file = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(file.contains("lr = 0.0005"), "{file}");
 }
 
 #[test]
@@ -502,62 +512,58 @@ fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
         run_dir.display()
     );
     let c = config(d.path(), &body);
-    // few report lines: stderr is a pipe nobody reads until the end, and a full pipe would
-    // block the trainer
-    let child = spawn_training(&c, &run_dir, 2);
+    let run = spawn_training(&c, &run_dir, 2);
     let file = run_dir.join("config.toml");
     let original = std::fs::read_to_string(&file).unwrap();
-    let wait_for = |what: &dyn Fn() -> bool| {
-        let t0 = std::time::Instant::now();
-        while !what() && t0.elapsed().as_secs() < 20 {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        what()
-    };
-    // a structural key, a syntax error and a bad value: each refused, nothing applied
     let with = |from: &str, to: &str| {
         assert!(original.contains(from), "{from} in\n{original}");
         original.replace(from, to)
     };
-    std::fs::write(&file, with("d_sae = 64", "d_sae = 128")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    std::fs::write(&file, with("[train]", "[train\n")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    std::fs::write(&file, with("lr = ", "lr = -")).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    assert!(records(&run_dir, "hyper").is_empty(), "nothing applied");
+    // a structural key, a syntax error and a bad value: each refused (the refusal on stderr
+    // shows it was read) and nothing applied
+    let refusals = |run: &Background| run.stderr().matches("config.toml refused").count();
+    for (k, (from, to, named)) in [
+        (
+            "d_sae = 64",
+            "d_sae = 128",
+            "`sae.d_sae` cannot change while training",
+        ),
+        ("[train]", "[train\n", "config.toml refused"),
+        ("lr = ", "lr = -", "train.lr"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&file, with(from, to)).unwrap();
+        if !wait_for(20, || refusals(&run) > k) {
+            run.fail(&format!("the edit `{to}` was not refused"));
+        }
+        let err = run.stderr();
+        assert!(err.contains(named), "{err}");
+        assert!(records(&run_dir, "hyper").is_empty(), "nothing applied");
+    }
     // a live key: applied at a next step, logged with its source
     std::fs::write(&file, with("log_every = 500", "log_every = 400")).unwrap();
-    if !wait_for(&|| !records(&run_dir, "hyper").is_empty()) {
-        let mut child = child;
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("the edit was not applied; stderr:\n{}", stderr(&out));
+    if !wait_for(20, || !records(&run_dir, "hyper").is_empty()) {
+        run.fail("the edit was not applied");
     }
     let h = &records(&run_dir, "hyper")[0];
-    assert_eq!(h["source"], "file");
-    assert_eq!(h["changes"]["log_every"]["new"], 400, "{h}");
+    let Record::Hyper {
+        source, changes, ..
+    } = h
+    else {
+        unreachable!()
+    };
+    assert_eq!(source, "file");
+    assert_eq!(changes["log_every"].new, 400, "{h:?}");
+    assert_eq!(changes.len(), 1, "{h:?}");
     // the file is rewritten as the configuration in force
     let now = std::fs::read_to_string(&file).unwrap();
     assert!(
         now.contains("log_every = 400") && now.contains("d_sae = 64"),
         "{now}"
     );
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let err = stderr(&out);
-    assert!(
-        err.contains("`sae.d_sae` cannot change while training"),
-        "{err}"
-    );
-    assert!(
-        err.contains("config.toml refused") && err.contains("train.lr"),
-        "{err}"
-    );
-    assert!(err.matches("config.toml refused").count() >= 3, "{err}");
+    assert_eq!(refusals(&run), 3, "{}", run.stderr());
+    let err = run.stderr();
+    assert_eq!(run.terminate(), Some(130), "{err}");
 }

@@ -2,8 +2,10 @@
 //! controls out) and `TestBackend` snapshots of the screens (insta, `tests/it/snapshots/`).
 
 use jumpscope::config::{Config, parse};
+use jumpscope::live::ConfigEdit;
 use jumpscope::metrics::stats::Histogram;
-use jumpscope::train::control::{Control, MetricsRecord, TrainEvent};
+use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::record::{Change, MetricsRecord, Record};
 use jumpscope::tui::app::{App, Msg, Overlay, Pane, RunState};
 use jumpscope::tui::theme::Theme;
 use jumpscope::tui::view;
@@ -38,12 +40,16 @@ fn ch(c: char) -> Msg {
     key(KeyCode::Char(c))
 }
 
+fn rec(r: Record) -> Msg {
+    Msg::Train(TrainEvent::Record(r))
+}
+
 /// A deterministic metrics report for step `s`.
 fn metrics(s: u64) -> Msg {
     let x = s as f64;
     let theta: Vec<f64> = (0..400).map(|i| -2.0 + (i % 37) as f64 * 0.05).collect();
     let firing: Vec<f64> = (0..400).map(|i| -6.0 + (i % 23) as f64 * 0.2).collect();
-    Msg::Train(TrainEvent::Metrics(Box::new(MetricsRecord {
+    rec(Record::Metrics(Box::new(MetricsRecord {
         step: s,
         tokens: s * 4096,
         loss: 1.0 / (1.0 + x / 50.0),
@@ -67,12 +73,14 @@ fn metrics(s: u64) -> Msg {
 }
 
 fn started() -> Msg {
-    Msg::Train(TrainEvent::Started {
+    rec(Record::Start {
         step: 0,
-        total_steps: 1000,
+        tokens: 0,
         d_in: 512,
         d_sae: 16384,
         scale: 1.5,
+        device: "cpu".into(),
+        store_attributes: Default::default(),
     })
 }
 
@@ -83,18 +91,25 @@ fn busy_app() -> App {
     for s in (10..=400).step_by(10) {
         a.update(metrics(s));
     }
-    a.update(Msg::Train(TrainEvent::Checkpoint {
+    a.update(rec(Record::Checkpoint {
         step: 400,
+        tokens: 400 * 4096,
         path: PathBuf::from("runs/demo/checkpoints/step-400"),
     }));
-    a.update(Msg::Train(TrainEvent::Epoch {
-        epoch: 1,
+    a.update(rec(Record::Epoch {
         step: 350,
+        tokens: 350 * 4096,
+        epoch: 1,
     }));
-    a.update(Msg::Train(TrainEvent::HyperChanged {
+    let change = Change {
+        old: 0.0002.into(),
+        new: 0.00025.into(),
+    };
+    a.update(rec(Record::Hyper {
         step: 300,
+        tokens: 300 * 4096,
         source: "key".into(),
-        changes: vec!["train.lr: 0.0002 -> 0.00025".into()],
+        changes: [("lr".to_string(), change)].into(),
     }));
     a.update(Msg::Train(TrainEvent::Warning(
         "skipped 3 rows with NaN".into(),
@@ -130,28 +145,34 @@ fn stepping_a_hyperparameter_sends_it_checked_and_records_it() {
     a.update(metrics(10));
     // λ is selected first; → steps it up by 25 %
     let out = a.update(ch('l'));
-    let [Control::SetHyper(h, source)] = out.as_slice() else {
+    let [Control::SetHyper(e)] = out.as_slice() else {
         panic!("{out:?}")
     };
-    assert_eq!(source, "key");
-    assert!((h.sparsity_coefficient - 0.00125).abs() < 1e-12);
-    assert_eq!(a.config.hyper.sparsity_coefficient, h.sparsity_coefficient);
+    assert_eq!(e.source, "key");
+    assert!((e.hyper.sparsity_coefficient - 0.00125).abs() < 1e-12);
+    assert_eq!(a.config.hyper, e.hyper);
+    // the one change travels with the edit
+    assert_eq!(
+        e.changes.keys().collect::<Vec<_>>(),
+        ["sparsity_coefficient"]
+    );
+    assert_eq!(e.changes["sparsity_coefficient"].old, 0.001);
     // ↓ ↓ selects the learning rate; ← steps it down
     a.update(key(KeyCode::Down));
     a.update(ch('j'));
     let out = a.update(key(KeyCode::Left));
-    let [Control::SetHyper(h, _)] = out.as_slice() else {
+    let [Control::SetHyper(e)] = out.as_slice() else {
         panic!("{out:?}")
     };
-    assert!((h.lr - 0.0002 / 1.25).abs() < 1e-12, "{}", h.lr);
+    assert!((e.hyper.lr - 0.0002 / 1.25).abs() < 1e-12, "{}", e.hyper.lr);
     // log_every doubles and halves, never below 1
     a.update(ch('j'));
     a.update(ch('j'));
     let out = a.update(ch('h'));
-    let [Control::SetHyper(h, _)] = out.as_slice() else {
+    let [Control::SetHyper(e)] = out.as_slice() else {
         panic!("{out:?}")
     };
-    assert_eq!(h.log_every, 50);
+    assert_eq!(e.hyper.log_every, 50);
 }
 
 #[test]
@@ -168,7 +189,7 @@ fn a_typed_value_is_applied_or_refused_with_the_key_and_reason() {
     }
     let out = a.update(key(KeyCode::Enter));
     assert!(
-        matches!(out.as_slice(), [Control::SetHyper(h, _)] if h.sparsity_coefficient == 0.5),
+        matches!(out.as_slice(), [Control::SetHyper(e)] if e.hyper.sparsity_coefficient == 0.5),
         "{out:?}"
     );
     assert!(a.editing.is_none());
@@ -214,9 +235,7 @@ fn quitting_asks_first_and_stops_with_a_checkpoint() {
     assert!(matches!(out.as_slice(), [Control::Stop]), "{out:?}");
     assert_eq!(a.state, RunState::Stopping);
     assert!(!a.quit, "waits for the checkpoint");
-    a.update(Msg::Finished(Ok(
-        "stopped at step 10 with a checkpoint".into()
-    )));
+    a.update(Msg::Finished(Ok(())));
     assert!(a.quit);
 }
 
@@ -231,7 +250,7 @@ fn ctrl_c_and_signals_stop_at_once_and_a_finished_run_quits_on_q() {
     let mut b = app(&[]);
     assert!(matches!(b.update(Msg::Signal).as_slice(), [Control::Stop]));
     let mut c = app(&[]);
-    c.update(Msg::Finished(Ok("done".into())));
+    c.update(Msg::Finished(Ok(())));
     assert_eq!(c.state, RunState::Done);
     assert!(!c.quit, "the finished screen stays up");
     assert!(c.update(ch('q')).is_empty());
@@ -243,18 +262,25 @@ fn pause_resume_and_checkpoint_now() {
     let mut a = app(&[]);
     a.update(metrics(10));
     assert!(matches!(a.update(ch('p')).as_slice(), [Control::Pause]));
-    a.update(Msg::Train(TrainEvent::Paused(true)));
+    a.update(rec(Record::Pause {
+        step: 10,
+        tokens: 0,
+    }));
     assert_eq!(a.state, RunState::Paused);
     assert!(matches!(a.update(ch('p')).as_slice(), [Control::Resume]));
-    a.update(Msg::Train(TrainEvent::Paused(false)));
+    a.update(rec(Record::ResumeSteps {
+        step: 10,
+        tokens: 0,
+    }));
     assert_eq!(a.state, RunState::Training);
     assert!(matches!(
         a.update(ch('c')).as_slice(),
         [Control::Checkpoint]
     ));
     assert_eq!(a.state, RunState::Checkpointing);
-    a.update(Msg::Train(TrainEvent::Checkpoint {
+    a.update(rec(Record::Checkpoint {
         step: 10,
+        tokens: 0,
         path: "c/step-10".into(),
     }));
     assert_eq!(a.state, RunState::Training);
@@ -319,13 +345,12 @@ fn quit_confirmation_and_an_edit_in_progress() {
 
 #[test]
 fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
-    use jumpscope::tui::config_watch::ConfigEdit;
     let mut a = app(&[]);
     a.update(metrics(10));
     let edited = a.config.with_edit("train.lr", "0.001", "file").unwrap();
     let out = a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))));
     assert!(
-        matches!(out.as_slice(), [Control::SetHyper(h, s)] if h.lr == 0.001 && s == "file"),
+        matches!(out.as_slice(), [Control::SetHyper(e)] if e.hyper.lr == 0.001 && e.source == "file"),
         "{out:?}"
     );
     let shape = a.config.with_edit("sae.d_sae", "99", "file").unwrap();
@@ -377,7 +402,6 @@ fn a_watcher_leaves_without_stopping_the_run_and_cannot_pause_it() {
 
 #[test]
 fn a_watcher_adopts_config_file_saves_without_sending_them() {
-    use jumpscope::tui::config_watch::ConfigEdit;
     let mut a = app(&[]).watching();
     a.update(metrics(10));
     let edited = config(&["train.lr=0.0005"]);
@@ -397,24 +421,30 @@ fn a_watcher_adopts_config_file_saves_without_sending_them() {
 }
 
 #[test]
-fn a_resumed_run_comes_alive_again_and_epochs_share_one_log_line() {
+fn a_resumed_run_comes_alive_again_and_only_the_first_epoch_gets_a_log_line() {
     let mut a = app(&[]).watching();
     a.update(metrics(10));
-    a.update(Msg::Finished(Ok(
-        "stopped at step 10 with a checkpoint".into()
-    )));
+    a.update(rec(Record::Stop {
+        step: 10,
+        tokens: 10 * 4096,
+        checkpoint: "run/checkpoints/step-10".into(),
+    }));
     assert_eq!(a.state, RunState::Done);
+    assert!(a.log.back().unwrap().text.contains("stopped at step 10"));
     a.update(started());
     assert_eq!(a.state, RunState::WarmingUp);
     for e in 1..=5 {
-        a.update(Msg::Train(TrainEvent::Epoch {
-            epoch: e,
+        a.update(rec(Record::Epoch {
             step: e * 32,
+            tokens: e * 32 * 4096,
+            epoch: e,
         }));
     }
     let epochs: Vec<_> = a.log.iter().filter(|l| l.text.contains("epoch")).collect();
     assert_eq!(epochs.len(), 1, "{epochs:?}");
-    assert!(epochs[0].text.contains("epoch 5"));
+    assert!(epochs[0].text.contains("epoch 1 begins"), "{epochs:?}");
+    assert_eq!(a.epoch, 5, "the status pane counts them");
+    assert!(render(&a, 120, 40).contains("epoch 5"));
 }
 
 #[test]
@@ -446,12 +476,13 @@ fn metrics_jsonl_is_followed_as_it_grows() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("metrics.jsonl");
     let mut f = std::fs::File::create(&path).unwrap();
-    let Msg::Train(TrainEvent::Metrics(m)) = metrics(50) else {
+    let Msg::Train(TrainEvent::Record(r @ Record::Metrics(_))) = metrics(50) else {
         unreachable!()
     };
-    let mut rec = serde_json::to_value(&*m).unwrap();
-    rec["type"] = "metrics".into();
-    let line = serde_json::to_string(&rec).unwrap();
+    let line = serde_json::to_string(&r).unwrap();
+    let Record::Metrics(m) = r else {
+        unreachable!()
+    };
     writeln!(
         f,
         r#"{{"type":"start","step":0,"tokens":0,"d_in":512,"d_sae":16384,"scale":1.5,"device":"cpu"}}"#
@@ -461,7 +492,7 @@ fn metrics_jsonl_is_followed_as_it_grows() {
     let (head, tail) = line.split_at(line.len() / 2);
     f.write_all(head.as_bytes()).unwrap();
     f.flush().unwrap();
-    let mut fol = Follower::new(&path, 1000);
+    let mut fol = Follower::new(&path);
     let mut a = app(&[]).watching();
     let (msgs, touched) = fol.poll().unwrap();
     assert!(touched.is_some());

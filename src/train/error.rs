@@ -1,0 +1,89 @@
+//! Why training could not start or go on: [`TrainError`], one variant per source.
+
+use crate::config::ConfigError;
+use crate::data::batches::BatchError;
+use crate::data::store::StoreError;
+use crate::device::DeviceError;
+use crate::sae::io::SaeIoError;
+use crate::train::checkpoint::CheckpointError;
+use std::path::{Path, PathBuf};
+
+/// Why training could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Store problem.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Batch problem (NaN rows under "stop", …).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// Device not available.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// SAE file problem.
+    #[error(transparent)]
+    SaeIo(#[from] SaeIoError),
+    /// `init_from` does not fit the store.
+    #[error(
+        "{path}: SAE has d_in = {sae}, but store {store} (dataset `{dataset}`) has d_in = {data}"
+    )]
+    InitMismatch {
+        /// The SAE file.
+        path: PathBuf,
+        /// Its d_in.
+        sae: usize,
+        /// The first store file.
+        store: PathBuf,
+        /// The dataset.
+        dataset: String,
+        /// The store's d_in.
+        data: usize,
+    },
+    /// `sae.d_sae` disagrees with `init_from`.
+    #[error(
+        "{path}: SAE has d_sae = {sae}, but sae.d_sae = {config}: remove sae.d_sae or make them agree"
+    )]
+    InitWidth {
+        /// The SAE file.
+        path: PathBuf,
+        /// Its d_sae.
+        sae: usize,
+        /// The configured d_sae.
+        config: usize,
+    },
+    /// The loss became NaN or infinite.
+    #[error("loss is not finite at step {step}: training stopped; the last good checkpoint is {}", last_good.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (no checkpoint was written before)".into()))]
+    NonFiniteLoss {
+        /// 0-based step whose loss was not finite.
+        step: u64,
+        /// The newest checkpoint on disk.
+        last_good: Option<PathBuf>,
+    },
+    /// The run directory already holds a run.
+    #[error(
+        "{0}: already holds a run (checkpoints/ exists): resume it with `jumpscope train --resume {0}` or choose another --out"
+    )]
+    RunExists(PathBuf),
+    /// File-system error in the run directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Map an I/O error at `path` into [`TrainError::Io`].
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,90 @@
+//! From training form to a saved SAE: fold the input scale (and pre-encoder bias) into the
+//! parameters, add per-feature densities and the run's metadata, and write the SAELens layout,
+//! from a live run or from a checkpoint on disk.
+
+use crate::config::Config;
+use crate::metrics::stats::log10_density;
+use crate::sae::io;
+use crate::sae::model::HostParams;
+use crate::train::checkpoint::{self, CheckpointState};
+use crate::train::error::TrainError;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Fold training-form parameters into inference form, with per-feature log10 density.
+pub fn inference_form(
+    host: HostParams,
+    scale: f64,
+    cfg: &Config,
+    fire_total: &[f32],
+    tokens: u64,
+) -> (HostParams, Vec<f32>) {
+    let params = io::fold(&host, scale as f32, cfg.sae.pre_encoder_bias);
+    let sparsity = fire_total
+        .iter()
+        .map(|&c| log10_density(c as f64 / tokens.max(1) as f64) as f32)
+        .collect();
+    (params, sparsity)
+}
+
+/// What a saved SAE records of the run that trained it.
+fn metadata(
+    cfg: &Config,
+    step: u64,
+    scale: f64,
+    store_attributes: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    json!({
+        "store_attributes": store_attributes,
+        "trained_with": "jumpscope",
+        "version": env!("CARGO_PKG_VERSION"),
+        "step": step,
+        "input_scale": scale,
+        "pre_encoder_bias_folded": cfg.sae.pre_encoder_bias,
+        "stores": cfg.data.stores,
+        "dataset": cfg.data.dataset,
+        "hyper": cfg.hyper,
+    })
+}
+
+/// Write the SAE of a run in `state`, with parameters `host` (training form, θ raw) and
+/// firing totals `fire_total`, to the SAELens directory `out`.
+pub fn write(
+    out: &Path,
+    host: HostParams,
+    fire_total: &[f32],
+    state: &CheckpointState,
+) -> Result<(), TrainError> {
+    let (params, sparsity) = inference_form(
+        host,
+        state.scale,
+        &state.config,
+        fire_total,
+        state.tokens_seen,
+    );
+    io::write_saelens(
+        out,
+        &params,
+        Some(&sparsity),
+        metadata(
+            &state.config,
+            state.step,
+            state.scale,
+            &state.store_attributes,
+        ),
+    )?;
+    Ok(())
+}
+
+/// Export a checkpoint directory (or a run directory's newest checkpoint) to a SAELens directory.
+pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
+    let ckpt = if ckpt.join("state.json").exists() {
+        ckpt.to_path_buf()
+    } else {
+        checkpoint::latest(ckpt)?
+    };
+    let (state, tensors) = checkpoint::read(&ckpt)?;
+    let host = tensors.host_params(state.config.sae.threshold_param);
+    write(out, host, &tensors.firing[2], &state)
+}

@@ -1,0 +1,480 @@
+//! The run log's schema: every line of `RUN_DIR/metrics.jsonl` is one [`Record`], tagged by its
+//! `type`. The trainer writes them (and hands the same values to its sink), `watch` and the tests
+//! read them back through this type, and the one-line text a person sees for each is
+//! [`Record::summary`].
+
+use crate::eval::EvalReport;
+use crate::metrics::stats::Histogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One line of metrics.jsonl. Every kind carries `step` (steps completed) and `tokens` (tokens
+/// trained on) at the moment it was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    /// A new run is about to take its first step.
+    Start {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// Input width.
+        d_in: usize,
+        /// Dictionary size.
+        d_sae: usize,
+        /// Input scale C.
+        scale: f64,
+        /// The device label.
+        device: String,
+        /// The store file's attributes (model, hook, …), also written into exported metadata
+        /// (absent from logs of versions before they were recorded).
+        #[serde(default)]
+        store_attributes: BTreeMap<String, String>,
+    },
+    /// A run continues from a checkpoint in a new process.
+    Resume {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The checkpoint it continues from.
+        checkpoint: PathBuf,
+        /// Input width.
+        d_in: usize,
+        /// Dictionary size.
+        d_sae: usize,
+        /// Input scale C.
+        scale: f64,
+        /// The device label.
+        device: String,
+    },
+    /// A metrics report (every `log_every` steps).
+    Metrics(Box<MetricsRecord>),
+    /// L0, MSE and FVU on the held-out rows (raw activation space).
+    Eval {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The report.
+        eval: EvalReport,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// Its directory.
+        path: PathBuf,
+    },
+    /// The store was exhausted and reshuffled: a new data epoch began.
+    Epoch {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The new epoch (0-based).
+        epoch: u64,
+    },
+    /// Hyperparameters changed; they apply from this step on.
+    Hyper {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// Who changed them: `key` (the screen), `file` (config.toml), …
+        source: String,
+        /// Each changed hyperparameter by name.
+        changes: BTreeMap<String, Change>,
+    },
+    /// Stepping paused.
+    Pause {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+    },
+    /// Stepping resumed after a pause.
+    ResumeSteps {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+    },
+    /// A step's loss was NaN or infinite; training stops.
+    NonfiniteLoss {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The 0-based step whose loss was not finite.
+        at_step: u64,
+    },
+    /// Stopped on request, with a checkpoint.
+    Stop {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The checkpoint written.
+        checkpoint: PathBuf,
+    },
+    /// All steps done; the SAE was exported.
+    Finish {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The exported SAELens directory.
+        sae: PathBuf,
+    },
+}
+
+/// One hyperparameter's change in a [`Record::Hyper`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The value before (`null` if unset).
+    pub old: serde_json::Value,
+    /// The value after (`null` if unset).
+    pub new: serde_json::Value,
+}
+
+/// One metrics report, written to metrics.jsonl and handed to the sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRecord {
+    /// Steps completed.
+    pub step: u64,
+    /// Tokens trained on.
+    pub tokens: u64,
+    /// Loss of the last step (before its update).
+    pub loss: f64,
+    /// Its reconstruction part (training-scaled space).
+    pub mse: f64,
+    /// Its sparsity part, before λ.
+    pub sparsity: f64,
+    /// Its pre-activation part, before its coefficient.
+    pub pre_act: f64,
+    /// Mean active features per token on the last batch.
+    pub l0: f64,
+    /// 1 − FVU on the last batch.
+    pub explained_variance: f64,
+    /// Features that have not fired in the last `dead_window_tokens` tokens.
+    pub dead: u64,
+    /// `dead / d_sae`.
+    pub dead_fraction: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// λ of the last step.
+    pub sparsity_coefficient: f64,
+    /// Training throughput since the previous report.
+    pub tokens_per_s: f64,
+    /// Rows dropped for NaN/Inf so far.
+    pub skipped_rows: u64,
+    /// Current data epoch.
+    pub epoch: u64,
+    /// Fraction of the wall time since the previous report spent waiting for data.
+    pub data_wait_fraction: f64,
+    /// Histogram of log10(firing frequency + 1e-10) over features, frequency over the window
+    /// since the previous report; range [-10, 0].
+    pub firing_hist: Histogram,
+    /// Histogram of log10 θ, θ in raw activation units.
+    pub theta_hist: Histogram,
+    /// Seconds since the run (or resume) started.
+    pub elapsed_s: f64,
+}
+
+impl Record {
+    /// Every `type` a record can have, in the order of the enum.
+    pub const KINDS: [&'static str; 12] = [
+        "start",
+        "resume",
+        "metrics",
+        "eval",
+        "checkpoint",
+        "epoch",
+        "hyper",
+        "pause",
+        "resume-steps",
+        "nonfinite-loss",
+        "stop",
+        "finish",
+    ];
+
+    /// Its `type`.
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[match self {
+            Record::Start { .. } => 0,
+            Record::Resume { .. } => 1,
+            Record::Metrics(_) => 2,
+            Record::Eval { .. } => 3,
+            Record::Checkpoint { .. } => 4,
+            Record::Epoch { .. } => 5,
+            Record::Hyper { .. } => 6,
+            Record::Pause { .. } => 7,
+            Record::ResumeSteps { .. } => 8,
+            Record::NonfiniteLoss { .. } => 9,
+            Record::Stop { .. } => 10,
+            Record::Finish { .. } => 11,
+        }]
+    }
+
+    /// Steps completed when it was written.
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Metrics(m) => m.step,
+            Record::Start { step, .. }
+            | Record::Resume { step, .. }
+            | Record::Eval { step, .. }
+            | Record::Checkpoint { step, .. }
+            | Record::Epoch { step, .. }
+            | Record::Hyper { step, .. }
+            | Record::Pause { step, .. }
+            | Record::ResumeSteps { step, .. }
+            | Record::NonfiniteLoss { step, .. }
+            | Record::Stop { step, .. }
+            | Record::Finish { step, .. } => *step,
+        }
+    }
+
+    /// The line a person reads for it, beside its step (the screen's event log, headless
+    /// output); `None` for metrics reports, which go to charts and progress lines instead.
+    pub fn summary(&self) -> Option<String> {
+        Some(match self {
+            Record::Metrics(_) => return None,
+            Record::Start {
+                d_in,
+                d_sae,
+                scale,
+                device,
+                ..
+            } => format!(
+                "started: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}"
+            ),
+            Record::Resume {
+                checkpoint,
+                d_in,
+                d_sae,
+                scale,
+                device,
+                ..
+            } => format!(
+                "resumed from {}: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}",
+                checkpoint.display()
+            ),
+            Record::Eval { eval, .. } => format!(
+                "held-out ({} tokens): L0 {:.2}, MSE {:.5}, FVU {:.4}, dead {}",
+                eval.n_tokens, eval.l0, eval.mse, eval.fvu, eval.dead
+            ),
+            Record::Checkpoint { path, .. } => format!("checkpoint {}", path.display()),
+            Record::Epoch { epoch, .. } => {
+                format!("data epoch {epoch} begins (reshuffled)")
+            }
+            Record::Hyper {
+                source, changes, ..
+            } => format!(
+                "[{source}] {}",
+                changes
+                    .iter()
+                    .map(|(k, c)| format!("{k}: {} -> {}", c.old, c.new))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Record::Pause { .. } => "paused".into(),
+            Record::ResumeSteps { .. } => "resumed".into(),
+            Record::NonfiniteLoss { at_step, .. } => format!("non-finite loss at step {at_step}"),
+            Record::Stop { step, .. } => format!("stopped at step {step} with a checkpoint"),
+            Record::Finish { sae, .. } => format!("done: SAE in {}", sae.display()),
+        })
+    }
+
+    /// Whether it reports something wrong (shown as an alarm).
+    pub fn is_alarm(&self) -> bool {
+        matches!(self, Record::NonfiniteLoss { .. })
+    }
+
+    /// One line of metrics.jsonl. `Ok(None)` for a record of a `type` this version does not
+    /// know (written by a newer jumpscope), which readers skip.
+    pub fn parse(line: &[u8]) -> Result<Option<Record>, serde_json::Error> {
+        match serde_json::from_slice::<Record>(line) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                let v: serde_json::Value = serde_json::from_slice(line)?;
+                match v["type"].as_str() {
+                    Some(t) if !Self::KINDS.contains(&t) => Ok(None),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Why a run log could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A complete line is not a record.
+    #[error("{path}: line {line}: not a metrics.jsonl record: {source}")]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+/// Every record of a run log. Only complete lines count: a run that is still writing may have a
+/// last line without its newline yet.
+pub fn read_log(path: &Path) -> Result<Vec<Record>, LogError> {
+    let mut tail = LogTail::new(path);
+    tail.poll()?
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+}
+
+/// A reader of a run log that is still being appended to: each [`LogTail::poll`] returns the
+/// records of the complete lines added since the last one.
+#[derive(Debug)]
+pub struct LogTail {
+    path: PathBuf,
+    offset: u64,
+    /// Complete lines read so far.
+    lines: usize,
+    /// An incomplete last line, kept until its newline arrives.
+    partial: Vec<u8>,
+}
+
+impl LogTail {
+    /// Read `path` from its start.
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            offset: 0,
+            lines: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lines appended since the last call, each a record, `None` (a kind this version does
+    /// not know) or the reason it is unreadable. A file that shrank (replaced by a new run) is
+    /// read again from the start.
+    #[allow(clippy::type_complexity)]
+    pub fn poll(&mut self) -> Result<Vec<Result<Option<Record>, LogError>>, LogError> {
+        let io = |source| LogError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < self.offset {
+            self.offset = 0;
+            self.lines = 0;
+            self.partial.clear();
+        }
+        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        let mut bytes = std::mem::take(&mut self.partial);
+        let read = file.read_to_end(&mut bytes).map_err(io)?;
+        self.offset += read as u64;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.partial = bytes.split_off(complete);
+        let mut out = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').take_while(|_| complete > 0) {
+            self.lines += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            out.push(Record::parse(line).map_err(|source| LogError::Line {
+                path: self.path.clone(),
+                line: self.lines,
+                source,
+            }));
+        }
+        // `split` yields one empty piece after the final newline
+        self.lines -= usize::from(complete > 0);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_as_written_and_keeps_its_type_first() {
+        let r = Record::Checkpoint {
+            step: 7,
+            tokens: 700,
+            path: "run/checkpoints/step-7".into(),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(
+            line.starts_with(r#"{"type":"checkpoint","step":7,"tokens":700"#),
+            "{line}"
+        );
+        assert_eq!(Record::parse(line.as_bytes()).unwrap(), Some(r));
+    }
+
+    #[test]
+    fn unknown_kinds_are_skipped_and_broken_known_kinds_are_errors() {
+        assert_eq!(
+            Record::parse(br#"{"type":"from-the-future","step":1}"#).unwrap(),
+            None
+        );
+        assert!(Record::parse(br#"{"type":"checkpoint","step":1}"#).is_err());
+        assert!(Record::parse(b"{not json").is_err());
+    }
+
+    #[test]
+    fn the_tail_waits_for_a_line_to_be_complete_and_counts_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("metrics.jsonl");
+        let pause = r#"{"type":"pause","step":1,"tokens":2}"#;
+        std::fs::write(&path, format!("{pause}\n\n{{\"type\":\"resume-st")).unwrap();
+        let mut tail = LogTail::new(&path);
+        let first = tail.poll().unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(matches!(first[0], Ok(Some(Record::Pause { step: 1, .. }))));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        use std::io::Write;
+        writeln!(f, "eps\",\"step\":3,\"tokens\":4}}\nbroken").unwrap();
+        writeln!(f).unwrap();
+        let next = tail.poll().unwrap();
+        assert!(matches!(
+            next[0],
+            Ok(Some(Record::ResumeSteps { step: 3, .. }))
+        ));
+        match &next[1] {
+            Err(LogError::Line { line, .. }) => assert_eq!(*line, 4),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            read_log(&path).is_err(),
+            "a broken line fails the whole read"
+        );
+        assert!(matches!(
+            read_log(&d.path().join("missing.jsonl")),
+            Err(LogError::Io { .. })
+        ));
+    }
+}

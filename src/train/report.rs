@@ -1,0 +1,141 @@
+//! What the trainer reports every `log_every` steps: the queued loss parts read back in one
+//! transfer (where a non-finite loss is caught and named by its step), and the metrics record
+//! built from them, the last batch and the firing counters.
+
+use crate::metrics::stats::Histogram;
+use crate::sae::loss::LossParts;
+use crate::sae::model::download;
+use crate::train::record::MetricsRecord;
+use crate::train::schedule::{lambda_at, lr_at};
+use crate::train::trainer::Trainer;
+use burn::tensor::Tensor;
+use std::time::Instant;
+
+/// The `[5]` loss-parts tensors of the steps since the last read-back, still on the device.
+#[derive(Debug, Default)]
+pub struct LossQueue {
+    pending: Vec<(u64, Tensor<1>)>,
+}
+
+impl LossQueue {
+    /// Queue step `step`'s loss parts.
+    pub fn push(&mut self, step: u64, parts: Tensor<1>) {
+        self.pending.push((step, parts));
+    }
+
+    /// Read every queued step back in one transfer: the last step's parts (`None` if nothing
+    /// was queued), or `Err(step)` naming the first step whose loss is not finite.
+    pub fn read(&mut self) -> Result<Option<LossParts>, u64> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let steps: Vec<u64> = self.pending.iter().map(|(s, _)| *s).collect();
+        let all = Tensor::cat(self.pending.drain(..).map(|(_, t)| t).collect(), 0);
+        let v = download(&all);
+        if let Some(k) = v.chunks(5).position(|c| !c[0].is_finite()) {
+            return Err(steps[k]);
+        }
+        let last = &v[v.len() - 5..];
+        Ok(Some(LossParts {
+            loss: last[0] as f64,
+            mse: last[1] as f64,
+            sparsity: last[2] as f64,
+            l0: last[3] as f64,
+            pre_act: last[4] as f64,
+        }))
+    }
+}
+
+/// Evenly spaced bins of the θ and firing-frequency histograms.
+const HIST_BINS: usize = 40;
+
+impl Trainer {
+    /// The metrics record for the report after the step just taken: loss `parts`, the batch `x`
+    /// and its `residual` (for the explained variance), the throughput of the window since the
+    /// previous report (which this starts anew), and seconds since `started`.
+    pub(super) fn metrics_record(
+        &mut self,
+        parts: Option<LossParts>,
+        x: Tensor<2>,
+        residual: Tensor<2>,
+        started: Instant,
+    ) -> MetricsRecord {
+        let p = parts.unwrap_or(LossParts {
+            loss: f64::NAN,
+            mse: f64::NAN,
+            sparsity: f64::NAN,
+            l0: f64::NAN,
+            pre_act: f64::NAN,
+        });
+        let (window_start, window_tokens_start) = self.window;
+        let window_s = window_start.elapsed().as_secs_f64().max(1e-9);
+        let tokens_per_s = (self.tokens_seen - window_tokens_start) as f64 / window_s;
+        self.window = (Instant::now(), self.tokens_seen);
+        let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
+        let (_, m) = self.sae.dims();
+        let centred = x.clone() - x.mean_dim(0);
+        let dead = self.firing.dead(self.dead_steps()).float().sum();
+        let window = self.firing.window_tokens.max(1) as f64;
+        let log_freq =
+            (self.firing.window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
+        let log_theta = (self.sae.theta() * self.scale).log() / std::f64::consts::LN_10;
+        // one transfer for everything the record needs from the device
+        let packed = Tensor::cat(
+            vec![
+                residual.square().sum(),
+                centred.square().sum(),
+                dead,
+                log_freq,
+                log_theta,
+            ],
+            0,
+        );
+        let v = download(&packed);
+        let fvu = v[0] as f64 / v[1] as f64;
+        let dead = v[2] as u64;
+        let firing_hist =
+            Histogram::new(v[3..3 + m].iter().map(|&x| x as f64), -10.0, 0.0, HIST_BINS);
+        let theta: Vec<f64> = v[3 + m..].iter().map(|&x| x as f64).collect();
+        let theta_hist = theta_histogram(theta);
+        self.firing.reset_window();
+        let t = self.step.saturating_sub(1);
+        MetricsRecord {
+            step: self.step,
+            tokens: self.tokens_seen,
+            loss: p.loss,
+            mse: p.mse,
+            sparsity: p.sparsity,
+            pre_act: p.pre_act,
+            l0: p.l0,
+            explained_variance: 1.0 - fvu,
+            dead,
+            dead_fraction: dead as f64 / m as f64,
+            lr: lr_at(t, &self.cfg.hyper, self.cfg.total_steps()),
+            sparsity_coefficient: lambda_at(t, &self.cfg.hyper),
+            tokens_per_s,
+            skipped_rows: self.skipped_rows,
+            epoch: self.position.epoch,
+            data_wait_fraction,
+            firing_hist,
+            theta_hist,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The histogram of log10 θ over the range of its finite values (a unit range around a single
+/// value; [-4, 0] when none is finite).
+fn theta_histogram(log_theta: Vec<f64>) -> Histogram {
+    let finite = log_theta.iter().copied().filter(|t| t.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), t| {
+        (a.min(t), b.max(t))
+    });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else if lo.is_finite() {
+        (lo - 0.5, lo + 0.5)
+    } else {
+        (-4.0, 0.0)
+    };
+    Histogram::new(log_theta, lo, hi, HIST_BINS)
+}

@@ -1,0 +1,195 @@
+//! The run log's schema: one record of every type serialises to exactly the keys the README's
+//! metrics.jsonl table lists for it, and reads back as the same record.
+
+use jumpscope::eval::EvalReport;
+use jumpscope::metrics::stats::Histogram;
+use jumpscope::train::record::{Change, MetricsRecord, Record};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One record of each type, every field filled.
+fn one_of_each() -> Vec<Record> {
+    let (step, tokens) = (7, 7 * 64);
+    let hist = Histogram::new([0.5], 0.0, 1.0, 4);
+    vec![
+        Record::Start {
+            step,
+            tokens,
+            d_in: 16,
+            d_sae: 64,
+            scale: 1.5,
+            device: "cpu".into(),
+            store_attributes: [("model".to_string(), "toy".to_string())].into(),
+        },
+        Record::Resume {
+            step,
+            tokens,
+            checkpoint: "run/checkpoints/step-7".into(),
+            d_in: 16,
+            d_sae: 64,
+            scale: 1.5,
+            device: "cpu".into(),
+        },
+        Record::Metrics(Box::new(MetricsRecord {
+            step,
+            tokens,
+            loss: 1.0,
+            mse: 0.5,
+            sparsity: 10.0,
+            pre_act: 0.0,
+            l0: 10.0,
+            explained_variance: 0.5,
+            dead: 1,
+            dead_fraction: 1.0 / 64.0,
+            lr: 1e-3,
+            sparsity_coefficient: 1e-3,
+            tokens_per_s: 1e5,
+            skipped_rows: 0,
+            epoch: 0,
+            data_wait_fraction: 0.1,
+            firing_hist: hist.clone(),
+            theta_hist: hist,
+            elapsed_s: 2.0,
+        })),
+        Record::Eval {
+            step,
+            tokens,
+            eval: EvalReport {
+                n_tokens: 100,
+                l0: 9.0,
+                mse: 0.4,
+                fvu: 0.3,
+                explained_variance: 0.7,
+                dead: 2,
+            },
+        },
+        Record::Checkpoint {
+            step,
+            tokens,
+            path: "run/checkpoints/step-7".into(),
+        },
+        Record::Epoch {
+            step,
+            tokens,
+            epoch: 1,
+        },
+        Record::Hyper {
+            step,
+            tokens,
+            source: "key".into(),
+            changes: [(
+                "lr".to_string(),
+                Change {
+                    old: 1e-3.into(),
+                    new: 2e-3.into(),
+                },
+            )]
+            .into(),
+        },
+        Record::Pause { step, tokens },
+        Record::ResumeSteps { step, tokens },
+        Record::NonfiniteLoss {
+            step,
+            tokens,
+            at_step: 6,
+        },
+        Record::Stop {
+            step,
+            tokens,
+            checkpoint: "run/checkpoints/step-7".into(),
+        },
+        Record::Finish {
+            step,
+            tokens,
+            sae: "run/sae".into(),
+        },
+    ]
+}
+
+/// The README's metrics.jsonl table: each type with its keys. A key is a backticked name in the
+/// second column (`{...}` sub-schemas and values like `key` in parentheses are not keys: the
+/// parentheses are dropped first).
+fn readme_table() -> BTreeMap<String, BTreeSet<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## metrics.jsonl")
+        .nth(1)
+        .expect("README has a metrics.jsonl section");
+    let section = section.split("\n## ").next().unwrap();
+    let backticked = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    // the rows after the header and its |---| line
+    for line in section
+        .lines()
+        .skip_while(|l| !l.starts_with("|---"))
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').collect();
+        let kind = backticked(cells[1]);
+        assert_eq!(kind.len(), 1, "one type per row: {line}");
+        // drop parenthesised explanations, which may hold backticked values
+        let mut keys_text = String::new();
+        let mut depth = 0;
+        for c in cells[2].chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 => keys_text.push(c),
+                _ => {}
+            }
+        }
+        let keys = backticked(&keys_text).into_iter().collect();
+        assert!(
+            out.insert(kind[0].clone(), keys).is_none(),
+            "{} listed twice",
+            kind[0]
+        );
+    }
+    out
+}
+
+#[test]
+fn every_record_type_has_exactly_the_keys_the_readme_lists() {
+    let records = one_of_each();
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind()).collect();
+    assert_eq!(kinds, Record::KINDS, "one record of every type, in order");
+    let table = readme_table();
+    assert_eq!(
+        table.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        Record::KINDS.into_iter().collect::<BTreeSet<_>>(),
+        "the README lists every type and no other"
+    );
+    for rec in &records {
+        let v = serde_json::to_value(rec).unwrap();
+        let mut keys: BTreeSet<String> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(v["type"], rec.kind());
+        for common in ["type", "step", "tokens"] {
+            assert!(keys.remove(common), "{}: no `{common}`", rec.kind());
+        }
+        assert_eq!(keys, table[rec.kind()], "keys of `{}`", rec.kind());
+        // and it reads back as itself, through the same type `watch` uses
+        let line = serde_json::to_vec(rec).unwrap();
+        assert_eq!(Record::parse(&line).unwrap().as_ref(), Some(rec));
+    }
+}
+
+#[test]
+fn every_record_but_metrics_has_a_summary() {
+    for rec in one_of_each() {
+        assert_eq!(
+            rec.summary().is_none(),
+            rec.kind() == "metrics",
+            "{}",
+            rec.kind()
+        );
+    }
+    let hyper = &one_of_each()[6];
+    assert_eq!(hyper.summary().unwrap(), "[key] lr: 0.001 -> 0.002");
+}
