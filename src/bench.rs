@@ -2,6 +2,7 @@
 //! data, timed after a warm-up. The same step the trainer runs, without the data pipeline.
 
 use crate::config::{Config, parse};
+use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, Sae, upload};
 use crate::train::adam::AdamState;
@@ -81,13 +82,14 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
         })
         .collect();
     let total = (warmup + steps) as u64;
+    let kernels = Kernels::for_device(device);
     let mut step = |t: usize| {
         let plan = StepPlan {
             t: t as u64,
             total_steps: total,
             hyper: &cfg.hyper,
             sae: &cfg.sae,
-            fused_host: crate::device::fused_host(device),
+            kernels,
         };
         let out = train_step(
             &mut sae,

@@ -5,6 +5,8 @@
 //! (`jumprelu-spec.md`, "The recipe"); unknown keys are rejected by serde. After parsing,
 //! [`FileConfig::validate`] checks every range and names the key, the value and what is allowed.
 
+pub use crate::sae::kernels::SparsityLoss;
+pub use crate::sae::model::ThresholdParam;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -39,28 +41,6 @@ pub enum ConfigError {
         /// What is allowed.
         expected: String,
     },
-}
-
-/// How the sparsity penalty is computed (spec, "Loss").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SparsityLoss {
-    /// Σ H(z − θ), the paper's L0 penalty.
-    L0,
-    /// Σ tanh(c · f · ‖W_dec‖), Anthropic's January 2025 variant.
-    Tanh,
-    /// (2/L*) (Σ H(z − θ) − L*)², Gemma Scope 2's target-L0 penalty.
-    L0Target,
-}
-
-/// How the threshold is parametrised for training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdParam {
-    /// Train t = log θ.
-    Log,
-    /// Train θ directly, used as relu(θ).
-    Raw,
 }
 
 /// Input normalisation before training.

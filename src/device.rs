@@ -125,7 +125,7 @@ pub fn label(name: &str) -> String {
     }
 }
 
-/// Whether the fused host-memory kernels (`sae::fused`) apply: the device keeps tensors in host
+/// Whether the fused host-memory kernels (`sae::kernels::host_fused`) apply: the device keeps tensors in host
 /// memory (burn's flex backend), and `JUMPSCOPE_NO_FUSED` is not set (it forces the generic
 /// tensor-op path, for comparisons).
 pub fn fused_host(device: &Device) -> bool {

@@ -2,7 +2,7 @@
 
 use crate::data::store::{Store, StoreError};
 use crate::metrics::stats::ReconAccumulator;
-use crate::sae::model::{HostParams, download, upload};
+use crate::sae::model::{HostParams, InferenceSae, download, upload};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -35,45 +35,6 @@ impl EvalReport {
             explained_variance: 1.0 - fvu,
             dead,
         }
-    }
-}
-
-/// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, `z = x W_enc + b_enc`.
-pub struct InferenceSae {
-    w_enc: Tensor<2>,
-    b_enc: Tensor<2>,
-    w_dec: Tensor<2>,
-    b_dec: Tensor<2>,
-    theta: Tensor<2>,
-}
-
-impl InferenceSae {
-    /// Upload inference-form parameters.
-    pub fn new(p: &HostParams, device: &Device) -> Self {
-        Self {
-            w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
-            b_enc: upload(&p.b_enc, [1, p.d_sae], device),
-            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
-            b_dec: upload(&p.b_dec, [1, p.d_in], device),
-            theta: upload(&p.threshold, [1, p.d_sae], device),
-        }
-    }
-
-    /// Feature activations `[n, d_sae]`.
-    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        let [n, _] = x.dims();
-        let [_, m] = self.w_enc.dims();
-        let z = x.matmul(self.w_enc.clone()) + self.b_enc.clone();
-        let off = z
-            .clone()
-            .lower_equal(self.theta.clone().expand([n, m]))
-            .bool_or(z.clone().lower_equal_elem(0.0));
-        z.mask_fill(off, 0.0)
-    }
-
-    /// Reconstruction from feature activations.
-    pub fn decode(&self, f: Tensor<2>) -> Tensor<2> {
-        f.matmul(self.w_dec.clone()) + self.b_dec.clone()
     }
 }
 

@@ -12,8 +12,9 @@ pub mod report;
 pub mod scan;
 
 use crate::data::store::{Store, StoreError};
-use crate::eval::{EvalReport, InferenceSae};
+use crate::eval::EvalReport;
 use crate::metrics::stats::{Histogram, ReconAccumulator, log10_density};
+use crate::sae::model::InferenceSae;
 use crate::sae::model::{HostParams, download, upload, with_host};
 use burn::tensor::Device;
 use rayon::prelude::*;

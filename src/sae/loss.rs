@@ -20,33 +20,13 @@
 //! `-(1/ε) rect((z-θ)/ε) g` to θ; θ-gradients are summed over the batch, and for `log θ` the
 //! chain rule multiplies by θ.
 
-use crate::config::{SparsityLoss, ThresholdParam};
-use crate::sae::fused;
-use crate::sae::jumprelu::Backward;
-use crate::sae::jumprelu::{self, Encoded};
-use crate::sae::model::Sae;
+use crate::sae::kernels::host_fused::HostFused;
+use crate::sae::kernels::tensor_ops::TensorOps;
+use crate::sae::kernels::{
+    Backward, Elementwise, ElementwiseInputs, Encoded, Kernels, LossSettings, SparsityLoss,
+};
+use crate::sae::model::{Sae, ThresholdParam};
 use burn::tensor::{Bool, Tensor};
-
-/// The loss settings in force for one step (λ already warmed up).
-#[derive(Debug, Clone)]
-pub struct LossSettings {
-    /// Which sparsity penalty.
-    pub sparsity_loss: SparsityLoss,
-    /// λ_t.
-    pub lambda: f64,
-    /// STE bandwidth ε.
-    pub bandwidth: f64,
-    /// c of the tanh penalty.
-    pub tanh_scale: f64,
-    /// L* of the l0_target penalty.
-    pub target_l0: f64,
-    /// Coefficient of the pre-activation loss (0 = off).
-    pub pre_act_coefficient: f64,
-    /// Subtract b_dec before encoding.
-    pub pre_encoder_bias: bool,
-    /// Run the elementwise parts as fused loops over host memory (CPU backend only).
-    pub fused_host: bool,
-}
 
 /// Gradients, one per parameter, same shapes.
 #[derive(Debug, Clone)]
@@ -103,22 +83,23 @@ impl LossParts {
     }
 }
 
-/// What the elementwise parts of a step need besides the activations.
-#[derive(Debug, Clone)]
-pub struct ElementwiseInputs {
-    /// `[d_sae]` encoder bias.
-    pub b_enc: Tensor<1>,
-    /// `[d_sae]` θ.
-    pub theta: Tensor<1>,
-    /// `[d_sae]` ‖W_dec[i]‖ (needed by tanh and the pre-activation loss).
-    pub norms: Option<Tensor<1>>,
-    /// `[d_sae]` weight of each feature in the pre-activation loss: ‖W_dec[i]‖ if dead, else 0.
-    pub pre_act_weights: Option<Tensor<1>>,
-}
-
 /// Forward and backward pass on one batch. `dead` marks the features the pre-activation loss
 /// applies to (ignored when its coefficient is 0).
 pub fn loss_and_grads(
+    sae: &Sae,
+    x: Tensor<2>,
+    s: &LossSettings,
+    dead: Option<&Tensor<1, Bool>>,
+) -> (StepOutput, Grads) {
+    match s.kernels {
+        Kernels::TensorOps => step_with(&TensorOps, sae, x, s, dead),
+        Kernels::HostFused => step_with(&HostFused, sae, x, s, dead),
+    }
+}
+
+/// The step around the elementwise kernels `k`.
+fn step_with<K: Elementwise>(
+    k: &K,
     sae: &Sae,
     x: Tensor<2>,
     s: &LossSettings,
@@ -149,17 +130,15 @@ pub fn loss_and_grads(
 
     // z = x_in W_enc (+ b_enc inside the encode step), f = z · H(z − θ)
     let z = x_in.clone().matmul(sae.w_enc.clone());
-    let Encoded {
-        f,
-        fire_counts,
-        sparsity,
-        pre_act,
-        ctx,
-    } = if s.fused_host {
-        fused::encode(z, &inputs, s)
-    } else {
-        jumprelu::encode(z, &inputs, s)
-    };
+    let (
+        Encoded {
+            f,
+            fire_counts,
+            sparsity,
+            pre_act,
+        },
+        saved,
+    ) = k.encode(z, &inputs, s);
     let x_hat = f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
     let residual = x_hat - x;
     let mse = residual.clone().square().sum() / bf;
@@ -176,10 +155,7 @@ pub fn loss_and_grads(
         g_theta,
         g_b_enc,
         g_norms,
-    } = match ctx {
-        jumprelu::Ctx::Generic(c) => jumprelu::backward(g_f, c, &inputs, s),
-        jumprelu::Ctx::Fused(c) => fused::backward(g_f, c, &inputs, s),
-    };
+    } = k.backward(g_f, saved, &inputs, s);
     if let (Some(g_n), Some(n)) = (g_norms, &inputs.norms) {
         // ‖W_dec[i]‖ depends on the row: ∂‖w‖/∂w = w / ‖w‖
         g_w_dec = g_w_dec + sae.w_dec.clone() * (g_n / n.clone()).reshape([m, 1]);

@@ -1,7 +1,8 @@
-//! The sparse autoencoder: parameters, loss with its straight-through gradients, and file formats.
+//! The sparse autoencoder: parameters and the inference form ([`model`]), the elementwise
+//! kernels of a training step ([`kernels`]), the loss with its straight-through gradients
+//! ([`loss`]), and file formats ([`io`]).
 
-pub mod fused;
 pub mod io;
-pub mod jumprelu;
+pub mod kernels;
 pub mod loss;
 pub mod model;

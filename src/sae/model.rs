@@ -1,13 +1,24 @@
-//! The SAE's parameters on a device, their initialisation, and the host-side copy used for files.
+//! The SAE's parameters on a device, their initialisation, the host-side copy used for files,
+//! and the inference form that `eval`, `inspect` and validation encode with.
 //!
 //! Shapes and names follow Gemma Scope / SAELens (spec, "Shapes and names"): `W_enc [d_in, d_sae]`,
 //! `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]`, and the threshold, which is trained as
 //! `log θ` or raw θ (used as relu(θ)) per [`ThresholdParam`].
 
-use crate::config::ThresholdParam;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How the threshold is parametrised for training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdParam {
+    /// Train t = log θ.
+    Log,
+    /// Train θ directly, used as relu(θ).
+    Raw,
+}
 
 /// Parameters in host memory, row-major f32, θ as the raw threshold.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,5 +174,44 @@ impl Sae {
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
         self.w_enc.device()
+    }
+}
+
+/// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, `z = x W_enc + b_enc`.
+pub struct InferenceSae {
+    w_enc: Tensor<2>,
+    b_enc: Tensor<2>,
+    w_dec: Tensor<2>,
+    b_dec: Tensor<2>,
+    theta: Tensor<2>,
+}
+
+impl InferenceSae {
+    /// Upload inference-form parameters.
+    pub fn new(p: &HostParams, device: &Device) -> Self {
+        Self {
+            w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
+            b_enc: upload(&p.b_enc, [1, p.d_sae], device),
+            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
+            b_dec: upload(&p.b_dec, [1, p.d_in], device),
+            theta: upload(&p.threshold, [1, p.d_sae], device),
+        }
+    }
+
+    /// Feature activations `[n, d_sae]`.
+    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        let [n, _] = x.dims();
+        let [_, m] = self.w_enc.dims();
+        let z = x.matmul(self.w_enc.clone()) + self.b_enc.clone();
+        let off = z
+            .clone()
+            .lower_equal(self.theta.clone().expand([n, m]))
+            .bool_or(z.clone().lower_equal_elem(0.0));
+        z.mask_fill(off, 0.0)
+    }
+
+    /// Reconstruction from feature activations.
+    pub fn decode(&self, f: Tensor<2>) -> Tensor<2> {
+        f.matmul(self.w_dec.clone()) + self.b_dec.clone()
     }
 }

@@ -11,6 +11,7 @@ use crate::device;
 use crate::live::ConfigFile;
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
+use crate::sae::kernels::Kernels;
 use crate::sae::model::{HostParams, Sae};
 use crate::train::adam::AdamState;
 use crate::train::checkpoint;
@@ -143,7 +144,7 @@ impl Trainer {
         };
         Ok(Self {
             firing: Firing::new(host.d_sae, &device),
-            fused_host: device::fused_host(&device),
+            kernels: Kernels::for_device(&device),
             cfg,
             run_dir,
             config_file,
@@ -213,7 +214,7 @@ impl Trainer {
             device: device::label(&cfg.device),
         };
         Ok(Self {
-            fused_host: device::fused_host(&device),
+            kernels: Kernels::for_device(&device),
             cfg,
             run_dir: run_dir.to_path_buf(),
             config_file: ConfigFile::in_run(run_dir),

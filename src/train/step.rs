@@ -1,13 +1,14 @@
 //! One optimizer step: the schedules at step t, forward + backward, and the Adam update.
 
 use crate::config::{Hyper, SaeConfig};
-use crate::sae::loss::{LossSettings, StepOutput, loss_and_grads};
+use crate::sae::kernels::{Kernels, LossSettings};
+use crate::sae::loss::{StepOutput, loss_and_grads};
 use crate::sae::model::Sae;
 use crate::train::adam::{AdamSettings, AdamState};
 use crate::train::schedule::{lambda_at, lr_at};
 use burn::tensor::{Bool, Tensor};
 
-/// The loss settings at step `t` under these hyperparameters (generic elementwise path).
+/// The loss settings at step `t` under these hyperparameters (tensor-op kernels).
 pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
     LossSettings {
         sparsity_loss: h.sparsity_loss,
@@ -17,7 +18,7 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         target_l0: h.target_l0.unwrap_or(1.0),
         pre_act_coefficient: h.pre_act_coefficient,
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
-        fused_host: false,
+        kernels: Kernels::TensorOps,
     }
 }
 
@@ -32,8 +33,8 @@ pub struct StepPlan<'a> {
     pub hyper: &'a Hyper,
     /// Structural model settings.
     pub sae: &'a SaeConfig,
-    /// Use the fused host-memory kernels (`device::fused_host`).
-    pub fused_host: bool,
+    /// The elementwise kernels (chosen once per run: `Kernels::for_device`).
+    pub kernels: Kernels,
 }
 
 /// Train on one batch; returns the (pre-update) loss parts and statistics.
@@ -49,10 +50,10 @@ pub fn train_step(
         total_steps,
         hyper: h,
         sae: sae_cfg,
-        fused_host,
+        kernels,
     } = plan;
     let settings = LossSettings {
-        fused_host,
+        kernels,
         ..loss_settings(t, h, sae_cfg)
     };
     let (out, grads) = loss_and_grads(sae, x, &settings, dead);

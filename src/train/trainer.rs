@@ -11,12 +11,13 @@
 use crate::config::Config;
 use crate::data::batches::{Position, Rows};
 use crate::data::prefetch::{Prefetched, Prefetcher};
-use crate::eval::{Evaluator, InferenceSae};
+use crate::eval::Evaluator;
 use crate::live::{ConfigFile, HyperEdit};
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
+use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
-use crate::sae::model::{HostParams, Sae, download, upload, upload_owned};
+use crate::sae::model::{HostParams, InferenceSae, Sae, download, upload, upload_owned};
 use crate::train::adam::AdamState;
 use crate::train::checkpoint::{self, CheckpointState, TrainTensors};
 use crate::train::control::{Control, Next, Steer, TrainEvent, between_steps};
@@ -59,8 +60,8 @@ pub struct Trainer {
     /// The run's config.toml, rewritten as the configuration in force after each edit.
     pub(super) config_file: ConfigFile,
     pub(super) device: Device,
-    /// Whether steps use the fused host-memory kernels (chosen once, from the device).
-    pub(super) fused_host: bool,
+    /// The elementwise kernels steps use (chosen once, from the device).
+    pub(super) kernels: Kernels,
     pub(super) sae: Sae,
     pub(super) adam: AdamState,
     pub(super) data: Prefetcher,
@@ -239,7 +240,7 @@ impl Trainer {
             total_steps: total,
             hyper: &self.cfg.hyper,
             sae: &self.cfg.sae,
-            fused_host: self.fused_host,
+            kernels: self.kernels,
         };
         let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
         self.firing.record(out.fire_counts, rows);

@@ -4,6 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 use jumpscope::config::{Config, ThresholdParam, parse};
+use jumpscope::sae::kernels::Kernels;
 use jumpscope::sae::loss::{LossParts, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
 use jumpscope::train::adam::AdamState;
@@ -73,24 +74,24 @@ fn cases() -> Vec<(String, Value)> {
     out
 }
 
-/// Every case through the generic tensor-op path and through the fused host kernels on the
-/// flex CPU backend, and (built with the `tch` feature) through the generic path on LibTorch's CPU
+/// Every case through the tensor-op kernels and through the fused host kernels on the flex CPU
+/// backend, and (built with the `tch` feature) through the tensor-op kernels on LibTorch's CPU
 /// device; the name says which.
-fn variants() -> Vec<(String, Value, Device, bool)> {
+fn variants() -> Vec<(String, Value, Device, Kernels)> {
     let mut devices = vec![
-        ("generic", Device::flex(), false),
-        ("fused", Device::flex(), true),
+        ("generic", Device::flex(), Kernels::TensorOps),
+        ("fused", Device::flex(), Kernels::HostFused),
     ];
     if cfg!(feature = "tch") {
         let tch = jumpscope::device::resolve("tch-cpu").expect("a tch build has tch-cpu");
-        devices.push(("tch-cpu", tch, false));
+        devices.push(("tch-cpu", tch, Kernels::TensorOps));
     }
     cases()
         .into_iter()
         .flat_map(|(n, v)| {
             devices
                 .iter()
-                .map(|(tag, dev, fused)| (format!("{n} [{tag}]"), v.clone(), dev.clone(), *fused))
+                .map(|(tag, dev, k)| (format!("{n} [{tag}]"), v.clone(), dev.clone(), *k))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -201,13 +202,13 @@ fn theta_key(cfg: &Config) -> &'static str {
 #[test]
 fn first_forward_loss_and_gradients_match_the_reference() {
     let mut errs = Vec::new();
-    for (name, case, device, fused) in variants() {
+    for (name, case, device, kernels) in variants() {
         let cfg = config_of(&case);
         let sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
         let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
         // the reference's first forward uses the full coefficient, no warm-up
         s.lambda = cfg.hyper.sparsity_coefficient;
-        s.fused_host = fused;
+        s.kernels = kernels;
         let (out, g) = loss_and_grads(&sae, batch(&case, 0, &device), &s, None);
         let parts = LossParts::from_tensor(&out.parts);
         let ff = &case["first_forward"];
@@ -260,7 +261,7 @@ fn first_forward_loss_and_gradients_match_the_reference() {
 fn every_adam_step_matches_the_reference() {
     let mut errs = Vec::new();
     let mut checked = 0;
-    for (name, case, device, fused) in variants() {
+    for (name, case, device, kernels) in variants() {
         let Some(steps) = case["steps"].as_array() else {
             continue;
         };
@@ -273,7 +274,7 @@ fn every_adam_step_matches_the_reference() {
                 total_steps: steps.len() as u64,
                 hyper: &cfg.hyper,
                 sae: &cfg.sae,
-                fused_host: fused,
+                kernels,
             };
             let out = train_step(&mut sae, &mut adam, batch(&case, t, &device), plan, None);
             let p = LossParts::from_tensor(&out.parts);

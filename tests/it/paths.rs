@@ -1,11 +1,13 @@
-//! The fused host kernels (`sae::fused`) and the generic tensor-op path (`sae::jumprelu`) give the
+//! The fused host kernels (`sae::kernels::host_fused`) and the tensor-op kernels
+//! (`sae::kernels::tensor_ops`) give the
 //! same loss parts and gradients in every mode, including the pre-activation loss that the golden
 //! files do not cover.
 
 use burn::tensor::{Device, Tensor};
 use jumpscope::config::{SparsityLoss, ThresholdParam};
 use jumpscope::data::synth::{SynthSpec, generate};
-use jumpscope::sae::loss::{LossParts, LossSettings, loss_and_grads};
+use jumpscope::sae::kernels::{Kernels, LossSettings};
+use jumpscope::sae::loss::{LossParts, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -52,10 +54,10 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     target_l0: 6.0,
                     pre_act_coefficient: pre,
                     pre_encoder_bias: true,
-                    fused_host: false,
+                    kernels: Kernels::TensorOps,
                 };
                 let (og, gg) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
-                s.fused_host = true;
+                s.kernels = Kernels::HostFused;
                 let (of, gf) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
                 let what = format!("{tp:?} {mode:?} pre_act {pre}");
                 let (pg, pf) = (

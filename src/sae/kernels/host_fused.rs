@@ -1,17 +1,15 @@
 //! The elementwise parts of a step as two fused loops over host memory, for the CPU backend.
 //!
-//! Why: written with tensor ops (`sae::jumprelu`), the JumpReLU forward and its straight-through
+//! Why: written with tensor ops (`tensor_ops`), the JumpReLU forward and its straight-through
 //! backward make about fifteen passes over the `[batch, d_sae]` activations, each a separate
 //! kernel on burn's CPU backend; that memory traffic cost as much as the matrix products. Here
 //! `encode` makes one pass (bias, threshold, flags, f, counts, penalties) and `backward` one more
 //! (STE gradients, θ sums, b_enc sums), in place on the buffers that the matrix products returned
 //! (burn's flex backend hands them over without copying when they are not shared).
-//! Only for devices whose tensors live in host memory (`device::is_host`); the results equal
-//! `sae::jumprelu`'s up to float rounding (tested).
+//! Only for devices whose tensors live in host memory (`device::fused_host`); the results equal
+//! `tensor_ops`' up to float rounding (tested).
 
-use crate::config::SparsityLoss;
-use crate::sae::jumprelu::{Backward, Ctx, Encoded};
-use crate::sae::loss::{ElementwiseInputs, LossSettings};
+use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
 use crate::sae::model::download;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -20,9 +18,31 @@ const ACTIVE: u8 = 1;
 const NEAR: u8 = 2;
 const BELOW: u8 = 4;
 
-/// Host state saved by [`encode`] for [`backward`].
+/// The fused host-memory implementation of [`Elementwise`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostFused;
+
+impl Elementwise for HostFused {
+    type Saved = Saved;
+
+    fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
+        encode(z, inp, s)
+    }
+
+    fn backward(
+        &self,
+        g_f: Tensor<2>,
+        saved: Saved,
+        inp: &ElementwiseInputs,
+        s: &LossSettings,
+    ) -> Backward {
+        backward(g_f, saved, inp, s)
+    }
+}
+
+/// Host state saved by `encode` for `backward`.
 #[derive(Debug)]
-pub struct FusedCtx {
+pub struct Saved {
     /// Per element: ACTIVE (z > θ), NEAR (|z − θ| < ε/2), BELOW (z < θ).
     flags: Vec<u8>,
     /// Active features per token.
@@ -101,7 +121,7 @@ struct EncodeAcc {
 }
 
 /// z (without bias) → f and the forward statistics, in one pass.
-pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encoded {
+fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
     let device = z.device();
     let (mut data, [b, m]) = take_host(z);
     let b_enc = download(&inp.b_enc);
@@ -169,19 +189,20 @@ pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encode
     };
     let f_copy = is_tanh.then(|| zs.to_vec());
     let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
-    Encoded {
+    let encoded = Encoded {
         f: Tensor::from_data(data, &device),
         fire_counts: Tensor::from_data(TensorData::new(acc.fire, [m]), &device),
         sparsity: scalar(sparsity),
         pre_act: scalar(acc.pre_act_sum / bf),
-        ctx: Ctx::Fused(FusedCtx {
-            flags,
-            row_l0,
-            near_counts: acc.near,
-            f: f_copy,
-            device: device.clone(),
-        }),
-    }
+    };
+    let saved = Saved {
+        flags,
+        row_l0,
+        near_counts: acc.near,
+        f: f_copy,
+        device: device.clone(),
+    };
+    (encoded, saved)
 }
 
 /// One row of the backward pass: θ sums over NEAR elements, ∂L/∂z = H(z − θ)·∂L/∂f in place,
@@ -222,12 +243,7 @@ struct BackwardAcc {
 }
 
 /// ∂L/∂f → ∂L/∂z (in place), ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, in one pass.
-pub fn backward(
-    g_f: Tensor<2>,
-    c: FusedCtx,
-    inp: &ElementwiseInputs,
-    s: &LossSettings,
-) -> Backward {
+fn backward(g_f: Tensor<2>, c: Saved, inp: &ElementwiseInputs, s: &LossSettings) -> Backward {
     let (mut data, [b, m]) = take_host(g_f);
     let bf = b as f64;
     let eps = s.bandwidth;

@@ -1,61 +1,42 @@
-//! The elementwise heart of a step, written with burn tensor ops so that it runs on any device:
-//! the JumpReLU forward with the sparsity and pre-activation penalties (`encode`), and the
-//! straight-through backward that turns ∂L/∂f into ∂L/∂z and ∂L/∂θ (`backward`).
-//! `sae::fused` computes the same on host memory in two fused passes; tests hold them equal.
+//! The elementwise parts of a step written with burn tensor ops, so that they run on any device
+//! (about fifteen passes over the `[batch, d_sae]` activations; `host_fused` does the same in two).
 
-use crate::config::SparsityLoss;
-use crate::sae::fused::FusedCtx;
-use crate::sae::loss::{ElementwiseInputs, LossSettings};
+use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
 use burn::tensor::{Bool, Tensor};
 
-/// The encode step's results, still on the device.
-#[derive(Debug)]
-pub struct Encoded {
-    /// `[B, d_sae]` feature activations f = z · H(z − θ).
-    pub f: Tensor<2>,
-    /// `[d_sae]` tokens on which each feature fired.
-    pub fire_counts: Tensor<1>,
-    /// `[1]` the sparsity penalty (before λ).
-    pub sparsity: Tensor<1>,
-    /// `[1]` the pre-activation loss (before its coefficient; 0 when off).
-    pub pre_act: Tensor<1>,
-    /// What the backward step needs.
-    pub ctx: Ctx,
-}
+/// The tensor-op implementation of [`Elementwise`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TensorOps;
 
-/// Saved state between encode and backward.
+/// Device tensors saved by `encode` for `backward`.
 #[derive(Debug)]
-pub enum Ctx {
-    /// From [`encode`].
-    Generic(Box<GenericCtx>),
-    /// From `fused::encode`.
-    Fused(FusedCtx),
-}
-
-/// Device tensors saved by [`encode`].
-#[derive(Debug)]
-pub struct GenericCtx {
+pub struct Saved {
     u: Tensor<2>,
     inactive: Tensor<2, Bool>,
     active_f: Tensor<2>,
     f: Tensor<2>,
 }
 
-/// The backward step's results.
-#[derive(Debug)]
-pub struct Backward {
-    /// `[B, d_sae]` ∂L/∂z.
-    pub g_z: Tensor<2>,
-    /// `[d_sae]` ∂L/∂θ.
-    pub g_theta: Tensor<1>,
-    /// `[d_sae]` ∂L/∂b_enc = Σ_b ∂L/∂z.
-    pub g_b_enc: Tensor<1>,
-    /// `[d_sae]` ∂L/∂‖W_dec[i]‖ (tanh penalty only).
-    pub g_norms: Option<Tensor<1>>,
+impl Elementwise for TensorOps {
+    type Saved = Saved;
+
+    fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
+        encode(z, inp, s)
+    }
+
+    fn backward(
+        &self,
+        g_f: Tensor<2>,
+        saved: Saved,
+        inp: &ElementwiseInputs,
+        s: &LossSettings,
+    ) -> Backward {
+        backward(g_f, saved, inp, s)
+    }
 }
 
 /// z (without bias) → f, firing counts, penalty values.
-pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encoded {
+fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
     let [b, m] = z.dims();
     let bf = b as f64;
     let z = z + inp.b_enc.clone().unsqueeze_dim::<2>(0);
@@ -86,27 +67,25 @@ pub fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> Encode
         Some(w) => (u.clone().neg().clamp_min(0.0) * w.clone().unsqueeze_dim::<2>(0)).sum() / bf,
         None => Tensor::<1>::zeros([1], &f.device()),
     };
-    Encoded {
+    let encoded = Encoded {
         f: f.clone(),
         fire_counts,
         sparsity,
         pre_act,
-        ctx: Ctx::Generic(Box::new(GenericCtx {
+    };
+    (
+        encoded,
+        Saved {
             u,
             inactive,
             active_f,
             f,
-        })),
-    }
+        },
+    )
 }
 
 /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the spec.
-pub fn backward(
-    mut g_f: Tensor<2>,
-    c: Box<GenericCtx>,
-    inp: &ElementwiseInputs,
-    s: &LossSettings,
-) -> Backward {
+fn backward(mut g_f: Tensor<2>, c: Saved, inp: &ElementwiseInputs, s: &LossSettings) -> Backward {
     let [b, m] = g_f.dims();
     let bf = b as f64;
     let eps = s.bandwidth;

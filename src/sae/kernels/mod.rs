@@ -1,0 +1,133 @@
+//! The elementwise heart of a training step, behind one trait ([`Elementwise`]): the JumpReLU
+//! forward with the sparsity and pre-activation penalties (`encode`), and the straight-through
+//! backward that turns ∂L/∂f into ∂L/∂z and ∂L/∂θ (`backward`). Two implementations compute the
+//! same up to float rounding (tested): [`tensor_ops::TensorOps`], burn tensor ops that run on
+//! any device, and [`host_fused::HostFused`], two fused loops over host memory for the CPU
+//! backend. [`Kernels`] names the choice, made once per run from the device.
+//!
+//! This module holds what both share and imports neither; `sae::loss` builds the rest of the
+//! step around whichever is chosen.
+
+pub mod host_fused;
+pub mod tensor_ops;
+
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// How the sparsity penalty is computed (spec, "Loss").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SparsityLoss {
+    /// Σ H(z − θ), the paper's L0 penalty.
+    L0,
+    /// Σ tanh(c · f · ‖W_dec‖), Anthropic's January 2025 variant.
+    Tanh,
+    /// (2/L*) (Σ H(z − θ) − L*)², Gemma Scope 2's target-L0 penalty.
+    L0Target,
+}
+
+/// Which implementation of [`Elementwise`] a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// [`tensor_ops::TensorOps`]: any device.
+    TensorOps,
+    /// [`host_fused::HostFused`]: devices whose tensors live in host memory.
+    HostFused,
+}
+
+impl Kernels {
+    /// The fused host kernels where the device keeps tensors in host memory (and
+    /// `JUMPSCOPE_NO_FUSED` does not ask for the tensor-op path), else tensor ops. Called once
+    /// per run.
+    pub fn for_device(device: &Device) -> Self {
+        if crate::device::fused_host(device) {
+            Kernels::HostFused
+        } else {
+            Kernels::TensorOps
+        }
+    }
+}
+
+/// The loss settings in force for one step (λ already warmed up).
+#[derive(Debug, Clone)]
+pub struct LossSettings {
+    /// Which sparsity penalty.
+    pub sparsity_loss: SparsityLoss,
+    /// λ_t.
+    pub lambda: f64,
+    /// STE bandwidth ε.
+    pub bandwidth: f64,
+    /// c of the tanh penalty.
+    pub tanh_scale: f64,
+    /// L* of the l0_target penalty.
+    pub target_l0: f64,
+    /// Coefficient of the pre-activation loss (0 = off).
+    pub pre_act_coefficient: f64,
+    /// Subtract b_dec before encoding.
+    pub pre_encoder_bias: bool,
+    /// Which implementation computes the elementwise parts.
+    pub kernels: Kernels,
+}
+
+/// What the elementwise parts of a step need besides the activations.
+#[derive(Debug, Clone)]
+pub struct ElementwiseInputs {
+    /// `[d_sae]` encoder bias.
+    pub b_enc: Tensor<1>,
+    /// `[d_sae]` θ.
+    pub theta: Tensor<1>,
+    /// `[d_sae]` ‖W_dec[i]‖ (needed by tanh and the pre-activation loss).
+    pub norms: Option<Tensor<1>>,
+    /// `[d_sae]` weight of each feature in the pre-activation loss: ‖W_dec[i]‖ if dead, else 0.
+    pub pre_act_weights: Option<Tensor<1>>,
+}
+
+/// The encode step's results, still on the device.
+#[derive(Debug)]
+pub struct Encoded {
+    /// `[B, d_sae]` feature activations f = z · H(z − θ).
+    pub f: Tensor<2>,
+    /// `[d_sae]` tokens on which each feature fired.
+    pub fire_counts: Tensor<1>,
+    /// `[1]` the sparsity penalty (before λ).
+    pub sparsity: Tensor<1>,
+    /// `[1]` the pre-activation loss (before its coefficient; 0 when off).
+    pub pre_act: Tensor<1>,
+}
+
+/// The backward step's results.
+#[derive(Debug)]
+pub struct Backward {
+    /// `[B, d_sae]` ∂L/∂z.
+    pub g_z: Tensor<2>,
+    /// `[d_sae]` ∂L/∂θ.
+    pub g_theta: Tensor<1>,
+    /// `[d_sae]` ∂L/∂b_enc = Σ_b ∂L/∂z.
+    pub g_b_enc: Tensor<1>,
+    /// `[d_sae]` ∂L/∂‖W_dec[i]‖ (tanh penalty only).
+    pub g_norms: Option<Tensor<1>>,
+}
+
+/// The elementwise parts of a step.
+pub trait Elementwise {
+    /// What `encode` keeps for `backward`.
+    type Saved;
+
+    /// z (the encoder product, without bias) → f, firing counts, penalty values.
+    fn encode(
+        &self,
+        z: Tensor<2>,
+        inp: &ElementwiseInputs,
+        s: &LossSettings,
+    ) -> (Encoded, Self::Saved);
+
+    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the
+    /// spec.
+    fn backward(
+        &self,
+        g_f: Tensor<2>,
+        saved: Self::Saved,
+        inp: &ElementwiseInputs,
+        s: &LossSettings,
+    ) -> Backward;
+}
