@@ -241,6 +241,10 @@ pub enum DtypeArg {
     F32,
     /// float16
     F16,
+    /// float64
+    F64,
+    /// bfloat16 (uint16 bits with the attribute dtype = "bfloat16")
+    Bf16,
 }
 
 /// `jumpscope store synth`

@@ -3,9 +3,10 @@
 use crate::cli::{DtypeArg, InfoArgs, StoreBenchArgs, StoreCommand};
 use jumpscope::config::OnNonFinite;
 use jumpscope::data::batches::{Batcher, Position};
+use jumpscope::data::dtype::Dtype;
 use jumpscope::data::prefetch::Prefetcher;
 use jumpscope::data::scan::scan;
-use jumpscope::data::store::{Extra, WriteDtype, write_store};
+use jumpscope::data::store::{Extra, write_store};
 use jumpscope::data::store::{Store, info};
 use jumpscope::data::synth::{SynthSpec, generate};
 
@@ -34,8 +35,10 @@ pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
             };
             let s = generate(&spec);
             let dtype = match a.dtype {
-                DtypeArg::F32 => WriteDtype::F32,
-                DtypeArg::F16 => WriteDtype::F16,
+                DtypeArg::F32 => Dtype::F32,
+                DtypeArg::F16 => Dtype::F16,
+                DtypeArg::F64 => Dtype::F64,
+                DtypeArg::Bf16 => Dtype::Bf16,
             };
             let desc = format!(
                 "synthetic: {} features in {} dims, mean active {}, noise {}, seed {}",

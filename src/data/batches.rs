@@ -7,7 +7,8 @@
 //! the same rows in the same order as an uninterrupted one, with no RNG state to carry.
 
 use crate::config::OnNonFinite;
-use crate::data::block::{Block, Kind, decode};
+use crate::data::block::{Block, decode};
+use crate::data::dtype::Dtype;
 use crate::data::store::{Store, StoreError};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -87,7 +88,7 @@ impl Rows {
                 out.par_chunks_mut(4096)
                     .zip(bytes.par_chunks(8192))
                     .for_each(|(o, b)| {
-                        decode(Kind::F16, b, *scale, o);
+                        decode(Dtype::F16, b, *scale, o);
                     });
                 out
             }
@@ -326,7 +327,7 @@ impl Batcher {
     /// Whether batches keep float16 rows as stored: the store is read directly as f16, and no
     /// f16 value can overflow once scaled (so testing the stored bits for NaN/Inf is exact).
     fn half_batches(&self) -> bool {
-        self.store.direct_kind() == Some(Kind::F16) && (65504.0 * self.scale).is_finite()
+        self.store.direct_kind() == Some(Dtype::F16) && (65504.0 * self.scale).is_finite()
     }
 
     /// [`Batcher::next_batch`] written into `buf`, a spent batch's buffer: reusing it spares the

@@ -4,33 +4,10 @@
 //! Keeping the shuffle buffer in the stored type (f16 stays 2 bytes, mapped rows are not copied
 //! at all) means each value is converted once, while rows are gathered into a batch.
 
+use crate::data::dtype::Dtype;
 use crate::data::raw::Piece;
 use half::slice::HalfFloatSliceExt;
 use std::sync::OnceLock;
-
-/// The element type of stored rows (little endian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// float32.
-    F32,
-    /// float64.
-    F64,
-    /// float16.
-    F16,
-    /// bfloat16 bits (uint16 on disk).
-    Bf16,
-}
-
-impl Kind {
-    /// Bytes per element.
-    pub fn bytes(self) -> usize {
-        match self {
-            Kind::F32 => 4,
-            Kind::F64 => 8,
-            Kind::F16 | Kind::Bf16 => 2,
-        }
-    }
-}
 
 /// Rows, row-major.
 #[derive(Debug, Clone)]
@@ -40,14 +17,14 @@ pub enum Block {
     /// Rows copied out of the file in their stored type.
     Bytes {
         /// The element type.
-        kind: Kind,
+        kind: Dtype,
         /// The rows' bytes.
         data: Vec<u8>,
     },
     /// Rows read in place from the file's map.
     Mapped {
         /// The element type.
-        kind: Kind,
+        kind: Dtype,
         /// Where each run of rows starts, sorted by row.
         pieces: Vec<Piece>,
     },
@@ -61,7 +38,7 @@ impl Default for Block {
 
 impl Block {
     /// A byte buffer of `n` bytes for rows of `kind`, reusing this block's buffer if it has one.
-    pub fn bytes_for(&mut self, kind: Kind, n: usize) -> &mut [u8] {
+    pub fn bytes_for(&mut self, kind: Dtype, n: usize) -> &mut [u8] {
         let mut data = match std::mem::take(self) {
             Block::Bytes { data, .. } => data,
             _ => Vec::new(),
@@ -121,28 +98,28 @@ pub fn all_finite(row: &[f32]) -> bool {
 
 /// `out[i] = f32(element i of bytes) · scale`, and whether all of `out` is finite; `bytes` need
 /// not be aligned.
-pub fn decode(kind: Kind, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    if kind == Kind::F16 {
+pub fn decode(kind: Dtype, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
+    if kind == Dtype::F16 {
         return f16_to_f32_scaled(bytes, scale, out);
     }
     match kind {
-        Kind::F32 => {
+        Dtype::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * scale;
             }
         }
-        Kind::F64 => {
+        Dtype::F64 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
                 let v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
                 *o = v as f32 * scale;
             }
         }
-        Kind::Bf16 => {
+        Dtype::Bf16 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
                 *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) * scale;
             }
         }
-        Kind::F16 => unreachable!("handled above"),
+        Dtype::F16 => unreachable!("handled above"),
     }
     all_finite(out)
 }
@@ -243,7 +220,7 @@ mod tests {
             let mut bytes = vec![0u8; shift];
             bytes.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
             let mut out = vec![0.0; vals.len()];
-            assert!(decode(Kind::F16, &bytes[shift..], 0.5, &mut out));
+            assert!(decode(Dtype::F16, &bytes[shift..], 0.5, &mut out));
             for (o, v) in out.iter().zip(&vals) {
                 assert_eq!(*o, v.to_f32() * 0.5);
             }
@@ -253,7 +230,7 @@ mod tests {
                     let mut b = bytes.clone();
                     b[shift + 2 * at..shift + 2 * at + 2].copy_from_slice(&bad.to_le_bytes());
                     assert!(
-                        !decode(Kind::F16, &b[shift..], 0.5, &mut out),
+                        !decode(Dtype::F16, &b[shift..], 0.5, &mut out),
                         "{bad} at {at}"
                     );
                 }

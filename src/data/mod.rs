@@ -2,6 +2,7 @@
 
 pub mod batches;
 pub mod block;
+pub mod dtype;
 pub mod norm;
 pub mod prefetch;
 pub mod raw;

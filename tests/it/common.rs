@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: stores, configs and running the real binary.
 
-use jumpscope::data::store::{Extra, WriteDtype, write_store};
+use jumpscope::data::dtype::Dtype;
+use jumpscope::data::store::{Extra, write_store};
 use jumpscope::data::synth::{Synth, SynthSpec, generate};
 pub use jumpscope::train::record::{MetricsRecord, Record, read_log};
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub fn synth_store(path: &Path, spec: &SynthSpec) -> Synth {
         "activations",
         &s.activations,
         spec.d_in,
-        WriteDtype::F32,
+        Dtype::F32,
         &[Extra::F32(
             "true_features",
             &s.directions,

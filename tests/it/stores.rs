@@ -2,6 +2,7 @@
 //! dataset discovery and globs work, and each malformed store is refused with one clear line.
 
 use crate::common::*;
+use jumpscope::data::dtype::Dtype;
 use jumpscope::data::store::Store;
 use std::path::Path;
 use tempfile::tempdir;
@@ -25,6 +26,24 @@ fn rows(paths: &[&Path], dataset: Option<&str>) -> Vec<f32> {
 
 fn expected() -> Vec<f32> {
     (0..120).map(|v| (v as f64 / 7.0 - 3.0) as f32).collect()
+}
+
+#[test]
+fn our_writer_writes_every_dtype_and_reads_it_back() {
+    let d = tempdir().unwrap();
+    // values every dtype holds exactly: small multiples of 1/8
+    let x: Vec<f32> = (0..40).map(|i| (i as f32 - 20.0) / 8.0).collect();
+    for dtype in [Dtype::F32, Dtype::F64, Dtype::F16, Dtype::Bf16] {
+        let path = d.path().join(format!("{}.h5", dtype.name()));
+        jumpscope::data::store::write_store(&path, "activations", &x, 4, dtype, &[], &[]).unwrap();
+        let s = Store::open(std::slice::from_ref(&path), None).unwrap();
+        assert_eq!((s.rows(), s.d_in()), (10, 4));
+        let mut got = Vec::new();
+        s.read_rows(0, 10, &mut got).unwrap();
+        assert_eq!(got, x, "{}", dtype.name());
+        let info = jumpscope::data::store::info(&[path], None).unwrap();
+        assert_eq!(info[0].dtype, dtype.name());
+    }
 }
 
 #[test]
@@ -404,7 +423,7 @@ fn both_paths(paths: &[std::path::PathBuf]) -> (Store, Vec<f32>, Vec<f32>) {
 
 #[test]
 fn the_direct_reader_matches_hdf5_on_every_layout_it_takes_and_leaves_the_rest_to_hdf5() {
-    use jumpscope::data::block::Kind;
+    use jumpscope::data::dtype::Dtype;
     let d = tempdir().unwrap();
     let p = |n: &str| d.path().join(n);
     // 3000 rows of width 24 with NaN, ±Inf, subnormals and extremes sprinkled in
@@ -428,12 +447,12 @@ fn the_direct_reader_matches_hdf5_on_every_layout_it_takes_and_leaves_the_rest_t
         d = d.path().display()
     ));
     let direct = [
-        ("f32.h5", Kind::F32),
-        ("f16_chunked.h5", Kind::F16),
-        ("f16_3d_gzip_shuffle.h5", Kind::F16),
-        ("f32_lzf.h5", Kind::F32),
-        ("f64_gzip.h5", Kind::F64),
-        ("bf16.h5", Kind::Bf16),
+        ("f32.h5", Dtype::F32),
+        ("f16_chunked.h5", Dtype::F16),
+        ("f16_3d_gzip_shuffle.h5", Dtype::F16),
+        ("f32_lzf.h5", Dtype::F32),
+        ("f64_gzip.h5", Dtype::F64),
+        ("bf16.h5", Dtype::Bf16),
     ];
     let same = |a: &[f32], b: &[f32], what: &str| {
         assert_eq!(a.len(), b.len(), "{what}: length");
@@ -469,7 +488,7 @@ fn the_direct_reader_matches_hdf5_on_every_layout_it_takes_and_leaves_the_rest_t
     }
     // several files, all direct, one chunked and filtered: pieces of both kinds in one read
     let (s, a, b) = both_paths(&[p("f32.h5"), p("f32_lzf.h5"), p("f32.h5")]);
-    assert_eq!(s.direct_kind(), Some(Kind::F32));
+    assert_eq!(s.direct_kind(), Some(Dtype::F32));
     assert_eq!(a.len(), 9000 * 24);
     same(&a, &b, "three shards");
     // mixed element types fall back to HDF5 for the whole store
