@@ -85,7 +85,8 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
     let scanned = if a.scan {
         let store = Store::open(&a.paths, a.dataset.as_deref())?;
         let bar = super::progress_bar(store.rows() as u64);
-        let block = (4 << 20) / store.d_in().max(1);
+        // 32 MiB of f32 per block: few enough blocks that the per-block work is negligible
+        let block = (8 << 20) / store.d_in().max(1);
         let r = scan(&store, block.max(1), |done, _| bar.set_position(done))?;
         bar.finish_and_clear();
         Some(r)

@@ -10,7 +10,7 @@ use half::slice::HalfFloatSliceExt;
 use std::sync::OnceLock;
 
 /// Rows, row-major.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Block {
     /// f32 rows (what HDF5's own read returns).
     F32(Vec<f32>),

@@ -12,8 +12,14 @@
 //!
 //! The map stays valid if the file is deleted or replaced; the store checks the file's size
 //! before every block, since an in-place truncation would make the vanished pages fault.
+//!
+//! Pages of a map that a read has touched count in the process's resident size until they are
+//! unmapped, so a pass over a 100 GB store would show as 100 GB in `top` (and to schedulers
+//! that account memory by RSS). Every range is released once it has been used: a [`Piece`] when
+//! it is dropped, a copied or inflated range right after the copy. Released pages stay in the
+//! page cache, so reading them again costs a minor fault, not a disk read.
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 use rayon::prelude::*;
 use std::fs::File;
 use std::sync::Arc;
@@ -47,8 +53,9 @@ pub struct Segment {
 }
 
 /// Rows straight from a file's map: rows `row..` (counted from the start of a read) begin at
-/// byte `offset` of `map`.
-#[derive(Debug, Clone)]
+/// byte `offset` of `map` and span `bytes` bytes. Dropping it releases those pages (see the
+/// module doc).
+#[derive(Debug)]
 pub struct Piece {
     /// First row of the piece, relative to the read.
     pub row: usize,
@@ -56,6 +63,25 @@ pub struct Piece {
     pub map: Arc<Mmap>,
     /// Byte offset of that row in the map.
     pub offset: usize,
+    /// Bytes of the piece's rows.
+    pub bytes: usize,
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        release(&self.map, self.offset, self.bytes);
+    }
+}
+
+/// Take bytes `offset..offset + len` of a read-only file map out of this process's resident
+/// set; the next touch maps them again from the page cache (or the file).
+fn release(map: &Mmap, offset: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: the map is read-only and backed by a file, so MADV_DONTNEED cannot lose data: the
+    // pages read back unchanged from the file. A failure only leaves the pages resident.
+    let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len) };
 }
 
 /// A dataset whose rows this module reads directly.
@@ -125,6 +151,7 @@ impl Layout {
                 row: a - lo,
                 map: self.map.clone(),
                 offset,
+                bytes: (b - a) * self.row_bytes,
             });
         }
         Some(pieces)
@@ -165,6 +192,7 @@ impl Layout {
         if seg.undo.is_empty() {
             let at = (seg.addr + (a - seg.row) as u64 * rb) as usize;
             dst.copy_from_slice(&self.map[at..at + dst.len()]);
+            release(&self.map, at, dst.len());
             return Ok(());
         }
         let want = seg.stored_rows * self.row_bytes;
@@ -181,6 +209,7 @@ impl Layout {
                 .map_err(|e| format!("chunk at offset {}: {e}", seg.addr))?,
             );
         }
+        release(&self.map, seg.addr as usize, seg.size as usize);
         let cur = cur.expect("a filtered segment has at least one filter");
         if cur.len() != want {
             return Err(format!(
@@ -249,6 +278,79 @@ fn unshuffle(input: &[u8], elem: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Resident kB of the mapping that holds `addr`, from /proc/self/smaps.
+    fn resident_kb(addr: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ')
+                && let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+            } else if inside && let Some(v) = line.strip_prefix("Rss:") {
+                return v.trim().trim_end_matches("kB").trim().parse().unwrap();
+            }
+        }
+        panic!("no mapping holds {addr:#x}")
+    }
+
+    #[test]
+    fn used_ranges_leave_the_resident_set() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("rows.bin");
+        let (rows, row_bytes) = (4096, 1024);
+        std::fs::write(&path, vec![7u8; rows * row_bytes]).unwrap();
+        let file = File::open(&path).unwrap();
+        let seg = |row, n| Segment {
+            row,
+            rows: n,
+            stored_rows: n,
+            addr: (row * row_bytes) as u64,
+            size: (n * row_bytes) as u64,
+            undo: Vec::new(),
+        };
+        let layout = Layout::new(
+            &file,
+            rows,
+            row_bytes,
+            4,
+            vec![seg(0, 2048), seg(2048, 2048)],
+        )
+        .unwrap();
+        let addr = layout.map.as_ptr() as usize;
+        // rows read in place: resident while the pieces live, released when they are dropped
+        let pieces = layout.mapped(0, rows).unwrap();
+        let touched: u64 = pieces
+            .iter()
+            .map(|p| {
+                p.map[p.offset..p.offset + 2048 * row_bytes]
+                    .iter()
+                    .step_by(4096)
+                    .map(|&b| b as u64)
+                    .sum::<u64>()
+            })
+            .sum();
+        assert_eq!(touched, 7 * (rows * row_bytes / 4096) as u64);
+        assert!(resident_kb(addr) >= 4000, "{} kB", resident_kb(addr));
+        drop(pieces);
+        assert!(
+            resident_kb(addr) <= 8,
+            "{} kB after the pieces",
+            resident_kb(addr)
+        );
+        // rows copied out: released right after the copy
+        let mut out = vec![0u8; rows * row_bytes];
+        layout.read(0, rows, &mut out).unwrap();
+        assert!(out.iter().all(|&b| b == 7));
+        assert!(
+            resident_kb(addr) <= 8,
+            "{} kB after a copy",
+            resident_kb(addr)
+        );
+    }
 
     #[test]
     fn unshuffle_inverts_the_byte_planes() {
