@@ -17,7 +17,11 @@
 //! unmapped, so a pass over a 100 GB store would show as 100 GB in `top` (and to schedulers
 //! that account memory by RSS). Every range is released once it has been used: a [`Piece`] when
 //! it is dropped, a copied or inflated range right after the copy. Released pages stay in the
-//! page cache, so reading them again costs a minor fault, not a disk read.
+//! page cache, so reading them again costs a minor fault, not a disk read: on a store that fits
+//! in memory and is read many times that cost 3-6 % of the shuffled read rate (measured against
+//! a build without the release). Keeping a budget of used pages instead was tried and dropped:
+//! the kernel maps large page-cache folios around small touched ranges, so the resident size
+//! then depended on the page cache's state (370-730 MB on the run where releasing gives 150 MB).
 
 use memmap2::{Mmap, UncheckedAdvice};
 use rayon::prelude::*;
