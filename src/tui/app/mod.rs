@@ -1,7 +1,13 @@
 //! The training screen's state and its update rule: trainer events and keys in, state changes
 //! and [`Control`]s for the trainer out. No terminal here, so every rule is unit-testable.
+//! Keys are handled in `keys`, the keyboard-tunable hyperparameters listed in `tunables`.
 
-use crate::config::{Config, Hyper};
+mod keys;
+mod tunables;
+
+pub use tunables::{TUNABLES, Tunable};
+
+use crate::config::Config;
 use crate::live::{self, ConfigEdit, Verdict};
 use crate::metrics::stats::Histogram;
 use crate::train::control::{Control, TrainEvent};
@@ -85,92 +91,6 @@ const PANES: [Pane; 7] = [
     Pane::Hyper,
     Pane::Log,
 ];
-
-/// A hyperparameter that can be changed from the keyboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tunable {
-    /// Its config key.
-    pub key: &'static str,
-    /// How the pane names it.
-    pub label: &'static str,
-    /// Whether it is an integer (steps up/down double/halve it).
-    pub integer: bool,
-}
-
-/// The keyboard-tunable hyperparameters, in pane order.
-pub const TUNABLES: [Tunable; 6] = [
-    Tunable {
-        key: "train.sparsity_coefficient",
-        label: "λ (sparsity coef.)",
-        integer: false,
-    },
-    Tunable {
-        key: "train.target_l0",
-        label: "target L0",
-        integer: false,
-    },
-    Tunable {
-        key: "train.lr",
-        label: "learning rate",
-        integer: false,
-    },
-    Tunable {
-        key: "sae.bandwidth",
-        label: "bandwidth ε",
-        integer: false,
-    },
-    Tunable {
-        key: "train.log_every",
-        label: "log every",
-        integer: true,
-    },
-    Tunable {
-        key: "train.checkpoint_every",
-        label: "checkpoint every",
-        integer: true,
-    },
-];
-
-impl Tunable {
-    /// Its current value (`None`: unset, e.g. target L0 without the l0_target penalty).
-    pub fn get(&self, h: &Hyper) -> Option<f64> {
-        match self.key {
-            "train.sparsity_coefficient" => Some(h.sparsity_coefficient),
-            "train.target_l0" => h.target_l0,
-            "train.lr" => Some(h.lr),
-            "sae.bandwidth" => Some(h.bandwidth),
-            "train.log_every" => Some(h.log_every as f64),
-            "train.checkpoint_every" => Some(h.checkpoint_every as f64),
-            _ => None,
-        }
-    }
-
-    /// A value as the config file would hold it.
-    pub fn format(&self, v: f64) -> String {
-        if self.integer {
-            format!("{}", v.round() as u64)
-        } else {
-            // four significant digits, written so that TOML reads it back as a float
-            let r: f64 = format!("{v:.3e}").parse().unwrap_or(v);
-            let text = format!("{r}");
-            if text.contains('.') || text.contains('e') || !r.is_finite() {
-                text
-            } else {
-                format!("{text}.0")
-            }
-        }
-    }
-
-    /// The next value up or down: integers double or halve, the others move by 25 %.
-    fn stepped(&self, v: f64, up: bool) -> f64 {
-        match (self.integer, up) {
-            (true, true) => (v * 2.0).max(1.0),
-            (true, false) => (v / 2.0).floor(),
-            (false, true) => v * 1.25,
-            (false, false) => v / 1.25,
-        }
-    }
-}
 
 /// An overlay on the main screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,127 +381,6 @@ impl App {
         if let Some(text) = line {
             self.note_at(step, text, rec.is_alarm());
         }
-    }
-
-    fn on_key(&mut self, key: KeyEvent) -> Vec<Control> {
-        // typing a value takes every key but Enter, Esc and Ctrl-C
-        if let Some(buf) = self.editing.as_mut() {
-            match key.code {
-                KeyCode::Char(c)
-                    if !key
-                        .modifiers
-                        .contains(ratatui::crossterm::event::KeyModifiers::CONTROL) =>
-                {
-                    buf.push(c);
-                    return Vec::new();
-                }
-                KeyCode::Backspace => {
-                    buf.pop();
-                    return Vec::new();
-                }
-                KeyCode::Enter => {
-                    let value = self.editing.take().unwrap_or_default();
-                    return self.apply(TUNABLES[self.selected], value.trim());
-                }
-                KeyCode::Esc => {
-                    self.editing = None;
-                    return Vec::new();
-                }
-                _ => {}
-            }
-        }
-        let action = keymap::action(&key);
-        if self.overlay == Some(Overlay::ConfirmQuit) {
-            return match (action, key.code) {
-                (Some(Action::Interrupt), _) => self.stop(),
-                (_, KeyCode::Char('s') | KeyCode::Char('y') | KeyCode::Enter) => self.stop(),
-                (_, KeyCode::Char('c') | KeyCode::Char('n') | KeyCode::Esc) => {
-                    self.overlay = None;
-                    Vec::new()
-                }
-                _ => Vec::new(),
-            };
-        }
-        let Some(action) = action else {
-            return Vec::new();
-        };
-        match action {
-            Action::Interrupt => return self.stop(),
-            Action::Quit => {
-                if self.state.live() && !self.watching {
-                    self.overlay = Some(Overlay::ConfirmQuit);
-                } else {
-                    self.quit = true;
-                }
-            }
-            Action::Help => self.overlay = Some(Overlay::Help),
-            Action::Close => self.overlay = None,
-            Action::NextPane | Action::PrevPane => {
-                let i = PANES.iter().position(|p| *p == self.focus).unwrap_or(0);
-                let n = PANES.len();
-                let j = if action == Action::NextPane {
-                    (i + 1) % n
-                } else {
-                    (i + n - 1) % n
-                };
-                self.focus = PANES[j];
-            }
-            Action::Up => self.selected = (self.selected + TUNABLES.len() - 1) % TUNABLES.len(),
-            Action::Down => self.selected = (self.selected + 1) % TUNABLES.len(),
-            Action::Increase | Action::Decrease => {
-                let t = TUNABLES[self.selected];
-                let Some(v) = t.get(&self.config.hyper) else {
-                    self.note(
-                        format!("{} is not set: press Enter to type a value", t.key),
-                        true,
-                    );
-                    return Vec::new();
-                };
-                let next = t.stepped(v, action == Action::Increase);
-                return self.apply(t, &t.format(next));
-            }
-            Action::Edit => {
-                let t = TUNABLES[self.selected];
-                self.editing = Some(
-                    t.get(&self.config.hyper)
-                        .map(|v| t.format(v))
-                        .unwrap_or_default(),
-                );
-            }
-            Action::Pause | Action::Checkpoint if self.watching => self.note(
-                "pause/checkpoint: only in the training process's own screen",
-                true,
-            ),
-            Action::Pause if self.state.live() => {
-                return if self.state == RunState::Paused {
-                    vec![Control::Resume]
-                } else {
-                    vec![Control::Pause]
-                };
-            }
-            Action::Checkpoint if self.state.live() => {
-                self.state = RunState::Checkpointing;
-                return vec![Control::Checkpoint];
-            }
-            Action::ZoomIn => {
-                self.window = Some((self.window.unwrap_or(self.step.max(8)) / 2).max(4))
-            }
-            Action::ZoomOut => {
-                self.window = self
-                    .window
-                    .map(|w| w.saturating_mul(2))
-                    .filter(|w| *w < self.step.max(1))
-            }
-            Action::ToggleWindow => {
-                self.window = match self.window {
-                    Some(_) => None,
-                    None => Some((self.step / 10).max(50)),
-                }
-            }
-            Action::ToggleLog => self.log_scale = !self.log_scale,
-            Action::Pause | Action::Checkpoint => {}
-        }
-        Vec::new()
     }
 
     /// A save of config.toml: apply the hyperparameters that changed, or refuse the whole edit

@@ -1,0 +1,227 @@
+//! The configuration file as written: every key optional, unknown keys refused; `--set`
+//! overrides applied to the TOML before it is read; and the way back from a [`Config`] to a file.
+
+use super::{Config, ConfigError, Normalize, OnNonFinite, SparsityLoss, ThresholdParam};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+macro_rules! file_section {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($(#[$fmeta])* #[serde(default, skip_serializing_if = "Option::is_none")] pub $field: Option<$ty>,)* }
+    };
+}
+
+file_section!(
+    /// `[data]` as written in the file.
+    DataFile {
+        stores: Vec<PathBuf>,
+        dataset: String,
+        batch_size: usize,
+        shuffle: bool,
+        seed: u64,
+        normalize: Normalize,
+        scale_sample_tokens: usize,
+        on_nonfinite: OnNonFinite,
+        eval_tokens: usize,
+        shuffle_buffer_tokens: usize,
+    }
+);
+file_section!(
+    /// `[sae]` as written in the file.
+    SaeFile {
+        d_sae: usize,
+        expansion_factor: f64,
+        init_from: PathBuf,
+        threshold_param: ThresholdParam,
+        threshold_init: f64,
+        bandwidth: f64,
+        pre_encoder_bias: bool,
+        unit_norm_decoder: bool,
+    }
+);
+file_section!(
+    /// `[train]` as written in the file.
+    TrainFile {
+        steps: u64,
+        tokens: u64,
+        lr: f64,
+        lr_warmup_steps: u64,
+        lr_decay_fraction: f64,
+        adam_beta1: f64,
+        adam_beta2: f64,
+        adam_eps: f64,
+        sparsity_loss: SparsityLoss,
+        sparsity_coefficient: f64,
+        sparsity_warmup_steps: u64,
+        target_l0: f64,
+        tanh_scale: f64,
+        pre_act_coefficient: f64,
+        log_every: u64,
+        checkpoint_every: u64,
+        keep_checkpoints: usize,
+        dead_window_tokens: u64,
+        eval_every: u64,
+    }
+);
+file_section!(
+    /// `[run]` as written in the file.
+    RunFile {
+        out: PathBuf,
+        device: String,
+    }
+);
+
+/// The configuration file as written: every key optional, unknown keys rejected.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[data]`
+    #[serde(default)]
+    pub data: DataFile,
+    /// `[sae]`
+    #[serde(default)]
+    pub sae: SaeFile,
+    /// `[train]`
+    #[serde(default)]
+    pub train: TrainFile,
+    /// `[run]`
+    #[serde(default)]
+    pub run: RunFile,
+}
+
+/// Parse a TOML string into the file form, applying `--set section.key=value` overrides first.
+pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<FileConfig, ConfigError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: one_line(&e.to_string()),
+        })?;
+    for s in sets {
+        apply_set(&mut table, s)?;
+    }
+    FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: one_line(&e.to_string()),
+    })
+}
+
+/// Read and parse a config file with overrides.
+pub fn load(path: &Path, sets: &[String]) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), sets)
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), ConfigError> {
+    let bad = |expected: &str| ConfigError::Invalid {
+        origin: "--set".into(),
+        key: set.split('=').next().unwrap_or(set).to_string(),
+        value: set.split_once('=').map(|x| x.1).unwrap_or("").to_string(),
+        expected: expected.into(),
+    };
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| bad("section.key=value"))?;
+    let (section, field) = key
+        .trim()
+        .split_once('.')
+        .ok_or_else(|| bad("a key of the form section.key (e.g. train.lr)"))?;
+    // A value is TOML when it parses as TOML (numbers, booleans, arrays, quoted strings),
+    // else it is taken as a bare string, so `--set run.out=runs/a` works without quotes.
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let sec = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match sec {
+        toml::Value::Table(t) => {
+            t.insert(field.to_string(), value);
+            Ok(())
+        }
+        _ => Err(bad("a [section] table")),
+    }
+}
+
+impl Config {
+    /// The file form that reproduces this configuration, every key written out.
+    pub fn to_file(&self) -> FileConfig {
+        let h = &self.hyper;
+        FileConfig {
+            data: DataFile {
+                stores: (!self.data.stores.is_empty()).then(|| self.data.stores.clone()),
+                dataset: self.data.dataset.clone(),
+                batch_size: Some(self.data.batch_size),
+                shuffle: Some(self.data.shuffle),
+                seed: Some(self.data.seed),
+                normalize: Some(self.data.normalize),
+                scale_sample_tokens: Some(self.data.scale_sample_tokens),
+                on_nonfinite: Some(self.data.on_nonfinite),
+                eval_tokens: Some(self.data.eval_tokens),
+                shuffle_buffer_tokens: self.data.shuffle_buffer_tokens,
+            },
+            sae: SaeFile {
+                d_sae: self.sae.d_sae,
+                expansion_factor: Some(self.sae.expansion_factor),
+                init_from: self.sae.init_from.clone(),
+                threshold_param: Some(self.sae.threshold_param),
+                threshold_init: Some(self.sae.threshold_init),
+                bandwidth: Some(h.bandwidth),
+                pre_encoder_bias: Some(self.sae.pre_encoder_bias),
+                unit_norm_decoder: Some(self.sae.unit_norm_decoder),
+            },
+            train: TrainFile {
+                steps: self.length.steps,
+                tokens: self.length.tokens,
+                lr: Some(h.lr),
+                lr_warmup_steps: Some(h.lr_warmup_steps),
+                lr_decay_fraction: Some(h.lr_decay_fraction),
+                adam_beta1: Some(h.adam_beta1),
+                adam_beta2: Some(h.adam_beta2),
+                adam_eps: Some(h.adam_eps),
+                sparsity_loss: Some(h.sparsity_loss),
+                sparsity_coefficient: Some(h.sparsity_coefficient),
+                sparsity_warmup_steps: Some(h.sparsity_warmup_steps),
+                target_l0: h.target_l0,
+                tanh_scale: Some(h.tanh_scale),
+                pre_act_coefficient: Some(h.pre_act_coefficient),
+                log_every: Some(h.log_every),
+                checkpoint_every: Some(h.checkpoint_every),
+                keep_checkpoints: Some(h.keep_checkpoints),
+                dead_window_tokens: Some(h.dead_window_tokens),
+                eval_every: Some(h.eval_every),
+            },
+            run: RunFile {
+                out: Some(self.out.clone()),
+                device: Some(self.device.clone()),
+            },
+        }
+    }
+
+    /// The configuration as TOML text (written to `RUN_DIR/config.toml`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.to_file()).unwrap_or_default()
+    }
+
+    /// This configuration with `key` (`section.key`) set to `value` (TOML, or a bare string),
+    /// checked exactly as a config file is; `origin` names the edit in errors.
+    pub fn with_edit(&self, key: &str, value: &str, origin: &str) -> Result<Config, ConfigError> {
+        parse(&self.to_toml(), origin, &[format!("{key}={value}")])?.validate(origin)
+    }
+}

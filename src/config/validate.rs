@@ -1,0 +1,186 @@
+//! Checking a file configuration into a [`Config`]: every range, with the key, the value and what
+//! is allowed named in the error.
+
+use super::*;
+
+struct Check<'a> {
+    origin: &'a str,
+}
+
+impl Check<'_> {
+    fn fail(&self, key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+    fn positive(&self, key: &str, v: f64) -> Result<f64, ConfigError> {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(self.fail(key, v, "a finite number > 0"))
+        }
+    }
+    fn non_negative(&self, key: &str, v: f64) -> Result<f64, ConfigError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(v)
+        } else {
+            Err(self.fail(key, v, "a finite number >= 0"))
+        }
+    }
+    fn unit_interval(&self, key: &str, v: f64, upper_open: bool) -> Result<f64, ConfigError> {
+        let ok = v.is_finite() && v >= 0.0 && if upper_open { v < 1.0 } else { v <= 1.0 };
+        if ok {
+            Ok(v)
+        } else if upper_open {
+            Err(self.fail(key, v, "a number in [0, 1)"))
+        } else {
+            Err(self.fail(key, v, "a number in [0, 1]"))
+        }
+    }
+    fn at_least_one<T: Copy + Into<u64> + std::fmt::Display>(
+        &self,
+        key: &str,
+        v: T,
+    ) -> Result<T, ConfigError> {
+        if v.into() >= 1 {
+            Ok(v)
+        } else {
+            Err(self.fail(key, v, "an integer >= 1"))
+        }
+    }
+}
+
+impl FileConfig {
+    /// Check every value and fill in defaults. `origin` names the file in errors.
+    pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
+        let c = Check { origin };
+        let d = &self.data;
+        if let Some(stores) = &d.stores
+            && stores.is_empty()
+        {
+            return Err(c.fail("data.stores", "[]", "at least one HDF5 file"));
+        }
+        let stores = d.stores.clone().unwrap_or_default();
+        let batch_size = d.batch_size.unwrap_or(4096);
+        c.at_least_one("data.batch_size", batch_size as u64)?;
+        let scale_sample_tokens = d.scale_sample_tokens.unwrap_or(65_536);
+        c.at_least_one("data.scale_sample_tokens", scale_sample_tokens as u64)?;
+        let dataset = d.dataset.clone();
+        if dataset.as_deref() == Some("") {
+            return Err(c.fail("data.dataset", "\"\"", "a dataset path"));
+        }
+        let data = DataConfig {
+            stores,
+            dataset,
+            batch_size,
+            shuffle: d.shuffle.unwrap_or(true),
+            seed: d.seed.unwrap_or(0),
+            normalize: d.normalize.unwrap_or(Normalize::MeanSquaredNorm),
+            scale_sample_tokens,
+            on_nonfinite: d.on_nonfinite.unwrap_or(OnNonFinite::Skip),
+            eval_tokens: d.eval_tokens.unwrap_or(0),
+            shuffle_buffer_tokens: match d.shuffle_buffer_tokens {
+                Some(n) => Some(c.at_least_one("data.shuffle_buffer_tokens", n as u64)? as usize),
+                None => None,
+            },
+        };
+
+        let s = &self.sae;
+        if let Some(m) = s.d_sae {
+            c.at_least_one("sae.d_sae", m as u64)?;
+        }
+        let expansion_factor = s.expansion_factor.unwrap_or(8.0);
+        c.positive("sae.expansion_factor", expansion_factor)?;
+        let sae = SaeConfig {
+            d_sae: s.d_sae,
+            expansion_factor,
+            init_from: s.init_from.clone(),
+            threshold_param: s.threshold_param.unwrap_or(ThresholdParam::Log),
+            threshold_init: c.positive("sae.threshold_init", s.threshold_init.unwrap_or(0.001))?,
+            pre_encoder_bias: s.pre_encoder_bias.unwrap_or(true),
+            unit_norm_decoder: s.unit_norm_decoder.unwrap_or(true),
+        };
+
+        let t = &self.train;
+        if let Some(steps) = t.steps {
+            c.at_least_one("train.steps", steps)?;
+        }
+        if let Some(tokens) = t.tokens {
+            c.at_least_one("train.tokens", tokens)?;
+        }
+        if t.steps.is_some() && t.tokens.is_some() {
+            return Err(c.fail(
+                "train.tokens",
+                t.tokens.unwrap_or(0),
+                "either train.steps or train.tokens, not both",
+            ));
+        }
+        let sparsity_loss = t.sparsity_loss.unwrap_or(SparsityLoss::L0);
+        let target_l0 = match t.target_l0 {
+            Some(v) => Some(c.positive("train.target_l0", v)?),
+            None if sparsity_loss == SparsityLoss::L0Target => {
+                return Err(c.fail(
+                    "train.target_l0",
+                    "(missing)",
+                    "a number > 0 when sparsity_loss = \"l0_target\"",
+                ));
+            }
+            None => None,
+        };
+        let hyper = Hyper {
+            lr: c.positive("train.lr", t.lr.unwrap_or(7e-5))?,
+            lr_warmup_steps: t.lr_warmup_steps.unwrap_or(1000),
+            lr_decay_fraction: c.unit_interval(
+                "train.lr_decay_fraction",
+                t.lr_decay_fraction.unwrap_or(0.0),
+                false,
+            )?,
+            adam_beta1: c.unit_interval("train.adam_beta1", t.adam_beta1.unwrap_or(0.0), true)?,
+            adam_beta2: c.unit_interval("train.adam_beta2", t.adam_beta2.unwrap_or(0.999), true)?,
+            adam_eps: c.positive("train.adam_eps", t.adam_eps.unwrap_or(1e-8))?,
+            sparsity_loss,
+            sparsity_coefficient: c.non_negative(
+                "train.sparsity_coefficient",
+                t.sparsity_coefficient.unwrap_or(1e-3),
+            )?,
+            sparsity_warmup_steps: t.sparsity_warmup_steps.unwrap_or(10_000),
+            target_l0,
+            tanh_scale: c.positive("train.tanh_scale", t.tanh_scale.unwrap_or(4.0))?,
+            pre_act_coefficient: c.non_negative(
+                "train.pre_act_coefficient",
+                t.pre_act_coefficient.unwrap_or(0.0),
+            )?,
+            bandwidth: c.positive("sae.bandwidth", s.bandwidth.unwrap_or(0.001))?,
+            log_every: c.at_least_one("train.log_every", t.log_every.unwrap_or(100))?,
+            checkpoint_every: t.checkpoint_every.unwrap_or(1000),
+            keep_checkpoints: c.at_least_one(
+                "train.keep_checkpoints",
+                t.keep_checkpoints.unwrap_or(3) as u64,
+            )? as usize,
+            dead_window_tokens: c.at_least_one(
+                "train.dead_window_tokens",
+                t.dead_window_tokens.unwrap_or(10_000_000),
+            )?,
+            eval_every: t.eval_every.unwrap_or(1000),
+        };
+        let device = self.run.device.clone().unwrap_or_else(|| "cpu".into());
+        Ok(Config {
+            data,
+            sae,
+            length: TrainLength {
+                steps: t.steps,
+                tokens: t.tokens,
+            },
+            hyper,
+            out: self
+                .run
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs/run")),
+            device,
+        })
+    }
+}
