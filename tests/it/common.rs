@@ -77,6 +77,27 @@ pub fn config(dir: &Path, body: &str) -> PathBuf {
     p
 }
 
+/// A run on `store` that trains until it is stopped: batches of 64, 64 features, a report every
+/// `log_every` steps, no periodic checkpoint; `data_extra` and `train_extra` are more lines for
+/// those tables. Writes `dir/config.toml`; returns it and the run directory `dir/run`.
+pub fn endless_run(
+    dir: &Path,
+    store: &Path,
+    log_every: u64,
+    data_extra: &str,
+    train_extra: &str,
+) -> (PathBuf, PathBuf) {
+    let run_dir = dir.join("run");
+    let body = format!(
+        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n{data_extra}\n[sae]\nd_sae = 64\n\
+         [train]\nsteps = 100000000\nlog_every = {log_every}\ncheckpoint_every = 0\n{train_extra}\n\
+         [run]\nout = \"{}\"\n",
+        store.display(),
+        run_dir.display()
+    );
+    (config(dir, &body), run_dir)
+}
+
 /// Every record of a run's metrics.jsonl, read through the log's own type; `None` while the file
 /// does not exist. Only complete lines count (a run that is still writing may have a last line
 /// without its newline yet); a line that is not a record fails the test.

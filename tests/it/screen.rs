@@ -1,10 +1,11 @@
 //! End-to-end tests of the live screens: the real binary in a real terminal (tmux, driven with
 //! `send-keys` and read with `capture-pane`). `scripts/dev.sh test` installs tmux when missing.
 
-use crate::common::{Record, records, small_spec, spawn_training, synth_store, try_log};
+use crate::common::{
+    Record, endless_run, records, small_spec, spawn_training, synth_store, try_log, wait_for,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 use tempfile::tempdir;
 
 /// A private tmux server (its own socket) running one command in a 120×40 window; killed on
@@ -70,17 +71,14 @@ impl Tmux {
 
     /// Wait (up to 60 s) until the screen satisfies `ok`; the screen, or a failure showing it.
     fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            if t0.elapsed() > Duration::from_secs(60) {
-                panic!("waited 60 s for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let mut s = String::new();
+        if !wait_for(60, || {
+            s = self.screen();
+            ok(&s)
+        }) {
+            panic!("waited 60 s for {what}; the screen:\n{s}");
         }
+        s
     }
 }
 
@@ -92,12 +90,8 @@ impl Drop for Tmux {
 
 /// Wait (up to 60 s) for `ok`, else fail with `what` and `detail()`.
 fn wait_until(what: &str, ok: impl Fn() -> bool, detail: impl Fn() -> String) {
-    let t0 = Instant::now();
-    while !ok() {
-        if t0.elapsed() > Duration::from_secs(60) {
-            panic!("waited 60 s for {what}:\n{}", detail());
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if !wait_for(60, ok) {
+        panic!("waited 60 s for {what}:\n{}", detail());
     }
 }
 
@@ -115,17 +109,8 @@ fn shown_step(screen: &str) -> Option<u64> {
 fn long_run(dir: &Path, headless_log_every: u64) -> (PathBuf, PathBuf) {
     let store = dir.join("s.h5");
     synth_store(&store, &small_spec(8192, 3));
-    let run_dir = dir.join("run");
-    let body = format!(
-        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\n\
-         lr = 0.0002\nsparsity_coefficient = 0.001\nlog_every = {headless_log_every}\ncheckpoint_every = 0\n\
-         [run]\nout = \"{}\"\n",
-        store.display(),
-        run_dir.display()
-    );
-    let cfg = dir.join("config.toml");
-    std::fs::write(&cfg, body).unwrap();
-    (cfg, run_dir)
+    let tuned = "lr = 0.0002\nsparsity_coefficient = 0.001";
+    endless_run(dir, &store, headless_log_every, "", tuned)
 }
 
 fn binary() -> String {

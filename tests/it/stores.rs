@@ -234,6 +234,11 @@ fn held_out_rows_are_never_trained_on_and_are_reported() {
         records(&run_dir, "epoch").len() >= 2,
         "30 steps of 64 over 768 rows cross epochs"
     );
+    // only the first epoch gets a line of its own; the progress lines count them
+    let err = stderr(&o);
+    assert_eq!(err.matches("data epoch").count(), 1, "{err}");
+    assert!(err.contains("data epoch 1 begins"), "{err}");
+    assert!(err.contains("epoch 2"), "{err}");
     // the final report equals `jumpscope eval` of the exported SAE on the held-out rows alone
     let j = eval_json(&run_dir.join("sae"), &tail);
     let Some(Record::Eval { eval: last, .. }) = evals.last() else {
@@ -288,17 +293,8 @@ fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");
     synth_store(&store, &small_spec(4096, 3));
-    let run_dir = d.path().join("run");
     // small shuffle blocks, so that the store is read again and again
-    let cfg = config(
-        d.path(),
-        &format!(
-            "[data]\nstores = [\"{}\"]\nbatch_size = 64\nshuffle_buffer_tokens = 256\n[sae]\nd_sae = 32\n\
-             [train]\nsteps = 100000000\nlog_every = 5\ncheckpoint_every = 0\n[run]\nout = \"{}\"\n",
-            store.display(),
-            run_dir.display()
-        ),
-    );
+    let (cfg, run_dir) = endless_run(d.path(), &store, 5, "shuffle_buffer_tokens = 256", "");
     let child = spawn_training(&cfg, &run_dir, 3);
     std::fs::remove_file(&store).unwrap();
     let out = child.wait();

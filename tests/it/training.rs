@@ -42,6 +42,25 @@ fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
         .collect()
 }
 
+/// Train a new run in-process and stop it (with its checkpoint) once `step` steps are reported.
+fn stop_at(c: Config, step: u64) {
+    let mut t = Trainer::new(c).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = t
+        .run(&rx, &mut |ev| {
+            if let TrainEvent::Record(Record::Metrics(m)) = ev
+                && m.step == step
+            {
+                tx.send(Control::Stop).unwrap();
+            }
+        })
+        .unwrap();
+    assert!(
+        matches!(out, Outcome::Stopped { step: s, .. } if s == step),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
     let d = tempdir().unwrap();
@@ -57,20 +76,7 @@ fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
     ));
 
     let part_dir = d.path().join("part");
-    let mut first = Trainer::new(cfg(&store, &part_dir, &[])).unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stopper = tx.clone();
-    let out = first
-        .run(&rx, &mut |ev| {
-            if let TrainEvent::Record(Record::Metrics(m)) = ev
-                && m.step == 7
-            {
-                stopper.send(Control::Stop).unwrap();
-            }
-        })
-        .unwrap();
-    assert!(matches!(out, Outcome::Stopped { step: 7, .. }), "{out:?}");
-    drop(first);
+    stop_at(cfg(&store, &part_dir, &[]), 7);
     let mut second = Trainer::resume(&part_dir).unwrap();
     assert_eq!(second.step(), 7);
     let (_tx2, rx2) = mpsc::channel::<Control>();
@@ -255,14 +261,7 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");
     synth_store(&store, &small_spec(4096, 2));
-    let run_dir = d.path().join("run");
-    let body = format!(
-        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 10\n\
-         checkpoint_every = 0\n[run]\nout = \"{}\"\n",
-        store.display(),
-        run_dir.display()
-    );
-    let c = config(d.path(), &body);
+    let (c, run_dir) = endless_run(d.path(), &store, 10, "", "");
     let child = spawn_training(&c, &run_dir, 3);
     let pid = child.id().to_string();
     assert!(
@@ -283,6 +282,39 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
     // possible from the CLI; resuming in-process shows the run continues from that step
     let t = Trainer::resume(&run_dir).unwrap();
     assert_eq!(t.step(), step);
+}
+
+#[test]
+fn resume_removes_what_an_interrupted_checkpoint_write_left_and_says_so() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(500, 7));
+    let run_dir = d.path().join("run");
+    stop_at(cfg(&store, &run_dir, &[]), 7);
+    // a writer killed mid-checkpoint (a pid no process can have) left its temporary directory
+    let leftover = run_dir.join("checkpoints/.tmp-step-8-99999999");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("tensors.safetensors"), vec![0u8; 1 << 20]).unwrap();
+    let o = run(&["train", "--resume", run_dir.to_str().unwrap(), "--headless"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!leftover.exists(), "the leftover is removed");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(".tmp-step-8-99999999"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains("removed") && said[0].contains("interrupted"),
+        "{err}"
+    );
+    // complete checkpoints are kept: the one resumed from and the final one
+    let steps: Vec<u64> = jumpscope::train::checkpoint::list(&run_dir)
+        .iter()
+        .map(|c| c.0)
+        .collect();
+    assert!(steps.contains(&7) && steps.contains(&12), "{steps:?}");
+    assert_eq!(records(&run_dir, "resume").len(), 1);
 }
 
 #[test]
@@ -504,14 +536,7 @@ fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");
     synth_store(&store, &small_spec(4096, 2));
-    let run_dir = d.path().join("run");
-    let body = format!(
-        "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n[train]\nsteps = 100000000\nlog_every = 500\n\
-         checkpoint_every = 0\n[run]\nout = \"{}\"\n",
-        store.display(),
-        run_dir.display()
-    );
-    let c = config(d.path(), &body);
+    let (c, run_dir) = endless_run(d.path(), &store, 500, "", "");
     let run = spawn_training(&c, &run_dir, 2);
     let file = run_dir.join("config.toml");
     let original = std::fs::read_to_string(&file).unwrap();

@@ -22,24 +22,6 @@ const BELOW: u8 = 4;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HostFused;
 
-impl Elementwise for HostFused {
-    type Saved = Saved;
-
-    fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
-        encode(z, inp, s)
-    }
-
-    fn backward(
-        &self,
-        g_f: Tensor<2>,
-        saved: Saved,
-        inp: &ElementwiseInputs,
-        s: &LossSettings,
-    ) -> Backward {
-        backward(g_f, saved, inp, s)
-    }
-}
-
 /// Host state saved by `encode` for `backward`.
 #[derive(Debug)]
 pub struct Saved {
@@ -120,91 +102,6 @@ struct EncodeAcc {
     pre_act_sum: f64,
 }
 
-/// z (without bias) → f and the forward statistics, in one pass.
-fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
-    let device = z.device();
-    let (mut data, [b, m]) = take_host(z);
-    let b_enc = download(&inp.b_enc);
-    let theta = download(&inp.theta);
-    let norms = inp.norms.as_ref().map(download);
-    let pre_w = inp.pre_act_weights.as_ref().map(download);
-    let half = (s.bandwidth / 2.0) as f32;
-    let tanh_c = s.tanh_scale as f32;
-    let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
-    let mut flags = vec![0u8; b * m];
-    let mut row_l0 = vec![0f32; b];
-    let zs = data
-        .as_mut_slice::<f32>()
-        .expect("matmul output is contiguous f32");
-    let chunk = rows_per_task(b);
-    let zero = EncodeAcc {
-        fire: vec![0.0; m],
-        near: vec![0.0; m],
-        tanh_sum: 0.0,
-        pre_act_sum: 0.0,
-    };
-    let acc = zs
-        .par_chunks_mut(chunk * m)
-        .zip(flags.par_chunks_mut(chunk * m))
-        .zip(row_l0.par_chunks_mut(chunk))
-        .map(|((zc, fc), lc)| {
-            let mut acc = zero.clone();
-            for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
-                // the rarer penalties take a second look at the row while it is in cache:
-                // the pre-activation loss before z is overwritten by f, tanh after
-                if let Some(w) = &pre_w {
-                    acc.pre_act_sum += pre_act_row(zr, &b_enc, &theta, w);
-                }
-                *l0 = encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near);
-                if is_tanh {
-                    let n = norms.as_deref().expect("norms are computed for tanh");
-                    acc.tanh_sum += zr
-                        .iter()
-                        .zip(n)
-                        .filter(|(f, _)| **f != 0.0)
-                        .map(|(f, n)| (tanh_c * f * n).tanh() as f64)
-                        .sum::<f64>();
-                }
-            }
-            acc
-        })
-        .reduce(
-            || zero.clone(),
-            |mut a, b| {
-                add_into(&mut a.fire, &b.fire);
-                add_into(&mut a.near, &b.near);
-                a.tanh_sum += b.tanh_sum;
-                a.pre_act_sum += b.pre_act_sum;
-                a
-            },
-        );
-    let bf = b as f64;
-    let sparsity = match s.sparsity_loss {
-        SparsityLoss::L0 => row_l0.iter().map(|&v| v as f64).sum::<f64>() / bf,
-        SparsityLoss::L0Target => {
-            let t = s.target_l0;
-            row_l0.iter().map(|&v| (v as f64 - t).powi(2)).sum::<f64>() * 2.0 / t / bf
-        }
-        SparsityLoss::Tanh => acc.tanh_sum / bf,
-    };
-    let f_copy = is_tanh.then(|| zs.to_vec());
-    let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
-    let encoded = Encoded {
-        f: Tensor::from_data(data, &device),
-        fire_counts: Tensor::from_data(TensorData::new(acc.fire, [m]), &device),
-        sparsity: scalar(sparsity),
-        pre_act: scalar(acc.pre_act_sum / bf),
-    };
-    let saved = Saved {
-        flags,
-        row_l0,
-        near_counts: acc.near,
-        f: f_copy,
-        device: device.clone(),
-    };
-    (encoded, saved)
-}
-
 /// One row of the backward pass: θ sums over NEAR elements, ∂L/∂z = H(z − θ)·∂L/∂f in place,
 /// and its b_enc sums. Plain zipped loops with selects, for vectorisation.
 #[inline]
@@ -242,101 +139,196 @@ struct BackwardAcc {
     norms: Vec<f32>,
 }
 
-/// ∂L/∂f → ∂L/∂z (in place), ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, in one pass.
-fn backward(g_f: Tensor<2>, c: Saved, inp: &ElementwiseInputs, s: &LossSettings) -> Backward {
-    let (mut data, [b, m]) = take_host(g_f);
-    let bf = b as f64;
-    let eps = s.bandwidth;
-    let lam = s.lambda;
-    let theta = download(&inp.theta);
-    let norms = inp.norms.as_ref().map(download);
-    let pre = inp.pre_act_weights.as_ref().map(|w| {
-        download(w)
-            .iter()
-            .map(|v| v * (-s.pre_act_coefficient / bf) as f32)
-            .collect::<Vec<f32>>()
-    });
-    let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
-    let is_target = s.sparsity_loss == SparsityLoss::L0Target;
-    let tanh_c = s.tanh_scale as f32;
-    let tanh_k = (lam * s.tanh_scale / bf) as f32;
-    let target = s.target_l0;
-    let gs = data
-        .as_mut_slice::<f32>()
-        .expect("matmul output is contiguous f32");
-    let chunk = rows_per_task(b);
-    let zero = BackwardAcc {
-        jump: vec![0.0; m],
-        step: vec![0.0; if is_target { m } else { 0 }],
-        b_enc: vec![0.0; m],
-        norms: vec![0.0; if is_tanh { m } else { 0 }],
-    };
-    let f_all = c.f.as_deref();
-    let acc = gs
-        .par_chunks_mut(chunk * m)
-        .zip(c.flags.par_chunks(chunk * m))
-        .zip(c.row_l0.par_chunks(chunk))
-        .enumerate()
-        .map(|(k, ((gc, fc), lc))| {
-            let mut acc = zero.clone();
-            for (r, ((gr, fr), &l0)) in gc.chunks_mut(m).zip(fc.chunks(m)).zip(lc).enumerate() {
-                // l0_target: the Step's upstream gradient for every feature of this row
-                let g_row = (lam * 4.0 / target * (l0 as f64 - target) / bf) as f32;
-                let f_row = f_all.map(|f| {
-                    let row = k * chunk + r;
-                    &f[row * m..(row + 1) * m]
-                });
-                if let (Some(fv), Some(n)) = (f_row, &norms) {
-                    tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
-                }
-                if is_target {
-                    for (st, &fl) in acc.step.iter_mut().zip(fr) {
-                        *st += if fl & NEAR != 0 { g_row } else { 0.0 };
+impl Elementwise for HostFused {
+    type Saved = Saved;
+
+    /// z (without bias) → f and the forward statistics, in one pass.
+    fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
+        let device = z.device();
+        let (mut data, [b, m]) = take_host(z);
+        let b_enc = download(&inp.b_enc);
+        let theta = download(&inp.theta);
+        let norms = inp.norms.as_ref().map(download);
+        let pre_w = inp.pre_act_weights.as_ref().map(download);
+        let half = (s.bandwidth / 2.0) as f32;
+        let tanh_c = s.tanh_scale as f32;
+        let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+        let mut flags = vec![0u8; b * m];
+        let mut row_l0 = vec![0f32; b];
+        let zs = data
+            .as_mut_slice::<f32>()
+            .expect("matmul output is contiguous f32");
+        let chunk = rows_per_task(b);
+        let zero = EncodeAcc {
+            fire: vec![0.0; m],
+            near: vec![0.0; m],
+            tanh_sum: 0.0,
+            pre_act_sum: 0.0,
+        };
+        let acc = zs
+            .par_chunks_mut(chunk * m)
+            .zip(flags.par_chunks_mut(chunk * m))
+            .zip(row_l0.par_chunks_mut(chunk))
+            .map(|((zc, fc), lc)| {
+                let mut acc = zero.clone();
+                for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
+                    // the rarer penalties take a second look at the row while it is in cache:
+                    // the pre-activation loss before z is overwritten by f, tanh after
+                    if let Some(w) = &pre_w {
+                        acc.pre_act_sum += pre_act_row(zr, &b_enc, &theta, w);
+                    }
+                    *l0 = encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near);
+                    if is_tanh {
+                        let n = norms.as_deref().expect("norms are computed for tanh");
+                        acc.tanh_sum += zr
+                            .iter()
+                            .zip(n)
+                            .filter(|(f, _)| **f != 0.0)
+                            .map(|(f, n)| (tanh_c * f * n).tanh() as f64)
+                            .sum::<f64>();
                     }
                 }
-                backward_row(gr, fr, &mut acc.jump, &mut acc.b_enc);
-                if let Some(p) = &pre {
-                    // inactive elements below θ of dead features get −coef·w_i/B
-                    for (((g, &fl), pv), be) in
-                        gr.iter_mut().zip(fr).zip(p).zip(acc.b_enc.iter_mut())
-                    {
-                        if fl & BELOW != 0 {
-                            *g = *pv;
-                            *be += pv;
+                acc
+            })
+            .reduce(
+                || zero.clone(),
+                |mut a, b| {
+                    add_into(&mut a.fire, &b.fire);
+                    add_into(&mut a.near, &b.near);
+                    a.tanh_sum += b.tanh_sum;
+                    a.pre_act_sum += b.pre_act_sum;
+                    a
+                },
+            );
+        let bf = b as f64;
+        let sparsity = match s.sparsity_loss {
+            SparsityLoss::L0 => row_l0.iter().map(|&v| v as f64).sum::<f64>() / bf,
+            SparsityLoss::L0Target => {
+                let t = s.target_l0;
+                row_l0.iter().map(|&v| (v as f64 - t).powi(2)).sum::<f64>() * 2.0 / t / bf
+            }
+            SparsityLoss::Tanh => acc.tanh_sum / bf,
+        };
+        let f_copy = is_tanh.then(|| zs.to_vec());
+        let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
+        let encoded = Encoded {
+            f: Tensor::from_data(data, &device),
+            fire_counts: Tensor::from_data(TensorData::new(acc.fire, [m]), &device),
+            sparsity: scalar(sparsity),
+            pre_act: scalar(acc.pre_act_sum / bf),
+        };
+        let saved = Saved {
+            flags,
+            row_l0,
+            near_counts: acc.near,
+            f: f_copy,
+            device: device.clone(),
+        };
+        (encoded, saved)
+    }
+
+    /// ∂L/∂f → ∂L/∂z (in place), ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, in one pass.
+    fn backward(
+        &self,
+        g_f: Tensor<2>,
+        c: Saved,
+        inp: &ElementwiseInputs,
+        s: &LossSettings,
+    ) -> Backward {
+        let (mut data, [b, m]) = take_host(g_f);
+        let bf = b as f64;
+        let eps = s.bandwidth;
+        let lam = s.lambda;
+        let theta = download(&inp.theta);
+        let norms = inp.norms.as_ref().map(download);
+        let pre = inp.pre_act_weights.as_ref().map(|w| {
+            download(w)
+                .iter()
+                .map(|v| v * (-s.pre_act_coefficient / bf) as f32)
+                .collect::<Vec<f32>>()
+        });
+        let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+        let is_target = s.sparsity_loss == SparsityLoss::L0Target;
+        let tanh_c = s.tanh_scale as f32;
+        let tanh_k = (lam * s.tanh_scale / bf) as f32;
+        let target = s.target_l0;
+        let gs = data
+            .as_mut_slice::<f32>()
+            .expect("matmul output is contiguous f32");
+        let chunk = rows_per_task(b);
+        let zero = BackwardAcc {
+            jump: vec![0.0; m],
+            step: vec![0.0; if is_target { m } else { 0 }],
+            b_enc: vec![0.0; m],
+            norms: vec![0.0; if is_tanh { m } else { 0 }],
+        };
+        let f_all = c.f.as_deref();
+        let acc = gs
+            .par_chunks_mut(chunk * m)
+            .zip(c.flags.par_chunks(chunk * m))
+            .zip(c.row_l0.par_chunks(chunk))
+            .enumerate()
+            .map(|(k, ((gc, fc), lc))| {
+                let mut acc = zero.clone();
+                for (r, ((gr, fr), &l0)) in gc.chunks_mut(m).zip(fc.chunks(m)).zip(lc).enumerate() {
+                    // l0_target: the Step's upstream gradient for every feature of this row
+                    let g_row = (lam * 4.0 / target * (l0 as f64 - target) / bf) as f32;
+                    let f_row = f_all.map(|f| {
+                        let row = k * chunk + r;
+                        &f[row * m..(row + 1) * m]
+                    });
+                    if let (Some(fv), Some(n)) = (f_row, &norms) {
+                        tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
+                    }
+                    if is_target {
+                        for (st, &fl) in acc.step.iter_mut().zip(fr) {
+                            *st += if fl & NEAR != 0 { g_row } else { 0.0 };
+                        }
+                    }
+                    backward_row(gr, fr, &mut acc.jump, &mut acc.b_enc);
+                    if let Some(p) = &pre {
+                        // inactive elements below θ of dead features get −coef·w_i/B
+                        for (((g, &fl), pv), be) in
+                            gr.iter_mut().zip(fr).zip(p).zip(acc.b_enc.iter_mut())
+                        {
+                            if fl & BELOW != 0 {
+                                *g = *pv;
+                                *be += pv;
+                            }
                         }
                     }
                 }
-            }
-            acc
-        })
-        .reduce(
-            || zero.clone(),
-            |mut a, b| {
-                add_into(&mut a.jump, &b.jump);
-                add_into(&mut a.step, &b.step);
-                add_into(&mut a.b_enc, &b.b_enc);
-                add_into(&mut a.norms, &b.norms);
-                a
-            },
-        );
-    // θ: JumpReLU −(θ/ε) Σ rect·g, plus the Step: l0 −(λ/(εB)) Σ rect, l0_target −(1/ε) Σ rect·g_b
-    let g_theta: Vec<f32> = (0..m)
-        .map(|i| {
-            let jump = -(theta[i] as f64) / eps * acc.jump[i] as f64;
-            let step = match s.sparsity_loss {
-                SparsityLoss::L0 => -lam / (eps * bf) * c.near_counts[i] as f64,
-                SparsityLoss::L0Target => -(acc.step[i] as f64) / eps,
-                SparsityLoss::Tanh => 0.0,
-            };
-            (jump + step) as f32
-        })
-        .collect();
-    let dev = &c.device;
-    let vec1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), dev);
-    Backward {
-        g_z: Tensor::from_data(data, dev),
-        g_theta: vec1(g_theta),
-        g_b_enc: vec1(acc.b_enc),
-        g_norms: is_tanh.then(|| vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
+                acc
+            })
+            .reduce(
+                || zero.clone(),
+                |mut a, b| {
+                    add_into(&mut a.jump, &b.jump);
+                    add_into(&mut a.step, &b.step);
+                    add_into(&mut a.b_enc, &b.b_enc);
+                    add_into(&mut a.norms, &b.norms);
+                    a
+                },
+            );
+        // θ: JumpReLU −(θ/ε) Σ rect·g, plus the Step: l0 −(λ/(εB)) Σ rect, l0_target −(1/ε) Σ rect·g_b
+        let g_theta: Vec<f32> = (0..m)
+            .map(|i| {
+                let jump = -(theta[i] as f64) / eps * acc.jump[i] as f64;
+                let step = match s.sparsity_loss {
+                    SparsityLoss::L0 => -lam / (eps * bf) * c.near_counts[i] as f64,
+                    SparsityLoss::L0Target => -(acc.step[i] as f64) / eps,
+                    SparsityLoss::Tanh => 0.0,
+                };
+                (jump + step) as f32
+            })
+            .collect();
+        let dev = &c.device;
+        let vec1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), dev);
+        Backward {
+            g_z: Tensor::from_data(data, dev),
+            g_theta: vec1(g_theta),
+            g_b_enc: vec1(acc.b_enc),
+            g_norms: is_tanh.then(|| vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
+        }
     }
 }

@@ -20,142 +20,136 @@ pub struct Saved {
 impl Elementwise for TensorOps {
     type Saved = Saved;
 
+    /// z (without bias) → f, firing counts, penalty values.
     fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
-        encode(z, inp, s)
+        let [b, m] = z.dims();
+        let bf = b as f64;
+        let z = z + inp.b_enc.clone().unsqueeze_dim::<2>(0);
+        let u = z.clone() - inp.theta.clone().unsqueeze_dim::<2>(0).expand([b, m]);
+        let active = u.clone().greater_elem(0.0);
+        let inactive = active.clone().bool_not();
+        let f = z.mask_fill(inactive.clone(), 0.0);
+        let active_f = active.float();
+        let fire_counts = active_f.clone().sum_dim(0).squeeze_dim::<1>(0);
+        let sparsity = match s.sparsity_loss {
+            SparsityLoss::L0 => fire_counts.clone().sum() / bf,
+            SparsityLoss::L0Target => {
+                let t = s.target_l0;
+                (active_f.clone().sum_dim(1) - t).square().sum() * (2.0 / t / bf)
+            }
+            SparsityLoss::Tanh => {
+                let n = inp.norms.clone().expect("norms are computed for tanh");
+                (f.clone() * n.unsqueeze_dim::<2>(0) * s.tanh_scale)
+                    .tanh()
+                    .sum()
+                    / bf
+            }
+        };
+        // Pre-activation loss (Anthropic, Jan 2025) on dead features only:
+        //   P = mean_b Σ_i w_i relu(θ_i − z_bi), w_i = ‖W_dec[i]‖ for dead features, else 0,
+        // with θ and ‖W_dec[i]‖ held constant: it only pulls dead features' pre-activations up.
+        let pre_act = match &inp.pre_act_weights {
+            Some(w) => {
+                (u.clone().neg().clamp_min(0.0) * w.clone().unsqueeze_dim::<2>(0)).sum() / bf
+            }
+            None => Tensor::<1>::zeros([1], &f.device()),
+        };
+        let encoded = Encoded {
+            f: f.clone(),
+            fire_counts,
+            sparsity,
+            pre_act,
+        };
+        (
+            encoded,
+            Saved {
+                u,
+                inactive,
+                active_f,
+                f,
+            },
+        )
     }
 
+    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the spec.
     fn backward(
         &self,
-        g_f: Tensor<2>,
-        saved: Saved,
+        mut g_f: Tensor<2>,
+        c: Saved,
         inp: &ElementwiseInputs,
         s: &LossSettings,
     ) -> Backward {
-        backward(g_f, saved, inp, s)
-    }
-}
+        let [b, m] = g_f.dims();
+        let bf = b as f64;
+        let eps = s.bandwidth;
+        let lam = s.lambda;
+        // rect((z − θ)/ε) = 1 ⇔ |z − θ| < ε/2
+        let not_near = c.u.clone().abs().lower_elem(eps / 2.0).bool_not();
 
-/// z (without bias) → f, firing counts, penalty values.
-fn encode(z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
-    let [b, m] = z.dims();
-    let bf = b as f64;
-    let z = z + inp.b_enc.clone().unsqueeze_dim::<2>(0);
-    let u = z.clone() - inp.theta.clone().unsqueeze_dim::<2>(0).expand([b, m]);
-    let active = u.clone().greater_elem(0.0);
-    let inactive = active.clone().bool_not();
-    let f = z.mask_fill(inactive.clone(), 0.0);
-    let active_f = active.float();
-    let fire_counts = active_f.clone().sum_dim(0).squeeze_dim::<1>(0);
-    let sparsity = match s.sparsity_loss {
-        SparsityLoss::L0 => fire_counts.clone().sum() / bf,
-        SparsityLoss::L0Target => {
-            let t = s.target_l0;
-            (active_f.clone().sum_dim(1) - t).square().sum() * (2.0 / t / bf)
+        // the Step inside l0 / l0_target sends its upstream gradient to θ only
+        let mut g_norms = None;
+        let step_theta = match s.sparsity_loss {
+            SparsityLoss::L0 => {
+                // upstream λ/B everywhere → −(1/ε)(λ/B) Σ_b rect
+                let near = not_near
+                    .clone()
+                    .bool_not()
+                    .float()
+                    .sum_dim(0)
+                    .squeeze_dim::<1>(0);
+                Some(near * (-lam / (eps * bf)))
+            }
+            SparsityLoss::L0Target => {
+                // ∂/∂l0_b of λ(2/L*)(l0_b − L*)²/B = λ(4/L*)(l0_b − L*)/B, for every feature of row b
+                let t = s.target_l0;
+                let g_b = (c.active_f.sum_dim(1) - t) * (lam * 4.0 / t / bf);
+                let g = g_b
+                    .expand([b, m])
+                    .mask_fill(not_near.clone(), 0.0)
+                    .sum_dim(0)
+                    .squeeze_dim::<1>(0);
+                Some(g * (-1.0 / eps))
+            }
+            SparsityLoss::Tanh => {
+                // ∂/∂f_bi = λ c n_i sech²/B;  ∂/∂n_i = λ c Σ_b f_bi sech²/B
+                let sc = s.tanh_scale;
+                let n = inp
+                    .norms
+                    .clone()
+                    .expect("norms are computed for tanh")
+                    .unsqueeze_dim::<2>(0);
+                let th = (c.f.clone() * n.clone() * sc).tanh();
+                let sech2 = th.square().neg() + 1.0;
+                let k = lam * sc / bf;
+                g_norms = Some((c.f * sech2.clone()).sum_dim(0).squeeze_dim::<1>(0) * k);
+                g_f = g_f + sech2 * n * k;
+                None
+            }
+        };
+        // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
+        let jump = g_f
+            .clone()
+            .mask_fill(not_near, 0.0)
+            .sum_dim(0)
+            .squeeze_dim::<1>(0);
+        let mut g_theta = jump * inp.theta.clone() * (-1.0 / eps);
+        if let Some(g) = step_theta {
+            g_theta = g_theta + g;
         }
-        SparsityLoss::Tanh => {
-            let n = inp.norms.clone().expect("norms are computed for tanh");
-            (f.clone() * n.unsqueeze_dim::<2>(0) * s.tanh_scale)
-                .tanh()
-                .sum()
-                / bf
+        let mut g_z = g_f.mask_fill(c.inactive, 0.0);
+        if let Some(w) = &inp.pre_act_weights {
+            // ∂/∂z of w_i relu(θ_i − z) = −w_i where z < θ
+            let per = (w.clone() * (-s.pre_act_coefficient / bf))
+                .unsqueeze_dim::<2>(0)
+                .expand([b, m]);
+            g_z = g_z.mask_where(c.u.lower_elem(0.0), per);
         }
-    };
-    // Pre-activation loss (Anthropic, Jan 2025) on dead features only:
-    //   P = mean_b Σ_i w_i relu(θ_i − z_bi), w_i = ‖W_dec[i]‖ for dead features, else 0,
-    // with θ and ‖W_dec[i]‖ held constant: it only pulls dead features' pre-activations up.
-    let pre_act = match &inp.pre_act_weights {
-        Some(w) => (u.clone().neg().clamp_min(0.0) * w.clone().unsqueeze_dim::<2>(0)).sum() / bf,
-        None => Tensor::<1>::zeros([1], &f.device()),
-    };
-    let encoded = Encoded {
-        f: f.clone(),
-        fire_counts,
-        sparsity,
-        pre_act,
-    };
-    (
-        encoded,
-        Saved {
-            u,
-            inactive,
-            active_f,
-            f,
-        },
-    )
-}
-
-/// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the spec.
-fn backward(mut g_f: Tensor<2>, c: Saved, inp: &ElementwiseInputs, s: &LossSettings) -> Backward {
-    let [b, m] = g_f.dims();
-    let bf = b as f64;
-    let eps = s.bandwidth;
-    let lam = s.lambda;
-    // rect((z − θ)/ε) = 1 ⇔ |z − θ| < ε/2
-    let not_near = c.u.clone().abs().lower_elem(eps / 2.0).bool_not();
-
-    // the Step inside l0 / l0_target sends its upstream gradient to θ only
-    let mut g_norms = None;
-    let step_theta = match s.sparsity_loss {
-        SparsityLoss::L0 => {
-            // upstream λ/B everywhere → −(1/ε)(λ/B) Σ_b rect
-            let near = not_near
-                .clone()
-                .bool_not()
-                .float()
-                .sum_dim(0)
-                .squeeze_dim::<1>(0);
-            Some(near * (-lam / (eps * bf)))
+        let g_b_enc = g_z.clone().sum_dim(0).squeeze_dim::<1>(0);
+        Backward {
+            g_z,
+            g_theta,
+            g_b_enc,
+            g_norms,
         }
-        SparsityLoss::L0Target => {
-            // ∂/∂l0_b of λ(2/L*)(l0_b − L*)²/B = λ(4/L*)(l0_b − L*)/B, for every feature of row b
-            let t = s.target_l0;
-            let g_b = (c.active_f.sum_dim(1) - t) * (lam * 4.0 / t / bf);
-            let g = g_b
-                .expand([b, m])
-                .mask_fill(not_near.clone(), 0.0)
-                .sum_dim(0)
-                .squeeze_dim::<1>(0);
-            Some(g * (-1.0 / eps))
-        }
-        SparsityLoss::Tanh => {
-            // ∂/∂f_bi = λ c n_i sech²/B;  ∂/∂n_i = λ c Σ_b f_bi sech²/B
-            let sc = s.tanh_scale;
-            let n = inp
-                .norms
-                .clone()
-                .expect("norms are computed for tanh")
-                .unsqueeze_dim::<2>(0);
-            let th = (c.f.clone() * n.clone() * sc).tanh();
-            let sech2 = th.square().neg() + 1.0;
-            let k = lam * sc / bf;
-            g_norms = Some((c.f * sech2.clone()).sum_dim(0).squeeze_dim::<1>(0) * k);
-            g_f = g_f + sech2 * n * k;
-            None
-        }
-    };
-    // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
-    let jump = g_f
-        .clone()
-        .mask_fill(not_near, 0.0)
-        .sum_dim(0)
-        .squeeze_dim::<1>(0);
-    let mut g_theta = jump * inp.theta.clone() * (-1.0 / eps);
-    if let Some(g) = step_theta {
-        g_theta = g_theta + g;
-    }
-    let mut g_z = g_f.mask_fill(c.inactive, 0.0);
-    if let Some(w) = &inp.pre_act_weights {
-        // ∂/∂z of w_i relu(θ_i − z) = −w_i where z < θ
-        let per = (w.clone() * (-s.pre_act_coefficient / bf))
-            .unsqueeze_dim::<2>(0)
-            .expand([b, m]);
-        g_z = g_z.mask_where(c.u.lower_elem(0.0), per);
-    }
-    let g_b_enc = g_z.clone().sum_dim(0).squeeze_dim::<1>(0);
-    Backward {
-        g_z,
-        g_theta,
-        g_b_enc,
-        g_norms,
     }
 }
