@@ -293,6 +293,12 @@ pub struct BenchArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
+    /// Start each θ_j at the (1 − N/d_sae) quantile of feature j's pre-activations on the first
+    /// batch (floored at 1e-6), so that about N features fire per token as in a trained SAE
+    /// (the PyTorch reference's `bench --l0` uses the same rule). Without it θ = 1e-3, where
+    /// about half the features fire.
+    #[arg(long, value_name = "N")]
+    pub l0: Option<f64>,
     /// Device.
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -10,6 +10,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         a.d_in > 0 && a.d_sae > 0 && a.batch > 0 && a.steps > 0,
         "sizes and --steps must be at least 1"
     );
+    if let Some(l0) = a.l0 {
+        anyhow::ensure!(
+            l0.is_finite() && l0 > 0.0 && l0 < a.d_sae as f64,
+            "--l0 = {l0}: expected a number of active features in (0, --d-sae = {})",
+            a.d_sae
+        );
+    }
     let dev = device::resolve(&a.device)?;
     let r = bench(
         BenchSizes {
@@ -18,6 +25,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             batch: a.batch,
             steps: a.steps,
             warmup: a.warmup,
+            l0: a.l0,
         },
         &dev,
         &device::label(&a.device),
@@ -26,7 +34,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads)",
+            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads); L0 {:.1}; encoder product alone {:.1} ms, step / encoder {:.2}",
             r.implementation,
             r.device,
             r.d_in,
@@ -35,7 +43,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             r.tokens_per_s,
             r.ms_per_step,
             r.steps,
-            r.threads
+            r.threads,
+            r.l0,
+            r.encoder_ms,
+            r.limit_ratio
         );
     }
     Ok(0)
