@@ -65,6 +65,7 @@ fn long_run() -> App {
                 skipped_rows: 0,
                 epoch: 0,
                 data_wait_fraction: 0.0,
+                sparse_fraction: 0.0,
                 firing_hist: firing_hist.clone(),
                 theta_hist: theta_hist.clone(),
                 elapsed_s: x,

@@ -142,6 +142,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
             hyper: &cfg.hyper,
             sae: &cfg.sae,
             kernels,
+            sparse_below: crate::sae::sparse::SWITCH_DENSITY,
         };
         let out = train_step(
             &mut sae,

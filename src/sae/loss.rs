@@ -26,6 +26,7 @@ use crate::sae::kernels::{
     Backward, Elementwise, ElementwiseInputs, Encoded, Kernels, LossSettings, SparsityLoss,
 };
 use crate::sae::model::{Sae, ThresholdParam};
+use crate::sae::sparse;
 use burn::tensor::{Bool, Tensor};
 
 /// Gradients, one per parameter, same shapes.
@@ -52,6 +53,8 @@ pub struct StepOutput {
     pub fire_counts: Tensor<1>,
     /// `[B, d_in]`: x̂ − x, for metrics.
     pub residual: Tensor<2>,
+    /// Whether the step ran sparse (`sae::sparse`) after the encoder product.
+    pub sparse: bool,
 }
 
 /// Loss parts read back to the host.
@@ -84,100 +87,184 @@ impl LossParts {
 }
 
 /// Forward and backward pass on one batch. `dead` marks the features the pre-activation loss
-/// applies to (ignored when its coefficient is 0).
+/// applies to (ignored when its coefficient is 0). With the fused host kernels, the step after
+/// the encoder product runs sparse (`sae::sparse`) when few entries are touched.
 pub fn loss_and_grads(
     sae: &Sae,
     x: Tensor<2>,
     s: &LossSettings,
     dead: Option<&Tensor<1, Bool>>,
 ) -> (StepOutput, Grads) {
+    let start = Start::new(sae, x, s, dead);
     match s.kernels {
-        Kernels::TensorOps => step_with(&TensorOps, sae, x, s, dead),
-        Kernels::HostFused => step_with(&HostFused, sae, x, s, dead),
+        Kernels::TensorOps => {
+            let z = start.z(sae);
+            let (enc, saved) = TensorOps.encode(z, &start.inputs, s);
+            dense_rest(&TensorOps, sae, s, start, enc, saved)
+        }
+        Kernels::HostFused => {
+            let z = start.z(sae);
+            let (enc, saved) = HostFused.encode(z, &start.inputs, s);
+            if sparse::touched_fraction(&saved, &start, s) <= s.sparse_below {
+                sparse::rest(sae, s, start, enc, saved)
+            } else {
+                dense_rest(&HostFused, sae, s, start, enc, saved)
+            }
+        }
     }
 }
 
-/// The step around the elementwise kernels `k`.
-fn step_with<K: Elementwise>(
+/// What every step computes before the encoder product.
+pub(crate) struct Start {
+    /// The batch `[B, d_in]`.
+    pub x: Tensor<2>,
+    /// `x − b_dec` (pre-encoder bias) or `x`.
+    pub x_in: Tensor<2>,
+    /// θ.
+    pub theta: Tensor<1>,
+    /// What the elementwise kernels need.
+    pub inputs: ElementwiseInputs,
+}
+
+impl Start {
+    fn new(sae: &Sae, x: Tensor<2>, s: &LossSettings, dead: Option<&Tensor<1, Bool>>) -> Self {
+        let (_, m) = sae.dims();
+        let x_in = if s.pre_encoder_bias {
+            x.clone() - sae.b_dec.clone().unsqueeze_dim::<2>(0)
+        } else {
+            x.clone()
+        };
+        let theta = sae.theta();
+        let needs_norms = s.sparsity_loss == SparsityLoss::Tanh || s.pre_act_coefficient > 0.0;
+        let norms = needs_norms.then(|| sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]));
+        let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead, &norms) {
+            (true, Some(dead), Some(n)) => Some(n.clone().mask_fill(dead.clone().bool_not(), 0.0)),
+            _ => None,
+        };
+        let inputs = ElementwiseInputs {
+            b_enc: sae.b_enc.clone(),
+            theta: theta.clone(),
+            norms,
+            pre_act_weights,
+        };
+        Self {
+            x,
+            x_in,
+            theta,
+            inputs,
+        }
+    }
+
+    /// The encoder product `x_in W_enc` (b_enc is added inside the encode step).
+    fn z(&self, sae: &Sae) -> Tensor<2> {
+        self.x_in.clone().matmul(sae.w_enc.clone())
+    }
+}
+
+/// The rest of the step with dense matrix products, after kernels `k` encoded.
+fn dense_rest<K: Elementwise>(
     k: &K,
     sae: &Sae,
-    x: Tensor<2>,
     s: &LossSettings,
-    dead: Option<&Tensor<1, Bool>>,
+    start: Start,
+    enc: Encoded,
+    saved: K::Saved,
 ) -> (StepOutput, Grads) {
-    let [b, d_in] = x.dims();
-    let (_, m) = sae.dims();
+    let [b, _] = start.x.dims();
     let bf = b as f64;
-
-    let x_in = if s.pre_encoder_bias {
-        x.clone() - sae.b_dec.clone().unsqueeze_dim::<2>(0)
-    } else {
-        x.clone()
-    };
-    let theta = sae.theta();
-    let needs_norms = s.sparsity_loss == SparsityLoss::Tanh || s.pre_act_coefficient > 0.0;
-    let norms = needs_norms.then(|| sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]));
-    let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead, &norms) {
-        (true, Some(dead), Some(n)) => Some(n.clone().mask_fill(dead.clone().bool_not(), 0.0)),
-        _ => None,
-    };
-    let inputs = ElementwiseInputs {
-        b_enc: sae.b_enc.clone(),
-        theta: theta.clone(),
-        norms,
-        pre_act_weights,
-    };
-
-    // z = x_in W_enc (+ b_enc inside the encode step), f = z · H(z − θ)
-    let z = x_in.clone().matmul(sae.w_enc.clone());
-    let (
-        Encoded {
-            f,
-            fire_counts,
-            sparsity,
-            pre_act,
-        },
-        saved,
-    ) = k.encode(z, &inputs, s);
-    let x_hat = f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
-    let residual = x_hat - x;
+    let x_hat = enc.f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
+    let residual = x_hat - start.x.clone();
     let mse = residual.clone().square().sum() / bf;
-    let l0 = fire_counts.clone().sum() / bf;
-
     // ∂mse/∂x̂ = 2 (x̂ − x) / B
     let d_xhat = residual.clone() * (2.0 / bf);
-    let mut g_w_dec = f.transpose().matmul(d_xhat.clone());
-    let mut g_b_dec = d_xhat.clone().sum_dim(0).squeeze_dim::<1>(0);
+    let g_w_dec = enc.f.clone().transpose().matmul(d_xhat.clone());
+    let g_b_dec = d_xhat.clone().sum_dim(0).squeeze_dim::<1>(0);
     let g_f = d_xhat.matmul(sae.w_dec.clone().transpose());
-
     let Backward {
         g_z,
         g_theta,
         g_b_enc,
         g_norms,
-    } = k.backward(g_f, saved, &inputs, s);
-    if let (Some(g_n), Some(n)) = (g_norms, &inputs.norms) {
+    } = k.backward(g_f, saved, &start.inputs, s);
+    let g_w_enc = start.x_in.clone().transpose().matmul(g_z);
+    let stats = (enc.fire_counts, enc.sparsity, enc.pre_act);
+    let rest = Rest {
+        residual,
+        mse,
+        g_w_dec,
+        g_b_dec,
+        g_w_enc,
+        g_theta,
+        g_b_enc,
+        g_norms,
+    };
+    let (mut out, grads) = finish(sae, s, start, stats, rest);
+    out.sparse = false;
+    (out, grads)
+}
+
+/// What the middle of a step (dense or sparse) hands to [`finish`].
+pub(crate) struct Rest {
+    /// `[B, d_in]` x̂ − x.
+    pub residual: Tensor<2>,
+    /// `[1]` Σ_j (x̂ − x)², batch mean.
+    pub mse: Tensor<1>,
+    /// ∂mse/∂W_dec (the tanh penalty's share is added in `finish`).
+    pub g_w_dec: Tensor<2>,
+    /// Σ_b ∂mse/∂x̂ (the pre-encoder bias share is added in `finish`).
+    pub g_b_dec: Tensor<1>,
+    /// ∂L/∂W_enc.
+    pub g_w_enc: Tensor<2>,
+    /// `[d_sae]` ∂L/∂θ.
+    pub g_theta: Tensor<1>,
+    /// `[d_sae]` ∂L/∂b_enc.
+    pub g_b_enc: Tensor<1>,
+    /// `[d_sae]` ∂L/∂‖W_dec[i]‖ (tanh penalty only).
+    pub g_norms: Option<Tensor<1>>,
+}
+
+/// The end every step shares: the tanh and pre-encoder-bias shares of the decoder gradients, θ's
+/// parameter gradient, and the loss parts.
+pub(crate) fn finish(
+    sae: &Sae,
+    s: &LossSettings,
+    start: Start,
+    (fire_counts, sparsity, pre_act): (Tensor<1>, Tensor<1>, Tensor<1>),
+    rest: Rest,
+) -> (StepOutput, Grads) {
+    let [b, d_in] = start.x.dims();
+    let (_, m) = sae.dims();
+    let bf = b as f64;
+    let Rest {
+        residual,
+        mse,
+        mut g_w_dec,
+        mut g_b_dec,
+        g_w_enc,
+        g_theta,
+        g_b_enc,
+        g_norms,
+    } = rest;
+    if let (Some(g_n), Some(n)) = (g_norms, &start.inputs.norms) {
         // ‖W_dec[i]‖ depends on the row: ∂‖w‖/∂w = w / ‖w‖
         g_w_dec = g_w_dec + sae.w_dec.clone() * (g_n / n.clone()).reshape([m, 1]);
     }
-
-    let g_w_enc = x_in.transpose().matmul(g_z);
     if s.pre_encoder_bias {
         // x_in = x − b_dec ⇒ ∂L/∂b_dec −= W_enc · Σ_b ∂L/∂z
-        let back = sae
+        let into_bias = sae
             .w_enc
             .clone()
             .matmul(g_b_enc.clone().reshape([m, 1]))
             .reshape([d_in]);
-        g_b_dec = g_b_dec - back;
+        g_b_dec = g_b_dec - into_bias;
     }
     let g_theta_param = match sae.threshold_param {
-        ThresholdParam::Log => g_theta * theta,
+        ThresholdParam::Log => g_theta * start.theta,
         ThresholdParam::Raw => {
             g_theta.mask_fill(sae.theta_param.clone().lower_equal_elem(0.0), 0.0)
         }
     };
-
+    let l0 = fire_counts.clone().sum() / bf;
     let loss = mse.clone() + sparsity.clone() * s.lambda + pre_act.clone() * s.pre_act_coefficient;
     let parts = Tensor::cat(vec![loss, mse, sparsity, l0, pre_act], 0);
     (
@@ -185,6 +272,7 @@ fn step_with<K: Elementwise>(
             parts,
             fire_counts,
             residual,
+            sparse: true,
         },
         Grads {
             w_enc: g_w_enc,

@@ -112,7 +112,7 @@ pub fn with_host<const D: usize, R>(t: Tensor<D>, f: impl FnOnce(&[f32]) -> R) -
     let v = data
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .unwrap_or_default();
+        .expect("tensor data converted to f32 reads back as f32");
     f(&v)
 }
 

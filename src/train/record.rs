@@ -178,6 +178,10 @@ pub struct MetricsRecord {
     pub epoch: u64,
     /// Fraction of the wall time since the previous report spent waiting for data.
     pub data_wait_fraction: f64,
+    /// Fraction of the steps since the previous report that ran sparse after the encoder
+    /// product (`sae::sparse`; absent in logs of earlier versions).
+    #[serde(default)]
+    pub sparse_fraction: f64,
     /// Histogram of log10(firing frequency + 1e-10) over features, frequency over the window
     /// since the previous report; range [-10, 0].
     pub firing_hist: Histogram,

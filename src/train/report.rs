@@ -69,7 +69,12 @@ impl Trainer {
         });
         let (window_start, window_tokens_start) = self.window;
         let window_s = window_start.elapsed().as_secs_f64().max(1e-9);
-        let tokens_per_s = (self.tokens_seen - window_tokens_start) as f64 / window_s;
+        let window_tokens = self.tokens_seen - window_tokens_start;
+        let tokens_per_s = window_tokens as f64 / window_s;
+        let batch = self.cfg.data.batch_size as f64;
+        let window_steps = (window_tokens as f64 / batch).round().max(1.0);
+        let sparse_fraction = (self.sparse_steps as f64 / window_steps).min(1.0);
+        self.sparse_steps = 0;
         self.window = (Instant::now(), self.tokens_seen);
         let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
         let (_, m) = self.sae.dims();
@@ -116,6 +121,7 @@ impl Trainer {
             skipped_rows: self.skipped_rows,
             epoch: self.position.epoch,
             data_wait_fraction,
+            sparse_fraction,
             firing_hist,
             theta_hist,
             elapsed_s: started.elapsed().as_secs_f64(),

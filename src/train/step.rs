@@ -19,6 +19,7 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         pre_act_coefficient: h.pre_act_coefficient,
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
         kernels: Kernels::TensorOps,
+        sparse_below: crate::sae::sparse::SWITCH_DENSITY,
     }
 }
 
@@ -35,6 +36,8 @@ pub struct StepPlan<'a> {
     pub sae: &'a SaeConfig,
     /// The elementwise kernels (chosen once per run: `Kernels::for_device`).
     pub kernels: Kernels,
+    /// The touched-entry density below which the step runs sparse (`LossSettings::sparse_below`).
+    pub sparse_below: f64,
 }
 
 /// Train on one batch; returns the (pre-update) loss parts and statistics.
@@ -51,9 +54,11 @@ pub fn train_step(
         hyper: h,
         sae: sae_cfg,
         kernels,
+        sparse_below,
     } = plan;
     let settings = LossSettings {
         kernels,
+        sparse_below,
         ..loss_settings(t, h, sae_cfg)
     };
     let (out, grads) = loss_and_grads(sae, x, &settings, dead);

@@ -18,6 +18,7 @@ use crate::sae::io;
 use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, InferenceSae, Sae, download, upload, upload_owned};
+use crate::sae::sparse::SWITCH_DENSITY;
 use crate::train::adam::AdamState;
 use crate::train::checkpoint::{self, CheckpointState, TrainTensors};
 use crate::train::control::{Control, Next, Steer, TrainEvent, between_steps};
@@ -81,6 +82,8 @@ pub struct Trainer {
     pub(super) losses: LossQueue,
     /// Start of the current report window: when, and tokens seen then.
     pub(super) window: (Instant, u64),
+    /// Steps of the current report window that ran sparse.
+    pub(super) sparse_steps: u64,
     pub(super) last_checkpoint: Option<PathBuf>,
     /// The `start` or `resume` record, emitted when the loop starts.
     pub(super) opening: Option<Record>,
@@ -241,9 +244,11 @@ impl Trainer {
             hyper: &self.cfg.hyper,
             sae: &self.cfg.sae,
             kernels: self.kernels,
+            sparse_below: SWITCH_DENSITY,
         };
         let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
         self.firing.record(out.fire_counts, rows);
+        self.sparse_steps += u64::from(out.sparse);
         self.losses.push(self.step, out.parts);
         self.step += 1;
         self.tokens_seen += rows as u64;

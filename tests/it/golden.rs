@@ -77,21 +77,24 @@ fn cases() -> Vec<(String, Value)> {
 /// Every case through the tensor-op kernels and through the fused host kernels on the flex CPU
 /// backend, and (built with the `tch` feature) through the tensor-op kernels on LibTorch's CPU
 /// device; the name says which.
-fn variants() -> Vec<(String, Value, Device, Kernels)> {
+fn variants() -> Vec<(String, Value, Device, Kernels, f64)> {
     let mut devices = vec![
-        ("generic", Device::flex(), Kernels::TensorOps),
-        ("fused", Device::flex(), Kernels::HostFused),
+        ("generic", Device::flex(), Kernels::TensorOps, 0.0),
+        ("fused", Device::flex(), Kernels::HostFused, 0.0),
+        ("sparse", Device::flex(), Kernels::HostFused, f64::INFINITY),
     ];
     if cfg!(feature = "tch") {
         let tch = jumpscope::device::resolve("tch-cpu").expect("a tch build has tch-cpu");
-        devices.push(("tch-cpu", tch, Kernels::TensorOps));
+        devices.push(("tch-cpu", tch, Kernels::TensorOps, 0.0));
     }
     cases()
         .into_iter()
         .flat_map(|(n, v)| {
             devices
                 .iter()
-                .map(|(tag, dev, k)| (format!("{n} [{tag}]"), v.clone(), dev.clone(), *k))
+                .map(|(tag, dev, k, below)| {
+                    (format!("{n} [{tag}]"), v.clone(), dev.clone(), *k, *below)
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -202,13 +205,14 @@ fn theta_key(cfg: &Config) -> &'static str {
 #[test]
 fn first_forward_loss_and_gradients_match_the_reference() {
     let mut errs = Vec::new();
-    for (name, case, device, kernels) in variants() {
+    for (name, case, device, kernels, sparse_below) in variants() {
         let cfg = config_of(&case);
         let sae = Sae::from_host(&initial(&case), cfg.sae.threshold_param, &device);
         let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
         // the reference's first forward uses the full coefficient, no warm-up
         s.lambda = cfg.hyper.sparsity_coefficient;
         s.kernels = kernels;
+        s.sparse_below = sparse_below;
         let (out, g) = loss_and_grads(&sae, batch(&case, 0, &device), &s, None);
         let parts = LossParts::from_tensor(&out.parts);
         let ff = &case["first_forward"];
@@ -261,7 +265,7 @@ fn first_forward_loss_and_gradients_match_the_reference() {
 fn every_adam_step_matches_the_reference() {
     let mut errs = Vec::new();
     let mut checked = 0;
-    for (name, case, device, kernels) in variants() {
+    for (name, case, device, kernels, sparse_below) in variants() {
         let Some(steps) = case["steps"].as_array() else {
             continue;
         };
@@ -275,6 +279,7 @@ fn every_adam_step_matches_the_reference() {
                 hyper: &cfg.hyper,
                 sae: &cfg.sae,
                 kernels,
+                sparse_below,
             };
             let out = train_step(&mut sae, &mut adam, batch(&case, t, &device), plan, None);
             let p = LossParts::from_tensor(&out.parts);

@@ -8,6 +8,7 @@ mod inspect_screen;
 mod paths;
 mod records;
 mod screen;
+mod sparse;
 mod stores;
 #[cfg(feature = "tch")]
 mod tch;

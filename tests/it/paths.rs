@@ -55,6 +55,7 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     pre_act_coefficient: pre,
                     pre_encoder_bias: true,
                     kernels: Kernels::TensorOps,
+                    sparse_below: 0.0,
                 };
                 let (og, gg) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
                 s.kernels = Kernels::HostFused;

@@ -46,6 +46,7 @@ fn one_of_each() -> Vec<Record> {
             skipped_rows: 0,
             epoch: 0,
             data_wait_fraction: 0.1,
+            sparse_fraction: 0.0,
             firing_hist: hist.clone(),
             theta_hist: hist,
             elapsed_s: 2.0,

@@ -66,6 +66,7 @@ fn metrics(s: u64) -> Msg {
         skipped_rows: 0,
         epoch: 0,
         data_wait_fraction: 0.0,
+        sparse_fraction: 0.0,
         firing_hist: Histogram::new(firing, -10.0, 0.0, 40),
         theta_hist: Histogram::new(theta, -3.0, 0.0, 40),
         elapsed_s: x,

@@ -14,9 +14,10 @@ use crate::sae::model::download;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-const ACTIVE: u8 = 1;
-const NEAR: u8 = 2;
-const BELOW: u8 = 4;
+/// Flag bits of [`Saved::flags`].
+pub(crate) const ACTIVE: u8 = 1;
+pub(crate) const NEAR: u8 = 2;
+pub(crate) const BELOW: u8 = 4;
 
 /// The fused host-memory implementation of [`Elementwise`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,11 +27,11 @@ pub struct HostFused;
 #[derive(Debug)]
 pub struct Saved {
     /// Per element: ACTIVE (z > θ), NEAR (|z − θ| < ε/2), BELOW (z < θ).
-    flags: Vec<u8>,
+    pub(crate) flags: Vec<u8>,
     /// Active features per token.
-    row_l0: Vec<f32>,
+    pub(crate) row_l0: Vec<f32>,
     /// Per feature: tokens with NEAR set.
-    near_counts: Vec<f32>,
+    pub(crate) near_counts: Vec<f32>,
     /// f, kept only for the tanh penalty's backward.
     f: Option<Vec<f32>>,
     device: Device,

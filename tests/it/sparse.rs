@@ -1,0 +1,248 @@
+//! The sparse step (`sae::sparse`) against the dense one on random cases: pre-activations placed
+//! inside and at the edges of θ's straight-through window, every sparsity loss, both θ
+//! parametrisations, with and without the pre-encoder bias and the pre-activation loss. Loss
+//! parts, every gradient and the parameters after an Adam step agree to 1e-5; and the switch
+//! picks the sparse path below its density and the dense one above.
+
+use burn::tensor::{Bool, Device, Tensor};
+use jumpscope::config::{Config, SparsityLoss, ThresholdParam, parse};
+use jumpscope::sae::kernels::{Kernels, LossSettings};
+use jumpscope::sae::loss::{Grads, LossParts, StepOutput, loss_and_grads};
+use jumpscope::sae::model::{HostParams, Sae, download, upload};
+use jumpscope::sae::sparse::SWITCH_DENSITY;
+use jumpscope::train::adam::AdamState;
+use jumpscope::train::step::{StepPlan, train_step};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A random case: parameters, a batch `[b, d]`, and a dead-feature mask.
+struct Case {
+    host: HostParams,
+    x: Vec<f32>,
+    b: usize,
+    dead: Vec<bool>,
+}
+
+/// `(x − b_dec) W_enc + b_enc` of row `r`, feature `i`, on the host.
+fn pre_act(h: &HostParams, x: &[f32], r: usize, i: usize) -> f32 {
+    (0..h.d_in)
+        .map(|j| (x[r * h.d_in + j] - h.b_dec[j]) * h.w_enc[j * h.d_sae + i])
+        .sum::<f32>()
+        + h.b_enc[i]
+}
+
+fn case(seed: u64, eps: f32) -> Case {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let d = rng.random_range(8..40);
+    let m = rng.random_range(32..160);
+    let b = rng.random_range(16..80);
+    let mut host = HostParams::init(d, m, 0.1, seed);
+    host.b_enc
+        .iter_mut()
+        .for_each(|v| *v = rng.random_range(-0.1..0.1));
+    host.b_dec
+        .iter_mut()
+        .for_each(|v| *v = rng.random_range(-0.1..0.1));
+    let x: Vec<f32> = (0..b * d)
+        .map(|_| rng.random_range(-1.0f32..1.0) * 2.5 / (d as f32).sqrt())
+        .collect();
+    for i in 0..m {
+        // θ at, inside and just outside the window around a row's pre-activation, or random;
+        // kept positive so that log θ exists
+        let z = pre_act(&host, &x, i % b, i);
+        let placed = match i % 5 {
+            0 => z - eps / 2.0,
+            1 => z + eps / 2.0,
+            2 => z - eps / 4.0,
+            3 => z + eps / 4.0,
+            _ => rng.random_range(0.05..0.6),
+        };
+        host.threshold[i] = if placed > 1e-3 {
+            placed
+        } else {
+            rng.random_range(0.05..0.6)
+        };
+    }
+    let dead = (0..m).map(|i| i % 4 == 1).collect();
+    Case { host, x, b, dead }
+}
+
+fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) -> LossSettings {
+    LossSettings {
+        sparsity_loss: mode,
+        lambda: 0.03,
+        bandwidth: eps,
+        tanh_scale: 4.0,
+        target_l0: 6.0,
+        pre_act_coefficient: pre_act,
+        pre_encoder_bias: bias,
+        kernels: Kernels::HostFused,
+        sparse_below: below,
+    }
+}
+
+/// |a − b| ≤ 1e-5 · max(1, |a|) everywhere; the worst relative error.
+fn close(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-5 * scale,
+        "{what}: differs by {worst} (scale {scale})"
+    );
+}
+
+fn grads_host(g: &Grads) -> [(&'static str, Vec<f32>); 5] {
+    [
+        ("dW_enc", download(&g.w_enc)),
+        ("db_enc", download(&g.b_enc)),
+        ("dW_dec", download(&g.w_dec)),
+        ("db_dec", download(&g.b_dec)),
+        ("dθ", download(&g.theta_param)),
+    ]
+}
+
+fn parts(o: &StepOutput) -> Vec<f32> {
+    let p = LossParts::from_tensor(&o.parts);
+    [p.loss, p.mse, p.sparsity, p.l0, p.pre_act]
+        .map(|v| v as f32)
+        .to_vec()
+}
+
+fn recipe() -> Config {
+    parse("", "t", &[]).unwrap().validate("t").unwrap()
+}
+
+#[test]
+fn sparse_and_dense_steps_agree_on_random_cases() {
+    let device = Device::flex();
+    let eps = 0.1;
+    let mut checked = 0;
+    for seed in 0..6 {
+        let c = case(seed, eps as f32);
+        let (d, m) = (c.host.d_in, c.host.d_sae);
+        let x = upload(&c.x, [c.b, d], &device);
+        let dead_v: Vec<f32> = c.dead.iter().map(|&v| v as u8 as f32).collect();
+        let dead: Tensor<1, Bool> = upload(&dead_v, [m], &device).greater_elem(0.5);
+        for tp in [ThresholdParam::Log, ThresholdParam::Raw] {
+            let sae = Sae::from_host(&c.host, tp, &device);
+            for mode in [SparsityLoss::L0, SparsityLoss::Tanh, SparsityLoss::L0Target] {
+                for (pre, bias) in [(0.0, true), (0.05, true), (0.05, false)] {
+                    let what = format!("seed {seed} {tp:?} {mode:?} pre_act {pre} bias {bias}");
+                    let dense = settings(mode, pre, bias, eps, 0.0);
+                    let sparse = settings(mode, pre, bias, eps, f64::INFINITY);
+                    let (od, gd) = loss_and_grads(&sae, x.clone(), &dense, Some(&dead));
+                    let (os, gs) = loss_and_grads(&sae, x.clone(), &sparse, Some(&dead));
+                    assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
+                    close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
+                    for ((name, a), (_, b)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
+                        close(&format!("{what}: {name}"), a, b);
+                    }
+                    close(
+                        &format!("{what}: residual"),
+                        &download(&od.residual),
+                        &download(&os.residual),
+                    );
+                    assert_eq!(
+                        download(&od.fire_counts),
+                        download(&os.fire_counts),
+                        "{what}: fire counts"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 6 * 2 * 3 * 3);
+}
+
+#[test]
+fn parameters_after_adam_steps_agree() {
+    let device = Device::flex();
+    let mut cfg = recipe();
+    cfg.hyper.lr = 1e-3;
+    cfg.hyper.lr_warmup_steps = 0;
+    cfg.hyper.sparsity_warmup_steps = 0;
+    cfg.hyper.sparsity_coefficient = 0.03;
+    cfg.hyper.bandwidth = 0.1;
+    cfg.hyper.pre_act_coefficient = 0.05;
+    for (seed, mode) in [
+        (10, SparsityLoss::L0),
+        (11, SparsityLoss::Tanh),
+        (12, SparsityLoss::L0Target),
+    ] {
+        cfg.hyper.sparsity_loss = mode;
+        cfg.hyper.target_l0 = Some(6.0);
+        let c = case(seed, 0.1);
+        let (d, m) = (c.host.d_in, c.host.d_sae);
+        let x = upload(&c.x, [c.b, d], &device);
+        let dead_v: Vec<f32> = c.dead.iter().map(|&v| v as u8 as f32).collect();
+        let dead: Tensor<1, Bool> = upload(&dead_v, [m], &device).greater_elem(0.5);
+        let mut saes = Vec::new();
+        for below in [0.0, f64::INFINITY] {
+            let mut sae = Sae::from_host(&c.host, cfg.sae.threshold_param, &device);
+            let mut adam = AdamState::new(&sae);
+            for t in 0..3 {
+                let plan = StepPlan {
+                    t,
+                    total_steps: 3,
+                    hyper: &cfg.hyper,
+                    sae: &cfg.sae,
+                    kernels: Kernels::HostFused,
+                    sparse_below: below,
+                };
+                let out = train_step(&mut sae, &mut adam, x.clone(), plan, Some(&dead));
+                assert_eq!(out.sparse, below > 0.0);
+            }
+            saes.push(sae);
+        }
+        let host = |s: &Sae| {
+            [
+                download(&s.w_enc),
+                download(&s.b_enc),
+                download(&s.w_dec),
+                download(&s.b_dec),
+                download(&s.theta_param),
+            ]
+        };
+        for (k, (a, b)) in host(&saes[0]).iter().zip(host(&saes[1]).iter()).enumerate() {
+            close(&format!("{mode:?}: parameter {k} after 3 Adam steps"), a, b);
+        }
+    }
+}
+
+#[test]
+fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() {
+    let device = Device::flex();
+    let (d, m, b) = (32, 256, 64);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f32> = (0..b * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let x = upload(&x, [b, d], &device);
+    let s = settings(SparsityLoss::L0, 0.0, true, 0.001, SWITCH_DENSITY);
+    // θ = 1e-3: about half of the entries fire, far above the switch point
+    let dense = Sae::from_host(
+        &HostParams::init(d, m, 1e-3, 1),
+        ThresholdParam::Log,
+        &device,
+    );
+    assert!(!loss_and_grads(&dense, x.clone(), &s, None).0.sparse);
+    // θ = 10: nothing fires and no pre-activation is within ε/2 of θ
+    let sparse = Sae::from_host(
+        &HostParams::init(d, m, 10.0, 1),
+        ThresholdParam::Log,
+        &device,
+    );
+    let (out, _) = loss_and_grads(&sparse, x.clone(), &s, None);
+    assert!(out.sparse);
+    assert_eq!(LossParts::from_tensor(&out.parts).l0, 0.0);
+    // tensor-op kernels never take the sparse path
+    let t = LossSettings {
+        kernels: Kernels::TensorOps,
+        ..s
+    };
+    assert!(!loss_and_grads(&sparse, x, &t, None).0.sparse);
+}
