@@ -61,12 +61,15 @@ pub struct AdamSettings {
     pub eps: f64,
 }
 
-struct Coeffs {
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    step_size: f64,
-    bc2_sqrt: f64,
+/// The constants of one Adam step.
+pub(super) struct Coeffs {
+    pub(super) beta1: f64,
+    pub(super) beta2: f64,
+    pub(super) eps: f64,
+    /// lr / (1 − β1^t).
+    pub(super) step_size: f64,
+    /// √(1 − β2^t).
+    pub(super) bc2_sqrt: f64,
 }
 
 fn update<const D: usize>(
@@ -90,6 +93,21 @@ fn update<const D: usize>(
 }
 
 impl AdamState {
+    /// Count a step and return its constants.
+    pub(super) fn next_coeffs(&mut self, a: AdamSettings) -> Coeffs {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let bc1 = 1.0 - a.beta1.powi(t);
+        let bc2 = 1.0 - a.beta2.powi(t);
+        Coeffs {
+            beta1: a.beta1,
+            beta2: a.beta2,
+            eps: a.eps,
+            step_size: a.lr / bc1,
+            bc2_sqrt: bc2.sqrt(),
+        }
+    }
+
     /// Fresh state for these parameters.
     pub fn new(sae: &Sae) -> Self {
         Self {
@@ -106,17 +124,7 @@ impl AdamState {
             let along = (g.w_dec.clone() * sae.w_dec.clone()).sum_dim(1);
             g.w_dec = g.w_dec - sae.w_dec.clone() * along;
         }
-        self.steps += 1;
-        let t = self.steps as i32;
-        let bc1 = 1.0 - a.beta1.powi(t);
-        let bc2 = 1.0 - a.beta2.powi(t);
-        let c = Coeffs {
-            beta1: a.beta1,
-            beta2: a.beta2,
-            eps: a.eps,
-            step_size: a.lr / bc1,
-            bc2_sqrt: bc2.sqrt(),
-        };
+        let c = self.next_coeffs(a);
         macro_rules! upd {
             ($f:ident) => {{
                 let (p, m, v) = update(

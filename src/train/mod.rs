@@ -2,6 +2,7 @@
 //! loop that drives them.
 
 pub mod adam;
+pub mod adam_host;
 pub mod checkpoint;
 pub mod control;
 pub mod error;

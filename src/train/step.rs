@@ -68,6 +68,9 @@ pub fn train_step(
         beta2: h.adam_beta2,
         eps: h.adam_eps,
     };
-    adam.step(sae, grads, a, sae_cfg.unit_norm_decoder);
+    match kernels {
+        Kernels::HostFused => adam.step_host(sae, grads, a, sae_cfg.unit_norm_decoder),
+        Kernels::TensorOps => adam.step(sae, grads, a, sae_cfg.unit_norm_decoder),
+    }
     out
 }
