@@ -209,11 +209,13 @@ pub(crate) fn rest(
 
     // per row: x̂ − x, then ∂L/∂f where it matters and the elementwise backward
     let mut residual = vec![0f32; b * d];
+    // each share of rows zeroes four d_sae-long sums: a few shares per thread, not hundreds
+    let share = (b / (4 * rayon::current_num_threads())).max(16);
     let sums = residual
         .par_chunks_mut(d)
         .zip(rows.par_iter_mut())
         .enumerate()
-        .with_min_len(16)
+        .with_min_len(share)
         .fold(
             || Sums::zero(m),
             |mut acc, (r, (res, ents))| {

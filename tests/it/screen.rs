@@ -390,12 +390,17 @@ fn the_inspection_screen_in_a_real_terminal() {
             d.path().join("store.h5").display()
         ),
     );
-    let s = t.wait("the inspection screen", |s| {
-        s.contains("features: 24 of 24")
+    // every pane, in one capture (a capture can catch a frame half drawn)
+    let parts = [
+        "features: 24 of 24",
+        "top activations",
+        "nearest features",
+        "▲ θ",
+        "density",
+    ];
+    t.wait("the inspection screen with all its panes", |s| {
+        parts.iter().all(|p| s.contains(p))
     });
-    for part in ["top activations", "nearest features", "▲ θ", "density"] {
-        assert!(s.contains(part), "no `{part}`:\n{s}");
-    }
     // jump to feature 3; its contexts show the vocabulary's words
     t.key_burst(&["/", "3", "Enter"]);
     t.wait("feature 3 selected", |s| {
