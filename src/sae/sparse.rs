@@ -15,7 +15,7 @@
 //! Cost: about 4·nnz·d_in instead of 4·B·d_sae·d_in, plus one pass over the encode pass's flags.
 //! The result is the same step up to float rounding (property-tested against the dense path).
 
-use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved};
+use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, theta_grads};
 use crate::sae::kernels::{Encoded, LossSettings, SparsityLoss};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::{Sae, download, upload_owned, with_host};
@@ -172,7 +172,7 @@ pub(crate) fn rest(
     });
     let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
     let is_target = s.sparsity_loss == SparsityLoss::L0Target;
-    let (lam, eps) = (s.lambda, s.bandwidth);
+    let lam = s.lambda;
     let tanh_c = s.tanh_scale as f32;
     let tanh_k = (lam * s.tanh_scale / bf) as f32;
     let scale = (2.0 / bf) as f32;
@@ -335,18 +335,7 @@ pub(crate) fn rest(
                 a
             },
         );
-    // θ: JumpReLU −(θ/ε) Σ rect·g, plus the Step: l0 −(λ/(εB)) Σ rect, l0_target −(1/ε) Σ rect·g_b
-    let g_theta: Vec<f32> = (0..m)
-        .map(|i| {
-            let jump = -(theta[i] as f64) / eps * sums.jump[i] as f64;
-            let step = match s.sparsity_loss {
-                SparsityLoss::L0 => -lam / (eps * bf) * saved.near_counts[i] as f64,
-                SparsityLoss::L0Target => -(sums.step[i] as f64) / eps,
-                SparsityLoss::Tanh => 0.0,
-            };
-            (jump + step) as f32
-        })
-        .collect();
+    let g_theta = theta_grads(&theta, &sums.jump, &sums.step, &saved.near_counts, s, b);
     let vec1 = |v: Vec<f32>| upload_owned(v, [m], &device);
     let g_norms = is_tanh.then(|| vec1(sums.norms.iter().map(|v| v * tanh_k).collect()));
     let rest = Rest {

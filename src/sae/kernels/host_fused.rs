@@ -238,7 +238,6 @@ impl Elementwise for HostFused {
     ) -> Backward {
         let (mut data, [b, m]) = take_host(g_f);
         let bf = b as f64;
-        let eps = s.bandwidth;
         let lam = s.lambda;
         let theta = download(&inp.theta);
         let norms = inp.norms.as_ref().map(download);
@@ -311,18 +310,7 @@ impl Elementwise for HostFused {
                     a
                 },
             );
-        // θ: JumpReLU −(θ/ε) Σ rect·g, plus the Step: l0 −(λ/(εB)) Σ rect, l0_target −(1/ε) Σ rect·g_b
-        let g_theta: Vec<f32> = (0..m)
-            .map(|i| {
-                let jump = -(theta[i] as f64) / eps * acc.jump[i] as f64;
-                let step = match s.sparsity_loss {
-                    SparsityLoss::L0 => -lam / (eps * bf) * c.near_counts[i] as f64,
-                    SparsityLoss::L0Target => -(acc.step[i] as f64) / eps,
-                    SparsityLoss::Tanh => 0.0,
-                };
-                (jump + step) as f32
-            })
-            .collect();
+        let g_theta = theta_grads(&theta, &acc.jump, &acc.step, &c.near_counts, s, b);
         let dev = &c.device;
         let vec1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [m]), dev);
         Backward {
@@ -332,4 +320,29 @@ impl Elementwise for HostFused {
             g_norms: is_tanh.then(|| vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
         }
     }
+}
+
+/// ∂L/∂θ from per-feature sums over the window entries: JumpReLU −(θ/ε) Σ rect·∂L/∂f (`jump`),
+/// plus the Step: l0 −(λ/(εB)) Σ rect (`near_counts`), l0_target −(1/ε) Σ rect·g_b (`step`).
+/// Shared by the dense backward here and the sparse step (`sae::sparse`).
+pub(crate) fn theta_grads(
+    theta: &[f32],
+    jump: &[f32],
+    step: &[f32],
+    near_counts: &[f32],
+    s: &LossSettings,
+    batch: usize,
+) -> Vec<f32> {
+    let (eps, lam, bf) = (s.bandwidth, s.lambda, batch as f64);
+    (0..theta.len())
+        .map(|i| {
+            let jump = -(theta[i] as f64) / eps * jump[i] as f64;
+            let step = match s.sparsity_loss {
+                SparsityLoss::L0 => -lam / (eps * bf) * near_counts[i] as f64,
+                SparsityLoss::L0Target => -(step[i] as f64) / eps,
+                SparsityLoss::Tanh => 0.0,
+            };
+            (jump + step) as f32
+        })
+        .collect()
 }
