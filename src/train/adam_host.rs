@@ -113,46 +113,17 @@ impl AdamState {
     /// parameter (tested against it).
     pub fn step_host(&mut self, sae: &mut Sae, g: Grads, a: AdamSettings, unit_norm_decoder: bool) {
         let k = K::of(&self.next_coeffs(a));
-        let d_in = sae.dims().0;
-        update(
-            &mut sae.w_enc,
-            &mut self.m.w_enc,
-            &mut self.v.w_enc,
-            g.w_enc,
-            k,
-            None,
-        );
-        update(
-            &mut sae.b_enc,
-            &mut self.m.b_enc,
-            &mut self.v.b_enc,
-            g.b_enc,
-            k,
-            None,
-        );
-        let rows = unit_norm_decoder.then_some(d_in);
-        update(
-            &mut sae.w_dec,
-            &mut self.m.w_dec,
-            &mut self.v.w_dec,
-            g.w_dec,
-            k,
-            rows,
-        );
-        update(
-            &mut sae.b_dec,
-            &mut self.m.b_dec,
-            &mut self.v.b_dec,
-            g.b_dec,
-            k,
-            None,
-        );
-        let (p, m, v) = (
-            &mut sae.theta_param,
-            &mut self.m.theta_param,
-            &mut self.v.theta_param,
-        );
-        update(p, m, v, g.theta_param, k, None);
+        let rows = unit_norm_decoder.then_some(sae.dims().0);
+        macro_rules! upd {
+            ($f:ident, $rows:expr) => {
+                update(&mut sae.$f, &mut self.m.$f, &mut self.v.$f, g.$f, k, $rows)
+            };
+        }
+        upd!(w_enc, None);
+        upd!(b_enc, None);
+        upd!(w_dec, rows);
+        upd!(b_dec, None);
+        upd!(theta_param, None);
     }
 }
 
