@@ -15,7 +15,7 @@
 //! Cost: about 4·nnz·d_in instead of 4·B·d_sae·d_in, plus one pass over the encode pass's flags.
 //! The result is the same step up to float rounding (property-tested against the dense path).
 
-use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, theta_grads};
+use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, add_into, theta_grads};
 use crate::sae::kernels::{Encoded, LossSettings, SparsityLoss};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::{Sae, download, upload_owned, with_host};
@@ -85,14 +85,10 @@ impl Sums {
     }
 
     fn add(mut self, o: Sums) -> Self {
-        for (a, b) in [
-            (&mut self.jump, &o.jump),
-            (&mut self.step, &o.step),
-            (&mut self.b_enc, &o.b_enc),
-            (&mut self.norms, &o.norms),
-        ] {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-        }
+        add_into(&mut self.jump, &o.jump);
+        add_into(&mut self.step, &o.step);
+        add_into(&mut self.b_enc, &o.b_enc);
+        add_into(&mut self.norms, &o.norms);
         self.sq += o.sq;
         self
     }
@@ -156,14 +152,15 @@ pub(crate) fn rest(
     let (_, m) = sae.dims();
     let bf = b as f64;
     let device = start.x.device();
-    let x = download(&start.x);
-    let x_in = if s.pre_encoder_bias {
-        download(&start.x_in)
-    } else {
-        x.clone()
-    };
+    // x_in alone gives the residual: x̂ − x = Σ f W_dec − x_in with the pre-encoder bias
+    // (x_in = x − b_dec), b_dec + Σ f W_dec − x_in without it (x_in = x)
+    let x_in = download(&start.x_in);
     let w_dec = download(&sae.w_dec);
-    let b_dec = download(&sae.b_dec);
+    let base = if s.pre_encoder_bias {
+        vec![0.0; d]
+    } else {
+        download(&sae.b_dec)
+    };
     let theta = download(&start.inputs.theta);
     let norms = start.inputs.norms.as_ref().map(download);
     let pre: Option<Vec<f32>> = start.inputs.pre_act_weights.as_ref().map(|w| {
@@ -219,12 +216,12 @@ pub(crate) fn rest(
         .fold(
             || Sums::zero(m),
             |mut acc, (r, (res, ents))| {
-                res.copy_from_slice(&b_dec);
+                res.copy_from_slice(&base);
                 for e in ents.iter().filter(|e| e.fl & ACTIVE != 0) {
                     let i = e.i as usize;
                     axpy(res, e.f, &w_dec[i * d..(i + 1) * d]);
                 }
-                for (o, xv) in res.iter_mut().zip(&x[r * d..(r + 1) * d]) {
+                for (o, xv) in res.iter_mut().zip(&x_in[r * d..(r + 1) * d]) {
                     *o -= xv;
                 }
                 acc.sq += res.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
@@ -331,7 +328,7 @@ pub(crate) fn rest(
         .reduce(
             || vec![0f32; d],
             |mut a, o| {
-                a.iter_mut().zip(&o).for_each(|(x, y)| *x += y);
+                add_into(&mut a, &o);
                 a
             },
         );

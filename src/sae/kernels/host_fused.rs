@@ -46,7 +46,8 @@ fn rows_per_task(rows: usize) -> usize {
     rows.div_ceil(4 * rayon::current_num_threads()).max(1)
 }
 
-fn add_into(acc: &mut [f32], other: &[f32]) {
+/// `acc += other`, element by element.
+pub(crate) fn add_into(acc: &mut [f32], other: &[f32]) {
     acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
 }
 
