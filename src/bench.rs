@@ -47,6 +47,8 @@ pub struct BenchReport {
     pub encoder_ms: f64,
     /// `ms_per_step / encoder_ms`: how close a step is to the product it cannot avoid.
     pub limit_ratio: f64,
+    /// Fraction of the timed steps that ran sparse.
+    pub sparse_fraction: f64,
 }
 
 /// Sizes of a benchmark run.
@@ -64,6 +66,19 @@ pub struct BenchSizes {
     pub warmup: usize,
     /// Start θ so that about this many features fire per token (`None`: θ = 1e-3 everywhere).
     pub l0: Option<f64>,
+    /// Sparse or dense rest of the step, or the trainer's choice.
+    pub step: StepPath,
+}
+
+/// Which form of the step after the encoder product a bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StepPath {
+    /// Chosen per step from the measured density, as in training.
+    Auto,
+    /// Always the sparse form (where the backend has one).
+    Sparse,
+    /// Always the dense form.
+    Dense,
 }
 
 /// The `q`-quantile of `v` (sorted in place) with linear interpolation between order statistics,
@@ -113,6 +128,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
         steps,
         warmup,
         l0,
+        step: path,
     } = sizes;
     let mut host = HostParams::init(d_in, d_sae, 1e-3, 0);
     let mut sae = Sae::from_host(&host, cfg.sae.threshold_param, device);
@@ -135,6 +151,12 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
     }
     let total = (warmup + steps) as u64;
     let kernels = Kernels::for_device(device);
+    let sparse_below = match path {
+        StepPath::Auto => crate::sae::sparse::switch_density(kernels),
+        StepPath::Sparse => f64::INFINITY,
+        StepPath::Dense => 0.0,
+    };
+    let mut sparse_steps = 0usize;
     let mut step = |t: usize| {
         let plan = StepPlan {
             t: t as u64,
@@ -142,7 +164,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
             hyper: &cfg.hyper,
             sae: &cfg.sae,
             kernels,
-            sparse_below: crate::sae::sparse::SWITCH_DENSITY,
+            sparse_below,
         };
         let out = train_step(
             &mut sae,
@@ -151,6 +173,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
             plan,
             None,
         );
+        sparse_steps += usize::from(out.sparse && t >= warmup);
         out.parts
     };
     for t in 0..warmup {
@@ -188,6 +211,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
         l0: l0_after,
         encoder_ms,
         limit_ratio: ms_per_step / encoder_ms,
+        sparse_fraction: sparse_steps as f64 / steps as f64,
     }
 }
 

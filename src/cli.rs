@@ -275,6 +275,9 @@ pub struct SynthArgs {
     pub dtype: DtypeArg,
 }
 
+/// `jumpscope bench --step`.
+pub use jumpscope::bench::StepPath;
+
 /// `jumpscope bench`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -299,6 +302,10 @@ pub struct BenchArgs {
     /// about half the features fire.
     #[arg(long, value_name = "N")]
     pub l0: Option<f64>,
+    /// Which form of the step after the encoder product: `auto` chooses per step from the
+    /// measured density, as training does; `sparse` and `dense` force one (to compare them).
+    #[arg(long, value_enum, default_value_t = StepPath::Auto)]
+    pub step: StepPath,
     /// Device.
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -95,12 +95,14 @@ pub fn resolve(name: &str) -> Result<Device, DeviceError> {
 #[cfg(feature = "tch")]
 #[allow(deprecated)] // burn 0.22 deprecates burn-tch, but it is the LibTorch path our users need
 fn libtorch_cpu() -> Device {
+    crate::sae::sparse_libtorch::silence_csr_warning();
     Device::libtorch()
 }
 
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
 fn libtorch_cuda(i: usize) -> Device {
+    crate::sae::sparse_libtorch::silence_csr_warning();
     Device::libtorch_cuda(i)
 }
 

@@ -26,6 +26,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             steps: a.steps,
             warmup: a.warmup,
             l0: a.l0,
+            step: a.step,
         },
         &dev,
         &device::label(&a.device),
@@ -34,7 +35,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads); L0 {:.1}; encoder product alone {:.1} ms, step / encoder {:.2}",
+            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads); L0 {:.1}; encoder product alone {:.1} ms, step / encoder {:.2}; {:.0} % of steps sparse",
             r.implementation,
             r.device,
             r.d_in,
@@ -46,7 +47,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             r.threads,
             r.l0,
             r.encoder_ms,
-            r.limit_ratio
+            r.limit_ratio,
+            r.sparse_fraction * 100.0
         );
     }
     Ok(0)

@@ -27,6 +27,8 @@ use crate::sae::kernels::{
 };
 use crate::sae::model::{Sae, ThresholdParam};
 use crate::sae::sparse;
+#[cfg(feature = "tch")]
+use crate::sae::sparse_libtorch;
 use burn::tensor::{Bool, Tensor};
 
 /// Gradients, one per parameter, same shapes.
@@ -100,6 +102,12 @@ pub fn loss_and_grads(
         Kernels::TensorOps => {
             let z = start.z(sae);
             let (enc, saved) = TensorOps.encode(z, &start.inputs, s);
+            #[cfg(feature = "tch")]
+            if sparse_libtorch::applies(&start.x)
+                && sparse_libtorch::active_fraction(&enc, start.x.dims()[0]) <= s.sparse_below
+            {
+                return sparse_libtorch::rest(sae, s, start, enc, saved);
+            }
             dense_rest(&TensorOps, sae, s, start, enc, saved)
         }
         Kernels::HostFused => {

@@ -16,7 +16,7 @@
 //! The result is the same step up to float rounding (property-tested against the dense path).
 
 use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, add_into, theta_grads};
-use crate::sae::kernels::{Encoded, LossSettings, SparsityLoss};
+use crate::sae::kernels::{Encoded, Kernels, LossSettings, SparsityLoss};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::{Sae, download, upload_owned, with_host};
 use burn::tensor::Tensor;
@@ -29,6 +29,23 @@ use rayon::prelude::*;
 /// (3 %/6 % active) against dense 7.3k, dense 8.1k/8.2k at L0 512/1024 (12.5 %/25 %) against
 /// sparse 6.8k/4.5k; the two meet near 10 %.
 pub const SWITCH_DENSITY: f64 = 0.10;
+
+/// The density below which a run's steps go sparse with these kernels: [`SWITCH_DENSITY`] for
+/// the fused host kernels (of the touched entries), [`SWITCH_DENSITY_LIBTORCH`] for the tensor
+/// ops on LibTorch (of the active entries; no sparse form on other backends).
+pub fn switch_density(kernels: Kernels) -> f64 {
+    match kernels {
+        Kernels::HostFused => SWITCH_DENSITY,
+        Kernels::TensorOps => SWITCH_DENSITY_LIBTORCH,
+    }
+}
+
+/// The LibTorch sparse step (`sae::sparse_libtorch`) runs while at most this fraction of the
+/// `[B, d_sae]` entries fires. Measured as for [`SWITCH_DENSITY`] on `tch-cpu` (`--step sparse`
+/// vs `--step dense`): sparse 614/803/1528 ms per step at L0 256/512/1024 (6 %/12.5 %/25 %)
+/// against dense 826/857/854; they meet near 13 %, and 10 % keeps a margin for GPUs, where
+/// dense products are relatively cheaper.
+pub const SWITCH_DENSITY_LIBTORCH: f64 = 0.10;
 
 /// The fraction of entries the sparse rest would touch: active and window entries counted from
 /// the encode pass (an upper bound: an active entry inside the window counts twice), plus every

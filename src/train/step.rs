@@ -19,7 +19,7 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         pre_act_coefficient: h.pre_act_coefficient,
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
         kernels: Kernels::TensorOps,
-        sparse_below: crate::sae::sparse::SWITCH_DENSITY,
+        sparse_below: crate::sae::sparse::switch_density(Kernels::TensorOps),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::sae::io;
 use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, InferenceSae, Sae, download, upload, upload_owned};
-use crate::sae::sparse::SWITCH_DENSITY;
+use crate::sae::sparse::switch_density;
 use crate::train::adam::AdamState;
 use crate::train::checkpoint::{self, CheckpointState, TrainTensors};
 use crate::train::control::{Control, Next, Steer, TrainEvent, between_steps};
@@ -244,7 +244,7 @@ impl Trainer {
             hyper: &self.cfg.hyper,
             sae: &self.cfg.sae,
             kernels: self.kernels,
-            sparse_below: SWITCH_DENSITY,
+            sparse_below: switch_density(self.kernels),
         };
         let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
         self.firing.record(out.fire_counts, rows);

@@ -2,14 +2,15 @@
 //! inside and at the edges of θ's straight-through window, every sparsity loss, both θ
 //! parametrisations, with and without the pre-encoder bias and the pre-activation loss. Loss
 //! parts, every gradient and the parameters after an Adam step agree to 1e-5; and the switch
-//! picks the sparse path below its density and the dense one above.
+//! picks the sparse path below its density and the dense one above. On flex (`sae::sparse`)
+//! and, in builds with LibTorch, on `tch-cpu` (`sae::sparse_libtorch`).
 
 use burn::tensor::{Bool, Device, Tensor};
 use jumpscope::config::{Config, SparsityLoss, ThresholdParam, parse};
 use jumpscope::sae::kernels::{Kernels, LossSettings};
 use jumpscope::sae::loss::{Grads, LossParts, StepOutput, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
-use jumpscope::sae::sparse::SWITCH_DENSITY;
+use jumpscope::sae::sparse::switch_density;
 use jumpscope::train::adam::AdamState;
 use jumpscope::train::step::{StepPlan, train_step};
 use rand::{Rng, SeedableRng};
@@ -67,6 +68,17 @@ fn case(seed: u64, eps: f32) -> Case {
     Case { host, x, b, dead }
 }
 
+/// The backends with a sparse step: flex with the fused host kernels (`sae::sparse`) and, in
+/// builds with LibTorch, its CPU device with the tensor-op kernels (`sae::sparse_libtorch`).
+fn backends() -> Vec<(&'static str, Device, Kernels)> {
+    let mut v = vec![("cpu", Device::flex(), Kernels::HostFused)];
+    if cfg!(feature = "tch") {
+        let dev = jumpscope::device::resolve("tch-cpu").unwrap();
+        v.push(("tch-cpu", dev, Kernels::TensorOps));
+    }
+    v
+}
+
 fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) -> LossSettings {
     LossSettings {
         sparsity_loss: mode,
@@ -119,7 +131,13 @@ fn recipe() -> Config {
 
 #[test]
 fn sparse_and_dense_steps_agree_on_random_cases() {
-    let device = Device::flex();
+    for (name, device, kernels) in backends() {
+        agree_on_random_cases(name, &device, kernels);
+    }
+}
+
+fn agree_on_random_cases(backend: &str, device: &Device, kernels: Kernels) {
+    let device = device.clone();
     let eps = 0.1;
     let mut checked = 0;
     for seed in 0..6 {
@@ -132,9 +150,16 @@ fn sparse_and_dense_steps_agree_on_random_cases() {
             let sae = Sae::from_host(&c.host, tp, &device);
             for mode in [SparsityLoss::L0, SparsityLoss::Tanh, SparsityLoss::L0Target] {
                 for (pre, bias) in [(0.0, true), (0.05, true), (0.05, false)] {
-                    let what = format!("seed {seed} {tp:?} {mode:?} pre_act {pre} bias {bias}");
-                    let dense = settings(mode, pre, bias, eps, 0.0);
-                    let sparse = settings(mode, pre, bias, eps, f64::INFINITY);
+                    let what =
+                        format!("{backend}: seed {seed} {tp:?} {mode:?} pre_act {pre} bias {bias}");
+                    let dense = LossSettings {
+                        kernels,
+                        ..settings(mode, pre, bias, eps, 0.0)
+                    };
+                    let sparse = LossSettings {
+                        kernels,
+                        ..settings(mode, pre, bias, eps, f64::INFINITY)
+                    };
                     let (od, gd) = loss_and_grads(&sae, x.clone(), &dense, Some(&dead));
                     let (os, gs) = loss_and_grads(&sae, x.clone(), &sparse, Some(&dead));
                     assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
@@ -162,7 +187,13 @@ fn sparse_and_dense_steps_agree_on_random_cases() {
 
 #[test]
 fn parameters_after_adam_steps_agree() {
-    let device = Device::flex();
+    for (name, device, kernels) in backends() {
+        adam_steps_agree(name, &device, kernels);
+    }
+}
+
+fn adam_steps_agree(backend: &str, device: &Device, kernels: Kernels) {
+    let device = device.clone();
     let mut cfg = recipe();
     cfg.hyper.lr = 1e-3;
     cfg.hyper.lr_warmup_steps = 0;
@@ -192,7 +223,7 @@ fn parameters_after_adam_steps_agree() {
                     total_steps: 3,
                     hyper: &cfg.hyper,
                     sae: &cfg.sae,
-                    kernels: Kernels::HostFused,
+                    kernels,
                     sparse_below: below,
                 };
                 let out = train_step(&mut sae, &mut adam, x.clone(), plan, Some(&dead));
@@ -210,39 +241,57 @@ fn parameters_after_adam_steps_agree() {
             ]
         };
         for (k, (a, b)) in host(&saes[0]).iter().zip(host(&saes[1]).iter()).enumerate() {
-            close(&format!("{mode:?}: parameter {k} after 3 Adam steps"), a, b);
+            close(
+                &format!("{backend}: {mode:?}: parameter {k} after 3 Adam steps"),
+                a,
+                b,
+            );
         }
     }
 }
 
 #[test]
 fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() {
+    for (backend, device, kernels) in backends() {
+        let (d, m, b) = (32, 256, 64);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x: Vec<f32> = (0..b * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let x = upload(&x, [b, d], &device);
+        let s = LossSettings {
+            kernels,
+            ..settings(SparsityLoss::L0, 0.0, true, 0.001, switch_density(kernels))
+        };
+        // θ = 1e-3: about half of the entries fire, far above the switch point
+        let dense = Sae::from_host(
+            &HostParams::init(d, m, 1e-3, 1),
+            ThresholdParam::Log,
+            &device,
+        );
+        assert!(
+            !loss_and_grads(&dense, x.clone(), &s, None).0.sparse,
+            "{backend}"
+        );
+        // θ = 10: nothing fires and no pre-activation is within ε/2 of θ
+        let sparse = Sae::from_host(
+            &HostParams::init(d, m, 10.0, 1),
+            ThresholdParam::Log,
+            &device,
+        );
+        let (out, _) = loss_and_grads(&sparse, x.clone(), &s, None);
+        assert!(out.sparse, "{backend}");
+        assert_eq!(LossParts::from_tensor(&out.parts).l0, 0.0);
+    }
+    // on flex, the tensor-op kernels (JUMPSCOPE_NO_FUSED) have no sparse path
     let device = Device::flex();
-    let (d, m, b) = (32, 256, 64);
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let x: Vec<f32> = (0..b * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let x = upload(&x, [b, d], &device);
-    let s = settings(SparsityLoss::L0, 0.0, true, 0.001, SWITCH_DENSITY);
-    // θ = 1e-3: about half of the entries fire, far above the switch point
-    let dense = Sae::from_host(
-        &HostParams::init(d, m, 1e-3, 1),
+    let x = upload(&vec![0.5f32; 64 * 32], [64, 32], &device);
+    let sae = Sae::from_host(
+        &HostParams::init(32, 256, 10.0, 1),
         ThresholdParam::Log,
         &device,
     );
-    assert!(!loss_and_grads(&dense, x.clone(), &s, None).0.sparse);
-    // θ = 10: nothing fires and no pre-activation is within ε/2 of θ
-    let sparse = Sae::from_host(
-        &HostParams::init(d, m, 10.0, 1),
-        ThresholdParam::Log,
-        &device,
-    );
-    let (out, _) = loss_and_grads(&sparse, x.clone(), &s, None);
-    assert!(out.sparse);
-    assert_eq!(LossParts::from_tensor(&out.parts).l0, 0.0);
-    // tensor-op kernels never take the sparse path
     let t = LossSettings {
         kernels: Kernels::TensorOps,
-        ..s
+        ..settings(SparsityLoss::L0, 0.0, true, 0.001, f64::INFINITY)
     };
-    assert!(!loss_and_grads(&sparse, x, &t, None).0.sparse);
+    assert!(!loss_and_grads(&sae, x, &t, None).0.sparse);
 }

@@ -67,9 +67,10 @@ pub struct LossSettings {
     pub pre_encoder_bias: bool,
     /// Which implementation computes the elementwise parts.
     pub kernels: Kernels,
-    /// With [`Kernels::HostFused`], run the rest of the step sparse when at most this fraction
-    /// of the `[B, d_sae]` entries is touched (`sae::sparse::SWITCH_DENSITY` by default; 0:
-    /// never, `f64::INFINITY`: always).
+    /// Run the rest of the step sparse when at most this fraction of the `[B, d_sae]` entries
+    /// is touched (fused host kernels) or fires (tensor ops on LibTorch); no sparse form exists
+    /// for tensor ops on other backends. `sae::sparse::switch_density` by default; 0: never,
+    /// `f64::INFINITY`: always.
     pub sparse_below: f64,
 }
 

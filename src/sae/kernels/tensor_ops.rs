@@ -11,10 +11,14 @@ pub struct TensorOps;
 /// Device tensors saved by `encode` for `backward`.
 #[derive(Debug)]
 pub struct Saved {
-    u: Tensor<2>,
-    inactive: Tensor<2, Bool>,
-    active_f: Tensor<2>,
-    f: Tensor<2>,
+    /// z − θ.
+    pub(crate) u: Tensor<2>,
+    /// z ≤ θ.
+    pub(crate) inactive: Tensor<2, Bool>,
+    /// H(z − θ) as 0/1.
+    pub(crate) active_f: Tensor<2>,
+    /// f.
+    pub(crate) f: Tensor<2>,
 }
 
 impl Elementwise for TensorOps {
