@@ -43,6 +43,12 @@ pub enum Command {
     Store(StoreCommand),
     /// Time full training steps on random data and print tokens/s.
     Bench(BenchArgs),
+    /// Check this build on a device before training on it: the golden cases, 30 steps against
+    /// the CPU, and the bench at two sizes; a pass/fail table, exit code 1 on any mismatch.
+    ///
+    /// Run it first on a new GPU box (`jumpscope selftest --device cuda`). It takes about a
+    /// minute on a CPU.
+    Selftest(SelftestArgs),
 }
 
 /// `jumpscope train`
@@ -312,4 +318,22 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `jumpscope selftest`
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Device to test: cpu, tch-cpu, cuda, cuda:N, or auto (the first GPU if there is one).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the timings (the checks alone take a few seconds).
+    #[arg(long)]
+    pub no_bench: bool,
+    /// Debug hook for selftest's own tests: add 1e-3 to this gradient in every step on the
+    /// tested device, which must make the checks fail.
+    #[arg(long, value_enum, hide = true)]
+    pub perturb_gradient: Option<jumpscope::sae::perturb::GradName>,
 }

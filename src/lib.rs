@@ -20,5 +20,6 @@ pub mod inspect;
 pub mod live;
 pub mod metrics;
 pub mod sae;
+pub mod selftest;
 pub mod train;
 pub mod tui;

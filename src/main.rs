@@ -20,6 +20,7 @@ fn main() {
         Command::Export(a) => commands::export::run(a),
         Command::Store(c) => commands::store::run(c),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Selftest(a) => commands::selftest::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

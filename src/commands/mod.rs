@@ -4,6 +4,7 @@ pub mod bench;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod selftest;
 pub mod store;
 pub mod train;
 pub mod watch;

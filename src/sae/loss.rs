@@ -26,6 +26,7 @@ use crate::sae::kernels::{
     Backward, Elementwise, ElementwiseInputs, Encoded, Kernels, LossSettings, SparsityLoss,
 };
 use crate::sae::model::{Sae, ThresholdParam};
+use crate::sae::perturb;
 use crate::sae::sparse;
 #[cfg(feature = "tch")]
 use crate::sae::sparse_libtorch;
@@ -97,18 +98,13 @@ pub fn loss_and_grads(
     s: &LossSettings,
     dead: Option<&Tensor<1, Bool>>,
 ) -> (StepOutput, Grads) {
+    let device = x.device();
     let start = Start::new(sae, x, s, dead);
-    match s.kernels {
+    let (out, mut grads) = match s.kernels {
         Kernels::TensorOps => {
             let z = start.z(sae);
             let (enc, saved) = TensorOps.encode(z, &start.inputs, s);
-            #[cfg(feature = "tch")]
-            if sparse_libtorch::applies(&start.x)
-                && sparse_libtorch::active_fraction(&enc, start.x.dims()[0]) <= s.sparse_below
-            {
-                return sparse_libtorch::rest(sae, s, start, enc, saved);
-            }
-            dense_rest(&TensorOps, sae, s, start, enc, saved)
+            tensor_ops_rest(sae, s, start, enc, saved)
         }
         Kernels::HostFused => {
             let z = start.z(sae);
@@ -119,7 +115,27 @@ pub fn loss_and_grads(
                 dense_rest(&HostFused, sae, s, start, enc, saved)
             }
         }
+    };
+    perturb::apply(&mut grads, &device, s.kernels);
+    (out, grads)
+}
+
+/// The rest of a step after the tensor-op encode: sparse on LibTorch when few entries fire,
+/// else dense.
+fn tensor_ops_rest(
+    sae: &Sae,
+    s: &LossSettings,
+    start: Start,
+    enc: Encoded,
+    saved: <TensorOps as Elementwise>::Saved,
+) -> (StepOutput, Grads) {
+    #[cfg(feature = "tch")]
+    if sparse_libtorch::applies(&start.x)
+        && sparse_libtorch::active_fraction(&enc, start.x.dims()[0]) <= s.sparse_below
+    {
+        return sparse_libtorch::rest(sae, s, start, enc, saved);
     }
+    dense_rest(&TensorOps, sae, s, start, enc, saved)
 }
 
 /// What every step computes before the encoder product.

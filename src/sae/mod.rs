@@ -6,6 +6,7 @@ pub mod io;
 pub mod kernels;
 pub mod loss;
 pub mod model;
+pub mod perturb;
 pub mod sparse;
 #[cfg(feature = "tch")]
 pub mod sparse_libtorch;

@@ -8,6 +8,7 @@ mod inspect_screen;
 mod paths;
 mod records;
 mod screen;
+mod selftest;
 mod sparse;
 mod stores;
 #[cfg(feature = "tch")]

@@ -1,0 +1,30 @@
+//! `jumpscope selftest`: run the checks on a device, print the table (or JSON), exit 1 on a
+//! mismatch.
+
+use crate::cli::SelftestArgs;
+use jumpscope::sae::kernels::Kernels;
+use jumpscope::selftest::{self, Options};
+use jumpscope::{device, sae::perturb};
+
+/// Run the command; returns the process exit code.
+pub fn run(a: SelftestArgs) -> anyhow::Result<i32> {
+    let dev = device::resolve(&a.device)?;
+    let label = device::label(&a.device);
+    if let Some(g) = a.perturb_gradient {
+        perturb::set(g, &dev, Kernels::for_device(&dev), 1e-3);
+        eprintln!(
+            "selftest: debug hook: every step on {label} adds 1e-3 to ∂L/∂{}",
+            g.name()
+        );
+    }
+    let opts = Options { bench: !a.no_bench };
+    let report = selftest::run(&dev, &label, opts, &mut |what| {
+        eprintln!("selftest: {what} …");
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", selftest::render(&report));
+    }
+    Ok(if report.passed { 0 } else { 1 })
+}

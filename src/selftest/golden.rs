@@ -1,0 +1,264 @@
+//! The golden cases (`tests/golden/*.json`, written by `reference/jumprelu_torch.py golden`),
+//! built into the binary, and the check of one case on one device: first-forward loss parts and
+//! gradients, then per-step loss parts and every parameter after each Adam step, against the
+//! reference's float64 answers.
+
+use crate::config::{Config, ThresholdParam, parse};
+use crate::sae::kernels::Kernels;
+use crate::sae::loss::{LossParts, loss_and_grads};
+use crate::sae::model::{HostParams, Sae, download, upload};
+use crate::train::adam::AdamState;
+use crate::train::step::{StepPlan, loss_settings, train_step};
+use burn::tensor::{Device, Tensor};
+use serde_json::Value;
+
+/// Absolute tolerance of every golden comparison (the reference's own float32 run drifts ~1e-7).
+pub const TOL: f64 = 1e-5;
+
+/// The cases' file names and contents, as committed (the repository's copy of the project's
+/// shared golden data; a test checks that the two agree).
+pub const FILES: [(&str, &str); 5] = [
+    (
+        "gdm_l0_log",
+        include_str!("../../tests/golden/gdm_l0_log.json"),
+    ),
+    ("hand_2x3", include_str!("../../tests/golden/hand_2x3.json")),
+    (
+        "l0_target",
+        include_str!("../../tests/golden/l0_target.json"),
+    ),
+    (
+        "raw_threshold_free_decoder",
+        include_str!("../../tests/golden/raw_threshold_free_decoder.json"),
+    ),
+    ("tanh", include_str!("../../tests/golden/tanh.json")),
+];
+
+/// One parsed case.
+pub struct Case {
+    /// Its file stem.
+    pub name: &'static str,
+    value: Value,
+}
+
+/// A golden file that does not hold what the reference writes (only a broken build can cause it).
+#[derive(Debug, thiserror::Error)]
+#[error("golden case {0}: {1}")]
+pub struct CaseError(String, String);
+
+/// Every case, parsed.
+pub fn cases() -> Result<Vec<Case>, CaseError> {
+    FILES
+        .iter()
+        .map(|(name, text)| {
+            let value = serde_json::from_str(text)
+                .map_err(|e| CaseError(name.to_string(), e.to_string()))?;
+            Ok(Case { name, value })
+        })
+        .collect()
+}
+
+/// Every quantity compared for one case on one device, with its worst absolute error.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// `(quantity, worst absolute error)`, in the order checked; NaN if ours was not finite.
+    pub errors: Vec<(String, f64)>,
+}
+
+impl Outcome {
+    fn push(&mut self, what: String, err: f64) {
+        self.errors.push((what, err));
+    }
+
+    /// The worst error and its quantity (NaN counts as worst).
+    pub fn worst(&self) -> Option<&(String, f64)> {
+        self.errors.iter().fold(None, |w, e| match w {
+            Some(w) if !(e.1.is_nan() || (!w.1.is_nan() && e.1 > w.1)) => Some(w),
+            _ => Some(e),
+        })
+    }
+
+    /// The quantities beyond [`TOL`] (or not finite).
+    pub fn mismatches(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .filter(|(_, e)| e.is_nan() || *e > TOL)
+            .map(|(w, e)| format!("{w}: max abs error {e:.3e}"))
+            .collect()
+    }
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN)],
+        _ => vec![f64::NAN],
+    }
+}
+
+fn flat32(v: &Value) -> Vec<f32> {
+    flat(v).into_iter().map(|x| x as f32).collect()
+}
+
+/// The largest |ours − want|; NaN if any is NaN or the lengths differ.
+fn max_err(ours: &[f32], want: &[f64]) -> f64 {
+    if ours.len() != want.len() {
+        return f64::NAN;
+    }
+    ours.iter()
+        .zip(want)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        // NaN must not hide behind f64::max, which ignores it
+        .fold(0.0, |m: f64, e| {
+            if e.is_nan() || m.is_nan() {
+                f64::NAN
+            } else {
+                m.max(e)
+            }
+        })
+}
+
+impl Case {
+    /// The case's configuration as a validated [`Config`].
+    pub fn config(&self) -> Result<Config, CaseError> {
+        let c = &self.value["config"];
+        let num = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+        let mut sets: Vec<String> = vec![
+            format!("sae.pre_encoder_bias={}", c["pre_encoder_bias"]),
+            format!("sae.threshold_param={}", c["threshold_param"]),
+            format!("sae.bandwidth={:e}", num("bandwidth")),
+            format!("sae.unit_norm_decoder={}", c["unit_norm_decoder"]),
+            format!("train.sparsity_loss={}", c["sparsity_loss"]),
+            format!(
+                "train.sparsity_coefficient={:e}",
+                num("sparsity_coefficient")
+            ),
+            format!("train.tanh_scale={:e}", num("tanh_scale")),
+            format!("train.lr={:e}", num("lr")),
+            format!("train.lr_warmup_steps={}", c["lr_warmup_steps"]),
+            format!("train.sparsity_warmup_steps={}", c["sparsity_warmup_steps"]),
+            format!("train.adam_beta1={:e}", num("adam_beta1")),
+            format!("train.adam_beta2={:e}", num("adam_beta2")),
+            format!("train.adam_eps={:e}", num("adam_eps")),
+        ];
+        if let Some(t) = c["target_l0"].as_f64() {
+            sets.push(format!("train.target_l0={t:e}"));
+        }
+        parse("", "golden", &sets)
+            .and_then(|f| f.validate("golden"))
+            .map_err(|e| CaseError(self.name.into(), e.to_string()))
+    }
+
+    fn initial(&self) -> HostParams {
+        let v = &self.value;
+        let i = &v["initial"];
+        HostParams {
+            d_in: v["d_in"].as_u64().unwrap_or(0) as usize,
+            d_sae: v["d_sae"].as_u64().unwrap_or(0) as usize,
+            w_enc: flat32(&i["W_enc"]),
+            b_enc: flat32(&i["b_enc"]),
+            w_dec: flat32(&i["W_dec"]),
+            b_dec: flat32(&i["b_dec"]),
+            threshold: flat32(&i["threshold"]),
+        }
+    }
+
+    fn batch(&self, k: usize, device: &Device) -> Tensor<2> {
+        let b = &self.value["batches"][k];
+        let rows = b.as_array().map_or(0, Vec::len);
+        let d = self.value["d_in"].as_u64().unwrap_or(0) as usize;
+        upload(&flat32(b), [rows, d], device)
+    }
+
+    /// Whether the case records Adam steps (all but the hand-written one).
+    pub fn has_steps(&self) -> bool {
+        self.value["steps"].as_array().is_some()
+    }
+
+    /// Run the case on `device` with `kernels`, the rest of each step sparse below
+    /// `sparse_below`, and compare everything the reference recorded.
+    pub fn check(
+        &self,
+        device: &Device,
+        kernels: Kernels,
+        sparse_below: f64,
+    ) -> Result<Outcome, CaseError> {
+        let cfg = self.config()?;
+        let mut out = Outcome::default();
+        let theta_key = match cfg.sae.threshold_param {
+            ThresholdParam::Log => "log_threshold",
+            ThresholdParam::Raw => "threshold",
+        };
+
+        // first forward: the reference uses the full coefficient, no warm-up
+        let sae = Sae::from_host(&self.initial(), cfg.sae.threshold_param, device);
+        let mut s = loss_settings(0, &cfg.hyper, &cfg.sae);
+        s.lambda = cfg.hyper.sparsity_coefficient;
+        s.kernels = kernels;
+        s.sparse_below = sparse_below;
+        let (o, g) = loss_and_grads(&sae, self.batch(0, device), &s, None);
+        let p = LossParts::from_tensor(&o.parts);
+        let ff = &self.value["first_forward"];
+        for (k, ours) in [
+            ("loss", p.loss),
+            ("mse", p.mse),
+            ("sparsity", p.sparsity),
+            ("l0", p.l0),
+        ] {
+            let want = ff[k].as_f64().unwrap_or(f64::NAN);
+            out.push(format!("first forward {k}"), (ours - want).abs());
+        }
+        let gr = &ff["gradients"];
+        for (k, t) in [
+            ("W_enc", download(&g.w_enc)),
+            ("b_enc", download(&g.b_enc)),
+            ("W_dec", download(&g.w_dec)),
+            ("b_dec", download(&g.b_dec)),
+            (theta_key, download(&g.theta_param)),
+        ] {
+            out.push(format!("first forward d{k}"), max_err(&t, &flat(&gr[k])));
+        }
+
+        let Some(steps) = self.value["steps"].as_array() else {
+            return Ok(out);
+        };
+        let mut sae = Sae::from_host(&self.initial(), cfg.sae.threshold_param, device);
+        let mut adam = AdamState::new(&sae);
+        for (t, rec) in steps.iter().enumerate() {
+            let plan = StepPlan {
+                t: t as u64,
+                total_steps: steps.len() as u64,
+                hyper: &cfg.hyper,
+                sae: &cfg.sae,
+                kernels,
+                sparse_below,
+            };
+            let o = train_step(&mut sae, &mut adam, self.batch(t, device), plan, None);
+            let p = LossParts::from_tensor(&o.parts);
+            for (k, ours) in [
+                ("loss", p.loss),
+                ("mse", p.mse),
+                ("sparsity", p.sparsity),
+                ("l0", p.l0),
+            ] {
+                let want = rec[k].as_f64().unwrap_or(f64::NAN);
+                out.push(format!("step {t} {k}"), (ours - want).abs());
+            }
+        }
+        let fin = &self.value["final"];
+        let h = sae.to_host();
+        for (k, ours) in [
+            ("W_enc", &h.w_enc),
+            ("b_enc", &h.b_enc),
+            ("W_dec", &h.w_dec),
+            ("b_dec", &h.b_dec),
+            ("threshold", &h.threshold),
+        ] {
+            out.push(
+                format!("{k} after {} Adam steps", steps.len()),
+                max_err(ours, &flat(&fin[k])),
+            );
+        }
+        Ok(out)
+    }
+}
