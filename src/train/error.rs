@@ -65,6 +65,21 @@ pub enum TrainError {
         /// The newest checkpoint on disk.
         last_good: Option<PathBuf>,
     },
+    /// The run's estimated memory exceeds what the device has free.
+    #[error(
+        "the run needs about {} ({}), but {device} has {} available: {advice}",
+        crate::train::memory::gib(need.total), need.parts(), crate::train::memory::gib(*available)
+    )]
+    OutOfMemory {
+        /// The device label.
+        device: String,
+        /// The estimate.
+        need: crate::train::memory::MemoryEstimate,
+        /// Bytes free.
+        available: u64,
+        /// Which keys to lower.
+        advice: String,
+    },
     /// The run directory already holds a run.
     #[error(
         "{0}: already holds a run (checkpoints/ exists): resume it with `jumpscope train --resume {0}` or choose another --out"

@@ -5,6 +5,7 @@
 
 use crate::eval::EvalReport;
 use crate::metrics::stats::Histogram;
+use crate::train::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -33,6 +34,14 @@ pub enum Record {
         /// (absent from logs of versions before they were recorded).
         #[serde(default)]
         store_attributes: BTreeMap<String, String>,
+        /// The memory the run was estimated to need, by part (`train::memory`; absent from logs
+        /// of versions before it was estimated).
+        #[serde(default)]
+        memory_estimate: Option<MemoryEstimate>,
+        /// Bytes the device had free when the run started (host RAM for CPU devices; absent
+        /// where it could not be checked, as on CUDA).
+        #[serde(default)]
+        memory_available: Option<u64>,
     },
     /// A run continues from a checkpoint in a new process.
     Resume {
@@ -50,6 +59,12 @@ pub enum Record {
         scale: f64,
         /// The device label.
         device: String,
+        /// As in `start`.
+        #[serde(default)]
+        memory_estimate: Option<MemoryEstimate>,
+        /// As in `start`.
+        #[serde(default)]
+        memory_available: Option<u64>,
     },
     /// A metrics report (every `log_every` steps).
     Metrics(Box<MetricsRecord>),
@@ -191,6 +206,16 @@ pub struct MetricsRecord {
     pub elapsed_s: f64,
 }
 
+/// `, memory ~1.20 GiB of 20.00 GiB free` for the opening records' summaries.
+fn memory_phrase(need: &Option<MemoryEstimate>, free: &Option<u64>) -> String {
+    use crate::train::memory::gib;
+    match (need, free) {
+        (Some(n), Some(f)) => format!(", memory ~{} of {} free", gib(n.total), gib(*f)),
+        (Some(n), None) => format!(", memory ~{} (free memory not checked)", gib(n.total)),
+        _ => String::new(),
+    }
+}
+
 impl Record {
     /// Every `type` a record can have, in the order of the enum.
     pub const KINDS: [&'static str; 12] = [
@@ -254,9 +279,12 @@ impl Record {
                 d_sae,
                 scale,
                 device,
+                memory_estimate,
+                memory_available,
                 ..
             } => format!(
-                "started: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}"
+                "started: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
+                memory_phrase(memory_estimate, memory_available)
             ),
             Record::Resume {
                 checkpoint,
@@ -264,10 +292,13 @@ impl Record {
                 d_sae,
                 scale,
                 device,
+                memory_estimate,
+                memory_available,
                 ..
             } => format!(
-                "resumed from {}: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}",
-                checkpoint.display()
+                "resumed from {}: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
+                checkpoint.display(),
+                memory_phrase(memory_estimate, memory_available)
             ),
             Record::Eval { eval, .. } => format!(
                 "held-out ({} tokens): L0 {:.2}, MSE {:.5}, FVU {:.4}, dead {}",

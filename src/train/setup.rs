@@ -17,6 +17,7 @@ use crate::train::adam::AdamState;
 use crate::train::checkpoint;
 use crate::train::error::{TrainError, io_err};
 use crate::train::firing::Firing;
+use crate::train::memory::{self, Available, MemoryEstimate, RunSizes};
 use crate::train::record::Record;
 use crate::train::report::LossQueue;
 use crate::train::trainer::Trainer;
@@ -62,6 +63,50 @@ fn start_data(
         Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH),
         eval_rows,
     ))
+}
+
+/// Estimate what the run needs and refuse it when that exceeds what the device has free;
+/// returns the estimate and the bytes free (`None` where they could not be checked) for the
+/// opening record.
+fn check_memory(
+    cfg: &Config,
+    d_in: usize,
+    d_sae: usize,
+    kernels: Kernels,
+) -> Result<(MemoryEstimate, Option<u64>), TrainError> {
+    let need = memory::estimate(RunSizes {
+        d_in,
+        d_sae,
+        batch: cfg.data.batch_size,
+        prefetch_depth: PREFETCH_DEPTH,
+        shuffle_rows: cfg
+            .data
+            .shuffle_buffer_tokens
+            .unwrap_or_else(|| Batcher::default_block_rows(d_in)),
+        eval_rows: cfg.data.eval_tokens,
+        kernels,
+    });
+    let available = match memory::available_on(&cfg.device) {
+        Available::Bytes(b) => b,
+        Available::Unknown(_) => return Ok((need, None)),
+    };
+    if need.total > available {
+        let model = need.parameters + need.adam_moments + need.gradients;
+        let advice = if need.working_set >= model.max(need.data_buffers) {
+            "lower data.batch_size (or sae.d_sae / sae.expansion_factor)"
+        } else if model >= need.data_buffers {
+            "lower sae.d_sae (or sae.expansion_factor)"
+        } else {
+            "lower data.eval_tokens or data.shuffle_buffer_tokens"
+        };
+        return Err(TrainError::OutOfMemory {
+            device: device::label(&cfg.device),
+            need,
+            available,
+            advice: advice.into(),
+        });
+    }
+    Ok((need, Some(available)))
 }
 
 /// The initial parameters of a new run: `init_from` checked against the store (and brought into
@@ -110,6 +155,9 @@ impl Trainer {
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let d_in = store.d_in();
         let store_attributes = store.attributes();
+        let kernels = Kernels::for_device(&device);
+        let (memory_estimate, memory_available) =
+            check_memory(&cfg, d_in, cfg.sae.d_sae_for(d_in), kernels)?;
         let scale = match cfg.data.normalize {
             Normalize::MeanSquaredNorm => {
                 let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
@@ -141,10 +189,12 @@ impl Trainer {
             scale,
             device: device::label(&cfg.device),
             store_attributes: store_attributes.clone(),
+            memory_estimate: Some(memory_estimate),
+            memory_available,
         };
         Ok(Self {
             firing: Firing::new(host.d_sae, &device),
-            kernels: Kernels::for_device(&device),
+            kernels,
             cfg,
             run_dir,
             config_file,
@@ -196,6 +246,9 @@ impl Trainer {
                 data: store.d_in(),
             });
         }
+        let kernels = Kernels::for_device(&device);
+        let (memory_estimate, memory_available) =
+            check_memory(&cfg, tensors.d_in, tensors.d_sae, kernels)?;
         let (sae, adam, firing) = tensors.to_device(
             cfg.sae.threshold_param,
             state.step,
@@ -213,9 +266,11 @@ impl Trainer {
             d_sae: tensors.d_sae,
             scale: state.scale,
             device: device::label(&cfg.device),
+            memory_estimate: Some(memory_estimate),
+            memory_available,
         };
         Ok(Self {
-            kernels: Kernels::for_device(&device),
+            kernels,
             cfg,
             run_dir: run_dir.to_path_buf(),
             config_file: ConfigFile::in_run(run_dir),

@@ -235,3 +235,30 @@ fn watch_refuses_what_is_not_a_run_directory() {
     let o = run(&["watch", d.path().to_str().unwrap()]);
     assert_user_error(&o, &["not a usable run directory", "train.lr"]);
 }
+
+#[test]
+fn a_run_too_big_for_the_machine_is_refused_before_anything_is_written() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(500, 2));
+    let run = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &base(&store.display().to_string(), &run.display().to_string()),
+    );
+    // 64 × 40M × 4 bytes per [batch, d_sae] buffer: terabytes beside the parameters' gigabytes
+    let o = train_cli(&cfg, &["sae.d_sae=40000000", "data.batch_size=4096"], &[]);
+    assert_user_error(
+        &o,
+        &[
+            "the run needs about",
+            "[batch, d_sae] working set",
+            "available",
+            "lower data.batch_size",
+        ],
+    );
+    assert!(!run.exists(), "no run directory for a refused run");
+    // a wide dictionary on a small batch: the parameters dominate
+    let o = train_cli(&cfg, &["sae.d_sae=400000000", "data.batch_size=1"], &[]);
+    assert_user_error(&o, &["the run needs about", "lower sae.d_sae"]);
+}

@@ -3,8 +3,22 @@
 
 use jumpscope::eval::EvalReport;
 use jumpscope::metrics::stats::Histogram;
+use jumpscope::sae::kernels::Kernels;
+use jumpscope::train::memory::{MemoryEstimate, RunSizes};
 use jumpscope::train::record::{Change, MetricsRecord, Record};
 use std::collections::{BTreeMap, BTreeSet};
+
+fn memory() -> MemoryEstimate {
+    jumpscope::train::memory::estimate(RunSizes {
+        d_in: 16,
+        d_sae: 64,
+        batch: 64,
+        prefetch_depth: 4,
+        shuffle_rows: 1024,
+        eval_rows: 0,
+        kernels: Kernels::HostFused,
+    })
+}
 
 /// One record of each type, every field filled.
 fn one_of_each() -> Vec<Record> {
@@ -19,6 +33,8 @@ fn one_of_each() -> Vec<Record> {
             scale: 1.5,
             device: "cpu".into(),
             store_attributes: [("model".to_string(), "toy".to_string())].into(),
+            memory_estimate: Some(memory()),
+            memory_available: Some(1 << 34),
         },
         Record::Resume {
             step,
@@ -28,6 +44,8 @@ fn one_of_each() -> Vec<Record> {
             d_sae: 64,
             scale: 1.5,
             device: "cpu".into(),
+            memory_estimate: Some(memory()),
+            memory_available: None,
         },
         Record::Metrics(Box::new(MetricsRecord {
             step,

@@ -315,6 +315,29 @@ fn resume_removes_what_an_interrupted_checkpoint_write_left_and_says_so() {
         .collect();
     assert!(steps.contains(&7) && steps.contains(&12), "{steps:?}");
     assert_eq!(records(&run_dir, "resume").len(), 1);
+    // both opening records carry the memory estimate, checked against the host's free RAM
+    for kind in ["start", "resume"] {
+        let r = &records(&run_dir, kind)[0];
+        let (Record::Start {
+            memory_estimate: Some(m),
+            memory_available: Some(free),
+            ..
+        }
+        | Record::Resume {
+            memory_estimate: Some(m),
+            memory_available: Some(free),
+            ..
+        }) = r
+        else {
+            panic!("{kind} without a memory estimate: {r:?}");
+        };
+        assert_eq!(
+            m.total,
+            m.parameters + m.adam_moments + m.gradients + m.working_set + m.data_buffers
+        );
+        assert!(m.total > 0 && m.total < *free, "{m:?} of {free}");
+    }
+    assert!(err.contains("memory ~") && err.contains("free"), "{err}");
 }
 
 #[test]

@@ -82,6 +82,8 @@ fn started() -> Msg {
         scale: 1.5,
         device: "cpu".into(),
         store_attributes: Default::default(),
+        memory_estimate: None,
+        memory_available: None,
     })
 }
 

@@ -1,0 +1,181 @@
+//! The memory a run needs, estimated before it starts from its sizes, and what the device has:
+//! a run that cannot fit is refused in one line before anything is allocated or written.
+//!
+//! The estimate counts the largest things a step holds: parameters, Adam's two moments, the
+//! gradients, the `[batch, d_sae]` working set of a dense step (the first steps are dense: at
+//! θ's initial value about half the features fire), the `[batch, d_in]` tensors around it, and
+//! the data pipeline's buffers (prefetched batches, the shuffle block, the held-out rows). It
+//! leaves out the backend's allocator slack and the program itself, so it is a floor.
+
+use crate::sae::kernels::Kernels;
+use serde::{Deserialize, Serialize};
+
+/// Bytes of one f32.
+const F32: u64 = 4;
+
+/// `[batch, d_sae]`-sized buffers a dense step holds at its peak, per kernels: with tensor ops
+/// z, z − θ, f, H(z − θ), ∂L/∂f and ∂L/∂z plus two masks (counted as one f32); with the fused
+/// host kernels f, ∂L/∂f and ∂L/∂z plus a byte of flags (counted as one f32).
+fn working_buffers(kernels: Kernels) -> u64 {
+    match kernels {
+        Kernels::TensorOps => 7,
+        Kernels::HostFused => 4,
+    }
+}
+
+/// What a run needs, in bytes, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryEstimate {
+    /// W_enc, W_dec, b_enc, b_dec, θ.
+    pub parameters: u64,
+    /// Adam's first and second moments.
+    pub adam_moments: u64,
+    /// One gradient per parameter.
+    pub gradients: u64,
+    /// The `[batch, d_sae]` buffers of a dense step and the `[batch, d_in]` ones around them.
+    pub working_set: u64,
+    /// Prefetched batches, the shuffle block and the held-out rows (host memory).
+    pub data_buffers: u64,
+    /// The sum.
+    pub total: u64,
+}
+
+/// The sizes the estimate needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSizes {
+    /// Input width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// Tokens per step.
+    pub batch: usize,
+    /// Batches the prefetch thread holds.
+    pub prefetch_depth: usize,
+    /// Rows of one shuffle block.
+    pub shuffle_rows: usize,
+    /// Held-out rows kept for evaluation.
+    pub eval_rows: usize,
+    /// The kernels the run uses.
+    pub kernels: Kernels,
+}
+
+/// Estimate what a run of these sizes needs.
+pub fn estimate(s: RunSizes) -> MemoryEstimate {
+    let (d, m, b) = (s.d_in as u64, s.d_sae as u64, s.batch as u64);
+    let parameters = (2 * d * m + 2 * m + d) * F32;
+    let working_set = (working_buffers(s.kernels) * b * m + 4 * b * d) * F32;
+    // the batcher holds its block and fills the next one
+    let data_buffers = ((s.prefetch_depth as u64 + 1) * b * d
+        + 2 * s.shuffle_rows as u64 * d
+        + s.eval_rows as u64 * d)
+        * F32;
+    let total = 4 * parameters + working_set + data_buffers;
+    MemoryEstimate {
+        parameters,
+        adam_moments: 2 * parameters,
+        gradients: parameters,
+        working_set,
+        data_buffers,
+        total,
+    }
+}
+
+/// Bytes as GiB with two decimals.
+pub fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+impl MemoryEstimate {
+    /// The parts in one phrase, for the refusal.
+    pub fn parts(&self) -> String {
+        format!(
+            "parameters {}, Adam moments {}, gradients {}, [batch, d_sae] working set {}, data buffers {}",
+            gib(self.parameters),
+            gib(self.adam_moments),
+            gib(self.gradients),
+            gib(self.working_set),
+            gib(self.data_buffers)
+        )
+    }
+}
+
+/// Memory the host can give a new allocation now: `MemAvailable` of `/proc/meminfo` (Linux), or
+/// `None` where it cannot be read.
+pub fn host_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_meminfo(&text)
+}
+
+fn parse_meminfo(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// What the estimate was checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Available {
+    /// Bytes free on the device (host RAM for CPU devices).
+    Bytes(u64),
+    /// Not checked, and why.
+    Unknown(String),
+}
+
+/// What the device `name` has free: host RAM for `cpu` and `tch-cpu`; for CUDA devices nothing,
+/// since LibTorch's free-memory query (`cudaMemGetInfo`) is not reachable through `tch`.
+pub fn available_on(name: &str) -> Available {
+    if name.starts_with("cuda") || name == "auto" && crate::device::cuda_devices() > 0 {
+        return Available::Unknown(
+            "not checked: LibTorch does not tell tch a CUDA device's free memory".into(),
+        );
+    }
+    match host_available() {
+        Some(b) => Available::Bytes(b),
+        None => Available::Unknown("not checked: /proc/meminfo has no MemAvailable".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parts_add_up_and_scale_with_the_sizes() {
+        let s = RunSizes {
+            d_in: 512,
+            d_sae: 4096,
+            batch: 4096,
+            prefetch_depth: 4,
+            shuffle_rows: 16384,
+            eval_rows: 0,
+            kernels: Kernels::TensorOps,
+        };
+        let e = estimate(s);
+        assert_eq!(e.parameters, (2 * 512 * 4096 + 2 * 4096 + 512) * 4);
+        assert_eq!(e.adam_moments, 2 * e.parameters);
+        assert_eq!(
+            e.total,
+            e.parameters + e.adam_moments + e.gradients + e.working_set + e.data_buffers
+        );
+        // the working set grows with the batch, the parameters do not
+        let twice = estimate(RunSizes { batch: 8192, ..s });
+        assert_eq!(twice.parameters, e.parameters);
+        assert_eq!(twice.working_set, 2 * e.working_set);
+        // the fused host kernels hold fewer [batch, d_sae] buffers
+        assert!(
+            estimate(RunSizes {
+                kernels: Kernels::HostFused,
+                ..s
+            })
+            .working_set
+                < e.working_set
+        );
+    }
+
+    #[test]
+    fn meminfo_is_read_in_kib() {
+        let t = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2000 kB\n";
+        assert_eq!(parse_meminfo(t), Some(2000 * 1024));
+        assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
+    }
+}
