@@ -10,3 +10,4 @@ pub mod perturb;
 pub mod sparse;
 #[cfg(feature = "tch")]
 pub mod sparse_libtorch;
+pub mod vector;

@@ -116,6 +116,18 @@ pub fn with_host<const D: usize, R>(t: Tensor<D>, f: impl FnOnce(&[f32]) -> R) -
     f(&v)
 }
 
+/// Look at a tensor's f32 values in place, leaving the tensor as it is: on the CPU backend its
+/// buffer is borrowed (shared with the tensor; [`with_host`] would copy a shared buffer), on
+/// others, or for a tensor that is not a plain f32 buffer, a downloaded copy.
+pub fn with_host_ref<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> R) -> R {
+    if let Ok(p) = t.clone().try_into_primitive::<burn::backend::Flex>()
+        && let Some(s) = p.as_slice::<f32>()
+    {
+        return f(s);
+    }
+    f(&download(t))
+}
+
 /// Read a tensor back to the host as a flat f32 vector.
 pub fn download<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
     // `convert` makes the elements f32, so reading them as f32 cannot fail: a failure here is a

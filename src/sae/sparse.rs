@@ -6,11 +6,13 @@
 //! ∂L/∂f and ∂L/∂W_enc. Only the encoder product needs every entry. Of the rest, an entry matters
 //! only if it is active (z > θ), or inside θ's straight-through window (|z − θ| < ε/2, where
 //! ∂L/∂f reaches θ), or, with the pre-activation loss, below θ on a dead feature. Here:
-//! - x̂ = b_dec + Σ_active f_bi W_dec[i] and ∂L/∂f at active and window entries only, one row at a
-//!   time (each a d_in-long product with a decoder row);
-//! - the elementwise backward of `host_fused`, entry by entry;
-//! - ∂L/∂W_dec[i] = Σ_b f_bi ∂L/∂x̂_b and ∂L/∂W_enc[:, i] = Σ_b ∂L/∂z_bi x_in,b, one feature at a
-//!   time over its entries (rows in order, so the sums are deterministic).
+//! - the entries, found from the encode pass's flags (32 at a time) and grouped by feature;
+//! - x̂ − x = b_dec + Σ_active f_bi W_dec[i] − x, each task owning a block of rows and going
+//!   through the features in order (a decoder row read once per block, not once per entry);
+//! - then one pass per feature over its entries: ∂L/∂f_bi = ∂L/∂x̂_b · W_dec[i], the elementwise
+//!   backward of `host_fused`, the feature's sums for θ and b_enc, and ∂L/∂W_dec[i] =
+//!   Σ_b f_bi ∂L/∂x̂_b and ∂L/∂W_enc[:, i] = Σ_b ∂L/∂z_bi x_in,b (rows in order, so the sums are
+//!   deterministic).
 //!
 //! Cost: about 4·nnz·d_in instead of 4·B·d_sae·d_in, plus one pass over the encode pass's flags.
 //! The result is the same step up to float rounding (property-tested against the dense path).
@@ -18,7 +20,8 @@
 use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, add_into, theta_grads};
 use crate::sae::kernels::{Encoded, Kernels, LossSettings, SparsityLoss};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
-use crate::sae::model::{Sae, download, upload_owned, with_host};
+use crate::sae::model::{Sae, download, upload_owned, with_host, with_host_ref};
+use crate::sae::vector::{axpy, dot};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -71,90 +74,74 @@ struct Entry {
     fl: u8,
     /// f (0 unless active).
     f: f32,
-    /// ∂L/∂z once the backward has run.
-    g_z: f32,
 }
 
-/// Per-feature sums of one share of the rows.
-#[derive(Clone)]
-struct Sums {
+/// One feature's sums over its entries.
+#[derive(Clone, Copy, Default)]
+struct FeatureSums {
     /// Σ over window entries of ∂L/∂f (θ's JumpReLU share).
-    jump: Vec<f32>,
+    jump: f32,
     /// Σ over window entries of the l0_target Step's upstream gradient.
-    step: Vec<f32>,
+    step: f32,
     /// Σ_b ∂L/∂z.
-    b_enc: Vec<f32>,
+    b_enc: f32,
     /// Σ_b f sech² (the tanh penalty's ∂/∂‖W_dec[i]‖, before λc/B).
-    norms: Vec<f32>,
-    /// Σ (x̂ − x)², over all rows and dimensions.
-    sq: f64,
+    norms: f32,
 }
 
-impl Sums {
-    fn zero(m: usize) -> Self {
-        Self {
-            jump: vec![0.0; m],
-            step: vec![0.0; m],
-            b_enc: vec![0.0; m],
-            norms: vec![0.0; m],
-            sq: 0.0,
-        }
-    }
-
-    fn add(mut self, o: Sums) -> Self {
-        add_into(&mut self.jump, &o.jump);
-        add_into(&mut self.step, &o.step);
-        add_into(&mut self.b_enc, &o.b_enc);
-        add_into(&mut self.norms, &o.norms);
-        self.sq += o.sq;
-        self
-    }
-}
-
-/// `acc += a · v`.
+/// Call `take(i)` for every index whose flags share a bit with `mask`, in order. Skips 32 flags
+/// at a time where none does (at a trained SAE's sparsity, most of a row), and finds the rest by
+/// their bit positions rather than by testing each.
 #[inline]
-fn axpy(acc: &mut [f32], a: f32, v: &[f32]) {
-    acc.iter_mut().zip(v).for_each(|(o, x)| *o += a * x);
-}
-
-/// `u · v`, summed in eight lanes so that it vectorises.
-#[inline]
-fn dot(u: &[f32], v: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (cu, cv) = (u.chunks_exact(8), v.chunks_exact(8));
-    let tail: f32 = cu
-        .remainder()
-        .iter()
-        .zip(cv.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in cu.zip(cv) {
-        for k in 0..8 {
-            lanes[k] += a[k] * b[k];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// `[rows, cols]` row-major to `[cols, rows]`, in tiles.
-fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const T: usize = 32;
-    let mut out = vec![0f32; rows * cols];
-    out.par_chunks_mut(T * rows)
-        .enumerate()
-        .for_each(|(tc, block)| {
-            // output rows c0..c0+T (= input columns)
-            let c0 = tc * T;
-            let cn = (cols - c0).min(T);
-            for r0 in (0..rows).step_by(T) {
-                for r in r0..(r0 + T).min(rows) {
-                    for c in 0..cn {
-                        block[c * rows + r] = src[r * cols + c0 + c];
-                    }
-                }
-            }
+fn scan_flags(flags: &[u8], mask: u8, mut take: impl FnMut(usize)) {
+    let wide = u64::from_ne_bytes([mask; 8]);
+    let chunks = flags.chunks_exact(32);
+    let tail = chunks.remainder();
+    for (k, c) in chunks.enumerate() {
+        let words: [u64; 4] = std::array::from_fn(|j| {
+            u64::from_le_bytes(c[j * 8..j * 8 + 8].try_into().unwrap()) & wide
         });
-    out
+        if words.iter().fold(0, |a, w| a | w) == 0 {
+            continue;
+        }
+        for (j, &w) in words.iter().enumerate() {
+            let mut x = w;
+            while x != 0 {
+                // little-endian: byte b of the word is flags[k * 32 + j * 8 + b]
+                let byte = (x.trailing_zeros() / 8) as usize;
+                take(k * 32 + j * 8 + byte);
+                x &= !(0xffu64 << (byte * 8));
+            }
+        }
+    }
+    let base = flags.len() - tail.len();
+    for (j, &fl) in tail.iter().enumerate() {
+        if fl & mask != 0 {
+            take(base + j);
+        }
+    }
+}
+
+/// Features per task when the W_enc gradient's columns are written (16 f32: one cache line of
+/// each row of `[d_in, d_sae]`).
+const COLUMNS: usize = 16;
+
+/// A pointer into a buffer whose disjoint parts parallel tasks write.
+#[derive(Clone, Copy)]
+struct Columns(*mut f32);
+
+// SAFETY: the tasks that share it write disjoint elements (see its one use)
+unsafe impl Send for Columns {}
+unsafe impl Sync for Columns {}
+
+impl Columns {
+    /// The element at `k`.
+    ///
+    /// # Safety
+    /// `k` is inside the buffer and no other task writes it.
+    unsafe fn at(self, k: usize) -> *mut f32 {
+        unsafe { self.0.add(k) }
+    }
 }
 
 /// The rest of the step, sparse (see the module doc), after the fused host encode.
@@ -165,14 +152,31 @@ pub(crate) fn rest(
     enc: Encoded,
     saved: Saved,
 ) -> (StepOutput, Grads) {
+    // x_in and W_dec are read in place (a copy of a wide decoder costs more than the scan)
+    let (x_in, w_dec) = (start.x_in.clone(), sae.w_dec.clone());
+    with_host_ref(&x_in, |x_in| {
+        with_host_ref(&w_dec, |w_dec| {
+            rest_on(sae, s, start, enc, saved, x_in, w_dec)
+        })
+    })
+}
+
+/// [`rest`] with x_in and W_dec on the host.
+fn rest_on(
+    sae: &Sae,
+    s: &LossSettings,
+    start: Start,
+    enc: Encoded,
+    saved: Saved,
+    x_in: &[f32],
+    w_dec: &[f32],
+) -> (StepOutput, Grads) {
     let [b, d] = start.x.dims();
     let (_, m) = sae.dims();
     let bf = b as f64;
     let device = start.x.device();
     // x_in alone gives the residual: x̂ − x = Σ f W_dec − x_in with the pre-encoder bias
     // (x_in = x − b_dec), b_dec + Σ f W_dec − x_in without it (x_in = x)
-    let x_in = download(&start.x_in);
-    let w_dec = download(&sae.w_dec);
     let base = if s.pre_encoder_bias {
         vec![0.0; d]
     } else {
@@ -198,92 +202,40 @@ pub(crate) fn rest(
         sparsity,
         pre_act,
     } = enc;
-    let mut rows: Vec<Vec<Entry>> = with_host(f, |fv| {
+    let dead: Option<Vec<bool>> = pre
+        .as_ref()
+        .map(|p| p.iter().map(|&v| v != 0.0).collect::<Vec<bool>>())
+        .filter(|d| d.contains(&true));
+    let rows: Vec<Vec<Entry>> = with_host(f, |fv| {
         (0..b)
             .into_par_iter()
             .with_min_len(16)
             .map(|r| {
                 let (fr, vr) = (&saved.flags[r * m..(r + 1) * m], &fv[r * m..(r + 1) * m]);
                 let mut out = Vec::new();
-                for (i, (&fl, &f)) in fr.iter().zip(vr).enumerate() {
-                    let below_dead = fl & BELOW != 0 && pre.as_ref().is_some_and(|p| p[i] != 0.0);
-                    if fl & (ACTIVE | NEAR) != 0 || below_dead {
-                        out.push(Entry {
-                            i: i as u32,
-                            fl,
-                            f,
-                            g_z: 0.0,
-                        });
+                let mut take = |i: usize| {
+                    out.push(Entry {
+                        i: i as u32,
+                        fl: fr[i],
+                        f: vr[i],
+                    })
+                };
+                match &dead {
+                    None => scan_flags(fr, ACTIVE | NEAR, &mut take),
+                    // with the pre-activation loss, dead features' entries below θ too
+                    Some(dead) => {
+                        for (i, &fl) in fr.iter().enumerate() {
+                            if fl & (ACTIVE | NEAR) != 0 || (fl & BELOW != 0 && dead[i]) {
+                                take(i);
+                            }
+                        }
                     }
                 }
                 out
             })
             .collect()
     });
-
-    // per row: x̂ − x, then ∂L/∂f where it matters and the elementwise backward
-    let mut residual = vec![0f32; b * d];
-    // each share of rows zeroes four d_sae-long sums: a few shares per thread, not hundreds
-    let share = (b / (4 * rayon::current_num_threads())).max(16);
-    let sums = residual
-        .par_chunks_mut(d)
-        .zip(rows.par_iter_mut())
-        .enumerate()
-        .with_min_len(share)
-        .fold(
-            || Sums::zero(m),
-            |mut acc, (r, (res, ents))| {
-                res.copy_from_slice(&base);
-                for e in ents.iter().filter(|e| e.fl & ACTIVE != 0) {
-                    let i = e.i as usize;
-                    axpy(res, e.f, &w_dec[i * d..(i + 1) * d]);
-                }
-                for (o, xv) in res.iter_mut().zip(&x_in[r * d..(r + 1) * d]) {
-                    *o -= xv;
-                }
-                acc.sq += res.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-                // l0_target: the Step's upstream gradient for every feature of this row
-                let g_row = if is_target {
-                    let t = s.target_l0;
-                    (lam * 4.0 / t * (saved.row_l0[r] as f64 - t) / bf) as f32
-                } else {
-                    0.0
-                };
-                for e in ents.iter_mut() {
-                    let i = e.i as usize;
-                    let mut g = 0.0;
-                    if e.fl & (ACTIVE | NEAR) != 0 {
-                        // ∂L/∂f_bi = ∂L/∂x̂_b · W_dec[i], with ∂L/∂x̂ = 2 (x̂ − x) / B
-                        g = scale * dot(res, &w_dec[i * d..(i + 1) * d]);
-                        if let (true, Some(n)) = (is_tanh, &norms) {
-                            let th = (tanh_c * e.f * n[i]).tanh();
-                            let sech2 = 1.0 - th * th;
-                            g += tanh_k * n[i] * sech2;
-                            acc.norms[i] += e.f * sech2;
-                        }
-                    }
-                    if e.fl & NEAR != 0 {
-                        acc.jump[i] += g;
-                        if is_target {
-                            acc.step[i] += g_row;
-                        }
-                    }
-                    // H(z − θ)·∂L/∂f, or the pre-activation loss's −coef·w_i/B below θ
-                    e.g_z = if e.fl & ACTIVE != 0 {
-                        g
-                    } else if e.fl & BELOW != 0 {
-                        pre.as_ref().map_or(0.0, |p| p[i])
-                    } else {
-                        0.0
-                    };
-                    acc.b_enc[i] += e.g_z;
-                }
-                acc
-            },
-        )
-        .reduce(|| Sums::zero(m), Sums::add);
-
-    // the entries again, grouped by feature (rows in order within each)
+    // the entries grouped by feature, rows in order within each (a counting sort)
     let mut offsets = vec![0usize; m + 1];
     for e in rows.iter().flatten() {
         offsets[e.i as usize + 1] += 1;
@@ -298,8 +250,7 @@ pub(crate) fn rest(
             Entry {
                 i: 0,
                 fl: 0,
-                f: 0.0,
-                g_z: 0.0
+                f: 0.0
             }
         );
         offsets[m]
@@ -311,26 +262,112 @@ pub(crate) fn rest(
             *k += 1;
         }
     }
-    // ∂L/∂W_dec[i] = Σ_b f_bi ∂L/∂x̂_b and ∂L/∂W_enc[:, i] = Σ_b ∂L/∂z_bi x_in,b
-    let mut g_w_dec = vec![0f32; m * d];
-    let mut g_w_enc_t = vec![0f32; m * d];
-    g_w_dec
-        .par_chunks_mut(d)
-        .zip(g_w_enc_t.par_chunks_mut(d))
+    drop(rows);
+    let entries = |i: usize| &by_feature[offsets[i]..offsets[i + 1]];
+
+    // x̂ − x: each task owns a block of rows and goes through the features in order, so that a
+    // decoder row is read once per block rather than once per active entry; each row still sums
+    // its features in ascending order
+    let mut residual = vec![0f32; b * d];
+    let block_rows = b.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let sq: f64 = residual
+        .par_chunks_mut(block_rows * d)
         .enumerate()
-        .with_min_len(8)
-        .for_each(|(i, (gd, ge))| {
-            for (r, e) in &by_feature[offsets[i]..offsets[i + 1]] {
-                let r = *r as usize;
-                if e.fl & ACTIVE != 0 {
-                    axpy(gd, e.f * scale, &residual[r * d..(r + 1) * d]);
+        .map(|(k, res)| {
+            let (r0, r1) = (k * block_rows, k * block_rows + res.len() / d);
+            res.chunks_mut(d).for_each(|row| row.copy_from_slice(&base));
+            for i in 0..m {
+                let ents = entries(i);
+                let w = &w_dec[i * d..(i + 1) * d];
+                let from = ents.partition_point(|(r, _)| (*r as usize) < r0);
+                for (r, e) in ents[from..].iter().take_while(|(r, _)| (*r as usize) < r1) {
+                    if e.fl & ACTIVE != 0 {
+                        let o = (*r as usize - r0) * d;
+                        axpy(&mut res[o..o + d], e.f, w);
+                    }
                 }
-                if e.g_z != 0.0 {
-                    axpy(ge, e.g_z, &x_in[r * d..(r + 1) * d]);
+            }
+            let mut sq = 0.0;
+            for (row, xr) in res.chunks_mut(d).zip(x_in[r0 * d..r1 * d].chunks(d)) {
+                row.iter_mut().zip(xr).for_each(|(o, xv)| *o -= xv);
+                sq += row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+            }
+            sq
+        })
+        .sum();
+
+    // one pass per feature, a few features per task: ∂L/∂f at its entries and the elementwise
+    // backward, its sums for θ, b_enc and ‖W_dec‖, then ∂L/∂W_dec[i] = Σ_b f_bi ∂L/∂x̂_b and
+    // ∂L/∂W_enc[:, i] = Σ_b ∂L/∂z_bi x_in,b (rows in order, so every sum is deterministic).
+    // W_enc's columns are summed as rows in a small buffer, then written into their columns
+    // while those cache lines are still near (no [d_sae, d_in] transpose)
+    let g_row = |r: usize| {
+        // l0_target: the Step's upstream gradient for every feature of row r
+        let t = s.target_l0;
+        (lam * 4.0 / t * (saved.row_l0[r] as f64 - t) / bf) as f32
+    };
+    let mut g_w_dec = vec![0f32; m * d];
+    let mut g_w_enc = vec![0f32; d * m];
+    let mut sums = vec![FeatureSums::default(); m];
+    let enc_out = Columns(g_w_enc.as_mut_ptr());
+    g_w_dec
+        .par_chunks_mut(COLUMNS * d)
+        .zip(sums.par_chunks_mut(COLUMNS))
+        .enumerate()
+        .for_each(|(chunk, (gd_rows, acc))| {
+            let i0 = chunk * COLUMNS;
+            let n = gd_rows.len() / d;
+            let mut ge_rows = vec![0f32; n * d];
+            for (c, (gd, ge)) in gd_rows.chunks_mut(d).zip(ge_rows.chunks_mut(d)).enumerate() {
+                let i = i0 + c;
+                let w = &w_dec[i * d..(i + 1) * d];
+                let acc = &mut acc[c];
+                for (r, e) in entries(i) {
+                    let r = *r as usize;
+                    let res = &residual[r * d..(r + 1) * d];
+                    let mut g = 0.0;
+                    if e.fl & (ACTIVE | NEAR) != 0 {
+                        // ∂L/∂f_bi = ∂L/∂x̂_b · W_dec[i], with ∂L/∂x̂ = 2 (x̂ − x) / B
+                        g = scale * dot(res, w);
+                        if let (true, Some(n)) = (is_tanh, &norms) {
+                            let th = (tanh_c * e.f * n[i]).tanh();
+                            let sech2 = 1.0 - th * th;
+                            g += tanh_k * n[i] * sech2;
+                            acc.norms += e.f * sech2;
+                        }
+                    }
+                    if e.fl & NEAR != 0 {
+                        acc.jump += g;
+                        if is_target {
+                            acc.step += g_row(r);
+                        }
+                    }
+                    // H(z − θ)·∂L/∂f, or the pre-activation loss's −coef·w_i/B below θ
+                    let g_z = if e.fl & ACTIVE != 0 {
+                        g
+                    } else if e.fl & BELOW != 0 {
+                        pre.as_ref().map_or(0.0, |p| p[i])
+                    } else {
+                        0.0
+                    };
+                    acc.b_enc += g_z;
+                    if e.fl & ACTIVE != 0 {
+                        axpy(gd, e.f * scale, res);
+                    }
+                    if g_z != 0.0 {
+                        axpy(ge, g_z, &x_in[r * d..(r + 1) * d]);
+                    }
+                }
+            }
+            for j in 0..d {
+                for c in 0..n {
+                    // SAFETY: g_w_enc is [d, m]; columns i0..i0 + n belong to this task alone,
+                    // and j · m + i0 + c < d · m
+                    unsafe { *enc_out.at(j * m + i0 + c) = ge_rows[c * d + j] };
                 }
             }
         });
-    let g_w_enc = transpose(&g_w_enc_t, m, d);
+    let column = |f: &dyn Fn(&FeatureSums) -> f32| sums.iter().map(f).collect::<Vec<f32>>();
     // Σ_b ∂mse/∂x̂_b
     let g_b_dec: Vec<f32> = residual
         .par_chunks(d)
@@ -349,20 +386,21 @@ pub(crate) fn rest(
                 a
             },
         );
-    let g_theta = theta_grads(&theta, &sums.jump, &sums.step, &saved.near_counts, s, b);
+    let (jump, step) = (column(&|a| a.jump), column(&|a| a.step));
+    let g_theta = theta_grads(&theta, &jump, &step, &saved.near_counts, s, b);
     let vec1 = |v: Vec<f32>| upload_owned(v, [m], &device);
-    let g_norms = is_tanh.then(|| vec1(sums.norms.iter().map(|v| v * tanh_k).collect()));
+    let g_norms = is_tanh.then(|| vec1(column(&|a| a.norms * tanh_k)));
     let rest = Rest {
         residual: upload_owned(residual, [b, d], &device),
         mse: Tensor::from_data(
-            burn::tensor::TensorData::new(vec![(sums.sq / bf) as f32], [1]),
+            burn::tensor::TensorData::new(vec![(sq / bf) as f32], [1]),
             &device,
         ),
         g_w_dec: upload_owned(g_w_dec, [m, d], &device),
         g_b_dec: upload_owned(g_b_dec, [d], &device),
         g_w_enc: upload_owned(g_w_enc, [d, m], &device),
         g_theta: vec1(g_theta),
-        g_b_enc: vec1(sums.b_enc),
+        g_b_enc: vec1(column(&|a| a.b_enc)),
         g_norms,
     };
     finish(sae, s, start, (fire_counts, sparsity, pre_act), rest)
@@ -373,17 +411,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dot_and_transpose_are_exact_on_small_integers() {
-        let u: Vec<f32> = (0..19).map(|i| i as f32).collect();
-        let v: Vec<f32> = (0..19).map(|i| (i % 3) as f32).collect();
-        let want: f32 = u.iter().zip(&v).map(|(a, b)| a * b).sum();
-        assert_eq!(dot(&u, &v), want);
-        let (rows, cols) = (37, 70);
-        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-        let t = transpose(&src, rows, cols);
-        for r in 0..rows {
-            for c in 0..cols {
-                assert_eq!(t[c * rows + r], src[r * cols + c]);
+    fn the_flag_scan_finds_exactly_the_flagged_indices_in_order() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for len in [0, 1, 7, 31, 32, 33, 64, 100, 4096 + 13] {
+            for density in [0.0, 0.01, 0.2, 1.0] {
+                let flags: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let u = next() as f64 / (1u64 << 31) as f64;
+                        // BELOW alone must be skipped; ACTIVE or NEAR (with or without it) taken
+                        let taken = [ACTIVE, NEAR, ACTIVE | BELOW, NEAR | BELOW];
+                        if u < density {
+                            taken[next() as usize % 4]
+                        } else if next() % 2 == 0 {
+                            BELOW
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                let want: Vec<usize> = (0..len)
+                    .filter(|&i| flags[i] & (ACTIVE | NEAR) != 0)
+                    .collect();
+                let mut got = Vec::new();
+                scan_flags(&flags, ACTIVE | NEAR, |i| got.push(i));
+                assert_eq!(got, want, "len {len} density {density}");
             }
         }
     }
