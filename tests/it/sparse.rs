@@ -295,3 +295,41 @@ fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() 
     };
     assert!(!loss_and_grads(&sae, x, &t, None).0.sparse);
 }
+
+#[test]
+fn a_batch_of_several_cache_blocks_agrees_with_the_dense_step() {
+    // 3000 rows of 64 dims: the per-feature pass works in blocks of 1024 rows (512 KiB of
+    // residual and input rows) when, as here, a block holds more rows than d_sae / L0 = 16
+    let (d, m, b) = (64, 256, 3000);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let x: Vec<f32> = (0..b * d)
+        .map(|_| rng.random_range(-1.0f32..1.0) * 0.3)
+        .collect();
+    let mut host = HostParams::init(d, m, 1e-3, 21);
+    let z: Vec<f32> = (0..b)
+        .flat_map(|r| {
+            let host = &host;
+            let x = &x;
+            (0..m).map(move |i| pre_act(host, x, r, i))
+        })
+        .collect();
+    host.threshold = jumpscope::bench::thresholds_for_l0(&z, m, 16.0);
+    for (backend, device, kernels) in backends() {
+        let xt = upload(&x, [b, d], &device);
+        let sae = Sae::from_host(&host, ThresholdParam::Log, &device);
+        for mode in [SparsityLoss::L0, SparsityLoss::Tanh, SparsityLoss::L0Target] {
+            let what = format!("{backend} {mode:?}");
+            let at = |below| LossSettings {
+                kernels,
+                ..settings(mode, 0.0, true, 0.01, below)
+            };
+            let (od, gd) = loss_and_grads(&sae, xt.clone(), &at(0.0), None);
+            let (os, gs) = loss_and_grads(&sae, xt.clone(), &at(f64::INFINITY), None);
+            assert!(!od.sparse && os.sparse, "{what}");
+            close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
+            for ((name, a), (_, g)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
+                close(&format!("{what}: {name}"), a, g);
+            }
+        }
+    }
+}
