@@ -47,7 +47,7 @@ pub enum Command {
     /// the CPU, and the bench at two sizes; a pass/fail table, exit code 1 on any mismatch.
     ///
     /// Run it first on a new GPU box (`jumpscope selftest --device cuda`). It takes about a
-    /// minute on a CPU.
+    /// quarter of a minute on a 2-core CPU.
     Selftest(SelftestArgs),
 }
 
