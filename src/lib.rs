@@ -16,6 +16,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
+pub mod health;
 pub mod inspect;
 pub mod live;
 pub mod metrics;
