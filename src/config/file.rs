@@ -90,6 +90,9 @@ pub struct FileConfig {
     /// `[run]`
     #[serde(default)]
     pub run: RunFile,
+    /// `[health]` (every key has a default; see `health::HealthConfig`)
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 /// Parse a TOML string into the file form, applying `--set section.key=value` overrides first.
@@ -211,6 +214,7 @@ impl Config {
                 out: Some(self.out.clone()),
                 device: Some(self.device.clone()),
             },
+            health: h.health.clone(),
         }
     }
 

@@ -158,6 +158,9 @@ pub struct Hyper {
     pub dead_window_tokens: u64,
     /// Steps between validation reports (0 = only at the end).
     pub eval_every: u64,
+    /// The training-health rules (`[health]`; absent from checkpoints of earlier versions).
+    #[serde(default)]
+    pub health: crate::health::HealthConfig,
 }
 
 /// Validated training-length settings.

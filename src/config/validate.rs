@@ -54,6 +54,36 @@ impl Check<'_> {
 }
 
 impl FileConfig {
+    /// `[health]` with every threshold in its range.
+    fn health_checked(&self, c: &Check<'_>) -> Result<crate::health::HealthConfig, ConfigError> {
+        let h = &self.health;
+        c.at_least_one("health.clear_after_reports", h.clear_after_reports as u64)?;
+        c.positive(
+            "health.theta_change_per_1k_steps",
+            h.theta_change_per_1k_steps,
+        )?;
+        c.positive("health.l0_over_target", h.l0_over_target)?;
+        c.positive("health.l0_under_target", h.l0_under_target)?;
+        c.unit_interval("health.dead_fraction", h.dead_fraction, false)?;
+        c.at_least_one("health.dead_reports", h.dead_reports as u64)?;
+        c.non_negative("health.l0_min", h.l0_min)?;
+        c.positive("health.l0_max_divisor", h.l0_max_divisor)?;
+        c.positive("health.spike_factor", h.spike_factor)?;
+        c.at_least_one("health.spike_window", h.spike_window as u64)?;
+        c.positive("health.overfit_gap", h.overfit_gap)?;
+        c.unit_interval("health.data_wait", h.data_wait, false)?;
+        c.at_least_one("health.data_wait_reports", h.data_wait_reports as u64)?;
+        c.positive("health.sparsity_over_mse", h.sparsity_over_mse)?;
+        if h.l0_under_target >= h.l0_over_target {
+            return Err(c.fail(
+                "health.l0_under_target",
+                h.l0_under_target,
+                "less than health.l0_over_target",
+            ));
+        }
+        Ok(h.clone())
+    }
+
     /// Check every value and fill in defaults. `origin` names the file in errors.
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };
@@ -165,6 +195,7 @@ impl FileConfig {
                 t.dead_window_tokens.unwrap_or(10_000_000),
             )?,
             eval_every: t.eval_every.unwrap_or(1000),
+            health: self.health_checked(&c)?,
         };
         let device = self.run.device.clone().unwrap_or_else(|| "cpu".into());
         Ok(Config {

@@ -49,6 +49,7 @@ pub enum Verdict {
 /// [`Hyper`] may; the data, the model's shape, the run length, the output and the device may not.
 pub fn is_live_key(key: &str) -> bool {
     key == "sae.bandwidth"
+        || key.starts_with("health.")
         || (key.starts_with("train.") && !matches!(key, "train.steps" | "train.tokens"))
 }
 

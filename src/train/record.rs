@@ -4,6 +4,7 @@
 //! [`Record::summary`].
 
 use crate::eval::EvalReport;
+use crate::health::Kind as HealthKind;
 use crate::metrics::stats::Histogram;
 use crate::train::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
@@ -147,6 +148,30 @@ pub enum Record {
         /// The exported SAELens directory.
         sae: PathBuf,
     },
+    /// A health rule noticed something wrong (`health`): raised once while it lasts.
+    Warning {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// Which rule.
+        kind: HealthKind,
+        /// What was seen, with the numbers.
+        message: String,
+        /// What to change.
+        hint: String,
+        /// The numbers the rule compared, by name.
+        values: BTreeMap<String, f64>,
+    },
+    /// A warning's condition has been gone for `health.clear_after_reports` reports.
+    WarningCleared {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// Which rule.
+        kind: HealthKind,
+    },
 }
 
 /// One hyperparameter's change in a [`Record::Hyper`].
@@ -218,7 +243,7 @@ fn memory_phrase(need: &Option<MemoryEstimate>, free: &Option<u64>) -> String {
 
 impl Record {
     /// Every `type` a record can have, in the order of the enum.
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 14] = [
         "start",
         "resume",
         "metrics",
@@ -231,6 +256,8 @@ impl Record {
         "nonfinite-loss",
         "stop",
         "finish",
+        "warning",
+        "warning-cleared",
     ];
 
     /// Its `type`.
@@ -248,6 +275,8 @@ impl Record {
             Record::NonfiniteLoss { .. } => 9,
             Record::Stop { .. } => 10,
             Record::Finish { .. } => 11,
+            Record::Warning { .. } => 12,
+            Record::WarningCleared { .. } => 13,
         }]
     }
 
@@ -265,7 +294,9 @@ impl Record {
             | Record::ResumeSteps { step, .. }
             | Record::NonfiniteLoss { step, .. }
             | Record::Stop { step, .. }
-            | Record::Finish { step, .. } => *step,
+            | Record::Finish { step, .. }
+            | Record::Warning { step, .. }
+            | Record::WarningCleared { step, .. } => *step,
         }
     }
 
@@ -323,12 +354,21 @@ impl Record {
             Record::NonfiniteLoss { at_step, .. } => format!("non-finite loss at step {at_step}"),
             Record::Stop { step, .. } => format!("stopped at step {step} with a checkpoint"),
             Record::Finish { sae, .. } => format!("done: SAE in {}", sae.display()),
+            Record::Warning {
+                kind,
+                message,
+                hint,
+                ..
+            } => format!("warning {}: {message}; {hint}", kind.name()),
+            Record::WarningCleared { kind, .. } => {
+                format!("cleared {}: the condition is gone", kind.name())
+            }
         })
     }
 
     /// Whether it reports something wrong (shown as an alarm).
     pub fn is_alarm(&self) -> bool {
-        matches!(self, Record::NonfiniteLoss { .. })
+        matches!(self, Record::NonfiniteLoss { .. } | Record::Warning { .. })
     }
 
     /// One line of metrics.jsonl. `Ok(None)` for a record of a `type` this version does not

@@ -101,6 +101,10 @@ impl Trainer {
         let firing_hist =
             Histogram::new(v[3..3 + m].iter().map(|&x| x as f64), -10.0, 0.0, HIST_BINS);
         let theta: Vec<f64> = v[3 + m..].iter().map(|&x| x as f64).collect();
+        if let Some(change) = self.theta_change(&theta) {
+            self.health.observe_theta_change(change);
+        }
+        self.last_theta = Some((self.step, theta.clone()));
         let theta_hist = theta_histogram(theta);
         self.firing.reset_window();
         let t = self.step.saturating_sub(1);
@@ -126,6 +130,26 @@ impl Trainer {
             theta_hist,
             elapsed_s: started.elapsed().as_secs_f64(),
         }
+    }
+}
+
+impl Trainer {
+    /// The median over features of |Δ ln θ| since the previous report, per 1,000 steps (the
+    /// relative change of θ); `None` at the first report.
+    fn theta_change(&self, log10_theta: &[f64]) -> Option<f64> {
+        let (at, before) = self.last_theta.as_ref()?;
+        let steps = self.step.checked_sub(*at).filter(|&s| s > 0)? as f64;
+        let mut change: Vec<f64> = log10_theta
+            .iter()
+            .zip(before)
+            .map(|(a, b)| ((a - b) * std::f64::consts::LN_10).abs())
+            .filter(|c| c.is_finite())
+            .collect();
+        if change.is_empty() {
+            return None;
+        }
+        change.sort_by(f64::total_cmp);
+        Some(change[change.len() / 2] * 1000.0 / steps)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::data::norm::estimate_scale;
 use crate::data::prefetch::Prefetcher;
 use crate::data::store::Store;
 use crate::device;
+use crate::health::{Monitor, RunFacts};
 use crate::live::ConfigFile;
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
@@ -109,6 +110,17 @@ fn check_memory(
     Ok((need, Some(available)))
 }
 
+/// The health rules for a run of this configuration.
+fn monitor(cfg: &Config, d_sae: usize) -> Monitor {
+    let facts = RunFacts {
+        d_sae,
+        sparsity_warmup_steps: cfg.hyper.sparsity_warmup_steps,
+        target_l0: cfg.hyper.target_l0,
+        has_theta: true,
+    };
+    Monitor::new(cfg.hyper.health.clone(), facts)
+}
+
 /// The initial parameters of a new run: `init_from` checked against the store (and brought into
 /// training space), or the recipe's initialisation.
 fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams, TrainError> {
@@ -192,6 +204,7 @@ impl Trainer {
             memory_estimate: Some(memory_estimate),
             memory_available,
         };
+        let health = monitor(&cfg, host.d_sae);
         Ok(Self {
             firing: Firing::new(host.d_sae, &device),
             kernels,
@@ -216,6 +229,8 @@ impl Trainer {
             last_checkpoint: None,
             opening: Some(opening),
             notes: Vec::new(),
+            health,
+            last_theta: None,
         })
     }
 
@@ -269,6 +284,7 @@ impl Trainer {
             memory_estimate: Some(memory_estimate),
             memory_available,
         };
+        let health = monitor(&cfg, tensors.d_sae);
         Ok(Self {
             kernels,
             cfg,
@@ -293,6 +309,8 @@ impl Trainer {
             last_checkpoint: Some(ckpt),
             opening: Some(opening),
             notes,
+            health,
+            last_theta: None,
         })
     }
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::data::batches::{Position, Rows};
 use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::eval::Evaluator;
+use crate::health::{Event, Monitor};
 use crate::live::{ConfigFile, HyperEdit};
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
@@ -89,6 +90,10 @@ pub struct Trainer {
     pub(super) opening: Option<Record>,
     /// Lines for the sink when the loop starts (what setup cleaned up).
     pub(super) notes: Vec<String>,
+    /// The training-health rules and their memory of this run.
+    pub(super) health: Monitor,
+    /// log10 θ (raw units) and the step of the previous report, for θ's rate of change.
+    pub(super) last_theta: Option<(u64, Vec<f64>)>,
 }
 
 /// The sink the loop reports to.
@@ -255,7 +260,11 @@ impl Trainer {
         if let Some(x) = x_for_metrics {
             let parts = self.flush(report)?;
             let rec = self.metrics_record(parts, x, out.residual, started);
+            let events = self.health.observe(&rec);
             self.emit(Record::Metrics(Box::new(rec)), report)?;
+            for e in events {
+                self.emit(self.health_record(e), report)?;
+            }
         }
         Ok(())
     }
@@ -264,6 +273,7 @@ impl Trainer {
     /// in force (so an edit of it starts from these values), and the change is logged.
     fn set_hyper(&mut self, edit: HyperEdit, report: Sink<'_>) -> Result<(), TrainError> {
         self.cfg.hyper = edit.hyper;
+        self.health.set_config(self.cfg.hyper.health.clone());
         if edit.changes.is_empty() {
             return Ok(());
         }
@@ -277,6 +287,22 @@ impl Trainer {
             changes: edit.changes,
         };
         self.emit(rec, report)
+    }
+
+    /// The record of a health event at this step.
+    fn health_record(&self, e: Event) -> Record {
+        let (step, tokens) = (self.step, self.tokens_seen);
+        match e {
+            Event::Raised(w) => Record::Warning {
+                step,
+                tokens,
+                kind: w.kind,
+                message: w.message,
+                hint: w.hint,
+                values: w.values,
+            },
+            Event::Cleared(kind) => Record::WarningCleared { step, tokens, kind },
+        }
     }
 
     /// Read back the queued loss parts; fail on the first non-finite loss.
@@ -314,10 +340,12 @@ impl Trainer {
         {
             ev.add(chunk, &self.device);
         }
+        let eval = ev.report();
+        self.health.observe_heldout_fvu(eval.fvu);
         let rec = Record::Eval {
             step: self.step,
             tokens: self.tokens_seen,
-            eval: ev.report(),
+            eval,
         };
         self.emit(rec, report)
     }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod golden;
+mod health;
 mod inspect;
 mod inspect_screen;
 mod paths;

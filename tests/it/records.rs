@@ -2,6 +2,7 @@
 //! metrics.jsonl table lists for it, and reads back as the same record.
 
 use jumpscope::eval::EvalReport;
+use jumpscope::health::Kind as HealthKind;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::sae::kernels::Kernels;
 use jumpscope::train::memory::{MemoryEstimate, RunSizes};
@@ -120,6 +121,19 @@ fn one_of_each() -> Vec<Record> {
             step,
             tokens,
             sae: "run/sae".into(),
+        },
+        Record::Warning {
+            step,
+            tokens,
+            kind: HealthKind::L0Collapse,
+            message: "L0 is 0.40: almost no feature fires".into(),
+            hint: HealthKind::L0Collapse.hint().into(),
+            values: [("l0".to_string(), 0.4)].into(),
+        },
+        Record::WarningCleared {
+            step,
+            tokens,
+            kind: HealthKind::L0Collapse,
         },
     ]
 }

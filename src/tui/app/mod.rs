@@ -135,6 +135,8 @@ pub struct LogLine {
 pub struct App {
     /// The run directory's name.
     pub run_name: String,
+    /// Health warnings raised and not yet cleared.
+    pub warnings: std::collections::BTreeSet<crate::health::Kind>,
     /// The device label.
     pub device: String,
     /// The live configuration (edits are checked against it and replace it).
@@ -233,6 +235,7 @@ impl App {
             log_touched: None,
             epoch: 0,
             epoch_noted: false,
+            warnings: Default::default(),
         }
     }
 
@@ -376,6 +379,12 @@ impl App {
                 }
             }
             Record::Stop { .. } | Record::Finish { .. } => self.state = RunState::Done,
+            Record::Warning { kind, .. } => {
+                self.warnings.insert(*kind);
+            }
+            Record::WarningCleared { kind, .. } => {
+                self.warnings.remove(kind);
+            }
             Record::Eval { .. } | Record::Hyper { .. } | Record::NonfiniteLoss { .. } => {}
         }
         if let Some(text) = line {
