@@ -133,8 +133,16 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Some((s, _)) => format!("step {s}"),
         None => "none yet".into(),
     };
+    // the health badge: `ok`, or how many warnings are active, in the warning colour (short,
+    // so that the line still fits 80 columns)
+    let (badge, badge_style) = match app.warnings.len() {
+        0 => ("ok".to_string(), theme.text),
+        n => (n.to_string(), theme.warn),
+    };
     let line2 = Line::from(vec![
-        Span::styled("ETA ", theme.dim),
+        Span::styled("health ", theme.dim),
+        Span::styled(badge, badge_style),
+        Span::styled("  ETA ", theme.dim),
         Span::styled(
             app.eta_s().map(duration).unwrap_or_else(|| "-".into()),
             theme.text,

@@ -117,6 +117,14 @@ fn busy_app() -> App {
     a.update(Msg::Train(TrainEvent::Warning(
         "skipped 3 rows with NaN".into(),
     )));
+    a.update(rec(Record::Warning {
+        step: 390,
+        tokens: 390 * 4096,
+        kind: jumpscope::health::Kind::DeadRising,
+        message: "12.0 % of the features are dead, up from 8.0 % 4 reports ago".into(),
+        hint: jumpscope::health::Kind::DeadRising.hint().into(),
+        values: Default::default(),
+    }));
     a
 }
 
@@ -539,4 +547,45 @@ fn metrics_jsonl_is_followed_as_it_grows() {
     assert!(log.iter().any(|l| l.contains("unreadable line")), "{log:?}");
     assert_eq!(a.state, RunState::Done);
     assert!(fol.poll().unwrap().0.is_empty(), "nothing new");
+}
+
+#[test]
+fn the_health_badge_counts_active_warnings() {
+    let mut a = app(&[]);
+    a.update(started());
+    a.update(metrics(10));
+    assert!(render(&a, 120, 40).contains("health ok  ETA"));
+    for kind in [
+        jumpscope::health::Kind::LossSpike,
+        jumpscope::health::Kind::DataBound,
+    ] {
+        a.update(rec(Record::Warning {
+            step: 10,
+            tokens: 10 * 4096,
+            kind,
+            message: "m".into(),
+            hint: kind.hint().into(),
+            values: Default::default(),
+        }));
+    }
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("health 2  ETA"), "{screen}");
+    assert!(
+        screen.contains("10 warning loss-spike: m; lower the"),
+        "{screen}"
+    );
+    a.update(rec(Record::WarningCleared {
+        step: 20,
+        tokens: 20 * 4096,
+        kind: jumpscope::health::Kind::LossSpike,
+    }));
+    assert!(render(&a, 120, 40).contains("health 1  ETA"));
+    a.update(rec(Record::WarningCleared {
+        step: 30,
+        tokens: 30 * 4096,
+        kind: jumpscope::health::Kind::DataBound,
+    }));
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("health ok  ETA"), "{screen}");
+    assert!(screen.contains("cleared data-bound"), "{screen}");
 }
