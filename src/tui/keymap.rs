@@ -12,6 +12,8 @@ pub enum Action {
     Interrupt,
     /// Show the help overlay.
     Help,
+    /// Show the active health warnings.
+    Warnings,
     /// Close an overlay or cancel an edit.
     Close,
     /// Focus the next pane.
@@ -152,6 +154,12 @@ pub const BINDINGS: &[Binding] = &[
         help: "log scale for MSE",
         footer: "",
     },
+    Binding {
+        keys: "W",
+        action: Action::Warnings,
+        help: "the active health warnings, with what to change",
+        footer: "",
+    },
 ];
 
 /// The action of a key press on the main screen, if any.
@@ -176,6 +184,7 @@ pub fn action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('-') => Action::ZoomOut,
         KeyCode::Char('w') => Action::ToggleWindow,
         KeyCode::Char('L') => Action::ToggleLog,
+        KeyCode::Char('W') => Action::Warnings,
         _ => return None,
     })
 }

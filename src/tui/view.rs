@@ -1,6 +1,7 @@
 //! Drawing the training screen from an [`App`]: status, the four charts, hyperparameters, the
 //! event log, the footer, and the help / quit overlays. Reads the state, changes nothing.
 
+use crate::health::Kind;
 use crate::metrics::stats::Histogram;
 use crate::tui::app::{App, Overlay, Pane, RunState, TUNABLES};
 use crate::tui::history::Series;
@@ -73,12 +74,26 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     draw_footer(f, footer, app, theme);
     match app.overlay {
         Some(Overlay::Help) => draw_help(f, area, app, theme),
+        Some(Overlay::Warnings) => draw_warnings(f, area, app, theme),
         Some(Overlay::ConfirmQuit) => draw_confirm(f, area, theme),
         None => {}
     }
 }
 
 fn pane<'a>(title: String, app: &App, which: Pane, theme: &Theme) -> Block<'a> {
+    // a chart an active health warning is about carries its name in the title
+    let marks: Vec<&str> = app
+        .warnings
+        .keys()
+        .filter(|k| warned_pane(**k) == Some(which))
+        .map(|k| k.name())
+        .collect();
+    // first, so that a long title is what gets cut
+    let mut spans = Vec::new();
+    if !marks.is_empty() {
+        spans.push(Span::styled(format!(" ! {}", marks.join(", ")), theme.warn));
+    }
+    spans.push(Span::styled(title, theme.text));
     Block::default()
         .borders(Borders::ALL)
         .border_style(if app.focus == which {
@@ -86,7 +101,18 @@ fn pane<'a>(title: String, app: &App, which: Pane, theme: &Theme) -> Block<'a> {
         } else {
             theme.border
         })
-        .title(Span::styled(title, theme.text))
+        .title(Line::from(spans))
+}
+
+/// The chart a health warning is about (`None`: no chart shows it; the badge does).
+fn warned_pane(kind: Kind) -> Option<Pane> {
+    match kind {
+        Kind::ThresholdFrozen => Some(Pane::Theta),
+        Kind::DeadRising => Some(Pane::Dead),
+        Kind::L0Collapse | Kind::L0Runaway => Some(Pane::L0),
+        Kind::LossSpike | Kind::Overfitting | Kind::SparsityDominates => Some(Pane::Loss),
+        Kind::DataBound => None,
+    }
 }
 
 fn si(v: f64) -> String {
@@ -494,6 +520,41 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 .border_style(theme.focus)
                 .title(" keys (Esc closes) "),
         ),
+        r,
+    );
+}
+
+fn draw_warnings(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let mut lines: Vec<Line> = Vec::new();
+    for (kind, w) in &app.warnings {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{} ", kind.name()), theme.warn),
+            Span::styled(format!("(step {}) ", w.step), theme.dim),
+            Span::styled(w.message.clone(), theme.text),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled("  → ", theme.dim),
+            Span::styled(w.hint.clone(), theme.text),
+        ]));
+    }
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no active warnings: every health rule is satisfied",
+            theme.text,
+        )));
+    }
+    let width = area.width.saturating_sub(4).min(110);
+    let r = centered(area, width, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.warn)
+                    .title(" health warnings (Esc closes) "),
+            ),
         r,
     );
 }

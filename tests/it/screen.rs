@@ -171,6 +171,16 @@ fn the_training_screen_in_a_real_terminal() {
     ] {
         assert!(s.contains(pane), "no `{pane}` pane:\n{s}");
     }
+    // the health badge, and `W` lists the active warnings (Esc closes the list)
+    assert!(s.contains("health "), "no health badge:\n{s}");
+    t.keys("W");
+    t.wait("the warnings list", |s| {
+        s.contains("health warnings (Esc closes)")
+    });
+    t.keys("Escape");
+    t.wait("the warnings list to close", |s| {
+        !s.contains("health warnings (Esc closes)")
+    });
     // the step count advances
     let first = shown_step(&s).expect("a step on the status line");
     t.wait("the step to advance", |s| {

@@ -589,3 +589,34 @@ fn the_health_badge_counts_active_warnings() {
     assert!(screen.contains("health ok  ETA"), "{screen}");
     assert!(screen.contains("cleared data-bound"), "{screen}");
 }
+
+#[test]
+fn w_lists_the_active_warnings_and_the_charts_are_marked() {
+    let mut a = busy_app();
+    // busy_app has a dead-rising warning: the dead chart's title names it
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("! dead-rising"), "{screen}");
+    assert!(!screen.contains("! l0-collapse"), "{screen}");
+    a.update(key(KeyCode::Char('W')));
+    assert_eq!(a.overlay, Some(Overlay::Warnings));
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("health warnings (Esc closes)"), "{screen}");
+    assert!(
+        screen.contains("dead-rising (step 390) 12.0 % of the features are dead"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("→ enable train.pre_act_coefficient"),
+        "{screen}"
+    );
+    a.update(key(KeyCode::Esc));
+    assert_eq!(a.overlay, None);
+    a.update(rec(Record::WarningCleared {
+        step: 400,
+        tokens: 400 * 4096,
+        kind: jumpscope::health::Kind::DeadRising,
+    }));
+    assert!(!render(&a, 120, 40).contains("! dead-rising"));
+    a.update(key(KeyCode::Char('W')));
+    assert!(render(&a, 120, 40).contains("no active warnings"));
+}

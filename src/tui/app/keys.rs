@@ -55,6 +55,7 @@ impl App {
                 }
             }
             Action::Help => self.overlay = Some(Overlay::Help),
+            Action::Warnings => self.overlay = Some(Overlay::Warnings),
             Action::Close => self.overlay = None,
             Action::NextPane | Action::PrevPane => {
                 let i = PANES.iter().position(|p| *p == self.focus).unwrap_or(0);

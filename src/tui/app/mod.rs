@@ -92,11 +92,24 @@ const PANES: [Pane; 7] = [
     Pane::Log,
 ];
 
+/// A health warning the screen shows until it is cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveWarning {
+    /// The step it was raised at.
+    pub step: u64,
+    /// What was seen.
+    pub message: String,
+    /// What to change.
+    pub hint: String,
+}
+
 /// An overlay on the main screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
     /// The key help.
     Help,
+    /// The active health warnings with their hints.
+    Warnings,
     /// "Stop and checkpoint, or cancel?"
     ConfirmQuit,
 }
@@ -135,8 +148,8 @@ pub struct LogLine {
 pub struct App {
     /// The run directory's name.
     pub run_name: String,
-    /// Health warnings raised and not yet cleared.
-    pub warnings: std::collections::BTreeSet<crate::health::Kind>,
+    /// Health warnings raised and not yet cleared: the step, message and hint of each.
+    pub warnings: std::collections::BTreeMap<crate::health::Kind, ActiveWarning>,
     /// The device label.
     pub device: String,
     /// The live configuration (edits are checked against it and replace it).
@@ -379,8 +392,18 @@ impl App {
                 }
             }
             Record::Stop { .. } | Record::Finish { .. } => self.state = RunState::Done,
-            Record::Warning { kind, .. } => {
-                self.warnings.insert(*kind);
+            Record::Warning {
+                kind,
+                message,
+                hint,
+                ..
+            } => {
+                let w = ActiveWarning {
+                    step,
+                    message: message.clone(),
+                    hint: hint.clone(),
+                };
+                self.warnings.insert(*kind, w);
             }
             Record::WarningCleared { kind, .. } => {
                 self.warnings.remove(kind);
