@@ -27,6 +27,12 @@ pub enum Command {
     /// to RUN_DIR/config.toml, which the training process watches and applies at its next step.
     /// Leaving (q) does not stop the run.
     Watch(WatchArgs),
+    /// What a run's log says about its health: every warning with its steps and hint, and the
+    /// rules that were checked and never fired (see README, "Training health").
+    ///
+    /// Reads RUN_DIR/metrics.jsonl of a finished or running run; for a directory of runs (a
+    /// sweep), one block per run. Exits 0 whatever it finds.
+    Doctor(DoctorArgs),
     /// What each feature of a saved SAE does on a store: density, activation histogram, top
     /// activations with their tokens.
     ///
@@ -109,6 +115,16 @@ pub struct WatchArgs {
     /// Screen options.
     #[command(flatten)]
     pub look: LookArgs,
+}
+
+/// `jumpscope doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A run directory (or a directory of run directories).
+    pub run_dir: PathBuf,
+    /// Print one JSON array, an object per run.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `jumpscope eval`

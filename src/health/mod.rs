@@ -17,6 +17,8 @@
 //! | `data-bound` | data wait fraction > 0.3 for 3 reports in a row |
 //! | `sparsity-dominates` | λ · sparsity > 10 × MSE after warm-up |
 
+pub mod doctor;
+
 use crate::train::record::MetricsRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -53,6 +53,7 @@ fn nothing_firing_after_the_warm_up_is_an_l0_collapse_said_once() {
     let w = warnings(&run);
     assert_eq!(w.len(), 1, "{w:?}");
     assert_eq!(w[0], (10, Kind::L0Collapse));
+    doctor_tells_the_collapse(&run);
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("l0-collapse")).collect();
     assert_eq!(
@@ -167,4 +168,44 @@ fn health_keys_are_checked_and_live() {
             other => panic!("{key} = {value}: {other:?}"),
         }
     }
+}
+
+/// `jumpscope doctor` on the collapsed run: the warning with its steps and hint, the quiet
+/// rules, JSON, a directory of runs, and a directory that holds none.
+fn doctor_tells_the_collapse(run: &std::path::Path) {
+    let o = crate::common::run(&["doctor", run.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("30 steps (ended); 1 warning(s)"), "{out}");
+    assert!(
+        out.contains("warning l0-collapse at step 10 (still active): L0 is 0.00"),
+        "{out}"
+    );
+    assert!(
+        out.contains("→ λ too high: lower train.sparsity_coefficient"),
+        "{out}"
+    );
+    for k in Kind::ALL.iter().filter(|k| **k != Kind::L0Collapse) {
+        assert!(
+            out.contains(&format!("ok {}: checked, never fired", k.name())),
+            "{out}"
+        );
+    }
+    let o = crate::common::run(&["doctor", run.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["episodes"][0]["kind"], "l0-collapse");
+    assert_eq!(v[0]["episodes"][0]["raised_at"], 10);
+    assert!(v[0]["episodes"][0]["cleared_at"].is_null());
+    assert_eq!(
+        v[0]["healthy"].as_array().unwrap().len(),
+        Kind::ALL.len() - 1
+    );
+    // the parent directory holds the run (and a store): one block, for the run
+    let parent = run.parent().unwrap();
+    let o = crate::common::run(&["doctor", parent.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(out.matches(" steps (").count(), 1, "{out}");
+    let o = crate::common::run(&["doctor", run.join("checkpoints").to_str().unwrap()]);
+    assert_user_error(&o, &["not a run directory"]);
 }
