@@ -588,6 +588,29 @@ fn the_health_badge_counts_active_warnings() {
     let screen = render(&a, 120, 40);
     assert!(screen.contains("health ok  ETA"), "{screen}");
     assert!(screen.contains("cleared data-bound"), "{screen}");
+    // a warning still active when the run is resumed by a new process is dropped: that process
+    // checks afresh
+    a.update(rec(Record::Warning {
+        step: 40,
+        tokens: 40 * 4096,
+        kind: jumpscope::health::Kind::LossSpike,
+        message: "m".into(),
+        hint: "h".into(),
+        values: Default::default(),
+    }));
+    assert!(render(&a, 120, 40).contains("health 1  ETA"));
+    a.update(rec(Record::Resume {
+        step: 40,
+        tokens: 40 * 4096,
+        checkpoint: PathBuf::from("runs/demo/checkpoints/step-40"),
+        d_in: 512,
+        d_sae: 16384,
+        scale: 1.5,
+        device: "cpu".into(),
+        memory_estimate: None,
+        memory_available: None,
+    }));
+    assert!(render(&a, 120, 40).contains("health ok  ETA"));
 }
 
 #[test]

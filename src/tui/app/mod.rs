@@ -345,6 +345,8 @@ impl App {
             Record::Start { d_sae, .. } | Record::Resume { d_sae, .. } => {
                 self.step = step;
                 self.d_sae = *d_sae;
+                // a new training process starts its health rules afresh (as `doctor` reads it)
+                self.warnings.clear();
                 // `watch` sees a stopped run resumed by a later process
                 if !self.state.live() {
                     self.state = RunState::WarmingUp;
