@@ -111,7 +111,7 @@ pub fn thresholds_for_l0(z: &[f32], d_sae: usize, l0: f64) -> Vec<f32> {
 }
 
 /// Pre-activations `(x − b_dec) W_enc + b_enc` of `x [rows, d_in]`.
-fn pre_acts(sae: &Sae, x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn pre_acts(sae: &Sae, x: Tensor<2>) -> Tensor<2> {
     (x - sae.b_dec.clone().unsqueeze_dim::<2>(0)).matmul(sae.w_enc.clone())
         + sae.b_enc.clone().unsqueeze_dim::<2>(0)
 }

@@ -2,7 +2,7 @@
 //! and the same batches, compared step by step: the check that a whole run, not only one step,
 //! computes the same thing on a new device.
 
-use crate::bench::thresholds_for_l0;
+use crate::bench::{pre_acts, thresholds_for_l0};
 use crate::config::{Config, parse};
 use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
@@ -140,10 +140,7 @@ pub fn compare(device: &Side, reference: &Side) -> Agreement {
     let z: Vec<f32> = {
         let flex = Device::flex();
         let sae = Sae::from_host(&host, crate::config::ThresholdParam::Log, &flex);
-        let x = upload(&batches[0], [BATCH, D_IN], &flex);
-        let z = (x - sae.b_dec.clone().unsqueeze_dim::<2>(0)).matmul(sae.w_enc.clone())
-            + sae.b_enc.clone().unsqueeze_dim::<2>(0);
-        download(&z)
+        download(&pre_acts(&sae, upload(&batches[0], [BATCH, D_IN], &flex)))
     };
     host.threshold = thresholds_for_l0(&z, D_SAE, L0);
     let (ours, sparse_steps) = run_on(device, &host, &batches, &cfg);

@@ -70,6 +70,19 @@ impl Outcome {
         self.errors.push((what, err));
     }
 
+    /// The errors of the loss parts the reference records (`want`: loss, mse, sparsity, l0).
+    fn push_parts(&mut self, what: &str, p: &LossParts, want: &Value) {
+        for (k, ours) in [
+            ("loss", p.loss),
+            ("mse", p.mse),
+            ("sparsity", p.sparsity),
+            ("l0", p.l0),
+        ] {
+            let want = want[k].as_f64().unwrap_or(f64::NAN);
+            self.push(format!("{what} {k}"), (ours - want).abs());
+        }
+    }
+
     /// The worst error and its quantity (NaN counts as worst).
     pub fn worst(&self) -> Option<&(String, f64)> {
         self.errors.iter().fold(None, |w, e| match w {
@@ -197,17 +210,8 @@ impl Case {
         s.kernels = kernels;
         s.sparse_below = sparse_below;
         let (o, g) = loss_and_grads(&sae, self.batch(0, device), &s, None);
-        let p = LossParts::from_tensor(&o.parts);
         let ff = &self.value["first_forward"];
-        for (k, ours) in [
-            ("loss", p.loss),
-            ("mse", p.mse),
-            ("sparsity", p.sparsity),
-            ("l0", p.l0),
-        ] {
-            let want = ff[k].as_f64().unwrap_or(f64::NAN);
-            out.push(format!("first forward {k}"), (ours - want).abs());
-        }
+        out.push_parts("first forward", &LossParts::from_tensor(&o.parts), ff);
         let gr = &ff["gradients"];
         for (k, t) in [
             ("W_enc", download(&g.w_enc)),
@@ -234,16 +238,7 @@ impl Case {
                 sparse_below,
             };
             let o = train_step(&mut sae, &mut adam, self.batch(t, device), plan, None);
-            let p = LossParts::from_tensor(&o.parts);
-            for (k, ours) in [
-                ("loss", p.loss),
-                ("mse", p.mse),
-                ("sparsity", p.sparsity),
-                ("l0", p.l0),
-            ] {
-                let want = rec[k].as_f64().unwrap_or(f64::NAN);
-                out.push(format!("step {t} {k}"), (ours - want).abs());
-            }
+            out.push_parts(&format!("step {t}"), &LossParts::from_tensor(&o.parts), rec);
         }
         let fin = &self.value["final"];
         let h = sae.to_host();
