@@ -8,12 +8,12 @@
 //!
 //! | kind | condition |
 //! |---|---|
-//! | `threshold-frozen` | after warm-up, median relative change of θ per 1,000 steps < 1e-3 while L0 is > 1.5× or < 0.67× its target (without a target: L0 still falling) |
-//! | `dead-rising` | dead fraction > 10 % and rising over the last 5 reports |
+//! | `threshold-frozen` | after warm-up, median relative change of θ (live features) per 1,000 steps < 1e-3 while L0 is > 1.5× or < 0.67× its target (without a target: L0 still falling), and L0 has not collapsed |
+//! | `dead-rising` | dead fraction > 10 % and higher than 4 reports ago (rising over the last 5) |
 //! | `l0-collapse` | L0 < 1 after warm-up |
 //! | `l0-runaway` | L0 > d_sae / 10 after warm-up |
 //! | `loss-spike` | loss > 3× the median of the previous 20 reports |
-//! | `overfitting` | epoch ≥ 2 and held-out FVU − training FVU > 0.1 |
+//! | `overfitting` | epoch ≥ 2 (0-based: the third) and held-out FVU − training FVU (the median of the last 5 reports when the evaluation ran) > 0.1 |
 //! | `data-bound` | data wait fraction > 0.3 for 3 reports in a row |
 //! | `sparsity-dominates` | λ · sparsity > 10 × MSE after warm-up |
 
@@ -76,10 +76,10 @@ impl Kind {
     pub fn hint(self) -> &'static str {
         match self {
             Kind::ThresholdFrozen => {
-                "the STE window is too narrow for the pre-activations: raise sae.bandwidth, or raise the lr of θ"
+                "the STE window is too narrow for the pre-activations: raise sae.bandwidth, or train.lr (θ's learning rate too)"
             }
             Kind::DeadRising => {
-                "enable train.pre_act_coefficient, lower λ (train.sparsity_coefficient), or shorten train.sparsity_warmup_steps"
+                "enable train.pre_act_coefficient, lower λ (train.sparsity_coefficient) or train.lr, or shorten train.sparsity_warmup_steps"
             }
             Kind::L0Collapse => "λ too high: lower train.sparsity_coefficient",
             Kind::L0Runaway => {
@@ -211,7 +211,10 @@ pub struct Monitor {
     facts: RunFacts,
     recent: VecDeque<MetricsRecord>,
     theta_change: Option<f64>,
-    heldout_fvu: Option<f64>,
+    /// The latest held-out FVU and the training FVU at the time it was measured.
+    heldout_fvu: Option<(f64, f64)>,
+    /// Reports up to this step measured a differently defined loss (see [`Monitor::loss_redefined`]).
+    loss_from: u64,
     /// Active kinds and how many reports in a row their condition has been absent.
     active: BTreeMap<Kind, usize>,
 }
@@ -235,6 +238,7 @@ impl Monitor {
             recent: VecDeque::new(),
             theta_change: None,
             heldout_fvu: None,
+            loss_from: 0,
             active: BTreeMap::new(),
         }
     }
@@ -269,9 +273,29 @@ impl Monitor {
         self.theta_change = Some(per_1k_steps);
     }
 
-    /// The FVU of the latest held-out evaluation.
+    /// A live edit changed what the loss sums (λ, the sparsity penalty, the pre-activation
+    /// term) after step `step`: `loss-spike` compares later losses only with each other, so that
+    /// the user's own edit does not read as a spike.
+    pub fn loss_redefined(&mut self, step: u64) {
+        self.loss_from = step;
+    }
+
+    /// The FVU of a held-out evaluation just made. It is compared with the training FVU of the
+    /// same moment, the median over the last (up to 5) reports' batches: one batch is noisy,
+    /// and a held-out FVU from an evaluation long ago against today's training FVU would call
+    /// progress in training overfitting. Before the first report there is nothing to compare.
     pub fn observe_heldout_fvu(&mut self, fvu: f64) {
-        self.heldout_fvu = Some(fvu);
+        let n = self.recent.len().min(5);
+        if n == 0 {
+            return;
+        }
+        let mut train: Vec<f64> = self
+            .recent
+            .iter()
+            .skip(self.recent.len() - n)
+            .map(|r| 1.0 - r.explained_variance)
+            .collect();
+        self.heldout_fvu = Some((fvu, median(&mut train)));
     }
 
     /// A metrics report: check every rule, and answer with what was raised or cleared.
@@ -334,7 +358,8 @@ impl Monitor {
         match kind {
             Kind::ThresholdFrozen => {
                 let change = self.theta_change?;
-                if !warmed || change >= c.theta_change_per_1k_steps {
+                // a collapsed L0 leaves θ without gradient too; that is l0-collapse's warning
+                if !warmed || change >= c.theta_change_per_1k_steps || m.l0 < c.l0_min {
                     return None;
                 }
                 let off = match self.facts.target_l0 {
@@ -360,11 +385,10 @@ impl Monitor {
                 )
             }
             Kind::DeadRising => {
+                // rising = higher than `dead_reports - 1` reports ago; a step-by-step rise
+                // would let one noisy report clear the warning and raise it again
                 let r = self.last(c.dead_reports.max(2))?;
-                let rising = r
-                    .windows(2)
-                    .all(|w| w[1].dead_fraction >= w[0].dead_fraction)
-                    && r[r.len() - 1].dead_fraction > r[0].dead_fraction;
+                let rising = m.dead_fraction > r[0].dead_fraction;
                 (m.dead_fraction > c.dead_fraction && rising).then_some(())?;
                 Self::warn(
                     kind,
@@ -401,18 +425,20 @@ impl Monitor {
                 )
             }
             Kind::LossSpike => {
-                // the previous reports (up to spike_window of them, at least 5), not this one
+                // the previous reports (up to spike_window of them, at least 5) of the same
+                // loss definition, not this one
                 let n = self.recent.len() - 1;
-                if n < 5 {
-                    return None;
-                }
-                let mut prev: Vec<f64> = self
+                let same: Vec<f64> = self
                     .recent
                     .iter()
                     .take(n)
-                    .skip(n.saturating_sub(c.spike_window))
+                    .filter(|r| r.step > self.loss_from)
                     .map(|r| r.loss)
                     .collect();
+                if same.len() < 5 {
+                    return None;
+                }
+                let mut prev = same[same.len().saturating_sub(c.spike_window)..].to_vec();
                 let med = median(&mut prev);
                 (m.loss > c.spike_factor * med).then_some(())?;
                 Self::warn(
@@ -427,8 +453,7 @@ impl Monitor {
                 )
             }
             Kind::Overfitting => {
-                let held = self.heldout_fvu?;
-                let train = 1.0 - m.explained_variance;
+                let (held, train) = self.heldout_fvu?;
                 (m.epoch >= c.overfit_epoch && held - train > c.overfit_gap).then_some(())?;
                 Self::warn(
                     kind,

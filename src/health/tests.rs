@@ -81,8 +81,10 @@ fn cleared(ev: &[Vec<Event>]) -> Vec<(usize, Kind)> {
 #[test]
 fn a_healthy_run_raises_nothing() {
     let mut mon = Monitor::new(HealthConfig::default(), facts(Some(20.0), true));
-    mon.observe_heldout_fvu(0.22);
     for i in 0..60 {
+        if i == 1 {
+            mon.observe_heldout_fvu(0.22);
+        }
         mon.observe_theta_change(1e-2);
         // some noise in the loss and the data wait, all within bounds
         let mut r = report(200 + 10 * i);
@@ -158,6 +160,32 @@ fn a_loss_spike_is_three_times_the_recent_median() {
 }
 
 #[test]
+fn a_loss_redefined_by_an_edit_is_not_a_spike() {
+    // the loss quadruples from report 8 on because an edit added a term after report 7
+    // (step 270); later losses are compared with each other once there are 5 of them
+    let steps = |mon: &mut Monitor, redefine: bool| {
+        let mut ev = Vec::new();
+        for i in 0..20u64 {
+            let mut r = report(200 + 10 * i);
+            r.loss = if i < 8 { 1.0 } else { 4.0 };
+            if i == 16 {
+                r.loss = 13.0;
+            }
+            ev.push(mon.observe(&r));
+            if redefine && i == 7 {
+                mon.loss_redefined(270);
+            }
+        }
+        ev
+    };
+    let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
+    assert_eq!(raised(&steps(&mut mon, false)), vec![(8, Kind::LossSpike)]);
+    let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
+    // the spike at report 16 (13 > 3 × 4) is still seen, against the new losses alone
+    assert_eq!(raised(&steps(&mut mon, true)), vec![(16, Kind::LossSpike)]);
+}
+
+#[test]
 fn dead_features_rising_past_ten_percent() {
     let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
     let fractions = [
@@ -171,6 +199,17 @@ fn dead_features_rising_past_ten_percent() {
     // window is all 0.12 (report 9), cleared at the fifth report without it (13)
     assert_eq!(raised(&ev), vec![(4, Kind::DeadRising)]);
     assert_eq!(cleared(&ev), vec![(13, Kind::DeadRising)]);
+    // a noisy rise is one episode: a report below the one before it does not clear it
+    let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
+    let fractions = [
+        0.02, 0.05, 0.12, 0.11, 0.13, 0.15, 0.14, 0.16, 0.15, 0.18, 0.17, 0.19, 0.18, 0.20,
+    ];
+    let ev = run(&mut mon, fractions.len(), |i, mut r| {
+        r.dead_fraction = fractions[i];
+        r
+    });
+    assert_eq!(raised(&ev), vec![(4, Kind::DeadRising)]);
+    assert_eq!(cleared(&ev), vec![]);
 }
 
 #[test]
@@ -186,12 +225,35 @@ fn data_bound_after_three_slow_reports_in_a_row() {
 #[test]
 fn overfitting_needs_the_third_epoch_and_a_gap() {
     let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
-    mon.observe_heldout_fvu(0.35); // training FVU 0.2: a gap of 0.15
+    // before any report there is no training FVU to compare with
+    mon.observe_heldout_fvu(0.9);
+    let ev = run(&mut mon, 3, |_, mut r| {
+        r.epoch = 2;
+        r
+    });
+    assert_eq!(raised(&ev), vec![]);
+    let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
+    let fvu = [0.1, 0.3, 0.2, 0.2, 0.25, 0.2, 0.2, 0.2];
+    let ev = run(&mut mon, 5, |i, mut r| {
+        r.explained_variance = 1.0 - fvu[i];
+        r.epoch = 1;
+        r
+    });
+    assert_eq!(raised(&ev), vec![]);
+    // training FVU then: the median 0.2 of the last five reports; a gap of 0.15
+    mon.observe_heldout_fvu(0.35);
     let ev = run(&mut mon, 4, |i, mut r| {
         r.epoch = [1, 1, 2, 2][i];
         r
     });
     assert_eq!(raised(&ev), vec![(2, Kind::Overfitting)]);
+    // a later training FVU does not change the comparison made at the evaluation
+    let ev = run(&mut mon, 1, |_, mut r| {
+        r.explained_variance = 0.99;
+        r.epoch = 2;
+        r
+    });
+    assert_eq!(raised(&ev), vec![]);
     // a smaller gap after more data: absent, and cleared after five reports
     mon.observe_heldout_fvu(0.25);
     let ev = run(&mut mon, 5, |_, mut r| {
@@ -228,6 +290,14 @@ fn a_frozen_threshold_without_a_target_while_l0_still_falls() {
         r
     });
     assert_eq!(raised(&ev), vec![(4, Kind::ThresholdFrozen)]);
+    // falling into a collapse is l0-collapse's warning alone
+    let mut mon = Monitor::new(HealthConfig::default(), facts(None, true));
+    mon.observe_theta_change(1e-4);
+    let ev = run(&mut mon, 8, |i, mut r| {
+        r.l0 = 0.9 - 0.1 * i as f64;
+        r
+    });
+    assert_eq!(raised(&ev), vec![(0, Kind::L0Collapse)]);
 }
 
 #[test]

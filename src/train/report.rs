@@ -79,7 +79,7 @@ impl Trainer {
         let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
         let (_, m) = self.sae.dims();
         let centred = x.clone() - x.mean_dim(0);
-        let dead = self.firing.dead(self.dead_steps()).float().sum();
+        let dead_mask = self.firing.dead(self.dead_steps()).float();
         let window = self.firing.window_tokens.max(1) as f64;
         let log_freq =
             (self.firing.window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
@@ -89,9 +89,10 @@ impl Trainer {
             vec![
                 residual.square().sum(),
                 centred.square().sum(),
-                dead,
+                dead_mask.clone().sum(),
                 log_freq,
                 log_theta,
+                dead_mask,
             ],
             0,
         );
@@ -100,8 +101,9 @@ impl Trainer {
         let dead = v[2] as u64;
         let firing_hist =
             Histogram::new(v[3..3 + m].iter().map(|&x| x as f64), -10.0, 0.0, HIST_BINS);
-        let theta: Vec<f64> = v[3 + m..].iter().map(|&x| x as f64).collect();
-        if let Some(change) = self.theta_change(&theta) {
+        let theta: Vec<f64> = v[3 + m..3 + 2 * m].iter().map(|&x| x as f64).collect();
+        let alive: Vec<bool> = v[3 + 2 * m..].iter().map(|&d| d == 0.0).collect();
+        if let Some(change) = self.theta_change(&theta, &alive) {
             self.health.observe_theta_change(change);
         }
         self.last_theta = Some((self.step, theta.clone()));
@@ -134,15 +136,19 @@ impl Trainer {
 }
 
 impl Trainer {
-    /// The median over features of |Δ ln θ| since the previous report, per 1,000 steps (the
-    /// relative change of θ); `None` at the first report.
-    fn theta_change(&self, log10_theta: &[f64]) -> Option<f64> {
+    /// The median over the live features of |Δ ln θ| since the previous report, per 1,000 steps
+    /// (the relative change of θ); `None` at the first report or when every feature is dead.
+    // Dead features are left out: their θ gets no gradient by definition, and counting them
+    // would call a run with over half its features dead "frozen", which is dead-rising's news.
+    fn theta_change(&self, log10_theta: &[f64], alive: &[bool]) -> Option<f64> {
         let (at, before) = self.last_theta.as_ref()?;
         let steps = self.step.checked_sub(*at).filter(|&s| s > 0)? as f64;
         let mut change: Vec<f64> = log10_theta
             .iter()
             .zip(before)
-            .map(|(a, b)| ((a - b) * std::f64::consts::LN_10).abs())
+            .zip(alive)
+            .filter(|(_, alive)| **alive)
+            .map(|((a, b), _)| ((a - b) * std::f64::consts::LN_10).abs())
             .filter(|c| c.is_finite())
             .collect();
         if change.is_empty() {

@@ -277,6 +277,16 @@ impl Trainer {
         if edit.changes.is_empty() {
             return Ok(());
         }
+        const LOSS_TERMS: [&str; 5] = [
+            "sparsity_coefficient",
+            "sparsity_loss",
+            "target_l0",
+            "tanh_scale",
+            "pre_act_coefficient",
+        ];
+        if LOSS_TERMS.iter().any(|k| edit.changes.contains_key(*k)) {
+            self.health.loss_redefined(self.step);
+        }
         self.config_file
             .write(&self.cfg)
             .map_err(io_err(self.config_file.path()))?;

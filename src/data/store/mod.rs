@@ -140,6 +140,7 @@ impl Store {
     /// Read `n` rows from global row `start` into `block`, replacing what it held: in the stored
     /// element type when [`Store::direct_kind`] allows, else as f32 through HDF5.
     pub fn read_block(&self, start: usize, n: usize, block: &mut Block) -> Result<(), StoreError> {
+        self.simulated_slow_storage(start, n);
         let Some(kind) = self.direct_kind() else {
             let mut v = match std::mem::take(block) {
                 Block::F32(mut v) => {
@@ -306,6 +307,28 @@ impl Store {
                 (sh, lo, hi)
             })
         })
+    }
+
+    /// Test seam standing in for slow storage (a network file system), which the tests cannot
+    /// have for real: with `JUMPSCOPE_TEST_SLOW_STORE=NAME:MS`, each block read touching the
+    /// file named `NAME` first sleeps `MS` milliseconds. (Compressed stores on this project's
+    /// 2-core machines make the reader compete for cores instead of making the trainer wait.)
+    fn simulated_slow_storage(&self, start: usize, n: usize) {
+        let Ok(v) = std::env::var("JUMPSCOPE_TEST_SLOW_STORE") else {
+            return;
+        };
+        let Some((name, ms)) = v.rsplit_once(':') else {
+            return;
+        };
+        let Ok(ms) = ms.parse::<u64>() else {
+            return;
+        };
+        if self
+            .spans(start, n)
+            .any(|(sh, _, _)| sh.path.file_name().is_some_and(|f| f == name))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 
     fn read_shard(
