@@ -1,7 +1,9 @@
 //! The configuration file as written: every key optional, unknown keys refused; `--set`
 //! overrides applied to the TOML before it is read; and the way back from a [`Config`] to a file.
 
-use super::{Config, ConfigError, Normalize, OnNonFinite, SparsityLoss, ThresholdParam};
+use super::{
+    Architecture, Config, ConfigError, Normalize, OnNonFinite, SparsityLoss, ThresholdParam,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,8 @@ file_section!(
 file_section!(
     /// `[sae]` as written in the file.
     SaeFile {
+        architecture: Architecture,
+        k: usize,
         d_sae: usize,
         expansion_factor: f64,
         init_from: PathBuf,
@@ -59,6 +63,8 @@ file_section!(
         target_l0: f64,
         tanh_scale: f64,
         pre_act_coefficient: f64,
+        aux_k: usize,
+        aux_coefficient: f64,
         log_every: u64,
         checkpoint_every: u64,
         keep_checkpoints: usize,
@@ -166,6 +172,10 @@ impl Config {
     /// The file form that reproduces this configuration, every key written out.
     pub fn to_file(&self) -> FileConfig {
         let h = &self.hyper;
+        // only the keys that apply to the architecture: the others are errors when read back
+        let arch = self.sae.architecture;
+        let jump = arch == Architecture::JumpRelu;
+        let penalised = !arch.is_topk();
         FileConfig {
             data: DataFile {
                 stores: (!self.data.stores.is_empty()).then(|| self.data.stores.clone()),
@@ -180,12 +190,14 @@ impl Config {
                 shuffle_buffer_tokens: self.data.shuffle_buffer_tokens,
             },
             sae: SaeFile {
+                architecture: Some(arch),
+                k: arch.is_topk().then_some(h.k),
                 d_sae: self.sae.d_sae,
                 expansion_factor: Some(self.sae.expansion_factor),
                 init_from: self.sae.init_from.clone(),
-                threshold_param: Some(self.sae.threshold_param),
-                threshold_init: Some(self.sae.threshold_init),
-                bandwidth: Some(h.bandwidth),
+                threshold_param: jump.then_some(self.sae.threshold_param),
+                threshold_init: jump.then_some(self.sae.threshold_init),
+                bandwidth: jump.then_some(h.bandwidth),
                 pre_encoder_bias: Some(self.sae.pre_encoder_bias),
                 unit_norm_decoder: Some(self.sae.unit_norm_decoder),
             },
@@ -198,12 +210,14 @@ impl Config {
                 adam_beta1: Some(h.adam_beta1),
                 adam_beta2: Some(h.adam_beta2),
                 adam_eps: Some(h.adam_eps),
-                sparsity_loss: Some(h.sparsity_loss),
-                sparsity_coefficient: Some(h.sparsity_coefficient),
-                sparsity_warmup_steps: Some(h.sparsity_warmup_steps),
-                target_l0: h.target_l0,
-                tanh_scale: Some(h.tanh_scale),
-                pre_act_coefficient: Some(h.pre_act_coefficient),
+                sparsity_loss: jump.then_some(h.sparsity_loss),
+                sparsity_coefficient: penalised.then_some(h.sparsity_coefficient),
+                sparsity_warmup_steps: penalised.then_some(h.sparsity_warmup_steps),
+                target_l0: h.target_l0.filter(|_| jump),
+                tanh_scale: jump.then_some(h.tanh_scale),
+                pre_act_coefficient: jump.then_some(h.pre_act_coefficient),
+                aux_k: arch.is_topk().then_some(h.aux_k),
+                aux_coefficient: arch.is_topk().then_some(h.aux_coefficient),
                 log_every: Some(h.log_every),
                 checkpoint_every: Some(h.checkpoint_every),
                 keep_checkpoints: Some(h.keep_checkpoints),

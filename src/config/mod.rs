@@ -9,7 +9,7 @@ mod file;
 mod validate;
 
 pub use crate::sae::kernels::SparsityLoss;
-pub use crate::sae::model::ThresholdParam;
+pub use crate::sae::model::{Architecture, ThresholdParam};
 pub use file::{DataFile, FileConfig, RunFile, SaeFile, TrainFile, load, parse};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -95,6 +95,9 @@ pub struct DataConfig {
 /// Validated model-shape settings (structural: fixed for a run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
+    /// What the encoder does (absent from checkpoints of earlier versions: JumpReLU).
+    #[serde(default)]
+    pub architecture: Architecture,
     /// Dictionary size, when given directly.
     pub d_sae: Option<usize>,
     /// d_sae = expansion_factor · d_in, when d_sae is not given.
@@ -158,9 +161,33 @@ pub struct Hyper {
     pub dead_window_tokens: u64,
     /// Steps between validation reports (0 = only at the end).
     pub eval_every: u64,
+    /// Features kept per token (`topk`; per token on average for `batchtopk`; else 0).
+    #[serde(default)]
+    pub k: usize,
+    /// Dead latents the AuxK loss reconstructs the residual from (`topk`, `batchtopk`).
+    #[serde(default = "default_aux_k")]
+    pub aux_k: usize,
+    /// Coefficient α of the AuxK loss (`topk`, `batchtopk`; 0 = off).
+    #[serde(default = "default_aux_coefficient")]
+    pub aux_coefficient: f64,
     /// The training-health rules (`[health]`; absent from checkpoints of earlier versions).
     #[serde(default)]
     pub health: crate::health::HealthConfig,
+}
+
+/// k_aux = 512 of Gao et al. 2024 ("Scaling and evaluating sparse autoencoders", section 2.4
+/// and appendix A.2), capped at the number of dead latents at each step.
+pub const DEFAULT_AUX_K: usize = 512;
+
+/// α = 1/32 of Gao et al. 2024, section 2.4.
+pub const DEFAULT_AUX_COEFFICIENT: f64 = 1.0 / 32.0;
+
+fn default_aux_k() -> usize {
+    DEFAULT_AUX_K
+}
+
+fn default_aux_coefficient() -> f64 {
+    DEFAULT_AUX_COEFFICIENT
 }
 
 /// Validated training-length settings.
@@ -190,6 +217,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// `Some(k)` when the SAE encodes by each token's top k at inference (TopK).
+    pub fn topk_inference(&self) -> Option<usize> {
+        (self.sae.architecture == Architecture::TopK).then_some(self.hyper.k)
+    }
+
     /// Total optimizer steps of the run.
     pub fn total_steps(&self) -> u64 {
         match (self.length.steps, self.length.tokens) {

@@ -53,6 +53,9 @@ impl Check<'_> {
     }
 }
 
+/// A key and its value as given (`None`: not given).
+type Given = (&'static str, Option<String>);
+
 impl FileConfig {
     /// `[health]` with every threshold in its range.
     fn health_checked(&self, c: &Check<'_>) -> Result<crate::health::HealthConfig, ConfigError> {
@@ -84,9 +87,101 @@ impl FileConfig {
         Ok(h.clone())
     }
 
+    /// The first key given that does not apply to `arch`, with its value and the architectures
+    /// it is for.
+    fn inapplicable(&self, arch: Architecture) -> Option<(&'static str, String, &'static str)> {
+        let (s, t) = (&self.sae, &self.train);
+        let text = |v: Option<&dyn std::fmt::Debug>| v.map(|v| format!("{v:?}"));
+        let jumprelu_only: [Given; 7] = [
+            (
+                "sae.threshold_param",
+                text(s.threshold_param.as_ref().map(|v| v as _)),
+            ),
+            (
+                "sae.threshold_init",
+                text(s.threshold_init.as_ref().map(|v| v as _)),
+            ),
+            ("sae.bandwidth", text(s.bandwidth.as_ref().map(|v| v as _))),
+            (
+                "train.sparsity_loss",
+                text(t.sparsity_loss.as_ref().map(|v| v as _)),
+            ),
+            (
+                "train.target_l0",
+                text(t.target_l0.as_ref().map(|v| v as _)),
+            ),
+            (
+                "train.tanh_scale",
+                text(t.tanh_scale.as_ref().map(|v| v as _)),
+            ),
+            (
+                "train.pre_act_coefficient",
+                text(t.pre_act_coefficient.as_ref().map(|v| v as _)),
+            ),
+        ];
+        let topk_only: [Given; 3] = [
+            ("sae.k", text(s.k.as_ref().map(|v| v as _))),
+            ("train.aux_k", text(t.aux_k.as_ref().map(|v| v as _))),
+            (
+                "train.aux_coefficient",
+                text(t.aux_coefficient.as_ref().map(|v| v as _)),
+            ),
+        ];
+        let penalised: [Given; 2] = [
+            (
+                "train.sparsity_coefficient",
+                text(t.sparsity_coefficient.as_ref().map(|v| v as _)),
+            ),
+            (
+                "train.sparsity_warmup_steps",
+                text(t.sparsity_warmup_steps.as_ref().map(|v| v as _)),
+            ),
+        ];
+        let groups: [(&[Given], bool, &'static str); 3] = [
+            (&jumprelu_only, arch == Architecture::JumpRelu, "jumprelu"),
+            (&topk_only, arch.is_topk(), "topk and batchtopk"),
+            (&penalised, !arch.is_topk(), "jumprelu and relu"),
+        ];
+        groups
+            .into_iter()
+            .filter(|(_, applies, _)| !applies)
+            .flat_map(|(keys, _, owners)| keys.iter().map(move |(k, v)| (*k, v.clone(), owners)))
+            .find_map(|(k, v, owners)| v.map(|v| (k, v, owners)))
+    }
+
     /// Check every value and fill in defaults. `origin` names the file in errors.
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };
+        let architecture = self.sae.architecture.unwrap_or_default();
+        if let Some((key, value, owners)) = self.inapplicable(architecture) {
+            return Err(c.fail(
+                key,
+                value,
+                &format!(
+                    "no {key} with sae.architecture = \"{}\": it applies to {owners} only",
+                    architecture.name()
+                ),
+            ));
+        }
+        let k = match (architecture.is_topk(), self.sae.k) {
+            (true, Some(k)) => c.at_least_one("sae.k", k as u64)? as usize,
+            (true, None) => {
+                return Err(c.fail(
+                    "sae.k",
+                    "(missing)",
+                    &format!(
+                        "an integer >= 1 (features kept per token) with sae.architecture = \"{}\"",
+                        architecture.name()
+                    ),
+                ));
+            }
+            (false, _) => 0,
+        };
+        if let (Some(m), true) = (self.sae.d_sae, k > 0)
+            && k > m
+        {
+            return Err(c.fail("sae.k", k, &format!("at most sae.d_sae = {m}")));
+        }
         let d = &self.data;
         if let Some(stores) = &d.stores
             && stores.is_empty()
@@ -124,12 +219,24 @@ impl FileConfig {
         }
         let expansion_factor = s.expansion_factor.unwrap_or(8.0);
         c.positive("sae.expansion_factor", expansion_factor)?;
+        // the other architectures keep θ at 0 as a raw parameter (BatchTopK's estimate lives
+        // there too): no log of 0, and relu(0) = 0 is exactly ReLU
+        let jump = architecture == Architecture::JumpRelu;
         let sae = SaeConfig {
+            architecture,
             d_sae: s.d_sae,
             expansion_factor,
             init_from: s.init_from.clone(),
-            threshold_param: s.threshold_param.unwrap_or(ThresholdParam::Log),
-            threshold_init: c.positive("sae.threshold_init", s.threshold_init.unwrap_or(0.001))?,
+            threshold_param: if jump {
+                s.threshold_param.unwrap_or(ThresholdParam::Log)
+            } else {
+                ThresholdParam::Raw
+            },
+            threshold_init: if jump {
+                c.positive("sae.threshold_init", s.threshold_init.unwrap_or(0.001))?
+            } else {
+                0.0
+            },
             pre_encoder_bias: s.pre_encoder_bias.unwrap_or(true),
             unit_norm_decoder: s.unit_norm_decoder.unwrap_or(true),
         };
@@ -172,10 +279,14 @@ impl FileConfig {
             adam_beta2: c.unit_interval("train.adam_beta2", t.adam_beta2.unwrap_or(0.999), true)?,
             adam_eps: c.positive("train.adam_eps", t.adam_eps.unwrap_or(1e-8))?,
             sparsity_loss,
-            sparsity_coefficient: c.non_negative(
-                "train.sparsity_coefficient",
-                t.sparsity_coefficient.unwrap_or(1e-3),
-            )?,
+            sparsity_coefficient: if architecture.is_topk() {
+                0.0
+            } else {
+                c.non_negative(
+                    "train.sparsity_coefficient",
+                    t.sparsity_coefficient.unwrap_or(1e-3),
+                )?
+            },
             sparsity_warmup_steps: t.sparsity_warmup_steps.unwrap_or(10_000),
             target_l0,
             tanh_scale: c.positive("train.tanh_scale", t.tanh_scale.unwrap_or(4.0))?,
@@ -195,6 +306,12 @@ impl FileConfig {
                 t.dead_window_tokens.unwrap_or(10_000_000),
             )?,
             eval_every: t.eval_every.unwrap_or(1000),
+            k,
+            aux_k: c.at_least_one("train.aux_k", t.aux_k.unwrap_or(DEFAULT_AUX_K) as u64)? as usize,
+            aux_coefficient: c.non_negative(
+                "train.aux_coefficient",
+                t.aux_coefficient.unwrap_or(DEFAULT_AUX_COEFFICIENT),
+            )?,
             health: self.health_checked(&c)?,
         };
         let device = self.run.device.clone().unwrap_or_else(|| "cpu".into());

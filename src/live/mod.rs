@@ -48,7 +48,7 @@ pub enum Verdict {
 /// Whether `key` (`section.key`) may change while a run trains: every hyperparameter of
 /// [`Hyper`] may; the data, the model's shape, the run length, the output and the device may not.
 pub fn is_live_key(key: &str) -> bool {
-    key == "sae.bandwidth"
+    matches!(key, "sae.bandwidth" | "sae.k")
         || key.starts_with("health.")
         || (key.starts_with("train.") && !matches!(key, "train.steps" | "train.tokens"))
 }

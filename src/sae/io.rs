@@ -7,7 +7,7 @@
 //! `z = (x/C − b_dec) W_enc + b_enc`. Folding: `b_enc' = C b_enc − C (b_dec W_enc)`,
 //! `b_dec' = C b_dec`, `θ' = C θ`; unfolding inverts it exactly.
 
-use crate::sae::model::HostParams;
+use crate::sae::model::{Architecture, HostParams};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::json;
 use std::collections::HashMap;
@@ -173,8 +173,13 @@ fn take(
     Ok(v)
 }
 
-/// Assemble inference-form parameters from the five named tensors, checking shapes.
-fn params_from_map(path: &Path, mut map: TensorMap) -> Result<HostParams, SaeIoError> {
+/// Assemble inference-form parameters from the five named tensors, checking shapes (without a
+/// `threshold` tensor when `threshold` is false: TopK and standard SAEs have none, θ = 0).
+fn params_from_map(
+    path: &Path,
+    mut map: TensorMap,
+    threshold: bool,
+) -> Result<HostParams, SaeIoError> {
     let shape = map
         .get("W_enc")
         .map(|(_, s)| s.clone())
@@ -192,7 +197,12 @@ fn params_from_map(path: &Path, mut map: TensorMap) -> Result<HostParams, SaeIoE
         b_enc: take(path, &mut map, "b_enc", &[d_sae])?,
         w_dec: take(path, &mut map, "W_dec", &[d_sae, d_in])?,
         b_dec: take(path, &mut map, "b_dec", &[d_in])?,
-        threshold: take(path, &mut map, "threshold", &[d_sae])?,
+        threshold: if threshold {
+            take(path, &mut map, "threshold", &[d_sae])?
+        } else {
+            vec![0.0; d_sae]
+        },
+        topk: None,
     })
 }
 
@@ -203,6 +213,9 @@ pub struct LoadedSae {
     pub params: HostParams,
     /// "saelens" or "gemma-scope".
     pub format: &'static str,
+    /// The architecture it was trained as (SAELens `standard` is `relu`; a JumpReLU file whose
+    /// metadata says BatchTopK is `batchtopk`).
+    pub architecture: Architecture,
     /// log10 firing frequency per feature, when the file has it.
     pub sparsity: Option<Vec<f32>>,
 }
@@ -228,21 +241,47 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
     {
         let cfg_path = dir.join("cfg.json");
         let mut b_dec_on_input = false;
+        let mut architecture = Architecture::JumpRelu;
+        let mut topk = None;
         if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
             let cfg: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| bad(&cfg_path, format!("invalid JSON: {e}")))?;
-            let arch = cfg["architecture"].as_str().unwrap_or("jumprelu");
-            if arch != "jumprelu" {
-                return Err(bad(
-                    &cfg_path,
-                    format!("architecture = {arch:?}: expected \"jumprelu\""),
-                ));
-            }
+            architecture = match cfg["architecture"].as_str().unwrap_or("jumprelu") {
+                "jumprelu" if cfg["metadata"]["architecture"] == "batchtopk" => {
+                    Architecture::BatchTopK
+                }
+                "jumprelu" => Architecture::JumpRelu,
+                "standard" => Architecture::Relu,
+                "topk" => {
+                    let k = cfg["k"].as_u64().filter(|&k| k >= 1).ok_or_else(|| {
+                        bad(
+                            &cfg_path,
+                            "architecture \"topk\" without k: expected k >= 1",
+                        )
+                    })?;
+                    topk = Some(k as usize);
+                    Architecture::TopK
+                }
+                other => {
+                    return Err(bad(
+                        &cfg_path,
+                        format!(
+                            "architecture = {other:?}: expected \"jumprelu\", \"topk\" or \"standard\""
+                        ),
+                    ));
+                }
+            };
             b_dec_on_input = cfg["apply_b_dec_to_input"].as_bool() == Some(true);
         }
-        let p = params_from_map(&weights, read_safetensors(&weights)?)?;
+        let with_threshold = matches!(
+            architecture,
+            Architecture::JumpRelu | Architecture::BatchTopK
+        );
+        let mut p = params_from_map(&weights, read_safetensors(&weights)?, with_threshold)?;
+        p.topk = topk;
         return Ok(LoadedSae {
+            architecture,
             // SAELens's pre-encoder bias at inference is folded so that there is one form
             params: if b_dec_on_input {
                 fold(&p, 1.0, true)
@@ -262,6 +301,7 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
         return Ok(LoadedSae {
             params: read_npz(&npz)?,
             format: "gemma-scope",
+            architecture: Architecture::JumpRelu,
             sparsity: None,
         });
     }
@@ -290,18 +330,24 @@ fn read_npz(path: &Path) -> Result<HostParams, SaeIoError> {
         let v: Vec<f32> = arr.iter().copied().collect();
         map.insert(name.to_string(), (v, shape));
     }
-    params_from_map(path, map)
+    params_from_map(path, map, true)
 }
 
 /// Write an inference-form SAE as a SAELens directory: `cfg.json`, `sae_weights.safetensors`,
 /// and (when given) `sparsity.safetensors`. Written into a temporary directory beside `dir` and
-/// renamed into place.
+/// renamed into place. The SAELens architecture follows `arch`: `jumprelu` (BatchTopK too, with
+/// its global threshold as every feature's θ, as SAELens does), `topk` with `k`, and `standard`
+/// for ReLU; `metadata.architecture` records `arch` itself.
 pub fn write_saelens(
     dir: &Path,
     p: &HostParams,
+    arch: Architecture,
     sparsity: Option<&[f32]>,
-    metadata: serde_json::Value,
+    mut metadata: serde_json::Value,
 ) -> Result<(), SaeIoError> {
+    if let Some(m) = metadata.as_object_mut() {
+        m.insert("architecture".into(), json!(arch.name()));
+    }
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -316,8 +362,12 @@ pub fn write_saelens(
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-    let cfg = json!({
-        "architecture": "jumprelu",
+    let mut cfg = json!({
+        "architecture": match arch {
+            Architecture::JumpRelu | Architecture::BatchTopK => "jumprelu",
+            Architecture::TopK => "topk",
+            Architecture::Relu => "standard",
+        },
         "d_in": p.d_in,
         "d_sae": p.d_sae,
         "dtype": "float32",
@@ -327,23 +377,25 @@ pub fn write_saelens(
         "reshape_activations": "none",
         "metadata": metadata,
     });
+    if let (Architecture::TopK, Some(k)) = (arch, p.topk) {
+        cfg["k"] = json!(k);
+    }
     let cfg_path = tmp.join("cfg.json");
     std::fs::write(
         &cfg_path,
         serde_json::to_string_pretty(&cfg).unwrap_or_default(),
     )
     .map_err(io_err(&cfg_path))?;
-    write_safetensors(
-        &tmp.join("sae_weights.safetensors"),
-        &[
-            ("W_enc", &p.w_enc, vec![p.d_in, p.d_sae]),
-            ("W_dec", &p.w_dec, vec![p.d_sae, p.d_in]),
-            ("b_enc", &p.b_enc, vec![p.d_sae]),
-            ("b_dec", &p.b_dec, vec![p.d_in]),
-            ("threshold", &p.threshold, vec![p.d_sae]),
-        ],
-        None,
-    )?;
+    let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
+        ("W_enc", &p.w_enc, vec![p.d_in, p.d_sae]),
+        ("W_dec", &p.w_dec, vec![p.d_sae, p.d_in]),
+        ("b_enc", &p.b_enc, vec![p.d_sae]),
+        ("b_dec", &p.b_dec, vec![p.d_in]),
+    ];
+    if matches!(arch, Architecture::JumpRelu | Architecture::BatchTopK) {
+        tensors.push(("threshold", &p.threshold, vec![p.d_sae]));
+    }
+    write_safetensors(&tmp.join("sae_weights.safetensors"), &tensors, None)?;
     if let Some(s) = sparsity {
         write_safetensors(
             &tmp.join("sparsity.safetensors"),

@@ -58,6 +58,8 @@ pub struct StepOutput {
     pub residual: Tensor<2>,
     /// Whether the step ran sparse (`sae::sparse`) after the encoder product.
     pub sparse: bool,
+    /// `[1]` BatchTopK: the smallest activation kept in this batch (+∞ when none was kept).
+    pub kept_min: Option<Tensor<1>>,
 }
 
 /// Loss parts read back to the host.
@@ -100,22 +102,36 @@ pub fn loss_and_grads(
 ) -> (StepOutput, Grads) {
     let device = x.device();
     let start = Start::new(sae, x, s, dead);
-    let (out, mut grads) = match s.kernels {
+    let x_in = start.x_in.clone();
+    let (mut out, mut grads) = match s.kernels {
         Kernels::TensorOps => {
             let z = start.z(sae);
-            let (enc, saved) = TensorOps.encode(z, &start.inputs, s);
-            tensor_ops_rest(sae, s, start, enc, saved)
+            let (mut enc, saved) = TensorOps.encode(z, &start.inputs, s);
+            let kept_min = enc.kept_min.take();
+            let (mut out, grads) = tensor_ops_rest(sae, s, start, enc, saved);
+            out.kept_min = kept_min;
+            (out, grads)
         }
         Kernels::HostFused => {
             let z = start.z(sae);
-            let (enc, saved) = HostFused.encode(z, &start.inputs, s);
-            if sparse::touched_fraction(&saved, &start, s) <= s.sparse_below {
+            let (mut enc, saved) = HostFused.encode(z, &start.inputs, s);
+            let kept_min = enc.kept_min.take();
+            let (mut out, grads) = if sparse::touched_fraction(&saved, &start, s) <= s.sparse_below
+            {
                 sparse::rest(sae, s, start, enc, saved)
             } else {
                 dense_rest(&HostFused, sae, s, start, enc, saved)
-            }
+            };
+            out.kept_min = kept_min;
+            (out, grads)
         }
     };
+    if let Some(dead) = dead
+        && s.architecture.is_topk()
+        && s.aux_coefficient > 0.0
+    {
+        crate::sae::auxk::add(sae, s, &x_in, dead, &mut out, &mut grads);
+    }
     perturb::apply(&mut grads, &device, s.kernels);
     (out, grads)
 }
@@ -159,7 +175,8 @@ impl Start {
             x.clone()
         };
         let theta = sae.theta();
-        let needs_norms = s.sparsity_loss == SparsityLoss::Tanh || s.pre_act_coefficient > 0.0;
+        let needs_norms = matches!(s.sparsity_loss, SparsityLoss::Tanh | SparsityLoss::L1)
+            || s.pre_act_coefficient > 0.0;
         let norms = needs_norms.then(|| sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]));
         let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead, &norms) {
             (true, Some(dead), Some(n)) => Some(n.clone().mask_fill(dead.clone().bool_not(), 0.0)),
@@ -297,6 +314,7 @@ pub(crate) fn finish(
             fire_counts,
             residual,
             sparse: true,
+            kept_min: None,
         },
         Grads {
             w_enc: g_w_enc,

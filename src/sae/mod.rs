@@ -2,6 +2,7 @@
 //! kernels of a training step ([`kernels`]), the loss with its straight-through gradients
 //! ([`loss`]) and its sparse forms for host memory ([`sparse`]) and LibTorch (`sparse_libtorch`), and file formats ([`io`]).
 
+pub mod auxk;
 pub mod io;
 pub mod kernels;
 pub mod loss;

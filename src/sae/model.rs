@@ -10,6 +10,53 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// What the encoder does with the pre-activations z (the `sae.architecture` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// f = z · H(z − θ) with a trained threshold θ per feature (Rajamanoharan et al. 2024).
+    #[default]
+    JumpRelu,
+    /// Each token's k largest ReLU(z), the rest zeroed (Gao et al. 2024).
+    TopK,
+    /// The k·B largest ReLU(z) of the whole batch of B tokens (Bussmann et al. 2024); inference
+    /// uses one global threshold, the mean over steps of the smallest kept activation.
+    BatchTopK,
+    /// ReLU(z) with the decoder-norm-weighted L1 penalty (Anthropic, April 2024 update).
+    Relu,
+}
+
+impl Architecture {
+    /// Every architecture, JumpReLU first.
+    pub const ALL: [Architecture; 4] = [
+        Architecture::JumpRelu,
+        Architecture::TopK,
+        Architecture::BatchTopK,
+        Architecture::Relu,
+    ];
+
+    /// The name in config files, records and exports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::JumpRelu => "jumprelu",
+            Architecture::TopK => "topk",
+            Architecture::BatchTopK => "batchtopk",
+            Architecture::Relu => "relu",
+        }
+    }
+
+    /// Whether a trained per-feature threshold θ exists (JumpReLU only; BatchTopK's global
+    /// threshold is estimated, not trained).
+    pub fn trains_theta(self) -> bool {
+        self == Architecture::JumpRelu
+    }
+
+    /// Whether sparsity is structural (k), with no penalty.
+    pub fn is_topk(self) -> bool {
+        matches!(self, Architecture::TopK | Architecture::BatchTopK)
+    }
+}
+
 /// How the threshold is parametrised for training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +84,9 @@ pub struct HostParams {
     pub b_dec: Vec<f32>,
     /// θ `[d_sae]`, raw (not log).
     pub threshold: Vec<f32>,
+    /// Inference keeps each token's k largest activations (a TopK SAE; θ unused); `None`: the
+    /// threshold θ decides (JumpReLU, BatchTopK's global θ, ReLU with θ = 0).
+    pub topk: Option<usize>,
 }
 
 impl HostParams {
@@ -71,6 +121,7 @@ impl HostParams {
             w_dec,
             b_dec: vec![0.0; d_in],
             threshold: vec![threshold_init; d_sae],
+            topk: None,
         }
     }
 }
@@ -166,6 +217,7 @@ impl Sae {
             w_dec: download(&self.w_dec),
             b_dec: download(&self.b_dec),
             threshold: download(&self.theta()),
+            topk: None,
         }
     }
 
@@ -189,13 +241,25 @@ impl Sae {
     }
 }
 
-/// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, `z = x W_enc + b_enc`.
+/// Each row's k largest entries of the non-negative `r`, the rest zeroed (fewer where a row has
+/// fewer than k positive entries). Ties at the k-th value keep every tied entry.
+pub fn topk_rows(r: Tensor<2>, k: usize) -> Tensor<2> {
+    let [_, m] = r.dims();
+    let k = k.clamp(1, m);
+    let kth = r.clone().topk(k, 1).narrow(1, k - 1, 1);
+    let off = r.clone().lower(kth.expand(r.dims()));
+    r.mask_fill(off, 0.0)
+}
+
+/// Inference-form SAE on a device: `f = relu(z) H(z − θ)`, or each token's k largest relu(z)
+/// for a TopK SAE, with `z = x W_enc + b_enc`.
 pub struct InferenceSae {
     w_enc: Tensor<2>,
     b_enc: Tensor<2>,
     w_dec: Tensor<2>,
     b_dec: Tensor<2>,
     theta: Tensor<2>,
+    topk: Option<usize>,
 }
 
 impl InferenceSae {
@@ -207,6 +271,7 @@ impl InferenceSae {
             w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
             b_dec: upload(&p.b_dec, [1, p.d_in], device),
             theta: upload(&p.threshold, [1, p.d_sae], device),
+            topk: p.topk,
         }
     }
 
@@ -215,6 +280,9 @@ impl InferenceSae {
         let [n, _] = x.dims();
         let [_, m] = self.w_enc.dims();
         let z = x.matmul(self.w_enc.clone()) + self.b_enc.clone();
+        if let Some(k) = self.topk {
+            return topk_rows(z.clamp_min(0.0), k);
+        }
         let off = z
             .clone()
             .lower_equal(self.theta.clone().expand([n, m]))

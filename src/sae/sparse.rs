@@ -193,6 +193,8 @@ fn rest_on(
         download(w).iter().map(|v| v * k).collect()
     });
     let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+    let is_l1 = s.sparsity_loss == SparsityLoss::L1;
+    let l1_k = (s.lambda / bf) as f32;
     let is_target = s.sparsity_loss == SparsityLoss::L0Target;
     let lam = s.lambda;
     let tanh_c = s.tanh_scale as f32;
@@ -205,6 +207,7 @@ fn rest_on(
         fire_counts,
         sparsity,
         pre_act,
+        ..
     } = enc;
     let dead: Option<Vec<bool>> = pre
         .as_ref()
@@ -361,6 +364,10 @@ fn rest_on(
                                 g += tanh_k * n[i] * sech2;
                                 acc.norms += e.f * sech2;
                             }
+                            if let (true, Some(n)) = (is_l1, &norms) {
+                                g += l1_k * n[i];
+                                acc.norms += e.f;
+                            }
                         }
                         if e.fl & NEAR != 0 {
                             acc.jump += g;
@@ -421,7 +428,11 @@ fn rest_on(
     let (jump, step) = (column(&|a| a.jump), column(&|a| a.step));
     let g_theta = theta_grads(&theta, &jump, &step, &saved.near_counts, s, b);
     let vec1 = |v: Vec<f32>| upload_owned(v, [m], &device);
-    let g_norms = is_tanh.then(|| vec1(column(&|a| a.norms * tanh_k)));
+    let g_norms = match s.sparsity_loss {
+        SparsityLoss::Tanh => Some(vec1(column(&|a| a.norms * tanh_k))),
+        SparsityLoss::L1 => Some(vec1(column(&|a| a.norms * l1_k))),
+        _ => None,
+    };
     let rest = Rest {
         residual: upload_owned(residual, [b, d], &device),
         mse: Tensor::from_data(

@@ -173,6 +173,20 @@ pub(crate) fn rest(
             gv += sech2 * nv * k;
             None
         }
+        SparsityLoss::L1 => {
+            // ∂/∂f_bi = λ n_i/B;  ∂/∂n_i = λ Σ_b f_bi/B
+            let n = t1(start
+                .inputs
+                .norms
+                .as_ref()
+                .expect("norms are computed for l1"));
+            let nv = n.index_select(0, &cols);
+            let k = lam / bf;
+            g_norms = Some(burn_of::<1>(index_sum(&fv) * k));
+            gv += nv * k;
+            None
+        }
+        SparsityLoss::None => None,
     };
     // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
     let mut g_theta = index_sum(&(&gv * &near)) * &theta * (-1.0 / eps);

@@ -173,6 +173,7 @@ impl Case {
             w_dec: flat32(&i["W_dec"]),
             b_dec: flat32(&i["b_dec"]),
             threshold: flat32(&i["threshold"]),
+            topk: None,
         }
     }
 

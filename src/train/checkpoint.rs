@@ -178,6 +178,7 @@ impl TrainTensors {
             w_dec: self.params[2].clone(),
             b_dec: self.params[3].clone(),
             threshold,
+            topk: None,
         }
     }
 

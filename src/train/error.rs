@@ -58,6 +58,28 @@ pub enum TrainError {
         config: usize,
     },
     /// The loss became NaN or infinite.
+    /// TopK/BatchTopK keep more features than the dictionary has.
+    #[error(
+        "sae.k = {k}: expected at most d_sae = {d_sae} (the dictionary size for this store's d_in)"
+    )]
+    KTooLarge {
+        /// sae.k
+        k: usize,
+        /// The run's d_sae.
+        d_sae: usize,
+    },
+    /// `init_from` holds an SAE of another architecture.
+    #[error(
+        "{path}: the SAE there is a {sae} SAE, but sae.architecture = \"{config}\": set sae.architecture = \"{sae}\" or start from another SAE"
+    )]
+    InitArchitecture {
+        /// The init_from path.
+        path: PathBuf,
+        /// Its architecture.
+        sae: &'static str,
+        /// The configured one.
+        config: &'static str,
+    },
     #[error("loss is not finite at step {step}: training stopped; the last good checkpoint is {}", last_good.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none (no checkpoint was written before)".into()))]
     NonFiniteLoss {
         /// 0-based step whose loss was not finite.

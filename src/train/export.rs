@@ -20,7 +20,8 @@ pub fn inference_form(
     fire_total: &[f32],
     tokens: u64,
 ) -> (HostParams, Vec<f32>) {
-    let params = io::fold(&host, scale as f32, cfg.sae.pre_encoder_bias);
+    let mut params = io::fold(&host, scale as f32, cfg.sae.pre_encoder_bias);
+    params.topk = cfg.topk_inference();
     let sparsity = fire_total
         .iter()
         .map(|&c| log10_density(c as f64 / tokens.max(1) as f64) as f32)
@@ -66,6 +67,7 @@ pub fn write(
     io::write_saelens(
         out,
         &params,
+        state.config.sae.architecture,
         Some(&sparsity),
         metadata(
             &state.config,

@@ -116,7 +116,7 @@ fn monitor(cfg: &Config, d_sae: usize) -> Monitor {
         d_sae,
         sparsity_warmup_steps: cfg.hyper.sparsity_warmup_steps,
         target_l0: cfg.hyper.target_l0,
-        has_theta: true,
+        has_theta: cfg.sae.architecture.trains_theta(),
     };
     Monitor::new(cfg.hyper.health.clone(), facts)
 }
@@ -134,6 +134,13 @@ fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams,
         ));
     };
     let loaded = io::load(path)?;
+    if loaded.architecture != cfg.sae.architecture {
+        return Err(TrainError::InitArchitecture {
+            path: path.clone(),
+            sae: loaded.architecture.name(),
+            config: cfg.sae.architecture.name(),
+        });
+    }
     if loaded.params.d_in != d_in {
         return Err(TrainError::InitMismatch {
             path: path.clone(),
@@ -168,6 +175,13 @@ impl Trainer {
         let d_in = store.d_in();
         let store_attributes = store.attributes();
         let kernels = Kernels::for_device(&device);
+        let d_sae = cfg.sae.d_sae_for(d_in);
+        if cfg.hyper.k > d_sae {
+            return Err(TrainError::KTooLarge {
+                k: cfg.hyper.k,
+                d_sae,
+            });
+        }
         let (memory_estimate, memory_available) =
             check_memory(&cfg, d_in, cfg.sae.d_sae_for(d_in), kernels)?;
         let scale = match cfg.data.normalize {

@@ -1,8 +1,9 @@
 //! One optimizer step: the schedules at step t, forward + backward, and the Adam update.
 
 use crate::config::{Hyper, SaeConfig};
-use crate::sae::kernels::{Kernels, LossSettings};
+use crate::sae::kernels::{Kernels, LossSettings, SparsityLoss};
 use crate::sae::loss::{StepOutput, loss_and_grads};
+use crate::sae::model::Architecture;
 use crate::sae::model::Sae;
 use crate::train::adam::{AdamSettings, AdamState};
 use crate::train::schedule::{lambda_at, lr_at};
@@ -10,8 +11,17 @@ use burn::tensor::{Bool, Tensor};
 
 /// The loss settings at step `t` under these hyperparameters (tensor-op kernels).
 pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
+    let architecture = sae_cfg.architecture;
     LossSettings {
-        sparsity_loss: h.sparsity_loss,
+        architecture,
+        k: h.k,
+        aux_k: h.aux_k,
+        aux_coefficient: h.aux_coefficient,
+        sparsity_loss: match architecture {
+            Architecture::JumpRelu => h.sparsity_loss,
+            Architecture::Relu => SparsityLoss::L1,
+            Architecture::TopK | Architecture::BatchTopK => SparsityLoss::None,
+        },
         lambda: lambda_at(t, h),
         bandwidth: h.bandwidth,
         tanh_scale: h.tanh_scale,
@@ -72,5 +82,18 @@ pub fn train_step(
         Kernels::HostFused => adam.step_host(sae, grads, a, sae_cfg.unit_norm_decoder),
         Kernels::TensorOps => adam.step(sae, grads, a, sae_cfg.unit_norm_decoder),
     }
+    if let Some(v) = &out.kept_min {
+        running_threshold(sae, v, t);
+    }
     out
+}
+
+/// BatchTopK's inference threshold, the mean over steps 0..=t of the smallest kept activation
+/// `v`: θ ← θ + (v − θ)/(t + 1), every feature alike (a batch that kept nothing leaves θ).
+fn running_threshold(sae: &mut Sae, v: &Tensor<1>, t: u64) {
+    let [m] = sae.theta_param.dims();
+    let v = v.clone().expand([m]);
+    let theta = sae.theta_param.clone();
+    let next = theta.clone() + (v.clone() - theta.clone()) / (t + 1) as f64;
+    sae.theta_param = theta.mask_where(v.lower_elem(f32::INFINITY), next);
 }

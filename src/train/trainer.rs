@@ -241,8 +241,14 @@ impl Trainer {
         let is_log =
             (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
         let x_for_metrics = is_log.then(|| x.clone());
-        let dead =
-            (self.cfg.hyper.pre_act_coefficient > 0.0).then(|| self.firing.dead(self.dead_steps()));
+        // the dead-feature losses: the pre-activation loss (JumpReLU), AuxK (TopK, BatchTopK)
+        let h = &self.cfg.hyper;
+        let wants_dead = if self.cfg.sae.architecture.is_topk() {
+            h.aux_coefficient > 0.0
+        } else {
+            h.pre_act_coefficient > 0.0
+        };
+        let dead = wants_dead.then(|| self.firing.dead(self.dead_steps()));
         let plan = StepPlan {
             t: self.step,
             total_steps: total,
@@ -337,11 +343,12 @@ impl Trainer {
 
     /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
     fn validate(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
-        let folded = io::fold(
+        let mut folded = io::fold(
             &self.sae.to_host(),
             self.scale as f32,
             self.cfg.sae.pre_encoder_bias,
         );
+        folded.topk = self.cfg.topk_inference();
         let sae = InferenceSae::new(&folded, &self.device);
         let mut ev = Evaluator::new(&sae, folded.d_in, folded.d_sae);
         for chunk in self

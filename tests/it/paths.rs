@@ -1,10 +1,10 @@
 //! The fused host kernels (`sae::kernels::host_fused`) and the tensor-op kernels
 //! (`sae::kernels::tensor_ops`) give the
-//! same loss parts and gradients in every mode, including the pre-activation loss that the golden
-//! files do not cover.
+//! same loss parts and gradients in every mode and architecture, including the pre-activation
+//! loss that the golden files do not cover, and BatchTopK's smallest kept activation.
 
 use burn::tensor::{Device, Tensor};
-use jumpscope::config::{SparsityLoss, ThresholdParam};
+use jumpscope::config::{Architecture, SparsityLoss, ThresholdParam};
 use jumpscope::data::synth::{SynthSpec, generate};
 use jumpscope::sae::kernels::{Kernels, LossSettings};
 use jumpscope::sae::loss::{LossParts, loss_and_grads};
@@ -42,17 +42,39 @@ fn fused_and_generic_paths_agree_in_every_mode() {
         .for_each(|(i, v)| *v = 0.02 * ((i % 7) as f32 - 3.0));
     let dead: Vec<f32> = (0..m).map(|i| (i % 3 == 0) as u8 as f32).collect();
     let dead = upload(&dead, [m], &device).greater_elem(0.5);
+    let modes = [
+        (Architecture::JumpRelu, SparsityLoss::L0),
+        (Architecture::JumpRelu, SparsityLoss::Tanh),
+        (Architecture::JumpRelu, SparsityLoss::L0Target),
+        (Architecture::Relu, SparsityLoss::L1),
+        (Architecture::TopK, SparsityLoss::None),
+        (Architecture::BatchTopK, SparsityLoss::None),
+    ];
     for tp in [ThresholdParam::Log, ThresholdParam::Raw] {
-        let sae = Sae::from_host(&host, tp, &device);
-        for mode in [SparsityLoss::L0, SparsityLoss::Tanh, SparsityLoss::L0Target] {
+        for (arch, mode) in modes {
+            if arch != Architecture::JumpRelu && tp == ThresholdParam::Log {
+                continue;
+            }
+            let mut host = host.clone();
+            if arch != Architecture::JumpRelu {
+                // θ is 0 for the other architectures (raw)
+                host.threshold.iter_mut().for_each(|t| *t = 0.0);
+            }
+            let sae = Sae::from_host(&host, tp, &device);
             for pre in [0.0, 0.05] {
+                // the dead-feature loss: pre-activation (JumpReLU) or AuxK (TopK, BatchTopK)
+                let jump = arch == Architecture::JumpRelu;
                 let mut s = LossSettings {
+                    architecture: arch,
+                    k: 5,
+                    aux_k: 7,
+                    aux_coefficient: if arch.is_topk() { pre } else { 0.0 },
                     sparsity_loss: mode,
                     lambda: 0.03,
                     bandwidth: 0.1,
                     tanh_scale: 4.0,
                     target_l0: 6.0,
-                    pre_act_coefficient: pre,
+                    pre_act_coefficient: if jump { pre } else { 0.0 },
                     pre_encoder_bias: true,
                     kernels: Kernels::TensorOps,
                     sparse_below: 0.0,
@@ -60,12 +82,12 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                 let (og, gg) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
                 s.kernels = Kernels::HostFused;
                 let (of, gf) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
-                let what = format!("{tp:?} {mode:?} pre_act {pre}");
+                let what = format!("{tp:?} {arch:?} {mode:?} dead-feature loss {pre}");
                 let (pg, pf) = (
                     LossParts::from_tensor(&og.parts),
                     LossParts::from_tensor(&of.parts),
                 );
-                if pre > 0.0 {
+                if pre > 0.0 && arch != Architecture::Relu {
                     assert!(
                         pg.pre_act > 0.0,
                         "{what}: the pre-activation loss must be exercised"
@@ -103,6 +125,24 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     download(&of.fire_counts),
                     "{what}: fire counts"
                 );
+                if arch.is_topk() {
+                    let l0 = pg.l0;
+                    assert!(
+                        (l0 - 5.0).abs() < 1e-6 || arch == Architecture::BatchTopK,
+                        "{what}: L0 {l0}"
+                    );
+                }
+                match (&og.kept_min, &of.kept_min) {
+                    (Some(a), Some(b)) => {
+                        let (a, b) = (download(a)[0], download(b)[0]);
+                        assert!(
+                            a.is_finite() && (a - b).abs() <= 1e-6,
+                            "{what}: kept {a} vs {b}"
+                        );
+                    }
+                    (None, None) => assert_ne!(arch, Architecture::BatchTopK, "{what}"),
+                    _ => panic!("{what}: one path reports the kept minimum, the other not"),
+                }
             }
         }
     }

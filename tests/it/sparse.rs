@@ -81,6 +81,10 @@ fn backends() -> Vec<(&'static str, Device, Kernels)> {
 
 fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) -> LossSettings {
     LossSettings {
+        architecture: jumpscope::config::Architecture::JumpRelu,
+        k: 0,
+        aux_k: 1,
+        aux_coefficient: 0.0,
         sparsity_loss: mode,
         lambda: 0.03,
         bandwidth: eps,
@@ -183,6 +187,50 @@ fn agree_on_random_cases(backend: &str, device: &Device, kernels: Kernels) {
         }
     }
     assert_eq!(checked, 6 * 2 * 3 * 3);
+}
+
+#[test]
+fn sparse_and_dense_steps_agree_for_the_other_architectures() {
+    use jumpscope::config::Architecture;
+    for (backend, device, kernels) in backends() {
+        let c = case(7, 0.1);
+        let (d, m) = (c.host.d_in, c.host.d_sae);
+        let x = upload(&c.x, [c.b, d], &device);
+        let dead_v: Vec<f32> = c.dead.iter().map(|&v| v as u8 as f32).collect();
+        let dead: Tensor<1, Bool> = upload(&dead_v, [m], &device).greater_elem(0.5);
+        let mut host = c.host.clone();
+        host.threshold.iter_mut().for_each(|t| *t = 0.0);
+        let sae = Sae::from_host(&host, ThresholdParam::Raw, &device);
+        for (arch, mode) in [
+            (Architecture::TopK, SparsityLoss::None),
+            (Architecture::BatchTopK, SparsityLoss::None),
+            (Architecture::Relu, SparsityLoss::L1),
+        ] {
+            for bias in [true, false] {
+                let what = format!("{backend}: {arch:?} bias {bias}");
+                let with = |below: f64| LossSettings {
+                    kernels,
+                    architecture: arch,
+                    k: 3,
+                    aux_k: 4,
+                    aux_coefficient: if arch.is_topk() { 0.1 } else { 0.0 },
+                    ..settings(mode, 0.0, bias, 0.1, below)
+                };
+                let (od, gd) = loss_and_grads(&sae, x.clone(), &with(0.0), Some(&dead));
+                let (os, gs) = loss_and_grads(&sae, x.clone(), &with(f64::INFINITY), Some(&dead));
+                assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
+                close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
+                for ((name, a), (_, b)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
+                    close(&format!("{what}: {name}"), a, b);
+                }
+                assert_eq!(
+                    download(&od.fire_counts),
+                    download(&os.fire_counts),
+                    "{what}: fire counts"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -445,7 +445,14 @@ fn gemma_scope_npz_and_saelens_dirs_written_by_python_are_read() {
     assert_eq!(p.params.threshold, vec![0.1, 0.2, 0.3, 0.4]);
     // the same SAE written as a SAELens directory by us reads back identically
     let dir = d.path().join("saelens");
-    io::write_saelens(&dir, &p.params, None, serde_json::json!({})).unwrap();
+    io::write_saelens(
+        &dir,
+        &p.params,
+        jumpscope::config::Architecture::JumpRelu,
+        None,
+        serde_json::json!({}),
+    )
+    .unwrap();
     assert_eq!(io::load(&dir).unwrap().params, p.params);
     // a path that is none of the formats says what was looked for
     let empty = d.path().join("empty");

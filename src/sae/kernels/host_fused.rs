@@ -10,7 +10,7 @@
 //! `tensor_ops`' up to float rounding (tested).
 
 use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
-use crate::sae::model::download;
+use crate::sae::model::{Architecture, download};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -86,6 +86,54 @@ fn encode_row(
     active as f32
 }
 
+/// One row of the encode pass for the top-k rules: bias (if any) in place, then an entry is
+/// active when relu(z) ≥ `cut` and positive (ties at the cut all kept); no window entries.
+/// Returns the row's L0.
+#[inline]
+fn encode_row_cut(zr: &mut [f32], fr: &mut [u8], b_enc: &[f32], cut: f32, fire: &mut [f32]) -> f32 {
+    let mut active = 0u32;
+    for (((z, fl), b), fc) in zr
+        .iter_mut()
+        .zip(fr.iter_mut())
+        .zip(b_enc)
+        .zip(fire.iter_mut())
+    {
+        let zv = *z + b;
+        let a = zv >= cut && zv > 0.0;
+        *fl = if a { ACTIVE } else { BELOW };
+        *z = if a { zv } else { 0.0 };
+        *fc += if a { 1.0 } else { 0.0 };
+        active += a as u32;
+    }
+    active as f32
+}
+
+/// The k-th largest of `v` (k ≥ 1, clamped to its length), by selection on the scratch copy
+/// `buf`.
+fn kth_largest(v: impl Iterator<Item = f32>, k: usize, buf: &mut Vec<f32>) -> f32 {
+    buf.clear();
+    buf.extend(v);
+    if buf.is_empty() {
+        return f32::INFINITY;
+    }
+    let k = k.clamp(1, buf.len());
+    let (_, kth, _) = buf.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    *kth
+}
+
+/// BatchTopK's cut for a batch whose bias is already added: the (k·B)-th largest relu(z),
+/// selected among the positive entries only (0 when fewer are positive: every positive one is
+/// then kept).
+fn batch_cut(zs: &[f32], kb: usize) -> f32 {
+    let positive: Vec<f32> = zs.par_iter().copied().filter(|v| *v > 0.0).collect();
+    if positive.len() <= kb {
+        return 0.0;
+    }
+    let mut buf = positive;
+    let (_, kth, _) = buf.select_nth_unstable_by(kb - 1, |a, b| b.total_cmp(a));
+    *kth
+}
+
 /// Σ_i w_i relu(θ_i − z_i) over one row of pre-bias `z` (before `encode_row` overwrites it).
 fn pre_act_row(zr: &[f32], b_enc: &[f32], theta: &[f32], w: &[f32]) -> f64 {
     zr.iter()
@@ -133,6 +181,15 @@ fn tanh_row(gr: &mut [f32], f: &[f32], n: &[f32], c: f32, k: f32, g_norms: &mut 
     }
 }
 
+/// The L1 penalty's share of ∂L/∂f (λ n / B, added into the row) and of ∂L/∂‖W_dec‖ (Σ f,
+/// before λ/B).
+fn l1_row(gr: &mut [f32], f: &[f32], n: &[f32], k: f32, g_norms: &mut [f32]) {
+    for (((g, &fv), &nv), gn) in gr.iter_mut().zip(f).zip(n).zip(g_norms.iter_mut()) {
+        *g += k * nv;
+        *gn += fv;
+    }
+}
+
 #[derive(Clone)]
 struct BackwardAcc {
     jump: Vec<f32>,
@@ -155,6 +212,7 @@ impl Elementwise for HostFused {
         let half = (s.bandwidth / 2.0) as f32;
         let tanh_c = s.tanh_scale as f32;
         let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+        let is_l1 = s.sparsity_loss == SparsityLoss::L1;
         let mut flags = vec![0u8; b * m];
         let mut row_l0 = vec![0f32; b];
         let zs = data
@@ -167,13 +225,33 @@ impl Elementwise for HostFused {
             tanh_sum: 0.0,
             pre_act_sum: 0.0,
         };
+        let arch = s.architecture;
+        // BatchTopK ranks the whole batch: the bias goes in first, and the rows see none
+        let batch_cut = (arch == Architecture::BatchTopK).then(|| {
+            zs.par_chunks_mut(m)
+                .for_each(|zr| zr.iter_mut().zip(&b_enc).for_each(|(z, b)| *z += b));
+            batch_cut(zs, (s.k * b).clamp(1, b * m))
+        });
+        let no_bias = vec![0f32; if batch_cut.is_some() { m } else { 0 }];
+        let k = s.k.clamp(1, m);
         let acc = zs
             .par_chunks_mut(chunk * m)
             .zip(flags.par_chunks_mut(chunk * m))
             .zip(row_l0.par_chunks_mut(chunk))
             .map(|((zc, fc), lc)| {
                 let mut acc = zero.clone();
+                let mut scratch = Vec::new();
                 for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
+                    if let Some(cut) = batch_cut {
+                        *l0 = encode_row_cut(zr, fr, &no_bias, cut, &mut acc.fire);
+                        continue;
+                    }
+                    if arch == Architecture::TopK {
+                        let r = zr.iter().zip(&b_enc).map(|(z, b)| (z + b).max(0.0));
+                        let cut = kth_largest(r, k, &mut scratch);
+                        *l0 = encode_row_cut(zr, fr, &b_enc, cut, &mut acc.fire);
+                        continue;
+                    }
                     // the rarer penalties take a second look at the row while it is in cache:
                     // the pre-activation loss before z is overwritten by f, tanh after
                     if let Some(w) = &pre_w {
@@ -188,6 +266,10 @@ impl Elementwise for HostFused {
                             .filter(|(f, _)| **f != 0.0)
                             .map(|(f, n)| (tanh_c * f * n).tanh() as f64)
                             .sum::<f64>();
+                    }
+                    if is_l1 {
+                        let n = norms.as_deref().expect("norms are computed for l1");
+                        acc.tanh_sum += zr.iter().zip(n).map(|(f, n)| (f * n) as f64).sum::<f64>();
                     }
                 }
                 acc
@@ -209,15 +291,26 @@ impl Elementwise for HostFused {
                 let t = s.target_l0;
                 row_l0.iter().map(|&v| (v as f64 - t).powi(2)).sum::<f64>() * 2.0 / t / bf
             }
-            SparsityLoss::Tanh => acc.tanh_sum / bf,
+            // the penalty sum of `tanh_sum` is Σ f·n for L1
+            SparsityLoss::Tanh | SparsityLoss::L1 => acc.tanh_sum / bf,
+            SparsityLoss::None => 0.0,
         };
-        let f_copy = is_tanh.then(|| zs.to_vec());
+        let f_copy = (is_tanh || is_l1).then(|| zs.to_vec());
         let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
+        let kept_min = batch_cut.map(|_| {
+            let min = zs
+                .par_iter()
+                .copied()
+                .filter(|v| *v > 0.0)
+                .reduce(|| f32::INFINITY, f32::min);
+            scalar(min as f64)
+        });
         let encoded = Encoded {
             f: Tensor::from_data(data, &device),
             fire_counts: Tensor::from_data(TensorData::new(acc.fire, [m]), &device),
             sparsity: scalar(sparsity),
             pre_act: scalar(acc.pre_act_sum / bf),
+            kept_min,
         };
         let saved = Saved {
             flags,
@@ -249,9 +342,11 @@ impl Elementwise for HostFused {
                 .collect::<Vec<f32>>()
         });
         let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
+        let is_l1 = s.sparsity_loss == SparsityLoss::L1;
         let is_target = s.sparsity_loss == SparsityLoss::L0Target;
         let tanh_c = s.tanh_scale as f32;
         let tanh_k = (lam * s.tanh_scale / bf) as f32;
+        let l1_k = (lam / bf) as f32;
         let target = s.target_l0;
         let gs = data
             .as_mut_slice::<f32>()
@@ -261,7 +356,7 @@ impl Elementwise for HostFused {
             jump: vec![0.0; m],
             step: vec![0.0; if is_target { m } else { 0 }],
             b_enc: vec![0.0; m],
-            norms: vec![0.0; if is_tanh { m } else { 0 }],
+            norms: vec![0.0; if is_tanh || is_l1 { m } else { 0 }],
         };
         let f_all = c.f.as_deref();
         let acc = gs
@@ -279,7 +374,11 @@ impl Elementwise for HostFused {
                         &f[row * m..(row + 1) * m]
                     });
                     if let (Some(fv), Some(n)) = (f_row, &norms) {
-                        tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
+                        if is_l1 {
+                            l1_row(gr, fv, n, l1_k, &mut acc.norms);
+                        } else {
+                            tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
+                        }
                     }
                     if is_target {
                         for (st, &fl) in acc.step.iter_mut().zip(fr) {
@@ -318,7 +417,11 @@ impl Elementwise for HostFused {
             g_z: Tensor::from_data(data, dev),
             g_theta: vec1(g_theta),
             g_b_enc: vec1(acc.b_enc),
-            g_norms: is_tanh.then(|| vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
+            g_norms: match s.sparsity_loss {
+                SparsityLoss::Tanh => Some(vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
+                SparsityLoss::L1 => Some(vec1(acc.norms.iter().map(|v| v * l1_k).collect())),
+                _ => None,
+            },
         }
     }
 }
@@ -341,7 +444,7 @@ pub(crate) fn theta_grads(
             let step = match s.sparsity_loss {
                 SparsityLoss::L0 => -lam / (eps * bf) * near_counts[i] as f64,
                 SparsityLoss::L0Target => -(step[i] as f64) / eps,
-                SparsityLoss::Tanh => 0.0,
+                SparsityLoss::Tanh | SparsityLoss::L1 | SparsityLoss::None => 0.0,
             };
             (jump + step) as f32
         })

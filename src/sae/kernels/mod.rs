@@ -11,6 +11,7 @@
 pub mod host_fused;
 pub mod tensor_ops;
 
+use crate::sae::model::Architecture;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,13 @@ pub enum SparsityLoss {
     Tanh,
     /// (2/L*) (Σ H(z − θ) − L*)², Gemma Scope 2's target-L0 penalty.
     L0Target,
+    /// Σ f · ‖W_dec‖, the ReLU architecture's penalty (set by `sae.architecture`, not a value
+    /// of `train.sparsity_loss`).
+    #[serde(skip)]
+    L1,
+    /// No penalty: TopK and BatchTopK are sparse by construction (set by `sae.architecture`).
+    #[serde(skip)]
+    None,
 }
 
 /// Which implementation of [`Elementwise`] a run uses.
@@ -51,6 +59,15 @@ impl Kernels {
 /// The loss settings in force for one step (λ already warmed up).
 #[derive(Debug, Clone)]
 pub struct LossSettings {
+    /// What the encoder does with z (JumpReLU and ReLU: a threshold, θ = 0 for ReLU; TopK and
+    /// BatchTopK: the k largest per token / k·B largest per batch).
+    pub architecture: Architecture,
+    /// k of TopK and BatchTopK.
+    pub k: usize,
+    /// k_aux of the AuxK loss (TopK, BatchTopK).
+    pub aux_k: usize,
+    /// α of the AuxK loss (0 = off).
+    pub aux_coefficient: f64,
     /// Which sparsity penalty.
     pub sparsity_loss: SparsityLoss,
     /// λ_t.
@@ -98,6 +115,8 @@ pub struct Encoded {
     pub sparsity: Tensor<1>,
     /// `[1]` the pre-activation loss (before its coefficient; 0 when off).
     pub pre_act: Tensor<1>,
+    /// `[1]` BatchTopK: the smallest activation kept in this batch (+∞ when none was kept).
+    pub kept_min: Option<Tensor<1>>,
 }
 
 /// The backward step's results.

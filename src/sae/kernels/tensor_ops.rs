@@ -2,7 +2,58 @@
 //! (about fifteen passes over the `[batch, d_sae]` activations; `host_fused` does the same in two).
 
 use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
+use crate::sae::model::Architecture;
 use burn::tensor::{Bool, Tensor};
+
+/// Which entries of the biased pre-activations `z` are active, and u (z − θ for a threshold,
+/// ±1 for the top-k rules, where no entry is ever inside a straight-through window), with the
+/// smallest kept activation for BatchTopK. Ties at the k-th value keep every tied entry.
+fn select(
+    z: &Tensor<2>,
+    inp: &ElementwiseInputs,
+    s: &LossSettings,
+) -> (Tensor<2>, Tensor<2, Bool>, Option<Tensor<1>>) {
+    let [b, m] = z.dims();
+    let by_rank = |r: Tensor<2>, kth: Tensor<2>| {
+        let active = r
+            .clone()
+            .greater_equal(kth)
+            .bool_and(r.clone().greater_elem(0.0));
+        let u = active.clone().float() * 2.0 - 1.0;
+        (u, active)
+    };
+    match s.architecture {
+        Architecture::JumpRelu | Architecture::Relu => {
+            let u = z.clone() - inp.theta.clone().unsqueeze_dim::<2>(0).expand([b, m]);
+            let active = u.clone().greater_elem(0.0);
+            (u, active, None)
+        }
+        Architecture::TopK => {
+            let k = s.k.clamp(1, m);
+            let r = z.clone().clamp_min(0.0);
+            let kth = r.clone().topk(k, 1).narrow(1, k - 1, 1).expand([b, m]);
+            let (u, active) = by_rank(r, kth);
+            (u, active, None)
+        }
+        Architecture::BatchTopK => {
+            let kb = (s.k * b).clamp(1, b * m);
+            let r = z.clone().clamp_min(0.0);
+            let kth = r
+                .clone()
+                .reshape([b * m])
+                .topk(kb, 0)
+                .narrow(0, kb - 1, 1)
+                .reshape([1, 1])
+                .expand([b, m]);
+            let (u, active) = by_rank(r.clone(), kth);
+            let kept_min = r
+                .mask_fill(active.clone().bool_not(), f32::INFINITY)
+                .min()
+                .reshape([1]);
+            (u, active, Some(kept_min))
+        }
+    }
+}
 
 /// The tensor-op implementation of [`Elementwise`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,11 +77,10 @@ impl Elementwise for TensorOps {
 
     /// z (without bias) → f, firing counts, penalty values.
     fn encode(&self, z: Tensor<2>, inp: &ElementwiseInputs, s: &LossSettings) -> (Encoded, Saved) {
-        let [b, m] = z.dims();
+        let [b, _] = z.dims();
         let bf = b as f64;
         let z = z + inp.b_enc.clone().unsqueeze_dim::<2>(0);
-        let u = z.clone() - inp.theta.clone().unsqueeze_dim::<2>(0).expand([b, m]);
-        let active = u.clone().greater_elem(0.0);
+        let (u, active, kept_min) = select(&z, inp, s);
         let inactive = active.clone().bool_not();
         let f = z.mask_fill(inactive.clone(), 0.0);
         let active_f = active.float();
@@ -48,6 +98,11 @@ impl Elementwise for TensorOps {
                     .sum()
                     / bf
             }
+            SparsityLoss::L1 => {
+                let n = inp.norms.clone().expect("norms are computed for l1");
+                (f.clone() * n.unsqueeze_dim::<2>(0)).sum() / bf
+            }
+            SparsityLoss::None => Tensor::<1>::zeros([1], &f.device()),
         };
         // Pre-activation loss (Anthropic, Jan 2025) on dead features only:
         //   P = mean_b Σ_i w_i relu(θ_i − z_bi), w_i = ‖W_dec[i]‖ for dead features, else 0,
@@ -63,6 +118,7 @@ impl Elementwise for TensorOps {
             fire_counts,
             sparsity,
             pre_act,
+            kept_min,
         };
         (
             encoded,
@@ -129,6 +185,19 @@ impl Elementwise for TensorOps {
                 g_f = g_f + sech2 * n * k;
                 None
             }
+            SparsityLoss::L1 => {
+                // ∂/∂f_bi = λ n_i/B;  ∂/∂n_i = λ Σ_b f_bi/B
+                let n = inp
+                    .norms
+                    .clone()
+                    .expect("norms are computed for l1")
+                    .unsqueeze_dim::<2>(0);
+                let k = lam / bf;
+                g_norms = Some(c.f.sum_dim(0).squeeze_dim::<1>(0) * k);
+                g_f = g_f + n.expand([b, m]) * k;
+                None
+            }
+            SparsityLoss::None => None,
         };
         // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
         let jump = g_f
