@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """jumpscope's own PyTorch reference for the JumpReLU training step (the algorithm of the spec:
 forward pass, straight-through estimators, the three sparsity losses, the recipe's schedules,
-Adam with the unit-norm decoder), used three ways:
+Adam with the unit-norm decoder), and through baselines_torch.py for TopK, BatchTopK and ReLU,
+used three ways:
 
   golden [--out DIR]         write the golden cases (float64) that tests/it/golden.rs checks our
                              float32 training against; DIR defaults to tests/golden/
@@ -24,6 +25,8 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from baselines_torch import CLASSES  # noqa: E402
 DEFAULT_GOLDEN = os.path.join(HERE, "..", "tests", "golden")
 
 # The recipe's defaults (Gemma Scope); each case below overrides a few of them.
@@ -93,7 +96,9 @@ def lr_schedule(cfg, t):
 
 
 def lambda_schedule(cfg, t):
-    """Linear warm-up of λ from 0 over sparsity_warmup_steps."""
+    """Linear warm-up of λ from 0 over sparsity_warmup_steps (no λ for TopK and BatchTopK)."""
+    if "sparsity_coefficient" not in cfg:
+        return 0.0
     w = cfg["sparsity_warmup_steps"]
     return cfg["sparsity_coefficient"] * (1.0 if w <= 0 else min(1.0, t / w))
 
@@ -170,6 +175,8 @@ def train(sae, opt, batches, cfg, log=None):
         if cfg["unit_norm_decoder"]:
             with torch.no_grad():
                 sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True))
+        if hasattr(sae, "after_step"):
+            sae.after_step(t)
         if log is not None:
             log.append({"step": t, "lr": lr, "sparsity_coefficient": lam, "loss": loss.item(), "mse": mse.item(),
                         "sparsity": sparsity.item(), "l0": l0.item()})
@@ -217,6 +224,29 @@ CASES = [
     ("l0_target", dict(SMALL, sparsity_loss="l0_target", target_l0=8.0), 16, 64, 32, 6, 4),
 ]
 
+# The baselines: the recipe's keys that apply to them, plus their own; `dead` marks the latents
+# the AuxK loss uses at every step (every 5th / 7th here, so that it runs).
+BASE = {k: SMALL[k] for k in ("pre_encoder_bias", "lr", "lr_warmup_steps", "adam_beta1", "adam_beta2", "adam_eps",
+                              "unit_norm_decoder")}
+TOPK = dict(BASE, architecture="topk", k=6, aux_k=8, aux_coefficient=1.0 / 32.0)
+CASES += [
+    ("topk_auxk", dict(TOPK, dead_every=5), 16, 64, 32, 6, 5),
+    ("topk_free_decoder", dict(TOPK, k=3, aux_coefficient=0.0, pre_encoder_bias=False, unit_norm_decoder=False,
+                               adam_beta1=0.9), 12, 48, 24, 5, 6),
+    ("batchtopk_auxk", dict(TOPK, architecture="batchtopk", k=5, aux_k=6, dead_every=7), 16, 64, 32, 6, 7),
+    ("relu_l1", dict(BASE, architecture="relu", sparsity_coefficient=0.05, sparsity_warmup_steps=4), 16, 64, 32, 6, 8),
+]
+
+
+def model(params, cfg):
+    """The reference model of the case's architecture."""
+    arch = cfg.get("architecture", "jumprelu")
+    if arch == "jumprelu":
+        return JumpReluSae(params, cfg)
+    every = cfg.get("dead_every")
+    dead = None if every is None else [i % every == 0 for i in range(params["W_enc"].shape[1])]
+    return CLASSES[arch](params, cfg, dead)
+
 
 def case_data(d_in, d_sae, batch, steps, seed, dtype):
     """Initial parameters and batches. The draws come in a fixed order from one generator seeded
@@ -237,9 +267,11 @@ def case_data(d_in, d_sae, batch, steps, seed, dtype):
 def make_case(name, cfg, d_in, d_sae, batch, steps, seed):
     dt = torch.float64
     params, batches = case_data(d_in, d_sae, batch, steps, seed, dt)
-    sae = JumpReluSae(params, cfg)
+    if cfg.get("architecture", "jumprelu") != "jumprelu":
+        params["threshold"] = torch.zeros_like(params["threshold"])  # θ = 0: no trained threshold
+    sae = model(params, cfg)
     # one forward and backward at the initial point with the full λ (no warm-up)
-    loss, mse, sparsity, l0 = sae.loss_parts(batches[0], cfg["sparsity_coefficient"])
+    loss, mse, sparsity, l0 = sae.loss_parts(batches[0], cfg.get("sparsity_coefficient", 0.0))
     loss.backward()
     case = {
         "name": name, "config": cfg, "d_in": params["W_enc"].shape[0], "d_sae": params["W_enc"].shape[1],
@@ -255,7 +287,7 @@ def make_case(name, cfg, d_in, d_sae, batch, steps, seed):
     train(sae, adam(sae, cfg), batches, cfg, case["steps"])
     case["final"] = snapshot(sae)
     # the same run in float32: how far honest float32 arithmetic drifts from the float64 answer
-    sae32 = JumpReluSae({k: v.float() for k, v in params.items()}, cfg)
+    sae32 = model({k: v.float() for k, v in params.items()}, cfg)
     train(sae32, adam(sae32, cfg), [x.float() for x in batches], cfg)
     final32 = snapshot(sae32)
     case["float32_drift"] = max(

@@ -175,11 +175,12 @@ pub struct Hyper {
     pub health: crate::health::HealthConfig,
 }
 
-/// k_aux = 512 of Gao et al. 2024 ("Scaling and evaluating sparse autoencoders", section 2.4
-/// and appendix A.2), capped at the number of dead latents at each step.
-pub const DEFAULT_AUX_K: usize = 512;
+/// k_aux = 256, the default of the code released with Gao et al. 2024 ("Scaling and evaluating
+/// sparse autoencoders"; openai/sparse_autoencoder, `train.py`, `Config.auxk`), capped at the
+/// number of dead latents at each step.
+pub const DEFAULT_AUX_K: usize = 256;
 
-/// α = 1/32 of Gao et al. 2024, section 2.4.
+/// α = 1/32, the paper's section 2.4 and the same code's `Config.auxk_coef`.
 pub const DEFAULT_AUX_COEFFICIENT: f64 = 1.0 / 32.0;
 
 fn default_aux_k() -> usize {

@@ -36,6 +36,10 @@ pub struct Diagnosis {
     pub episodes: Vec<Episode>,
     /// Rules the run checked (from its `config.toml`).
     pub checked: Vec<Kind>,
+    /// Rules its architecture skips (the θ rule without a trained threshold).
+    pub skipped: Vec<Kind>,
+    /// The run's architecture.
+    pub architecture: crate::sae::model::Architecture,
     /// Checked rules that never fired.
     pub healthy: Vec<Kind>,
 }
@@ -75,14 +79,21 @@ pub fn runs_in(dir: &Path) -> Result<Vec<PathBuf>, DoctorError> {
 pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
     let records = read_log(&run.join("metrics.jsonl"))?;
     // the rules the run was configured with (all, if its config cannot be read)
-    let health = load(&run.join("config.toml"), &[])
+    let config = load(&run.join("config.toml"), &[])
         .ok()
-        .and_then(|f| f.validate("config.toml").ok())
-        .map(|c| c.hyper.health)
+        .and_then(|f| f.validate("config.toml").ok());
+    let architecture = config
+        .as_ref()
+        .map(|c| c.sae.architecture)
         .unwrap_or_default();
+    let health = config.map(|c| c.hyper.health).unwrap_or_default();
+    let skipped: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| k.needs_theta() && !architecture.trains_theta())
+        .collect();
     let checked: Vec<Kind> = Kind::ALL
         .into_iter()
-        .filter(|k| health.enabled && !health.disabled.contains(k))
+        .filter(|k| health.enabled && !health.disabled.contains(k) && !skipped.contains(k))
         .collect();
     let mut episodes: Vec<Episode> = Vec::new();
     let mut steps = 0;
@@ -138,6 +149,8 @@ pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
         episodes,
         checked,
         healthy,
+        skipped,
+        architecture,
     })
 }
 
@@ -171,7 +184,17 @@ impl Diagnosis {
         for k in &self.healthy {
             s += &format!("  ok {}: checked, never fired\n", k.name());
         }
-        for k in Kind::ALL.iter().filter(|k| !self.checked.contains(k)) {
+        for k in &self.skipped {
+            s += &format!(
+                "  skip {}: not checked ({} has no trained threshold θ)\n",
+                k.name(),
+                self.architecture.name()
+            );
+        }
+        for k in Kind::ALL
+            .iter()
+            .filter(|k| !self.checked.contains(k) && !self.skipped.contains(k))
+        {
             s += &format!(
                 "  off {}: not checked (switched off in [health])\n",
                 k.name()

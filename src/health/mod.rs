@@ -19,6 +19,7 @@
 
 pub mod doctor;
 
+use crate::sae::model::Architecture;
 use crate::train::record::MetricsRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,8 +73,19 @@ impl Kind {
         }
     }
 
-    /// What to change.
-    pub fn hint(self) -> &'static str {
+    /// What to change, in the keys of `arch`.
+    pub fn hint(self, arch: Architecture) -> &'static str {
+        match (self, arch.is_topk()) {
+            (Kind::DeadRising, true) => {
+                return "raise train.aux_coefficient (AuxK) or lower train.lr; a dictionary far wider than the data needs keeps latents dead";
+            }
+            (Kind::L0Collapse, true) => return "too few latents kept: raise sae.k",
+            (Kind::L0Runaway, true) => return "sae.k is above d_sae / 10: lower sae.k",
+            (Kind::DeadRising, false) if arch == Architecture::Relu => {
+                return "lower λ (train.sparsity_coefficient) or train.lr, or shorten train.sparsity_warmup_steps";
+            }
+            _ => {}
+        }
         match self {
             Kind::ThresholdFrozen => {
                 "the STE window is too narrow for the pre-activations: raise sae.bandwidth, or train.lr (θ's learning rate too)"
@@ -177,8 +189,8 @@ pub struct RunFacts {
     pub sparsity_warmup_steps: u64,
     /// L* of the `l0_target` penalty, if any.
     pub target_l0: Option<f64>,
-    /// Whether the architecture has a threshold θ.
-    pub has_theta: bool,
+    /// The architecture (the θ rule needs a trained threshold; hints name its keys).
+    pub architecture: Architecture,
 }
 
 /// A warning raised: the `warning` record's content.
@@ -263,7 +275,7 @@ impl Monitor {
         Kind::ALL
             .into_iter()
             .filter(|k| self.cfg.enabled && !self.cfg.disabled.contains(k))
-            .filter(|k| self.facts.has_theta || !k.needs_theta())
+            .filter(|k| self.facts.architecture.trains_theta() || !k.needs_theta())
             .collect()
     }
 
@@ -338,11 +350,11 @@ impl Monitor {
         events
     }
 
-    fn warn(kind: Kind, message: String, values: &[(&str, f64)]) -> Option<Warning> {
+    fn warn(&self, kind: Kind, message: String, values: &[(&str, f64)]) -> Option<Warning> {
         Some(Warning {
             kind,
             message,
-            hint: kind.hint().to_string(),
+            hint: kind.hint(self.facts.architecture).to_string(),
             values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         })
     }
@@ -370,7 +382,7 @@ impl Monitor {
                         .is_some_and(|r| m.l0 < 0.99 * r[0].l0),
                 };
                 off.then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "θ moved {change:.1e} (median relative change per 1,000 steps) while L0 is {:.1}{}",
@@ -390,7 +402,7 @@ impl Monitor {
                 let r = self.last(c.dead_reports.max(2))?;
                 let rising = m.dead_fraction > r[0].dead_fraction;
                 (m.dead_fraction > c.dead_fraction && rising).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "{:.1} % of the features are dead, up from {:.1} % {} reports ago",
@@ -406,7 +418,7 @@ impl Monitor {
             }
             Kind::L0Collapse => {
                 (warmed && m.l0 < c.l0_min).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!("L0 is {:.2}: almost no feature fires", m.l0),
                     &[("l0", m.l0)],
@@ -415,7 +427,7 @@ impl Monitor {
             Kind::L0Runaway => {
                 let max = self.facts.d_sae as f64 / c.l0_max_divisor;
                 (warmed && m.l0 > max).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "L0 is {:.1}, above d_sae / {} = {max:.1}",
@@ -441,7 +453,7 @@ impl Monitor {
                 let mut prev = same[same.len().saturating_sub(c.spike_window)..].to_vec();
                 let med = median(&mut prev);
                 (m.loss > c.spike_factor * med).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "the loss is {:.4}, {:.1}× the median {med:.4} of the previous {} reports",
@@ -455,7 +467,7 @@ impl Monitor {
             Kind::Overfitting => {
                 let (held, train) = self.heldout_fvu?;
                 (m.epoch >= c.overfit_epoch && held - train > c.overfit_gap).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "held-out FVU {held:.3} against {train:.3} in training, epoch {}",
@@ -469,7 +481,7 @@ impl Monitor {
                 r.iter()
                     .all(|r| r.data_wait_fraction > c.data_wait)
                     .then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "the trainer waited for data {:.0} % of the time for {} reports",
@@ -482,7 +494,7 @@ impl Monitor {
             Kind::SparsityDominates => {
                 let penalty = m.sparsity_coefficient * m.sparsity;
                 (warmed && penalty > c.sparsity_over_mse * m.mse).then_some(())?;
-                Self::warn(
+                self.warn(
                     kind,
                     format!(
                         "λ · sparsity = {penalty:.4} is {:.0}× the MSE {:.4}",

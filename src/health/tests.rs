@@ -3,15 +3,21 @@
 
 use super::*;
 use crate::metrics::stats::Histogram;
+use crate::sae::model::Architecture;
 
 const WARMUP: u64 = 100;
 
 fn facts(target: Option<f64>, has_theta: bool) -> RunFacts {
+    let architecture = if has_theta {
+        Architecture::JumpRelu
+    } else {
+        Architecture::TopK
+    };
     RunFacts {
         d_sae: 1000,
         sparsity_warmup_steps: WARMUP,
         target_l0: target,
-        has_theta,
+        architecture,
     }
 }
 

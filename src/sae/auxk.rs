@@ -1,11 +1,14 @@
 //! The AuxK auxiliary loss of TopK and BatchTopK (Gao et al. 2024, "Scaling and evaluating
 //! sparse autoencoders", section 2.4): the k_aux largest ReLU pre-activations among the dead
-//! latents reconstruct the main reconstruction's residual e = x − x̂ (held constant), and
-//! α · mean_b ‖ê − e‖² joins the loss, with ê = z_aux W_dec (no decoder bias, as in the paper).
-//! Only dead latents take part, so the extra products are `[B, n_dead]`-sized.
+//! latents reconstruct the main reconstruction's residual e = x − x̂ (held constant), with
+//! ê = z_aux W_dec (no decoder bias, the paper's formula), and α · Σ_b ‖ê_b − e_b‖² / Σ_b ‖e_b − ē‖²
+//! joins the loss: the error normalised by the residual's batch variance, as the paper's code
+//! (`normalized_mse` in openai/sparse_autoencoder) does, so that its α = 1/32 means what it meant
+//! there (our main loss is, like theirs, about the FVU on inputs scaled to E‖x‖² = 1). Only dead
+//! latents take part, so the extra products are `[B, n_dead]`-sized.
 //!
-//! The paper's loss is a normalised MSE on both terms; ours is the un-normalised squared error
-//! of the main loss (inputs are scaled to E‖x‖² = 1, so the two differ by about a constant).
+//! SAELens differs (an un-normalised error scaled by min(n_dead / k_aux, 1), k_aux = d_in / 2,
+//! coefficient 1); we follow the paper and its code.
 
 use crate::sae::kernels::LossSettings;
 use crate::sae::loss::{Grads, StepOutput};
@@ -39,7 +42,6 @@ pub fn add(
         return;
     }
     let [b, d] = x_in.dims();
-    let bf = b as f64;
     let alpha = s.aux_coefficient;
     let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
     let w_enc = sae.w_enc.clone().select(1, idx.clone());
@@ -48,9 +50,12 @@ pub fn add(
     let z = x_in.clone().matmul(w_enc.clone()) + b_enc.unsqueeze_dim::<2>(0);
     let a = topk_rows(z.clamp_min(0.0), s.aux_k.min(n));
     let e = out.residual.clone().neg();
+    // Σ_b ‖e_b − ē‖², held constant (a batch reconstructed exactly leaves nothing to learn)
+    let centred = e.clone() - e.clone().mean_dim(0);
+    let energy = centred.square().sum().clamp_min(1e-12);
     let diff = a.clone().matmul(w_dec.clone()) - e;
-    let aux = diff.clone().square().sum() / bf;
-    let d_hat = diff * (2.0 * alpha / bf);
+    let aux = diff.clone().square().sum() / energy.clone();
+    let d_hat = diff / energy.reshape([1, 1]).expand([b, d]) * (2.0 * alpha);
     let g_w_dec = a.clone().transpose().matmul(d_hat.clone());
     // the selected entries pass the gradient (ReLU and top-k: 1 where kept and positive)
     let g_z = d_hat

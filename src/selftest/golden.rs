@@ -9,7 +9,7 @@ use crate::sae::loss::{LossParts, loss_and_grads};
 use crate::sae::model::{HostParams, Sae, download, upload};
 use crate::train::adam::AdamState;
 use crate::train::step::{StepPlan, loss_settings, train_step};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 use serde_json::Value;
 
 /// Absolute tolerance of every golden comparison (the reference's own float32 run drifts ~1e-7).
@@ -17,7 +17,11 @@ pub const TOL: f64 = 1e-5;
 
 /// The cases' file names and contents, as committed (the repository's copy of the project's
 /// shared golden data; a test checks that the two agree).
-pub const FILES: [(&str, &str); 5] = [
+pub const FILES: [(&str, &str); 9] = [
+    (
+        "batchtopk_auxk",
+        include_str!("../../tests/golden/batchtopk_auxk.json"),
+    ),
     (
         "gdm_l0_log",
         include_str!("../../tests/golden/gdm_l0_log.json"),
@@ -31,7 +35,16 @@ pub const FILES: [(&str, &str); 5] = [
         "raw_threshold_free_decoder",
         include_str!("../../tests/golden/raw_threshold_free_decoder.json"),
     ),
+    ("relu_l1", include_str!("../../tests/golden/relu_l1.json")),
     ("tanh", include_str!("../../tests/golden/tanh.json")),
+    (
+        "topk_auxk",
+        include_str!("../../tests/golden/topk_auxk.json"),
+    ),
+    (
+        "topk_free_decoder",
+        include_str!("../../tests/golden/topk_free_decoder.json"),
+    ),
 ];
 
 /// One parsed case.
@@ -136,26 +149,45 @@ impl Case {
     pub fn config(&self) -> Result<Config, CaseError> {
         let c = &self.value["config"];
         let num = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+        let arch = c["architecture"].as_str().unwrap_or("jumprelu");
         let mut sets: Vec<String> = vec![
+            format!("sae.architecture=\"{arch}\""),
             format!("sae.pre_encoder_bias={}", c["pre_encoder_bias"]),
-            format!("sae.threshold_param={}", c["threshold_param"]),
-            format!("sae.bandwidth={:e}", num("bandwidth")),
             format!("sae.unit_norm_decoder={}", c["unit_norm_decoder"]),
-            format!("train.sparsity_loss={}", c["sparsity_loss"]),
-            format!(
-                "train.sparsity_coefficient={:e}",
-                num("sparsity_coefficient")
-            ),
-            format!("train.tanh_scale={:e}", num("tanh_scale")),
             format!("train.lr={:e}", num("lr")),
             format!("train.lr_warmup_steps={}", c["lr_warmup_steps"]),
-            format!("train.sparsity_warmup_steps={}", c["sparsity_warmup_steps"]),
             format!("train.adam_beta1={:e}", num("adam_beta1")),
             format!("train.adam_beta2={:e}", num("adam_beta2")),
             format!("train.adam_eps={:e}", num("adam_eps")),
         ];
-        if let Some(t) = c["target_l0"].as_f64() {
-            sets.push(format!("train.target_l0={t:e}"));
+        // only the keys of the case's architecture: the others are refused
+        if arch == "jumprelu" {
+            sets.extend([
+                format!("sae.threshold_param={}", c["threshold_param"]),
+                format!("sae.bandwidth={:e}", num("bandwidth")),
+                format!("train.sparsity_loss={}", c["sparsity_loss"]),
+                format!("train.tanh_scale={:e}", num("tanh_scale")),
+            ]);
+            if let Some(t) = c["target_l0"].as_f64() {
+                sets.push(format!("train.target_l0={t:e}"));
+            }
+        }
+        if c["sparsity_coefficient"].is_number() {
+            sets.push(format!(
+                "train.sparsity_coefficient={:e}",
+                num("sparsity_coefficient")
+            ));
+            sets.push(format!(
+                "train.sparsity_warmup_steps={}",
+                c["sparsity_warmup_steps"]
+            ));
+        }
+        if c["k"].is_number() {
+            sets.extend([
+                format!("sae.k={}", c["k"]),
+                format!("train.aux_k={}", c["aux_k"]),
+                format!("train.aux_coefficient={:e}", num("aux_coefficient")),
+            ]);
         }
         parse("", "golden", &sets)
             .and_then(|f| f.validate("golden"))
@@ -175,6 +207,14 @@ impl Case {
             threshold: flat32(&i["threshold"]),
             topk: None,
         }
+    }
+
+    /// The latents the AuxK loss treats as dead at every step (every `dead_every`-th), if any.
+    fn dead(&self, device: &Device) -> Option<Tensor<1, Bool>> {
+        let every = self.value["config"]["dead_every"].as_u64()? as usize;
+        let m = self.value["d_sae"].as_u64().unwrap_or(0) as usize;
+        let v: Vec<f32> = (0..m).map(|i| (i % every == 0) as u8 as f32).collect();
+        Some(upload(&v, [m], device).greater_elem(0.5))
     }
 
     fn batch(&self, k: usize, device: &Device) -> Tensor<2> {
@@ -210,7 +250,8 @@ impl Case {
         s.lambda = cfg.hyper.sparsity_coefficient;
         s.kernels = kernels;
         s.sparse_below = sparse_below;
-        let (o, g) = loss_and_grads(&sae, self.batch(0, device), &s, None);
+        let dead = self.dead(device);
+        let (o, g) = loss_and_grads(&sae, self.batch(0, device), &s, dead.as_ref());
         let ff = &self.value["first_forward"];
         out.push_parts("first forward", &LossParts::from_tensor(&o.parts), ff);
         let gr = &ff["gradients"];
@@ -221,7 +262,13 @@ impl Case {
             ("b_dec", download(&g.b_dec)),
             (theta_key, download(&g.theta_param)),
         ] {
-            out.push(format!("first forward d{k}"), max_err(&t, &flat(&gr[k])));
+            // the baselines train no θ: its gradient must be 0
+            let want = if gr[k].is_null() {
+                vec![0.0; t.len()]
+            } else {
+                flat(&gr[k])
+            };
+            out.push(format!("first forward d{k}"), max_err(&t, &want));
         }
 
         let Some(steps) = self.value["steps"].as_array() else {
@@ -238,7 +285,13 @@ impl Case {
                 kernels,
                 sparse_below,
             };
-            let o = train_step(&mut sae, &mut adam, self.batch(t, device), plan, None);
+            let o = train_step(
+                &mut sae,
+                &mut adam,
+                self.batch(t, device),
+                plan,
+                dead.as_ref(),
+            );
             out.push_parts(&format!("step {t}"), &LossParts::from_tensor(&o.parts), rec);
         }
         let fin = &self.value["final"];

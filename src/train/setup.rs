@@ -116,7 +116,7 @@ fn monitor(cfg: &Config, d_sae: usize) -> Monitor {
         d_sae,
         sparsity_warmup_steps: cfg.hyper.sparsity_warmup_steps,
         target_l0: cfg.hyper.target_l0,
-        has_theta: cfg.sae.architecture.trains_theta(),
+        architecture: cfg.sae.architecture,
     };
     Monitor::new(cfg.hyper.health.clone(), facts)
 }

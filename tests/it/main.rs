@@ -1,5 +1,6 @@
 //! The one integration-test binary.
 
+mod architectures;
 mod bad_input;
 mod common;
 mod golden;

@@ -127,7 +127,9 @@ fn one_of_each() -> Vec<Record> {
             tokens,
             kind: HealthKind::L0Collapse,
             message: "L0 is 0.40: almost no feature fires".into(),
-            hint: HealthKind::L0Collapse.hint().into(),
+            hint: HealthKind::L0Collapse
+                .hint(jumpscope::config::Architecture::JumpRelu)
+                .into(),
             values: [("l0".to_string(), 0.4)].into(),
         },
         Record::WarningCleared {

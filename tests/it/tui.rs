@@ -122,7 +122,9 @@ fn busy_app() -> App {
         tokens: 390 * 4096,
         kind: jumpscope::health::Kind::DeadRising,
         message: "12.0 % of the features are dead, up from 8.0 % 4 reports ago".into(),
-        hint: jumpscope::health::Kind::DeadRising.hint().into(),
+        hint: jumpscope::health::Kind::DeadRising
+            .hint(jumpscope::config::Architecture::JumpRelu)
+            .into(),
         values: Default::default(),
     }));
     a
@@ -564,7 +566,7 @@ fn the_health_badge_counts_active_warnings() {
             tokens: 10 * 4096,
             kind,
             message: "m".into(),
-            hint: kind.hint().into(),
+            hint: kind.hint(jumpscope::config::Architecture::JumpRelu).into(),
             values: Default::default(),
         }));
     }
