@@ -167,6 +167,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
         format: loaded.format.to_string(),
         d_in: p.d_in,
         d_sae: p.d_sae,
+        architecture: loaded.architecture,
     };
     let report = inspect::inspect(p, info, &store, &opts, &dev, |done, _| {
         bar.set_position(done)
@@ -188,9 +189,16 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
 /// A plain-text summary (for pipes and logs; the screen shows the same interactively).
 fn summary(r: &Report, feature: Option<&FeatureReport>) {
     println!(
-        "SAE        {} ({}, d_in {}, d_sae {})",
-        r.sae.path, r.sae.format, r.sae.d_in, r.sae.d_sae
+        "SAE        {} ({} {}, d_in {}, d_sae {})",
+        r.sae.path,
+        r.sae.format,
+        r.sae.architecture.name(),
+        r.sae.d_in,
+        r.sae.d_sae
     );
+    if let Some(note) = r.sae.no_theta_note() {
+        println!("           {note}");
+    }
     println!(
         "store      {} (dataset `{}`)",
         r.stores.join(", "),
@@ -206,10 +214,14 @@ fn summary(r: &Report, feature: Option<&FeatureReport>) {
         "dead       {} of {}    dense (density >= {}) {}",
         r.recon.dead, r.sae.d_sae, r.dense_threshold, r.dense
     );
+    let marker = r.sae.theta_marker();
     let show = |f: &FeatureReport| {
+        let theta = marker
+            .map(|m| format!("  {m} {:.4}", f.threshold))
+            .unwrap_or_default();
         println!(
-            "feature {:>6}  density {:.3e}  mean {:.4}  max {:.4}  θ {:.4}  ‖d‖ {:.3}",
-            f.index, f.density, f.mean, f.max, f.threshold, f.decoder_norm
+            "feature {:>6}  density {:.3e}  mean {:.4}  max {:.4}{theta}  ‖d‖ {:.3}",
+            f.index, f.density, f.mean, f.max, f.decoder_norm
         );
     };
     match feature {

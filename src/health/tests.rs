@@ -44,6 +44,7 @@ fn report(step: u64) -> MetricsRecord {
         sparse_fraction: 1.0,
         firing_hist: hist.clone(),
         theta_hist: hist,
+        global_threshold: None,
         elapsed_s: step as f64,
     }
 }

@@ -77,6 +77,34 @@ pub struct SaeInfo {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
+    /// Its architecture (absent from reports of earlier versions: JumpReLU). Only JumpReLU and
+    /// BatchTopK (one global value) have a threshold θ; the features' `threshold` is 0 for the
+    /// others.
+    #[serde(default)]
+    pub architecture: crate::sae::model::Architecture,
+}
+
+impl SaeInfo {
+    /// What the histogram marker stands for: θ per feature, BatchTopK's global θ, or `None`
+    /// where the architecture has no threshold (TopK, ReLU).
+    pub fn theta_marker(&self) -> Option<&'static str> {
+        use crate::sae::model::Architecture;
+        match self.architecture {
+            Architecture::JumpRelu => Some("θ"),
+            Architecture::BatchTopK => Some("θ (global)"),
+            Architecture::TopK | Architecture::Relu => None,
+        }
+    }
+
+    /// Why there is no θ marker, where there is none.
+    pub fn no_theta_note(&self) -> Option<&'static str> {
+        use crate::sae::model::Architecture;
+        match self.architecture {
+            Architecture::TopK => Some("no θ: a TopK SAE keeps each token's k largest"),
+            Architecture::Relu => Some("no θ: a ReLU SAE fires wherever z > 0"),
+            _ => None,
+        }
+    }
 }
 
 /// The whole report.

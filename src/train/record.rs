@@ -6,6 +6,7 @@
 use crate::eval::EvalReport;
 use crate::health::Kind as HealthKind;
 use crate::metrics::stats::Histogram;
+use crate::sae::model::Architecture;
 use crate::train::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ pub enum Record {
         d_in: usize,
         /// Dictionary size.
         d_sae: usize,
+        /// The SAE's architecture (absent from logs of versions before there was a choice).
+        #[serde(default)]
+        architecture: Architecture,
         /// Input scale C.
         scale: f64,
         /// The device label.
@@ -56,6 +60,9 @@ pub enum Record {
         d_in: usize,
         /// Dictionary size.
         d_sae: usize,
+        /// The SAE's architecture (absent from logs of versions before there was a choice).
+        #[serde(default)]
+        architecture: Architecture,
         /// Input scale C.
         scale: f64,
         /// The device label.
@@ -225,8 +232,13 @@ pub struct MetricsRecord {
     /// Histogram of log10(firing frequency + 1e-10) over features, frequency over the window
     /// since the previous report; range [-10, 0].
     pub firing_hist: Histogram,
-    /// Histogram of log10 θ, θ in raw activation units.
+    /// What stands in for a threshold, log10 in raw activation units: θ per feature (JumpReLU,
+    /// BatchTopK), each token's k-th largest pre-activation in the last batch (TopK), each
+    /// feature's mean non-zero activation in the last batch (ReLU).
     pub theta_hist: Histogram,
+    /// BatchTopK's global inference threshold (raw units); `null` for the other architectures.
+    #[serde(default)]
+    pub global_threshold: Option<f64>,
     /// Seconds since the run (or resume) started.
     pub elapsed_s: f64,
 }
@@ -308,14 +320,16 @@ impl Record {
             Record::Start {
                 d_in,
                 d_sae,
+                architecture,
                 scale,
                 device,
                 memory_estimate,
                 memory_available,
                 ..
             } => format!(
-                "started: d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
-                memory_phrase(memory_estimate, memory_available)
+                "started: {architecture} SAE, d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
+                memory_phrase(memory_estimate, memory_available),
+                architecture = architecture.name(),
             ),
             Record::Resume {
                 checkpoint,

@@ -4,7 +4,7 @@
 
 use crate::metrics::stats::Histogram;
 use crate::sae::loss::LossParts;
-use crate::sae::model::download;
+use crate::sae::model::{Architecture, download};
 use crate::train::record::MetricsRecord;
 use crate::train::schedule::{lambda_at, lr_at};
 use crate::train::trainer::Trainer;
@@ -78,7 +78,7 @@ impl Trainer {
         self.window = (Instant::now(), self.tokens_seen);
         let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
         let (_, m) = self.sae.dims();
-        let centred = x.clone() - x.mean_dim(0);
+        let centred = x.clone() - x.clone().mean_dim(0);
         let dead_mask = self.firing.dead(self.dead_steps()).float();
         let window = self.firing.window_tokens.max(1) as f64;
         let log_freq =
@@ -107,7 +107,14 @@ impl Trainer {
             self.health.observe_theta_change(change);
         }
         self.last_theta = Some((self.step, theta.clone()));
-        let theta_hist = theta_histogram(theta);
+        let arch = self.cfg.sae.architecture;
+        let global_threshold = (arch == Architecture::BatchTopK)
+            .then(|| theta.first().map(|t| 10f64.powf(*t)))
+            .flatten();
+        let theta_hist = match arch {
+            Architecture::JumpRelu | Architecture::BatchTopK => theta_histogram(theta),
+            Architecture::TopK | Architecture::Relu => theta_histogram(self.stand_in(&x)),
+        };
         self.firing.reset_window();
         let t = self.step.saturating_sub(1);
         MetricsRecord {
@@ -130,8 +137,35 @@ impl Trainer {
             sparse_fraction,
             firing_hist,
             theta_hist,
+            global_threshold,
             elapsed_s: started.elapsed().as_secs_f64(),
         }
+    }
+
+    /// What stands in for θ where there is none, log10 in raw units, from the batch `x`: each
+    /// token's k-th largest pre-activation (TopK: its effective threshold), or each firing
+    /// feature's mean non-zero activation (ReLU).
+    fn stand_in(&self, x: &Tensor<2>) -> Vec<f64> {
+        let x_in = if self.cfg.sae.pre_encoder_bias {
+            x.clone() - self.sae.b_dec.clone().unsqueeze_dim::<2>(0)
+        } else {
+            x.clone()
+        };
+        let r = (x_in.matmul(self.sae.w_enc.clone())
+            + self.sae.b_enc.clone().unsqueeze_dim::<2>(0))
+        .clamp_min(0.0);
+        let [_, m] = r.dims();
+        let values = if self.cfg.sae.architecture == Architecture::TopK {
+            let k = self.cfg.hyper.k.clamp(1, m);
+            r.topk(k, 1).narrow(1, k - 1, 1).reshape([-1])
+        } else {
+            let count = r.clone().greater_elem(0.0).float().sum_dim(0);
+            (r.sum_dim(0) / count).reshape([-1])
+        };
+        download(&(values * self.scale))
+            .into_iter()
+            .map(|v| (v as f64).log10())
+            .collect()
     }
 }
 

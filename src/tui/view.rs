@@ -3,6 +3,7 @@
 
 use crate::health::Kind;
 use crate::metrics::stats::Histogram;
+use crate::sae::model::Architecture;
 use crate::tui::app::{App, Overlay, Pane, RunState, TUNABLES};
 use crate::tui::history::Series;
 use crate::tui::keymap::BINDINGS;
@@ -134,7 +135,16 @@ fn duration(s: f64) -> String {
 }
 
 fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let block = pane(format!(" {} ", app.run_name), app, Pane::Status, theme);
+    let block = pane(
+        format!(
+            " {} · {} ",
+            app.run_name,
+            app.config.sae.architecture.name()
+        ),
+        app,
+        Pane::Status,
+        theme,
+    );
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [l1, l2, g] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
@@ -377,7 +387,18 @@ fn histogram_chart(
 }
 
 fn draw_theta(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let block = pane(" log10 θ (features) ".into(), app, Pane::Theta, theme);
+    let title = match app.config.sae.architecture {
+        Architecture::JumpRelu => " log10 θ (features) ",
+        Architecture::TopK => " log10 k-th pre-activation (tokens) ",
+        Architecture::BatchTopK => " global threshold θ ",
+        Architecture::Relu => " log10 mean activation (features) ",
+    };
+    let block = pane(title.into(), app, Pane::Theta, theme);
+    if app.config.sae.architecture == Architecture::BatchTopK {
+        let sets = vec![("θ", points(&app.global_threshold, app), theme.series[1])];
+        line_chart(f, area, block, sets, theme, |v| format!("{v:.3}"));
+        return;
+    }
     histogram_chart(
         f,
         area,
@@ -422,7 +443,8 @@ fn draw_dead(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 fn draw_hyper(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let block = pane(" hyperparameters ".into(), app, Pane::Hyper, theme);
     let width = block.inner(area).width as usize;
-    let lines: Vec<Line> = TUNABLES
+    let lines: Vec<Line> = app
+        .tunables()
         .iter()
         .enumerate()
         .map(|(i, t)| {

@@ -59,6 +59,7 @@ fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
         eprintln!("{name}: MMCS {score:.3}, L0 {l0:.2}, FVU {:.3}", e["fvu"]);
         assert!(score >= 0.85, "{name}: MMCS {score}");
         l0s.push((name, l0));
+        inspect_marks_theta_only_where_there_is_one(&run.join("sae"), &store, arch, l0);
     }
     // about the demo's L0: within a factor of 1.5 of it
     let demo = l0s[0].1;
@@ -67,6 +68,40 @@ fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
             *l0 >= demo / 1.5 && *l0 <= demo * 1.5,
             "{name}: L0 {l0} against the demo's {demo}"
         );
+    }
+}
+
+/// `inspect` encodes as the architecture does (its L0 equals eval's), names the architecture,
+/// and shows θ only for JumpReLU (per feature) and BatchTopK (one global value).
+fn inspect_marks_theta_only_where_there_is_one(
+    sae: &Path,
+    store: &Path,
+    arch: Architecture,
+    l0: f64,
+) {
+    let args = [
+        "inspect",
+        sae.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let o = run(&[&args[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["sae"]["architecture"], arch.name());
+    let inspected = r["l0"].as_f64().unwrap();
+    assert!(
+        (inspected - l0).abs() < 1e-3,
+        "{arch:?}: inspect L0 {inspected} vs eval {l0}"
+    );
+    let o = run(&[&args[..], &["--feature", "3"]].concat());
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let has_theta = text.contains(" θ ");
+    match arch {
+        Architecture::JumpRelu => assert!(has_theta, "{text}"),
+        Architecture::BatchTopK => assert!(text.contains("θ (global)"), "{text}"),
+        Architecture::TopK => assert!(!has_theta && text.contains("no θ: a TopK SAE"), "{text}"),
+        Architecture::Relu => assert!(!has_theta && text.contains("no θ: a ReLU SAE"), "{text}"),
     }
 }
 

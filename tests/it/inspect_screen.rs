@@ -78,6 +78,7 @@ fn report() -> Report {
             format: "saelens".into(),
             d_in: D,
             d_sae: M,
+            architecture: jumpscope::config::Architecture::JumpRelu,
         },
         stores: vec!["acts.h5".into()],
         dataset: "activations".into(),

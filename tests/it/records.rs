@@ -31,6 +31,7 @@ fn one_of_each() -> Vec<Record> {
             tokens,
             d_in: 16,
             d_sae: 64,
+            architecture: jumpscope::config::Architecture::JumpRelu,
             scale: 1.5,
             device: "cpu".into(),
             store_attributes: [("model".to_string(), "toy".to_string())].into(),
@@ -43,6 +44,7 @@ fn one_of_each() -> Vec<Record> {
             checkpoint: "run/checkpoints/step-7".into(),
             d_in: 16,
             d_sae: 64,
+            architecture: jumpscope::config::Architecture::JumpRelu,
             scale: 1.5,
             device: "cpu".into(),
             memory_estimate: Some(memory()),
@@ -68,6 +70,7 @@ fn one_of_each() -> Vec<Record> {
             sparse_fraction: 0.0,
             firing_hist: hist.clone(),
             theta_hist: hist,
+            global_threshold: None,
             elapsed_s: 2.0,
         })),
         Record::Eval {

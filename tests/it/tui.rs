@@ -69,16 +69,22 @@ fn metrics(s: u64) -> Msg {
         sparse_fraction: 0.0,
         firing_hist: Histogram::new(firing, -10.0, 0.0, 40),
         theta_hist: Histogram::new(theta, -3.0, 0.0, 40),
+        global_threshold: None,
         elapsed_s: x,
     })))
 }
 
 fn started() -> Msg {
+    started_as(jumpscope::config::Architecture::JumpRelu)
+}
+
+fn started_as(architecture: jumpscope::config::Architecture) -> Msg {
     rec(Record::Start {
         step: 0,
         tokens: 0,
         d_in: 512,
         d_sae: 16384,
+        architecture,
         scale: 1.5,
         device: "cpu".into(),
         store_attributes: Default::default(),
@@ -329,6 +335,72 @@ fn main_screen_at_120x40() {
 #[test]
 fn main_screen_at_80x24() {
     insta::assert_snapshot!(render(&busy_app(), 80, 24));
+}
+
+/// A run of another architecture 200 steps in (BatchTopK reports its global threshold).
+fn baseline_app(arch: &str) -> App {
+    let extra: Vec<String> = match arch {
+        "relu" => vec!["sae.architecture=\"relu\"".into()],
+        _ => vec![format!("sae.architecture=\"{arch}\""), "sae.k=32".into()],
+    };
+    let mut sets: Vec<String> = vec![
+        "data.stores=[\"acts.h5\"]".into(),
+        "data.batch_size=4096".into(),
+        "sae.d_sae=16384".into(),
+        "train.steps=1000".into(),
+        "train.lr=0.0002".into(),
+        "run.out=\"runs/demo\"".into(),
+    ];
+    sets.extend(extra);
+    let cfg = parse("", "test", &sets).unwrap().validate("test").unwrap();
+    let architecture = cfg.sae.architecture;
+    let mut a = App::new(cfg, "demo".into(), "cpu".into(), 0, 1000);
+    a.update(started_as(architecture));
+    for s in (10..=200).step_by(10) {
+        let Msg::Train(TrainEvent::Record(Record::Metrics(mut m))) = metrics(s) else {
+            unreachable!()
+        };
+        if arch == "batchtopk" {
+            m.global_threshold = Some(0.5 + 0.2 / (1.0 + s as f64 / 50.0));
+        }
+        a.update(rec(Record::Metrics(m)));
+    }
+    a
+}
+
+#[test]
+fn the_theta_pane_status_and_keys_follow_the_architecture() {
+    for (arch, title, tunable) in [
+        (
+            "topk",
+            "log10 k-th pre-activation (tokens)",
+            "k (kept per token)",
+        ),
+        ("batchtopk", "global threshold θ", "AuxK coef. α"),
+        (
+            "relu",
+            "log10 mean activation (features)",
+            "λ (sparsity coef.)",
+        ),
+    ] {
+        let a = baseline_app(arch);
+        let screen = render(&a, 120, 40);
+        assert!(screen.contains(title), "{arch}:\n{screen}");
+        assert!(
+            screen.contains(&format!("demo · {arch}")),
+            "{arch}:\n{screen}"
+        );
+        assert!(screen.contains(tunable), "{arch}:\n{screen}");
+        assert!(!screen.contains("bandwidth"), "{arch}:\n{screen}");
+    }
+    insta::assert_snapshot!(
+        "topk_screen_at_120x40",
+        render(&baseline_app("topk"), 120, 40)
+    );
+    insta::assert_snapshot!(
+        "batchtopk_screen_at_120x40",
+        render(&baseline_app("batchtopk"), 120, 40)
+    );
 }
 
 #[test]
@@ -607,6 +679,7 @@ fn the_health_badge_counts_active_warnings() {
         checkpoint: PathBuf::from("runs/demo/checkpoints/step-40"),
         d_in: 512,
         d_sae: 16384,
+        architecture: jumpscope::config::Architecture::JumpRelu,
         scale: 1.5,
         device: "cpu".into(),
         memory_estimate: None,

@@ -21,7 +21,7 @@ impl App {
                 }
                 KeyCode::Enter => {
                     let value = self.editing.take().unwrap_or_default();
-                    return self.apply(TUNABLES[self.selected], value.trim());
+                    return self.apply(self.tunables()[self.selected], value.trim());
                 }
                 KeyCode::Esc => {
                     self.editing = None;
@@ -67,10 +67,13 @@ impl App {
                 };
                 self.focus = PANES[j];
             }
-            Action::Up => self.selected = (self.selected + TUNABLES.len() - 1) % TUNABLES.len(),
-            Action::Down => self.selected = (self.selected + 1) % TUNABLES.len(),
+            Action::Up => {
+                let n = self.tunables().len();
+                self.selected = (self.selected + n - 1) % n
+            }
+            Action::Down => self.selected = (self.selected + 1) % self.tunables().len(),
             Action::Increase | Action::Decrease => {
-                let t = TUNABLES[self.selected];
+                let t = self.tunables()[self.selected];
                 let Some(v) = t.get(&self.config.hyper) else {
                     self.note(
                         format!("{} is not set: press Enter to type a value", t.key),
@@ -82,7 +85,7 @@ impl App {
                 return self.apply(t, &t.format(next));
             }
             Action::Edit => {
-                let t = TUNABLES[self.selected];
+                let t = self.tunables()[self.selected];
                 self.editing = Some(
                     t.get(&self.config.hyper)
                         .map(|v| t.format(v))

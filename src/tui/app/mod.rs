@@ -5,7 +5,7 @@
 mod keys;
 mod tunables;
 
-pub use tunables::{TUNABLES, Tunable};
+pub use tunables::{TUNABLES, Tunable, tunables};
 
 use crate::config::Config;
 use crate::live::{self, ConfigEdit, Verdict};
@@ -174,6 +174,8 @@ pub struct App {
     pub ev: Series,
     /// Dead features per report.
     pub dead: Series,
+    /// BatchTopK's global threshold over steps.
+    pub global_threshold: Series,
     /// Latest log10 θ histogram.
     pub theta_hist: Option<Histogram>,
     /// Latest log10 firing-frequency histogram.
@@ -210,6 +212,11 @@ pub struct App {
 }
 
 impl App {
+    /// The hyperparameters the keys step for this run's architecture.
+    pub fn tunables(&self) -> &'static [Tunable] {
+        tunables(self.config.sae.architecture)
+    }
+
     /// A screen for a run about to start at `step` of `total_steps`.
     pub fn new(
         config: Config,
@@ -232,6 +239,7 @@ impl App {
             mse: Series::new(SERIES_CAP, RECENT_CAP),
             ev: Series::new(SERIES_CAP, RECENT_CAP),
             dead: Series::new(SERIES_CAP, RECENT_CAP),
+            global_threshold: Series::new(SERIES_CAP, RECENT_CAP),
             theta_hist: None,
             firing_hist: None,
             d_sae: 0,
@@ -362,6 +370,9 @@ impl App {
                 self.mse.push(x, m.mse);
                 self.ev.push(x, m.explained_variance);
                 self.dead.push(x, m.dead as f64);
+                if let Some(t) = m.global_threshold {
+                    self.global_threshold.push(x, t);
+                }
                 self.theta_hist = Some(m.theta_hist.clone());
                 self.firing_hist = Some(m.firing_hist.clone());
                 if self.state == RunState::WarmingUp {

@@ -1,6 +1,6 @@
 //! The hyperparameters the screen's keys step and edit: their keys, labels, formats and steps.
 
-use crate::config::Hyper;
+use crate::config::{Architecture, Hyper};
 
 /// A hyperparameter that can be changed from the keyboard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,39 +13,58 @@ pub struct Tunable {
     pub integer: bool,
 }
 
-/// The keyboard-tunable hyperparameters, in pane order.
+const fn real(key: &'static str, label: &'static str) -> Tunable {
+    Tunable {
+        key,
+        label,
+        integer: false,
+    }
+}
+
+const fn whole(key: &'static str, label: &'static str) -> Tunable {
+    Tunable {
+        key,
+        label,
+        integer: true,
+    }
+}
+
+/// JumpReLU's keyboard-tunable hyperparameters, in pane order.
 pub const TUNABLES: [Tunable; 6] = [
-    Tunable {
-        key: "train.sparsity_coefficient",
-        label: "λ (sparsity coef.)",
-        integer: false,
-    },
-    Tunable {
-        key: "train.target_l0",
-        label: "target L0",
-        integer: false,
-    },
-    Tunable {
-        key: "train.lr",
-        label: "learning rate",
-        integer: false,
-    },
-    Tunable {
-        key: "sae.bandwidth",
-        label: "bandwidth ε",
-        integer: false,
-    },
-    Tunable {
-        key: "train.log_every",
-        label: "log every",
-        integer: true,
-    },
-    Tunable {
-        key: "train.checkpoint_every",
-        label: "checkpoint every",
-        integer: true,
-    },
+    real("train.sparsity_coefficient", "λ (sparsity coef.)"),
+    real("train.target_l0", "target L0"),
+    real("train.lr", "learning rate"),
+    real("sae.bandwidth", "bandwidth ε"),
+    whole("train.log_every", "log every"),
+    whole("train.checkpoint_every", "checkpoint every"),
 ];
+
+/// TopK's and BatchTopK's, in pane order.
+const TOPK_TUNABLES: [Tunable; 6] = [
+    whole("sae.k", "k (kept per token)"),
+    real("train.lr", "learning rate"),
+    real("train.aux_coefficient", "AuxK coef. α"),
+    whole("train.aux_k", "AuxK k_aux"),
+    whole("train.log_every", "log every"),
+    whole("train.checkpoint_every", "checkpoint every"),
+];
+
+/// ReLU's, in pane order.
+const RELU_TUNABLES: [Tunable; 4] = [
+    real("train.sparsity_coefficient", "λ (sparsity coef.)"),
+    real("train.lr", "learning rate"),
+    whole("train.log_every", "log every"),
+    whole("train.checkpoint_every", "checkpoint every"),
+];
+
+/// The keyboard-tunable hyperparameters of `arch`, in pane order (at most [`TUNABLES`]' length).
+pub fn tunables(arch: Architecture) -> &'static [Tunable] {
+    match arch {
+        Architecture::JumpRelu => &TUNABLES,
+        Architecture::TopK | Architecture::BatchTopK => &TOPK_TUNABLES,
+        Architecture::Relu => &RELU_TUNABLES,
+    }
+}
 
 impl Tunable {
     /// Its current value (`None`: unset, e.g. target L0 without the l0_target penalty).
@@ -55,6 +74,9 @@ impl Tunable {
             "train.target_l0" => h.target_l0,
             "train.lr" => Some(h.lr),
             "sae.bandwidth" => Some(h.bandwidth),
+            "sae.k" => Some(h.k as f64),
+            "train.aux_coefficient" => Some(h.aux_coefficient),
+            "train.aux_k" => Some(h.aux_k as f64),
             "train.log_every" => Some(h.log_every as f64),
             "train.checkpoint_every" => Some(h.checkpoint_every as f64),
             _ => None,

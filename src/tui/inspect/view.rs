@@ -2,7 +2,7 @@
 //! the selected feature's histogram (θ marked), statistics, top examples in context, nearest
 //! features, the footer and the help. Reads the state, changes nothing.
 
-use crate::inspect::report::{FeatureReport, TopActivation};
+use crate::inspect::report::{FeatureReport, SaeInfo, TopActivation};
 use crate::tui::inspect::app::{COLUMNS, Focus, InspectApp, NEAREST};
 use crate::tui::theme::Theme;
 use crate::tui::view::too_small;
@@ -187,12 +187,12 @@ fn draw_detail(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
         Constraint::Length(near_h),
     ])
     .areas(area);
-    draw_histogram(f, hist, feat, theme);
+    draw_histogram(f, hist, &app.report.sae, feat, theme);
     draw_examples(f, examples, app, feat, theme);
     draw_nearest(f, near, app, theme);
 }
 
-fn draw_histogram(f: &mut Frame, area: Rect, feat: &FeatureReport, theme: &Theme) {
+fn draw_histogram(f: &mut Frame, area: Rect, sae: &SaeInfo, feat: &FeatureReport, theme: &Theme) {
     let block = bordered(format!(" feature {} ", feat.index), false, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -203,16 +203,17 @@ fn draw_histogram(f: &mut Frame, area: Rect, feat: &FeatureReport, theme: &Theme
             Span::styled(format!("{}  ", num(v)), theme.text),
         ]
     };
-    let spans: Vec<Span> = [
+    let marker = sae.theta_marker();
+    let mut cells = vec![
         kv("density", feat.density),
         kv("mean", feat.mean),
         kv("max", feat.max),
-        kv("θ", feat.threshold),
-        kv("‖d‖", feat.decoder_norm),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    ];
+    if let Some(m) = marker {
+        cells.push(kv(m, feat.threshold));
+    }
+    cells.push(kv("‖d‖", feat.decoder_norm));
+    let spans: Vec<Span> = cells.into_iter().flatten().collect();
     f.render_widget(Paragraph::new(Line::from(spans)), stats);
     let h = &feat.histogram;
     if h.counts.is_empty() {
@@ -251,10 +252,18 @@ fn draw_histogram(f: &mut Frame, area: Rect, feat: &FeatureReport, theme: &Theme
             .collect();
         lines.push(Line::from(Span::styled(text, theme.series[0])));
     }
-    // the θ marker under its bin, and the range
-    let mut marker = " ".repeat(theta_col);
-    marker.push_str("▲ θ");
-    lines.push(Line::from(Span::styled(marker, theme.warn)));
+    // the θ marker under its bin (where the architecture has a θ), and the range
+    match marker {
+        Some(m) => {
+            let mut line = " ".repeat(theta_col);
+            line.push_str(&format!("▲ {m}"));
+            lines.push(Line::from(Span::styled(line, theme.warn)));
+        }
+        None => lines.push(Line::from(Span::styled(
+            sae.no_theta_note().unwrap_or_default(),
+            theme.dim,
+        ))),
+    }
     lines.push(Line::from(Span::styled(
         format!(
             "0 … {} ({} bins, peak {})",
