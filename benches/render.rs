@@ -68,6 +68,7 @@ fn long_run() -> App {
                 sparse_fraction: 0.0,
                 firing_hist: firing_hist.clone(),
                 theta_hist: theta_hist.clone(),
+                global_threshold: None,
                 elapsed_s: x,
             },
         )))));
