@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference
+# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -40,6 +40,7 @@ need_tmux() {
 }
 
 TORCH_VERSION=2.9.0
+SAELENS_VERSION=6.54.12
 TORCH_DIR="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/torch-$TORCH_VERSION"
 
 libtorch() {
@@ -136,6 +137,24 @@ case "$cmd" in
         libtorch
         PYTHONPATH="$TORCH_DIR${PYTHONPATH:+:$PYTHONPATH}" python3 reference/jumprelu_torch.py check "$@"
         ;;
+    test-saelens)
+        # our baselines against SAELens: the reference against its training classes, and the
+        # exported SAEs of every architecture loading in it with the FVU `jumpscope eval` gives
+        # (sae-lens pinned, in a venv that takes torch from the LibTorch wheel)
+        setup
+        libtorch
+        venv="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/saelens-$SAELENS_VERSION"
+        if [ ! -f "$venv/.complete" ]; then
+            rm -rf "$venv"
+            python3 -m venv "$venv"
+            PYTHONPATH="$TORCH_DIR" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+                --no-input "sae-lens==$SAELENS_VERSION" h5py >&2
+            touch "$venv/.complete"
+        fi
+        cargo build --release --quiet
+        PYTHONPATH="$TORCH_DIR" "$venv/bin/python" reference/check_saelens.py ci \
+            --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        ;;
     bench-tch)
         setup
         tch_env
@@ -143,7 +162,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens [args]" >&2
         exit 2
         ;;
 esac

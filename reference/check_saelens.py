@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Check jumpscope's baselines against SAELens (`pip install sae-lens`; not needed by anything else
+here, and not run by CI: the README records what it printed).
+
+  reference    our PyTorch reference (baselines_torch.py) against SAELens's own training classes
+               (TopKTrainingSAE, BatchTopKTrainingSAE, StandardTrainingSAE) on the same weights
+               and batch, in float64: feature activations, the training loss, and every gradient.
+               SAELens options that have no counterpart here are set to the paper's form:
+               rescale_acts_by_decoder_norm = False (our decoder rows are unit norm anyway), and
+               the auxiliary loss off (see the README: SAELens's AuxK differs from the paper's).
+  ci --bin JUMPSCOPE
+               both, on SAEs trained from the four sample recipes (shortened to 300 steps) on
+               sample_data/synth.h5 (run by `scripts/dev.sh test-saelens`, which CI calls)
+  exports DIR... --store H5
+               each DIR is an SAE directory written by `jumpscope train`/`export`: it loads with
+               SAE.load_from_disk as the architecture its cfg.json names, and SAELens's
+               reconstruction of the store's activations has the FVU `jumpscope eval --json`
+               reports (pass it with --fvu, one per DIR) to 1e-3 relative.
+
+    PYTHONPATH=~/.cache/jumpscope/torch-2.9.0 python3 reference/check_saelens.py reference
+"""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from baselines_torch import CLASSES  # noqa: E402
+from jumprelu_torch import case_data  # noqa: E402
+
+
+def saelens_model(arch, d_in, d_sae, k, l1):
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    common = dict(d_in=d_in, d_sae=d_sae, dtype="float64", device="cpu", apply_b_dec_to_input=True)
+    if arch == "topk":
+        return TopKTrainingSAE(TopKTrainingSAEConfig(k=k, rescale_acts_by_decoder_norm=False, aux_loss_coefficient=0.0,
+                                                     **common))
+    if arch == "batchtopk":
+        return BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(k=k, rescale_acts_by_decoder_norm=False,
+                                                               aux_loss_coefficient=0.0, **common))
+    return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=l1, **common))
+
+
+def cmd_reference(_args):
+    from sae_lens import __version__
+    from sae_lens.saes.sae import TrainStepInput
+    worst_all = 0.0
+    for arch, seed in (("topk", 5), ("batchtopk", 7), ("relu", 8)):
+        d_in, d_sae, batch, k, lam = 16, 64, 32, 6, 0.05
+        params, batches = case_data(d_in, d_sae, batch, 1, seed, torch.float64)
+        params["threshold"] = torch.zeros(d_sae, dtype=torch.float64)
+        x = batches[0]
+        cfg = {"pre_encoder_bias": True, "k": k}
+        ours = CLASSES[arch](params, cfg)
+        loss, mse, sparsity, _ = ours.loss_parts(x, lam)
+        loss.backward()
+        theirs = saelens_model(arch, d_in, d_sae, k, lam)
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(theirs, name).copy_(params[name])
+        out = theirs.training_forward_pass(TrainStepInput(sae_in=x, coefficients={"l1": lam} if arch == "relu" else {},
+                                                          dead_neuron_mask=None, n_training_steps=0,
+                                                          is_logging_step=False))
+        out.loss.backward()
+        f_ours = ours.encode(ours.pre_acts(x))
+        diffs = {
+            "feature acts": (f_ours - out.feature_acts).abs().max().item(),
+            "loss": abs(loss.item() - out.loss.item()),
+            "mse": abs(mse.item() - out.losses["mse_loss"].item()),
+        }
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            diffs[f"d{name}"] = (getattr(ours, name).grad - getattr(theirs, name).grad).abs().max().item()
+        worst = max(diffs.values())
+        worst_all = max(worst_all, worst)
+        print(f"{arch} vs sae-lens {__version__} {type(theirs).__name__}: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print(f"worst absolute difference {worst_all:.1e}")
+    sys.exit(0 if worst_all < 1e-10 else 1)
+
+
+def cmd_exports(args):
+    import h5py
+    import numpy as np
+    from sae_lens import SAE, __version__
+    if len(args.fvu) != len(args.dirs):
+        sys.exit("give one --fvu (from `jumpscope eval DIR --store H5 --json`) per DIR")
+    with h5py.File(args.store, "r") as f:
+        x = torch.from_numpy(np.asarray(f["activations"][:], dtype=np.float32).reshape(-1, f["activations"].shape[-1]))
+    failed = 0
+    for d, want in zip(args.dirs, args.fvu):
+        with open(os.path.join(d, "cfg.json")) as fh:
+            named = json.load(fh)["architecture"]
+        sae = SAE.load_from_disk(d, device="cpu")
+        with torch.no_grad():
+            recon = sae.decode(sae.encode(x))
+        resid = (recon - x).double()
+        fvu = (resid.pow(2).sum() / (x.double() - x.double().mean(0)).pow(2).sum()).item()
+        rel = abs(fvu - want) / max(abs(want), 1e-12)
+        ok = sae.cfg.architecture() == named and rel <= 1e-3
+        failed += not ok
+        print(f"{d}: sae-lens {__version__} loads {type(sae).__name__} (architecture {sae.cfg.architecture()!r}, "
+              f"cfg.json {named!r}); FVU {fvu:.6f} vs jumpscope eval {want:.6f} (relative {rel:.1e}) "
+              f"{'ok' if ok else 'MISMATCH'}")
+    sys.exit(1 if failed else 0)
+
+
+def cmd_ci(args):
+    import subprocess
+    import tempfile
+    root = os.path.dirname(HERE)
+    store = os.path.join(root, "sample_data/synth.h5")
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs, fvus = [], []
+        for recipe in ("demo", "topk", "batchtopk", "relu"):
+            out = os.path.join(tmp, recipe)
+            subprocess.run([args.bin, "train", "--config", f"sample_data/{recipe}.toml", "--out", out, "--headless",
+                            "--set", "train.steps=300", "--set", "train.checkpoint_every=0"],
+                           cwd=root, check=True, capture_output=True)
+            ev = subprocess.run([args.bin, "eval", os.path.join(out, "sae"), "--store", store, "--json"],
+                                cwd=root, check=True, capture_output=True, text=True)
+            dirs.append(os.path.join(out, "sae"))
+            fvus.append(json.loads(ev.stdout)["fvu"])
+        try:
+            cmd_reference(args)
+        except SystemExit as e:
+            if e.code:
+                raise
+        cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("reference")
+    e = sub.add_parser("exports")
+    e.add_argument("dirs", nargs="+")
+    e.add_argument("--store", required=True)
+    e.add_argument("--fvu", type=float, action="append", default=[])
+    c = sub.add_parser("ci")
+    c.add_argument("--bin", required=True)
+    args = p.parse_args()
+    {"reference": cmd_reference, "exports": cmd_exports, "ci": cmd_ci}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
