@@ -60,6 +60,18 @@ fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
         assert!(score >= 0.85, "{name}: MMCS {score}");
         l0s.push((name, l0));
         inspect_marks_theta_only_where_there_is_one(&run.join("sae"), &store, arch, l0);
+        // doctor says which rule the architecture skips
+        let o = crate::common::run(&["doctor", run.to_str().unwrap()]);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let skipped = format!(
+            "skip threshold-frozen: not checked ({} has no trained threshold θ)",
+            arch.name()
+        );
+        assert_eq!(
+            out.contains(&skipped),
+            arch != Architecture::JumpRelu,
+            "{name}:\n{out}"
+        );
     }
     // about the demo's L0: within a factor of 1.5 of it
     let demo = l0s[0].1;
