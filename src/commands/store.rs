@@ -125,8 +125,8 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
             "  token ids    {}",
             f.token_ids.as_deref().unwrap_or("none")
         );
-        if let Some(v) = f.vocab_size {
-            println!("  vocab        {v} strings");
+        if let (Some(v), Some(at)) = (f.vocab_size, &f.vocab) {
+            println!("  vocab        {at} ({v} strings)");
         }
         for (k, v) in &f.attributes {
             println!("  attr {k:<8} {v}");

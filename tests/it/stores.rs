@@ -289,6 +289,48 @@ fn the_real_sample_store_reads_with_token_ids_vocabulary_and_attributes() {
 }
 
 #[test]
+fn token_ids_and_vocabulary_are_found_beside_a_dataset_in_a_group_before_the_root() {
+    let d = tempdir().unwrap();
+    let p = d.path().join("g.h5");
+    // the dataset in a group with its ids and vocabulary beside it; decoy ids at the root whose
+    // shape does not fit, and a root vocabulary that must lose to the group's
+    h5py(&format!(
+        "rng = np.random.default_rng(0)\n\
+         with h5py.File('{}', 'w') as f:\n    \
+         g = f.create_group('model')\n    \
+         g['blocks.12.hook_resid_post'] = rng.standard_normal((3, 4, 8)).astype('f4')\n    \
+         g['token_ids'] = np.arange(12, dtype='i4').reshape(3, 4)\n    \
+         g['vocab'] = np.array([f'tok{{i}}' for i in range(12)], dtype=object)\n    \
+         f['token_ids'] = np.zeros((5,), dtype='i4')\n    \
+         f['vocab'] = np.array(['root'] * 12, dtype=object)\n",
+        p.display()
+    ));
+    let s = Store::open(
+        std::slice::from_ref(&p),
+        Some("model/blocks.12.hook_resid_post"),
+    )
+    .unwrap();
+    assert!(s.has_token_ids());
+    assert_eq!(s.read_token_ids(5, 3).unwrap(), vec![5, 6, 7]);
+    let strs = s.read_token_strings(5, 3).unwrap().unwrap();
+    assert_eq!(strs, vec!["tok5", "tok6", "tok7"]);
+    let o = run(&[
+        "store",
+        "info",
+        p.to_str().unwrap(),
+        "--dataset",
+        "model/blocks.12.hook_resid_post",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("token ids    model/token_ids"), "{out}");
+    assert!(
+        out.contains("vocab        model/vocab (12 strings)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");

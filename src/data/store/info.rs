@@ -1,6 +1,6 @@
 //! `jumpscope store info`: what each file of a store holds.
 
-use super::open::{TOKEN_ID_NAMES, open_file, string_attr};
+use super::open::{open_file, string_attr};
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -28,10 +28,13 @@ pub struct FileInfo {
     pub bytes_on_disk: u64,
     /// The activations' size as f32.
     pub bytes_f32: u64,
-    /// The token-id dataset beside the activations, if any.
+    /// The token-id dataset used (its path: beside the activations in their group, else at the
+    /// root), if any.
     pub token_ids: Option<String>,
     /// Entries of the `vocab` dataset (token id → string), if present.
     pub vocab_size: Option<usize>,
+    /// The `vocab` dataset used (its path, found as the token ids are), if any.
+    pub vocab: Option<String>,
     /// The file's attributes (model, hook, layer, …) as text.
     pub attributes: BTreeMap<String, String>,
 }
@@ -49,14 +52,12 @@ pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, S
             .into_iter()
             .filter_map(|n| string_attr(&file, &n).map(|v| (n, v)))
             .collect();
-        let token_ids = TOKEN_ID_NAMES
-            .iter()
-            .find(|n| {
-                sh.token_ids
-                    .as_ref()
-                    .is_some_and(|t| t.name().trim_start_matches('/') == **n)
-            })
-            .map(|n| n.to_string());
+        let vocab = super::open::companion(&file, &store.dataset, "vocab");
+        // the path of the ids used: beside the dataset, or at the root
+        let token_ids = sh
+            .token_ids
+            .as_ref()
+            .map(|t| t.name().trim_start_matches('/').to_string());
         out.push(FileInfo {
             path: sh.path.clone(),
             dataset: store.dataset.clone(),
@@ -74,7 +75,8 @@ pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, S
             bytes_on_disk: std::fs::metadata(&sh.path).map(|m| m.len()).unwrap_or(0),
             bytes_f32: (sh.rows * store.d_in * 4) as u64,
             token_ids,
-            vocab_size: file.dataset("vocab").ok().map(|v| v.size()),
+            vocab_size: vocab.as_ref().map(|v| v.size()),
+            vocab: vocab.map(|v| v.name().trim_start_matches('/').to_string()),
             attributes,
         });
     }

@@ -172,6 +172,22 @@ fn find_dataset(
     }
 }
 
+/// Where a companion dataset `what` (token ids, `vocab`, `token_strs`) of the dataset `name` may
+/// be, in the order looked: beside it in its group, then at the file's root.
+pub(super) fn beside(name: &str, what: &str) -> Vec<String> {
+    match name.trim_start_matches('/').rsplit_once('/') {
+        Some((group, _)) => vec![format!("{group}/{what}"), what.to_string()],
+        None => vec![what.to_string()],
+    }
+}
+
+/// The first of [`beside`]'s places that `file` has, opened.
+pub(super) fn companion(file: &hdf5::File, name: &str, what: &str) -> Option<hdf5::Dataset> {
+    beside(name, what)
+        .into_iter()
+        .find_map(|n| file.dataset(&n).ok())
+}
+
 /// Open one file of a store: the shard, its dataset's name, and its width.
 pub(super) fn open_shard(
     path: &Path,
@@ -200,16 +216,19 @@ pub(super) fn open_shard(
         return Err(bad(format!("shape {shape:?}: the dataset is empty")));
     }
     let lead = &shape[..shape.len() - 1];
-    let token_ids = TOKEN_ID_NAMES.iter().find_map(|n| {
-        let t = file.dataset(n).ok()?;
-        let ok = t.shape() == lead
-            && matches!(
-                t.dtype().and_then(|t| t.to_descriptor()),
-                Ok(hdf5::types::TypeDescriptor::Integer(_)
-                    | hdf5::types::TypeDescriptor::Unsigned(_))
-            );
-        ok.then_some(t)
-    });
+    let token_ids = TOKEN_ID_NAMES
+        .iter()
+        .flat_map(|n| beside(&name, n))
+        .find_map(|n| {
+            let t = file.dataset(&n).ok()?;
+            let ok = t.shape() == lead
+                && matches!(
+                    t.dtype().and_then(|t| t.to_descriptor()),
+                    Ok(hdf5::types::TypeDescriptor::Integer(_)
+                        | hdf5::types::TypeDescriptor::Unsigned(_))
+                );
+            ok.then_some(t)
+        });
     Ok((
         Shard {
             path: path.into(),

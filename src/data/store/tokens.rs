@@ -9,7 +9,7 @@ impl Store {
     pub fn vocab(&self) -> Result<Option<Vec<String>>, StoreError> {
         let sh = &self.shards[0];
         let file = sh.ds.file().map_err(|e| self.read_err(sh, e))?;
-        let Ok(ds) = file.dataset("vocab") else {
+        let Some(ds) = super::open::companion(&file, &self.dataset, "vocab") else {
             return Ok(None);
         };
         read_strings(&ds)
@@ -33,7 +33,12 @@ impl Store {
         let per_token: Vec<Option<hdf5::Dataset>> = self
             .shards
             .iter()
-            .map(|sh| sh.ds.file().ok().and_then(|f| f.dataset("token_strs").ok()))
+            .map(|sh| {
+                sh.ds
+                    .file()
+                    .ok()
+                    .and_then(|f| super::open::companion(&f, &self.dataset, "token_strs"))
+            })
             .collect();
         if per_token.iter().all(Option::is_some) {
             let mut out = Vec::with_capacity(end.saturating_sub(start));
