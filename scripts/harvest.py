@@ -22,7 +22,9 @@ default when the tokenizer has one) each window starts with BOS (or CLS).
 Output, per site: OUT/<model>/<site>/shard-NNNNN.h5, each with `activations`
 [n_seq, seq_len, d_in] (float16, float32, or bfloat16 as uint16 with attribute
 dtype = "bfloat16"), chunked one sequence per chunk, optionally gzip or LZF; `token_ids`
-[n_seq, seq_len] int32; `vocab` (one string per token id); and attributes model, revision,
+[n_seq, seq_len] int32; `vocab` (one string per token id); with `--exclude-special` a `mask`
+[n_seq, seq_len] uint8, 0 at special tokens' positions (BOS, PAD, SEP, …), which jumpscope leaves
+out of training, validation and the input scale; and attributes model, revision,
 layer, site, hook, dtype, seq_len, tokenizer, text_source, command and version. A shard is
 written as `shard-NNNNN.h5.partial` and renamed when complete, so a stopped harvest leaves no half
 shard under a real name; `--resume` continues after the last complete shard, with the same token
@@ -198,7 +200,7 @@ def write_attrs(f, attrs):
         f.attrs[k] = v
 
 
-def open_shard(path, n_seq, seq_len, d, store_dtype, compression, vocab, attrs):
+def open_shard(path, n_seq, seq_len, d, store_dtype, compression, vocab, attrs, masked):
     import h5py
     import numpy as np
     f = h5py.File(path, "w")
@@ -212,6 +214,8 @@ def open_shard(path, n_seq, seq_len, d, store_dtype, compression, vocab, attrs):
     if store_dtype == "bfloat16":
         ds.attrs["dtype"] = "bfloat16"
     f.create_dataset("token_ids", shape=(n_seq, seq_len), dtype="i4")
+    if masked:
+        f.create_dataset("mask", shape=(n_seq, seq_len), dtype="u1")
     f.create_dataset("vocab", data=np.array(vocab, dtype=object), dtype=h5py.string_dtype())
     write_attrs(f, attrs)
     return f
@@ -249,6 +253,9 @@ def main():
     p.add_argument("--compression", default="none", choices=["none", "gzip", "lzf"])
     p.add_argument("--shard-tokens", type=lambda s: int(s.replace("_", "")), default=1_000_000,
                    help="tokens per shard (rounded down to whole sequences)")
+    p.add_argument("--exclude-special", action="store_true",
+                   help="leave BOS, PAD, SEP and the other special tokens' positions out of training "
+                        "(a `mask` dataset, 0 there, that jumpscope's reader honours)")
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true", help="continue after the last complete shard")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -273,6 +280,7 @@ def run(args):
         raise UserError("nothing to harvest: give --layers (with --site) or --module")
     if args.seq_len < 2:
         raise UserError(f"--seq-len {args.seq_len}: expected at least 2")
+    import numpy as np
     import torch
     import transformers
     from tqdm import tqdm
@@ -306,6 +314,7 @@ def run(args):
         os.makedirs(d, exist_ok=True)
         for leftover in glob.glob(os.path.join(d, "*.partial")):
             os.remove(leftover)
+    special = np.asarray(sorted(set(tok.all_special_ids)), dtype=np.int32)
     vocab = tok.convert_ids_to_tokens(list(range(len(tok))))
     vocab = [v if v is not None else "" for v in vocab]
     common = {
@@ -346,11 +355,13 @@ def run(args):
                 acts = captured[how]
                 if f is None:
                     f = open_shard(path, hi - lo, seq_len, acts.shape[-1], args.store_dtype, args.compression,
-                                   vocab, {**common, **attrs})
+                                   vocab, {**common, **attrs}, args.exclude_special)
                     files[k] = (path, f, attrs)
                     opened.append(f)
                 f["activations"][b - lo:b - lo + ids.shape[0]] = to_store(acts, args.store_dtype)
                 f["token_ids"][b - lo:b - lo + ids.shape[0]] = windows[b:b + ids.shape[0]]
+                if args.exclude_special:
+                    f["mask"][b - lo:b - lo + ids.shape[0]] = ~np.isin(windows[b:b + ids.shape[0]], special)
             bar.update(ids.shape[0] * seq_len)
         for path, f, _ in files:
             f.close()

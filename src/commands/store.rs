@@ -128,6 +128,9 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
         if let (Some(v), Some(at)) = (f.vocab_size, &f.vocab) {
             println!("  vocab        {at} ({v} strings)");
         }
+        if let Some(m) = &f.mask {
+            println!("  mask         {m} (positions where it is 0 are left out of training)");
+        }
         for (k, v) in &f.attributes {
             println!("  attr {k:<8} {v}");
         }

@@ -126,6 +126,8 @@ pub struct Batcher {
     order_epoch: Option<u64>,
     /// The block being read: its index, row order, and rows (in the stored element type).
     cache: Option<(usize, Vec<u32>, Block)>,
+    /// The cached block's `mask` (rows to train on), when the store has one.
+    cache_mask: Option<Vec<bool>>,
     /// A block's buffer kept for the next block, so each block does not fault in fresh pages.
     spare: Block,
 }
@@ -228,6 +230,7 @@ impl Batcher {
             order: Vec::new(),
             order_epoch: None,
             cache: None,
+            cache_mask: None,
             spare: Block::default(),
         }
     }
@@ -310,6 +313,7 @@ impl Batcher {
             None => std::mem::take(&mut self.spare),
         };
         self.store.read_block(b * self.block_rows, len, &mut data)?;
+        self.cache_mask = self.store.read_mask(b * self.block_rows, len)?;
         let mut perm: Vec<u32> = (0..len as u32).collect();
         if self.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, self.pos.epoch, b as u64));
@@ -376,13 +380,18 @@ impl Batcher {
             let (_, perm, block) = self.cache.as_ref().expect("block loaded above");
             let end = (s + perm.len()).min(cur + rows - batch.rows);
             let scale = self.scale;
-            let (at, n) = (batch.rows, end - cur);
+            let at = batch.rows;
             // The rows this batch takes from the block, in file order: a batch is a set (the
             // loss averages over it), and visiting a random subset in ascending order keeps the
             // page and TLB accesses sequential, which made shuffled reads from the page cache
             // about twice as fast (address translation dominates random 1-2 KiB row reads).
             let mut take = perm[cur - s..end - s].to_vec();
+            // positions the store's `mask` leaves out (special tokens) are passed over
+            if let Some(mask) = &self.cache_mask {
+                take.retain(|&r| mask[r as usize]);
+            }
             take.sort_unstable();
+            let n = take.len();
             let src = |i: usize| take[i] as usize;
             // gather (converting and scaling f32 batches) and test each row on the rayon pool,
             // then close the gaps of rows dropped as non-finite
@@ -402,7 +411,7 @@ impl Batcher {
                     f
                 }
             };
-            scanned_this_pass += n as u64;
+            scanned_this_pass += (end - cur) as u64;
             let kept = at + finite.iter().filter(|&&ok| ok).count();
             for (i, _) in finite.iter().enumerate().filter(|(_, ok)| !**ok) {
                 let global = b * self.block_rows + src(i);

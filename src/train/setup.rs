@@ -46,6 +46,16 @@ fn start_data(
     }
     let mut eval_rows = Vec::new();
     store.read_rows(store.rows() - held, held, &mut eval_rows)?;
+    // the positions a `mask` leaves out of training are left out of validation too
+    if let Some(mask) = store.read_mask(store.rows() - held, held)? {
+        let d = store.d_in();
+        eval_rows = eval_rows
+            .chunks(d)
+            .zip(&mask)
+            .filter(|(_, keep)| **keep)
+            .flat_map(|(row, _)| row.iter().copied())
+            .collect();
+    }
     let mut batcher = Batcher::new(
         store,
         cfg.data.shuffle,

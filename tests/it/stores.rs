@@ -331,6 +331,52 @@ fn token_ids_and_vocabulary_are_found_beside_a_dataset_in_a_group_before_the_roo
 }
 
 #[test]
+fn positions_a_mask_leaves_out_are_never_trained_on() {
+    use jumpscope::config::OnNonFinite;
+    use jumpscope::data::batches::{Batcher, Position};
+    let d = tempdir().unwrap();
+    let p = d.path().join("m.h5");
+    // 8 sequences of 16: position 0 (BOS, say) holds 1000 and is masked out
+    h5py(&format!(
+        "x = np.random.default_rng(0).standard_normal((8, 16, 4)).astype('f4')\n\
+         x[:, 0, :] = 1000.0\n\
+         m = np.ones((8, 16), dtype='u1'); m[:, 0] = 0\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['mask'] = m\n",
+        p.display()
+    ));
+    let s = Store::open(std::slice::from_ref(&p), None).unwrap();
+    assert!(s.has_mask());
+    // the input scale ignores the masked positions (with them it would be about 500)
+    let scale = jumpscope::data::norm::estimate_scale(&s, 128, 128).unwrap();
+    assert!(scale < 5.0, "scale {scale}");
+    let mut b = Batcher::new(s, true, 1, OnNonFinite::Stop, Position::default()).buffer_rows(32);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let batch = b.next_batch(30).unwrap();
+        let rows = batch.data.to_f32();
+        assert!(
+            rows.iter().all(|v| v.abs() < 100.0),
+            "a masked row was trained on"
+        );
+        seen.extend(rows.chunks(4).map(|r| r[0].to_bits()));
+    }
+    assert_eq!(
+        seen.len(),
+        120,
+        "the first epoch is every unmasked row, once"
+    );
+    let o = run(&["store", "info", p.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mask         mask"));
+    // a mask that does not fit is refused
+    h5py(&format!(
+        "with h5py.File('{}', 'a') as f:\n    del f['mask']\n    f['mask'] = np.ones((8, 15), dtype='u1')\n",
+        p.display()
+    ));
+    let o = run(&["store", "info", p.to_str().unwrap()]);
+    assert_user_error(&o, &["mask", "expected an integer mask of shape [8, 16]"]);
+}
+
+#[test]
 fn a_store_that_vanishes_mid_run_stops_with_a_checkpoint() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");

@@ -35,6 +35,8 @@ pub struct FileInfo {
     pub vocab_size: Option<usize>,
     /// The `vocab` dataset used (its path, found as the token ids are), if any.
     pub vocab: Option<String>,
+    /// The `mask` of positions left out of training (its path), if any.
+    pub mask: Option<String>,
     /// The file's attributes (model, hook, layer, …) as text.
     pub attributes: BTreeMap<String, String>,
 }
@@ -76,6 +78,10 @@ pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, S
             bytes_f32: (sh.rows * store.d_in * 4) as u64,
             token_ids,
             vocab_size: vocab.as_ref().map(|v| v.size()),
+            mask: sh
+                .mask
+                .as_ref()
+                .map(|m| m.name().trim_start_matches('/').to_string()),
             vocab: vocab.map(|v| v.name().trim_start_matches('/').to_string()),
             attributes,
         });

@@ -40,6 +40,9 @@ struct Shard {
     /// Global index of this shard's first row.
     start: usize,
     token_ids: Option<hdf5::Dataset>,
+    /// `mask` beside the activations (same leading shape; 0 = leave the position out of
+    /// training), if the file has one.
+    mask: Option<hdf5::Dataset>,
     /// File size when opened: HDF5 reads past a truncated end as zeros, so a size change must be
     /// caught here rather than trained on.
     bytes: u64,
@@ -214,6 +217,11 @@ impl Store {
     /// Whether every file has token ids beside the activations.
     pub fn has_token_ids(&self) -> bool {
         self.shards.iter().all(|s| s.token_ids.is_some())
+    }
+
+    /// Whether any file has a `mask` of positions to leave out of training.
+    pub fn has_mask(&self) -> bool {
+        self.shards.iter().any(|s| s.mask.is_some())
     }
 
     /// The file holding global row `row`, and the row's index inside that file.

@@ -229,6 +229,29 @@ pub(super) fn open_shard(
                 );
             ok.then_some(t)
         });
+    // a mask must fit the activations exactly: a wrong one would silently train on the wrong rows
+    let mask = match companion(&file, &name, "mask") {
+        Some(m) => {
+            let int = matches!(
+                m.dtype().and_then(|t| t.to_descriptor()),
+                Ok(hdf5::types::TypeDescriptor::Integer(_)
+                    | hdf5::types::TypeDescriptor::Unsigned(_)
+                    | hdf5::types::TypeDescriptor::Boolean)
+            );
+            if m.shape() != lead || !int {
+                return Err(StoreError::BadDataset {
+                    path: path.into(),
+                    dataset: m.name().trim_start_matches('/').to_string(),
+                    problem: format!(
+                        "shape {:?}: expected an integer mask of shape {lead:?} (the activations' leading dimensions; 0 = leave out of training)",
+                        m.shape()
+                    ),
+                });
+            }
+            Some(m)
+        }
+        None => None,
+    };
     Ok((
         Shard {
             path: path.into(),
@@ -237,6 +260,7 @@ pub(super) fn open_shard(
             rows,
             start,
             token_ids,
+            mask,
             direct: direct_layout(&ds, path, dtype, &shape),
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             ds,

@@ -87,6 +87,39 @@ impl Store {
         }
     }
 
+    /// Whether each of `n` rows from global row `start` is trained on (`mask` ≠ 0; rows of files
+    /// without a mask are); `None` when no file has a mask.
+    pub fn read_mask(&self, start: usize, n: usize) -> Result<Option<Vec<bool>>, StoreError> {
+        if !self.has_mask() {
+            return Ok(None);
+        }
+        let end = (start + n).min(self.rows);
+        let mut out = Vec::with_capacity(end.saturating_sub(start));
+        let mut row = start;
+        while row < end {
+            let sh = &self.shards[self.shard_of(row)];
+            let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
+            match (&sh.mask, sh.seq_len) {
+                (None, _) => out.extend(std::iter::repeat_n(true, hi - lo)),
+                (Some(m), None) => {
+                    let a = m
+                        .read_slice_1d::<i64, _>(s![lo..hi])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    out.extend(a.iter().map(|&v| v != 0));
+                }
+                (Some(m), Some(l)) => {
+                    let (q0, q1) = (lo / l, hi.div_ceil(l));
+                    let a = m
+                        .read_slice::<i64, _, Ix2>(s![q0..q1, ..])
+                        .map_err(|e| self.read_err(sh, e))?;
+                    out.extend(a.iter().skip(lo - q0 * l).take(hi - lo).map(|&v| v != 0));
+                }
+            }
+            row = sh.start + hi;
+        }
+        Ok(Some(out))
+    }
+
     /// Token ids of `n` rows from global row `start` (empty when the store has none).
     pub fn read_token_ids(&self, start: usize, n: usize) -> Result<Vec<i64>, StoreError> {
         let mut out = Vec::with_capacity(n);
