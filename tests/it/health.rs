@@ -106,11 +106,7 @@ fn a_tiny_bandwidth_freezes_theta_until_it_is_raised() {
         &[("sae.bandwidth", "0.05")],
     );
     assert_eq!(warnings(&run), vec![(40, Kind::ThresholdFrozen)]);
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::ThresholdFrozen)] if *s > 60 && *s <= 90),
-        "{c:?}"
-    );
+    once(cleared(&run), Kind::ThresholdFrozen, 61..=90);
 }
 
 #[test]
@@ -129,11 +125,7 @@ fn no_sparsity_penalty_runs_l0_away_until_lambda_is_raised() {
         &[("train.sparsity_coefficient", "0.1")],
     );
     assert_eq!(warnings(&run), vec![(40, Kind::L0Runaway)]);
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::L0Runaway)] if *s > 60),
-        "{c:?}"
-    );
+    once(cleared(&run), Kind::L0Runaway, 61..);
 }
 
 #[test]
@@ -155,16 +147,8 @@ fn a_high_learning_rate_kills_features_until_the_pre_activation_loss_revives_the
         200,
         &[("train.lr", "3e-3"), ("train.pre_act_coefficient", "0.1")],
     );
-    let w = warnings(&run);
-    assert!(
-        matches!(w.as_slice(), [(s, Kind::DeadRising)] if *s < 200),
-        "{w:?}"
-    );
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::DeadRising)] if *s > 200),
-        "{c:?}"
-    );
+    once(warnings(&run), Kind::DeadRising, ..200);
+    once(cleared(&run), Kind::DeadRising, 201..);
 }
 
 #[test]
@@ -207,11 +191,7 @@ fn a_slow_store_makes_the_run_data_bound_until_reading_moves_on_to_a_fast_one() 
         "{w:?}\n{}",
         stderr(&o)
     );
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::DataBound)] if *s > 64 && *s <= 90),
-        "{c:?}"
-    );
+    once(cleared(&run), Kind::DataBound, 65..=90);
     let err = stderr(&o);
     assert_eq!(
         err.matches("data-bound").count(),
@@ -259,11 +239,7 @@ fn outlier_rows_in_the_store_spike_the_loss_once() {
         &[],
     );
     assert_eq!(warnings(&run), vec![(30, Kind::LossSpike)]);
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::LossSpike)] if *s >= 35 && *s <= 45),
-        "{c:?}"
-    );
+    once(cleared(&run), Kind::LossSpike, 35..=45);
 }
 
 #[test]
@@ -292,15 +268,19 @@ fn thousands_of_epochs_over_a_tiny_store_overfit() {
         // fix the hint names)
         &[("health.overfit_gap", "5")],
     );
-    let w = warnings(&run);
+    once(warnings(&run), Kind::Overfitting, ..400);
+    once(cleared(&run), Kind::Overfitting, 401..);
+}
+
+/// Exactly one event, of `kind`, at a step in `steps`.
+fn once(
+    events: Vec<(u64, Kind)>,
+    kind: Kind,
+    steps: impl std::ops::RangeBounds<u64> + std::fmt::Debug,
+) {
     assert!(
-        matches!(w.as_slice(), [(s, Kind::Overfitting)] if *s < 400),
-        "{w:?}"
-    );
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::Overfitting)] if *s > 400),
-        "{c:?}"
+        matches!(events.as_slice(), [(s, k)] if *k == kind && steps.contains(s)),
+        "expected one {kind:?} in steps {steps:?}: {events:?}"
     );
 }
 
@@ -369,16 +349,8 @@ fn a_huge_lambda_collapses_l0_until_it_is_lowered() {
         120,
         &[("train.sparsity_coefficient", "0.01")],
     );
-    let w = warnings(&run);
-    assert!(
-        matches!(w.as_slice(), [(s, Kind::L0Collapse)] if *s >= 40 && *s < 80),
-        "{w:?}"
-    );
-    let c = cleared(&run);
-    assert!(
-        matches!(c.as_slice(), [(s, Kind::L0Collapse)] if *s > 80),
-        "{c:?}"
-    );
+    once(warnings(&run), Kind::L0Collapse, 40..80);
+    once(cleared(&run), Kind::L0Collapse, 81..);
 }
 
 #[test]
