@@ -16,24 +16,6 @@ use tempfile::tempdir;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Train `sample_data/<name>.toml` into `out`; its headless stderr.
-fn train_recipe(name: &str, out: &Path) -> String {
-    let o = bin()
-        .current_dir(ROOT)
-        .args([
-            "train",
-            "--config",
-            &format!("sample_data/{name}.toml"),
-            "--out",
-            out.to_str().unwrap(),
-            "--headless",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
-    stderr(&o)
-}
-
 #[test]
 fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
     let d = tempdir().unwrap();
@@ -48,7 +30,7 @@ fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
         ("relu", Architecture::Relu),
     ] {
         let run = d.path().join(name);
-        let err = train_recipe(name, &run);
+        let err = stderr(&train_sample(name, &run));
         assert!(!err.contains("warning"), "{name} runs clean:\n{err}");
         let loaded = io::load(&run.join("sae")).unwrap();
         assert_eq!(loaded.architecture, arch, "{name}");

@@ -169,6 +169,25 @@ pub fn h5py_activations(path: &Path, setup: &str) {
     ));
 }
 
+/// `jumpscope train --config sample_data/<name>.toml --out OUT --headless`, run from the
+/// repository root (the sample recipes' store paths are relative to it); it must succeed.
+pub fn train_sample(name: &str, out: &Path) -> Output {
+    let o = bin()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "train",
+            "--config",
+            &format!("sample_data/{name}.toml"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--headless",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+    o
+}
+
 /// `jumpscope train --config CFG --headless`, each of `sets` passed as `--set`, then `extra`.
 pub fn train_cli(cfg: &Path, sets: &[&str], extra: &[&str]) -> Output {
     let mut args = vec![

@@ -356,21 +356,8 @@ fn a_huge_lambda_collapses_l0_until_it_is_lowered() {
 #[test]
 fn the_demo_runs_clean() {
     let d = tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
     let run = d.path().join("demo");
-    let o = bin()
-        .current_dir(root)
-        .args([
-            "train",
-            "--config",
-            "sample_data/demo.toml",
-            "--out",
-            run.to_str().unwrap(),
-            "--headless",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = train_sample("demo", &run);
     assert_eq!(warnings(&run), vec![], "{}", stderr(&o));
     assert!(records(&run, "metrics").len() >= 30);
 }
@@ -378,21 +365,8 @@ fn the_demo_runs_clean() {
 #[test]
 fn the_minilm_sample_runs_clean() {
     let d = tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
     let run = d.path().join("minilm");
-    let o = bin()
-        .current_dir(root)
-        .args([
-            "train",
-            "--config",
-            "sample_data/minilm.toml",
-            "--out",
-            run.to_str().unwrap(),
-            "--headless",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = train_sample("minilm", &run);
     assert_eq!(warnings(&run), vec![], "{}", stderr(&o));
     // it was checked: held-out evaluations ran from the third epoch on
     let evals = records(&run, "eval");
