@@ -142,7 +142,14 @@ fn stopped_and_resumed_baselines_match_their_uninterrupted_runs() {
         ("relu", &["train.sparsity_coefficient=0.05"][..]),
     ] {
         let full = d.path().join(format!("{arch}-full"));
-        run_all(small(&store, &full, arch, extra), None);
+        let cfg = small(&store, &full, arch, extra);
+        run_all(cfg.clone(), None);
+        // the run's config.toml (what `watch` and live edits read) holds the architecture's
+        // keys only and reads back to the same configuration
+        match live::read(&full.join("config.toml")) {
+            live::ConfigEdit::Valid(c) => assert_eq!(*c, cfg, "{arch}"),
+            live::ConfigEdit::Invalid(why) => panic!("{arch}: {why}"),
+        }
         let part = d.path().join(format!("{arch}-part"));
         let stopped = run_all(small(&store, &part, arch, extra), Some(7));
         assert!(
