@@ -1,5 +1,6 @@
 //! Activation data: HDF5 stores, batching, the input scale, and synthetic data.
 
+pub mod arrow_cache;
 pub mod batches;
 pub mod block;
 pub mod dtype;
