@@ -80,7 +80,7 @@ def cmd_reference(_args):
         print(f"{arch} vs sae-lens {__version__} {type(theirs).__name__}: "
               + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     print(f"worst absolute difference {worst_all:.1e}")
-    sys.exit(0 if worst_all < 1e-10 else 1)
+    return worst_all < 1e-10
 
 
 def cmd_exports(args):
@@ -106,7 +106,7 @@ def cmd_exports(args):
         print(f"{d}: sae-lens {__version__} loads {type(sae).__name__} (architecture {sae.cfg.architecture()!r}, "
               f"cfg.json {named!r}); FVU {fvu:.6f} vs jumpscope eval {want:.6f} (relative {rel:.1e}) "
               f"{'ok' if ok else 'MISMATCH'}")
-    sys.exit(1 if failed else 0)
+    return not failed
 
 
 def cmd_ci(args):
@@ -125,12 +125,9 @@ def cmd_ci(args):
                                 cwd=root, check=True, capture_output=True, text=True)
             dirs.append(os.path.join(out, "sae"))
             fvus.append(json.loads(ev.stdout)["fvu"])
-        try:
-            cmd_reference(args)
-        except SystemExit as e:
-            if e.code:
-                raise
-        cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store))
+        # both checks run, so that one failure does not hide the other
+        ok = cmd_reference(args)
+        return cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store)) and ok
 
 
 def main():
@@ -144,7 +141,8 @@ def main():
     c = sub.add_parser("ci")
     c.add_argument("--bin", required=True)
     args = p.parse_args()
-    {"reference": cmd_reference, "exports": cmd_exports, "ci": cmd_ci}[args.cmd](args)
+    ok = {"reference": cmd_reference, "exports": cmd_exports, "ci": cmd_ci}[args.cmd](args)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -346,7 +346,6 @@ def run(args):
         for d, (_, attrs, _) in zip(dirs, plans):
             path = os.path.join(d, f"shard-{shard:05d}.h5.partial")
             files.append((path, None, attrs))
-        opened = []
         for b in range(lo, hi, args.batch_size):
             ids = torch.from_numpy(windows[b:min(hi, b + args.batch_size)]).long().to(args.device)
             with torch.no_grad():
@@ -357,7 +356,6 @@ def run(args):
                     f = open_shard(path, hi - lo, seq_len, acts.shape[-1], args.store_dtype, args.compression,
                                    vocab, {**common, **attrs}, args.exclude_special)
                     files[k] = (path, f, attrs)
-                    opened.append(f)
                 f["activations"][b - lo:b - lo + ids.shape[0]] = to_store(acts, args.store_dtype)
                 f["token_ids"][b - lo:b - lo + ids.shape[0]] = windows[b:b + ids.shape[0]]
                 if args.exclude_special:

@@ -275,7 +275,7 @@ impl ArrowCache {
                 });
                 seq += seqs;
             }
-            let mut file = File {
+            let file = File {
                 path: path.clone(),
                 bytes,
                 schema,
@@ -301,7 +301,6 @@ impl ArrowCache {
                     _ => {}
                 }
             }
-            file.first_seq = first;
             files.push(file);
         }
         let (context, d_in, float16, _) =
@@ -335,11 +334,12 @@ impl ArrowCache {
         self.float16
     }
 
-    /// Append `n` rows from global row `start` to `out`, as f32.
-    pub fn read_rows(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), CacheError> {
+    /// The record batches holding rows `start..start + n`: each with its file, its index there,
+    /// and the global rows it contributes.
+    fn spans(&self, start: usize, n: usize) -> Vec<(&File, usize, std::ops::Range<usize>)> {
         let end = (start + n).min(self.rows());
+        let mut out = Vec::new();
         let mut row = start;
-        let mut decoded: Option<(usize, usize, ArrayRef)> = None;
         while row < end {
             let seq = row / self.context;
             let f = self.files.partition_point(|f| f.first_seq + f.seqs <= seq);
@@ -347,34 +347,37 @@ impl ArrowCache {
             let b = file
                 .batches
                 .partition_point(|b| b.first_seq + b.seqs <= seq);
-            if decoded.as_ref().map(|(df, db, _)| (*df, *db)) != Some((f, b)) {
-                decoded = Some((f, b, file.column(&self.column, b)?));
-            }
-            let (_, _, col) = decoded.as_ref().expect("decoded above");
             let batch = &file.batches[b];
-            // rows of this batch from `row` on, up to `end`
             let batch_end = ((batch.first_seq + batch.seqs) * self.context).min(end);
-            let (outer, inner) = nested(col).ok_or_else(|| file.bad(&self.column))?;
-            for r in row..batch_end {
-                let (s, t) = (r / self.context - batch.first_seq, r % self.context);
+            out.push((file, b, row..batch_end));
+            row = batch_end;
+        }
+        out
+    }
+
+    /// Append `n` rows from global row `start` to `out`, as f32.
+    pub fn read_rows(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), CacheError> {
+        for (file, b, rows) in self.spans(start, n) {
+            let first = file.batches[b].first_seq;
+            let col = file.column(&self.column, b)?;
+            let (outer, inner) = nested(&col).ok_or_else(|| file.bad(&self.column))?;
+            let values = inner.values().as_any();
+            let (v16, v32) = (
+                values.downcast_ref::<Float16Array>(),
+                values.downcast_ref::<Float32Array>(),
+            );
+            for r in rows {
+                let (s, t) = (r / self.context - first, r % self.context);
                 let i = outer.value_offsets()[s] as usize + t;
                 let lo = inner.value_offsets()[i] as usize;
-                let values = inner.values();
-                if self.float16 {
-                    let v = values
-                        .as_any()
-                        .downcast_ref::<Float16Array>()
-                        .ok_or_else(|| file.bad(&self.column))?;
-                    out.extend(v.values()[lo..lo + self.d_in].iter().map(|h| h.to_f32()));
-                } else {
-                    let v = values
-                        .as_any()
-                        .downcast_ref::<Float32Array>()
-                        .ok_or_else(|| file.bad(&self.column))?;
-                    out.extend_from_slice(&v.values()[lo..lo + self.d_in]);
+                match (self.float16, v16, v32) {
+                    (true, Some(v), _) => {
+                        out.extend(v.values()[lo..lo + self.d_in].iter().map(|h| h.to_f32()))
+                    }
+                    (false, _, Some(v)) => out.extend_from_slice(&v.values()[lo..lo + self.d_in]),
+                    _ => return Err(file.bad(&self.column)),
                 }
             }
-            row = batch_end;
         }
         Ok(())
     }
@@ -389,17 +392,8 @@ impl ArrowCache {
         {
             return Ok(None);
         }
-        let end = (start + n).min(self.rows());
-        let mut out = Vec::with_capacity(end.saturating_sub(start));
-        let mut row = start;
-        while row < end {
-            let seq = row / self.context;
-            let f = self.files.partition_point(|f| f.first_seq + f.seqs <= seq);
-            let file = &self.files[f];
-            let b = file
-                .batches
-                .partition_point(|b| b.first_seq + b.seqs <= seq);
-            let batch = &file.batches[b];
+        let mut out = Vec::with_capacity(n);
+        for (file, b, rows) in self.spans(start, n) {
             let col = file.column("token_ids", b)?;
             let list = col
                 .as_any()
@@ -410,11 +404,9 @@ impl ArrowCache {
                 .as_any()
                 .downcast_ref::<arrow_array::Int32Array>()
                 .ok_or_else(|| file.bad("token_ids"))?;
-            let batch_end = ((batch.first_seq + batch.seqs) * self.context).min(end);
-            let base =
-                (batch.first_seq * self.context) as isize - (list.offset() * self.context) as isize;
-            out.extend((row..batch_end).map(|r| ids.value((r as isize - base) as usize) as i64));
-            row = batch_end;
+            let base = (file.batches[b].first_seq * self.context) as isize
+                - (list.offset() * self.context) as isize;
+            out.extend(rows.map(|r| ids.value((r as isize - base) as usize) as i64));
         }
         Ok(Some(out))
     }

@@ -192,8 +192,7 @@ impl Trainer {
                 d_sae,
             });
         }
-        let (memory_estimate, memory_available) =
-            check_memory(&cfg, d_in, cfg.sae.d_sae_for(d_in), kernels)?;
+        let (memory_estimate, memory_available) = check_memory(&cfg, d_in, d_sae, kernels)?;
         let scale = match cfg.data.normalize {
             Normalize::MeanSquaredNorm => {
                 let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
