@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest
+# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -172,6 +172,13 @@ case "$cmd" in
         PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" scripts/test_harvest.py \
             --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
         ;;
+    test-caches)
+        # SAELens activation caches (written by sae-lens's own runner and by datasets) read in place
+        companions
+        cargo build --release --quiet
+        PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" scripts/test_caches.py \
+            --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        ;;
     bench-tch)
         setup
         tch_env
@@ -179,7 +186,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches [args]" >&2
         exit 2
         ;;
 esac

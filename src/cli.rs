@@ -135,7 +135,8 @@ pub struct EvalArgs {
     /// HDF5 store(s) of raw activations (glob patterns allowed, e.g. 'acts/*.h5').
     #[arg(long, required = true, num_args = 1..)]
     pub store: Vec<PathBuf>,
-    /// Dataset inside the store (default: `activations`, else the only float dataset).
+    /// Dataset inside the store (default: `activations`, else the only float dataset); for a
+    /// SAELens cache, the hook column (default: the only one).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Tokens per batch.
@@ -154,12 +155,18 @@ pub struct EvalArgs {
 pub struct InspectArgs {
     /// The SAE (SAELens directory, Gemma Scope params.npz, a run's sae/), or a saved report.
     pub sae: PathBuf,
-    /// HDF5 store(s) of raw activations (glob patterns allowed); not with a saved report.
+    /// HDF5 store(s) of raw activations (glob patterns allowed), or a SAELens activation cache
+    /// directory; not with a saved report.
     #[arg(long, num_args = 1..)]
     pub store: Vec<PathBuf>,
-    /// Dataset inside the store (default: `activations`, else the only float dataset).
+    /// Dataset inside the store (default: `activations`, else the only float dataset); for a
+    /// SAELens cache, the hook column (default: the only one).
     #[arg(long)]
     pub dataset: Option<String>,
+    /// Token strings for the contexts, for stores with token ids but no `vocab` (SAELens caches):
+    /// the model's tokenizer.json, a vocab.json (token → id) or a vocab.txt (one per line).
+    #[arg(long, value_name = "FILE")]
+    pub vocab: Option<PathBuf>,
     /// Tokens encoded at a time (fewer for very wide SAEs: one batch's activations stay
     /// under 256 MiB).
     #[arg(long, default_value_t = 2048)]
@@ -219,10 +226,11 @@ pub enum StoreCommand {
 /// `jumpscope store bench`
 #[derive(Debug, Args)]
 pub struct StoreBenchArgs {
-    /// HDF5 files or glob patterns, read as one store.
+    /// HDF5 files or glob patterns, read as one store; or one SAELens activation cache directory.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Dataset inside the files (default: `activations`, else the only float dataset).
+    /// Dataset inside the files (default: `activations`, else the only float dataset); for a
+    /// SAELens cache directory, the hook column (default: the only one).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Rows per batch.
@@ -242,10 +250,11 @@ pub struct StoreBenchArgs {
 /// `jumpscope store info`
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// HDF5 files or glob patterns, read as one store.
+    /// HDF5 files or glob patterns, read as one store; or one SAELens activation cache directory.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Dataset inside the files (default: `activations`, else the only float dataset).
+    /// Dataset inside the files (default: `activations`, else the only float dataset); for a
+    /// SAELens cache directory, the hook column (default: the only one).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Also read every row: NaN/Inf row counts, mean ‖x‖, read throughput.

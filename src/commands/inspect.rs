@@ -114,7 +114,10 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
     }
     let dev = device::resolve(&args.device)?;
     let loaded = io::load(&args.sae)?;
-    let store = Store::open(&args.store, args.dataset.as_deref())?;
+    let mut store = Store::open(&args.store, args.dataset.as_deref())?;
+    if let Some(v) = &args.vocab {
+        store.set_vocab(jumpscope::data::vocab::load(v)?);
+    }
     let p = &loaded.params;
     if store.d_in() != p.d_in {
         bail!(

@@ -1,4 +1,4 @@
-//! `jumpscope store …`: synthetic stores.
+//! `jumpscope store …`: synthetic stores, `info` and `bench`.
 
 use crate::cli::{DtypeArg, InfoArgs, StoreBenchArgs, StoreCommand};
 use jumpscope::config::OnNonFinite;
@@ -6,8 +6,8 @@ use jumpscope::data::batches::{Batcher, Position};
 use jumpscope::data::dtype::Dtype;
 use jumpscope::data::prefetch::Prefetcher;
 use jumpscope::data::scan::scan;
+use jumpscope::data::store::{CACHE_FORMAT, FileInfo, Store, info};
 use jumpscope::data::store::{Extra, write_store};
-use jumpscope::data::store::{Store, info};
 use jumpscope::data::synth::{SynthSpec, generate};
 
 /// Run the command; returns the process exit code.
@@ -104,7 +104,13 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    for f in &files {
+    let is_cache = files
+        .first()
+        .is_some_and(|f| f.attributes.get("format").map(String::as_str) == Some(CACHE_FORMAT));
+    if is_cache {
+        print_cache(&a.paths[0], &files);
+    }
+    for f in files.iter().filter(|_| !is_cache) {
         println!("{}", f.path.display());
         println!("  dataset      {} {:?} {}", f.dataset, f.shape, f.dtype);
         println!("  tokens       {} x d_in {}", f.n_tokens, f.d_in);
@@ -135,7 +141,7 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
             println!("  attr {k:<8} {v}");
         }
     }
-    if files.len() > 1 {
+    if files.len() > 1 && !is_cache {
         println!(
             "total: {} files, {} tokens x d_in {}",
             files.len(),
@@ -150,6 +156,47 @@ fn store_info(a: InfoArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// `store info` of a SAELens cache: the directory once, then one line per Arrow file.
+fn print_cache(dir: &std::path::Path, files: &[FileInfo]) {
+    let f0 = &files[0];
+    let n_tokens: usize = files.iter().map(|f| f.n_tokens).sum();
+    let seqs: usize = files.iter().map(|f| f.shape[0]).sum();
+    let attr = |k: &str| f0.attributes.get(k).cloned().unwrap_or_default();
+    println!("{}", dir.display());
+    println!(
+        "  cache        {CACHE_FORMAT} ({} Arrow files)",
+        files.len()
+    );
+    println!(
+        "  column       {} [{seqs}, {}, {}] {}",
+        f0.dataset,
+        f0.shape[1],
+        f0.d_in,
+        attr("dtype")
+    );
+    println!(
+        "  tokens       {n_tokens} x d_in {} ({seqs} sequences of {})",
+        f0.d_in, f0.shape[1]
+    );
+    println!(
+        "  storage      {} on disk; {} as f32",
+        human(files.iter().map(|f| f.bytes_on_disk).sum()),
+        human(files.iter().map(|f| f.bytes_f32).sum())
+    );
+    println!(
+        "  token ids    {}",
+        match &f0.token_ids {
+            Some(t) => format!("{t} (strings for inspect: --vocab tokenizer.json)"),
+            None => "none".into(),
+        }
+    );
+    println!("  columns      {}", attr("columns"));
+    for f in files {
+        let name = f.path.file_name().unwrap_or_default().to_string_lossy();
+        println!("  file         {name}: {} tokens", f.n_tokens);
+    }
 }
 
 fn store_bench(a: StoreBenchArgs) -> anyhow::Result<i32> {

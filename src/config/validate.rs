@@ -186,7 +186,11 @@ impl FileConfig {
         if let Some(stores) = &d.stores
             && stores.is_empty()
         {
-            return Err(c.fail("data.stores", "[]", "at least one HDF5 file"));
+            return Err(c.fail(
+                "data.stores",
+                "[]",
+                "at least one HDF5 file, or a SAELens cache directory",
+            ));
         }
         let stores = d.stores.clone().unwrap_or_default();
         let batch_size = d.batch_size.unwrap_or(4096);

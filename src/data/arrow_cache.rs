@@ -5,8 +5,9 @@
 //!
 //! Each stream's messages are indexed once (offsets only, from the memory-mapped file); a record
 //! batch is decoded when its rows are read, projected to the columns asked for, so memory stays
-//! bounded by one batch whatever the cache's size. Not yet wired into `data::store::Store`
-//! (issue "From a model to a store", SAELens caches).
+//! bounded by one batch whatever the cache's size; the map's pages of rows read are released
+//! after the copy, as `data::raw` does for HDF5 (its header says why). `data::store::Store` reads a cache through
+//! this module when `data.stores` names a cache directory.
 
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, ListArray};
 use arrow_buffer::Buffer;
@@ -77,6 +78,16 @@ pub enum CacheError {
         /// …
         d0: usize,
     },
+    /// A file changed size since the cache was opened (reading a truncated map would crash).
+    #[error("{path}: the cache file changed size ({was} -> {now} bytes) during the run")]
+    Changed {
+        /// The Arrow file.
+        path: PathBuf,
+        /// Its size when opened …
+        was: u64,
+        /// … and now (0 when it vanished).
+        now: u64,
+    },
     /// I/O.
     #[error("{path}: {source}")]
     Io {
@@ -98,6 +109,8 @@ struct Batch {
 
 struct File {
     path: PathBuf,
+    /// The file's map, also owned by `bytes`; kept to release pages once read.
+    map: Arc<memmap2::Mmap>,
     bytes: Buffer,
     schema: SchemaRef,
     batches: Vec<Batch>,
@@ -119,6 +132,29 @@ pub fn is_cache(dir: &Path) -> bool {
     data_files(dir).is_ok()
 }
 
+/// A cache's columns: the names of those holding activations (`Array2D` of float32 or float16),
+/// and every column's name with its type.
+pub type Columns = (Vec<String>, Vec<(String, String)>);
+
+/// The columns of a cache, from its first file's schema.
+pub fn hook_columns(dir: &Path) -> Result<Columns, CacheError> {
+    let first = data_files(dir)?.remove(0);
+    let (_, bytes) = map(&first)?;
+    let (schema, _) = index(&first, &bytes)?;
+    let all = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let hooks = schema
+        .fields()
+        .iter()
+        .filter(|f| element(f.data_type()).is_some())
+        .map(|f| f.name().clone())
+        .collect();
+    Ok((hooks, all))
+}
+
 fn data_files(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     let not = || CacheError::NotACache(dir.to_path_buf());
     let text = std::fs::read_to_string(dir.join("state.json")).map_err(|_| not())?;
@@ -135,7 +171,7 @@ fn data_files(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     Ok(files)
 }
 
-fn map(path: &Path) -> Result<Buffer, CacheError> {
+fn map(path: &Path) -> Result<(Arc<memmap2::Mmap>, Buffer), CacheError> {
     let f = std::fs::File::open(path).map_err(|source| CacheError::Io {
         path: path.to_path_buf(),
         source,
@@ -149,8 +185,10 @@ fn map(path: &Path) -> Result<Buffer, CacheError> {
     })?;
     let len = m.len();
     let ptr = NonNull::new(m.as_ptr() as *mut u8).unwrap_or(NonNull::dangling());
+    let m = Arc::new(m);
     // SAFETY: `ptr` points at `len` bytes owned by the map, which the buffer keeps alive.
-    Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(m)) })
+    let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, m.clone()) };
+    Ok((m, buffer))
 }
 
 /// A record batch message found by [`index`]: its metadata and body ranges, and its length.
@@ -244,7 +282,7 @@ impl ArrowCache {
         let mut seq = 0;
         let mut shape: Option<(usize, usize, bool, PathBuf)> = None;
         for path in data_files(dir)? {
-            let bytes = map(&path)?;
+            let (map, bytes) = map(&path)?;
             let (schema, msgs) = index(&path, &bytes)?;
             let field = schema
                 .field_with_name(column)
@@ -277,6 +315,7 @@ impl ArrowCache {
             }
             let file = File {
                 path: path.clone(),
+                map,
                 bytes,
                 schema,
                 batches,
@@ -334,6 +373,37 @@ impl ArrowCache {
         self.float16
     }
 
+    /// The hook column read.
+    pub fn column(&self) -> &str {
+        &self.column
+    }
+
+    /// Each Arrow file with its sequences and its size on disk, in reading order.
+    pub fn files(&self) -> Vec<(&Path, usize, u64)> {
+        self.files
+            .iter()
+            .map(|f| (f.path.as_path(), f.seqs, f.bytes.len() as u64))
+            .collect()
+    }
+
+    /// Whether every file has a `token_ids` column.
+    pub fn has_token_ids(&self) -> bool {
+        self.files
+            .iter()
+            .all(|f| f.schema.field_with_name("token_ids").is_ok())
+    }
+
+    /// The file holding global row `row`, and the row's index inside that file.
+    pub fn locate(&self, row: usize) -> (&Path, usize) {
+        let seq = row / self.context;
+        let f = self
+            .files
+            .partition_point(|f| f.first_seq + f.seqs <= seq)
+            .min(self.files.len() - 1);
+        let file = &self.files[f];
+        (&file.path, row - file.first_seq * self.context)
+    }
+
     /// The record batches holding rows `start..start + n`: each with its file, its index there,
     /// and the global rows it contributes.
     fn spans(&self, start: usize, n: usize) -> Vec<(&File, usize, std::ops::Range<usize>)> {
@@ -358,6 +428,7 @@ impl ArrowCache {
     /// Append `n` rows from global row `start` to `out`, as f32.
     pub fn read_rows(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), CacheError> {
         for (file, b, rows) in self.spans(start, n) {
+            file.check_unchanged()?;
             let first = file.batches[b].first_seq;
             let col = file.column(&self.column, b)?;
             let (outer, inner) = nested(&col).ok_or_else(|| file.bad(&self.column))?;
@@ -366,17 +437,29 @@ impl ArrowCache {
                 values.downcast_ref::<Float16Array>(),
                 values.downcast_ref::<Float32Array>(),
             );
+            let mut read: Option<(*const u8, *const u8)> = None;
             for r in rows {
                 let (s, t) = (r / self.context - first, r % self.context);
                 let i = outer.value_offsets()[s] as usize + t;
                 let lo = inner.value_offsets()[i] as usize;
-                match (self.float16, v16, v32) {
+                let span = match (self.float16, v16, v32) {
                     (true, Some(v), _) => {
-                        out.extend(v.values()[lo..lo + self.d_in].iter().map(|h| h.to_f32()))
+                        let row = &v.values()[lo..lo + self.d_in];
+                        out.extend(row.iter().map(|h| h.to_f32()));
+                        bytes_of(row.as_ptr_range())
                     }
-                    (false, _, Some(v)) => out.extend_from_slice(&v.values()[lo..lo + self.d_in]),
+                    (false, _, Some(v)) => {
+                        let row = &v.values()[lo..lo + self.d_in];
+                        out.extend_from_slice(row);
+                        bytes_of(row.as_ptr_range())
+                    }
                     _ => return Err(file.bad(&self.column)),
-                }
+                };
+                let (a, b) = span;
+                read = Some(read.map_or((a, b), |(x, y)| (x.min(a), y.max(b))));
+            }
+            if let Some((a, b)) = read {
+                file.release(a, b);
             }
         }
         Ok(())
@@ -385,15 +468,12 @@ impl ArrowCache {
     /// Token ids of `n` rows from global row `start`, from the `token_ids` column (`None` when
     /// the cache has none).
     pub fn read_token_ids(&self, start: usize, n: usize) -> Result<Option<Vec<i64>>, CacheError> {
-        if self
-            .files
-            .iter()
-            .any(|f| f.schema.field_with_name("token_ids").is_err())
-        {
+        if !self.has_token_ids() {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(n);
         for (file, b, rows) in self.spans(start, n) {
+            file.check_unchanged()?;
             let col = file.column("token_ids", b)?;
             let list = col
                 .as_any()
@@ -412,6 +492,11 @@ impl ArrowCache {
     }
 }
 
+/// A slice's byte range.
+fn bytes_of<T>(r: std::ops::Range<*const T>) -> (*const u8, *const u8) {
+    (r.start as *const u8, r.end as *const u8)
+}
+
 /// The outer and inner lists of an Array2D column.
 fn nested(col: &ArrayRef) -> Option<(&ListArray, &ListArray)> {
     let outer = col.as_any().downcast_ref::<ListArray>()?;
@@ -420,6 +505,31 @@ fn nested(col: &ArrayRef) -> Option<(&ListArray, &ListArray)> {
 }
 
 impl File {
+    /// Take the map's pages of bytes `a..b` (rows just copied) out of the resident set; bytes
+    /// not in the map (a buffer arrow had to copy) are left alone.
+    fn release(&self, a: *const u8, b: *const u8) {
+        let base = self.map.as_ptr() as usize;
+        let (a, b) = (a as usize, b as usize);
+        if a >= base && b <= base + self.map.len() && a < b {
+            crate::data::raw::release(&self.map, a - base, b - a);
+        }
+    }
+
+    /// The file still has the size it was mapped with: a truncated map would fault on read.
+    fn check_unchanged(&self) -> Result<(), CacheError> {
+        let was = self.bytes.len() as u64;
+        let now = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if now == was {
+            Ok(())
+        } else {
+            Err(CacheError::Changed {
+                path: self.path.clone(),
+                was,
+                now,
+            })
+        }
+    }
+
     fn bad(&self, column: &str) -> CacheError {
         CacheError::BadColumn {
             path: self.path.clone(),

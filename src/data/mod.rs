@@ -1,4 +1,4 @@
-//! Activation data: HDF5 stores, batching, the input scale, and synthetic data.
+//! Activation data: HDF5 stores and SAELens caches, vocabularies, batching, the input scale, and synthetic data.
 
 pub mod arrow_cache;
 pub mod batches;
@@ -10,3 +10,4 @@ pub mod raw;
 pub mod scan;
 pub mod store;
 pub mod synth;
+pub mod vocab;

@@ -79,7 +79,7 @@ impl Drop for Piece {
 
 /// Take bytes `offset..offset + len` of a read-only file map out of this process's resident
 /// set; the next touch maps them again from the page cache (or the file).
-fn release(map: &Mmap, offset: usize, len: usize) {
+pub(crate) fn release(map: &Mmap, offset: usize, len: usize) {
     if len == 0 {
         return;
     }

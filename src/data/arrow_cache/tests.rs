@@ -170,3 +170,64 @@ fn what_is_not_a_cache_or_lacks_the_column_is_one_line() {
     );
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn a_cache_directory_is_a_store_that_batches_shuffled() {
+    use crate::config::OnNonFinite;
+    use crate::data::batches::{Batcher, Position};
+    use crate::data::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, d) = (4, 3);
+    write_cache(dir.path(), 2, 3, 2, ctx, d, false);
+    let store = Store::open(&[dir.path().to_path_buf()], None).unwrap();
+    assert!(store.is_cache() && store.has_token_ids() && !store.has_mask());
+    assert_eq!((store.rows(), store.d_in(), store.dataset()), (48, d, HOOK));
+    assert_eq!(store.paths(), [dir.path()]);
+    assert_eq!(store.sequence_bounds(22), (20, 24));
+    let (file, row) = store.locate(30);
+    assert!(file.ends_with("data-00001-of-00002.arrow") && row == 6);
+    assert_eq!(store.read_token_ids(21, 3).unwrap(), [51, 52, 53]);
+    assert_eq!(store.attributes()["hook"], HOOK);
+    // one shuffled epoch returns every row once
+    let mut b =
+        Batcher::new(store, true, 7, OnNonFinite::Stop, Position::default()).buffer_rows(16);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let batch = b.next_batch(8).unwrap();
+        let v = batch.data.to_f32();
+        seen.extend(v.chunks(d).map(|r| r[0] as i64));
+    }
+    let mut want: Vec<i64> = (0..48).map(|r| value(r / ctx, r % ctx, 0) as i64).collect();
+    assert_ne!(seen, want, "shuffled");
+    seen.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn a_cache_with_the_hdf5_files_or_truncated_under_the_reader_is_an_error() {
+    use crate::data::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    write_cache(dir.path(), 2, 1, 2, 4, 3, false);
+    let other = dir.path().join("x.h5");
+    let e = Store::open(&[dir.path().to_path_buf(), other], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be the only store"), "{e}");
+    let store = Store::open(&[dir.path().to_path_buf()], None).unwrap();
+    let f = dir.path().join("data-00001-of-00002.arrow");
+    let len = std::fs::metadata(&f).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let mut out = Vec::new();
+    store.read_rows(0, 8, &mut out).unwrap();
+    let e = store.read_rows(8, 8, &mut out).unwrap_err().to_string();
+    assert!(
+        e.contains("data-00001-of-00002.arrow") && e.contains("changed size"),
+        "{e}"
+    );
+}

@@ -88,6 +88,9 @@ pub enum StoreError {
         /// The library's message.
         reason: String,
     },
+    /// A SAELens activation cache that cannot be read.
+    #[error(transparent)]
+    Cache(#[from] crate::data::arrow_cache::CacheError),
     /// No store given.
     #[error("no activation store given: set data.stores in the config or pass --store")]
     NoStores,

@@ -1,4 +1,4 @@
-//! `jumpscope store info`: what each file of a store holds.
+//! `jumpscope store info`: what each file of a store holds (caches: `cache::info`).
 
 use super::open::{open_file, string_attr};
 use super::{Store, StoreError};
@@ -44,8 +44,11 @@ pub struct FileInfo {
 /// Describe each file of a store (glob patterns expanded).
 pub fn info(paths: &[PathBuf], dataset: Option<&str>) -> Result<Vec<FileInfo>, StoreError> {
     let store = Store::open(paths, dataset)?;
+    if let super::Source::Cache { dir, cache } = &store.source {
+        return Ok(super::cache::info(dir, &store, cache));
+    }
     let mut out = Vec::new();
-    for sh in &store.shards {
+    for sh in store.shards() {
         let file = open_file(&sh.path)?;
         let dtype = sh.dtype.name().to_string();
         let attributes = file

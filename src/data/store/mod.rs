@@ -2,11 +2,14 @@
 //! rows whatever the element type and rank; finding the files and the dataset is in `open`, where
 //! rows lie for the direct reader in `layout`, token ids and strings in `tokens`, `store info` in
 //! `info`, and writing stores in `write`. Only this module and its children touch the HDF5 API.
+//! A store can instead be one SAELens activation cache directory, read through
+//! [`crate::data::arrow_cache`] (`cache`).
 //!
 //! What is read: 2-D `[n_tokens, d_in]` or 3-D `[n_seq, seq_len, d_in]` (flattened to
 //! `n_seq·seq_len` rows) datasets of float32, float16, float64, or bfloat16 stored as uint16 with
 //! the attribute `dtype = "bfloat16"`; chunked, compressed or contiguous alike (HDF5 decodes).
 
+mod cache;
 mod error;
 mod info;
 mod layout;
@@ -14,11 +17,13 @@ mod open;
 mod tokens;
 mod write;
 
+pub use cache::CACHE_FORMAT;
 pub use error::StoreError;
 pub use info::{FileInfo, info};
 pub use open::{TOKEN_ID_NAMES, expand_paths};
 pub use write::{Extra, read_f32_dataset, write_store};
 
+use crate::data::arrow_cache::ArrowCache;
 use crate::data::block::Block;
 use crate::data::dtype::Dtype;
 use crate::data::raw;
@@ -50,9 +55,24 @@ struct Shard {
     direct: Option<raw::Layout>,
 }
 
-/// One or more HDF5 files holding the activations, read as one.
+/// Where a store's rows come from.
+enum Source {
+    /// HDF5 files, in reading order.
+    Files(Vec<Shard>),
+    /// One SAELens activation cache (a `datasets` directory).
+    Cache {
+        /// The directory.
+        dir: PathBuf,
+        /// Its hook column, open.
+        cache: ArrowCache,
+    },
+}
+
+/// One or more HDF5 files holding the activations, read as one, or one SAELens activation cache.
 pub struct Store {
-    shards: Vec<Shard>,
+    source: Source,
+    /// A vocabulary given from outside the store (`inspect --vocab`), used before the store's own.
+    vocab_override: Option<Vec<String>>,
     dataset: String,
     d_in: usize,
     rows: usize,
@@ -67,10 +87,7 @@ pub const HDF5_ONLY_ENV: &str = "JUMPSCOPE_HDF5_READS";
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field(
-                "files",
-                &self.shards.iter().map(|s| &s.path).collect::<Vec<_>>(),
-            )
+            .field("files", &self.paths())
             .field("dataset", &self.dataset)
             .field("rows", &self.rows)
             .field("d_in", &self.d_in)
@@ -81,10 +98,21 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open the files (glob patterns expanded) in order and check that they agree on `d_in`.
     /// `dataset`: a dataset path, or `None` for `activations` or else the only float dataset.
+    /// A directory is read as a SAELens activation cache, and must then be the only store; its
+    /// `dataset` is the hook column (`None`: the only one).
     pub fn open(paths: &[PathBuf], dataset: Option<&str>) -> Result<Self, StoreError> {
         let paths = expand_paths(paths)?;
         if paths.is_empty() {
             return Err(StoreError::NoStores);
+        }
+        if let Some(dir) = paths.iter().find(|p| p.is_dir()) {
+            if paths.len() > 1 {
+                return Err(StoreError::Open {
+                    path: dir.clone(),
+                    reason: "a directory is read as a SAELens activation cache, which must be the only store (data.stores = [\"DIR\"])".into(),
+                });
+            }
+            return cache::open(dir, dataset);
         }
         let mut shards: Vec<Shard> = Vec::new();
         let mut d_in = 0;
@@ -114,12 +142,34 @@ impl Store {
             shards.push(shard);
         }
         Ok(Self {
-            shards,
+            source: Source::Files(shards),
+            vocab_override: None,
             dataset: name,
             d_in,
             rows,
             direct_reads: std::env::var_os(HDF5_ONLY_ENV).is_none(),
         })
+    }
+
+    /// The HDF5 files (none for a cache).
+    fn shards(&self) -> &[Shard] {
+        match &self.source {
+            Source::Files(s) => s,
+            Source::Cache { .. } => &[],
+        }
+    }
+
+    /// The cache, when the store is one.
+    fn cache(&self) -> Option<&ArrowCache> {
+        match &self.source {
+            Source::Cache { cache, .. } => Some(cache),
+            Source::Files(_) => None,
+        }
+    }
+
+    /// Use `vocab` (one string per token id) for token strings, before the store's own.
+    pub fn set_vocab(&mut self, vocab: Vec<String>) {
+        self.vocab_override = Some(vocab);
     }
 
     /// Turn the direct reader off (every read through HDF5) or back on.
@@ -130,11 +180,11 @@ impl Store {
     /// The element type blocks are read in, when every file can be read directly in the same
     /// type; `None` means reads go through HDF5 and come back as f32.
     pub fn direct_kind(&self) -> Option<Dtype> {
-        if !self.direct_reads {
+        if !self.direct_reads || self.cache().is_some() {
             return None;
         }
-        let k = self.shards[0].dtype;
-        self.shards
+        let k = self.shards()[0].dtype;
+        self.shards()
             .iter()
             .all(|s| s.direct.is_some() && s.dtype == k)
             .then_some(k)
@@ -152,7 +202,7 @@ impl Store {
                 }
                 _ => Vec::new(),
             };
-            self.read_rows_hdf5(start, n, &mut v)?;
+            self.read_rows_f32(start, n, &mut v)?;
             *block = Block::F32(v);
             return Ok(());
         };
@@ -209,31 +259,49 @@ impl Store {
         &self.dataset
     }
 
-    /// The files, in reading order.
+    /// The files, in reading order (for a cache, its directory).
     pub fn paths(&self) -> Vec<&Path> {
-        self.shards.iter().map(|s| s.path.as_path()).collect()
+        match &self.source {
+            Source::Files(s) => s.iter().map(|s| s.path.as_path()).collect(),
+            Source::Cache { dir, .. } => vec![dir.as_path()],
+        }
+    }
+
+    /// Whether the store is a SAELens activation cache.
+    pub fn is_cache(&self) -> bool {
+        self.cache().is_some()
     }
 
     /// Whether every file has token ids beside the activations.
     pub fn has_token_ids(&self) -> bool {
-        self.shards.iter().all(|s| s.token_ids.is_some())
+        match &self.source {
+            Source::Files(s) => s.iter().all(|s| s.token_ids.is_some()),
+            Source::Cache { cache, .. } => cache.has_token_ids(),
+        }
     }
 
     /// Whether any file has a `mask` of positions to leave out of training.
     pub fn has_mask(&self) -> bool {
-        self.shards.iter().any(|s| s.mask.is_some())
+        self.shards().iter().any(|s| s.mask.is_some())
     }
 
     /// The file holding global row `row`, and the row's index inside that file.
     pub fn locate(&self, row: usize) -> (&Path, usize) {
+        if let Some(c) = self.cache() {
+            return c.locate(row);
+        }
         let i = self.shard_of(row);
-        (&self.shards[i].path, row - self.shards[i].start)
+        (&self.shards()[i].path, row - self.shards()[i].start)
     }
 
     /// The rows `[start, end)` of the sequence holding global `row` (for 3-D datasets), else of
     /// its file: a context window around a token stays inside them.
     pub fn sequence_bounds(&self, row: usize) -> (usize, usize) {
-        let sh = &self.shards[self.shard_of(row)];
+        if let Some(c) = self.cache() {
+            let s = row / c.context() * c.context();
+            return (s, (s + c.context()).min(self.rows));
+        }
+        let sh = &self.shards()[self.shard_of(row)];
         match sh.seq_len {
             Some(l) if l > 0 => {
                 let s = sh.start + (row - sh.start) / l * l;
@@ -243,10 +311,12 @@ impl Store {
         }
     }
 
+    /// The HDF5 file holding global `row` (not for caches, which have no shards).
     fn shard_of(&self, row: usize) -> usize {
-        self.shards
+        let shards = self.shards();
+        shards
             .partition_point(|s| s.start + s.rows <= row)
-            .min(self.shards.len() - 1)
+            .min(shards.len().saturating_sub(1))
     }
 
     /// The file still has the size it had when opened (HDF5 would read a truncated tail as zeros).
@@ -275,7 +345,7 @@ impl Store {
     /// Read `n` rows from global row `start` into `out` (appended, f32, row-major).
     pub fn read_rows(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
         if self.direct_kind().is_none() {
-            return self.read_rows_hdf5(start, n, out);
+            return self.read_rows_f32(start, n, out);
         }
         let mut block = Block::default();
         self.read_block(start, n, &mut block)?;
@@ -295,7 +365,11 @@ impl Store {
         Ok(())
     }
 
-    fn read_rows_hdf5(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
+    /// Rows as f32: through HDF5, or decoded from the cache.
+    fn read_rows_f32(&self, start: usize, n: usize, out: &mut Vec<f32>) -> Result<(), StoreError> {
+        if let Some(c) = self.cache() {
+            return Ok(c.read_rows(start, n, out)?);
+        }
         for (sh, lo, hi) in self.spans(start, n) {
             self.read_shard(sh, lo, hi, out)?;
         }
@@ -303,13 +377,17 @@ impl Store {
     }
 
     /// The pieces of global rows `start..start + n` (clipped to the store), one per file in
-    /// order: the file and the rows `lo..hi` inside it.
+    /// order: the file and the rows `lo..hi` inside it. None for a cache.
     fn spans(&self, start: usize, n: usize) -> impl Iterator<Item = (&Shard, usize, usize)> {
-        let end = (start + n).min(self.rows);
+        let end = if self.is_cache() {
+            start
+        } else {
+            (start + n).min(self.rows)
+        };
         let mut row = start;
         std::iter::from_fn(move || {
             (row < end).then(|| {
-                let sh = &self.shards[self.shard_of(row)];
+                let sh = &self.shards()[self.shard_of(row)];
                 let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
                 row = sh.start + hi;
                 (sh, lo, hi)
@@ -420,15 +498,19 @@ impl Store {
         Ok(())
     }
 
-    /// Rows per HDF5 chunk of the first file (None when contiguous).
+    /// Rows per HDF5 chunk of the first file (None when contiguous, or a cache: its record
+    /// batches are decoded without copying, so reads need not follow them).
     pub fn chunk_rows(&self) -> Option<usize> {
-        let c = self.shards[0].ds.chunk()?;
+        let c = self.shards().first()?.ds.chunk()?;
         Some(c[..c.len() - 1].iter().product::<usize>().max(1))
     }
 
     /// The first file's attributes (model, hook, layer, …) as text.
     pub fn attributes(&self) -> BTreeMap<String, String> {
-        let Ok(file) = self.shards[0].ds.file() else {
+        if let Some(c) = self.cache() {
+            return cache::attributes(c);
+        }
+        let Ok(file) = self.shards()[0].ds.file() else {
             return BTreeMap::new();
         };
         file.attr_names()

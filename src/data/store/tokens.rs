@@ -7,7 +7,12 @@ use ndarray::{Ix2, s};
 impl Store {
     /// The vocabulary (`vocab`: one string per token id) of the first file, if it has one.
     pub fn vocab(&self) -> Result<Option<Vec<String>>, StoreError> {
-        let sh = &self.shards[0];
+        if let Some(v) = &self.vocab_override {
+            return Ok(Some(v.clone()));
+        }
+        let Some(sh) = self.shards().first() else {
+            return Ok(None);
+        };
         let file = sh.ds.file().map_err(|e| self.read_err(sh, e))?;
         let Some(ds) = super::open::companion(&file, &self.dataset, "vocab") else {
             return Ok(None);
@@ -31,7 +36,7 @@ impl Store {
     ) -> Result<Option<Vec<String>>, StoreError> {
         let end = (start + n).min(self.rows);
         let per_token: Vec<Option<hdf5::Dataset>> = self
-            .shards
+            .shards()
             .iter()
             .map(|sh| {
                 sh.ds
@@ -40,12 +45,12 @@ impl Store {
                     .and_then(|f| super::open::companion(&f, &self.dataset, "token_strs"))
             })
             .collect();
-        if per_token.iter().all(Option::is_some) {
+        if !per_token.is_empty() && per_token.iter().all(Option::is_some) {
             let mut out = Vec::with_capacity(end.saturating_sub(start));
             let mut row = start;
             while row < end {
                 let k = self.shard_of(row);
-                let sh = &self.shards[k];
+                let sh = &self.shards()[k];
                 let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
                 let ds = per_token[k].as_ref().expect("checked above");
                 if ds.size() != sh.rows {
@@ -97,7 +102,7 @@ impl Store {
         let mut out = Vec::with_capacity(end.saturating_sub(start));
         let mut row = start;
         while row < end {
-            let sh = &self.shards[self.shard_of(row)];
+            let sh = &self.shards()[self.shard_of(row)];
             let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
             match (&sh.mask, sh.seq_len) {
                 (None, _) => out.extend(std::iter::repeat_n(true, hi - lo)),
@@ -126,10 +131,13 @@ impl Store {
         if !self.has_token_ids() {
             return Ok(out);
         }
+        if let Some(c) = self.cache() {
+            return Ok(c.read_token_ids(start, n)?.unwrap_or_default());
+        }
         let end = (start + n).min(self.rows);
         let mut row = start;
         while row < end {
-            let sh = &self.shards[self.shard_of(row)];
+            let sh = &self.shards()[self.shard_of(row)];
             let (lo, hi) = (row - sh.start, (end - sh.start).min(sh.rows));
             let t = sh.token_ids.as_ref().expect("checked by has_token_ids");
             match sh.seq_len {
