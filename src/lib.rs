@@ -22,5 +22,6 @@ pub mod live;
 pub mod metrics;
 pub mod sae;
 pub mod selftest;
+pub mod sweep;
 pub mod train;
 pub mod tui;

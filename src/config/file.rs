@@ -109,13 +109,41 @@ pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<FileConfig, Co
             origin: origin.to_string(),
             message: one_line(&e.to_string()),
         })?;
-    for s in sets {
-        apply_set(&mut table, s)?;
-    }
+    apply_sets(&mut table, sets)?;
+    from_table(table, origin)
+}
+
+/// Read a TOML table (a file already parsed, overrides applied) into the file form.
+pub fn from_table(table: toml::Table, origin: &str) -> Result<FileConfig, ConfigError> {
     FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
         message: one_line(&e.to_string()),
     })
+}
+
+/// Apply `--set section.key=value` overrides to a parsed TOML table.
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<(), ConfigError> {
+    for s in sets {
+        apply_set(table, s)?;
+    }
+    Ok(())
+}
+
+/// Set `section.key` of a parsed TOML table to `value`; false when `section` is not a table.
+pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> bool {
+    let Some((section, field)) = key.split_once('.') else {
+        return false;
+    };
+    match table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+    {
+        toml::Value::Table(t) => {
+            t.insert(field.to_string(), value);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Read and parse a config file with overrides.

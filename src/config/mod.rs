@@ -10,7 +10,9 @@ mod validate;
 
 pub use crate::sae::kernels::SparsityLoss;
 pub use crate::sae::model::{Architecture, ThresholdParam};
-pub use file::{DataFile, FileConfig, RunFile, SaeFile, TrainFile, load, parse};
+pub use file::{
+    DataFile, FileConfig, RunFile, SaeFile, TrainFile, apply_sets, from_table, load, parse, set_key,
+};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -149,6 +149,34 @@ impl FileConfig {
             .find_map(|(k, v, owners)| v.map(|v| (k, v, owners)))
     }
 
+    /// Leave out every key given that does not apply to this file's architecture (a sweep over
+    /// architectures shares one base); the keys left out, in order.
+    pub fn drop_inapplicable(&mut self) -> Vec<&'static str> {
+        let arch = self.sae.architecture.unwrap_or_default();
+        let mut dropped = Vec::new();
+        while let Some((key, _, _)) = self.inapplicable(arch) {
+            let (s, t) = (&mut self.sae, &mut self.train);
+            match key {
+                "sae.threshold_param" => s.threshold_param = None,
+                "sae.threshold_init" => s.threshold_init = None,
+                "sae.bandwidth" => s.bandwidth = None,
+                "sae.k" => s.k = None,
+                "train.sparsity_loss" => t.sparsity_loss = None,
+                "train.target_l0" => t.target_l0 = None,
+                "train.tanh_scale" => t.tanh_scale = None,
+                "train.pre_act_coefficient" => t.pre_act_coefficient = None,
+                "train.aux_k" => t.aux_k = None,
+                "train.aux_coefficient" => t.aux_coefficient = None,
+                "train.sparsity_coefficient" => t.sparsity_coefficient = None,
+                "train.sparsity_warmup_steps" => t.sparsity_warmup_steps = None,
+                // a key `inapplicable` names but this list lacks: stop rather than loop
+                _ => break,
+            }
+            dropped.push(key);
+        }
+        dropped
+    }
+
     /// Check every value and fill in defaults. `origin` names the file in errors.
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };

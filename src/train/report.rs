@@ -76,7 +76,11 @@ impl Trainer {
         let sparse_fraction = (self.sparse_steps as f64 / window_steps).min(1.0);
         self.sparse_steps = 0;
         self.window = (Instant::now(), self.tokens_seen);
-        let data_wait_fraction = (self.data.take_wait().as_secs_f64() / window_s).min(1.0);
+        let wait = match &mut self.data {
+            Some(d) => d.take_wait(),
+            None => std::mem::take(&mut self.fed_wait),
+        };
+        let data_wait_fraction = (wait.as_secs_f64() / window_s).min(1.0);
         let (_, m) = self.sae.dims();
         let centred = x.clone() - x.clone().mean_dim(0);
         let dead_mask = self.firing.dead(self.dead_steps()).float();

@@ -23,18 +23,78 @@ use crate::train::record::Record;
 use crate::train::report::LossQueue;
 use crate::train::trainer::Trainer;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Batches the prefetch thread reads ahead.
 const PREFETCH_DEPTH: usize = 4;
 
-/// Read the held-out tail of the store, and start the prefetch thread over the rest at `position`.
-fn start_data(
-    store: Store,
-    cfg: &Config,
-    position: Position,
-    scale: f64,
-) -> Result<(Prefetcher, Vec<f32>), TrainError> {
+/// What a sweep's members share, read and computed once: the input scale, the held-out rows
+/// and the store's attributes.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Input scale C.
+    pub scale: f64,
+    /// The held-out rows (raw).
+    pub eval_rows: Arc<Vec<f32>>,
+    /// The store's file attributes.
+    pub store_attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// Open the store of `cfg` and compute what every run on it starts from: the input scale (or
+/// `scale` when resuming) and the held-out rows.
+pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), TrainError> {
+    let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
+    let scale = match (scale, cfg.data.normalize) {
+        (Some(s), _) => s,
+        (None, Normalize::MeanSquaredNorm) => {
+            let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
+            estimate_scale(&store, cfg.data.scale_sample_tokens, training_rows)?
+        }
+        (None, Normalize::None) => 1.0,
+    };
+    let eval_rows = Arc::new(held_out(&store, cfg)?);
+    let store_attributes = store.attributes();
+    Ok((
+        store,
+        Shared {
+            scale,
+            eval_rows,
+            store_attributes,
+        },
+    ))
+}
+
+/// Start the prefetch thread over the store (less its held-out tail) at `position`.
+pub fn reader(store: Store, cfg: &Config, position: Position, scale: f64) -> Prefetcher {
+    let mut batcher = Batcher::new(
+        store,
+        cfg.data.shuffle,
+        cfg.data.seed,
+        cfg.data.on_nonfinite,
+        position,
+    )
+    .hold_out(cfg.data.eval_tokens);
+    let buffer = cfg
+        .data
+        .shuffle_buffer_tokens
+        .unwrap_or_else(|| Batcher::default_block_rows(batcher.store().d_in()));
+    batcher = batcher.buffer_rows(buffer);
+    batcher.scale = (1.0 / scale) as f32;
+    Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH)
+}
+
+/// The memory estimate of a run of `cfg` on rows of width `d_in` (for a sweep's sum).
+pub fn estimate_memory(cfg: &Config, d_in: usize, d_sae: usize) -> MemoryEstimate {
+    let device = device::resolve(&cfg.device).ok();
+    let kernels = device
+        .as_ref()
+        .map_or(Kernels::HostFused, Kernels::for_device);
+    memory::estimate(sizes(cfg, d_in, d_sae, kernels))
+}
+
+/// The held-out tail of the store (less the positions a `mask` leaves out).
+fn held_out(store: &Store, cfg: &Config) -> Result<Vec<f32>, TrainError> {
     let held = cfg.data.eval_tokens;
     if held >= store.rows() {
         return Err(TrainError::Config(ConfigError::Invalid {
@@ -56,24 +116,22 @@ fn start_data(
             .flat_map(|(row, _)| row.iter().copied())
             .collect();
     }
-    let mut batcher = Batcher::new(
-        store,
-        cfg.data.shuffle,
-        cfg.data.seed,
-        cfg.data.on_nonfinite,
-        position,
-    )
-    .hold_out(held);
-    let buffer = cfg
-        .data
-        .shuffle_buffer_tokens
-        .unwrap_or_else(|| Batcher::default_block_rows(batcher.store().d_in()));
-    batcher = batcher.buffer_rows(buffer);
-    batcher.scale = (1.0 / scale) as f32;
-    Ok((
-        Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH),
-        eval_rows,
-    ))
+    Ok(eval_rows)
+}
+
+fn sizes(cfg: &Config, d_in: usize, d_sae: usize, kernels: Kernels) -> RunSizes {
+    RunSizes {
+        d_in,
+        d_sae,
+        batch: cfg.data.batch_size,
+        prefetch_depth: PREFETCH_DEPTH,
+        shuffle_rows: cfg
+            .data
+            .shuffle_buffer_tokens
+            .unwrap_or_else(|| Batcher::default_block_rows(d_in)),
+        eval_rows: cfg.data.eval_tokens,
+        kernels,
+    }
 }
 
 /// Estimate what the run needs and refuse it when that exceeds what the device has free;
@@ -85,18 +143,7 @@ fn check_memory(
     d_sae: usize,
     kernels: Kernels,
 ) -> Result<(MemoryEstimate, Option<u64>), TrainError> {
-    let need = memory::estimate(RunSizes {
-        d_in,
-        d_sae,
-        batch: cfg.data.batch_size,
-        prefetch_depth: PREFETCH_DEPTH,
-        shuffle_rows: cfg
-            .data
-            .shuffle_buffer_tokens
-            .unwrap_or_else(|| Batcher::default_block_rows(d_in)),
-        eval_rows: cfg.data.eval_tokens,
-        kernels,
-    });
+    let need = memory::estimate(sizes(cfg, d_in, d_sae, kernels));
     let available = match memory::available_on(&cfg.device) {
         Available::Bytes(b) => b,
         Available::Unknown(_) => return Ok((need, None)),
@@ -176,33 +223,73 @@ fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams,
     ))
 }
 
+/// k must not exceed the dictionary (checked when d_sae comes from the expansion factor).
+fn check_k(cfg: &Config, d_sae: usize) -> Result<(), TrainError> {
+    if cfg.hyper.k > d_sae {
+        return Err(TrainError::KTooLarge {
+            k: cfg.hyper.k,
+            d_sae,
+        });
+    }
+    Ok(())
+}
+
 impl Trainer {
     /// Prepare a new run: open the store, estimate the scale, initialise (or load `init_from`),
     /// and create the run directory with its `config.toml` and `metrics.jsonl`.
     pub fn new(cfg: Config) -> Result<Self, TrainError> {
         let device = device::resolve(&cfg.device)?;
+        // checked before the scale pass, which can take a while on a big store
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let d_in = store.d_in();
-        let store_attributes = store.attributes();
-        let kernels = Kernels::for_device(&device);
         let d_sae = cfg.sae.d_sae_for(d_in);
-        if cfg.hyper.k > d_sae {
-            return Err(TrainError::KTooLarge {
-                k: cfg.hyper.k,
-                d_sae,
-            });
-        }
-        let (memory_estimate, memory_available) = check_memory(&cfg, d_in, d_sae, kernels)?;
-        let scale = match cfg.data.normalize {
-            Normalize::MeanSquaredNorm => {
-                let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
-                estimate_scale(&store, cfg.data.scale_sample_tokens, training_rows)?
-            }
-            Normalize::None => 1.0,
-        };
-        let host = initial_params(&cfg, &store, scale)?;
-        // before anything is written: the held-out split must fit the store
-        let (data, eval_rows) = start_data(store, &cfg, Position::default(), scale)?;
+        check_k(&cfg, d_sae)?;
+        let memory = check_memory(&cfg, d_in, d_sae, Kernels::for_device(&device))?;
+        drop(store);
+        // the held-out split is checked against the store before anything is written
+        let (store, shared) = open_shared(&cfg, None)?;
+        let host = initial_params(&cfg, &store, shared.scale)?;
+        let data = reader(store, &cfg, Position::default(), shared.scale);
+        Self::start(cfg, device, host, d_in, shared, Some(data), memory)
+    }
+
+    /// Prepare a new member of a sweep: like [`Trainer::new`], but reading nothing itself (the
+    /// sweep feeds each batch to [`Trainer::step_on`]) and sharing what the sweep computed once.
+    /// The sweep checked the memory of all members together.
+    pub fn member(cfg: Config, store: &Store, shared: &Shared) -> Result<Self, TrainError> {
+        let device = device::resolve(&cfg.device)?;
+        let d_in = store.d_in();
+        let d_sae = cfg.sae.d_sae_for(d_in);
+        check_k(&cfg, d_sae)?;
+        let estimate = estimate_memory(&cfg, d_in, d_sae);
+        let host = initial_params(&cfg, store, shared.scale)?;
+        Self::start(
+            cfg,
+            device,
+            host,
+            d_in,
+            shared.clone(),
+            None,
+            (estimate, None),
+        )
+    }
+
+    /// Create the run directory and the trainer of a new run.
+    fn start(
+        cfg: Config,
+        device: burn::tensor::Device,
+        host: HostParams,
+        d_in: usize,
+        shared: Shared,
+        data: Option<Prefetcher>,
+        (memory_estimate, memory_available): (MemoryEstimate, Option<u64>),
+    ) -> Result<Self, TrainError> {
+        let Shared {
+            scale,
+            eval_rows,
+            store_attributes,
+        } = shared;
+        let kernels = Kernels::for_device(&device);
         let run_dir = cfg.out.clone();
         if run_dir.join("checkpoints").exists() {
             return Err(TrainError::RunExists(run_dir));
@@ -239,6 +326,7 @@ impl Trainer {
             sae,
             adam,
             data,
+            fed_wait: std::time::Duration::ZERO,
             eval_rows,
             store_attributes,
             position: Position::default(),
@@ -255,46 +343,98 @@ impl Trainer {
             notes: Vec::new(),
             health,
             last_theta: None,
+            started: Instant::now(),
         })
     }
 
     /// Continue the run in `run_dir` from its newest checkpoint (after removing what an
     /// interrupted checkpoint write left behind).
     pub fn resume(run_dir: &Path) -> Result<Self, TrainError> {
-        let notes = checkpoint::remove_leftovers(run_dir)?
-            .into_iter()
-            .map(|p| {
-                format!(
-                    "removed {}, left by a checkpoint write that was interrupted",
-                    p.display()
-                )
-            })
-            .collect();
+        let notes = tidy(run_dir)?;
         let ckpt = checkpoint::latest(run_dir)?;
         let (state, tensors) = checkpoint::read(&ckpt)?;
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
         let device = device::resolve(&cfg.device)?;
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
-        if tensors.d_in != store.d_in() {
-            return Err(TrainError::InitMismatch {
-                path: ckpt.clone(),
-                sae: tensors.d_in,
-                store: store.paths()[0].to_path_buf(),
-                dataset: store.dataset().to_string(),
-                data: store.d_in(),
-            });
-        }
+        check_width(&ckpt, &store, tensors.d_in)?;
+        let memory = check_memory(
+            &cfg,
+            tensors.d_in,
+            tensors.d_sae,
+            Kernels::for_device(&device),
+        )?;
+        let eval_rows = Arc::new(held_out(&store, &cfg)?);
+        let data = reader(store, &cfg, state.position, state.scale);
+        let shared = Shared {
+            scale: state.scale,
+            eval_rows,
+            store_attributes: state.store_attributes.clone(),
+        };
+        Self::continue_from(
+            run_dir,
+            ckpt,
+            (state, tensors),
+            cfg,
+            device,
+            Some(data),
+            shared,
+            memory,
+            notes,
+        )
+    }
+
+    /// Continue a member of a sweep from checkpoint `ckpt` of its run directory, fed by the
+    /// sweep (which checked the store and the memory of all members).
+    pub fn resume_member(
+        run_dir: &Path,
+        ckpt: &Path,
+        store: &Store,
+        shared: &Shared,
+    ) -> Result<Self, TrainError> {
+        let notes = tidy(run_dir)?;
+        let (state, tensors) = checkpoint::read(ckpt)?;
+        let mut cfg = state.config.clone();
+        cfg.out = run_dir.to_path_buf();
+        let device = device::resolve(&cfg.device)?;
+        check_width(ckpt, store, tensors.d_in)?;
+        let estimate = estimate_memory(&cfg, tensors.d_in, tensors.d_sae);
+        let shared = Shared {
+            store_attributes: state.store_attributes.clone(),
+            ..shared.clone()
+        };
+        Self::continue_from(
+            run_dir,
+            ckpt.to_path_buf(),
+            (state, tensors),
+            cfg,
+            device,
+            None,
+            shared,
+            (estimate, None),
+            notes,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn continue_from(
+        run_dir: &Path,
+        ckpt: std::path::PathBuf,
+        (state, tensors): (checkpoint::CheckpointState, checkpoint::TrainTensors),
+        cfg: Config,
+        device: burn::tensor::Device,
+        data: Option<Prefetcher>,
+        shared: Shared,
+        (memory_estimate, memory_available): (MemoryEstimate, Option<u64>),
+        notes: Vec<String>,
+    ) -> Result<Self, TrainError> {
         let kernels = Kernels::for_device(&device);
-        let (memory_estimate, memory_available) =
-            check_memory(&cfg, tensors.d_in, tensors.d_sae, kernels)?;
         let (sae, adam, firing) = tensors.to_device(
             cfg.sae.threshold_param,
             state.step,
             state.window_tokens,
             &device,
         );
-        let (data, eval_rows) = start_data(store, &cfg, state.position, state.scale)?;
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
         let opening = Record::Resume {
@@ -319,8 +459,9 @@ impl Trainer {
             sae,
             adam,
             data,
-            eval_rows,
-            store_attributes: state.store_attributes,
+            fed_wait: std::time::Duration::ZERO,
+            eval_rows: shared.eval_rows,
+            store_attributes: shared.store_attributes,
             position: state.position,
             scale: state.scale,
             step: state.step,
@@ -336,6 +477,34 @@ impl Trainer {
             notes,
             health,
             last_theta: None,
+            started: Instant::now(),
         })
     }
+}
+
+/// Remove what an interrupted checkpoint write left in `run_dir`; the notes saying so.
+fn tidy(run_dir: &Path) -> Result<Vec<String>, TrainError> {
+    Ok(checkpoint::remove_leftovers(run_dir)?
+        .into_iter()
+        .map(|p| {
+            format!(
+                "removed {}, left by a checkpoint write that was interrupted",
+                p.display()
+            )
+        })
+        .collect())
+}
+
+/// The checkpoint's SAE must read the store's width.
+fn check_width(ckpt: &Path, store: &Store, d_in: usize) -> Result<(), TrainError> {
+    if d_in != store.d_in() {
+        return Err(TrainError::InitMismatch {
+            path: ckpt.to_path_buf(),
+            sae: d_in,
+            store: store.paths()[0].to_path_buf(),
+            dataset: store.dataset().to_string(),
+            data: store.d_in(),
+        });
+    }
+    Ok(())
 }

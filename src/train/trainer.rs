@@ -28,8 +28,9 @@ use crate::train::firing::Firing;
 use crate::train::record::Record;
 use crate::train::report::LossQueue;
 use crate::train::step::{StepPlan, train_step};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
@@ -66,9 +67,12 @@ pub struct Trainer {
     pub(super) kernels: Kernels,
     pub(super) sae: Sae,
     pub(super) adam: AdamState,
-    pub(super) data: Prefetcher,
-    /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on.
-    pub(super) eval_rows: Vec<f32>,
+    /// The run's own reader; `None` when a sweep feeds the batches ([`Trainer::step_on`]).
+    pub(super) data: Option<Prefetcher>,
+    /// Time spent waiting for batches a sweep fed, since the last report.
+    pub(super) fed_wait: std::time::Duration,
+    /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on (shared by a sweep's members).
+    pub(super) eval_rows: Arc<Vec<f32>>,
     /// The store's file attributes.
     pub(super) store_attributes: std::collections::BTreeMap<String, String>,
     /// Reading position after the last batch trained on (what a checkpoint records).
@@ -94,6 +98,22 @@ pub struct Trainer {
     pub(super) health: Monitor,
     /// log10 θ (raw units) and the step of the previous report, for θ's rate of change.
     pub(super) last_theta: Option<(u64, Vec<f64>)>,
+    /// When the run (or resume) started, for the records' elapsed time.
+    pub(super) started: Instant,
+}
+
+/// One batch a sweep hands to each of its members: already on the member's device.
+pub struct Fed {
+    /// The rows, `[rows, d_in]`, scaled.
+    pub x: Tensor<2>,
+    /// Rows in `x`.
+    pub rows: usize,
+    /// Reading position after this batch (what a checkpoint records).
+    pub position: Position,
+    /// Data epochs that began while this batch was read.
+    pub new_epochs: u64,
+    /// Rows dropped for NaN/Inf while filling it.
+    pub skipped: usize,
 }
 
 /// The sink the loop reports to.
@@ -158,7 +178,7 @@ impl Trainer {
             self.emit(rec, report)?;
         }
         let total = self.cfg.total_steps();
-        let started = Instant::now();
+        self.started = Instant::now();
         self.window = (Instant::now(), self.tokens_seen);
         while self.step < total {
             let next = between_steps(
@@ -171,18 +191,35 @@ impl Trainer {
             if next == Next::Stop {
                 return self.stop(report);
             }
-            self.train_one(total, started, report)?;
-            let eval_every = self.cfg.hyper.eval_every;
-            if !self.eval_rows.is_empty()
-                && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
-            {
-                self.validate(report)?;
-            }
+            self.train_one(report)?;
             let every = self.cfg.hyper.checkpoint_every;
             if every > 0 && self.step.is_multiple_of(every) && self.step < total {
                 self.checkpoint(report)?;
             }
         }
+        self.finish(report)
+    }
+
+    /// Start the clock of a run a sweep drives, and emit its opening records.
+    pub fn open_fed(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
+        for note in std::mem::take(&mut self.notes) {
+            report(TrainEvent::Info(note));
+        }
+        if let Some(rec) = self.opening.take() {
+            self.emit(rec, report)?;
+        }
+        self.started = Instant::now();
+        self.window = (Instant::now(), self.tokens_seen);
+        Ok(())
+    }
+
+    /// Whether every configured step is done.
+    pub fn is_done(&self) -> bool {
+        self.step >= self.cfg.total_steps()
+    }
+
+    /// The end of a run: a last checkpoint, the SAE exported, the `finish` record.
+    pub fn finish(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
         let checkpoint = self.checkpoint(report)?;
         let sae_dir = self.run_dir.join("sae");
         self.export(&sae_dir)?;
@@ -198,15 +235,14 @@ impl Trainer {
         })
     }
 
-    /// Read a batch, take one step on it, and report when a report is due.
-    fn train_one(
-        &mut self,
-        total: u64,
-        started: Instant,
-        report: Sink<'_>,
-    ) -> Result<(), TrainError> {
+    /// Read a batch from the run's own reader, take one step on it (see [`Trainer::step_on`]).
+    fn train_one(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
         let (d_in, _) = self.sae.dims();
-        let Prefetched { batch, position } = match self.data.next_batch() {
+        let data = self
+            .data
+            .as_mut()
+            .expect("a run without a sweep reads its own data");
+        let Prefetched { batch, position } = match data.next_batch() {
             Ok(p) => p,
             Err(e) => {
                 // keep what was trained so far before reporting the data problem
@@ -216,15 +252,41 @@ impl Trainer {
                 return Err(e.into());
             }
         };
+        let x = match &batch.data {
+            Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
+            half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
+        };
+        let fed = Fed {
+            x,
+            rows: batch.rows,
+            position,
+            new_epochs: batch.new_epochs,
+            skipped: batch.skipped,
+        };
+        data.recycle(batch.data);
+        self.step_on(fed, report)
+    }
+
+    /// Take one step on `fed`, report when a report is due, and validate when due. A sweep
+    /// calls this for each member with the batch it read once.
+    pub fn step_on(&mut self, fed: Fed, report: Sink<'_>) -> Result<(), TrainError> {
+        let total = self.cfg.total_steps();
+        let Fed {
+            x,
+            rows,
+            position,
+            new_epochs,
+            skipped,
+        } = fed;
         self.position = position;
-        if batch.skipped > 0 {
-            self.skipped_rows += batch.skipped as u64;
+        if skipped > 0 {
+            self.skipped_rows += skipped as u64;
             report(TrainEvent::Warning(format!(
                 "step {}: skipped {} rows with NaN/Inf ({} so far)",
-                self.step, batch.skipped, self.skipped_rows
+                self.step, skipped, self.skipped_rows
             )));
         }
-        if batch.new_epochs > 0 {
+        if new_epochs > 0 {
             let rec = Record::Epoch {
                 step: self.step,
                 tokens: self.tokens_seen,
@@ -232,12 +294,6 @@ impl Trainer {
             };
             self.emit(rec, report)?;
         }
-        let x = match &batch.data {
-            Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
-            half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
-        };
-        let rows = batch.rows;
-        self.data.recycle(batch.data);
         let is_log =
             (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
         let x_for_metrics = is_log.then(|| x.clone());
@@ -265,14 +321,56 @@ impl Trainer {
         self.tokens_seen += rows as u64;
         if let Some(x) = x_for_metrics {
             let parts = self.flush(report)?;
-            let rec = self.metrics_record(parts, x, out.residual, started);
+            let rec = self.metrics_record(parts, x, out.residual, self.started);
             let events = self.health.observe(&rec);
             self.emit(Record::Metrics(Box::new(rec)), report)?;
             for e in events {
                 self.emit(self.health_record(e), report)?;
             }
         }
+        let eval_every = self.cfg.hyper.eval_every;
+        if !self.eval_rows.is_empty()
+            && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
+        {
+            self.validate(report)?;
+        }
         Ok(())
+    }
+
+    /// Count time spent waiting for a batch a sweep fed (reported as `data_wait_fraction`).
+    pub fn add_fed_wait(&mut self, wait: std::time::Duration) {
+        self.fed_wait += wait;
+    }
+
+    /// The device the run trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Carry out one control a sweep received for this member: edits, checkpoint-now, and the
+    /// pause and resume records (a sweep pauses a member by not stepping it).
+    pub fn control(&mut self, c: Control, report: Sink<'_>) -> Result<(), TrainError> {
+        let mut s = Steering {
+            trainer: self,
+            report,
+        };
+        match c {
+            Control::SetHyper(edit) => s.set_hyper(*edit),
+            Control::Checkpoint => s.checkpoint(),
+            Control::Pause => s.paused(true),
+            Control::Resume => s.paused(false),
+            Control::Stop => self.stop(report).map(|_| ()),
+        }
+    }
+
+    /// Stop with a checkpoint (a sweep stopping one member or all).
+    pub fn stop_now(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
+        self.stop(report)
+    }
+
+    /// Write a checkpoint now (a sweep's checkpoint of all members at one step).
+    pub fn checkpoint_now(&mut self, report: Sink<'_>) -> Result<PathBuf, TrainError> {
+        self.checkpoint(report)
     }
 
     /// Apply a checked edit from the next step on: config.toml is rewritten as the configuration
