@@ -152,10 +152,7 @@ pub fn parse(
     for d in &devices {
         crate::device::resolve(d).map_err(|e| fail("sweep.devices", e.to_string()))?;
     }
-    let points: Vec<(Option<String>, Vec<(String, toml::Value)>)> = match (
-        sweep.get("vary"),
-        sweep.get("member"),
-    ) {
+    let points: Vec<Point> = match (sweep.get("vary"), sweep.get("member")) {
         (Some(_), Some(_)) => {
             return Err(fail(
                 "sweep",
@@ -280,6 +277,9 @@ fn text_of(kv: &[(String, toml::Value)]) -> Vec<(String, String)> {
     kv.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
 }
 
+/// A member before expansion: its name (explicit members) and its overrides, in order.
+type Point = (Option<String>, Vec<(String, toml::Value)>);
+
 type Fail<'a> = dyn Fn(&str, String) -> SpecError + 'a;
 
 /// The cartesian product of `vary`'s lists, the first key varying slowest.
@@ -324,10 +324,7 @@ fn grid(v: &toml::Value, fail: &Fail<'_>) -> Result<Vec<Vec<(String, toml::Value
 }
 
 /// `[[sweep.member]]` tables: each a `name` and overrides (quoted dotted keys or sub-tables).
-fn explicit(
-    m: &toml::Value,
-    fail: &Fail<'_>,
-) -> Result<Vec<(Option<String>, Vec<(String, toml::Value)>)>, SpecError> {
+fn explicit(m: &toml::Value, fail: &Fail<'_>) -> Result<Vec<Point>, SpecError> {
     let list = m.as_array().ok_or_else(|| {
         fail(
             "sweep.member",
