@@ -21,6 +21,16 @@ pub enum Command {
     /// RUN_DIR/checkpoints/step-N/ and, at the end, RUN_DIR/sae/ (SAELens layout).
     /// Ctrl-C or SIGTERM writes a checkpoint and exits with code 130.
     Train(TrainArgs),
+    /// Train many SAEs side by side from one data stream: a run config plus a [sweep] table.
+    ///
+    /// The [sweep] table varies keys as a grid (`vary = { "train.sparsity_coefficient" =
+    /// [1e-3, 3e-3], "sae.architecture" = ["jumprelu", "topk"] }`) or lists members
+    /// ([[sweep.member]] with a name and overrides); `sweep.devices` places them round-robin.
+    /// The store is read once for all members. Writes OUT/sweep.toml, OUT/sweep.jsonl and a
+    /// complete run directory per member (OUT/<member>/), which watch, eval, inspect and
+    /// `train --resume` take as they are. Ctrl-C or SIGTERM checkpoints every member and exits
+    /// with code 130; `--resume OUT` continues.
+    Sweep(SweepArgs),
     /// Attach the live screen to a run another process is training (e.g. under nohup).
     ///
     /// Follows RUN_DIR/metrics.jsonl as it grows; hyperparameter changes made here are written
@@ -82,6 +92,27 @@ pub struct TrainArgs {
     /// Screen options.
     #[command(flatten)]
     pub look: LookArgs,
+}
+
+/// `jumpscope sweep`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "resume"])))]
+pub struct SweepArgs {
+    /// The sweep's TOML: a run configuration plus a [sweep] table (see README, "Sweeps").
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Override a config key for every member, e.g. `--set train.steps=2000` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// The sweep's directory (overrides run.out); members go to OUT/<member>/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the sweep in OUT from its last checkpoint of all members.
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["config", "sets", "out"])]
+    pub resume: Option<PathBuf>,
+    /// One line per member report and the member table at the end (no screen).
+    #[arg(long)]
+    pub headless: bool,
 }
 
 /// How the screens look (train and watch).

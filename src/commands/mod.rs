@@ -7,6 +7,7 @@ pub mod export;
 pub mod inspect;
 pub mod selftest;
 pub mod store;
+pub mod sweep;
 pub mod train;
 pub mod watch;
 

@@ -2,7 +2,6 @@
 //! explicit `[[sweep.member]]` tables, and `devices`), expanded into named, validated members.
 
 use crate::config::{Config, ConfigError, apply_sets, from_table, set_key};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A sweep configuration that cannot be used: one line naming the file, the key and what was
@@ -200,7 +199,7 @@ pub fn parse(
             if same.overrides == text_of(&kept) {
                 // a grid point that differs only in keys its architecture leaves out
                 merged.push(format!(
-                    "grid point {} is member {name}: {} does not apply to it",
+                    "grid point {} is member {name}: it does not take {}",
                     i + 1,
                     dropped.join(", ")
                 ));
@@ -457,14 +456,6 @@ fn file_safe(name: &str) -> String {
     } else {
         s
     }
-}
-
-/// The overrides of each member by name, for records and the screen.
-pub fn varied(spec: &SweepSpec) -> BTreeMap<String, Vec<(String, String)>> {
-    spec.members
-        .iter()
-        .map(|m| (m.name.clone(), m.overrides.clone()))
-        .collect()
 }
 
 #[cfg(test)]

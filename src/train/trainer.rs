@@ -342,6 +342,11 @@ impl Trainer {
         self.fed_wait += wait;
     }
 
+    /// Activation width.
+    pub fn d_in(&self) -> usize {
+        self.sae.dims().0
+    }
+
     /// The device the run trains on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -13,6 +13,7 @@ mod screen;
 mod selftest;
 mod sparse;
 mod stores;
+mod sweep;
 #[cfg(feature = "tch")]
 mod tch;
 mod theme;

@@ -1,0 +1,695 @@
+//! The sweep's loop: one reader, one input scale, one set of held-out rows; each batch read once,
+//! uploaded once per device and stepped by every running member in turn. Members are ordinary
+//! runs (`OUT/<name>/`) driven through [`Trainer::step_on`]; a failing member is marked failed and
+//! the others go on. All live members checkpoint after the same batch, which is what
+//! `sweep --resume` continues from.
+
+use super::record::{self, MemberInfo, MemberState, SweepRecord};
+use super::spec::{self, SpecError, SweepSpec};
+use crate::data::batches::{Position, Rows};
+use crate::data::prefetch::{Prefetched, Prefetcher};
+use crate::metrics::log::JsonlLog;
+use crate::sae::model::{upload, upload_owned};
+use crate::train::control::{Control, TrainEvent};
+use crate::train::error::TrainError;
+use crate::train::memory::{self, Available};
+use crate::train::setup::{Shared, estimate_memory, open_shared, reader};
+use crate::train::trainer::{Fed, Outcome, Trainer};
+use burn::tensor::{Device, Tensor};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+/// A sweep that cannot start or go on: one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The sweep configuration.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Shared work failed (the store, the scale, the reader).
+    #[error(transparent)]
+    Train(Box<TrainError>),
+    /// A member could not be set up.
+    #[error("member {name}: {source}")]
+    Member {
+        /// The member.
+        name: String,
+        /// What went wrong.
+        source: Box<TrainError>,
+    },
+    /// The directory already holds a sweep.
+    #[error(
+        "{0}: already holds a sweep (sweep.toml exists): continue it with `jumpscope sweep --resume {0}` or choose another --out"
+    )]
+    Exists(PathBuf),
+    /// `--resume` of a directory that is not a sweep, or one without a checkpoint yet.
+    #[error("{path}: {problem}")]
+    NotResumable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        problem: String,
+    },
+    /// The members together need more memory than a device has.
+    #[error(
+        "the {members} members placed on {device} need about {need_gib:.1} GiB together, but it has {free_gib:.1} GiB free: sweep fewer or narrower members, or place them on more devices (sweep.devices)"
+    )]
+    OutOfMemory {
+        /// The device.
+        device: String,
+        /// Members on it.
+        members: usize,
+        /// GiB needed.
+        need_gib: f64,
+        /// GiB free.
+        free_gib: f64,
+    },
+    /// Writing the sweep's own files.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl From<TrainError> for SweepError {
+    fn from(e: TrainError) -> Self {
+        Self::Train(Box::new(e))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
+    move |source| SweepError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A command for the sweep: for one member (by index) or, with `None`, for all.
+#[derive(Debug, Clone)]
+pub struct SweepControl {
+    /// The member, or all.
+    pub member: Option<usize>,
+    /// What to do.
+    pub control: Control,
+}
+
+/// What the sweep reports.
+#[derive(Debug, Clone)]
+pub enum SweepEvent {
+    /// A member's own event (its records are in its metrics.jsonl).
+    Member(usize, TrainEvent),
+    /// A sweep record, just appended to sweep.jsonl.
+    Sweep(SweepRecord),
+}
+
+/// How a sweep ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// Every member finished, stopped or failed.
+    Done,
+    /// Stopped on request; `sweep --resume` continues.
+    Stopped,
+}
+
+/// One member: its run and where it stands.
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// The keys set for it.
+    pub varied: Vec<(String, String)>,
+    /// Its configuration when it started (or resumed).
+    pub config: crate::config::Config,
+    /// Its own steps so far.
+    pub step: u64,
+    /// Its run, while it is live (dropped when it ends, freeing its parameters).
+    pub trainer: Option<Trainer>,
+    /// Where it stands.
+    pub state: MemberState,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+}
+
+/// A sweep in progress.
+pub struct Sweep {
+    dir: PathBuf,
+    members: Vec<Member>,
+    data: Prefetcher,
+    log: JsonlLog,
+    /// Batches read from the shared stream.
+    step: u64,
+    rows_read: u64,
+    position: Position,
+    checkpoint_every: u64,
+    /// The opening record, emitted when the loop starts.
+    opening: Option<SweepRecord>,
+}
+
+type Report<'a> = &'a mut dyn FnMut(SweepEvent);
+
+impl Sweep {
+    /// Start the sweep `spec` describes: check what all members need, open the store once,
+    /// create `OUT/` (sweep.toml, sweep.jsonl) and every member's run directory.
+    pub fn new(spec: &SweepSpec) -> Result<Self, SweepError> {
+        let dir = spec.out.clone();
+        if dir.join("sweep.toml").exists() {
+            return Err(SweepError::Exists(dir));
+        }
+        let base = &spec.members[0].config;
+        let (store, shared) = open_shared(base, None)?;
+        let d_in = store.d_in();
+        let memory_estimate = check_memory(spec, d_in)?;
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let toml_path = dir.join("sweep.toml");
+        crate::atomic::write_file(&toml_path, spec.to_toml().as_bytes())
+            .map_err(io_err(&toml_path))?;
+        let log_path = dir.join("sweep.jsonl");
+        let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
+        let mut members = Vec::new();
+        let mut infos = Vec::new();
+        for m in &spec.members {
+            let trainer = Trainer::member(m.config.clone(), &store, &shared).map_err(|source| {
+                SweepError::Member {
+                    name: m.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            infos.push(MemberInfo {
+                name: m.name.clone(),
+                varied: m.overrides.clone(),
+                dropped: m.dropped.iter().map(|s| s.to_string()).collect(),
+                device: m.config.device.clone(),
+                architecture: m.config.sae.architecture.name().to_string(),
+                d_sae: m.config.sae.d_sae_for(d_in),
+            });
+            members.push(Member {
+                name: m.name.clone(),
+                varied: m.overrides.clone(),
+                config: m.config.clone(),
+                step: 0,
+                trainer: Some(trainer),
+                state: MemberState::Running,
+                reason: None,
+            });
+        }
+        let opening = SweepRecord::Start {
+            members: infos,
+            d_in,
+            store_rows: store.rows(),
+            scale: shared.scale,
+            devices: spec.devices.clone(),
+            memory_estimate,
+        };
+        let data = reader(store, base, Position::default(), shared.scale);
+        Ok(Self {
+            dir,
+            checkpoint_every: checkpoint_every(&members),
+            members,
+            data,
+            log,
+            step: 0,
+            rows_read: 0,
+            position: Position::default(),
+            opening: Some(opening),
+        })
+    }
+
+    /// Continue the sweep in `dir` from its last checkpoint of all members: the members that
+    /// were live then continue from their checkpoints at that batch; those that had finished,
+    /// stopped or failed stay so.
+    pub fn resume(dir: &Path) -> Result<Self, SweepError> {
+        let not = |problem: &str| SweepError::NotResumable {
+            path: dir.to_path_buf(),
+            problem: problem.to_string(),
+        };
+        let toml_path = dir.join("sweep.toml");
+        if !toml_path.is_file() {
+            return Err(not(
+                "not a sweep (no sweep.toml): `jumpscope sweep --resume` takes the --out of a sweep",
+            ));
+        }
+        let spec = spec::load(&toml_path, &[], Some(dir))?;
+        let log_path = dir.join("sweep.jsonl");
+        let records = record::read(&log_path).map_err(io_err(&log_path))?;
+        let scale = records.iter().find_map(|r| match r {
+            SweepRecord::Start { scale, .. } => Some(*scale),
+            _ => None,
+        });
+        let last = records.iter().rev().find_map(|r| match r {
+            SweepRecord::Checkpoint {
+                step,
+                rows_read,
+                position,
+                members,
+            } => Some((*step, *rows_read, *position, members.clone())),
+            _ => None,
+        });
+        let (Some(scale), Some((step, rows_read, position, ckpts))) = (scale, last) else {
+            return Err(not(
+                "no checkpoint of the sweep yet (sweep.jsonl has none): start it again with `jumpscope sweep --config`",
+            ));
+        };
+        // each member's last state change up to the checkpoint … or after it for the ends
+        let mut ended: BTreeMap<String, (MemberState, Option<String>)> = BTreeMap::new();
+        for r in &records {
+            if let SweepRecord::Member {
+                name,
+                state,
+                reason,
+                ..
+            } = r
+                && !state.is_live()
+            {
+                ended.insert(name.clone(), (*state, reason.clone()));
+            }
+        }
+        let base = &spec.members[0].config;
+        let (store, shared) = open_shared(base, Some(scale))?;
+        check_memory(&spec, store.d_in())?;
+        let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
+        let mut members = Vec::new();
+        for m in &spec.members {
+            let run_dir = dir.join(&m.name);
+            let (trainer, state, reason) = match ckpts.get(&m.name) {
+                Some(ckpt) if !ended.contains_key(&m.name) => {
+                    let t = member_resume(&m.name, &run_dir, ckpt, &store, &shared)?;
+                    (Some(t), MemberState::Running, None)
+                }
+                // ended (finished, stopped, failed): listed, never stepped again
+                _ => {
+                    let (s, r) = ended
+                        .get(&m.name)
+                        .cloned()
+                        .unwrap_or((MemberState::Stopped, None));
+                    (None, s, r)
+                }
+            };
+            let (config, step) = match &trainer {
+                Some(t) => (t.config().clone(), t.step()),
+                None => (m.config.clone(), 0),
+            };
+            members.push(Member {
+                name: m.name.clone(),
+                varied: m.overrides.clone(),
+                config,
+                step,
+                trainer,
+                state,
+                reason,
+            });
+        }
+        let opening = SweepRecord::Resume {
+            step,
+            members: members
+                .iter()
+                .filter(|m| m.state.is_live())
+                .map(|m| m.name.clone())
+                .collect(),
+        };
+        let data = reader(store, base, position, scale);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            checkpoint_every: checkpoint_every(&members),
+            members,
+            data,
+            log,
+            step,
+            rows_read,
+            position,
+            opening: Some(opening),
+        })
+    }
+
+    /// The sweep's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The members.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Member `i`'s run (it must be live).
+    fn live(&mut self, i: usize) -> &mut Trainer {
+        self.members[i]
+            .trainer
+            .as_mut()
+            .expect("a live member has its run")
+    }
+
+    /// Batches read from the shared stream.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Rows read from the store.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    fn emit(&mut self, rec: SweepRecord, report: Report<'_>) -> Result<(), SweepError> {
+        self.log.append(&rec).map_err(io_err(self.log.path()))?;
+        report(SweepEvent::Sweep(rec));
+        Ok(())
+    }
+
+    /// Mark member `i` as `state` (with `reason`) and record it.
+    fn set_state(
+        &mut self,
+        i: usize,
+        state: MemberState,
+        reason: Option<String>,
+        report: Report<'_>,
+    ) -> Result<(), SweepError> {
+        let m = &mut self.members[i];
+        m.state = state;
+        m.reason = reason.clone();
+        if let Some(t) = &m.trainer {
+            m.step = t.step();
+            m.config = t.config().clone();
+        }
+        if !state.is_live() {
+            m.trainer = None;
+        }
+        let rec = SweepRecord::Member {
+            step: self.step,
+            name: m.name.clone(),
+            state,
+            member_step: m.step,
+            reason,
+        };
+        self.emit(rec, report)
+    }
+
+    /// Run until every member has finished, stopped or failed, or until told to stop.
+    pub fn run(
+        &mut self,
+        controls: &Receiver<SweepControl>,
+        report: Report<'_>,
+    ) -> Result<SweepOutcome, SweepError> {
+        if let Some(rec) = self.opening.take() {
+            self.emit(rec, report)?;
+        }
+        for i in 0..self.members.len() {
+            if self.members[i].state.is_live() {
+                let r = self
+                    .live(i)
+                    .open_fed(&mut |e| report(SweepEvent::Member(i, e)));
+                self.member_result(i, r, report)?;
+            }
+        }
+        loop {
+            if self.take_controls(controls, report)? {
+                return self.stop_all(report);
+            }
+            if !self.members.iter().any(|m| m.state.is_live()) {
+                break;
+            }
+            if !self.members.iter().any(|m| m.state == MemberState::Running) {
+                // all paused: wait for a control rather than read batches nobody trains on
+                match controls.recv() {
+                    Ok(c) => {
+                        if self.apply(c, report)? {
+                            return self.stop_all(report);
+                        }
+                    }
+                    Err(_) => return self.stop_all(report),
+                }
+                continue;
+            }
+            self.step_all(report)?;
+            if self.checkpoint_every > 0
+                && self.step.is_multiple_of(self.checkpoint_every)
+                && self.members.iter().any(|m| m.state.is_live())
+            {
+                self.checkpoint_all(report)?;
+            }
+        }
+        let states = self
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.state))
+            .collect();
+        let rec = SweepRecord::Finish {
+            step: self.step,
+            rows_read: self.rows_read,
+            states,
+        };
+        self.emit(rec, report)?;
+        Ok(SweepOutcome::Done)
+    }
+
+    /// Take the queued controls; true when the whole sweep is to stop.
+    fn take_controls(
+        &mut self,
+        controls: &Receiver<SweepControl>,
+        report: Report<'_>,
+    ) -> Result<bool, SweepError> {
+        loop {
+            match controls.try_recv() {
+                Ok(c) => {
+                    if self.apply(c, report)? {
+                        return Ok(true);
+                    }
+                }
+                Err(TryRecvError::Empty) => return Ok(false),
+                // nobody drives the sweep any more: stop with a checkpoint, as `train` does
+                Err(TryRecvError::Disconnected) => return Ok(true),
+            }
+        }
+    }
+
+    /// Carry out one control; true when it stops the whole sweep.
+    fn apply(&mut self, c: SweepControl, report: Report<'_>) -> Result<bool, SweepError> {
+        let targets: Vec<usize> = match c.member {
+            None if matches!(c.control, Control::Stop) => return Ok(true),
+            None => (0..self.members.len()).collect(),
+            Some(i) if i < self.members.len() => vec![i],
+            Some(_) => return Ok(false),
+        };
+        for i in targets {
+            let state = self.members[i].state;
+            if !state.is_live() {
+                continue;
+            }
+            let next = match (&c.control, state) {
+                (Control::Pause, MemberState::Running) => Some(MemberState::Paused),
+                (Control::Resume, MemberState::Paused) => Some(MemberState::Running),
+                (Control::Pause, _) | (Control::Resume, _) => continue,
+                (Control::Stop, _) => Some(MemberState::Stopped),
+                _ => None,
+            };
+            let r = self
+                .live(i)
+                .control(c.control.clone(), &mut |e| report(SweepEvent::Member(i, e)));
+            if self.member_result(i, r, report)?
+                && let Some(s) = next
+            {
+                self.set_state(i, s, None, report)?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// A member's call came back: on error the member fails (recorded) and the sweep goes on.
+    /// True when it succeeded.
+    fn member_result<T>(
+        &mut self,
+        i: usize,
+        r: Result<T, TrainError>,
+        report: Report<'_>,
+    ) -> Result<bool, SweepError> {
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Read one batch and step every running member on it; a member that reaches its last step
+    /// finishes (checkpoint, export).
+    fn step_all(&mut self, report: Report<'_>) -> Result<(), SweepError> {
+        let t0 = Instant::now();
+        let Prefetched { batch, position } = match self.data.next_batch() {
+            Ok(p) => p,
+            Err(e) => {
+                // keep what every member trained before reporting the data problem
+                if self.step > 0 {
+                    let _ = self.checkpoint_all(report);
+                }
+                return Err(TrainError::from(e).into());
+            }
+        };
+        let wait = t0.elapsed();
+        self.step += 1;
+        self.rows_read += (batch.rows + batch.skipped) as u64;
+        self.position = position;
+        // one upload per device holding a running member
+        let mut uploads: Vec<(Device, Tensor<2>)> = Vec::new();
+        for i in 0..self.members.len() {
+            if self.members[i].state != MemberState::Running {
+                continue;
+            }
+            let device = self.live(i).device().clone();
+            let x = match uploads.iter().find(|(d, _)| *d == device) {
+                Some((_, x)) => x.clone(),
+                None => {
+                    let d_in = self.live(i).d_in();
+                    let x = match &batch.data {
+                        Rows::F32(v) => upload(v, [batch.rows, d_in], &device),
+                        half => upload_owned(half.to_f32(), [batch.rows, d_in], &device),
+                    };
+                    uploads.push((device, x.clone()));
+                    x
+                }
+            };
+            let fed = Fed {
+                x,
+                rows: batch.rows,
+                position,
+                new_epochs: batch.new_epochs,
+                skipped: batch.skipped,
+            };
+            let t = self.live(i);
+            t.add_fed_wait(wait);
+            let r = t.step_on(fed, &mut |e| report(SweepEvent::Member(i, e)));
+            self.members[i].step = self.live(i).step();
+            if !self.member_result(i, r, report)? {
+                continue;
+            }
+            if self.live(i).is_done() {
+                let r = self
+                    .live(i)
+                    .finish(&mut |e| report(SweepEvent::Member(i, e)));
+                if self.member_result(i, r, report)? {
+                    self.set_state(i, MemberState::Finished, None, report)?;
+                }
+            }
+        }
+        drop(uploads);
+        self.data.recycle(batch.data);
+        Ok(())
+    }
+
+    /// Checkpoint every live member after the same batch, and record where reading continues.
+    fn checkpoint_all(&mut self, report: Report<'_>) -> Result<(), SweepError> {
+        let mut paths = BTreeMap::new();
+        for i in 0..self.members.len() {
+            if !self.members[i].state.is_live() {
+                continue;
+            }
+            let r = self
+                .live(i)
+                .checkpoint_now(&mut |e| report(SweepEvent::Member(i, e)));
+            match r {
+                Ok(p) => {
+                    paths.insert(self.members[i].name.clone(), p);
+                }
+                Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?,
+            }
+        }
+        let rec = SweepRecord::Checkpoint {
+            step: self.step,
+            rows_read: self.rows_read,
+            position: self.position,
+            members: paths,
+        };
+        self.emit(rec, report)
+    }
+
+    /// Stop every live member with a checkpoint, and record the sweep's checkpoint and stop.
+    fn stop_all(&mut self, report: Report<'_>) -> Result<SweepOutcome, SweepError> {
+        let mut paths = BTreeMap::new();
+        for i in 0..self.members.len() {
+            if !self.members[i].state.is_live() {
+                continue;
+            }
+            let r = self
+                .live(i)
+                .stop_now(&mut |e| report(SweepEvent::Member(i, e)));
+            match r {
+                Ok(Outcome::Stopped { checkpoint, .. }) => {
+                    paths.insert(self.members[i].name.clone(), checkpoint);
+                }
+                Ok(Outcome::Finished { .. }) => {}
+                Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?,
+            }
+        }
+        // the members stay live in the log: `sweep --resume` continues them from here
+        let rec = SweepRecord::Checkpoint {
+            step: self.step,
+            rows_read: self.rows_read,
+            position: self.position,
+            members: paths,
+        };
+        self.emit(rec, report)?;
+        let rec = SweepRecord::Stop {
+            step: self.step,
+            rows_read: self.rows_read,
+        };
+        self.emit(rec, report)?;
+        Ok(SweepOutcome::Stopped)
+    }
+}
+
+fn member_resume(
+    name: &str,
+    run_dir: &Path,
+    ckpt: &Path,
+    store: &crate::data::store::Store,
+    shared: &Shared,
+) -> Result<Trainer, SweepError> {
+    Trainer::resume_member(run_dir, ckpt, store, shared).map_err(|source| SweepError::Member {
+        name: name.to_string(),
+        source: Box::new(source),
+    })
+}
+
+/// The sweep checkpoints all members together, every `train.checkpoint_every` stream steps
+/// (the smallest a member asks for; 0 in all: only at the end).
+fn checkpoint_every(members: &[Member]) -> u64 {
+    members
+        .iter()
+        .map(|m| m.config.hyper.checkpoint_every)
+        .filter(|&e| e > 0)
+        .min()
+        .unwrap_or(0)
+}
+
+/// What all members need, by device; refused in one line when a device has less free. Members
+/// step one at a time, so their parameters and optimizer states add up while the working set
+/// of one step and the data buffers (shared) count once.
+fn check_memory(spec: &SweepSpec, d_in: usize) -> Result<BTreeMap<String, u64>, SweepError> {
+    let mut by_device: BTreeMap<String, (u64, u64, u64, usize)> = BTreeMap::new();
+    for m in &spec.members {
+        let e = estimate_memory(&m.config, d_in, m.config.sae.d_sae_for(d_in));
+        let slot = by_device.entry(m.config.device.clone()).or_default();
+        slot.0 += e.parameters + e.adam_moments + e.gradients;
+        slot.1 = slot.1.max(e.working_set);
+        slot.2 = slot.2.max(e.data_buffers);
+        slot.3 += 1;
+    }
+    let mut out = BTreeMap::new();
+    for (device, (model, working, data, members)) in by_device {
+        let need = model + working + data;
+        if let Available::Bytes(free) = memory::available_on(&device)
+            && need > free
+        {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(SweepError::OutOfMemory {
+                device,
+                members,
+                need_gib: gib(need),
+                free_gib: gib(free),
+            });
+        }
+        out.insert(device, need);
+    }
+    Ok(out)
+}
