@@ -31,6 +31,14 @@ pub enum Command {
     /// `train --resume` take as they are. Ctrl-C or SIGTERM checkpoints every member and exits
     /// with code 130; `--resume OUT` continues.
     Sweep(SweepArgs),
+    /// SAEs side by side: architecture, d_sae, key hyperparameters, L0, MSE, FVU, dead, and
+    /// whether each is on the L0–FVU frontier.
+    ///
+    /// Takes runs, sweeps (their members) and saved SAEs. With --store every SAE is evaluated on
+    /// the same rows (the fair comparison); without it each run's last held-out evaluation is
+    /// used (else its last training report), and the table says which. On a terminal it shows
+    /// the table and the frontier chart; --json prints the table.
+    Compare(CompareArgs),
     /// Attach the live screen to a run another process is training (e.g. under nohup).
     ///
     /// Follows RUN_DIR/metrics.jsonl as it grows; hyperparameter changes made here are written
@@ -113,6 +121,35 @@ pub struct SweepArgs {
     /// One line per member report and the member table at the end (no screen).
     #[arg(long)]
     pub headless: bool,
+    /// Screen options.
+    #[command(flatten)]
+    pub look: LookArgs,
+}
+
+/// `jumpscope compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run directories, sweep directories and saved SAEs (SAELens directories, params.npz).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Evaluate every SAE on this store (HDF5 files or glob patterns, or a SAELens cache).
+    #[arg(long, num_args = 1..)]
+    pub store: Vec<PathBuf>,
+    /// Dataset inside the store (for a SAELens cache, the hook column).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Tokens per batch when evaluating on a store.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// Device for evaluating on a store.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the table as JSON (one array) instead of showing it.
+    #[arg(long)]
+    pub json: bool,
+    /// Screen options.
+    #[command(flatten)]
+    pub look: LookArgs,
 }
 
 /// How the screens look (train and watch).

@@ -96,7 +96,7 @@ impl<'a> Evaluator<'a> {
 /// Evaluate over every finite row of `store`, `batch` rows at a time.
 pub fn evaluate(
     p: &HostParams,
-    store: Store,
+    store: &Store,
     batch: usize,
     device: &Device,
     mut progress: impl FnMut(u64, u64),

@@ -12,6 +12,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod device;

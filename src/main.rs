@@ -15,6 +15,7 @@ fn main() {
     let result = match cli.command {
         Command::Train(a) => commands::train::run(a),
         Command::Sweep(a) => commands::sweep::run(a),
+        Command::Compare(a) => commands::compare::run(a),
         Command::Watch(a) => commands::watch::run(a),
         Command::Doctor(a) => commands::doctor::run(a),
         Command::Inspect(a) => commands::inspect::run(a),

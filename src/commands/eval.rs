@@ -20,9 +20,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
         );
     }
     let bar = super::progress_bar(store.rows() as u64);
-    let report = eval::evaluate(&loaded.params, store, args.batch.max(1), &dev, |done, _| {
-        bar.set_position(done)
-    })?;
+    let report = eval::evaluate(
+        &loaded.params,
+        &store,
+        args.batch.max(1),
+        &dev,
+        |done, _| bar.set_position(done),
+    )?;
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string(&report)?);

@@ -1,6 +1,7 @@
 //! The subcommands' front ends: turn parsed arguments into library calls and print results.
 
 pub mod bench;
+pub mod compare;
 pub mod doctor;
 pub mod eval;
 pub mod export;

@@ -10,6 +10,7 @@ use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::record::Record;
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::sync::mpsc;
 
 /// What the table at the end shows of a member: its last report and held-out evaluation.
@@ -24,6 +25,8 @@ struct Last {
 
 /// Run the command; returns the process exit code.
 pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
+    let theme = super::theme(&args.look)?;
+    let screen = !args.headless && std::io::stdout().is_terminal();
     let mut sweep = match &args.resume {
         Some(dir) => Sweep::resume(dir)?,
         None => {
@@ -38,6 +41,9 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
             Sweep::new(&spec)?
         }
     };
+    if screen {
+        return live(sweep, theme);
+    }
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
     ctrlc::set_handler(move || {
@@ -162,6 +168,77 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 "stopped at step {}: every member checkpointed; continue with `jumpscope sweep --resume {}`",
                 sweep.step(),
                 sweep.dir().display()
+            );
+            Ok(130)
+        }
+    }
+}
+
+/// Run the sweep under its screen: the member table and the frontier, each member's training
+/// screen a key away.
+fn live(sweep: Sweep, theme: jumpscope::tui::theme::Theme) -> anyhow::Result<i32> {
+    use jumpscope::tui::app::App;
+    use jumpscope::tui::sweep::run::{control_channel, sweep_with_tui};
+    use jumpscope::tui::sweep::{SweepApp, SweepMsg};
+    let (tx, rx) = mpsc::channel();
+    let signal_tx = tx.clone();
+    // SIGTERM and SIGHUP (an SSH drop) stop every member with a checkpoint
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.send(SweepMsg::Signal);
+    })?;
+    let name = sweep
+        .dir()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| sweep.dir().display().to_string());
+    let mut members = Vec::new();
+    let mut watches = Vec::new();
+    for (i, m) in sweep.members().iter().enumerate() {
+        let varied = m
+            .varied
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let device = jumpscope::device::label(&m.config.device);
+        let app = App::new(
+            m.config.clone(),
+            m.name.clone(),
+            device,
+            m.step,
+            m.config.total_steps(),
+        );
+        members.push((m.name.clone(), varied, app));
+        if let Some(t) = &m.trainer {
+            let edits = tx.clone();
+            watches.push(
+                ConfigWatch::start(t.config_file(), move |e| {
+                    let _ = edits.send(SweepMsg::ConfigFile(i, e));
+                })
+                .map_err(anyhow::Error::msg)?,
+            );
+        }
+    }
+    let mut app = SweepApp::new(name, members);
+    for (i, m) in sweep.members().iter().enumerate() {
+        app.set_state(i, m.state);
+    }
+    let (control_tx, controls) = control_channel();
+    let (sweep, outcome) = sweep_with_tui(sweep, app, theme, tx, rx, control_tx, controls);
+    drop(watches);
+    let outcome = outcome?;
+    let dir = sweep
+        .as_ref()
+        .map(|s| s.dir().display().to_string())
+        .unwrap_or_default();
+    match outcome {
+        SweepOutcome::Done => {
+            eprintln!("done: each member's SAE in {dir}/<member>/sae");
+            Ok(0)
+        }
+        SweepOutcome::Stopped => {
+            eprintln!(
+                "stopped: every member checkpointed; continue with `jumpscope sweep --resume {dir}`"
             );
             Ok(130)
         }

@@ -112,7 +112,7 @@ pub fn train_with_tui(
 const TRAIN_THREAD: &str = "jumpscope-train";
 
 /// A panic's message.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
@@ -176,14 +176,23 @@ pub fn watch_with_tui(
 
 /// A thread that turns key presses into [`Msg::Key`] until `stop` is set.
 fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    spawn_key_thread(tx, stop, Msg::Key, || Msg::Signal)
+}
+
+/// A thread that sends `key(k)` for each key press until `stop` is set, and `gone()` when the
+/// terminal goes away (a screen's own message types: the training, sweep screens).
+pub(crate) fn spawn_key_thread<M: Send + 'static>(
+    tx: Sender<M>,
+    stop: Arc<AtomicBool>,
+    key: fn(ratatui::crossterm::event::KeyEvent) -> M,
+    gone: fn() -> M,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("jumpscope-keys".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let pumped = tty::pump(Duration::from_millis(100), |ev| match ev {
-                    Event::Key(k) if k.kind != KeyEventKind::Release => {
-                        tx.send(Msg::Key(k)).is_ok()
-                    }
+                    Event::Key(k) if k.kind != KeyEventKind::Release => tx.send(key(k)).is_ok(),
                     _ => true,
                 });
                 match pumped {
@@ -191,7 +200,7 @@ fn spawn_keys(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle
                     Pumped::Stopped => break,
                     // an SSH drop whose SIGHUP did not reach us: stop as a hang-up would
                     Pumped::Gone => {
-                        let _ = tx.send(Msg::Signal);
+                        let _ = tx.send(gone());
                         break;
                     }
                 }

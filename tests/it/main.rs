@@ -3,6 +3,7 @@
 mod architectures;
 mod bad_input;
 mod common;
+mod compare;
 mod golden;
 mod health;
 mod inspect;
@@ -14,6 +15,7 @@ mod selftest;
 mod sparse;
 mod stores;
 mod sweep;
+mod sweep_screen;
 #[cfg(feature = "tch")]
 mod tch;
 mod theme;

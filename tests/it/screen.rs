@@ -451,3 +451,69 @@ fn the_inspection_screen_in_a_real_terminal() {
         "the screen was not restored:\n{s}"
     );
 }
+
+#[test]
+fn a_sweep_runs_under_its_screen_member_by_member() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(8192, 3));
+    let out = d.path().join("sw");
+    let cfg = d.path().join("sw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\nk = 8\n\
+             [train]\nsteps = 100000000\nlog_every = 20\ncheckpoint_every = 0\nlr = 0.0002\n\
+             [run]\nout = \"{}\"\n[sweep]\n\
+             vary = {{ \"train.sparsity_coefficient\" = [0.001, 0.01], \"sae.architecture\" = [\"jumprelu\", \"topk\"] }}\n",
+            store.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let t = Tmux::start(
+        "sweep",
+        &format!("{} sweep --config {}", binary(), cfg.display()),
+    );
+    let s = t.wait("the member table with reports", |s| {
+        s.contains("sweep sw") && s.contains("arch=topk") && s.contains("L0 (log) vs FVU")
+    });
+    assert!(s.contains("3 running"), "{s}");
+    // open the second member's training screen, and come back
+    t.keys("j");
+    t.keys("Enter");
+    t.wait("the member's screen", |s| {
+        s.contains("member 2/3") && s.contains("Esc: sweep")
+    });
+    t.keys("Escape");
+    t.wait("the table again", |s| s.contains("members (FVU"));
+    // stop the selected member (it asks first)
+    t.keys("x");
+    t.wait("the question", |s| s.contains("with a checkpoint?"));
+    t.keys("y");
+    t.wait("one member stopped", |s| s.contains("1 stopped"));
+    // q asks, y stops every member with a checkpoint and leaves with 130
+    t.keys("q");
+    t.wait("the quit question", |s| s.contains("stop the sweep"));
+    t.keys("y");
+    t.wait("the exit", |s| s.contains("EXIT=130"));
+    let recs = jumpscope::sweep::record::read(&out.join("sweep.jsonl")).unwrap();
+    assert!(
+        matches!(
+            recs.last(),
+            Some(jumpscope::sweep::record::SweepRecord::Stop { .. })
+        ),
+        "{recs:?}"
+    );
+    for m in [
+        "arch=jumprelu,lambda=1e-3",
+        "arch=jumprelu,lambda=0.01",
+        "arch=topk",
+    ] {
+        assert_eq!(
+            records(&out.join(m), "stop").len(),
+            1,
+            "{m}: stopped with a checkpoint"
+        );
+    }
+}

@@ -339,7 +339,7 @@ fn bad_sweeps_are_one_line_and_exit_2() {
     let d = tempdir().unwrap();
     let s = store(d.path());
     let out = d.path().join("sw");
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("vary = { \"train.lr\" = [] }", &["train.lr", "empty list"]),
         (
             "vary = { \"train.lrate\" = [1e-3] }",
@@ -358,6 +358,10 @@ fn bad_sweeps_are_one_line_and_exit_2() {
             &["sweep.devices", "cuda:7"],
         ),
         ("", &["no members"]),
+        (
+            "[[sweep.member]]\nname = \"huge\"\n\"sae.d_sae\" = 4000000000",
+            &["need about", "GiB", "free"],
+        ),
     ];
     for (body, needles) in cases {
         let cfg = config(d.path(), &sweep_toml(&s, &out, body));
@@ -372,4 +376,64 @@ fn bad_sweeps_are_one_line_and_exit_2() {
         "--headless",
     ]);
     assert_user_error(&o, &["not a sweep", "sweep.toml"]);
+}
+
+#[test]
+fn a_member_config_edit_steers_it_and_sigterm_then_resume_finishes_the_sweep() {
+    let d = tempdir().unwrap();
+    let s = d.path().join("s.h5");
+    synth_store(&s, &small_spec(4096, 2));
+    let out = d.path().join("sw");
+    let body = sweep_toml(
+        &s,
+        &out,
+        "[[sweep.member]]\nname = \"a\"\n[[sweep.member]]\nname = \"b\"\n\"train.lr\" = 2e-3",
+    )
+    .replace("steps = 12", "steps = 3000")
+    .replace("log_every = 1", "log_every = 20")
+    .replace("checkpoint_every = 5", "checkpoint_every = 0");
+    let cfg = config(d.path(), &body);
+    let err = std::fs::File::create(d.path().join("sweep.stderr")).unwrap();
+    let mut child = bin()
+        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+        .stderr(err)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let member_b = out.join("b");
+    assert!(
+        wait_for(60, || try_log(&member_b).is_some_and(|l| l
+            .iter()
+            .any(|r| matches!(r, Record::Metrics(_))))),
+        "the sweep did not start"
+    );
+    // edit member b's config.toml: its lr changes, member a's does not
+    let file = member_b.join("config.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("lr = 0.002", "lr = 0.0005")).unwrap();
+    let steered = wait_for(60, || !records(&member_b, "hyper").is_empty());
+    assert!(steered, "no hyper record in member b");
+    assert!(records(&out.join("a"), "hyper").is_empty());
+    // SIGTERM: every member checkpoints, exit 130
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    let said = std::fs::read_to_string(d.path().join("sweep.stderr")).unwrap();
+    assert_eq!(code, Some(130), "{said}");
+    assert!(said.contains("sweep --resume"), "{said}");
+    let stopped_at = metrics(&member_b).last().unwrap().step;
+    // --resume finishes it, with b's edited lr in force
+    let o = run(&["sweep", "--resume", out.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let last = metrics(&member_b).last().cloned().unwrap();
+    assert_eq!(last.step, 3000);
+    assert!(last.step > stopped_at);
+    assert!(
+        (last.lr - 5e-4).abs() < 1e-12 || last.lr < 5e-4,
+        "lr {}",
+        last.lr
+    );
+    assert!(out.join("a/sae").is_dir() && out.join("b/sae").is_dir());
 }

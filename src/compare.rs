@@ -1,0 +1,337 @@
+//! `jumpscope compare`: SAEs side by side on the sparsity/fidelity plane. The inputs are runs
+//! (their last held-out evaluation, or their training reports), sweeps (their members) and
+//! saved SAEs; with a store, every SAE is evaluated on the same rows, the fair comparison.
+//! Each entry is marked when it is on the L0–FVU frontier of the set.
+
+use crate::config::{Architecture, Config};
+use crate::data::store::Store;
+use crate::eval::evaluate;
+use crate::sae::io;
+use crate::train::record::{Record, read_log};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What cannot be compared: one line naming the input.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// Nothing to compare.
+    #[error("nothing to compare: give run directories, sweeps or saved SAEs")]
+    Empty,
+    /// An input is none of the things compare reads.
+    #[error(
+        "{0}: not a run (config.toml + metrics.jsonl), a sweep (sweep.toml) or a saved SAE (SAELens directory, params.npz)"
+    )]
+    Unknown(PathBuf),
+    /// A saved SAE has no log: it needs a store.
+    #[error(
+        "{0}: a saved SAE has no evaluation of its own: pass --store to evaluate every SAE on the same rows"
+    )]
+    NeedsStore(PathBuf),
+    /// A run has not reported yet.
+    #[error("{0}: no report in metrics.jsonl yet: nothing to compare")]
+    NoReport(PathBuf),
+    /// Two inputs read activations of different widths.
+    #[error(
+        "{a} reads d_in = {da}, but {b} reads d_in = {db}: SAEs of different widths cannot be compared"
+    )]
+    Width {
+        /// The first input.
+        a: PathBuf,
+        /// Its width.
+        da: usize,
+        /// The one that differs.
+        b: PathBuf,
+        /// Its width.
+        db: usize,
+    },
+    /// The store does not match the SAEs.
+    #[error("{store} (dataset `{dataset}`) has d_in = {sd}, but {sae} reads d_in = {d}")]
+    StoreWidth {
+        /// The store's first file.
+        store: PathBuf,
+        /// Its dataset.
+        dataset: String,
+        /// Its width.
+        sd: usize,
+        /// The SAE.
+        sae: PathBuf,
+        /// The SAE's width.
+        d: usize,
+    },
+    /// Reading something failed.
+    #[error("{path}: {why}")]
+    Read {
+        /// What.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+fn read_err(path: &Path, e: impl std::fmt::Display) -> CompareError {
+    CompareError::Read {
+        path: path.to_path_buf(),
+        why: e.to_string().replace('\n', " "),
+    }
+}
+
+/// One thing to compare.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A run directory.
+    Run(PathBuf),
+    /// A saved SAE.
+    Sae(PathBuf),
+}
+
+/// One row of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Short name (the run directory's, or the SAE's).
+    pub name: String,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Architecture.
+    pub architecture: String,
+    /// Activation width.
+    pub d_in: usize,
+    /// Dictionary size.
+    pub d_sae: usize,
+    /// The key hyperparameters (runs): λ, target L0, k, lr, as set.
+    pub hyper: Vec<(String, String)>,
+    /// Mean features firing per token.
+    pub l0: f64,
+    /// Mean squared error.
+    pub mse: f64,
+    /// Fraction of variance unexplained.
+    pub fvu: f64,
+    /// Features that never fired (on the store, or in the run's window), when known.
+    pub dead: Option<u64>,
+    /// What the numbers are: `store` (every SAE on the same rows), `held-out @ step N` or
+    /// `training @ step N`.
+    pub basis: String,
+    /// On the L0–FVU frontier of this set.
+    pub on_frontier: bool,
+}
+
+/// Expand the paths: a sweep (sweep.toml) into its members, a run directory as a run, anything
+/// else as a saved SAE (checked when read).
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, CompareError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.join("sweep.toml").is_file() {
+            let spec = crate::sweep::spec::load(&p.join("sweep.toml"), &[], Some(p))
+                .map_err(|e| read_err(p, e))?;
+            out.extend(
+                spec.members
+                    .iter()
+                    .map(|m| p.join(&m.name))
+                    .filter(|d| d.join("metrics.jsonl").is_file())
+                    .map(Input::Run),
+            );
+        } else if p.join("metrics.jsonl").is_file() && p.join("config.toml").is_file() {
+            out.push(Input::Run(p.clone()));
+        } else if p.exists() {
+            out.push(Input::Sae(p.clone()));
+        } else {
+            return Err(CompareError::Unknown(p.clone()));
+        }
+    }
+    if out.is_empty() {
+        return Err(CompareError::Empty);
+    }
+    Ok(out)
+}
+
+fn name_of(p: &Path) -> String {
+    let last = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string());
+    // a run's sae/ directory is named after its run
+    if last == "sae"
+        && let Some(parent) = p.parent().and_then(|q| q.file_name())
+    {
+        return parent.to_string_lossy().into_owned();
+    }
+    last
+}
+
+/// The hyperparameters that tell runs apart, as set in `cfg`.
+fn key_hyper(cfg: &Config) -> Vec<(String, String)> {
+    let h = &cfg.hyper;
+    let arch = cfg.sae.architecture;
+    let mut out = Vec::new();
+    if arch.is_topk() {
+        out.push(("k".into(), h.k.to_string()));
+    } else {
+        out.push(("lambda".into(), format!("{}", h.sparsity_coefficient)));
+        if arch == Architecture::JumpRelu
+            && let Some(t) = h.target_l0
+        {
+            out.push(("target_l0".into(), format!("{t}")));
+        }
+    }
+    out.push(("lr".into(), format!("{}", h.lr)));
+    out
+}
+
+fn run_config(dir: &Path) -> Result<Config, CompareError> {
+    let path = dir.join("config.toml");
+    crate::config::load(&path, &[])
+        .and_then(|f| f.validate(&path.display().to_string()))
+        .map_err(|e| read_err(&path, e))
+}
+
+/// An entry from a run's own log: its last held-out evaluation, else its last training report.
+fn from_log(dir: &Path) -> Result<Entry, CompareError> {
+    let cfg = run_config(dir)?;
+    let log = dir.join("metrics.jsonl");
+    let recs = read_log(&log).map_err(|e| read_err(&log, e))?;
+    let (mut d_in, mut d_sae) = (0, 0);
+    let (mut eval, mut metrics) = (None, None);
+    for r in recs {
+        match r {
+            Record::Start {
+                d_in: a, d_sae: b, ..
+            }
+            | Record::Resume {
+                d_in: a, d_sae: b, ..
+            } => (d_in, d_sae) = (a, b),
+            Record::Eval { step, eval: e, .. } => eval = Some((step, e)),
+            Record::Metrics(m) => metrics = Some(m),
+            _ => {}
+        }
+    }
+    let mut e = Entry {
+        name: name_of(dir),
+        path: dir.to_path_buf(),
+        architecture: cfg.sae.architecture.name().to_string(),
+        d_in,
+        d_sae,
+        hyper: key_hyper(&cfg),
+        l0: f64::NAN,
+        mse: f64::NAN,
+        fvu: f64::NAN,
+        dead: None,
+        basis: String::new(),
+        on_frontier: false,
+    };
+    match (eval, metrics) {
+        (Some((step, ev)), _) => {
+            (e.l0, e.mse, e.fvu, e.dead) = (ev.l0, ev.mse, ev.fvu, Some(ev.dead));
+            e.basis = format!("held-out @ step {step}");
+        }
+        (None, Some(m)) => {
+            (e.l0, e.mse, e.fvu, e.dead) = (m.l0, m.mse, 1.0 - m.explained_variance, Some(m.dead));
+            e.basis = format!("training @ step {}", m.step);
+        }
+        (None, None) => return Err(CompareError::NoReport(dir.to_path_buf())),
+    }
+    Ok(e)
+}
+
+/// Compare from the inputs' own logs (no store). Saved SAEs need a store.
+pub fn from_logs(inputs: &[Input]) -> Result<Vec<Entry>, CompareError> {
+    let mut out = Vec::new();
+    for i in inputs {
+        match i {
+            Input::Run(d) => out.push(from_log(d)?),
+            Input::Sae(p) => return Err(CompareError::NeedsStore(p.clone())),
+        }
+    }
+    same_width(&out)?;
+    mark_frontier(&mut out);
+    Ok(out)
+}
+
+/// The SAE of an input in inference form: a saved one as it is; a run's `sae/` when it has
+/// finished, else its newest checkpoint folded the way `export` folds it.
+fn load_sae(i: &Input) -> Result<(io::LoadedSae, Option<Config>, PathBuf), CompareError> {
+    match i {
+        Input::Sae(p) => Ok((io::load(p).map_err(|e| read_err(p, e))?, None, p.clone())),
+        Input::Run(d) => {
+            let cfg = run_config(d)?;
+            if d.join("sae").is_dir() {
+                let p = d.join("sae");
+                return Ok((io::load(&p).map_err(|e| read_err(&p, e))?, Some(cfg), p));
+            }
+            let tmp = tempfile::tempdir().map_err(|e| read_err(d, e))?;
+            let out = tmp.path().join("sae");
+            crate::train::export::export_checkpoint(&d.join("checkpoints"), &out)
+                .map_err(|e| read_err(d, e))?;
+            let loaded = io::load(&out).map_err(|e| read_err(&out, e))?;
+            Ok((loaded, Some(cfg), d.clone()))
+        }
+    }
+}
+
+/// Evaluate every input on every row of `store` (`progress(done, of)` per SAE).
+pub fn on_store(
+    inputs: &[Input],
+    store: &Store,
+    batch: usize,
+    device: &burn::tensor::Device,
+    mut progress: impl FnMut(usize, usize, u64, u64),
+) -> Result<Vec<Entry>, CompareError> {
+    let mut loaded = Vec::new();
+    for i in inputs {
+        loaded.push(load_sae(i)?);
+    }
+    for (sae, _, path) in &loaded {
+        if sae.params.d_in != store.d_in() {
+            return Err(CompareError::StoreWidth {
+                store: store.paths()[0].to_path_buf(),
+                dataset: store.dataset().to_string(),
+                sd: store.d_in(),
+                sae: path.clone(),
+                d: sae.params.d_in,
+            });
+        }
+    }
+    let n = loaded.len();
+    let mut out = Vec::new();
+    for (k, (sae, cfg, path)) in loaded.iter().enumerate() {
+        let r = evaluate(&sae.params, store, batch, device, |d, t| {
+            progress(k, n, d, t)
+        })
+        .map_err(|e| read_err(path, e))?;
+        out.push(Entry {
+            name: name_of(path),
+            path: path.clone(),
+            architecture: sae.architecture.name().to_string(),
+            d_in: sae.params.d_in,
+            d_sae: sae.params.d_sae,
+            hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
+            l0: r.l0,
+            mse: r.mse,
+            fvu: r.fvu,
+            dead: Some(r.dead),
+            basis: format!("store ({} tokens)", r.n_tokens),
+            on_frontier: false,
+        });
+    }
+    mark_frontier(&mut out);
+    Ok(out)
+}
+
+fn same_width(entries: &[Entry]) -> Result<(), CompareError> {
+    if let Some(first) = entries.first()
+        && let Some(other) = entries.iter().find(|e| e.d_in != first.d_in)
+    {
+        return Err(CompareError::Width {
+            a: first.path.clone(),
+            da: first.d_in,
+            b: other.path.clone(),
+            db: other.d_in,
+        });
+    }
+    Ok(())
+}
+
+fn mark_frontier(entries: &mut [Entry]) {
+    let points: Vec<(f64, f64)> = entries.iter().map(|e| (e.l0, e.fvu)).collect();
+    for i in crate::sweep::frontier::pareto(&points) {
+        entries[i].on_frontier = true;
+    }
+}

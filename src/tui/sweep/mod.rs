@@ -1,0 +1,607 @@
+//! The sweep screen's state and update rule: member events, sweep records and keys in, state
+//! changes and [`SweepControl`]s out. Each member keeps a full training-screen [`App`], shown
+//! when the member is opened (Enter) and fed every event of its run; the table and the
+//! frontier read from them. No terminal here; drawing is in `view`, the frontier in `frontier`.
+
+pub mod frontier;
+pub mod run;
+pub mod view;
+
+use crate::live::{self, Verdict};
+use crate::sweep::record::{MemberState, SweepRecord};
+use crate::sweep::run::{SweepControl, SweepEvent};
+use crate::train::control::{Control, TrainEvent};
+use crate::train::record::Record;
+use crate::tui::app::{self, App, Overlay};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::VecDeque;
+
+/// Recent (L0, FVU) points kept per member for its trail on the frontier chart.
+pub const TRAIL: usize = 12;
+/// Sweep-level log lines kept.
+const LOG_CAP: usize = 200;
+
+/// Something for the sweep screen's loop.
+#[derive(Debug)]
+pub enum SweepMsg {
+    /// From the sweep thread.
+    Event(SweepEvent),
+    /// A key press.
+    Key(KeyEvent),
+    /// The sweep thread returned: `Ok`, or `Err(message)`.
+    Finished(Result<(), String>),
+    /// SIGTERM / SIGHUP: stop every member with a checkpoint and leave.
+    Signal,
+    /// Member `i`'s config.toml was saved.
+    ConfigFile(usize, crate::live::ConfigEdit),
+}
+
+/// The table's columns, in order; `s` cycles the sort through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// The member's number (sweep order).
+    Index,
+    /// Member name.
+    Name,
+    /// Architecture.
+    Arch,
+    /// Own steps.
+    Step,
+    /// L0.
+    L0,
+    /// MSE.
+    Mse,
+    /// Explained variance.
+    Ev,
+    /// FVU (held-out where there is one).
+    Fvu,
+    /// Dead fraction.
+    Dead,
+    /// Tokens per second.
+    Rate,
+    /// State.
+    State,
+}
+
+/// Every column, in table order.
+pub const COLUMNS: [Column; 11] = [
+    Column::Index,
+    Column::Name,
+    Column::Arch,
+    Column::Step,
+    Column::L0,
+    Column::Mse,
+    Column::Ev,
+    Column::Fvu,
+    Column::Dead,
+    Column::Rate,
+    Column::State,
+];
+
+impl Column {
+    /// The header.
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Index => "#",
+            Column::Name => "member",
+            Column::Arch => "arch",
+            Column::Step => "step",
+            Column::L0 => "L0",
+            Column::Mse => "MSE",
+            Column::Ev => "EV",
+            Column::Fvu => "FVU",
+            Column::Dead => "dead",
+            Column::Rate => "tok/s",
+            Column::State => "state",
+        }
+    }
+}
+
+/// What a confirmation is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Pause (or resume) the member, or all (`None`).
+    Pause(Option<usize>),
+    /// Checkpoint now.
+    Checkpoint(Option<usize>),
+    /// Stop with a checkpoint.
+    Stop(Option<usize>),
+    /// Quit: stop every member with a checkpoint.
+    Quit,
+}
+
+/// One member as the screen holds it.
+#[derive(Debug)]
+pub struct Row {
+    /// Its name.
+    pub name: String,
+    /// Its varied values, `key=value` joined.
+    pub varied: String,
+    /// Its training screen (every event of its run goes through it).
+    pub app: App,
+    /// Where it stands in the sweep.
+    pub state: MemberState,
+    /// Its latest held-out FVU.
+    pub heldout_fvu: Option<f64>,
+    /// Its recent (L0, FVU) points, oldest first.
+    pub trail: VecDeque<(f64, f64)>,
+}
+
+impl Row {
+    /// FVU shown: held-out when evaluated, else 1 − EV of the training batches; with which.
+    pub fn fvu(&self) -> Option<(f64, bool)> {
+        match self.heldout_fvu {
+            Some(f) => Some((f, true)),
+            None => self.app.ev.last().map(|ev| (1.0 - ev, false)),
+        }
+    }
+
+    /// The member's current (L0, FVU) point, if it has reported.
+    pub fn point(&self) -> Option<(f64, f64)> {
+        let l0 = self.app.l0.last()?;
+        let (f, _) = self.fvu()?;
+        (l0.is_finite() && f.is_finite()).then_some((l0, f))
+    }
+
+    fn value(&self, c: Column) -> f64 {
+        let or = |v: Option<f64>| v.filter(|x| x.is_finite()).unwrap_or(f64::NEG_INFINITY);
+        match c {
+            Column::Index | Column::Name | Column::Arch | Column::State => 0.0,
+            Column::Step => self.app.step as f64,
+            Column::L0 => or(self.app.l0.last()),
+            Column::Mse => or(self.app.mse.last()),
+            Column::Ev => or(self.app.ev.last()),
+            Column::Fvu => or(self.fvu().map(|f| f.0)),
+            Column::Dead => or(self.app.dead.last()),
+            Column::Rate => self.app.tokens_per_s,
+        }
+    }
+}
+
+/// Everything the sweep screen shows.
+#[derive(Debug)]
+pub struct SweepApp {
+    /// The sweep directory's name.
+    pub name: String,
+    /// The members, in sweep order.
+    pub rows: Vec<Row>,
+    /// Selected member (index into `rows`).
+    pub selected: usize,
+    /// Sort column and whether descending.
+    pub sort: (Column, bool),
+    /// The member whose training screen is open.
+    pub open: Option<usize>,
+    /// A confirmation being asked.
+    pub ask: Option<Ask>,
+    /// Edits made on a member's screen go to every member that takes the key.
+    pub to_all: bool,
+    /// Help overlay shown.
+    pub help: bool,
+    /// Stream steps (batches read).
+    pub step: u64,
+    /// Rows read from the store.
+    pub rows_read: u64,
+    /// Sweep-level log, newest last.
+    pub log: VecDeque<String>,
+    /// The sweep thread has returned.
+    pub done: bool,
+    /// Stopping every member.
+    pub stopping: bool,
+    /// Leave the UI loop.
+    pub quit: bool,
+    /// Watching a sweep another process runs (`jumpscope watch OUT`): edits go to the members'
+    /// config.toml; pause, checkpoint and stop need that process; leaving leaves it running.
+    pub watching: bool,
+}
+
+impl SweepApp {
+    /// A screen for the sweep `name` with these members: (name, varied values, its screen).
+    pub fn new(name: String, members: Vec<(String, String, App)>) -> Self {
+        Self {
+            name,
+            rows: members
+                .into_iter()
+                .map(|(name, varied, app)| Row {
+                    name,
+                    varied,
+                    app,
+                    state: MemberState::Running,
+                    heldout_fvu: None,
+                    trail: VecDeque::new(),
+                })
+                .collect(),
+            selected: 0,
+            sort: (Column::Index, false),
+            open: None,
+            ask: None,
+            to_all: false,
+            help: false,
+            step: 0,
+            rows_read: 0,
+            log: VecDeque::new(),
+            done: false,
+            stopping: false,
+            quit: false,
+            watching: false,
+        }
+    }
+
+    /// The screen for `jumpscope watch OUT`: a sweep in another process.
+    pub fn watching(mut self) -> Self {
+        self.watching = true;
+        for r in &mut self.rows {
+            r.app.watching = true;
+        }
+        self
+    }
+
+    /// Mark member `i` as it stands when the screen opens (a resumed sweep's ended members).
+    pub fn set_state(&mut self, i: usize, state: MemberState) {
+        if let Some(r) = self.rows.get_mut(i) {
+            r.state = state;
+            if !state.is_live() {
+                r.app.update(app::Msg::Finished(Ok(())));
+            }
+        }
+    }
+
+    /// The rows in table order (sorted): indices into `rows`.
+    pub fn order(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.rows.len()).collect();
+        let (col, desc) = self.sort;
+        idx.sort_by(|&a, &b| {
+            let (ra, rb) = (&self.rows[a], &self.rows[b]);
+            let o = match col {
+                Column::Index => a.cmp(&b),
+                Column::Name => ra.name.cmp(&rb.name),
+                Column::Arch => ra
+                    .app
+                    .config
+                    .sae
+                    .architecture
+                    .name()
+                    .cmp(rb.app.config.sae.architecture.name()),
+                Column::State => ra.state.name().cmp(rb.state.name()),
+                c => ra.value(c).total_cmp(&rb.value(c)),
+            };
+            let o = if desc { o.reverse() } else { o };
+            o.then(a.cmp(&b))
+        });
+        idx
+    }
+
+    fn note(&mut self, line: String) {
+        if self.log.len() == LOG_CAP {
+            self.log.pop_front();
+        }
+        self.log.push_back(line);
+    }
+
+    /// Apply one message; returns the controls to send to the sweep.
+    pub fn update(&mut self, msg: SweepMsg) -> Vec<SweepControl> {
+        match msg {
+            SweepMsg::Event(SweepEvent::Member(i, ev)) => {
+                self.on_member(i, ev);
+                Vec::new()
+            }
+            SweepMsg::Event(SweepEvent::Sweep(rec)) => {
+                self.on_sweep(rec);
+                Vec::new()
+            }
+            SweepMsg::Key(k) => self.on_key(k),
+            SweepMsg::Finished(r) => {
+                self.done = true;
+                if let Err(e) = r {
+                    self.note(format!("the sweep failed: {e}"));
+                }
+                for row in &mut self.rows {
+                    row.app.update(app::Msg::Finished(Ok(())));
+                }
+                if self.stopping {
+                    self.quit = true;
+                }
+                Vec::new()
+            }
+            SweepMsg::Signal => self.stop_all(),
+            SweepMsg::ConfigFile(i, edit) => match self.rows.get_mut(i) {
+                Some(row) if row.state.is_live() => row
+                    .app
+                    .update(app::Msg::ConfigFile(edit))
+                    .into_iter()
+                    .map(|control| SweepControl {
+                        member: Some(i),
+                        control,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn on_member(&mut self, i: usize, ev: TrainEvent) {
+        let Some(row) = self.rows.get_mut(i) else {
+            return;
+        };
+        match &ev {
+            TrainEvent::Record(Record::Eval { eval, .. }) => row.heldout_fvu = Some(eval.fvu),
+            TrainEvent::Record(Record::Metrics(_)) => {}
+            _ => {}
+        }
+        let is_metrics = matches!(ev, TrainEvent::Record(Record::Metrics(_)));
+        row.app.update(app::Msg::Train(ev));
+        if is_metrics && let Some(p) = row.point() {
+            if row.trail.len() == TRAIL {
+                row.trail.pop_front();
+            }
+            row.trail.push_back(p);
+        }
+    }
+
+    fn on_sweep(&mut self, rec: SweepRecord) {
+        match rec {
+            SweepRecord::Member {
+                name,
+                state,
+                reason,
+                member_step,
+                ..
+            } => {
+                if let Some(row) = self.rows.iter_mut().find(|r| r.name == name) {
+                    row.state = state;
+                    if state == MemberState::Failed {
+                        let why = reason.clone().unwrap_or_default();
+                        row.app.update(app::Msg::Finished(Err(why)));
+                    }
+                }
+                self.note(format!(
+                    "{name}: {} at its step {member_step}{}",
+                    state.name(),
+                    reason.map_or(String::new(), |r| format!(": {r}"))
+                ));
+            }
+            SweepRecord::Checkpoint {
+                step,
+                rows_read,
+                members,
+                ..
+            } => {
+                self.step = step;
+                self.rows_read = rows_read;
+                self.note(format!(
+                    "step {step}: checkpoint of {} members",
+                    members.len()
+                ));
+            }
+            SweepRecord::Finish {
+                step, rows_read, ..
+            }
+            | SweepRecord::Stop { step, rows_read } => {
+                self.step = step;
+                self.rows_read = rows_read;
+            }
+            SweepRecord::Resume { step, .. } => self.step = step,
+            SweepRecord::Start { .. } => {}
+        }
+    }
+
+    /// Stop every member with a checkpoint, then leave once the sweep has returned.
+    fn stop_all(&mut self) -> Vec<SweepControl> {
+        self.ask = None;
+        if self.done || self.watching {
+            self.quit = true;
+            return Vec::new();
+        }
+        self.stopping = true;
+        self.note("stopping: every member writes a checkpoint".into());
+        vec![SweepControl {
+            member: None,
+            control: Control::Stop,
+        }]
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<SweepControl> {
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c'));
+        if ctrl_c {
+            return self.stop_all();
+        }
+        if let Some(ask) = self.ask {
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Enter => {
+                    self.ask = None;
+                    self.confirmed(ask)
+                }
+                _ => {
+                    self.ask = None;
+                    Vec::new()
+                }
+            };
+        }
+        if let Some(i) = self.open {
+            return self.member_key(i, key);
+        }
+        if self.help {
+            self.help = false;
+            return Vec::new();
+        }
+        let order = self.order();
+        let pos = order.iter().position(|&i| i == self.selected).unwrap_or(0);
+        if self.watching && matches!(key.code, KeyCode::Char('p' | 'P' | 'c' | 'C' | 'x' | 'X')) {
+            self.note("pause, checkpoint and stop: only in the sweep's own screen".into());
+            return Vec::new();
+        }
+        match key.code {
+            KeyCode::Char('q') => {
+                if self.done || self.watching {
+                    self.quit = true;
+                } else {
+                    self.ask = Some(Ask::Quit);
+                }
+            }
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.selected = order[(pos + order.len() - 1) % order.len()]
+            }
+            KeyCode::Down | KeyCode::Char('j') => self.selected = order[(pos + 1) % order.len()],
+            KeyCode::Enter => self.open = Some(self.selected),
+            KeyCode::Char('s') => {
+                let c = COLUMNS.iter().position(|c| *c == self.sort.0).unwrap_or(0);
+                self.sort.0 = COLUMNS[(c + 1) % COLUMNS.len()];
+            }
+            KeyCode::Char('r') => self.sort.1 = !self.sort.1,
+            KeyCode::Char('A') => self.to_all = !self.to_all,
+            KeyCode::Char('p') => self.ask = Some(Ask::Pause(Some(self.selected))),
+            KeyCode::Char('P') => self.ask = Some(Ask::Pause(None)),
+            KeyCode::Char('c') => self.ask = Some(Ask::Checkpoint(Some(self.selected))),
+            KeyCode::Char('C') => self.ask = Some(Ask::Checkpoint(None)),
+            KeyCode::Char('x') => self.ask = Some(Ask::Stop(Some(self.selected))),
+            KeyCode::Char('X') => self.ask = Some(Ask::Stop(None)),
+            // the training screen's value keys, on the selected member's selected value
+            KeyCode::Left | KeyCode::Right | KeyCode::Char('h') | KeyCode::Char('l') => {
+                return self.member_key(self.selected, key);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// A key on member `i`'s own screen (or a value key from the table): the training screen's
+    /// rule, its controls sent to that member (and, with `to_all`, the same value to every
+    /// member that takes the key). Esc (with nothing open on that screen) comes back; `q` asks
+    /// to stop the sweep.
+    fn member_key(&mut self, i: usize, key: KeyEvent) -> Vec<SweepControl> {
+        let app = &mut self.rows[i].app;
+        let idle = app.overlay.is_none() && app.editing.is_none();
+        if self.open.is_some() && idle {
+            match key.code {
+                KeyCode::Esc => {
+                    self.open = None;
+                    return Vec::new();
+                }
+                KeyCode::Char('q') if self.watching => {
+                    self.quit = true;
+                    return Vec::new();
+                }
+                KeyCode::Char('q') => {
+                    self.ask = Some(Ask::Quit);
+                    return Vec::new();
+                }
+                KeyCode::Char('A') => {
+                    self.to_all = !self.to_all;
+                    return Vec::new();
+                }
+                _ => {}
+            }
+        }
+        let controls = app.update(app::Msg::Key(key));
+        if app.overlay == Some(Overlay::ConfirmQuit) {
+            // the member's own quit question is the sweep's
+            app.overlay = None;
+            self.ask = Some(Ask::Quit);
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for c in controls {
+            if let (true, Control::SetHyper(_)) = (self.to_all, &c) {
+                out.extend(self.same_for_all(i));
+            }
+            out.push(SweepControl {
+                member: Some(i),
+                control: c,
+            });
+        }
+        out
+    }
+
+    /// The value member `i` just took for its selected tunable, sent to every other live member
+    /// that takes that key (each judged against its own configuration).
+    fn same_for_all(&mut self, i: usize) -> Vec<SweepControl> {
+        let src = &self.rows[i].app;
+        let t = src.tunables()[src.selected];
+        let Some(v) = t.get(&src.config.hyper) else {
+            return Vec::new();
+        };
+        let value = t.format(v);
+        let mut out = Vec::new();
+        let mut refused = Vec::new();
+        for (j, row) in self.rows.iter_mut().enumerate() {
+            if j == i || !row.state.is_live() {
+                continue;
+            }
+            if !row.app.tunables().iter().any(|u| u.key == t.key) {
+                continue;
+            }
+            match live::judge_key(&row.app.config, t.key, &value) {
+                Verdict::Apply(cfg, edit) => {
+                    row.app.config = *cfg;
+                    out.push(SweepControl {
+                        member: Some(j),
+                        control: Control::SetHyper(edit),
+                    });
+                }
+                Verdict::Unchanged => {}
+                Verdict::Refused(why) => refused.push(format!("{}: {why}", row.name)),
+            }
+        }
+        self.note(format!(
+            "{} = {value} sent to {} more members",
+            t.key,
+            out.len()
+        ));
+        for r in refused {
+            self.note(r);
+        }
+        out
+    }
+
+    fn confirmed(&mut self, ask: Ask) -> Vec<SweepControl> {
+        let send = |member: Option<usize>, control: Control| vec![SweepControl { member, control }];
+        match ask {
+            Ask::Quit => self.stop_all(),
+            Ask::Stop(None) => self.stop_all(),
+            Ask::Stop(m) => send(m, Control::Stop),
+            Ask::Checkpoint(m) => send(m, Control::Checkpoint),
+            Ask::Pause(Some(i)) => {
+                let c = if self.rows[i].state == MemberState::Paused {
+                    Control::Resume
+                } else {
+                    Control::Pause
+                };
+                send(Some(i), c)
+            }
+            Ask::Pause(None) => {
+                // all paused: resume all; else pause all
+                let all_paused = self
+                    .rows
+                    .iter()
+                    .filter(|r| r.state.is_live())
+                    .all(|r| r.state == MemberState::Paused);
+                send(
+                    None,
+                    if all_paused {
+                        Control::Resume
+                    } else {
+                        Control::Pause
+                    },
+                )
+            }
+        }
+    }
+
+    /// The question a confirmation asks.
+    pub fn question(&self, ask: Ask) -> String {
+        let who = |m: Option<usize>| match m {
+            Some(i) => self.rows[i].name.clone(),
+            None => "every member".into(),
+        };
+        match ask {
+            Ask::Pause(Some(i)) if self.rows[i].state == MemberState::Paused => {
+                format!("resume {}?", who(Some(i)))
+            }
+            Ask::Pause(m) => format!("pause (or resume) {}?", who(m)),
+            Ask::Checkpoint(m) => format!("write a checkpoint of {} now?", who(m)),
+            Ask::Stop(m) => format!("stop {} with a checkpoint?", who(m)),
+            Ask::Quit => "stop the sweep (every member writes a checkpoint) and leave?".into(),
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Drawing the sweep screen from a [`SweepApp`]: the status line, the member table, the L0–FVU
+//! frontier chart (each member's point labelled with its row number, a short trail, the Pareto
+//! frontier as a line), the sweep log, the footer, and the help and confirmation overlays; or,
+//! with a member opened, that member's training screen under a one-line banner.
+
+use super::frontier::{Labelled, draw_chart};
+use super::{COLUMNS, Column, Row, SweepApp};
+use crate::sweep::record::MemberState;
+use crate::tui::theme::Theme;
+use crate::tui::view::{self as train_view, too_small};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Table, Wrap};
+
+/// Draw the whole screen.
+pub fn draw(f: &mut Frame, app: &SweepApp, theme: &Theme) {
+    if let Some(i) = app.open {
+        train_view::draw(f, &app.rows[i].app, theme);
+        banner(f, app, i, theme);
+        if let Some(ask) = app.ask {
+            confirm(f, &app.question(ask), theme);
+        }
+        return;
+    }
+    if too_small(f, theme, "q stops the sweep with checkpoints") {
+        return;
+    }
+    let area = f.area();
+    let table_h = (app.rows.len() as u16 + 3).min(area.height / 2);
+    let [status, table, lower, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(table_h),
+        Constraint::Min(8),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let log_w = if area.width >= 120 { 44 } else { 30 };
+    let [chart, log] =
+        Layout::horizontal([Constraint::Min(40), Constraint::Length(log_w)]).areas(lower);
+    draw_status(f, status, app, theme);
+    draw_table(f, table, app, theme);
+    draw_frontier(f, chart, app, theme);
+    draw_log(f, log, app, theme);
+    let keys = if area.width >= 110 {
+        "↑↓ select  Enter open  s sort  r reverse  ←→ value  A edits→all  p/c/x member  P/C/X all  ? help  q quit"
+    } else {
+        "↑↓ Enter open  s/r sort  ←→ value  A to all  p c x / P C X  ? help  q quit"
+    };
+    f.render_widget(Paragraph::new(keys).style(theme.dim), footer);
+    if app.help {
+        help(f, area, theme);
+    }
+    if let Some(ask) = app.ask {
+        confirm(f, &app.question(ask), theme);
+    }
+}
+
+/// The member screen's top line: which member of which sweep, and how to come back.
+fn banner(f: &mut Frame, app: &SweepApp, i: usize, theme: &Theme) {
+    let area = f.area();
+    let text = format!(
+        " member {}/{} · Esc: sweep · A: edits→all {} ",
+        i + 1,
+        app.rows.len(),
+        if app.to_all { "ON" } else { "off" }
+    );
+    let w = (text.chars().count() as u16).min(area.width);
+    let at = Rect::new(area.x + area.width.saturating_sub(w + 1), area.y, w, 1);
+    f.render_widget(
+        Paragraph::new(text).style(if app.to_all { theme.warn } else { theme.accent }),
+        at,
+    );
+}
+
+fn counts(app: &SweepApp) -> String {
+    let n = |s: MemberState| app.rows.iter().filter(|r| r.state == s).count();
+    let mut parts = vec![format!("{} running", n(MemberState::Running))];
+    for s in [
+        MemberState::Paused,
+        MemberState::Finished,
+        MemberState::Stopped,
+        MemberState::Failed,
+    ] {
+        if n(s) > 0 {
+            parts.push(format!("{} {}", n(s), s.name()));
+        }
+    }
+    parts.join(", ")
+}
+
+fn draw_status(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
+    let rate = app
+        .rows
+        .iter()
+        .filter(|r| r.state == MemberState::Running)
+        .map(|r| r.app.tokens_per_s)
+        .fold(0.0, f64::max);
+    let state = if app.stopping && !app.done {
+        "stopping (checkpointing)".to_string()
+    } else if app.done {
+        "done".to_string()
+    } else {
+        counts(app)
+    };
+    let line = Line::from(vec![
+        Span::styled(format!(" sweep {} ", app.name), theme.focus),
+        Span::styled(format!(" {} members: ", app.rows.len()), theme.dim),
+        Span::styled(state, theme.text),
+        Span::styled("  stream tok/s ", theme.dim),
+        Span::styled(format!("{rate:.0}"), theme.text),
+        Span::styled("  sort ", theme.dim),
+        Span::styled(
+            format!(
+                "{}{}",
+                app.sort.0.title(),
+                if app.sort.1 { " ↓" } else { " ↑" }
+            ),
+            theme.text,
+        ),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// The columns shown at `width`, with their widths: all from 100 columns, the essentials below.
+fn shown(width: u16) -> Vec<(Column, Constraint)> {
+    let wide = width >= 100;
+    COLUMNS
+        .iter()
+        .filter(|c| wide || !matches!(c, Column::Mse | Column::Rate))
+        .map(|&c| {
+            let w = match c {
+                Column::Index => Constraint::Length(3),
+                Column::Name => Constraint::Min(10),
+                Column::Arch => Constraint::Length(9),
+                Column::Step if wide => Constraint::Length(11),
+                Column::Step => Constraint::Length(7),
+                Column::L0 | Column::Ev | Column::Dead => Constraint::Length(6),
+                Column::Mse | Column::Rate => Constraint::Length(7),
+                Column::Fvu | Column::State => Constraint::Length(8),
+            };
+            (c, w)
+        })
+        .collect()
+}
+
+fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
+    let num = |v: Option<f64>, p: usize| {
+        v.filter(|x| x.is_finite())
+            .map_or("-".to_string(), |x| format!("{x:.p$}"))
+    };
+    match c {
+        Column::Index => format!("{}", i + 1),
+        Column::Name => row.name.clone(),
+        Column::Arch => row.app.config.sae.architecture.name().to_string(),
+        Column::Step if wide => format!("{}/{}", row.app.step, row.app.total_steps),
+        Column::Step => row.app.step.to_string(),
+        Column::L0 => num(row.app.l0.last(), 1),
+        Column::Mse => num(row.app.mse.last(), 4),
+        Column::Ev => num(row.app.ev.last(), 3),
+        Column::Fvu => match row.fvu() {
+            Some((v, true)) => format!("{v:.4}"),
+            Some((v, false)) => format!("{v:.4}*"),
+            None => "-".into(),
+        },
+        Column::Dead => match (row.app.dead.last(), row.app.d_sae) {
+            (Some(d), m) if m > 0 => format!("{:.1}%", 100.0 * d / m as f64),
+            _ => "-".into(),
+        },
+        Column::Rate => {
+            if row.app.tokens_per_s > 0.0 {
+                format!("{:.0}", row.app.tokens_per_s)
+            } else {
+                "-".into()
+            }
+        }
+        Column::State => row.state.name().to_string(),
+    }
+}
+
+fn draw_table(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
+    let columns = shown(area.width);
+    let wide = area.width >= 100;
+    let header = columns.iter().map(|(c, _)| {
+        let mut t = c.title().to_string();
+        if *c == app.sort.0 {
+            t.push(if app.sort.1 { '↓' } else { '↑' });
+        }
+        Cell::from(t)
+    });
+    let order = app.order();
+    let rows = order.iter().map(|&i| {
+        let r = &app.rows[i];
+        let style = match r.state {
+            MemberState::Failed => theme.warn,
+            MemberState::Paused | MemberState::Stopped => theme.dim,
+            _ => theme.text,
+        };
+        let cells: Vec<Cell> = columns
+            .iter()
+            .map(|(c, _)| Cell::from(cell(i, r, *c, wide)))
+            .collect();
+        let row = ratatui::widgets::Row::new(cells).style(style);
+        if i == app.selected {
+            row.style(theme.focus.add_modifier(Modifier::REVERSED))
+        } else {
+            row
+        }
+    });
+    let widths: Vec<Constraint> = columns.iter().map(|(_, w)| *w).collect();
+    let head: Vec<Cell> = header.collect();
+    let title = " members (FVU held-out; * = training batches, 1 − EV) ";
+    let t = Table::new(rows, widths)
+        .header(ratatui::widgets::Row::new(head).style(theme.dim))
+        .column_spacing(1)
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border)
+                .title(Span::styled(title, theme.text)),
+        );
+    f.render_widget(t, area);
+}
+
+/// The frontier chart of the members' current points and trails.
+fn draw_frontier(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
+    let heldout = app.rows.iter().filter(|r| r.heldout_fvu.is_some()).count();
+    let n = app.rows.len();
+    let title = match heldout {
+        0 => " L0 (log) × FVU of training batches · line: frontier ".to_string(),
+        h if h == n => " L0 (log) × held-out FVU · line: frontier ".to_string(),
+        h => format!(
+            " L0 (log) × FVU: held-out {h}, training {} · line: frontier ",
+            n - h
+        ),
+    };
+    let points: Vec<Labelled> = app
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Labelled {
+            label: format!("{}", i + 1),
+            // a failed member's last point is not where it stands: out of the chart
+            point: r.point().filter(|_| r.state != MemberState::Failed),
+            selected: i == app.selected,
+        })
+        .collect();
+    let trails: Vec<(f64, f64)> = app
+        .rows
+        .iter()
+        .filter(|r| r.state != MemberState::Failed)
+        .flat_map(|r| r.trail.iter().copied())
+        .collect();
+    draw_chart(f, area, &title, &points, &trails, theme);
+}
+
+fn draw_log(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
+    let h = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = app
+        .log
+        .iter()
+        .rev()
+        .take(h)
+        .rev()
+        .map(|l| Line::styled(l.clone(), theme.text))
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border)
+                .title(Span::styled(" sweep log ", theme.text)),
+        ),
+        area,
+    );
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+fn confirm(f: &mut Frame, question: &str, theme: &Theme) {
+    let r = centered(f.area(), (question.chars().count() as u16 + 6).max(30), 4);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::styled(question.to_string(), theme.text),
+            Line::styled("y / Enter: yes   any other key: no", theme.dim),
+        ])
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.warn),
+        ),
+        r,
+    );
+}
+
+const HELP: &[(&str, &str)] = &[
+    ("↑ k / ↓ j", "select a member"),
+    ("Enter", "open its training screen (Esc comes back)"),
+    ("s / r", "sort by the next column / reverse the order"),
+    ("← h / → l", "step the selected member's selected value"),
+    ("A", "edits on a member's screen go to every member"),
+    ("p / P", "pause or resume the member / all (asks first)"),
+    ("c / C", "checkpoint the member / all now (asks first)"),
+    ("x / X", "stop the member / all with a checkpoint (asks)"),
+    ("q", "stop every member with a checkpoint and leave"),
+    ("Ctrl-C", "the same, at once"),
+];
+
+fn help(f: &mut Frame, area: Rect, theme: &Theme) {
+    let r = centered(area, 66, HELP.len() as u16 + 4);
+    f.render_widget(Clear, r);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, h)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<12}"), theme.accent),
+                Span::styled(h.to_string(), theme.text),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.focus)
+                .title(" sweep keys (any key closes) "),
+        ),
+        r,
+    );
+}

@@ -1,0 +1,278 @@
+//! The sweep screen without a terminal: `SweepApp::update` (member events, sweep records and
+//! keys in; state and controls out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
+
+use jumpscope::config::{Config, parse};
+use jumpscope::eval::EvalReport;
+use jumpscope::metrics::stats::Histogram;
+use jumpscope::sweep::record::{MemberState, SweepRecord};
+use jumpscope::sweep::run::{SweepControl, SweepEvent};
+use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::record::{MetricsRecord, Record};
+use jumpscope::tui::app::App;
+use jumpscope::tui::sweep::{Column, SweepApp, SweepMsg, view};
+use jumpscope::tui::theme::Theme;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+fn config(extra: &[&str]) -> Config {
+    let mut sets: Vec<String> = vec![
+        "data.stores=[\"acts.h5\"]".into(),
+        "data.batch_size=4096".into(),
+        "sae.d_sae=16384".into(),
+        "train.steps=1000".into(),
+        "train.lr=0.0002".into(),
+        "run.out=\"runs/sw/m\"".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    parse("", "test", &sets).unwrap().validate("test").unwrap()
+}
+
+/// Four members: three JumpReLU λs and a TopK.
+fn sweep_app() -> SweepApp {
+    let members = [
+        ("lambda=1e-3", &["train.sparsity_coefficient=0.001"][..]),
+        ("lambda=3e-3", &["train.sparsity_coefficient=0.003"][..]),
+        ("lambda=1e-2", &["train.sparsity_coefficient=0.01"][..]),
+        ("arch=topk", &["sae.architecture=\"topk\"", "sae.k=32"][..]),
+    ];
+    SweepApp::new(
+        "sweep1".into(),
+        members
+            .iter()
+            .map(|(name, sets)| {
+                let app = App::new(config(sets), name.to_string(), "cpu".into(), 0, 1000);
+                (name.to_string(), name.to_string(), app)
+            })
+            .collect(),
+    )
+}
+
+fn member(i: usize, r: Record) -> SweepMsg {
+    SweepMsg::Event(SweepEvent::Member(i, TrainEvent::Record(r)))
+}
+
+fn started(i: usize) -> SweepMsg {
+    member(
+        i,
+        Record::Start {
+            step: 0,
+            tokens: 0,
+            d_in: 512,
+            d_sae: 16384,
+            architecture: jumpscope::config::Architecture::JumpRelu,
+            scale: 1.5,
+            device: "cpu".into(),
+            store_attributes: Default::default(),
+            memory_estimate: None,
+            memory_available: None,
+        },
+    )
+}
+
+/// Member `i`'s report at step `s`: sparser and worse the larger `i`.
+fn metrics(i: usize, s: u64) -> SweepMsg {
+    let x = s as f64;
+    let l0 = (80.0 / (i as f64 + 1.0)) * (1.0 + 20.0 / (x + 10.0));
+    let ev = 0.95 - 0.08 * i as f64 - 3.0 / (x + 10.0);
+    member(
+        i,
+        Record::Metrics(Box::new(MetricsRecord {
+            step: s,
+            tokens: s * 4096,
+            loss: 1.0 - ev,
+            mse: (1.0 - ev) * 0.5,
+            sparsity: l0,
+            pre_act: 0.0,
+            l0,
+            explained_variance: ev,
+            dead: 10 * i as u64,
+            dead_fraction: 10.0 * i as f64 / 16384.0,
+            lr: 2e-4,
+            sparsity_coefficient: 1e-3,
+            tokens_per_s: 20000.0,
+            skipped_rows: 0,
+            epoch: 0,
+            data_wait_fraction: 0.0,
+            sparse_fraction: 0.0,
+            firing_hist: Histogram::new(vec![-3.0, -2.0], -10.0, 0.0, 40),
+            theta_hist: Histogram::new(vec![-1.0, -0.5], -3.0, 0.0, 40),
+            global_threshold: None,
+            elapsed_s: x,
+        })),
+    )
+}
+
+fn key(c: KeyCode) -> SweepMsg {
+    SweepMsg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ch(c: char) -> SweepMsg {
+    key(KeyCode::Char(c))
+}
+
+/// A sweep 200 steps in: member 3 (λ = 1e-2) failed, member 2 evaluated on held-out rows.
+fn busy() -> SweepApp {
+    let mut a = sweep_app();
+    for i in 0..4 {
+        a.update(started(i));
+    }
+    for s in (20..=200).step_by(20) {
+        for i in 0..4 {
+            if i == 2 && s > 120 {
+                continue;
+            }
+            a.update(metrics(i, s));
+        }
+    }
+    a.update(member(
+        1,
+        Record::Eval {
+            step: 200,
+            tokens: 200 * 4096,
+            eval: EvalReport {
+                n_tokens: 8192,
+                l0: 40.0,
+                mse: 0.05,
+                fvu: 0.071,
+                explained_variance: 0.929,
+                dead: 3,
+            },
+        },
+    ));
+    a.update(SweepMsg::Event(SweepEvent::Sweep(SweepRecord::Member {
+        step: 130,
+        name: "lambda=1e-2".into(),
+        state: MemberState::Failed,
+        member_step: 125,
+        reason: Some("loss is not finite at step 121".into()),
+    })));
+    a
+}
+
+fn render(a: &SweepApp, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::draw(f, a, &Theme::mono())).unwrap();
+    t.backend().to_string()
+}
+
+fn sent(c: &[SweepControl]) -> Vec<(Option<usize>, String)> {
+    c.iter()
+        .map(|c| {
+            let what = match &c.control {
+                Control::SetHyper(e) => format!("set {:?}", e.changes.keys().collect::<Vec<_>>()),
+                other => format!("{other:?}"),
+            };
+            (c.member, what)
+        })
+        .collect()
+}
+
+#[test]
+fn the_table_selects_sorts_and_opens_members() {
+    let mut a = busy();
+    assert_eq!(a.selected, 0);
+    a.update(ch('j'));
+    assert_eq!(a.selected, 1);
+    // sort by L0 (# → name → arch → step → L0), descending: the densest member first
+    for _ in 0..4 {
+        a.update(ch('s'));
+    }
+    a.update(ch('r'));
+    assert_eq!(a.sort, (Column::L0, true));
+    assert_eq!(a.order(), [0, 1, 2, 3]);
+    a.update(ch('r'));
+    assert_eq!(a.order(), [3, 2, 1, 0]);
+    // j follows the table's order
+    a.selected = 3;
+    a.update(ch('j'));
+    assert_eq!(a.selected, 2);
+    a.update(key(KeyCode::Enter));
+    assert_eq!(a.open, Some(2));
+    a.update(key(KeyCode::Esc));
+    assert_eq!(a.open, None);
+    assert_eq!(a.rows[2].state, MemberState::Failed);
+    // the points: held-out FVU where evaluated
+    assert_eq!(a.rows[1].fvu(), Some((0.071, true)));
+    assert!(matches!(a.rows[0].fvu(), Some((_, false))));
+    assert_eq!(a.rows[0].trail.len(), jumpscope::tui::sweep::TRAIL.min(10));
+}
+
+#[test]
+fn pause_checkpoint_and_stop_ask_first_and_act_per_member_or_all() {
+    let mut a = busy();
+    a.selected = 1;
+    assert!(a.update(ch('p')).is_empty(), "asks first");
+    assert!(a.ask.is_some());
+    assert_eq!(sent(&a.update(ch('y'))), [(Some(1), "Pause".into())]);
+    a.update(ch('x'));
+    assert!(a.update(ch('n')).is_empty(), "no: nothing sent");
+    a.update(ch('x'));
+    assert_eq!(
+        sent(&a.update(key(KeyCode::Enter))),
+        [(Some(1), "Stop".into())]
+    );
+    a.update(ch('C'));
+    assert_eq!(sent(&a.update(ch('y'))), [(None, "Checkpoint".into())]);
+    a.update(ch('P'));
+    assert_eq!(sent(&a.update(ch('y'))), [(None, "Pause".into())]);
+    // q asks; yes stops every member and leaves once the sweep returned
+    a.update(ch('q'));
+    assert_eq!(sent(&a.update(ch('y'))), [(None, "Stop".into())]);
+    assert!(a.stopping && !a.quit);
+    a.update(SweepMsg::Finished(Ok(())));
+    assert!(a.quit);
+    // Ctrl-C stops at once
+    let mut b = busy();
+    let c = b.update(SweepMsg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
+    assert_eq!(sent(&c), [(None, "Stop".into())]);
+}
+
+#[test]
+fn value_keys_act_on_the_selected_member_or_on_all_that_take_the_key() {
+    let mut a = busy();
+    a.selected = 0;
+    // the selected value of a JumpReLU screen: its first tunable
+    let key0 = a.rows[0].app.tunables()[0].key;
+    let c = a.update(key(KeyCode::Right));
+    assert_eq!(c.len(), 1, "{:?}", sent(&c));
+    assert_eq!(c[0].member, Some(0));
+    // on a member's own screen with A: every live member that takes the key gets the value
+    a.update(key(KeyCode::Enter));
+    a.update(ch('A'));
+    assert!(a.to_all);
+    let c = a.update(key(KeyCode::Right));
+    let to: Vec<Option<usize>> = c.iter().map(|c| c.member).collect();
+    // member 2 failed; the TopK member takes the key only if its screen lists it
+    let topk_takes = a.rows[3].app.tunables().iter().any(|t| t.key == key0);
+    let mut want = vec![Some(1)];
+    if topk_takes {
+        want.push(Some(3));
+    }
+    want.push(Some(0));
+    assert_eq!(to, want, "{key0}: {:?}", sent(&c));
+    let v0 = a.rows[0].app.tunables()[0].get(&a.rows[0].app.config.hyper);
+    let v1 = a.rows[1].app.tunables()[0].get(&a.rows[1].app.config.hyper);
+    assert_eq!(v0, v1, "the same value");
+    // q on a member's screen is the sweep's question
+    a.update(ch('q'));
+    assert!(a.ask.is_some());
+}
+
+#[test]
+fn sweep_screen_snapshots() {
+    let a = busy();
+    insta::assert_snapshot!("sweep_120x40", render(&a, 120, 40));
+    insta::assert_snapshot!("sweep_80x24", render(&a, 80, 24));
+    let mut b = busy();
+    b.update(ch('x'));
+    insta::assert_snapshot!("sweep_confirm", render(&b, 80, 24));
+    let mut c = busy();
+    c.update(ch('j'));
+    c.update(key(KeyCode::Enter));
+    insta::assert_snapshot!("sweep_member_open", render(&c, 100, 30));
+    insta::assert_snapshot!("sweep_too_small", render(&busy(), 60, 20));
+}
