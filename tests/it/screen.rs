@@ -476,7 +476,7 @@ fn a_sweep_runs_under_its_screen_member_by_member() {
         &format!("{} sweep --config {}", binary(), cfg.display()),
     );
     let s = t.wait("the member table with reports", |s| {
-        s.contains("sweep sw") && s.contains("arch=topk") && s.contains("L0 (log) vs FVU")
+        s.contains("sweep sw") && s.contains("arch=topk") && s.contains("L0 (log)")
     });
     assert!(s.contains("3 running"), "{s}");
     // open the second member's training screen, and come back
@@ -516,4 +516,53 @@ fn a_sweep_runs_under_its_screen_member_by_member() {
             "{m}: stopped with a checkpoint"
         );
     }
+}
+
+#[test]
+fn watch_follows_a_headless_sweep_and_leaves_it_running() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(8192, 3));
+    let out = d.path().join("sw");
+    let cfg = d.path().join("sw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n\
+             [train]\nsteps = 100000000\nlog_every = 20\ncheckpoint_every = 0\nlr = 0.0002\n\
+             [run]\nout = \"{}\"\n[sweep]\nvary = {{ \"train.lr\" = [0.0002, 0.001] }}\n",
+            store.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut sweep = Command::new(binary())
+        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let member = out.join("lr=1e-3");
+    wait_until(
+        "the sweep's first reports",
+        || try_log(&member).is_some_and(|l| l.iter().any(|r| matches!(r, Record::Metrics(_)))),
+        || "no metrics in the member's log".into(),
+    );
+    let t = Tmux::start(
+        "watch-sweep",
+        &format!("{} watch {}", binary(), out.display()),
+    );
+    let s = t.wait("the sweep's members", |s| {
+        s.contains("sweep sw") && s.contains("lr=2e-4") && s.contains("lr=1e-3")
+    });
+    assert!(s.contains("2 running"), "{s}");
+    // stop is the sweep's own process's: here it is refused with a note
+    t.keys("x");
+    t.wait("the refusal", |s| s.contains("pause, checkpoint and stop"));
+    // q leaves the viewer at once; the sweep goes on
+    t.keys("q");
+    t.wait("the viewer's exit", |s| s.contains("EXIT=0"));
+    assert!(sweep.try_wait().unwrap().is_none(), "the sweep still runs");
+    let _ = sweep.kill();
+    let _ = sweep.wait();
 }

@@ -154,7 +154,10 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
         Column::Index => format!("{}", i + 1),
         Column::Name => row.name.clone(),
         Column::Arch => row.app.config.sae.architecture.name().to_string(),
-        Column::Step if wide => format!("{}/{}", row.app.step, row.app.total_steps),
+        // "step/total" where it fits the column, else the step alone (never a cut number)
+        Column::Step if wide && format!("{}/{}", row.app.step, row.app.total_steps).len() <= 11 => {
+            format!("{}/{}", row.app.step, row.app.total_steps)
+        }
         Column::Step => row.app.step.to_string(),
         Column::L0 => num(row.app.l0.last(), 1),
         Column::Mse => num(row.app.mse.last(), 4),
