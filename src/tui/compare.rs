@@ -95,9 +95,9 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
         .collect();
     let store = entries.iter().all(|e| e.basis.starts_with("store"));
     let title = if store {
-        " L0 (log) vs FVU · every SAE on the same store rows · frontier line "
+        " L0 (log) × FVU · every SAE on the same store rows · line: frontier "
     } else {
-        " L0 (log) vs FVU · each run's own last evaluation (see basis) · frontier line "
+        " L0 (log) × FVU · each run's own last evaluation (see basis) · line: frontier "
     };
     draw_chart(f, chart, title, &points, &[], theme);
     f.render_widget(

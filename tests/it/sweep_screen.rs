@@ -1,4 +1,4 @@
-//! The sweep screen without a terminal: `SweepApp::update` (member events, sweep records and
+//! The sweep screen (and `compare`'s) without a terminal: `SweepApp::update` (member events, sweep records and
 //! keys in; state and controls out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
 
 use jumpscope::config::{Config, parse};
@@ -174,8 +174,8 @@ fn the_table_selects_sorts_and_opens_members() {
     assert_eq!(a.selected, 0);
     a.update(ch('j'));
     assert_eq!(a.selected, 1);
-    // sort by L0 (# → name → arch → step → L0), descending: the densest member first
-    for _ in 0..4 {
+    // sort by L0 (# → name → varied → arch → step → L0), descending: the densest member first
+    for _ in 0..5 {
         a.update(ch('s'));
     }
     a.update(ch('r'));
@@ -275,4 +275,36 @@ fn sweep_screen_snapshots() {
     c.update(key(KeyCode::Enter));
     insta::assert_snapshot!("sweep_member_open", render(&c, 100, 30));
     insta::assert_snapshot!("sweep_too_small", render(&busy(), 60, 20));
+    insta::assert_snapshot!("sweep_160x40", render(&busy(), 160, 40));
+}
+
+#[test]
+fn compare_screen_snapshot() {
+    use jumpscope::compare::Entry;
+    let entry = |name: &str, arch: &str, l0: f64, fvu: f64, front: bool| Entry {
+        name: name.into(),
+        path: format!("runs/sw/{name}").into(),
+        architecture: arch.into(),
+        d_in: 512,
+        d_sae: 4096,
+        hyper: vec![
+            ("lambda".into(), "0.003".into()),
+            ("lr".into(), "0.0002".into()),
+        ],
+        l0,
+        mse: fvu / 3.0,
+        fvu,
+        dead: Some(12),
+        basis: "store (65536 tokens)".into(),
+        on_frontier: front,
+    };
+    let entries = [
+        entry("lambda=1e-3", "jumprelu", 80.0, 0.08, true),
+        entry("lambda=3e-3", "jumprelu", 40.0, 0.15, false),
+        entry("arch=topk", "topk", 32.0, 0.11, true),
+    ];
+    let mut t = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, &Theme::mono()))
+        .unwrap();
+    insta::assert_snapshot!("compare_120x30", t.backend().to_string());
 }

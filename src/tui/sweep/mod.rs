@@ -43,6 +43,8 @@ pub enum Column {
     Index,
     /// Member name.
     Name,
+    /// The values that make it differ.
+    Varied,
     /// Architecture.
     Arch,
     /// Own steps.
@@ -64,9 +66,10 @@ pub enum Column {
 }
 
 /// Every column, in table order.
-pub const COLUMNS: [Column; 11] = [
+pub const COLUMNS: [Column; 12] = [
     Column::Index,
     Column::Name,
+    Column::Varied,
     Column::Arch,
     Column::Step,
     Column::L0,
@@ -84,6 +87,7 @@ impl Column {
         match self {
             Column::Index => "#",
             Column::Name => "member",
+            Column::Varied => "varied",
             Column::Arch => "arch",
             Column::Step => "step",
             Column::L0 => "L0",
@@ -146,7 +150,7 @@ impl Row {
     fn value(&self, c: Column) -> f64 {
         let or = |v: Option<f64>| v.filter(|x| x.is_finite()).unwrap_or(f64::NEG_INFINITY);
         match c {
-            Column::Index | Column::Name | Column::Arch | Column::State => 0.0,
+            Column::Index | Column::Name | Column::Varied | Column::Arch | Column::State => 0.0,
             Column::Step => self.app.step as f64,
             Column::L0 => or(self.app.l0.last()),
             Column::Mse => or(self.app.mse.last()),
@@ -254,6 +258,7 @@ impl SweepApp {
             let o = match col {
                 Column::Index => a.cmp(&b),
                 Column::Name => ra.name.cmp(&rb.name),
+                Column::Varied => ra.varied.cmp(&rb.varied),
                 Column::Arch => ra
                     .app
                     .config

@@ -123,16 +123,19 @@ fn draw_status(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
     f.render_widget(Paragraph::new(line), area);
 }
 
-/// The columns shown at `width`, with their widths: all from 100 columns, the essentials below.
+/// The columns shown at `width`, with their widths: all from 140 columns, without the varied
+/// values (the names usually say them) from 100, the essentials below.
 fn shown(width: u16) -> Vec<(Column, Constraint)> {
     let wide = width >= 100;
     COLUMNS
         .iter()
         .filter(|c| wide || !matches!(c, Column::Mse | Column::Rate))
+        .filter(|c| width >= 140 || **c != Column::Varied)
         .map(|&c| {
             let w = match c {
                 Column::Index => Constraint::Length(3),
                 Column::Name => Constraint::Min(10),
+                Column::Varied => Constraint::Length(30),
                 Column::Arch => Constraint::Length(9),
                 Column::Step if wide => Constraint::Length(11),
                 Column::Step => Constraint::Length(7),
@@ -153,6 +156,7 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
     match c {
         Column::Index => format!("{}", i + 1),
         Column::Name => row.name.clone(),
+        Column::Varied => row.varied.clone(),
         Column::Arch => row.app.config.sae.architecture.name().to_string(),
         // "step/total" where it fits the column, else the step alone (never a cut number)
         Column::Step if wide && format!("{}/{}", row.app.step, row.app.total_steps).len() <= 11 => {
