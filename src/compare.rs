@@ -114,6 +114,17 @@ pub struct Entry {
     pub on_frontier: bool,
 }
 
+impl Entry {
+    /// The key hyperparameters as `k=v k=v`.
+    pub fn hyper_text(&self) -> String {
+        self.hyper
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// Expand the paths: a sweep (sweep.toml) into its members, a run directory as a run, anything
 /// else as a saved SAE (checked when read).
 pub fn expand(paths: &[PathBuf]) -> Result<Vec<Input>, CompareError> {

@@ -45,12 +45,7 @@ fn print_table(entries: &[Entry]) {
         "name", "arch", "d_sae", "hyperparameters", "L0", "MSE", "FVU", "dead", "front"
     );
     for e in entries {
-        let hyper = e
-            .hyper
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyper = e.hyper_text();
         println!(
             "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>9.5}  {:>7.4}  {:>6}  {:>5}  {}",
             e.name,

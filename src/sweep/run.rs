@@ -579,14 +579,38 @@ impl Sweep {
 
     /// Checkpoint every live member after the same batch, and record where reading continues.
     fn checkpoint_all(&mut self, report: Report<'_>) -> Result<(), SweepError> {
+        self.each_live_checkpoint(false, report)
+    }
+
+    /// Stop every live member with a checkpoint, and record the sweep's checkpoint and stop.
+    fn stop_all(&mut self, report: Report<'_>) -> Result<SweepOutcome, SweepError> {
+        // the members stay live in the log: `sweep --resume` continues them from here
+        self.each_live_checkpoint(true, report)?;
+        let rec = SweepRecord::Stop {
+            step: self.step,
+            rows_read: self.rows_read,
+        };
+        self.emit(rec, report)?;
+        Ok(SweepOutcome::Stopped)
+    }
+
+    /// Checkpoint (or, with `stop`, stop with a checkpoint) every live member, failing those
+    /// that cannot, and record the sweep checkpoint.
+    fn each_live_checkpoint(&mut self, stop: bool, report: Report<'_>) -> Result<(), SweepError> {
         let mut paths = BTreeMap::new();
         for i in 0..self.members.len() {
             if !self.members[i].state.is_live() {
                 continue;
             }
-            let r = self
-                .live(i)
-                .checkpoint_now(&mut |e| report(SweepEvent::Member(i, e)));
+            let sink = &mut |e| report(SweepEvent::Member(i, e));
+            let r = if stop {
+                self.live(i).stop_now(sink).map(|o| match o {
+                    Outcome::Stopped { checkpoint, .. } => checkpoint,
+                    Outcome::Finished { checkpoint, .. } => checkpoint,
+                })
+            } else {
+                self.live(i).checkpoint_now(sink)
+            };
             match r {
                 Ok(p) => {
                     paths.insert(self.members[i].name.clone(), p);
@@ -601,40 +625,6 @@ impl Sweep {
             members: paths,
         };
         self.emit(rec, report)
-    }
-
-    /// Stop every live member with a checkpoint, and record the sweep's checkpoint and stop.
-    fn stop_all(&mut self, report: Report<'_>) -> Result<SweepOutcome, SweepError> {
-        let mut paths = BTreeMap::new();
-        for i in 0..self.members.len() {
-            if !self.members[i].state.is_live() {
-                continue;
-            }
-            let r = self
-                .live(i)
-                .stop_now(&mut |e| report(SweepEvent::Member(i, e)));
-            match r {
-                Ok(Outcome::Stopped { checkpoint, .. }) => {
-                    paths.insert(self.members[i].name.clone(), checkpoint);
-                }
-                Ok(Outcome::Finished { .. }) => {}
-                Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?,
-            }
-        }
-        // the members stay live in the log: `sweep --resume` continues them from here
-        let rec = SweepRecord::Checkpoint {
-            step: self.step,
-            rows_read: self.rows_read,
-            position: self.position,
-            members: paths,
-        };
-        self.emit(rec, report)?;
-        let rec = SweepRecord::Stop {
-            step: self.step,
-            rows_read: self.rows_read,
-        };
-        self.emit(rec, report)?;
-        Ok(SweepOutcome::Stopped)
     }
 }
 

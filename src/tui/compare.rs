@@ -32,12 +32,7 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
     ]
     .map(Cell::from);
     let rows = entries.iter().enumerate().map(|(i, e)| {
-        let hyper = e
-            .hyper
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let hyper = e.hyper_text();
         let r = Row::new([
             Cell::from(format!("{}", i + 1)),
             Cell::from(e.name.clone()),

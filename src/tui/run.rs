@@ -248,23 +248,58 @@ fn spawn_follower(
         .map_err(|e| format!("cannot start following {}: {e}", run_dir.display()))
 }
 
-fn ui_loop(
+/// A screen the UI loop drives: messages in, controls out, drawn from its state.
+pub(crate) trait Screen {
+    /// What arrives on the UI channel.
+    type Msg;
+    /// What it sends back.
+    type Control;
+    /// Apply one message; the controls to send.
+    fn update(&mut self, m: Self::Msg) -> Vec<Self::Control>;
+    /// Whether to leave the loop.
+    fn quit(&self) -> bool;
+    /// Draw the screen.
+    fn draw(&self, f: &mut ratatui::Frame, theme: &Theme);
+    /// Called before each frame (the training screen's injected fault).
+    fn before_frame(&self) {}
+}
+
+impl Screen for App {
+    type Msg = Msg;
+    type Control = Control;
+    fn update(&mut self, m: Msg) -> Vec<Control> {
+        App::update(self, m)
+    }
+    fn quit(&self) -> bool {
+        self.quit
+    }
+    fn draw(&self, f: &mut ratatui::Frame, theme: &Theme) {
+        view::draw(f, self, theme)
+    }
+    fn before_frame(&self) {
+        // read once, not on every pass of the loop
+        static UI_FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if self.step > 0 && *UI_FAULT.get_or_init(|| fault_asked("ui")) {
+            injected_fault("ui");
+        }
+    }
+}
+
+/// Draw `app` (at most ~30 frames/s, and only when something changed or a second passed), apply
+/// the messages and hand its controls to `on_control`, until it quits or the channel closes.
+pub(crate) fn ui_loop<S: Screen>(
     terminal: &mut ratatui::DefaultTerminal,
-    mut app: App,
+    mut app: S,
     theme: &Theme,
-    msgs: &Receiver<Msg>,
-    on_control: &mut dyn FnMut(Control, &mut App),
+    msgs: &Receiver<S::Msg>,
+    on_control: &mut dyn FnMut(S::Control, &mut S),
 ) {
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
-    // read once, not on every pass of the loop
-    let ui_fault = fault_asked("ui");
     loop {
-        if ui_fault && app.step > 0 {
-            injected_fault("ui");
-        }
+        app.before_frame();
         if dirty && last_draw.elapsed() >= FRAME {
-            let _ = terminal.draw(|f| view::draw(f, &app, theme));
+            let _ = terminal.draw(|f| app.draw(f, theme));
             last_draw = Instant::now();
             dirty = false;
         }
@@ -290,7 +325,7 @@ fn ui_loop(
             Err(RecvTimeoutError::Timeout) => dirty = true,
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if app.quit {
+        if app.quit() {
             break;
         }
     }

@@ -4,15 +4,12 @@
 
 use super::{SweepApp, SweepMsg, view};
 use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
-use crate::tui::run::{panic_text, spawn_key_thread};
+use crate::tui::run::{Screen, panic_text, spawn_key_thread, ui_loop};
 use crate::tui::theme::Theme;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::time::{Duration, Instant};
-
-/// Shortest time between two frames.
-const FRAME: Duration = Duration::from_millis(33);
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
 
 /// The sweep thread's name.
 const SWEEP_THREAD: &str = "jumpscope-sweep";
@@ -92,44 +89,17 @@ pub fn sweep_with_tui(
     }
 }
 
-fn ui_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    mut app: SweepApp,
-    theme: &Theme,
-    msgs: &Receiver<SweepMsg>,
-    on_control: &mut dyn FnMut(SweepControl, &mut SweepApp),
-) {
-    let mut last_draw = Instant::now() - FRAME;
-    let mut dirty = true;
-    loop {
-        if dirty && last_draw.elapsed() >= FRAME {
-            let _ = terminal.draw(|f| view::draw(f, &app, theme));
-            last_draw = Instant::now();
-            dirty = false;
-        }
-        let wait = if dirty {
-            FRAME.saturating_sub(last_draw.elapsed())
-        } else {
-            Duration::from_millis(500)
-        };
-        match msgs.recv_timeout(wait) {
-            Ok(m) => {
-                for c in app.update(m) {
-                    on_control(c, &mut app);
-                }
-                while let Ok(m) = msgs.try_recv() {
-                    for c in app.update(m) {
-                        on_control(c, &mut app);
-                    }
-                }
-                dirty = true;
-            }
-            Err(RecvTimeoutError::Timeout) => dirty = true,
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if app.quit {
-            break;
-        }
+impl Screen for SweepApp {
+    type Msg = SweepMsg;
+    type Control = SweepControl;
+    fn update(&mut self, m: SweepMsg) -> Vec<SweepControl> {
+        SweepApp::update(self, m)
+    }
+    fn quit(&self) -> bool {
+        self.quit
+    }
+    fn draw(&self, f: &mut ratatui::Frame, theme: &Theme) {
+        view::draw(f, self, theme)
     }
 }
 
