@@ -15,7 +15,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a JumpReLU SAE on activations from HDF5 stores.
+    /// Train a JumpReLU (or TopK, BatchTopK, ReLU) SAE on activations from HDF5 stores or a SAELens
+    /// activation cache.
     ///
     /// Writes RUN_DIR/config.toml (the effective configuration), RUN_DIR/metrics.jsonl,
     /// RUN_DIR/checkpoints/step-N/ and, at the end, RUN_DIR/sae/ (SAELens layout).
