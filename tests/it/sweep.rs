@@ -437,3 +437,40 @@ fn a_member_config_edit_steers_it_and_sigterm_then_resume_finishes_the_sweep() {
     );
     assert!(out.join("a/sae").is_dir() && out.join("b/sae").is_dir());
 }
+
+/// Members on two backends in one sweep (flex and LibTorch's CPU device): each batch is uploaded
+/// to each device, and each member trains as its own run would on its device.
+#[cfg(feature = "tch")]
+#[test]
+fn members_on_flex_and_libtorch_train_as_their_own_runs() {
+    let d = tempdir().unwrap();
+    let s = store(d.path());
+    let out = d.path().join("sw");
+    let members = "devices = [\"cpu\", \"tch-cpu\"]\n\
+                   [[sweep.member]]\nname = \"flex\"\n\
+                   [[sweep.member]]\nname = \"libtorch\"\n";
+    let spec = spec::parse(&sweep_toml(&s, &out, members), "sw.toml", &[], None).unwrap();
+    let mut sweep = Sweep::new(&spec).unwrap();
+    assert_eq!(drive(&mut sweep, |_| None), SweepOutcome::Done);
+    for m in &spec.members {
+        let member_dir = out.join(&m.name);
+        let text = std::fs::read_to_string(member_dir.join("config.toml")).unwrap();
+        assert!(
+            text.contains(&format!("device = \"{}\"", m.config.device)),
+            "{text}"
+        );
+        let alone_dir = d.path().join(format!("alone-{}", m.name));
+        let c = parse(
+            &text,
+            "member",
+            &[format!("run.out=\"{}\"", alone_dir.display())],
+        )
+        .unwrap()
+        .validate("member")
+        .unwrap();
+        let mut t = Trainer::new(c).unwrap();
+        let (_tx, rx) = mpsc::channel::<Control>();
+        t.run(&rx, &mut |_| {}).unwrap();
+        same_losses(&losses(&alone_dir), &losses(&member_dir), &m.name);
+    }
+}
