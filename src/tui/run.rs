@@ -86,7 +86,7 @@ pub fn train_with_tui(
     // whatever ended the screen, the trainer stops with a checkpoint before we leave
     let _ = ctl_tx.send(Control::Stop);
     let result = worker.join().unwrap_or_else(Err);
-    let _ = input.join();
+    join_briefly(input);
     match (ui, result) {
         (Ok(()), Ok(r)) => r,
         (Err(p), r) => {
@@ -166,7 +166,7 @@ pub fn watch_with_tui(
     }));
     ratatui::restore();
     stop.store(true, Ordering::Relaxed);
-    let _ = input.join();
+    join_briefly(input);
     let _ = follower.join();
     if let Err(p) = ui {
         std::panic::resume_unwind(p);
@@ -262,6 +262,21 @@ pub(crate) trait Screen {
     fn draw(&self, f: &mut ratatui::Frame, theme: &Theme);
     /// Called before each frame (the training screen's injected fault).
     fn before_frame(&self) {}
+    /// The message a hang-up is (SIGHUP's): also sent when the terminal refuses a frame.
+    fn hang_up() -> Self::Msg;
+}
+
+/// Join `t` if it ends within a second; else leave it (the process is about to exit). The key
+/// thread can be caught inside crossterm when the terminal hangs up at the wrong moment (see
+/// `tty`), and a stuck join would keep a stopped run from exiting.
+pub(crate) fn join_briefly(t: std::thread::JoinHandle<()>) {
+    let until = Instant::now() + Duration::from_secs(1);
+    while !t.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if t.is_finished() {
+        let _ = t.join();
+    }
 }
 
 impl Screen for App {
@@ -276,6 +291,9 @@ impl Screen for App {
     fn draw(&self, f: &mut ratatui::Frame, theme: &Theme) {
         view::draw(f, self, theme)
     }
+    fn hang_up() -> Msg {
+        Msg::Signal
+    }
     fn before_frame(&self) {
         // read once, not on every pass of the loop
         static UI_FAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -287,8 +305,8 @@ impl Screen for App {
 
 /// Draw `app` (at most ~30 frames/s, and only when something changed or a second passed), apply
 /// the messages and hand its controls to `on_control`, until it quits or the channel closes.
-pub(crate) fn ui_loop<S: Screen>(
-    terminal: &mut ratatui::DefaultTerminal,
+pub(crate) fn ui_loop<S: Screen, B: ratatui::backend::Backend>(
+    terminal: &mut ratatui::Terminal<B>,
     mut app: S,
     theme: &Theme,
     msgs: &Receiver<S::Msg>,
@@ -296,10 +314,18 @@ pub(crate) fn ui_loop<S: Screen>(
 ) {
     let mut last_draw = Instant::now() - FRAME;
     let mut dirty = true;
+    let mut hung_up = false;
     loop {
         app.before_frame();
         if dirty && last_draw.elapsed() >= FRAME {
-            let _ = terminal.draw(|f| app.draw(f, theme));
+            // a terminal that refuses a frame has gone (an SSH drop): stop as a hang-up would,
+            // whether or not SIGHUP or the key thread said so
+            if terminal.draw(|f| app.draw(f, theme)).is_err() && !hung_up {
+                hung_up = true;
+                for c in app.update(S::hang_up()) {
+                    on_control(c, &mut app);
+                }
+            }
             last_draw = Instant::now();
             dirty = false;
         }
@@ -328,5 +354,90 @@ pub(crate) fn ui_loop<S: Screen>(
         if app.quit() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::{Backend, ClearType, WindowSize};
+    use ratatui::buffer::Cell;
+    use ratatui::layout::{Position, Size};
+
+    /// A terminal that has hung up: every frame written to it fails, as writes to a closed pty
+    /// fail with EIO.
+    struct HungUp;
+
+    fn eio() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::EIO)
+    }
+
+    impl Backend for HungUp {
+        type Error = std::io::Error;
+        fn draw<'a, I>(&mut self, _content: I) -> std::io::Result<()>
+        where
+            I: Iterator<Item = (u16, u16, &'a Cell)>,
+        {
+            Err(eio())
+        }
+        fn hide_cursor(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn show_cursor(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn get_cursor_position(&mut self) -> std::io::Result<Position> {
+            Ok(Position::ORIGIN)
+        }
+        fn set_cursor_position<P: Into<Position>>(&mut self, _p: P) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn clear(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn clear_region(&mut self, _t: ClearType) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn size(&self) -> std::io::Result<Size> {
+            Ok(Size::new(120, 40))
+        }
+        fn window_size(&mut self) -> std::io::Result<WindowSize> {
+            Ok(WindowSize {
+                columns_rows: Size::new(120, 40),
+                pixels: Size::new(0, 0),
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(eio())
+        }
+    }
+
+    #[test]
+    fn a_terminal_that_refuses_frames_stops_the_run_as_a_hang_up_would() {
+        let cfg = crate::config::parse("", "t", &["data.stores=[\"a.h5\"]".to_string()])
+            .unwrap()
+            .validate("t")
+            .unwrap();
+        let app = App::new(cfg, "run".into(), "cpu".into(), 0, 100);
+        let (tx, rx) = channel();
+        let (done_tx, done) = channel();
+        // in a thread of its own, so that a loop that never notices fails instead of hanging
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let mut terminal = ratatui::Terminal::new(HungUp).unwrap();
+            // the trainer answers the stop by finishing, which ends the loop
+            ui_loop(&mut terminal, app, &Theme::mono(), &rx, &mut |c, _| {
+                sent.push(c);
+                let _ = tx.send(Msg::Finished(Ok(())));
+            });
+            let _ = done_tx.send(sent);
+        });
+        let sent = done
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the screen noticed the terminal was gone");
+        assert!(
+            matches!(sent.as_slice(), [Control::Stop]),
+            "one stop with a checkpoint: {sent:?}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{SweepApp, SweepMsg, view};
 use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
-use crate::tui::run::{Screen, panic_text, spawn_key_thread, ui_loop};
+use crate::tui::run::{Screen, join_briefly, panic_text, spawn_key_thread, ui_loop};
 use crate::tui::theme::Theme;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +73,7 @@ pub fn sweep_with_tui(
     });
     drop(control_tx);
     let result = worker.join();
-    let _ = input.join();
+    join_briefly(input);
     if let Err(p) = ui {
         std::panic::resume_unwind(p);
     }
@@ -100,6 +100,9 @@ impl Screen for SweepApp {
     }
     fn draw(&self, f: &mut ratatui::Frame, theme: &Theme) {
         view::draw(f, self, theme)
+    }
+    fn hang_up() -> SweepMsg {
+        SweepMsg::Signal
     }
 }
 
@@ -182,7 +185,7 @@ pub fn watch_sweep_with_tui(
     }));
     ratatui::restore();
     stop.store(true, Ordering::Relaxed);
-    let _ = input.join();
+    join_briefly(input);
     let _ = follower.join();
     if let Err(p) = ui {
         std::panic::resume_unwind(p);
