@@ -67,21 +67,9 @@ pub fn train_with_tui(
     let input = spawn_keys(tx.clone(), stop_input.clone());
     drop(tx);
 
-    let mut terminal = ratatui::init();
-    // ratatui's hook restores the terminal and prints; a panic of the trainer thread is shown
-    // on the screen instead (the run is then "failed") and printed once the screen is closed
-    let restore_and_print = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some(TRAIN_THREAD) {
-            restore_and_print(info);
-        }
-    }));
-    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, _| {
-            let _ = ctl_tx.send(c);
-        })
-    }));
-    ratatui::restore();
+    let ui = on_screen(Some(TRAIN_THREAD), app, &theme, &msgs, &mut |c, _| {
+        let _ = ctl_tx.send(c);
+    });
     stop_input.store(true, Ordering::Relaxed);
     // whatever ended the screen, the trainer stops with a checkpoint before we leave
     let _ = ctl_tx.send(Control::Stop);
@@ -106,6 +94,33 @@ pub fn train_with_tui(
             std::panic::resume_unwind(p)
         }
     }
+}
+
+/// Run `app`'s UI loop on the terminal (taken over, and restored however the loop ends); the
+/// loop's panic, if it had one. A panic of the thread named `worker` is not printed by the
+/// hook (the screen shows the worker as failed; the caller prints it once the screen is
+/// closed); any other panic restores the terminal and prints, as ratatui's hook does.
+pub(crate) fn on_screen<S: Screen>(
+    worker: Option<&'static str>,
+    app: S,
+    theme: &Theme,
+    msgs: &Receiver<S::Msg>,
+    on_control: &mut dyn FnMut(S::Control, &mut S),
+) -> std::thread::Result<()> {
+    let mut terminal = ratatui::init();
+    if let Some(name) = worker {
+        let restore_and_print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(name) {
+                restore_and_print(info);
+            }
+        }));
+    }
+    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ui_loop(&mut terminal, app, theme, msgs, on_control)
+    }));
+    ratatui::restore();
+    ui
 }
 
 /// The training thread's name (the panic hook tells it apart by it).
@@ -148,23 +163,19 @@ pub fn watch_with_tui(
     let stop = Arc::new(AtomicBool::new(false));
     let follower = spawn_follower(run_dir, tx.clone(), stop.clone())?;
     let input = spawn_keys(tx, stop.clone());
-    let mut terminal = ratatui::init();
-    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, app| {
-            if let Control::SetHyper(..) = c {
-                // the App already holds the checked configuration; the trainer applies it
-                // from the file and logs it, which comes back to us through metrics.jsonl
-                match config.write(&app.config) {
-                    Ok(()) => app.notice("sent through config.toml", false),
-                    Err(e) => app.notice(
-                        format!("{}: cannot write: {e}", config.path().display()),
-                        true,
-                    ),
-                }
+    let ui = on_screen(None, app, &theme, &msgs, &mut |c, app| {
+        if let Control::SetHyper(..) = c {
+            // the App already holds the checked configuration; the trainer applies it
+            // from the file and logs it, which comes back to us through metrics.jsonl
+            match config.write(&app.config) {
+                Ok(()) => app.notice("sent through config.toml", false),
+                Err(e) => app.notice(
+                    format!("{}: cannot write: {e}", config.path().display()),
+                    true,
+                ),
             }
-        })
-    }));
-    ratatui::restore();
+        }
+    });
     stop.store(true, Ordering::Relaxed);
     join_briefly(input);
     let _ = follower.join();
@@ -305,7 +316,7 @@ impl Screen for App {
 
 /// Draw `app` (at most ~30 frames/s, and only when something changed or a second passed), apply
 /// the messages and hand its controls to `on_control`, until it quits or the channel closes.
-pub(crate) fn ui_loop<S: Screen, B: ratatui::backend::Backend>(
+fn ui_loop<S: Screen, B: ratatui::backend::Backend>(
     terminal: &mut ratatui::Terminal<B>,
     mut app: S,
     theme: &Theme,

@@ -78,6 +78,28 @@ fn same_losses(a: &[(u64, f64, f64)], b: &[(u64, f64, f64)], what: &str) {
     }
 }
 
+/// Train member `name`'s configuration alone (its own `config.toml`, into `dir/alone-NAME`);
+/// the run directory and the member's config text.
+fn train_alone(dir: &Path, member_dir: &Path, name: &str) -> (PathBuf, String) {
+    let text = std::fs::read_to_string(member_dir.join("config.toml")).unwrap();
+    let alone_dir = dir.join(format!("alone-{name}"));
+    let c = parse(
+        &text,
+        "member",
+        &[format!("run.out=\"{}\"", alone_dir.display())],
+    )
+    .unwrap()
+    .validate("member")
+    .unwrap();
+    let mut t = Trainer::new(c).unwrap();
+    let (_tx, rx) = mpsc::channel::<Control>();
+    assert!(matches!(
+        t.run(&rx, &mut |_| {}).unwrap(),
+        Outcome::Finished { .. }
+    ));
+    (alone_dir, text)
+}
+
 fn sweep_records(dir: &Path) -> Vec<SweepRecord> {
     record::read(&dir.join("sweep.jsonl")).unwrap()
 }
@@ -133,22 +155,7 @@ fn members_train_exactly_as_their_own_runs_on_one_reading_of_the_store() {
     for m in &spec.members {
         let member_dir = out.join(&m.name);
         // the same configuration trained alone, from the member's own config.toml
-        let text = std::fs::read_to_string(member_dir.join("config.toml")).unwrap();
-        let alone_dir = d.path().join(format!("alone-{}", m.name));
-        let c = parse(
-            &text,
-            "member",
-            &[format!("run.out=\"{}\"", alone_dir.display())],
-        )
-        .unwrap()
-        .validate("member")
-        .unwrap();
-        let mut t = Trainer::new(c).unwrap();
-        let (_tx, rx) = mpsc::channel::<Control>();
-        assert!(matches!(
-            t.run(&rx, &mut |_| {}).unwrap(),
-            Outcome::Finished { .. }
-        ));
+        let (alone_dir, _) = train_alone(d.path(), &member_dir, &m.name);
         same_losses(&losses(&alone_dir), &losses(&member_dir), &m.name);
         assert_eq!(losses(&member_dir).len(), 12);
         let a = io::load(&alone_dir.join("sae")).unwrap().params;
@@ -454,23 +461,11 @@ fn members_on_flex_and_libtorch_train_as_their_own_runs() {
     assert_eq!(drive(&mut sweep, |_| None), SweepOutcome::Done);
     for m in &spec.members {
         let member_dir = out.join(&m.name);
-        let text = std::fs::read_to_string(member_dir.join("config.toml")).unwrap();
+        let (alone_dir, text) = train_alone(d.path(), &member_dir, &m.name);
         assert!(
             text.contains(&format!("device = \"{}\"", m.config.device)),
             "{text}"
         );
-        let alone_dir = d.path().join(format!("alone-{}", m.name));
-        let c = parse(
-            &text,
-            "member",
-            &[format!("run.out=\"{}\"", alone_dir.display())],
-        )
-        .unwrap()
-        .validate("member")
-        .unwrap();
-        let mut t = Trainer::new(c).unwrap();
-        let (_tx, rx) = mpsc::channel::<Control>();
-        t.run(&rx, &mut |_| {}).unwrap();
         same_losses(&losses(&alone_dir), &losses(&member_dir), &m.name);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{SweepApp, SweepMsg, view};
 use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
-use crate::tui::run::{Screen, join_briefly, panic_text, spawn_key_thread, ui_loop};
+use crate::tui::run::{Screen, join_briefly, on_screen, panic_text, spawn_key_thread};
 use crate::tui::theme::Theme;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,19 +52,9 @@ pub fn sweep_with_tui(
         SweepMsg::Signal
     });
     drop(tx);
-    let mut terminal = ratatui::init();
-    let restore_and_print = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some(SWEEP_THREAD) {
-            restore_and_print(info);
-        }
-    }));
-    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, _| {
-            let _ = control_tx.send(c);
-        })
-    }));
-    ratatui::restore();
+    let ui = on_screen(Some(SWEEP_THREAD), app, &theme, &msgs, &mut |c, _| {
+        let _ = control_tx.send(c);
+    });
     stop_input.store(true, Ordering::Relaxed);
     // whatever ended the screen, every member stops with a checkpoint before we leave
     let _ = control_tx.send(SweepControl {
@@ -163,27 +153,22 @@ pub fn watch_sweep_with_tui(
         })
         .map_err(|e| format!("cannot start following {}: {e}", dir.display()))?;
     let input = spawn_key_thread(tx, stop.clone(), SweepMsg::Key, || SweepMsg::Signal);
-    let mut terminal = ratatui::init();
-    let ui = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ui_loop(&mut terminal, app, &theme, &msgs, &mut |c, app| {
-            let (Some(i), crate::train::control::Control::SetHyper(..)) = (c.member, &c.control)
-            else {
-                return;
-            };
-            // the member's screen holds the checked configuration; the sweep applies it from
-            // the file and logs it, which comes back through the member's metrics.jsonl
-            let file = crate::live::ConfigFile::in_run(&members[i]);
-            if let Err(e) = file.write(&app.rows[i].app.config) {
-                app.rows[i].app.notice(
-                    format!("{}: cannot write: {e}", file.path().display()),
-                    true,
-                );
-            } else {
-                app.rows[i].app.notice("sent through config.toml", false);
-            }
-        })
-    }));
-    ratatui::restore();
+    let ui = on_screen(None, app, &theme, &msgs, &mut |c, app| {
+        let (Some(i), crate::train::control::Control::SetHyper(..)) = (c.member, &c.control) else {
+            return;
+        };
+        // the member's screen holds the checked configuration; the sweep applies it from
+        // the file and logs it, which comes back through the member's metrics.jsonl
+        let file = crate::live::ConfigFile::in_run(&members[i]);
+        if let Err(e) = file.write(&app.rows[i].app.config) {
+            app.rows[i].app.notice(
+                format!("{}: cannot write: {e}", file.path().display()),
+                true,
+            );
+        } else {
+            app.rows[i].app.notice("sent through config.toml", false);
+        }
+    });
     stop.store(true, Ordering::Relaxed);
     join_briefly(input);
     let _ = follower.join();
