@@ -165,15 +165,7 @@ pub fn watch_with_tui(
     let input = spawn_keys(tx, stop.clone());
     let ui = on_screen(None, app, &theme, &msgs, &mut |c, app| {
         if let Control::SetHyper(..) = c {
-            // the App already holds the checked configuration; the trainer applies it
-            // from the file and logs it, which comes back to us through metrics.jsonl
-            match config.write(&app.config) {
-                Ok(()) => app.notice("sent through config.toml", false),
-                Err(e) => app.notice(
-                    format!("{}: cannot write: {e}", config.path().display()),
-                    true,
-                ),
-            }
+            send_through_file(app, &config);
         }
     });
     stop.store(true, Ordering::Relaxed);
@@ -183,6 +175,19 @@ pub fn watch_with_tui(
         std::panic::resume_unwind(p);
     }
     Ok(())
+}
+
+/// A watched run's edit: `app` already holds the checked configuration; write it to the run's
+/// `config.toml`, which the training process applies and logs (that comes back through its
+/// metrics.jsonl), and say so (or why not) in the screen's log.
+pub(crate) fn send_through_file(app: &mut App, file: &ConfigFile) {
+    match file.write(&app.config) {
+        Ok(()) => app.notice("sent through config.toml", false),
+        Err(e) => app.notice(
+            format!("{}: cannot write: {e}", file.path().display()),
+            true,
+        ),
+    }
 }
 
 /// A thread that turns key presses into [`Msg::Key`] until `stop` is set.

@@ -4,7 +4,9 @@
 
 use super::{SweepApp, SweepMsg, view};
 use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
-use crate::tui::run::{Screen, join_briefly, on_screen, panic_text, spawn_key_thread};
+use crate::tui::run::{
+    Screen, join_briefly, on_screen, panic_text, send_through_file, spawn_key_thread,
+};
 use crate::tui::theme::Theme;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,17 +159,8 @@ pub fn watch_sweep_with_tui(
         let (Some(i), crate::train::control::Control::SetHyper(..)) = (c.member, &c.control) else {
             return;
         };
-        // the member's screen holds the checked configuration; the sweep applies it from
-        // the file and logs it, which comes back through the member's metrics.jsonl
         let file = crate::live::ConfigFile::in_run(&members[i]);
-        if let Err(e) = file.write(&app.rows[i].app.config) {
-            app.rows[i].app.notice(
-                format!("{}: cannot write: {e}", file.path().display()),
-                true,
-            );
-        } else {
-            app.rows[i].app.notice("sent through config.toml", false);
-        }
+        send_through_file(&mut app.rows[i].app, &file);
     });
     stop.store(true, Ordering::Relaxed);
     join_briefly(input);
