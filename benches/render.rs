@@ -7,8 +7,8 @@
 
 use jumpscope::config::parse;
 use jumpscope::metrics::stats::Histogram;
+use jumpscope::schema::record::{MetricsRecord, Record};
 use jumpscope::train::control::TrainEvent;
-use jumpscope::train::record::{MetricsRecord, Record};
 use jumpscope::tui::app::{App, Msg};
 use jumpscope::tui::theme::{Palette, Theme};
 use jumpscope::tui::view;

@@ -1,6 +1,7 @@
 //! The command line (clap): every subcommand and flag, with the help text users see.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use jumpscope::device::DeviceName;
 use std::path::PathBuf;
 
 /// Train and inspect JumpReLU sparse autoencoders on language-model activations.
@@ -47,7 +48,7 @@ pub enum Command {
     /// Leaving (q) does not stop the run.
     Watch(WatchArgs),
     /// What a run's log says about its health: every warning with its steps and hint, and the
-    /// rules that were checked and never fired (see README, "Training health").
+    /// rules that were checked and never fired (see docs/training.md, "Training health").
     ///
     /// Reads RUN_DIR/metrics.jsonl of a finished or running run; for a directory of runs (a
     /// sweep), one block per run. Exits 0 whatever it finds.
@@ -80,7 +81,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "resume"])))]
 pub struct TrainArgs {
-    /// The run's TOML configuration (see README, "Configuration").
+    /// The run's TOML configuration (every key: docs/configuration.md).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Override a config key, e.g. `--set train.lr=1e-4` (repeatable).
@@ -97,7 +98,7 @@ pub struct TrainArgs {
     pub headless: bool,
     /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N). Overrides run.device.
     #[arg(long)]
-    pub device: Option<String>,
+    pub device: Option<DeviceName>,
     /// Screen options.
     #[command(flatten)]
     pub look: LookArgs,
@@ -107,7 +108,7 @@ pub struct TrainArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "resume"])))]
 pub struct SweepArgs {
-    /// The sweep's TOML: a run configuration plus a [sweep] table (see README, "Sweeps").
+    /// The sweep's TOML: a run configuration plus a [sweep] table (see docs/sweeps.md).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Override a config key for every member, e.g. `--set train.steps=2000` (repeatable).
@@ -144,7 +145,7 @@ pub struct CompareArgs {
     pub batch: usize,
     /// Device for evaluating on a store.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Print the table as JSON (one array) instead of showing it.
     #[arg(long)]
     pub json: bool,
@@ -213,7 +214,7 @@ pub struct EvalArgs {
     pub batch: usize,
     /// Device.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
     #[arg(long)]
     pub json: bool,
@@ -242,7 +243,7 @@ pub struct InspectArgs {
     pub batch: usize,
     /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Top activations kept per feature.
     #[arg(long, default_value_t = 20)]
     pub top_k: usize,
@@ -255,7 +256,7 @@ pub struct InspectArgs {
     /// Density from which a feature counts as dense.
     #[arg(long, default_value_t = 0.1)]
     pub dense: f64,
-    /// Print the report as JSON (schema in the README) instead of showing it.
+    /// Print the report as JSON (schema in docs/commands.md, "jumpscope inspect") instead of showing it.
     #[arg(long)]
     pub json: bool,
     /// Only this feature (with --json: its object alone).
@@ -408,7 +409,7 @@ pub struct BenchArgs {
     pub step: StepPath,
     /// Device.
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceName,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -419,7 +420,7 @@ pub struct BenchArgs {
 pub struct SelftestArgs {
     /// Device to test: cpu, tch-cpu, cuda, cuda:N, or auto (the first GPU if there is one).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceName,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -7,8 +7,9 @@ use crate::config::{Architecture, Config};
 use crate::data::store::Store;
 use crate::eval::evaluate;
 use crate::sae::io;
-use crate::train::record::{Record, read_log};
+use crate::schema::record::{Record, read_log};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// What cannot be compared: one line naming the input.
@@ -97,8 +98,8 @@ pub struct Entry {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
-    /// The key hyperparameters (runs): λ, target L0, k, lr, as set.
-    pub hyper: Vec<(String, String)>,
+    /// The key hyperparameters (runs): λ, target L0, k, lr, as set, by key.
+    pub hyper: BTreeMap<String, HyperValue>,
     /// Mean features firing per token.
     pub l0: f64,
     /// Mean squared error.
@@ -107,19 +108,71 @@ pub struct Entry {
     pub fvu: f64,
     /// Features that never fired (on the store, or in the run's window), when known.
     pub dead: Option<u64>,
-    /// What the numbers are: `store` (every SAE on the same rows), `held-out @ step N` or
-    /// `training @ step N`.
-    pub basis: String,
+    /// What the numbers were measured on.
+    pub basis: Basis,
     /// On the L0–FVU frontier of this set.
     pub on_frontier: bool,
 }
 
+/// A hyperparameter's value, typed so that JSON holds numbers as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HyperValue {
+    /// A count (k).
+    Int(u64),
+    /// A real (λ, lr, target L0).
+    Real(f64),
+}
+
+impl std::fmt::Display for HyperValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HyperValue::Int(v) => write!(f, "{v}"),
+            HyperValue::Real(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// What an entry's numbers were measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Basis {
+    /// Every SAE on the same rows of one store.
+    Store {
+        /// Tokens evaluated.
+        tokens: u64,
+    },
+    /// The run's last held-out evaluation.
+    HeldOut {
+        /// The step it was taken at.
+        step: u64,
+    },
+    /// The run's last training report.
+    Training {
+        /// The step it was taken at.
+        step: u64,
+    },
+}
+
+impl std::fmt::Display for Basis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Basis::Store { tokens } => write!(f, "store ({tokens} tokens)"),
+            Basis::HeldOut { step } => write!(f, "held-out @ step {step}"),
+            Basis::Training { step } => write!(f, "training @ step {step}"),
+        }
+    }
+}
+
 impl Entry {
-    /// The key hyperparameters as `k=v k=v`.
+    /// The key hyperparameters as `k=v k=v`, by their short names, the sparsity's first.
     pub fn hyper_text(&self) -> String {
-        self.hyper
+        HYPER_ORDER
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .filter_map(|key| {
+                let v = self.hyper.get(&key.path())?;
+                Some(format!("{}={v}", key.short()))
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -168,22 +221,34 @@ fn name_of(p: &Path) -> String {
     last
 }
 
-/// The hyperparameters that tell runs apart, as set in `cfg`.
-fn key_hyper(cfg: &Config) -> Vec<(String, String)> {
+/// The hyperparameters that tell runs apart, in the order a row shows them.
+const HYPER_ORDER: [&crate::schema::keys::Key; 4] = [
+    &crate::schema::keys::K,
+    &crate::schema::keys::SPARSITY_COEFFICIENT,
+    &crate::schema::keys::TARGET_L0,
+    &crate::schema::keys::LR,
+];
+
+/// The hyperparameters that tell runs apart, as set in `cfg`, by key.
+fn key_hyper(cfg: &Config) -> BTreeMap<String, HyperValue> {
+    use crate::schema::keys::{K, LR, SPARSITY_COEFFICIENT, TARGET_L0};
     let h = &cfg.hyper;
     let arch = cfg.sae.architecture;
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     if arch.is_topk() {
-        out.push(("k".into(), h.k.to_string()));
+        out.insert(K.path(), HyperValue::Int(h.k as u64));
     } else {
-        out.push(("lambda".into(), format!("{}", h.sparsity_coefficient)));
+        out.insert(
+            SPARSITY_COEFFICIENT.path(),
+            HyperValue::Real(h.sparsity_coefficient),
+        );
         if arch == Architecture::JumpRelu
             && let Some(t) = h.target_l0
         {
-            out.push(("target_l0".into(), format!("{t}")));
+            out.insert(TARGET_L0.path(), HyperValue::Real(t));
         }
     }
-    out.push(("lr".into(), format!("{}", h.lr)));
+    out.insert(LR.path(), HyperValue::Real(h.lr));
     out
 }
 
@@ -225,17 +290,17 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
         mse: f64::NAN,
         fvu: f64::NAN,
         dead: None,
-        basis: String::new(),
+        basis: Basis::Training { step: 0 },
         on_frontier: false,
     };
     match (eval, metrics) {
         (Some((step, ev)), _) => {
             (e.l0, e.mse, e.fvu, e.dead) = (ev.l0, ev.mse, ev.fvu, Some(ev.dead));
-            e.basis = format!("held-out @ step {step}");
+            e.basis = Basis::HeldOut { step };
         }
         (None, Some(m)) => {
             (e.l0, e.mse, e.fvu, e.dead) = (m.l0, m.mse, 1.0 - m.explained_variance, Some(m.dead));
-            e.basis = format!("training @ step {}", m.step);
+            e.basis = Basis::Training { step: m.step };
         }
         (None, None) => return Err(CompareError::NoReport(dir.to_path_buf())),
     }
@@ -318,7 +383,7 @@ pub fn on_store(
             mse: r.mse,
             fvu: r.fvu,
             dead: Some(r.dead),
-            basis: format!("store ({} tokens)", r.n_tokens),
+            basis: Basis::Store { tokens: r.n_tokens },
             on_frontier: false,
         });
     }

@@ -2,7 +2,6 @@
 
 use crate::cli::BenchArgs;
 use jumpscope::bench::{BenchSizes, run as bench};
-use jumpscope::device;
 
 /// Run the command; returns the process exit code.
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
@@ -17,7 +16,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             a.d_sae
         );
     }
-    let dev = device::resolve(&a.device)?;
+    let dev = a.device.resolve()?;
     let r = bench(
         BenchSizes {
             d_in: a.d_in,
@@ -29,7 +28,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
             step: a.step,
         },
         &dev,
-        &device::label(&a.device),
+        &a.device.label(),
     );
     if a.json {
         println!("{}", serde_json::to_string(&r)?);

@@ -13,7 +13,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     let entries = if args.store.is_empty() {
         compare::from_logs(&inputs)?
     } else {
-        let dev = jumpscope::device::resolve(&args.device)?;
+        let dev = args.device.resolve()?;
         let store = Store::open(&args.store, args.dataset.as_deref())?;
         let bar = super::progress_bar(store.rows() as u64 * inputs.len() as u64);
         let rows = store.rows() as u64;

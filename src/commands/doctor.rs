@@ -1,7 +1,7 @@
 //! `jumpscope doctor`: diagnose each run in a directory and print the reports (text or JSON).
 
 use crate::cli::DoctorArgs;
-use jumpscope::health::doctor::{diagnose, runs_in};
+use jumpscope::doctor::{diagnose, runs_in};
 
 /// Run the command; returns the process exit code (0 whatever the runs' health).
 pub fn run(a: DoctorArgs) -> anyhow::Result<i32> {

@@ -2,11 +2,11 @@
 
 use crate::cli::EvalArgs;
 use jumpscope::data::store::Store;
-use jumpscope::{device, eval, sae::io};
+use jumpscope::{eval, sae::io};
 
 /// Run the command; returns the process exit code.
 pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
-    let dev = device::resolve(&args.device)?;
+    let dev = args.device.resolve()?;
     let loaded = io::load(&args.sae)?;
     let store = Store::open(&args.store, args.dataset.as_deref())?;
     if store.d_in() != loaded.params.d_in {

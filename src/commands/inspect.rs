@@ -6,8 +6,8 @@ use anyhow::bail;
 use jumpscope::data::store::Store;
 use jumpscope::inspect::report::{FeatureReport, Report, SaeInfo};
 use jumpscope::inspect::{self, Options};
+use jumpscope::sae::io;
 use jumpscope::tui::inspect::app::InspectApp;
-use jumpscope::{device, sae::io};
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -112,7 +112,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
             args.bins
         );
     }
-    let dev = device::resolve(&args.device)?;
+    let dev = args.device.resolve()?;
     let loaded = io::load(&args.sae)?;
     let mut store = Store::open(&args.store, args.dataset.as_deref())?;
     if let Some(v) = &args.vocab {

@@ -3,13 +3,13 @@
 
 use crate::cli::SelftestArgs;
 use jumpscope::sae::kernels::Kernels;
+use jumpscope::sae::perturb;
 use jumpscope::selftest::{self, Options};
-use jumpscope::{device, sae::perturb};
 
 /// Run the command; returns the process exit code.
 pub fn run(a: SelftestArgs) -> anyhow::Result<i32> {
-    let dev = device::resolve(&a.device)?;
-    let label = device::label(&a.device);
+    let dev = a.device.resolve()?;
+    let label = a.device.label();
     if let Some(g) = a.perturb_gradient {
         perturb::set(g, &dev, Kernels::for_device(&dev), 1e-3);
         eprintln!(

@@ -4,11 +4,11 @@
 
 use crate::cli::SweepArgs;
 use jumpscope::live::{self, ConfigWatch, Verdict};
+use jumpscope::schema::record::Record;
 use jumpscope::sweep::record::SweepRecord;
 use jumpscope::sweep::run::{Sweep, SweepControl, SweepEvent, SweepOutcome};
 use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::train::record::Record;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::mpsc;
@@ -200,7 +200,7 @@ fn live(sweep: Sweep, theme: jumpscope::tui::theme::Theme) -> anyhow::Result<i32
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let device = jumpscope::device::label(&m.config.device);
+        let device = m.config.device.label();
         let app = App::new(
             m.config.clone(),
             m.name.clone(),

@@ -6,8 +6,8 @@ use crate::cli::TrainArgs;
 use indicatif::ProgressStyle;
 use jumpscope::config;
 use jumpscope::live::{self, ConfigWatch, Verdict};
+use jumpscope::schema::record::Record;
 use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::train::record::Record;
 use jumpscope::train::trainer::{Outcome, Trainer};
 use std::io::IsTerminal;
 use std::sync::mpsc;
@@ -27,12 +27,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
             let mut sets = args.sets.clone();
             if let Some(out) = &args.out {
                 sets.push(format!(
-                    "run.out={}",
+                    "{}={}",
+                    jumpscope::schema::keys::OUT,
                     toml_string(&out.display().to_string())
                 ));
             }
             if let Some(dev) = &args.device {
-                sets.push(format!("run.device={}", toml_string(dev)));
+                sets.push(format!(
+                    "{}={}",
+                    jumpscope::schema::keys::DEVICE,
+                    toml_string(&dev.to_string())
+                ));
             }
             let origin = path.display().to_string();
             let cfg = config::load(path, &sets)?.validate(&origin)?;
@@ -147,7 +152,7 @@ fn live(trainer: Trainer, theme: jumpscope::tui::theme::Theme) -> anyhow::Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| trainer.run_dir().display().to_string());
-    let device = jumpscope::device::label(&cfg.device);
+    let device = cfg.device.label();
     let (step, total) = (trainer.step(), cfg.total_steps());
     let screen = app::App::new(cfg, name, device, step, total);
     let edits = tx.clone();

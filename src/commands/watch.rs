@@ -35,7 +35,7 @@ pub fn run(args: WatchArgs) -> anyhow::Result<i32> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
-    let device = jumpscope::device::label(&cfg.device);
+    let device = cfg.device.label();
     let total = cfg.total_steps();
     let screen = app::App::new(cfg, name, device, 0, total).watching();
     let (tx, rx) = mpsc::channel();
@@ -87,7 +87,7 @@ fn watch_sweep(args: &WatchArgs) -> anyhow::Result<i32> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let device = jumpscope::device::label(&cfg.device);
+        let device = cfg.device.label();
         let total = cfg.total_steps();
         members.push((
             m.name.clone(),

@@ -98,7 +98,7 @@ pub struct FileConfig {
     pub run: RunFile,
     /// `[health]` (every key has a default; see `health::HealthConfig`)
     #[serde(default)]
-    pub health: crate::health::HealthConfig,
+    pub health: crate::schema::health::HealthConfig,
 }
 
 /// Parse a TOML string into the file form, applying `--set section.key=value` overrides first.
@@ -200,11 +200,8 @@ impl Config {
     /// The file form that reproduces this configuration, every key written out.
     pub fn to_file(&self) -> FileConfig {
         let h = &self.hyper;
-        // only the keys that apply to the architecture: the others are errors when read back
         let arch = self.sae.architecture;
-        let jump = arch == Architecture::JumpRelu;
-        let penalised = !arch.is_topk();
-        FileConfig {
+        let mut file = FileConfig {
             data: DataFile {
                 stores: (!self.data.stores.is_empty()).then(|| self.data.stores.clone()),
                 dataset: self.data.dataset.clone(),
@@ -219,13 +216,13 @@ impl Config {
             },
             sae: SaeFile {
                 architecture: Some(arch),
-                k: arch.is_topk().then_some(h.k),
+                k: Some(h.k),
                 d_sae: self.sae.d_sae,
                 expansion_factor: Some(self.sae.expansion_factor),
                 init_from: self.sae.init_from.clone(),
-                threshold_param: jump.then_some(self.sae.threshold_param),
-                threshold_init: jump.then_some(self.sae.threshold_init),
-                bandwidth: jump.then_some(h.bandwidth),
+                threshold_param: Some(self.sae.threshold_param),
+                threshold_init: Some(self.sae.threshold_init),
+                bandwidth: Some(h.bandwidth),
                 pre_encoder_bias: Some(self.sae.pre_encoder_bias),
                 unit_norm_decoder: Some(self.sae.unit_norm_decoder),
             },
@@ -238,14 +235,14 @@ impl Config {
                 adam_beta1: Some(h.adam_beta1),
                 adam_beta2: Some(h.adam_beta2),
                 adam_eps: Some(h.adam_eps),
-                sparsity_loss: jump.then_some(h.sparsity_loss),
-                sparsity_coefficient: penalised.then_some(h.sparsity_coefficient),
-                sparsity_warmup_steps: penalised.then_some(h.sparsity_warmup_steps),
-                target_l0: h.target_l0.filter(|_| jump),
-                tanh_scale: jump.then_some(h.tanh_scale),
-                pre_act_coefficient: jump.then_some(h.pre_act_coefficient),
-                aux_k: arch.is_topk().then_some(h.aux_k),
-                aux_coefficient: arch.is_topk().then_some(h.aux_coefficient),
+                sparsity_loss: Some(h.sparsity_loss),
+                sparsity_coefficient: Some(h.sparsity_coefficient),
+                sparsity_warmup_steps: Some(h.sparsity_warmup_steps),
+                target_l0: h.target_l0,
+                tanh_scale: Some(h.tanh_scale),
+                pre_act_coefficient: Some(h.pre_act_coefficient),
+                aux_k: Some(h.aux_k),
+                aux_coefficient: Some(h.aux_coefficient),
                 log_every: Some(h.log_every),
                 checkpoint_every: Some(h.checkpoint_every),
                 keep_checkpoints: Some(h.keep_checkpoints),
@@ -254,10 +251,13 @@ impl Config {
             },
             run: RunFile {
                 out: Some(self.out.clone()),
-                device: Some(self.device.clone()),
+                device: Some(self.device.to_string()),
             },
             health: h.health.clone(),
-        }
+        };
+        // only the keys that apply to the architecture: the others are errors when read back
+        file.drop_inapplicable();
+        file
     }
 
     /// The configuration as TOML text (written to `RUN_DIR/config.toml`).

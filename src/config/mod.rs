@@ -1,13 +1,14 @@
 //! The run configuration: TOML file types and `--set` overrides (`file`), validation (`validate`),
 //! and the one immutable [`Config`] they produce, whose live-tunable part is [`Hyper`].
 //!
-//! Every field of the file is optional and falls back to the recipe default of the spec
-//! (`jumprelu-spec.md`, "The recipe"); unknown keys are rejected by serde. After parsing,
+//! Every field of the file is optional and falls back to the recipe default (docs/training.md,
+//! "The recipe"); unknown keys are rejected by serde. After parsing,
 //! [`FileConfig::validate`] checks every range and names the key, the value and what is allowed.
 
 mod file;
 mod validate;
 
+pub use crate::data::batches::OnNonFinite;
 pub use crate::sae::kernels::SparsityLoss;
 pub use crate::sae::model::{Architecture, ThresholdParam};
 pub use file::{
@@ -57,16 +58,6 @@ pub enum Normalize {
     MeanSquaredNorm,
     /// Train on raw activations.
     None,
-}
-
-/// What to do with a batch that contains NaN or Inf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnNonFinite {
-    /// Drop the offending rows, count them, and go on.
-    Skip,
-    /// Stop the run with an error naming the store and the row.
-    Stop,
 }
 
 /// Validated data settings.
@@ -174,7 +165,7 @@ pub struct Hyper {
     pub aux_coefficient: f64,
     /// The training-health rules (`[health]`; absent from checkpoints of earlier versions).
     #[serde(default)]
-    pub health: crate::health::HealthConfig,
+    pub health: crate::schema::health::HealthConfig,
 }
 
 /// k_aux = 256, the default of the code released with Gao et al. 2024 ("Scaling and evaluating
@@ -215,8 +206,8 @@ pub struct Config {
     pub hyper: Hyper,
     /// Run directory.
     pub out: PathBuf,
-    /// Device name (`cpu`, …).
-    pub device: String,
+    /// The device.
+    pub device: crate::device::DeviceName,
 }
 
 impl Config {
@@ -297,5 +288,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train.target_l0"), "{e}");
+    }
+
+    /// The key table and the file form name the same keys: every key written for a run is in
+    /// the table, and every key of the table is one the file takes.
+    #[test]
+    fn the_key_table_is_the_file_form() {
+        use crate::schema::keys;
+        let base = ["data.stores=[\"a.h5\"]".to_string()];
+        let jump = parse("", "t", &base).unwrap().validate("t").unwrap();
+        let mut topk_sets = base.to_vec();
+        topk_sets.extend([
+            "sae.architecture=\"topk\"".to_string(),
+            "sae.k=4".to_string(),
+        ]);
+        let topk = parse("", "t", &topk_sets).unwrap().validate("t").unwrap();
+        for cfg in [jump, topk] {
+            let toml::Value::Table(t) = toml::Value::try_from(cfg.to_file()).unwrap() else {
+                panic!("a table");
+            };
+            for (section, v) in t {
+                for name in v.as_table().unwrap().keys() {
+                    let path = format!("{section}.{name}");
+                    assert!(
+                        keys::find(&path).is_some(),
+                        "{path} is not in the key table"
+                    );
+                }
+            }
+        }
+        for k in keys::ALL {
+            // a value of the wrong type for every key: a type error, never an unknown key
+            let e = parse("", "t", &[format!("{k}={{ x = 1 }}")])
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("unknown field"), "{k}: {e}");
+        }
+        assert!(
+            parse("", "t", &["train.nonsense=1".to_string()])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field")
+        );
     }
 }

@@ -2,35 +2,36 @@
 //! is allowed named in the error.
 
 use super::*;
+use crate::schema::keys::{self, Key};
 
 struct Check<'a> {
     origin: &'a str,
 }
 
 impl Check<'_> {
-    fn fail(&self, key: &str, value: impl std::fmt::Display, expected: &str) -> ConfigError {
+    fn fail(&self, key: &Key, value: impl std::fmt::Display, expected: &str) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.to_string(),
-            key: key.to_string(),
+            key: key.path(),
             value: value.to_string(),
             expected: expected.to_string(),
         }
     }
-    fn positive(&self, key: &str, v: f64) -> Result<f64, ConfigError> {
+    fn positive(&self, key: &Key, v: f64) -> Result<f64, ConfigError> {
         if v.is_finite() && v > 0.0 {
             Ok(v)
         } else {
             Err(self.fail(key, v, "a finite number > 0"))
         }
     }
-    fn non_negative(&self, key: &str, v: f64) -> Result<f64, ConfigError> {
+    fn non_negative(&self, key: &Key, v: f64) -> Result<f64, ConfigError> {
         if v.is_finite() && v >= 0.0 {
             Ok(v)
         } else {
             Err(self.fail(key, v, "a finite number >= 0"))
         }
     }
-    fn unit_interval(&self, key: &str, v: f64, upper_open: bool) -> Result<f64, ConfigError> {
+    fn unit_interval(&self, key: &Key, v: f64, upper_open: bool) -> Result<f64, ConfigError> {
         let ok = v.is_finite() && v >= 0.0 && if upper_open { v < 1.0 } else { v <= 1.0 };
         if ok {
             Ok(v)
@@ -42,7 +43,7 @@ impl Check<'_> {
     }
     fn at_least_one<T: Copy + Into<u64> + std::fmt::Display>(
         &self,
-        key: &str,
+        key: &Key,
         v: T,
     ) -> Result<T, ConfigError> {
         if v.into() >= 1 {
@@ -53,126 +54,81 @@ impl Check<'_> {
     }
 }
 
-/// A key and its value as given (`None`: not given).
-type Given = (&'static str, Option<String>);
-
 impl FileConfig {
     /// `[health]` with every threshold in its range.
-    fn health_checked(&self, c: &Check<'_>) -> Result<crate::health::HealthConfig, ConfigError> {
+    fn health_checked(
+        &self,
+        c: &Check<'_>,
+    ) -> Result<crate::schema::health::HealthConfig, ConfigError> {
         let h = &self.health;
-        c.at_least_one("health.clear_after_reports", h.clear_after_reports as u64)?;
+        c.at_least_one(&keys::CLEAR_AFTER_REPORTS, h.clear_after_reports as u64)?;
         c.positive(
-            "health.theta_change_per_1k_steps",
+            &keys::THETA_CHANGE_PER_1K_STEPS,
             h.theta_change_per_1k_steps,
         )?;
-        c.positive("health.l0_over_target", h.l0_over_target)?;
-        c.positive("health.l0_under_target", h.l0_under_target)?;
-        c.unit_interval("health.dead_fraction", h.dead_fraction, false)?;
-        c.at_least_one("health.dead_reports", h.dead_reports as u64)?;
-        c.non_negative("health.l0_min", h.l0_min)?;
-        c.positive("health.l0_max_divisor", h.l0_max_divisor)?;
-        c.positive("health.spike_factor", h.spike_factor)?;
-        c.at_least_one("health.spike_window", h.spike_window as u64)?;
-        c.positive("health.overfit_gap", h.overfit_gap)?;
-        c.unit_interval("health.data_wait", h.data_wait, false)?;
-        c.at_least_one("health.data_wait_reports", h.data_wait_reports as u64)?;
-        c.positive("health.sparsity_over_mse", h.sparsity_over_mse)?;
+        c.positive(&keys::L0_OVER_TARGET, h.l0_over_target)?;
+        c.positive(&keys::L0_UNDER_TARGET, h.l0_under_target)?;
+        c.unit_interval(&keys::DEAD_FRACTION, h.dead_fraction, false)?;
+        c.at_least_one(&keys::DEAD_REPORTS, h.dead_reports as u64)?;
+        c.non_negative(&keys::L0_MIN, h.l0_min)?;
+        c.positive(&keys::L0_MAX_DIVISOR, h.l0_max_divisor)?;
+        c.positive(&keys::SPIKE_FACTOR, h.spike_factor)?;
+        c.at_least_one(&keys::SPIKE_WINDOW, h.spike_window as u64)?;
+        c.positive(&keys::OVERFIT_GAP, h.overfit_gap)?;
+        c.unit_interval(&keys::DATA_WAIT, h.data_wait, false)?;
+        c.at_least_one(&keys::DATA_WAIT_REPORTS, h.data_wait_reports as u64)?;
+        c.positive(&keys::SPARSITY_OVER_MSE, h.sparsity_over_mse)?;
         if h.l0_under_target >= h.l0_over_target {
             return Err(c.fail(
-                "health.l0_under_target",
+                &keys::L0_UNDER_TARGET,
                 h.l0_under_target,
-                "less than health.l0_over_target",
+                &format!("less than {}", keys::L0_OVER_TARGET),
             ));
         }
         Ok(h.clone())
     }
 
-    /// The first key given that does not apply to `arch`, with its value and the architectures
-    /// it is for.
-    fn inapplicable(&self, arch: Architecture) -> Option<(&'static str, String, &'static str)> {
-        let (s, t) = (&self.sae, &self.train);
-        let text = |v: Option<&dyn std::fmt::Debug>| v.map(|v| format!("{v:?}"));
-        let jumprelu_only: [Given; 7] = [
-            (
-                "sae.threshold_param",
-                text(s.threshold_param.as_ref().map(|v| v as _)),
-            ),
-            (
-                "sae.threshold_init",
-                text(s.threshold_init.as_ref().map(|v| v as _)),
-            ),
-            ("sae.bandwidth", text(s.bandwidth.as_ref().map(|v| v as _))),
-            (
-                "train.sparsity_loss",
-                text(t.sparsity_loss.as_ref().map(|v| v as _)),
-            ),
-            (
-                "train.target_l0",
-                text(t.target_l0.as_ref().map(|v| v as _)),
-            ),
-            (
-                "train.tanh_scale",
-                text(t.tanh_scale.as_ref().map(|v| v as _)),
-            ),
-            (
-                "train.pre_act_coefficient",
-                text(t.pre_act_coefficient.as_ref().map(|v| v as _)),
-            ),
-        ];
-        let topk_only: [Given; 3] = [
-            ("sae.k", text(s.k.as_ref().map(|v| v as _))),
-            ("train.aux_k", text(t.aux_k.as_ref().map(|v| v as _))),
-            (
-                "train.aux_coefficient",
-                text(t.aux_coefficient.as_ref().map(|v| v as _)),
-            ),
-        ];
-        let penalised: [Given; 2] = [
-            (
-                "train.sparsity_coefficient",
-                text(t.sparsity_coefficient.as_ref().map(|v| v as _)),
-            ),
-            (
-                "train.sparsity_warmup_steps",
-                text(t.sparsity_warmup_steps.as_ref().map(|v| v as _)),
-            ),
-        ];
-        let groups: [(&[Given], bool, &'static str); 3] = [
-            (&jumprelu_only, arch == Architecture::JumpRelu, "jumprelu"),
-            (&topk_only, arch.is_topk(), "topk and batchtopk"),
-            (&penalised, !arch.is_topk(), "jumprelu and relu"),
-        ];
-        groups
-            .into_iter()
-            .filter(|(_, applies, _)| !applies)
-            .flat_map(|(keys, _, owners)| keys.iter().map(move |(k, v)| (*k, v.clone(), owners)))
-            .find_map(|(k, v, owners)| v.map(|v| (k, v, owners)))
+    /// The keys given (in the file form) that do not apply to `arch`, in the key table's order,
+    /// each with its value as written.
+    fn inapplicable(&self, arch: Architecture) -> Vec<(&'static Key, toml::Value)> {
+        let Ok(toml::Value::Table(file)) = toml::Value::try_from(self) else {
+            return Vec::new();
+        };
+        keys::ALL
+            .iter()
+            .copied()
+            .filter(|k| !k.applies.to(arch))
+            .filter_map(|k| {
+                let v = file.get(k.section.name())?.get(k.name)?;
+                Some((k, v.clone()))
+            })
+            .collect()
     }
 
     /// Leave out every key given that does not apply to this file's architecture (a sweep over
-    /// architectures shares one base); the keys left out, in order.
-    pub fn drop_inapplicable(&mut self) -> Vec<&'static str> {
+    /// architectures shares one base, and the file written for a run holds only its keys); the
+    /// keys left out, in order.
+    pub fn drop_inapplicable(&mut self) -> Vec<&'static Key> {
         let arch = self.sae.architecture.unwrap_or_default();
-        let mut dropped = Vec::new();
-        while let Some((key, _, _)) = self.inapplicable(arch) {
-            let (s, t) = (&mut self.sae, &mut self.train);
-            match key {
-                "sae.threshold_param" => s.threshold_param = None,
-                "sae.threshold_init" => s.threshold_init = None,
-                "sae.bandwidth" => s.bandwidth = None,
-                "sae.k" => s.k = None,
-                "train.sparsity_loss" => t.sparsity_loss = None,
-                "train.target_l0" => t.target_l0 = None,
-                "train.tanh_scale" => t.tanh_scale = None,
-                "train.pre_act_coefficient" => t.pre_act_coefficient = None,
-                "train.aux_k" => t.aux_k = None,
-                "train.aux_coefficient" => t.aux_coefficient = None,
-                "train.sparsity_coefficient" => t.sparsity_coefficient = None,
-                "train.sparsity_warmup_steps" => t.sparsity_warmup_steps = None,
-                // a key `inapplicable` names but this list lacks: stop rather than loop
-                _ => break,
+        let dropped: Vec<&'static Key> = self
+            .inapplicable(arch)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if dropped.is_empty() {
+            return dropped;
+        }
+        let Ok(toml::Value::Table(mut file)) = toml::Value::try_from(&*self) else {
+            return Vec::new();
+        };
+        for k in &dropped {
+            if let Some(toml::Value::Table(t)) = file.get_mut(k.section.name()) {
+                t.remove(k.name);
             }
-            dropped.push(key);
+        }
+        // the same file less some keys always reads back
+        if let Ok(f) = FileConfig::deserialize(toml::Value::Table(file)) {
+            *self = f;
         }
         dropped
     }
@@ -181,24 +137,27 @@ impl FileConfig {
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };
         let architecture = self.sae.architecture.unwrap_or_default();
-        if let Some((key, value, owners)) = self.inapplicable(architecture) {
+        if let Some((key, value)) = self.inapplicable(architecture).into_iter().next() {
             return Err(c.fail(
                 key,
                 value,
                 &format!(
-                    "no {key} with sae.architecture = \"{}\": it applies to {owners} only",
-                    architecture.name()
+                    "no {key} with {} = \"{}\": it applies to {} only",
+                    keys::ARCHITECTURE,
+                    architecture.name(),
+                    key.applies.owners()
                 ),
             ));
         }
         let k = match (architecture.is_topk(), self.sae.k) {
-            (true, Some(k)) => c.at_least_one("sae.k", k as u64)? as usize,
+            (true, Some(k)) => c.at_least_one(&keys::K, k as u64)? as usize,
             (true, None) => {
                 return Err(c.fail(
-                    "sae.k",
+                    &keys::K,
                     "(missing)",
                     &format!(
-                        "an integer >= 1 (features kept per token) with sae.architecture = \"{}\"",
+                        "an integer >= 1 (features kept per token) with {} = \"{}\"",
+                        keys::ARCHITECTURE,
                         architecture.name()
                     ),
                 ));
@@ -208,26 +167,26 @@ impl FileConfig {
         if let (Some(m), true) = (self.sae.d_sae, k > 0)
             && k > m
         {
-            return Err(c.fail("sae.k", k, &format!("at most sae.d_sae = {m}")));
+            return Err(c.fail(&keys::K, k, &format!("at most {} = {m}", keys::D_SAE)));
         }
         let d = &self.data;
         if let Some(stores) = &d.stores
             && stores.is_empty()
         {
             return Err(c.fail(
-                "data.stores",
+                &keys::STORES,
                 "[]",
                 "at least one HDF5 file, or a SAELens cache directory",
             ));
         }
         let stores = d.stores.clone().unwrap_or_default();
         let batch_size = d.batch_size.unwrap_or(4096);
-        c.at_least_one("data.batch_size", batch_size as u64)?;
+        c.at_least_one(&keys::BATCH_SIZE, batch_size as u64)?;
         let scale_sample_tokens = d.scale_sample_tokens.unwrap_or(65_536);
-        c.at_least_one("data.scale_sample_tokens", scale_sample_tokens as u64)?;
+        c.at_least_one(&keys::SCALE_SAMPLE_TOKENS, scale_sample_tokens as u64)?;
         let dataset = d.dataset.clone();
         if dataset.as_deref() == Some("") {
-            return Err(c.fail("data.dataset", "\"\"", "a dataset path"));
+            return Err(c.fail(&keys::DATASET, "\"\"", "a dataset path"));
         }
         let data = DataConfig {
             stores,
@@ -240,17 +199,17 @@ impl FileConfig {
             on_nonfinite: d.on_nonfinite.unwrap_or(OnNonFinite::Skip),
             eval_tokens: d.eval_tokens.unwrap_or(0),
             shuffle_buffer_tokens: match d.shuffle_buffer_tokens {
-                Some(n) => Some(c.at_least_one("data.shuffle_buffer_tokens", n as u64)? as usize),
+                Some(n) => Some(c.at_least_one(&keys::SHUFFLE_BUFFER_TOKENS, n as u64)? as usize),
                 None => None,
             },
         };
 
         let s = &self.sae;
         if let Some(m) = s.d_sae {
-            c.at_least_one("sae.d_sae", m as u64)?;
+            c.at_least_one(&keys::D_SAE, m as u64)?;
         }
         let expansion_factor = s.expansion_factor.unwrap_or(8.0);
-        c.positive("sae.expansion_factor", expansion_factor)?;
+        c.positive(&keys::EXPANSION_FACTOR, expansion_factor)?;
         // the other architectures keep θ at 0 as a raw parameter (BatchTopK's estimate lives
         // there too): no log of 0, and relu(0) = 0 is exactly ReLU
         let jump = architecture == Architecture::JumpRelu;
@@ -265,7 +224,7 @@ impl FileConfig {
                 ThresholdParam::Raw
             },
             threshold_init: if jump {
-                c.positive("sae.threshold_init", s.threshold_init.unwrap_or(0.001))?
+                c.positive(&keys::THRESHOLD_INIT, s.threshold_init.unwrap_or(0.001))?
             } else {
                 0.0
             },
@@ -275,78 +234,86 @@ impl FileConfig {
 
         let t = &self.train;
         if let Some(steps) = t.steps {
-            c.at_least_one("train.steps", steps)?;
+            c.at_least_one(&keys::STEPS, steps)?;
         }
         if let Some(tokens) = t.tokens {
-            c.at_least_one("train.tokens", tokens)?;
+            c.at_least_one(&keys::TOKENS, tokens)?;
         }
         if t.steps.is_some() && t.tokens.is_some() {
             return Err(c.fail(
-                "train.tokens",
+                &keys::TOKENS,
                 t.tokens.unwrap_or(0),
-                "either train.steps or train.tokens, not both",
+                &format!("either {} or {}, not both", keys::STEPS, keys::TOKENS),
             ));
         }
         let sparsity_loss = t.sparsity_loss.unwrap_or(SparsityLoss::L0);
         let target_l0 = match t.target_l0 {
-            Some(v) => Some(c.positive("train.target_l0", v)?),
+            Some(v) => Some(c.positive(&keys::TARGET_L0, v)?),
             None if sparsity_loss == SparsityLoss::L0Target => {
                 return Err(c.fail(
-                    "train.target_l0",
+                    &keys::TARGET_L0,
                     "(missing)",
-                    "a number > 0 when sparsity_loss = \"l0_target\"",
+                    &format!(
+                        "a number > 0 when {} = \"l0_target\"",
+                        keys::SPARSITY_LOSS.name
+                    ),
                 ));
             }
             None => None,
         };
         let hyper = Hyper {
-            lr: c.positive("train.lr", t.lr.unwrap_or(7e-5))?,
+            lr: c.positive(&keys::LR, t.lr.unwrap_or(7e-5))?,
             lr_warmup_steps: t.lr_warmup_steps.unwrap_or(1000),
             lr_decay_fraction: c.unit_interval(
-                "train.lr_decay_fraction",
+                &keys::LR_DECAY_FRACTION,
                 t.lr_decay_fraction.unwrap_or(0.0),
                 false,
             )?,
-            adam_beta1: c.unit_interval("train.adam_beta1", t.adam_beta1.unwrap_or(0.0), true)?,
-            adam_beta2: c.unit_interval("train.adam_beta2", t.adam_beta2.unwrap_or(0.999), true)?,
-            adam_eps: c.positive("train.adam_eps", t.adam_eps.unwrap_or(1e-8))?,
+            adam_beta1: c.unit_interval(&keys::ADAM_BETA1, t.adam_beta1.unwrap_or(0.0), true)?,
+            adam_beta2: c.unit_interval(&keys::ADAM_BETA2, t.adam_beta2.unwrap_or(0.999), true)?,
+            adam_eps: c.positive(&keys::ADAM_EPS, t.adam_eps.unwrap_or(1e-8))?,
             sparsity_loss,
             sparsity_coefficient: if architecture.is_topk() {
                 0.0
             } else {
                 c.non_negative(
-                    "train.sparsity_coefficient",
+                    &keys::SPARSITY_COEFFICIENT,
                     t.sparsity_coefficient.unwrap_or(1e-3),
                 )?
             },
             sparsity_warmup_steps: t.sparsity_warmup_steps.unwrap_or(10_000),
             target_l0,
-            tanh_scale: c.positive("train.tanh_scale", t.tanh_scale.unwrap_or(4.0))?,
+            tanh_scale: c.positive(&keys::TANH_SCALE, t.tanh_scale.unwrap_or(4.0))?,
             pre_act_coefficient: c.non_negative(
-                "train.pre_act_coefficient",
+                &keys::PRE_ACT_COEFFICIENT,
                 t.pre_act_coefficient.unwrap_or(0.0),
             )?,
-            bandwidth: c.positive("sae.bandwidth", s.bandwidth.unwrap_or(0.001))?,
-            log_every: c.at_least_one("train.log_every", t.log_every.unwrap_or(100))?,
+            bandwidth: c.positive(&keys::BANDWIDTH, s.bandwidth.unwrap_or(0.001))?,
+            log_every: c.at_least_one(&keys::LOG_EVERY, t.log_every.unwrap_or(100))?,
             checkpoint_every: t.checkpoint_every.unwrap_or(1000),
             keep_checkpoints: c.at_least_one(
-                "train.keep_checkpoints",
+                &keys::KEEP_CHECKPOINTS,
                 t.keep_checkpoints.unwrap_or(3) as u64,
             )? as usize,
             dead_window_tokens: c.at_least_one(
-                "train.dead_window_tokens",
+                &keys::DEAD_WINDOW_TOKENS,
                 t.dead_window_tokens.unwrap_or(10_000_000),
             )?,
             eval_every: t.eval_every.unwrap_or(1000),
             k,
-            aux_k: c.at_least_one("train.aux_k", t.aux_k.unwrap_or(DEFAULT_AUX_K) as u64)? as usize,
+            aux_k: c.at_least_one(&keys::AUX_K, t.aux_k.unwrap_or(DEFAULT_AUX_K) as u64)? as usize,
             aux_coefficient: c.non_negative(
-                "train.aux_coefficient",
+                &keys::AUX_COEFFICIENT,
                 t.aux_coefficient.unwrap_or(DEFAULT_AUX_COEFFICIENT),
             )?,
             health: self.health_checked(&c)?,
         };
-        let device = self.run.device.clone().unwrap_or_else(|| "cpu".into());
+        let device = match &self.run.device {
+            None => crate::device::DeviceName::Cpu,
+            Some(d) => d.parse().map_err(|e: crate::device::DeviceError| {
+                c.fail(&keys::DEVICE, d, &e.to_string())
+            })?,
+        };
         Ok(Config {
             data,
             sae,

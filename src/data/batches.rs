@@ -6,7 +6,6 @@
 //! therefore the [`Position`] `(epoch, cursor)`: a checkpoint stores it, and a resumed run reads
 //! the same rows in the same order as an uninterrupted one, with no RNG state to carry.
 
-use crate::config::OnNonFinite;
 use crate::data::block::{Block, decode};
 use crate::data::dtype::Dtype;
 use crate::data::store::{Store, StoreError};
@@ -15,6 +14,16 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// What to do with a batch that contains NaN or Inf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNonFinite {
+    /// Drop the offending rows, count them, and go on.
+    Skip,
+    /// Stop the run with an error naming the store and the row.
+    Stop,
+}
 
 /// Where reading stands: the epoch and the number of rows of it already handed out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

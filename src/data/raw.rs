@@ -28,6 +28,51 @@ use rayon::prelude::*;
 use std::fs::File;
 use std::sync::Arc;
 
+/// A stored chunk that does not decode: where it lies in the file, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("chunk at offset {offset}: {problem}")]
+pub struct ChunkError {
+    /// The chunk's byte offset in the file.
+    pub offset: u64,
+    /// What is wrong.
+    pub problem: Corrupt,
+}
+
+/// What is wrong with a chunk's stored bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum Corrupt {
+    /// The zlib stream does not end where the chunk's size says.
+    #[error("deflate data decodes to {got} bytes or more, expected {want}")]
+    DeflateLength {
+        /// Bytes decoded.
+        got: u64,
+        /// Bytes the chunk holds.
+        want: usize,
+    },
+    /// The zlib stream is broken.
+    #[error("corrupt deflate data: {0}")]
+    Deflate(#[from] flate2::DecompressError),
+    /// LZF takes 32-bit sizes.
+    #[error("LZF chunk larger than 4 GiB")]
+    LzfTooLarge,
+    /// The LZF data is broken.
+    #[error("corrupt LZF data (decoded {got} bytes, expected {want})")]
+    Lzf {
+        /// Bytes decoded.
+        got: u32,
+        /// Bytes the chunk holds.
+        want: usize,
+    },
+    /// The filters' output has the wrong size.
+    #[error("decodes to {got} bytes, expected {want}")]
+    Length {
+        /// Bytes decoded.
+        got: usize,
+        /// Bytes the chunk holds.
+        want: usize,
+    },
+}
+
 /// A filter of the HDF5 pipeline that this module undoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
@@ -162,7 +207,7 @@ impl Layout {
     }
 
     /// Read rows `lo..hi` into `out` (`(hi - lo) · row_bytes` bytes), in parallel.
-    pub fn read(&self, lo: usize, hi: usize, out: &mut [u8]) -> Result<(), String> {
+    pub fn read(&self, lo: usize, hi: usize, out: &mut [u8]) -> Result<(), ChunkError> {
         assert_eq!(out.len(), (hi - lo) * self.row_bytes, "output size");
         let mut tasks: Vec<(&Segment, usize, &mut [u8])> = Vec::new();
         let mut rest = out;
@@ -191,7 +236,7 @@ impl Layout {
             .try_for_each(|(seg, a, dst)| self.read_piece(seg, a, dst))
     }
 
-    fn read_piece(&self, seg: &Segment, a: usize, dst: &mut [u8]) -> Result<(), String> {
+    fn read_piece(&self, seg: &Segment, a: usize, dst: &mut [u8]) -> Result<(), ChunkError> {
         let rb = self.row_bytes as u64;
         if seg.undo.is_empty() {
             let at = (seg.addr + (a - seg.row) as u64 * rb) as usize;
@@ -210,17 +255,22 @@ impl Layout {
                     Filter::Lzf => unlzf(input, want),
                     Filter::Shuffle => Ok(unshuffle(input, self.elem_bytes)),
                 }
-                .map_err(|e| format!("chunk at offset {}: {e}", seg.addr))?,
+                .map_err(|problem| ChunkError {
+                    offset: seg.addr,
+                    problem,
+                })?,
             );
         }
         release(&self.map, seg.addr as usize, seg.size as usize);
         let cur = cur.expect("a filtered segment has at least one filter");
         if cur.len() != want {
-            return Err(format!(
-                "chunk at offset {} decodes to {} bytes, expected {want}",
-                seg.addr,
-                cur.len()
-            ));
+            return Err(ChunkError {
+                offset: seg.addr,
+                problem: Corrupt::Length {
+                    got: cur.len(),
+                    want,
+                },
+            });
         }
         let off = (a - seg.row) * self.row_bytes;
         dst.copy_from_slice(&cur[off..off + dst.len()]);
@@ -229,24 +279,24 @@ impl Layout {
 }
 
 /// Inflate a zlib stream that must decode to exactly `want` bytes.
-fn inflate(input: &[u8], want: usize) -> Result<Vec<u8>, String> {
+fn inflate(input: &[u8], want: usize) -> Result<Vec<u8>, Corrupt> {
     let mut out = vec![0u8; want];
     let mut z = flate2::Decompress::new(true);
     match z.decompress(input, &mut out, flate2::FlushDecompress::Finish) {
         Ok(flate2::Status::StreamEnd) if z.total_out() as usize == want => Ok(out),
-        Ok(_) => Err(format!(
-            "deflate data decodes to {} bytes or more, expected {want}",
-            z.total_out()
-        )),
-        Err(e) => Err(format!("corrupt deflate data: {e}")),
+        Ok(_) => Err(Corrupt::DeflateLength {
+            got: z.total_out(),
+            want,
+        }),
+        Err(e) => Err(Corrupt::Deflate(e)),
     }
 }
 
 /// Undo LZF into exactly `want` bytes.
-fn unlzf(input: &[u8], want: usize) -> Result<Vec<u8>, String> {
+fn unlzf(input: &[u8], want: usize) -> Result<Vec<u8>, Corrupt> {
     let mut out = vec![0u8; want];
     let (Ok(n_in), Ok(n_out)) = (u32::try_from(input.len()), u32::try_from(want)) else {
-        return Err("LZF chunk larger than 4 GiB".into());
+        return Err(Corrupt::LzfTooLarge);
     };
     // SAFETY: both pointers come from live slices of exactly the lengths passed; lzf_decompress
     // never writes past out_len and returns 0 on any error.
@@ -254,9 +304,7 @@ fn unlzf(input: &[u8], want: usize) -> Result<Vec<u8>, String> {
         lzf_sys::lzf_decompress(input.as_ptr().cast(), n_in, out.as_mut_ptr().cast(), n_out)
     };
     if got as usize != want {
-        return Err(format!(
-            "corrupt LZF data (decoded {got} bytes, expected {want})"
-        ));
+        return Err(Corrupt::Lzf { got, want });
     }
     Ok(out)
 }

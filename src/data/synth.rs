@@ -1,4 +1,4 @@
-//! Synthetic activations with known features (spec, "Synthetic data with known features"), and
+//! Synthetic activations with known features (docs/training.md, "Synthetic data with known features"), and
 //! the recovery measure MMCS.
 
 use rand::{Rng, SeedableRng};

@@ -1,5 +1,5 @@
 //! The inspection report: what `inspect` prints with `--json`, saves with `--out`, and reopens
-//! without the store. Its field names are the documented JSON schema (README, "inspect").
+//! without the store. Its field names are the documented JSON schema (docs/commands.md, "jumpscope inspect").
 
 use crate::eval::EvalReport;
 use crate::metrics::stats::Histogram;

@@ -71,11 +71,32 @@ impl ConfigFile {
     }
 }
 
+/// Why a file cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The operating system's watch could not be set up.
+    #[error("{}: cannot watch: {source}", path.display())]
+    Notify {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What `notify` said.
+        source: notify::Error,
+    },
+    /// The watcher's thread could not start.
+    #[error("{}: cannot watch: {source}", path.display())]
+    Thread {
+        /// The file watched.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
 /// Watch one file for changes (not reads): a message on the receiver for each event. Its
 /// directory is watched, not the file, since editors save by writing a new file and renaming it;
 /// events for the directory's other files are dropped here. Dropping the watcher ends the
 /// messages (the receiver disconnects).
-pub fn watch_file(file: &Path) -> Result<(RecommendedWatcher, Receiver<()>), String> {
+pub fn watch_file(file: &Path) -> Result<(RecommendedWatcher, Receiver<()>), WatchError> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let name = file.file_name().map(|n| n.to_os_string());
     let (tx, rx) = channel::<()>();
@@ -87,10 +108,16 @@ pub fn watch_file(file: &Path) -> Result<(RecommendedWatcher, Receiver<()>), Str
             let _ = tx.send(());
         }
     })
-    .map_err(|e| format!("{}: cannot watch: {e}", file.display()))?;
+    .map_err(|source| WatchError::Notify {
+        path: file.to_path_buf(),
+        source,
+    })?;
     watcher
         .watch(dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("{}: cannot watch: {e}", dir.display()))?;
+        .map_err(|source| WatchError::Notify {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     Ok((watcher, rx))
 }
 
@@ -107,9 +134,9 @@ impl ConfigWatch {
     pub fn start(
         file: ConfigFile,
         on_edit: impl Fn(ConfigEdit) + Send + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WatchError> {
         let (watcher, rx) = watch_file(file.path())?;
-        let shown = file.path().display().to_string();
+        let path = file.path().to_path_buf();
         std::thread::Builder::new()
             .name("jumpscope-config-watch".into())
             .spawn(move || {
@@ -127,7 +154,7 @@ impl ConfigWatch {
                     }
                 }
             })
-            .map_err(|e| format!("{shown}: cannot watch: {e}"))?;
+            .map_err(|source| WatchError::Thread { path, source })?;
         Ok(Self { _watcher: watcher })
     }
 }

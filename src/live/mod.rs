@@ -7,10 +7,11 @@
 
 mod file;
 
-pub use file::{ConfigFile, ConfigWatch, watch_file};
+pub use file::{ConfigFile, ConfigWatch, WatchError, watch_file};
 
 use crate::config::{self, Config, Hyper};
-use crate::train::record::Change;
+use crate::schema::keys;
+use crate::schema::record::{Change, EditSource};
 use std::collections::BTreeMap;
 
 /// A checked change of the live hyperparameters, as the trainer receives it.
@@ -20,8 +21,8 @@ pub struct HyperEdit {
     pub hyper: Hyper,
     /// What differs from the values in force, by hyperparameter name (never empty).
     pub changes: BTreeMap<String, Change>,
-    /// Who asked: `key` (the screen), `file` (config.toml), …
-    pub source: String,
+    /// Who asked.
+    pub source: EditSource,
 }
 
 /// A configuration read from a file, checked as `jumpscope train --config` checks one.
@@ -45,21 +46,23 @@ pub enum Verdict {
     Refused(String),
 }
 
-/// Whether `key` (`section.key`) may change while a run trains: every hyperparameter of
-/// [`Hyper`] may; the data, the model's shape, the run length, the output and the device may not.
-pub fn is_live_key(key: &str) -> bool {
-    matches!(key, "sae.bandwidth" | "sae.k")
-        || key.starts_with("health.")
-        || (key.starts_with("train.") && !matches!(key, "train.steps" | "train.tokens"))
+/// A change of a key that cannot change while a run trains.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}` cannot change while training (restart the run to change it)")]
+pub struct Structural {
+    /// The first such key that changed (`section.key`).
+    pub key: String,
 }
 
-/// The hyperparameters that differ from `old` to `new`, by name, or `Err(key)` naming the first
-/// structural key (`section.key`) that changed, which makes the edit unusable live.
-pub fn diff(old: &Config, new: &Config) -> Result<BTreeMap<String, Change>, String> {
+/// The hyperparameters that differ from `old` to `new`, by name, or the first structural key
+/// that changed, which makes the edit unusable live.
+pub fn diff(old: &Config, new: &Config) -> Result<BTreeMap<String, Change>, Structural> {
     let mut same_hyper = new.clone();
     same_hyper.hyper = old.hyper.clone();
     if same_hyper != *old {
-        return Err(structural_key(old, new));
+        return Err(Structural {
+            key: structural_key(old, new),
+        });
     }
     let value = |h: &Hyper| match serde_json::to_value(h) {
         Ok(serde_json::Value::Object(m)) => m,
@@ -93,7 +96,7 @@ fn structural_key(old: &Config, new: &Config) -> String {
         keys.dedup();
         for k in keys {
             let key = format!("{sec}.{k}");
-            if ta.get(k) != tb.get(k) && !is_live_key(&key) {
+            if ta.get(k) != tb.get(k) && !keys::is_live(&key) {
                 return key;
             }
         }
@@ -104,27 +107,25 @@ fn structural_key(old: &Config, new: &Config) -> String {
 }
 
 /// The verdict on `new` replacing `current`, the edit tagged with `source`.
-fn verdict(current: &Config, new: Config, source: &str) -> Verdict {
+fn verdict(current: &Config, new: Config, source: EditSource) -> Verdict {
     match diff(current, &new) {
         Ok(changes) if changes.is_empty() => Verdict::Unchanged,
         Ok(changes) => {
             let edit = HyperEdit {
                 hyper: new.hyper.clone(),
                 changes,
-                source: source.into(),
+                source,
             };
             Verdict::Apply(Box::new(new), Box::new(edit))
         }
-        Err(key) => Verdict::Refused(format!(
-            "config.toml refused, nothing applied: `{key}` cannot change while training (restart the run to change it)"
-        )),
+        Err(s) => Verdict::Refused(format!("config.toml refused, nothing applied: {s}")),
     }
 }
 
 /// A save of the run's config.toml.
 pub fn judge_file(current: &Config, edit: ConfigEdit) -> Verdict {
     match edit {
-        ConfigEdit::Valid(new) => verdict(current, *new, "file"),
+        ConfigEdit::Valid(new) => verdict(current, *new, EditSource::File),
         ConfigEdit::Invalid(e) => {
             Verdict::Refused(format!("config.toml refused, nothing applied: {e}"))
         }
@@ -134,13 +135,13 @@ pub fn judge_file(current: &Config, edit: ConfigEdit) -> Verdict {
 /// `key = value` typed on the screen (`key` is `section.key`, `value` TOML or a bare string),
 /// checked exactly as a config file is.
 pub fn judge_key(current: &Config, key: &str, value: &str) -> Verdict {
-    if !is_live_key(key) {
+    if !keys::is_live(key) {
         return Verdict::Refused(format!(
             "refused: `{key}` cannot change while training (restart the run to change it)"
         ));
     }
     match current.with_edit(key, value, "key") {
-        Ok(new) => verdict(current, new, "key"),
+        Ok(new) => verdict(current, new, EditSource::Key),
         Err(e) => Verdict::Refused(format!("refused: {e}")),
     }
 }
@@ -186,7 +187,7 @@ mod tests {
         let (new, edit) = applied(judge_key(&cfg, "train.lr", "3e-4"));
         assert_eq!(new.hyper.lr, 3e-4);
         assert_eq!(edit.hyper, new.hyper);
-        assert_eq!(edit.source, "key");
+        assert_eq!(edit.source, EditSource::Key);
         assert_eq!(edit.changes.len(), 1);
         assert_eq!(edit.changes["lr"].old, serde_json::json!(7e-5));
         assert_eq!(edit.changes["lr"].new, serde_json::json!(3e-4));
@@ -211,7 +212,7 @@ mod tests {
             ("run.device", "\"tch-cpu\""),
         ] {
             let new = cfg.with_edit(key, value, "file").unwrap();
-            assert_eq!(diff(&cfg, &new).unwrap_err(), key);
+            assert_eq!(diff(&cfg, &new).unwrap_err().key, key);
             let r = refusal(judge_file(&cfg, ConfigEdit::Valid(Box::new(new))));
             assert!(r.contains(&format!("`{key}` cannot change")), "{r}");
         }
@@ -226,7 +227,7 @@ mod tests {
         new.hyper.lr = 1e-4;
         new.hyper.log_every = 7;
         let (_, edit) = applied(judge_file(&cfg, ConfigEdit::Valid(Box::new(new))));
-        assert_eq!(edit.source, "file");
+        assert_eq!(edit.source, EditSource::File);
         assert_eq!(edit.changes.keys().collect::<Vec<_>>(), ["log_every", "lr"]);
         assert_eq!(edit.changes["log_every"].new, serde_json::json!(7));
     }

@@ -1,4 +1,4 @@
-//! Metric definitions shared by training, evaluation and inspection (spec, "Metrics").
+//! Metric definitions shared by training, evaluation and inspection (docs/training.md, "Metrics").
 
 use serde::{Deserialize, Serialize};
 

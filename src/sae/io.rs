@@ -1,6 +1,6 @@
 //! Saved SAEs: the SAELens directory layout (which is also our export format) and Gemma Scope
 //! `params.npz`, and the folding of the input scale and pre-encoder bias in and out
-//! (spec, "Saving for inference").
+//! (docs/training.md, "Saving for inference").
 //!
 //! An inference-form SAE works on raw activations: `z = x W_enc + b_enc`, `f = relu(z) H(z − θ)`.
 //! A training-form SAE has scale C and (optionally) a pre-encoder bias:

@@ -1,4 +1,4 @@
-//! The training loss and its gradients, derived by hand (spec, "Loss" and "Straight-through
+//! The training loss and its gradients, derived by hand (docs/training.md, "Loss" and "Straight-through
 //! estimators").
 //!
 //! Why not burn's autodiff: the model is two matrix products and a handful of elementwise ops, and

@@ -1,7 +1,7 @@
 //! The SAE's parameters on a device, their initialisation, the host-side copy used for files,
 //! and the inference form that `eval`, `inspect` and validation encode with.
 //!
-//! Shapes and names follow Gemma Scope / SAELens (spec, "Shapes and names"): `W_enc [d_in, d_sae]`,
+//! Shapes and names follow Gemma Scope / SAELens (docs/training.md, "Shapes and names"): `W_enc [d_in, d_sae]`,
 //! `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]`, and the threshold, which is trained as
 //! `log θ` or raw θ (used as relu(θ)) per [`ThresholdParam`].
 

@@ -41,37 +41,6 @@ fn burn_of<const D: usize>(t: T) -> Tensor<D> {
     Tensor::from_primitive::<LibTorch>(TchTensor::new(t))
 }
 
-/// Have LibTorch print its one-time "Sparse CSR tensor support is in beta state" warning now,
-/// with stderr pointed at /dev/null: printed in the middle of training it would tear the
-/// training screen, and LibTorch offers no switch for it through `tch`. Called when a LibTorch
-/// device is resolved, before any screen or worker thread exists.
-pub(crate) fn silence_csr_warning() {
-    use std::sync::Once;
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: plain descriptor calls; fd 2 is restored before returning
-        unsafe {
-            let saved = libc::dup(libc::STDERR_FILENO);
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
-            if saved < 0 || null < 0 {
-                return;
-            }
-            libc::dup2(null, libc::STDERR_FILENO);
-            let one = T::ones([1], (Kind::Int64, tch::Device::Cpu));
-            let _ = T::sparse_csr_tensor_crow_col_value_size(
-                &T::from_slice(&[0i64, 1]),
-                &T::from_slice(&[0i64]),
-                &one.to_kind(Kind::Float),
-                [1, 1],
-                (Kind::Float, tch::Device::Cpu),
-            );
-            libc::dup2(saved, libc::STDERR_FILENO);
-            libc::close(saved);
-            libc::close(null);
-        }
-    });
-}
-
 /// Whether the step's tensors live on LibTorch (the only place this module applies).
 pub(crate) fn applies(x: &Tensor<2>) -> bool {
     tch_of(x).is_some()

@@ -181,7 +181,7 @@ impl Sweep {
                 name: m.name.clone(),
                 varied: m.overrides.clone(),
                 dropped: m.dropped.iter().map(|s| s.to_string()).collect(),
-                device: m.config.device.clone(),
+                device: m.config.device.to_string(),
                 architecture: m.config.sae.architecture.name().to_string(),
                 d_sae: m.config.sae.d_sae_for(d_in),
             });
@@ -200,7 +200,7 @@ impl Sweep {
             d_in,
             store_rows: store.rows(),
             scale: shared.scale,
-            devices: spec.devices.clone(),
+            devices: spec.devices.iter().map(|d| d.to_string()).collect(),
             memory_estimate,
         };
         let data = reader(store, base, Position::default(), shared.scale);
@@ -656,10 +656,11 @@ fn checkpoint_every(members: &[Member]) -> u64 {
 /// step one at a time, so their parameters and optimizer states add up while the working set
 /// of one step and the data buffers (shared) count once.
 fn check_memory(spec: &SweepSpec, d_in: usize) -> Result<BTreeMap<String, u64>, SweepError> {
-    let mut by_device: BTreeMap<String, (u64, u64, u64, usize)> = BTreeMap::new();
+    let mut by_device: BTreeMap<crate::device::DeviceName, (u64, u64, u64, usize)> =
+        BTreeMap::new();
     for m in &spec.members {
         let e = estimate_memory(&m.config, d_in, m.config.sae.d_sae_for(d_in));
-        let slot = by_device.entry(m.config.device.clone()).or_default();
+        let slot = by_device.entry(m.config.device).or_default();
         slot.0 += e.parameters + e.adam_moments + e.gradients;
         slot.1 = slot.1.max(e.working_set);
         slot.2 = slot.2.max(e.data_buffers);
@@ -668,18 +669,18 @@ fn check_memory(spec: &SweepSpec, d_in: usize) -> Result<BTreeMap<String, u64>, 
     let mut out = BTreeMap::new();
     for (device, (model, working, data, members)) in by_device {
         let need = model + working + data;
-        if let Available::Bytes(free) = memory::available_on(&device)
+        if let Available::Bytes(free) = memory::available_on(device)
             && need > free
         {
             let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
             return Err(SweepError::OutOfMemory {
-                device,
+                device: device.to_string(),
                 members,
                 need_gib: gib(need),
                 free_gib: gib(free),
             });
         }
-        out.insert(device, need);
+        out.insert(device.to_string(), need);
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! explicit `[[sweep.member]]` tables, and `devices`), expanded into named, validated members.
 
 use crate::config::{Config, ConfigError, apply_sets, from_table, set_key};
+use crate::device::{DeviceError, DeviceName};
 use std::path::{Path, PathBuf};
 
 /// A sweep configuration that cannot be used: one line naming the file, the key and what was
@@ -39,7 +40,7 @@ pub struct MemberSpec {
     /// The keys set for this member, with their values as TOML text, in order.
     pub overrides: Vec<(String, String)>,
     /// Keys of the base that do not apply to this member's architecture and were left out.
-    pub dropped: Vec<&'static str>,
+    pub dropped: Vec<&'static crate::schema::keys::Key>,
     /// The validated configuration (`run.out` = `OUT/<name>`, `run.device` from `sweep.devices`).
     pub config: Config,
 }
@@ -50,7 +51,7 @@ pub struct SweepSpec {
     /// The sweep's directory.
     pub out: PathBuf,
     /// The devices members are placed on, round-robin.
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceName>,
     /// The members, in order.
     pub members: Vec<MemberSpec>,
     /// Grid points that came out the same as an earlier member once the keys that do not apply
@@ -59,18 +60,6 @@ pub struct SweepSpec {
     /// The base configuration as a TOML table (`--set` applied, no `[sweep]`).
     base: toml::Table,
 }
-
-/// Short names of the keys people sweep, for member names (`lambda=3e-3,arch=topk`).
-const ALIASES: [(&str, &str); 8] = [
-    ("train.sparsity_coefficient", "lambda"),
-    ("sae.architecture", "arch"),
-    ("train.target_l0", "l0"),
-    ("sae.k", "k"),
-    ("sae.expansion_factor", "x"),
-    ("sae.d_sae", "d_sae"),
-    ("train.lr", "lr"),
-    ("sae.bandwidth", "bw"),
-];
 
 /// Read the sweep file at `path` with `--set` overrides (for every member) and `out` (for
 /// `--out`, else the base's `run.out`).
@@ -114,7 +103,7 @@ pub fn parse(
     if let Some(out) = out {
         set_key(
             &mut table,
-            "run.out",
+            &crate::schema::keys::OUT.path(),
             toml::Value::String(out.display().to_string()),
         );
     }
@@ -134,7 +123,7 @@ pub fn parse(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs/sweep"));
-    let devices = match sweep.get("devices") {
+    let names = match sweep.get("devices") {
         None => vec![base.run.device.clone().unwrap_or_else(|| "cpu".into())],
         Some(toml::Value::Array(a)) if !a.is_empty() => a
             .iter()
@@ -148,8 +137,14 @@ pub fn parse(
             ));
         }
     };
-    for d in &devices {
-        crate::device::resolve(d).map_err(|e| fail("sweep.devices", e.to_string()))?;
+    let mut devices = Vec::new();
+    for d in &names {
+        let name: DeviceName = d
+            .parse()
+            .map_err(|e: DeviceError| fail("sweep.devices", e.to_string()))?;
+        name.resolve()
+            .map_err(|e| fail("sweep.devices", e.to_string()))?;
+        devices.push(name);
     }
     let points: Vec<Point> = match (sweep.get("vary"), sweep.get("member")) {
         (Some(_), Some(_)) => {
@@ -160,10 +155,12 @@ pub fn parse(
         }
         (None, None) => {
             return Err(fail(
-                    "sweep",
-                    "no members: give `vary = { \"train.lr\" = [1e-4, 3e-4] }` or [[sweep.member]] tables"
-                        .into(),
-                ));
+                "sweep",
+                format!(
+                    "no members: give `vary = {{ \"{}\" = [1e-4, 3e-4] }}` or [[sweep.member]] tables",
+                    crate::schema::keys::LR
+                ),
+            ));
         }
         (Some(v), None) => grid(v, &fail)?.into_iter().map(|p| (None, p)).collect(),
         (None, Some(m)) => explicit(m, &fail)?,
@@ -184,7 +181,7 @@ pub fn parse(
         let dropped = file.drop_inapplicable();
         let kept: Vec<(String, toml::Value)> = overrides
             .into_iter()
-            .filter(|(k, _)| !dropped.contains(&k.as_str()))
+            .filter(|(k, _)| !dropped.iter().any(|d| d.is(k)))
             .collect();
         let mut config = file.validate(&member_origin)?;
         let name = match name {
@@ -193,7 +190,7 @@ pub fn parse(
             None => label(&kept),
         };
         let name = file_safe(&name);
-        config.device = devices[members.len() % devices.len()].clone();
+        config.device = devices[members.len() % devices.len()];
         config.out = root.join(&name);
         if let Some(same) = members.iter().find(|m| m.name == name) {
             if same.overrides == text_of(&kept) {
@@ -201,7 +198,11 @@ pub fn parse(
                 merged.push(format!(
                     "grid point {} is member {name}: it does not take {}",
                     i + 1,
-                    dropped.join(", ")
+                    dropped
+                        .iter()
+                        .map(|k| k.path())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             }
@@ -219,7 +220,7 @@ pub fn parse(
     }
     // placement follows the members that remain
     for (i, m) in members.iter_mut().enumerate() {
-        m.config.device = devices[i % devices.len()].clone();
+        m.config.device = devices[i % devices.len()];
     }
     Ok(SweepSpec {
         out: root,
@@ -241,7 +242,7 @@ impl SweepSpec {
             toml::Value::Array(
                 self.devices
                     .iter()
-                    .map(|d| toml::Value::String(d.clone()))
+                    .map(|d| toml::Value::String(d.to_string()))
                     .collect(),
             ),
         );
@@ -286,7 +287,10 @@ fn grid(v: &toml::Value, fail: &Fail<'_>) -> Result<Vec<Vec<(String, toml::Value
     let t = v.as_table().ok_or_else(|| {
         fail(
             "sweep.vary",
-            "expected a table of key = [values] (vary = { \"train.lr\" = [1e-4, 3e-4] })".into(),
+            format!(
+                "expected a table of key = [values] (vary = {{ \"{}\" = [1e-4, 3e-4] }})",
+                crate::schema::keys::LR
+            ),
         )
     })?;
     if t.is_empty() {
@@ -417,11 +421,9 @@ fn check_key(
 fn label(kv: &[(String, toml::Value)]) -> String {
     kv.iter()
         .map(|(k, v)| {
-            let short = ALIASES
-                .iter()
-                .find(|(full, _)| full == k)
-                .map(|(_, a)| (*a).to_string())
-                .unwrap_or_else(|| k.rsplit('.').next().unwrap_or(k).to_string());
+            let short = crate::schema::keys::find(k)
+                .map(|key| key.short())
+                .unwrap_or_else(|| k.rsplit('.').next().unwrap_or(k));
             format!("{short}={}", value_text(v))
         })
         .collect::<Vec<_>>()

@@ -2,7 +2,7 @@
 //! and the rule for the controls taken between two steps ([`between_steps`]).
 
 use crate::live::HyperEdit;
-use crate::train::record::Record;
+use crate::schema::record::Record;
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 /// A command to the running trainer.
@@ -101,16 +101,16 @@ mod tests {
     struct Log(Vec<String>);
 
     impl Steer for Log {
-        type Error = String;
-        fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), String> {
+        type Error = std::convert::Infallible;
+        fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), Self::Error> {
             self.0.push(format!("lr={}", edit.hyper.lr));
             Ok(())
         }
-        fn checkpoint(&mut self) -> Result<(), String> {
+        fn checkpoint(&mut self) -> Result<(), Self::Error> {
             self.0.push("checkpoint".into());
             Ok(())
         }
-        fn paused(&mut self, p: bool) -> Result<(), String> {
+        fn paused(&mut self, p: bool) -> Result<(), Self::Error> {
             self.0.push(if p { "pause" } else { "resume" }.into());
             Ok(())
         }
@@ -123,7 +123,7 @@ mod tests {
         Control::SetHyper(Box::new(HyperEdit {
             hyper,
             changes: Default::default(),
-            source: "test".into(),
+            source: crate::schema::record::EditSource::Key,
         }))
     }
 

@@ -60,7 +60,8 @@ pub enum TrainError {
     /// The loss became NaN or infinite.
     /// TopK/BatchTopK keep more features than the dictionary has.
     #[error(
-        "sae.k = {k}: expected at most d_sae = {d_sae} (the dictionary size for this store's d_in)"
+        "{} = {k}: expected at most d_sae = {d_sae} (the dictionary size for this store's d_in)",
+        crate::schema::keys::K
     )]
     KTooLarge {
         /// sae.k
@@ -90,13 +91,13 @@ pub enum TrainError {
     /// The run's estimated memory exceeds what the device has free.
     #[error(
         "the run needs about {} ({}), but {device} has {} available: {advice}",
-        crate::train::memory::gib(need.total), need.parts(), crate::train::memory::gib(*available)
+        crate::schema::memory::gib(need.total), need.parts(), crate::schema::memory::gib(*available)
     )]
     OutOfMemory {
         /// The device label.
         device: String,
         /// The estimate.
-        need: crate::train::memory::MemoryEstimate,
+        need: crate::schema::memory::MemoryEstimate,
         /// Bytes free.
         available: u64,
         /// Which keys to lower.

@@ -8,7 +8,7 @@
 //! leaves out the backend's allocator slack and the program itself, so it is a floor.
 
 use crate::sae::kernels::Kernels;
-use serde::{Deserialize, Serialize};
+pub use crate::schema::memory::{MemoryEstimate, gib};
 
 /// Bytes of one f32.
 const F32: u64 = 4;
@@ -21,23 +21,6 @@ fn working_buffers(kernels: Kernels) -> u64 {
         Kernels::TensorOps => 7,
         Kernels::HostFused => 4,
     }
-}
-
-/// What a run needs, in bytes, by part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemoryEstimate {
-    /// W_enc, W_dec, b_enc, b_dec, θ.
-    pub parameters: u64,
-    /// Adam's first and second moments.
-    pub adam_moments: u64,
-    /// One gradient per parameter.
-    pub gradients: u64,
-    /// The `[batch, d_sae]` buffers of a dense step and the `[batch, d_in]` ones around them.
-    pub working_set: u64,
-    /// Prefetched batches, the shuffle block and the held-out rows (host memory).
-    pub data_buffers: u64,
-    /// The sum.
-    pub total: u64,
 }
 
 /// The sizes the estimate needs.
@@ -80,25 +63,6 @@ pub fn estimate(s: RunSizes) -> MemoryEstimate {
     }
 }
 
-/// Bytes as GiB with two decimals.
-pub fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-}
-
-impl MemoryEstimate {
-    /// The parts in one phrase, for the refusal.
-    pub fn parts(&self) -> String {
-        format!(
-            "parameters {}, Adam moments {}, gradients {}, [batch, d_sae] working set {}, data buffers {}",
-            gib(self.parameters),
-            gib(self.adam_moments),
-            gib(self.gradients),
-            gib(self.working_set),
-            gib(self.data_buffers)
-        )
-    }
-}
-
 /// Memory the host can give a new allocation now: `MemAvailable` of `/proc/meminfo` (Linux), or
 /// `None` where it cannot be read.
 pub fn host_available() -> Option<u64> {
@@ -121,10 +85,10 @@ pub enum Available {
     Unknown(String),
 }
 
-/// What the device `name` has free: host RAM for `cpu` and `tch-cpu`; for CUDA devices nothing,
+/// What `device` has free: host RAM for `cpu` and `tch-cpu`; for CUDA devices nothing,
 /// since LibTorch's free-memory query (`cudaMemGetInfo`) is not reachable through `tch`.
-pub fn available_on(name: &str) -> Available {
-    if name.starts_with("cuda") || name == "auto" && crate::device::cuda_devices() > 0 {
+pub fn available_on(device: crate::device::DeviceName) -> Available {
+    if device.is_cuda() {
         return Available::Unknown(
             "not checked: LibTorch does not tell tch a CUDA device's free memory".into(),
         );

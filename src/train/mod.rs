@@ -9,7 +9,6 @@ pub mod error;
 pub mod export;
 pub mod firing;
 pub mod memory;
-pub mod record;
 pub mod report;
 pub mod schedule;
 pub mod setup;

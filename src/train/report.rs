@@ -5,7 +5,7 @@
 use crate::metrics::stats::Histogram;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{Architecture, download};
-use crate::train::record::MetricsRecord;
+use crate::schema::record::MetricsRecord;
 use crate::train::schedule::{lambda_at, lr_at};
 use crate::train::trainer::Trainer;
 use burn::tensor::Tensor;

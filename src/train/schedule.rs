@@ -1,4 +1,4 @@
-//! Learning-rate and sparsity-coefficient schedules (spec, "The recipe"); t is the 0-based step.
+//! Learning-rate and sparsity-coefficient schedules (docs/training.md, "The recipe"); t is the 0-based step.
 
 use crate::config::Hyper;
 

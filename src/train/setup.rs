@@ -7,19 +7,18 @@ use crate::data::batches::{Batcher, Position};
 use crate::data::norm::estimate_scale;
 use crate::data::prefetch::Prefetcher;
 use crate::data::store::Store;
-use crate::device;
 use crate::health::{Monitor, RunFacts};
 use crate::live::ConfigFile;
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
 use crate::sae::kernels::Kernels;
 use crate::sae::model::{HostParams, Sae};
+use crate::schema::record::Record;
 use crate::train::adam::AdamState;
 use crate::train::checkpoint;
 use crate::train::error::{TrainError, io_err};
 use crate::train::firing::Firing;
 use crate::train::memory::{self, Available, MemoryEstimate, RunSizes};
-use crate::train::record::Record;
 use crate::train::report::LossQueue;
 use crate::train::trainer::Trainer;
 use std::path::Path;
@@ -86,7 +85,7 @@ pub fn reader(store: Store, cfg: &Config, position: Position, scale: f64) -> Pre
 
 /// The memory estimate of a run of `cfg` on rows of width `d_in` (for a sweep's sum).
 pub fn estimate_memory(cfg: &Config, d_in: usize, d_sae: usize) -> MemoryEstimate {
-    let device = device::resolve(&cfg.device).ok();
+    let device = cfg.device.resolve().ok();
     let kernels = device
         .as_ref()
         .map_or(Kernels::HostFused, Kernels::for_device);
@@ -99,7 +98,7 @@ fn held_out(store: &Store, cfg: &Config) -> Result<Vec<f32>, TrainError> {
     if held >= store.rows() {
         return Err(TrainError::Config(ConfigError::Invalid {
             origin: store.paths()[0].display().to_string(),
-            key: "data.eval_tokens".into(),
+            key: crate::schema::keys::EVAL_TOKENS.path(),
             value: held.to_string(),
             expected: format!("fewer than the store's {} rows", store.rows()),
         }));
@@ -144,7 +143,7 @@ fn check_memory(
     kernels: Kernels,
 ) -> Result<(MemoryEstimate, Option<u64>), TrainError> {
     let need = memory::estimate(sizes(cfg, d_in, d_sae, kernels));
-    let available = match memory::available_on(&cfg.device) {
+    let available = match memory::available_on(cfg.device) {
         Available::Bytes(b) => b,
         Available::Unknown(_) => return Ok((need, None)),
     };
@@ -158,7 +157,7 @@ fn check_memory(
             "lower data.eval_tokens or data.shuffle_buffer_tokens"
         };
         return Err(TrainError::OutOfMemory {
-            device: device::label(&cfg.device),
+            device: cfg.device.label(),
             need,
             available,
             advice: advice.into(),
@@ -238,7 +237,7 @@ impl Trainer {
     /// Prepare a new run: open the store, estimate the scale, initialise (or load `init_from`),
     /// and create the run directory with its `config.toml` and `metrics.jsonl`.
     pub fn new(cfg: Config) -> Result<Self, TrainError> {
-        let device = device::resolve(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         // checked before the scale pass, which can take a while on a big store
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         let d_in = store.d_in();
@@ -257,7 +256,7 @@ impl Trainer {
     /// sweep feeds each batch to [`Trainer::step_on`]) and sharing what the sweep computed once.
     /// The sweep checked the memory of all members together.
     pub fn member(cfg: Config, store: &Store, shared: &Shared) -> Result<Self, TrainError> {
-        let device = device::resolve(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
@@ -310,7 +309,7 @@ impl Trainer {
             d_sae: host.d_sae,
             architecture: cfg.sae.architecture,
             scale,
-            device: device::label(&cfg.device),
+            device: cfg.device.label(),
             store_attributes: store_attributes.clone(),
             memory_estimate: Some(memory_estimate),
             memory_available,
@@ -355,7 +354,7 @@ impl Trainer {
         let (state, tensors) = checkpoint::read(&ckpt)?;
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
-        let device = device::resolve(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
         check_width(&ckpt, &store, tensors.d_in)?;
         let memory = check_memory(
@@ -396,7 +395,7 @@ impl Trainer {
         let (state, tensors) = checkpoint::read(ckpt)?;
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
-        let device = device::resolve(&cfg.device)?;
+        let device = cfg.device.resolve()?;
         check_width(ckpt, store, tensors.d_in)?;
         let estimate = estimate_memory(&cfg, tensors.d_in, tensors.d_sae);
         let shared = Shared {
@@ -445,7 +444,7 @@ impl Trainer {
             d_sae: tensors.d_sae,
             architecture: cfg.sae.architecture,
             scale: state.scale,
-            device: device::label(&cfg.device),
+            device: cfg.device.label(),
             memory_estimate: Some(memory_estimate),
             memory_available,
         };

@@ -1,7 +1,7 @@
 //! The `compare` screen: the table of SAEs and their L0–FVU chart with the frontier; ↑/↓
 //! select (the selected SAE is highlighted in the chart), q, Esc or Ctrl-C leave.
 
-use crate::compare::Entry;
+use crate::compare::{Basis, Entry};
 use crate::tui::sweep::frontier::{Labelled, draw_chart};
 use crate::tui::theme::Theme;
 use crate::tui::tty::{self, Pumped};
@@ -44,7 +44,7 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
             Cell::from(format!("{:.4}", e.fvu)),
             Cell::from(e.dead.map_or("-".into(), |d| d.to_string())),
             Cell::from(if e.on_frontier { "●" } else { "" }),
-            Cell::from(e.basis.clone()),
+            Cell::from(e.basis.to_string()),
         ]);
         if i == selected {
             r.style(theme.focus.add_modifier(Modifier::REVERSED))
@@ -88,7 +88,9 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
             selected: i == selected,
         })
         .collect();
-    let store = entries.iter().all(|e| e.basis.starts_with("store"));
+    let store = entries
+        .iter()
+        .all(|e| matches!(e.basis, Basis::Store { .. }));
     let title = if store {
         " L0 (log) × FVU · every SAE on the same store rows · line: frontier "
     } else {

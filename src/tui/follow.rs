@@ -2,8 +2,8 @@
 //! the file as the trainer appends to it (for `jumpscope watch`). The records are read through
 //! the log's own type ([`LogTail`]); the screen treats them as it treats its own trainer's.
 
+use crate::schema::record::{LogError, LogTail};
 use crate::train::control::TrainEvent;
-use crate::train::record::LogTail;
 use crate::tui::app::Msg;
 use std::path::Path;
 use std::time::SystemTime;
@@ -24,8 +24,8 @@ impl Follower {
 
     /// The messages for every complete line appended since the last call, and the file's
     /// modification time. A file that shrank (replaced by a new run) is read again from the start.
-    pub fn poll(&mut self) -> Result<(Vec<Msg>, Option<SystemTime>), String> {
-        let lines = self.tail.poll().map_err(|e| e.to_string())?;
+    pub fn poll(&mut self) -> Result<(Vec<Msg>, Option<SystemTime>), LogError> {
+        let lines = self.tail.poll()?;
         let touched = std::fs::metadata(self.tail.path())
             .and_then(|m| m.modified())
             .ok();

@@ -4,11 +4,11 @@
 //! trainer: its reports go into an unbounded channel and drawing is capped at ~30 frames/s.
 //! `watch` uses the same loop with a thread that follows another process's metrics.jsonl.
 
-use crate::live::ConfigFile;
+use crate::live::{ConfigFile, WatchError};
+use crate::schema::record::Record;
 use crate::train::control::{Control, TrainEvent};
-use crate::train::record::Record;
 use crate::train::trainer::{Outcome, TrainError, Trainer};
-use crate::tui::app::{App, Msg};
+use crate::tui::app::{App, Ending, Msg};
 use crate::tui::follow::Follower;
 use crate::tui::theme::Theme;
 use crate::tui::tty::{self, Pumped};
@@ -51,9 +51,9 @@ pub fn train_with_tui(
             }));
             // a run that ended well said so in its `stop` or `finish` record
             let summary = match &out {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(p) => Err(format!(
+                Ok(Ok(_)) => Ending::Done,
+                Ok(Err(e)) => Ending::Failed(e.to_string()),
+                Err(p) => Ending::Failed(format!(
                     "the trainer panicked ({}); the last checkpoint is the newest saved state",
                     panic_text(p.as_ref())
                 )),
@@ -134,14 +134,12 @@ pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".into())
 }
 
-// The end-to-end tests prove that a panic restores the terminal and (in the screen) still
-// checkpoints; there is no input that makes our code panic, so they ask for one.
-/// Whether `JUMPSCOPE_TEST_PANIC` names this place (`ui` or `trainer`).
+/// Whether the `JUMPSCOPE_TEST_PANIC` seam names this place (`ui` or `trainer`).
 fn fault_asked(place: &str) -> bool {
-    std::env::var("JUMPSCOPE_TEST_PANIC").is_ok_and(|v| v == place)
+    crate::seams::panic_place() == Some(place)
 }
 
-/// Panic here if `JUMPSCOPE_TEST_PANIC` names this place.
+/// Panic here if the `JUMPSCOPE_TEST_PANIC` seam names this place.
 fn injected_fault(place: &str) {
     if fault_asked(place) {
         panic!("injected by JUMPSCOPE_TEST_PANIC={place}");
@@ -159,7 +157,7 @@ pub fn watch_with_tui(
     theme: Theme,
     tx: Sender<Msg>,
     msgs: Receiver<Msg>,
-) -> Result<(), String> {
+) -> Result<(), WatchError> {
     let stop = Arc::new(AtomicBool::new(false));
     let follower = spawn_follower(run_dir, tx.clone(), stop.clone())?;
     let input = spawn_keys(tx, stop.clone());
@@ -231,7 +229,7 @@ fn spawn_follower(
     run_dir: &Path,
     tx: Sender<Msg>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, String> {
+) -> Result<std::thread::JoinHandle<()>, WatchError> {
     let path = run_dir.join("metrics.jsonl");
     let (watcher, wake) = crate::live::watch_file(&path)?;
     let mut follower = Follower::new(&path);
@@ -253,7 +251,7 @@ fn spawn_follower(
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Msg::Train(TrainEvent::Warning(e)));
+                        let _ = tx.send(Msg::Train(TrainEvent::Warning(e.to_string())));
                     }
                 }
                 let _ = wake.recv_timeout(Duration::from_secs(1));
@@ -261,7 +259,10 @@ fn spawn_follower(
                 while wake.try_recv().is_ok() {}
             }
         })
-        .map_err(|e| format!("cannot start following {}: {e}", run_dir.display()))
+        .map_err(|source| WatchError::Thread {
+            path: run_dir.join("metrics.jsonl"),
+            source,
+        })
 }
 
 /// A screen the UI loop drives: messages in, controls out, drawn from its state.
@@ -444,7 +445,7 @@ mod tests {
             // the trainer answers the stop by finishing, which ends the loop
             ui_loop(&mut terminal, app, &Theme::mono(), &rx, &mut |c, _| {
                 sent.push(c);
-                let _ = tx.send(Msg::Finished(Ok(())));
+                let _ = tx.send(Msg::Finished(Ending::Done));
             });
             let _ = done_tx.send(sent);
         });

@@ -1,9 +1,9 @@
 //! Drawing the training screen from an [`App`]: status, the four charts, hyperparameters, the
 //! event log, the footer, and the help / quit overlays. Reads the state, changes nothing.
 
-use crate::health::Kind;
 use crate::metrics::stats::Histogram;
 use crate::sae::model::Architecture;
+use crate::schema::health::Kind;
 use crate::tui::app::{App, Overlay, Pane, RunState, TUNABLES};
 use crate::tui::history::Series;
 use crate::tui::keymap::BINDINGS;
@@ -455,7 +455,7 @@ fn draw_hyper(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     .get(&app.config.hyper)
                     .map_or("unset".into(), |v| t.format(v)),
             };
-            let label = format!("{:<18}", t.label);
+            let label = format!("{:<18}", t.label());
             let pad = width.saturating_sub(label.chars().count() + value.chars().count());
             let style = if selected { theme.accent } else { theme.text };
             Line::from(vec![

@@ -3,7 +3,7 @@
 use jumpscope::data::dtype::Dtype;
 use jumpscope::data::store::{Extra, write_store};
 use jumpscope::data::synth::{Synth, SynthSpec, generate};
-pub use jumpscope::train::record::{MetricsRecord, Record, read_log};
+pub use jumpscope::schema::record::{MetricsRecord, Record, read_log};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

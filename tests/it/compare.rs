@@ -36,7 +36,17 @@ fn a_sweep_compares_from_its_logs_and_on_a_store_as_eval_measures() {
     let rows = json(&run(&["compare", out.to_str().unwrap(), "--json"]));
     assert_eq!(rows.len(), 3);
     assert!(
-        rows.iter().all(|r| r["basis"] == "held-out @ step 30"),
+        rows.iter()
+            .all(|r| r["basis"] == serde_json::json!({"kind": "held-out", "step": 30})),
+        "{rows:?}"
+    );
+    // hyperparameters are an object of typed values by key
+    let topk = rows.iter().find(|r| r["architecture"] == "topk").unwrap();
+    assert!(topk["hyper"]["sae.k"].is_u64(), "{topk}");
+    assert!(topk["hyper"]["train.lr"].is_f64(), "{topk}");
+    assert!(
+        rows.iter()
+            .any(|r| r["hyper"]["train.sparsity_coefficient"].as_f64() == Some(1e-3)),
         "{rows:?}"
     );
     let points: Vec<(f64, f64)> = rows
@@ -66,7 +76,10 @@ fn a_sweep_compares_from_its_logs_and_on_a_store_as_eval_measures() {
     ]));
     assert_eq!(rows.len(), 2);
     for (r, sae) in rows.iter().zip([member.join("sae"), saved.clone()]) {
-        assert_eq!(r["basis"], "store (2048 tokens)");
+        assert_eq!(
+            r["basis"],
+            serde_json::json!({"kind": "store", "tokens": 2048})
+        );
         let e: serde_json::Value = serde_json::from_slice(
             &run(&[
                 "eval",

@@ -6,8 +6,8 @@
 
 use crate::common::*;
 use jumpscope::config::parse;
-use jumpscope::health::Kind;
 use jumpscope::live::{self, HyperEdit};
+use jumpscope::schema::health::Kind;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::trainer::Trainer;
 use std::sync::mpsc;
@@ -49,7 +49,7 @@ fn train_steered(
     let edit = HyperEdit {
         hyper: new.hyper.clone(),
         changes: live::diff(&c, &new).unwrap(),
-        source: "test".into(),
+        source: jumpscope::schema::record::EditSource::Key,
     };
     let mut t = Trainer::new(c).unwrap();
     let (tx, rx) = mpsc::channel();
@@ -406,7 +406,10 @@ fn lowering_lambda_live_clears_sparsity_dominates() {
 #[test]
 fn health_keys_are_checked_and_live() {
     let c = parse("", "test", &[]).unwrap().validate("test").unwrap();
-    assert_eq!(c.hyper.health, jumpscope::health::HealthConfig::default());
+    assert_eq!(
+        c.hyper.health,
+        jumpscope::schema::health::HealthConfig::default()
+    );
     match live::judge_key(&c, "health.spike_factor", "5") {
         live::Verdict::Apply(new, edit) => {
             assert_eq!(new.hyper.health.spike_factor, 5.0);

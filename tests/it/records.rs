@@ -1,12 +1,12 @@
-//! The run log's schema: one record of every type serialises to exactly the keys the README's
-//! metrics.jsonl table lists for it, and reads back as the same record.
+//! The run log's schema: one record of every type serialises to exactly the keys the
+//! metrics.jsonl table of docs/configuration.md lists for it, and reads back as the same record.
 
 use jumpscope::eval::EvalReport;
-use jumpscope::health::Kind as HealthKind;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::sae::kernels::Kernels;
+use jumpscope::schema::health::Kind as HealthKind;
+use jumpscope::schema::record::{Change, MetricsRecord, Record};
 use jumpscope::train::memory::{MemoryEstimate, RunSizes};
-use jumpscope::train::record::{Change, MetricsRecord, Record};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn memory() -> MemoryEstimate {
@@ -98,7 +98,7 @@ fn one_of_each() -> Vec<Record> {
         Record::Hyper {
             step,
             tokens,
-            source: "key".into(),
+            source: jumpscope::schema::record::EditSource::Key,
             changes: [(
                 "lr".to_string(),
                 Change {
@@ -130,9 +130,7 @@ fn one_of_each() -> Vec<Record> {
             tokens,
             kind: HealthKind::L0Collapse,
             message: "L0 is 0.40: almost no feature fires".into(),
-            hint: HealthKind::L0Collapse
-                .hint(jumpscope::config::Architecture::JumpRelu)
-                .into(),
+            hint: HealthKind::L0Collapse.hint(jumpscope::config::Architecture::JumpRelu),
             values: [("l0".to_string(), 0.4)].into(),
         },
         Record::WarningCleared {
@@ -143,16 +141,19 @@ fn one_of_each() -> Vec<Record> {
     ]
 }
 
-/// The README's metrics.jsonl table: each type with its keys. A key is a backticked name in the
+/// docs/configuration.md's metrics.jsonl table: each type with its keys. A key is a backticked name in the
 /// second column (`{...}` sub-schemas and values like `key` in parentheses are not keys: the
 /// parentheses are dropped first).
 fn readme_table() -> BTreeMap<String, BTreeSet<String>> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let section = doc
         .split("\n## metrics.jsonl")
         .nth(1)
-        .expect("README has a metrics.jsonl section");
+        .expect("docs/configuration.md has a metrics.jsonl section");
     let section = section.split("\n## ").next().unwrap();
     let backticked = |text: &str| -> Vec<String> {
         text.split('`')
@@ -202,7 +203,7 @@ fn every_record_type_has_exactly_the_keys_the_readme_lists() {
     assert_eq!(
         table.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         Record::KINDS.into_iter().collect::<BTreeSet<_>>(),
-        "the README lists every type and no other"
+        "docs/configuration.md lists every type and no other"
     );
     for rec in &records {
         let v = serde_json::to_value(rec).unwrap();

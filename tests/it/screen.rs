@@ -122,7 +122,7 @@ fn change(run_dir: &Path, source: &str, key: &str) -> Option<(f64, f64)> {
     records(run_dir, "hyper").iter().find_map(|r| match r {
         Record::Hyper {
             source: s, changes, ..
-        } if s == source => {
+        } if s.to_string() == source => {
             let c = changes.get(key)?;
             Some((c.old.as_f64()?, c.new.as_f64()?))
         }

@@ -127,7 +127,7 @@ fn members_train_exactly_as_their_own_runs_on_one_reading_of_the_store() {
     let devices: Vec<String> = spec
         .members
         .iter()
-        .map(|m| m.config.device.clone())
+        .map(|m| m.config.device.to_string())
         .collect();
     assert_eq!(devices, ["cpu", "auto", "cpu"]);
     let recs = sweep_records(&out);

@@ -4,11 +4,11 @@
 use jumpscope::config::{Config, parse};
 use jumpscope::eval::EvalReport;
 use jumpscope::metrics::stats::Histogram;
+use jumpscope::schema::record::{MetricsRecord, Record};
 use jumpscope::sweep::record::{MemberState, SweepRecord};
 use jumpscope::sweep::run::{SweepControl, SweepEvent};
 use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::train::record::{MetricsRecord, Record};
-use jumpscope::tui::app::App;
+use jumpscope::tui::app::{App, Ending};
 use jumpscope::tui::sweep::{Column, SweepApp, SweepMsg, view};
 use jumpscope::tui::theme::Theme;
 use ratatui::Terminal;
@@ -220,7 +220,7 @@ fn pause_checkpoint_and_stop_ask_first_and_act_per_member_or_all() {
     a.update(ch('q'));
     assert_eq!(sent(&a.update(ch('y'))), [(None, "Stop".into())]);
     assert!(a.stopping && !a.quit);
-    a.update(SweepMsg::Finished(Ok(())));
+    a.update(SweepMsg::Finished(Ending::Done));
     assert!(a.quit);
     // Ctrl-C stops at once
     let mut b = busy();
@@ -287,15 +287,22 @@ fn compare_screen_snapshot() {
         architecture: arch.into(),
         d_in: 512,
         d_sae: 4096,
-        hyper: vec![
-            ("lambda".into(), "0.003".into()),
-            ("lr".into(), "0.0002".into()),
-        ],
+        hyper: [
+            (
+                "train.sparsity_coefficient".to_string(),
+                jumpscope::compare::HyperValue::Real(0.003),
+            ),
+            (
+                "train.lr".to_string(),
+                jumpscope::compare::HyperValue::Real(0.0002),
+            ),
+        ]
+        .into(),
         l0,
         mse: fvu / 3.0,
         fvu,
         dead: Some(12),
-        basis: "store (65536 tokens)".into(),
+        basis: jumpscope::compare::Basis::Store { tokens: 65536 },
         on_frontier: front,
     };
     let entries = [

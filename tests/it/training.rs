@@ -481,7 +481,7 @@ fn a_hyperparameter_change_applies_at_the_next_step_and_is_logged() {
     let edit = HyperEdit {
         hyper: new.hyper.clone(),
         changes,
-        source: "test".into(),
+        source: jumpscope::schema::record::EditSource::Key,
     };
     let mut seen = Vec::new();
     t.run(&rx, &mut |ev| match ev {
@@ -505,7 +505,7 @@ fn a_hyperparameter_change_applies_at_the_next_step_and_is_logged() {
     };
     assert_eq!(seen.len(), 1);
     assert_eq!(*step, 3);
-    assert_eq!(source, "test");
+    assert_eq!(*source, jumpscope::schema::record::EditSource::Key);
     assert_eq!(
         changes.keys().collect::<Vec<_>>(),
         ["lr", "sparsity_coefficient"]
@@ -609,7 +609,7 @@ fn saving_the_run_config_steers_a_headless_run_and_bad_edits_are_refused() {
     else {
         unreachable!()
     };
-    assert_eq!(source, "file");
+    assert_eq!(*source, jumpscope::schema::record::EditSource::File);
     assert_eq!(changes["log_every"].new, 400, "{h:?}");
     assert_eq!(changes.len(), 1, "{h:?}");
     // the file is rewritten as the configuration in force

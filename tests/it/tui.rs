@@ -4,9 +4,9 @@
 use jumpscope::config::{Config, parse};
 use jumpscope::live::ConfigEdit;
 use jumpscope::metrics::stats::Histogram;
+use jumpscope::schema::record::{Change, MetricsRecord, Record};
 use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::train::record::{Change, MetricsRecord, Record};
-use jumpscope::tui::app::{App, Msg, Overlay, Pane, RunState};
+use jumpscope::tui::app::{App, Ending, Msg, Overlay, Pane, RunState};
 use jumpscope::tui::theme::Theme;
 use jumpscope::tui::view;
 use ratatui::Terminal;
@@ -117,7 +117,7 @@ fn busy_app() -> App {
     a.update(rec(Record::Hyper {
         step: 300,
         tokens: 300 * 4096,
-        source: "key".into(),
+        source: jumpscope::schema::record::EditSource::Key,
         changes: [("lr".to_string(), change)].into(),
     }));
     a.update(Msg::Train(TrainEvent::Warning(
@@ -126,11 +126,10 @@ fn busy_app() -> App {
     a.update(rec(Record::Warning {
         step: 390,
         tokens: 390 * 4096,
-        kind: jumpscope::health::Kind::DeadRising,
+        kind: jumpscope::schema::health::Kind::DeadRising,
         message: "12.0 % of the features are dead, up from 8.0 % 4 reports ago".into(),
-        hint: jumpscope::health::Kind::DeadRising
-            .hint(jumpscope::config::Architecture::JumpRelu)
-            .into(),
+        hint: jumpscope::schema::health::Kind::DeadRising
+            .hint(jumpscope::config::Architecture::JumpRelu),
         values: Default::default(),
     }));
     a
@@ -167,7 +166,7 @@ fn stepping_a_hyperparameter_sends_it_checked_and_records_it() {
     let [Control::SetHyper(e)] = out.as_slice() else {
         panic!("{out:?}")
     };
-    assert_eq!(e.source, "key");
+    assert_eq!(e.source, jumpscope::schema::record::EditSource::Key);
     assert!((e.hyper.sparsity_coefficient - 0.00125).abs() < 1e-12);
     assert_eq!(a.config.hyper, e.hyper);
     // the one change travels with the edit
@@ -254,7 +253,7 @@ fn quitting_asks_first_and_stops_with_a_checkpoint() {
     assert!(matches!(out.as_slice(), [Control::Stop]), "{out:?}");
     assert_eq!(a.state, RunState::Stopping);
     assert!(!a.quit, "waits for the checkpoint");
-    a.update(Msg::Finished(Ok(())));
+    a.update(Msg::Finished(Ending::Done));
     assert!(a.quit);
 }
 
@@ -269,7 +268,7 @@ fn ctrl_c_and_signals_stop_at_once_and_a_finished_run_quits_on_q() {
     let mut b = app(&[]);
     assert!(matches!(b.update(Msg::Signal).as_slice(), [Control::Stop]));
     let mut c = app(&[]);
-    c.update(Msg::Finished(Ok(())));
+    c.update(Msg::Finished(Ending::Done));
     assert_eq!(c.state, RunState::Done);
     assert!(!c.quit, "the finished screen stays up");
     assert!(c.update(ch('q')).is_empty());
@@ -435,7 +434,7 @@ fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
     let edited = a.config.with_edit("train.lr", "0.001", "file").unwrap();
     let out = a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))));
     assert!(
-        matches!(out.as_slice(), [Control::SetHyper(e)] if e.hyper.lr == 0.001 && e.source == "file"),
+        matches!(out.as_slice(), [Control::SetHyper(e)] if e.hyper.lr == 0.001 && e.source == jumpscope::schema::record::EditSource::File),
         "{out:?}"
     );
     let shape = a.config.with_edit("sae.d_sae", "99", "file").unwrap();
@@ -630,15 +629,15 @@ fn the_health_badge_counts_active_warnings() {
     a.update(metrics(10));
     assert!(render(&a, 120, 40).contains("health ok  ETA"));
     for kind in [
-        jumpscope::health::Kind::LossSpike,
-        jumpscope::health::Kind::DataBound,
+        jumpscope::schema::health::Kind::LossSpike,
+        jumpscope::schema::health::Kind::DataBound,
     ] {
         a.update(rec(Record::Warning {
             step: 10,
             tokens: 10 * 4096,
             kind,
             message: "m".into(),
-            hint: kind.hint(jumpscope::config::Architecture::JumpRelu).into(),
+            hint: kind.hint(jumpscope::config::Architecture::JumpRelu),
             values: Default::default(),
         }));
     }
@@ -651,13 +650,13 @@ fn the_health_badge_counts_active_warnings() {
     a.update(rec(Record::WarningCleared {
         step: 20,
         tokens: 20 * 4096,
-        kind: jumpscope::health::Kind::LossSpike,
+        kind: jumpscope::schema::health::Kind::LossSpike,
     }));
     assert!(render(&a, 120, 40).contains("health 1  ETA"));
     a.update(rec(Record::WarningCleared {
         step: 30,
         tokens: 30 * 4096,
-        kind: jumpscope::health::Kind::DataBound,
+        kind: jumpscope::schema::health::Kind::DataBound,
     }));
     let screen = render(&a, 120, 40);
     assert!(screen.contains("health ok  ETA"), "{screen}");
@@ -667,7 +666,7 @@ fn the_health_badge_counts_active_warnings() {
     a.update(rec(Record::Warning {
         step: 40,
         tokens: 40 * 4096,
-        kind: jumpscope::health::Kind::LossSpike,
+        kind: jumpscope::schema::health::Kind::LossSpike,
         message: "m".into(),
         hint: "h".into(),
         values: Default::default(),
@@ -712,7 +711,7 @@ fn w_lists_the_active_warnings_and_the_charts_are_marked() {
     a.update(rec(Record::WarningCleared {
         step: 400,
         tokens: 400 * 4096,
-        kind: jumpscope::health::Kind::DeadRising,
+        kind: jumpscope::schema::health::Kind::DeadRising,
     }));
     assert!(!render(&a, 120, 40).contains("! dead-rising"));
     a.update(key(KeyCode::Char('W')));

@@ -173,7 +173,7 @@ fn what_is_not_a_cache_or_lacks_the_column_is_one_line() {
 
 #[test]
 fn a_cache_directory_is_a_store_that_batches_shuffled() {
-    use crate::config::OnNonFinite;
+    use crate::data::batches::OnNonFinite;
     use crate::data::batches::{Batcher, Position};
     use crate::data::store::Store;
     let dir = tempfile::tempdir().unwrap();

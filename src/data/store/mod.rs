@@ -395,18 +395,10 @@ impl Store {
         })
     }
 
-    /// Test seam standing in for slow storage (a network file system), which the tests cannot
-    /// have for real: with `JUMPSCOPE_TEST_SLOW_STORE=NAME:MS`, each block read touching the
-    /// file named `NAME` first sleeps `MS` milliseconds. (Compressed stores on this project's
-    /// 2-core machines make the reader compete for cores instead of making the trainer wait.)
+    /// The `JUMPSCOPE_TEST_SLOW_STORE` seam (`crate::seams::slow_store`), standing in for slow
+    /// storage that the tests cannot have for real.
     fn simulated_slow_storage(&self, start: usize, n: usize) {
-        let Ok(v) = std::env::var("JUMPSCOPE_TEST_SLOW_STORE") else {
-            return;
-        };
-        let Some((name, ms)) = v.rsplit_once(':') else {
-            return;
-        };
-        let Ok(ms) = ms.parse::<u64>() else {
+        let Some((name, ms)) = crate::seams::slow_store() else {
             return;
         };
         if self

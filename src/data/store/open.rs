@@ -95,12 +95,23 @@ pub(super) fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
     None
 }
 
+/// Why a dataset's element type is not one jumpscope reads.
+#[derive(Debug, thiserror::Error)]
+enum DtypeError {
+    #[error("unreadable type: {}", msg(.0))]
+    Unreadable(hdf5::Error),
+    #[error(
+        "type {0}: expected float32, float16, float64, or uint16 with attribute dtype = \"bfloat16\""
+    )]
+    Unsupported(hdf5::types::TypeDescriptor),
+}
+
 /// The element type of a dataset jumpscope can read.
-fn dtype_of(ds: &hdf5::Dataset) -> Result<Dtype, String> {
+fn dtype_of(ds: &hdf5::Dataset) -> Result<Dtype, DtypeError> {
     let desc = ds
         .dtype()
         .and_then(|t| t.to_descriptor())
-        .map_err(|e| format!("unreadable type: {}", msg(e)))?;
+        .map_err(DtypeError::Unreadable)?;
     match desc {
         hdf5::types::TypeDescriptor::Float(hdf5::types::FloatSize::U2) => Ok(Dtype::F16),
         hdf5::types::TypeDescriptor::Float(hdf5::types::FloatSize::U4) => Ok(Dtype::F32),
@@ -110,9 +121,7 @@ fn dtype_of(ds: &hdf5::Dataset) -> Result<Dtype, String> {
         {
             Ok(Dtype::Bf16)
         }
-        other => Err(format!(
-            "type {other}: expected float32, float16, float64, or uint16 with attribute dtype = \"bfloat16\""
-        )),
+        other => Err(DtypeError::Unsupported(other)),
     }
 }
 
@@ -201,7 +210,7 @@ pub(super) fn open_shard(
         dataset: name.clone(),
         problem,
     };
-    let dtype = dtype_of(&ds).map_err(bad)?;
+    let dtype = dtype_of(&ds).map_err(|e| bad(e.to_string()))?;
     let shape = ds.shape();
     let (rows, seq_len, d) = match shape[..] {
         [n, d] => (n, None, d),

@@ -22,7 +22,7 @@ impl Store {
             .map_err(|e| StoreError::BadDataset {
                 path: sh.path.clone(),
                 dataset: "vocab".into(),
-                problem: format!("{e}: expected variable-length strings"),
+                problem: format!("{}: expected variable-length strings", msg(e)),
             })
     }
 
@@ -68,7 +68,7 @@ impl Store {
                 let part = read_string_rows(ds, lo, hi).map_err(|e| StoreError::BadDataset {
                     path: sh.path.clone(),
                     dataset: "token_strs".into(),
-                    problem: format!("{e}: expected variable-length strings"),
+                    problem: format!("{}: expected variable-length strings", msg(e)),
                 })?;
                 out.extend(part);
                 row = sh.start + hi;
@@ -162,7 +162,7 @@ impl Store {
 }
 
 /// Rows `[lo, hi)` of a string dataset, whatever its shape (flattened in row-major order).
-fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<String>, String> {
+fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<String>, hdf5::Error> {
     let shape = ds.shape();
     if shape.len() == 1 {
         if let Ok(v) = ds.read_slice_1d::<hdf5::types::VarLenUnicode, _>(s![lo..hi]) {
@@ -170,8 +170,7 @@ fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<Stri
         }
         return ds
             .read_slice_1d::<hdf5::types::VarLenAscii, _>(s![lo..hi])
-            .map(|v| v.iter().map(|s| s.as_str().to_string()).collect())
-            .map_err(msg);
+            .map(|v| v.iter().map(|s| s.as_str().to_string()).collect());
     }
     // [n_seq, seq_len]: read the sequences that hold the rows
     let l = shape.last().copied().unwrap_or(1).max(1);
@@ -180,8 +179,7 @@ fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<Stri
         if let Ok(v) = ds.read_slice::<hdf5::types::VarLenUnicode, _, Ix2>(s![q0..q1, ..]) {
             v.iter().map(|s| s.as_str().to_string()).collect()
         } else {
-            ds.read_slice::<hdf5::types::VarLenAscii, _, Ix2>(s![q0..q1, ..])
-                .map_err(msg)?
+            ds.read_slice::<hdf5::types::VarLenAscii, _, Ix2>(s![q0..q1, ..])?
                 .iter()
                 .map(|s| s.as_str().to_string())
                 .collect()
@@ -189,11 +187,10 @@ fn read_string_rows(ds: &hdf5::Dataset, lo: usize, hi: usize) -> Result<Vec<Stri
     Ok(rows.into_iter().skip(lo - q0 * l).take(hi - lo).collect())
 }
 
-fn read_strings(ds: &hdf5::Dataset) -> Result<Vec<String>, String> {
+fn read_strings(ds: &hdf5::Dataset) -> Result<Vec<String>, hdf5::Error> {
     if let Ok(v) = ds.read_raw::<hdf5::types::VarLenUnicode>() {
         return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
     }
     ds.read_raw::<hdf5::types::VarLenAscii>()
         .map(|v| v.iter().map(|s| s.as_str().to_string()).collect())
-        .map_err(msg)
 }

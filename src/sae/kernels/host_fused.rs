@@ -6,7 +6,7 @@
 //! `encode` makes one pass (bias, threshold, flags, f, counts, penalties) and `backward` one more
 //! (STE gradients, θ sums, b_enc sums), in place on the buffers that the matrix products returned
 //! (burn's flex backend hands them over without copying when they are not shared).
-//! Only for devices whose tensors live in host memory (`device::fused_host`); the results equal
+//! Only for devices whose tensors live in host memory (`Kernels::for_device`); the results equal
 //! `tensor_ops`' up to float rounding (tested).
 
 use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};

@@ -15,7 +15,7 @@ use crate::sae::model::Architecture;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// How the sparsity penalty is computed (spec, "Loss").
+/// How the sparsity penalty is computed (docs/training.md, "Loss").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SparsityLoss {
@@ -44,11 +44,11 @@ pub enum Kernels {
 }
 
 impl Kernels {
-    /// The fused host kernels where the device keeps tensors in host memory (and
-    /// `JUMPSCOPE_NO_FUSED` does not ask for the tensor-op path), else tensor ops. Called once
-    /// per run.
+    /// The fused host kernels where the device keeps tensors in host memory (burn's flex
+    /// backend) and the `JUMPSCOPE_NO_FUSED` seam does not ask for the tensor-op path, else
+    /// tensor ops. Called once per run.
     pub fn for_device(device: &Device) -> Self {
-        if crate::device::fused_host(device) {
+        if *device == Device::flex() && !crate::seams::no_fused() {
             Kernels::HostFused
         } else {
             Kernels::TensorOps
@@ -145,8 +145,8 @@ pub trait Elementwise {
         s: &LossSettings,
     ) -> (Encoded, Self::Saved);
 
-    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the
-    /// spec.
+    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of
+    /// docs/training.md.
     fn backward(
         &self,
         g_f: Tensor<2>,

@@ -131,7 +131,7 @@ impl Elementwise for TensorOps {
         )
     }
 
-    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of the spec.
+    /// ∂L/∂f (from the decoder) → ∂L/∂z, ∂L/∂θ, ∂L/∂b_enc, ∂L/∂‖W_dec‖, by the STE table of docs/training.md.
     fn backward(
         &self,
         mut g_f: Tensor<2>,

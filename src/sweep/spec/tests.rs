@@ -49,17 +49,25 @@ vary = { "train.sparsity_coefficient" = [1e-3, 3e-3, 0.5], "sae.architecture" = 
         topk.config.sae.architecture,
         crate::config::Architecture::TopK
     );
-    assert!(topk.dropped.contains(&"train.sparsity_coefficient"));
-    assert!(topk.dropped.contains(&"sae.threshold_init"));
+    assert!(
+        topk.dropped
+            .iter()
+            .any(|k| k.is("train.sparsity_coefficient"))
+    );
+    assert!(topk.dropped.iter().any(|k| k.is("sae.threshold_init")));
     assert_eq!(topk.config.hyper.k, 8);
     let j = &s.members[1];
     assert!((j.config.hyper.sparsity_coefficient - 3e-3).abs() < 1e-12);
-    assert!(j.dropped.contains(&"sae.k"));
+    assert!(j.dropped.iter().any(|k| k.is("sae.k")));
     assert_eq!(
         j.config.out,
         PathBuf::from("runs/sw/arch=jumprelu,lambda=3e-3")
     );
-    assert!(s.members.iter().all(|m| m.config.device == "cpu"));
+    assert!(
+        s.members
+            .iter()
+            .all(|m| m.config.device.to_string() == "cpu")
+    );
 }
 
 #[test]
@@ -86,7 +94,7 @@ name = "plain"
         m[1].overrides,
         [("sae.d_sae".to_string(), "128".to_string())]
     );
-    let devices: Vec<&str> = m.iter().map(|m| m.config.device.as_str()).collect();
+    let devices: Vec<String> = m.iter().map(|m| m.config.device.to_string()).collect();
     assert_eq!(devices, ["cpu", "auto", "cpu"]);
     // the sweep as run reads back to the same members
     let again = parse(&s.to_toml(), "again", &[], None).unwrap();

@@ -10,8 +10,8 @@ pub use tunables::{TUNABLES, Tunable, tunables};
 use crate::config::Config;
 use crate::live::{self, ConfigEdit, Verdict};
 use crate::metrics::stats::Histogram;
+use crate::schema::record::{EditSource, Record};
 use crate::train::control::{Control, TrainEvent};
-use crate::train::record::Record;
 use crate::tui::history::Series;
 use crate::tui::keymap::{self, Action};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
@@ -115,15 +115,23 @@ pub enum Overlay {
 }
 
 /// Something for the UI loop that is not a trainer event or a key.
+/// How a job's worker thread ended, as its screen is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// It returned normally (its `stop` or `finish` record came before).
+    Done,
+    /// It failed or panicked: the one-line reason.
+    Failed(String),
+}
+
 #[derive(Debug)]
 pub enum Msg {
     /// From the trainer.
     Train(TrainEvent),
     /// A key press.
     Key(KeyEvent),
-    /// The trainer thread returned: `Ok` (its `stop` or `finish` record came before), or
-    /// `Err(message)`.
-    Finished(Result<(), String>),
+    /// The trainer thread returned.
+    Finished(Ending),
     /// SIGTERM / SIGHUP: stop with a checkpoint and leave.
     Signal,
     /// The run's config.toml was saved.
@@ -149,7 +157,7 @@ pub struct App {
     /// The run directory's name.
     pub run_name: String,
     /// Health warnings raised and not yet cleared: the step, message and hint of each.
-    pub warnings: std::collections::BTreeMap<crate::health::Kind, ActiveWarning>,
+    pub warnings: std::collections::BTreeMap<crate::schema::health::Kind, ActiveWarning>,
     /// The device label.
     pub device: String,
     /// The live configuration (edits are checked against it and replace it).
@@ -305,8 +313,8 @@ impl App {
             Msg::Key(k) => self.on_key(k),
             Msg::Finished(r) => {
                 match r {
-                    Ok(()) => self.state = RunState::Done,
-                    Err(e) => {
+                    Ending::Done => self.state = RunState::Done,
+                    Ending::Failed(e) => {
                         self.note(format!("failed: {e}"), true);
                         self.state = RunState::Failed(e);
                     }
@@ -444,7 +452,7 @@ impl App {
             self.note("the run has ended: nothing to change", true);
             return Vec::new();
         }
-        let verdict = live::judge_key(&self.config, t.key, value);
+        let verdict = live::judge_key(&self.config, &t.key.path(), value);
         self.take(verdict)
     }
 
@@ -455,7 +463,7 @@ impl App {
             Verdict::Apply(config, edit) => {
                 self.config = *config;
                 // `watch`: the training process reads the same file and applies it itself
-                if self.watching && edit.source == "file" {
+                if self.watching && edit.source == EditSource::File {
                     return Vec::new();
                 }
                 vec![Control::SetHyper(edit)]

@@ -1,61 +1,71 @@
 //! The hyperparameters the screen's keys step and edit: their keys, labels, formats and steps.
 
 use crate::config::{Architecture, Hyper};
+use crate::schema::keys::{self, Key};
 
 /// A hyperparameter that can be changed from the keyboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Tunable {
-    /// Its config key.
-    pub key: &'static str,
-    /// How the pane names it.
-    pub label: &'static str,
+    /// Its config key (the key table gives its name and the pane's label).
+    pub key: &'static Key,
     /// Whether it is an integer (steps up/down double/halve it).
     pub integer: bool,
+    /// Its current value (`None`: unset, e.g. target L0 without the l0_target penalty).
+    value: fn(&Hyper) -> Option<f64>,
 }
 
-const fn real(key: &'static str, label: &'static str) -> Tunable {
+impl PartialEq for Tunable {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Tunable {}
+
+const fn real(key: &'static Key, value: fn(&Hyper) -> Option<f64>) -> Tunable {
     Tunable {
         key,
-        label,
         integer: false,
+        value,
     }
 }
 
-const fn whole(key: &'static str, label: &'static str) -> Tunable {
+const fn whole(key: &'static Key, value: fn(&Hyper) -> Option<f64>) -> Tunable {
     Tunable {
         key,
-        label,
         integer: true,
+        value,
     }
 }
+
+const LAMBDA: Tunable = real(&keys::SPARSITY_COEFFICIENT, |h| {
+    Some(h.sparsity_coefficient)
+});
+const TARGET_L0: Tunable = real(&keys::TARGET_L0, |h| h.target_l0);
+const LR: Tunable = real(&keys::LR, |h| Some(h.lr));
+const BANDWIDTH: Tunable = real(&keys::BANDWIDTH, |h| Some(h.bandwidth));
+const K: Tunable = whole(&keys::K, |h| Some(h.k as f64));
+const AUX_COEFFICIENT: Tunable = real(&keys::AUX_COEFFICIENT, |h| Some(h.aux_coefficient));
+const AUX_K: Tunable = whole(&keys::AUX_K, |h| Some(h.aux_k as f64));
+const LOG_EVERY: Tunable = whole(&keys::LOG_EVERY, |h| Some(h.log_every as f64));
+const CHECKPOINT_EVERY: Tunable =
+    whole(&keys::CHECKPOINT_EVERY, |h| Some(h.checkpoint_every as f64));
 
 /// JumpReLU's keyboard-tunable hyperparameters, in pane order.
 pub const TUNABLES: [Tunable; 6] = [
-    real("train.sparsity_coefficient", "λ (sparsity coef.)"),
-    real("train.target_l0", "target L0"),
-    real("train.lr", "learning rate"),
-    real("sae.bandwidth", "bandwidth ε"),
-    whole("train.log_every", "log every"),
-    whole("train.checkpoint_every", "checkpoint every"),
+    LAMBDA,
+    TARGET_L0,
+    LR,
+    BANDWIDTH,
+    LOG_EVERY,
+    CHECKPOINT_EVERY,
 ];
 
 /// TopK's and BatchTopK's, in pane order.
-const TOPK_TUNABLES: [Tunable; 6] = [
-    whole("sae.k", "k (kept per token)"),
-    real("train.lr", "learning rate"),
-    real("train.aux_coefficient", "AuxK coef. α"),
-    whole("train.aux_k", "AuxK k_aux"),
-    whole("train.log_every", "log every"),
-    whole("train.checkpoint_every", "checkpoint every"),
-];
+const TOPK_TUNABLES: [Tunable; 6] = [K, LR, AUX_COEFFICIENT, AUX_K, LOG_EVERY, CHECKPOINT_EVERY];
 
 /// ReLU's, in pane order.
-const RELU_TUNABLES: [Tunable; 4] = [
-    real("train.sparsity_coefficient", "λ (sparsity coef.)"),
-    real("train.lr", "learning rate"),
-    whole("train.log_every", "log every"),
-    whole("train.checkpoint_every", "checkpoint every"),
-];
+const RELU_TUNABLES: [Tunable; 4] = [LAMBDA, LR, LOG_EVERY, CHECKPOINT_EVERY];
 
 /// The keyboard-tunable hyperparameters of `arch`, in pane order (at most [`TUNABLES`]' length).
 pub fn tunables(arch: Architecture) -> &'static [Tunable] {
@@ -69,18 +79,12 @@ pub fn tunables(arch: Architecture) -> &'static [Tunable] {
 impl Tunable {
     /// Its current value (`None`: unset, e.g. target L0 without the l0_target penalty).
     pub fn get(&self, h: &Hyper) -> Option<f64> {
-        match self.key {
-            "train.sparsity_coefficient" => Some(h.sparsity_coefficient),
-            "train.target_l0" => h.target_l0,
-            "train.lr" => Some(h.lr),
-            "sae.bandwidth" => Some(h.bandwidth),
-            "sae.k" => Some(h.k as f64),
-            "train.aux_coefficient" => Some(h.aux_coefficient),
-            "train.aux_k" => Some(h.aux_k as f64),
-            "train.log_every" => Some(h.log_every as f64),
-            "train.checkpoint_every" => Some(h.checkpoint_every as f64),
-            _ => None,
-        }
+        (self.value)(h)
+    }
+
+    /// How the pane names it.
+    pub fn label(&self) -> &'static str {
+        self.key.label.unwrap_or(self.key.name)
     }
 
     /// A value as the config file would hold it.

@@ -70,15 +70,26 @@ pub enum Filter {
     Density(f64, f64),
 }
 
+/// What was typed after `/` is neither a feature number nor a filter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FilterError {
+    /// A bound is not a number.
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    /// Not a form the filter knows.
+    #[error("`{0}`: type a feature number, all, dead, dense, density>X, density<X or X..Y")]
+    Unknown(String),
+}
+
 impl Filter {
     /// Parse what was typed after `/` (a feature number is a jump, not a filter: `None`).
     /// Accepts `all`, `dead`, `dense`, `density>X`, `density<X`, `X..Y`.
-    pub fn parse(s: &str) -> Result<Option<Filter>, String> {
+    pub fn parse(s: &str) -> Result<Option<Filter>, FilterError> {
         let s = s.trim();
         let num = |t: &str| {
             t.trim()
                 .parse::<f64>()
-                .map_err(|_| format!("`{t}` is not a number"))
+                .map_err(|_| FilterError::NotANumber(t.trim().to_string()))
         };
         Ok(Some(match s {
             "" | "all" => Filter::All,
@@ -92,9 +103,7 @@ impl Filter {
                 Filter::Density(num(a)?, num(b)?)
             }
             _ => {
-                return Err(format!(
-                    "`{s}`: type a feature number, all, dead, dense, density>X, density<X or X..Y"
-                ));
+                return Err(FilterError::Unknown(s.to_string()));
             }
         }))
     }
@@ -377,7 +386,7 @@ impl InspectApp {
                     ));
                 }
             }
-            Err(e) => self.message = Some(e),
+            Err(e) => self.message = Some(e.to_string()),
         }
     }
 }

@@ -8,10 +8,10 @@ pub mod run;
 pub mod view;
 
 use crate::live::{self, Verdict};
+use crate::schema::record::Record;
 use crate::sweep::record::{MemberState, SweepRecord};
 use crate::sweep::run::{SweepControl, SweepEvent};
 use crate::train::control::{Control, TrainEvent};
-use crate::train::record::Record;
 use crate::tui::app::{self, App, Overlay};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::VecDeque;
@@ -29,7 +29,7 @@ pub enum SweepMsg {
     /// A key press.
     Key(KeyEvent),
     /// The sweep thread returned: `Ok`, or `Err(message)`.
-    Finished(Result<(), String>),
+    Finished(app::Ending),
     /// SIGTERM / SIGHUP: stop every member with a checkpoint and leave.
     Signal,
     /// Member `i`'s config.toml was saved.
@@ -244,7 +244,7 @@ impl SweepApp {
         if let Some(r) = self.rows.get_mut(i) {
             r.state = state;
             if !state.is_live() {
-                r.app.update(app::Msg::Finished(Ok(())));
+                r.app.update(app::Msg::Finished(app::Ending::Done));
             }
         }
     }
@@ -296,11 +296,11 @@ impl SweepApp {
             SweepMsg::Key(k) => self.on_key(k),
             SweepMsg::Finished(r) => {
                 self.done = true;
-                if let Err(e) = r {
+                if let app::Ending::Failed(e) = r {
                     self.note(format!("the sweep failed: {e}"));
                 }
                 for row in &mut self.rows {
-                    row.app.update(app::Msg::Finished(Ok(())));
+                    row.app.update(app::Msg::Finished(app::Ending::Done));
                 }
                 if self.stopping {
                     self.quit = true;
@@ -355,7 +355,7 @@ impl SweepApp {
                     row.state = state;
                     if state == MemberState::Failed {
                         let why = reason.clone().unwrap_or_default();
-                        row.app.update(app::Msg::Finished(Err(why)));
+                        row.app.update(app::Msg::Finished(app::Ending::Failed(why)));
                     }
                 }
                 self.note(format!(
@@ -536,7 +536,7 @@ impl SweepApp {
             if !row.app.tunables().iter().any(|u| u.key == t.key) {
                 continue;
             }
-            match live::judge_key(&row.app.config, t.key, &value) {
+            match live::judge_key(&row.app.config, &t.key.path(), &value) {
                 Verdict::Apply(cfg, edit) => {
                     row.app.config = *cfg;
                     out.push(SweepControl {

@@ -3,7 +3,9 @@
 //! the [`SweepApp`] (at most ~30 frames/s) and sends its [`SweepControl`]s to the sweep.
 
 use super::{SweepApp, SweepMsg, view};
+use crate::live::WatchError;
 use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
+use crate::tui::app::Ending;
 use crate::tui::run::{
     Screen, join_briefly, on_screen, panic_text, send_through_file, spawn_key_thread,
 };
@@ -41,9 +43,11 @@ pub fn sweep_with_tui(
                 })
             }));
             let summary = match &out {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(p) => Err(format!("the sweep panicked ({})", panic_text(p.as_ref()))),
+                Ok(Ok(_)) => Ending::Done,
+                Ok(Err(e)) => Ending::Failed(e.to_string()),
+                Err(p) => {
+                    Ending::Failed(format!("the sweep panicked ({})", panic_text(p.as_ref())))
+                }
             };
             let _ = report.send(SweepMsg::Finished(summary));
             out.map(|o| (sweep, o))
@@ -109,7 +113,7 @@ pub fn watch_sweep_with_tui(
     theme: Theme,
     tx: Sender<SweepMsg>,
     msgs: Receiver<SweepMsg>,
-) -> Result<(), String> {
+) -> Result<(), WatchError> {
     use crate::sweep::record::SweepTail;
     use crate::sweep::run::SweepEvent;
     use crate::tui::app::Msg;
@@ -153,7 +157,10 @@ pub fn watch_sweep_with_tui(
                 while wake.try_recv().is_ok() {}
             }
         })
-        .map_err(|e| format!("cannot start following {}: {e}", dir.display()))?;
+        .map_err(|source| WatchError::Thread {
+            path: dir.join("sweep.jsonl"),
+            source,
+        })?;
     let input = spawn_key_thread(tx, stop.clone(), SweepMsg::Key, || SweepMsg::Signal);
     let ui = on_screen(None, app, &theme, &msgs, &mut |c, app| {
         let (Some(i), crate::train::control::Control::SetHyper(..)) = (c.member, &c.control) else {

@@ -3,8 +3,8 @@
 //! checked and stayed quiet.
 
 use crate::config::load;
-use crate::health::Kind;
-use crate::train::record::{LogError, Record, read_log};
+use crate::schema::health::Kind;
+use crate::schema::record::{LogError, Record, read_log};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -4,14 +4,37 @@
 //! [`Record::summary`].
 
 use crate::eval::EvalReport;
-use crate::health::Kind as HealthKind;
 use crate::metrics::stats::Histogram;
 use crate::sae::model::Architecture;
-use crate::train::memory::MemoryEstimate;
+use crate::schema::health::Kind as HealthKind;
+use crate::schema::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+/// Who changed a run's hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EditSource {
+    /// A key on the screen.
+    Key,
+    /// A save of the run's `config.toml` (by hand, or by `watch` in another process).
+    File,
+    /// A source written by a newer version.
+    #[serde(other)]
+    Other,
+}
+
+impl std::fmt::Display for EditSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EditSource::Key => "key",
+            EditSource::File => "file",
+            EditSource::Other => "other",
+        })
+    }
+}
 
 /// One line of metrics.jsonl. Every kind carries `step` (steps completed) and `tokens` (tokens
 /// trained on) at the moment it was written.
@@ -109,8 +132,8 @@ pub enum Record {
         step: u64,
         /// Tokens trained on.
         tokens: u64,
-        /// Who changed them: `key` (the screen), `file` (config.toml), …
-        source: String,
+        /// Who changed them.
+        source: EditSource,
         /// Each changed hyperparameter by name.
         changes: BTreeMap<String, Change>,
     },
@@ -245,7 +268,7 @@ pub struct MetricsRecord {
 
 /// `, memory ~1.20 GiB of 20.00 GiB free` for the opening records' summaries.
 fn memory_phrase(need: &Option<MemoryEstimate>, free: &Option<u64>) -> String {
-    use crate::train::memory::gib;
+    use crate::schema::memory::gib;
     match (need, free) {
         (Some(n), Some(f)) => format!(", memory ~{} of {} free", gib(n.total), gib(*f)),
         (Some(n), None) => format!(", memory ~{} (free memory not checked)", gib(n.total)),

@@ -1,0 +1,37 @@
+//! Test seams: the few environment variables through which the tests make a production path do
+//! what no real input can make it do here (panic, read slowly, take the generic kernels). Each is
+//! read once per process, the first time it is asked for, never per step or per block. They are
+//! listed, with what each is for, in `docs/development.md` ("Test seams").
+
+use std::sync::OnceLock;
+
+/// Where `JUMPSCOPE_TEST_PANIC` asks for an injected panic (`ui` or `trainer`): the end-to-end
+/// tests prove that a panic restores the terminal and still checkpoints, and no input makes our
+/// code panic.
+pub fn panic_place() -> Option<&'static str> {
+    static V: OnceLock<Option<String>> = OnceLock::new();
+    V.get_or_init(|| std::env::var("JUMPSCOPE_TEST_PANIC").ok())
+        .as_deref()
+}
+
+/// Simulated slow storage from `JUMPSCOPE_TEST_SLOW_STORE=NAME:MS`: each block read that touches
+/// the store file named `NAME` first sleeps `MS` milliseconds. The health tests need a trainer
+/// that waits on its data, which no real store on a 2-core machine gives (compression makes
+/// the reader compete for cores instead). A malformed value is ignored.
+pub fn slow_store() -> Option<(&'static str, u64)> {
+    static V: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = std::env::var("JUMPSCOPE_TEST_SLOW_STORE").ok()?;
+        let (name, ms) = v.rsplit_once(':')?;
+        Some((name.to_string(), ms.parse().ok()?))
+    })
+    .as_ref()
+    .map(|(n, ms)| (n.as_str(), *ms))
+}
+
+/// Whether `JUMPSCOPE_NO_FUSED` is set: the CPU backend then takes the generic tensor-op
+/// kernels instead of the fused host loops, so that the two can be compared (tests, selftest).
+pub fn no_fused() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("JUMPSCOPE_NO_FUSED").is_some())
+}

@@ -1,0 +1,113 @@
+//! The documentation's links: every relative link in README.md and docs/*.md names a file of the
+//! repository, and every `#anchor` a heading of that file (GitHub's slugs).
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation other than `-` and `_` dropped, spaces
+/// as hyphens.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn anchors(file: &Path) -> Vec<String> {
+    let mut fence = false;
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            if l.starts_with("```") {
+                fence = !fence;
+            }
+            !fence && l.starts_with('#')
+        })
+        .map(|l| slug(l.trim_start_matches('#')))
+        .collect()
+}
+
+/// The `(target)` of every `[text](target)` in `text` outside code blocks.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut fence = false;
+    for line in text.lines() {
+        if line.starts_with("```") {
+            fence = !fence;
+        }
+        if fence {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            let after = &rest[i + 2..];
+            let Some(j) = after.find(')') else { break };
+            out.push(after[..j].to_string());
+            rest = &after[j..];
+        }
+    }
+    out
+}
+
+fn broken(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let dir = file.parent().unwrap();
+    let mut bad = Vec::new();
+    for link in links(&text) {
+        if link.starts_with("http://") || link.starts_with("https://") {
+            continue;
+        }
+        let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+        let target = if path.is_empty() {
+            file.to_path_buf()
+        } else {
+            dir.join(path)
+        };
+        if !target.exists() {
+            bad.push(format!("{}: {link}: no such file", file.display()));
+        } else if !anchor.is_empty() && !anchors(&target).contains(&anchor.to_string()) {
+            bad.push(format!("{}: {link}: no such heading", file.display()));
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_link_of_the_readme_and_docs_resolves() {
+    let mut files = vec![root().join("README.md")];
+    for e in std::fs::read_dir(root().join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p);
+        }
+    }
+    let bad: Vec<String> = files.iter().flat_map(|f| broken(f)).collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn a_broken_link_is_seen() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("a.md");
+    std::fs::write(&f, "# Top\n[ok](a.md#top) [gone](b.md) [bad](#nowhere)\n").unwrap();
+    assert_eq!(broken(&f).len(), 2, "{:?}", broken(&f));
+}
+
+#[test]
+fn the_readme_is_a_front_door() {
+    let n = std::fs::read_to_string(root().join("README.md"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        n <= 260,
+        "README.md has {n} lines: move reference material into docs/"
+    );
+}
