@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches
+# Usage: scripts/dev.sh demo|test|test-quick|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -126,6 +126,14 @@ case "$cmd" in
         need_tmux
         cargo test --release "$@"
         ;;
+    test-quick)
+        # every test but the slow tier (the tests named slow_*: the sample recipes, the MiniLM
+        # and demo runs, selftest's timings), which `test` runs too; cargo reports them as
+        # filtered out
+        setup
+        need_tmux
+        cargo test --release "$@" -- --skip slow_
+        ;;
     check)
         cargo fmt --all -- --check
         setup
@@ -186,7 +194,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches [args]" >&2
+        echo "usage: scripts/dev.sh demo|test|test-quick|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches [args]" >&2
         exit 2
         ;;
 esac

@@ -17,7 +17,7 @@ use tempfile::tempdir;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 #[test]
-fn every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
+fn slow_every_sample_recipe_recovers_the_known_features_at_the_demos_l0() {
     let d = tempdir().unwrap();
     let store = Path::new(ROOT).join("sample_data/synth.h5");
     let truth = jumpscope::data::store::read_f32_dataset(&store, "true_features").unwrap();

@@ -70,6 +70,45 @@ pub fn small_spec(tokens: usize, seed: u64) -> SynthSpec {
     }
 }
 
+/// A run configuration built from `section.key=value` settings (TOML values, as `--set` takes
+/// them): the one way the tests build a [`jumpscope::config::Config`] in-process.
+#[derive(Debug, Clone, Default)]
+pub struct Cfg {
+    sets: Vec<String>,
+}
+
+impl Cfg {
+    /// Training on `store`.
+    pub fn on(store: &Path) -> Self {
+        Self::default().set("data.stores", format!("[\"{}\"]", store.display()))
+    }
+
+    /// Set `key` to `value` (TOML text).
+    pub fn set(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.sets.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Add `key=value` settings as `--set` takes them.
+    pub fn with(mut self, sets: &[&str]) -> Self {
+        self.sets.extend(sets.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Write the run into `dir`.
+    pub fn out(self, dir: &Path) -> Self {
+        self.set("run.out", format!("\"{}\"", dir.display()))
+    }
+
+    /// The validated configuration.
+    pub fn build(&self) -> jumpscope::config::Config {
+        jumpscope::config::parse("", "test", &self.sets)
+            .unwrap()
+            .validate("test")
+            .unwrap()
+    }
+}
+
 /// Write a config file with `body` and return its path.
 pub fn config(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("config.toml");

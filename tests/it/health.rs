@@ -354,7 +354,7 @@ fn a_huge_lambda_collapses_l0_until_it_is_lowered() {
 }
 
 #[test]
-fn the_demo_runs_clean() {
+fn slow_the_demo_runs_clean() {
     let d = tempdir().unwrap();
     let run = d.path().join("demo");
     let o = train_sample("demo", &run);
@@ -363,7 +363,7 @@ fn the_demo_runs_clean() {
 }
 
 #[test]
-fn the_minilm_sample_runs_clean() {
+fn slow_the_minilm_sample_runs_clean() {
     let d = tempdir().unwrap();
     let run = d.path().join("minilm");
     let o = train_sample("minilm", &run);

@@ -53,7 +53,7 @@ fn selftest_passes_on_the_cpu_devices() {
 }
 
 #[test]
-fn selftest_prints_a_table_with_the_timings() {
+fn slow_selftest_prints_a_table_with_the_timings() {
     let o = run(&["selftest", "--device", "cpu"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);

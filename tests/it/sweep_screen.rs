@@ -1,7 +1,7 @@
 //! The sweep screen (and `compare`'s) without a terminal: `SweepApp::update` (member events, sweep records and
 //! keys in; state and controls out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
 
-use jumpscope::config::{Config, parse};
+use jumpscope::config::Config;
 use jumpscope::eval::EvalReport;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{MetricsRecord, Record};
@@ -10,22 +10,24 @@ use jumpscope::sweep::run::{SweepControl, SweepEvent};
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::tui::app::{App, Ending};
 use jumpscope::tui::sweep::{Column, SweepApp, SweepMsg, view};
+use crate::common::Cfg;
 use jumpscope::tui::theme::Theme;
+use std::path::Path;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 fn config(extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = vec![
-        "data.stores=[\"acts.h5\"]".into(),
-        "data.batch_size=4096".into(),
-        "sae.d_sae=16384".into(),
-        "train.steps=1000".into(),
-        "train.lr=0.0002".into(),
-        "run.out=\"runs/sw/m\"".into(),
-    ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    parse("", "test", &sets).unwrap().validate("test").unwrap()
+    Cfg::on(Path::new("acts.h5"))
+        .out(Path::new("runs/sw/m"))
+        .with(&[
+            "data.batch_size=4096",
+            "sae.d_sae=16384",
+            "train.steps=1000",
+            "train.lr=0.0002",
+        ])
+        .with(extra)
+        .build()
 }
 
 /// Four members: three JumpReLU λs and a TopK.

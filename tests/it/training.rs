@@ -16,23 +16,23 @@ use std::sync::mpsc;
 use tempfile::tempdir;
 
 fn cfg(store: &Path, out: &Path, extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = vec![
-        format!("data.stores=[\"{}\"]", store.display()),
-        "data.batch_size=64".into(),
-        "data.seed=3".into(),
-        "sae.d_sae=40".into(),
-        "train.steps=12".into(),
-        "train.log_every=1".into(),
-        "train.checkpoint_every=5".into(),
-        "train.lr=1e-3".into(),
-        "train.lr_warmup_steps=3".into(),
-        "train.sparsity_warmup_steps=4".into(),
-        "train.sparsity_coefficient=0.01".into(),
-        "sae.bandwidth=0.05".into(),
-        format!("run.out=\"{}\"", out.display()),
-    ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    parse("", "test", &sets).unwrap().validate("test").unwrap()
+    Cfg::on(store)
+        .out(out)
+        .with(&[
+            "data.batch_size=64",
+            "data.seed=3",
+            "sae.d_sae=40",
+            "train.steps=12",
+            "train.log_every=1",
+            "train.checkpoint_every=5",
+            "train.lr=1e-3",
+            "train.lr_warmup_steps=3",
+            "train.sparsity_warmup_steps=4",
+            "train.sparsity_coefficient=0.01",
+            "sae.bandwidth=0.05",
+        ])
+        .with(extra)
+        .build()
 }
 
 fn losses(run_dir: &Path) -> Vec<(u64, f64, f64)> {
@@ -341,7 +341,7 @@ fn resume_removes_what_an_interrupted_checkpoint_write_left_and_says_so() {
 }
 
 #[test]
-fn synthetic_features_are_recovered() {
+fn slow_synthetic_features_are_recovered() {
     let d = tempdir().unwrap();
     let store = d.path().join("synth.h5");
     let spec = SynthSpec {

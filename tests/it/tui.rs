@@ -12,20 +12,21 @@ use jumpscope::tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use std::path::PathBuf;
+use crate::common::Cfg;
+use std::path::{Path, PathBuf};
 
 fn config(extra: &[&str]) -> Config {
-    let mut sets: Vec<String> = vec![
-        "data.stores=[\"acts.h5\"]".into(),
-        "data.batch_size=4096".into(),
-        "sae.d_sae=16384".into(),
-        "train.steps=1000".into(),
-        "train.sparsity_coefficient=0.001".into(),
-        "train.lr=0.0002".into(),
-        "run.out=\"runs/demo\"".into(),
-    ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    parse("", "test", &sets).unwrap().validate("test").unwrap()
+    Cfg::on(Path::new("acts.h5"))
+        .out(Path::new("runs/demo"))
+        .with(&[
+            "data.batch_size=4096",
+            "sae.d_sae=16384",
+            "train.steps=1000",
+            "train.sparsity_coefficient=0.001",
+            "train.lr=0.0002",
+        ])
+        .with(extra)
+        .build()
 }
 
 fn app(extra: &[&str]) -> App {
