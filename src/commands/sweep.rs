@@ -5,8 +5,9 @@
 use crate::cli::SweepArgs;
 use jumpscope::live::{self, ConfigWatch, Verdict};
 use jumpscope::schema::record::Record;
-use jumpscope::sweep::record::SweepRecord;
-use jumpscope::sweep::run::{Sweep, SweepControl, SweepEvent, SweepOutcome};
+use jumpscope::schema::sweep::SweepRecord;
+use jumpscope::sweep::run::{Sweep, SweepOutcome};
+use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel();
     let stop_tx = tx.clone();
     ctrlc::set_handler(move || {
-        let _ = stop_tx.send(SweepControl {
+        let _ = stop_tx.send(JobControl {
             member: None,
             control: Control::Stop,
         });
@@ -65,7 +66,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 match live::judge_file(&cur, e) {
                     Verdict::Apply(new, edit) => {
                         *cur = *new;
-                        let _ = edit_tx.send(SweepControl {
+                        let _ = edit_tx.send(JobControl {
                             member: Some(i),
                             control: Control::SetHyper(edit),
                         });
@@ -87,8 +88,8 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
     let mut last: BTreeMap<usize, Last> = BTreeMap::new();
     let mut epoch_said = false;
     let width = names.iter().map(String::len).max().unwrap_or(4);
-    let mut sink = |ev: SweepEvent| match ev {
-        SweepEvent::Member(i, TrainEvent::Record(Record::Metrics(m))) => {
+    let mut sink = |ev: JobEvent| match ev {
+        JobEvent::Member(i, TrainEvent::Record(Record::Metrics(m))) => {
             let l = last.entry(i).or_default();
             l.step = m.step;
             l.l0 = m.l0;
@@ -99,12 +100,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 names[i], m.step, m.loss, m.l0, m.explained_variance, m.dead, m.tokens_per_s
             );
         }
-        SweepEvent::Member(i, TrainEvent::Record(Record::Eval { eval, .. })) => {
+        JobEvent::Member(i, TrainEvent::Record(Record::Eval { eval, .. })) => {
             last.entry(i).or_default().heldout_fvu = Some(eval.fvu);
         }
         // the stream's epochs are every member's: said once, for the first epoch
-        SweepEvent::Member(_, TrainEvent::Record(Record::Epoch { .. })) if epoch_said => {}
-        SweepEvent::Member(i, TrainEvent::Record(rec)) => {
+        JobEvent::Member(_, TrainEvent::Record(Record::Epoch { .. })) if epoch_said => {}
+        JobEvent::Member(i, TrainEvent::Record(rec)) => {
             epoch_said |= matches!(rec, Record::Epoch { .. });
             // checkpoints are said once per sweep checkpoint, below
             if !matches!(rec, Record::Checkpoint { .. } | Record::Stop { .. })
@@ -113,11 +114,11 @@ pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
                 eprintln!("{:<width$}  step {}: {line}", names[i], rec.step());
             }
         }
-        SweepEvent::Member(i, TrainEvent::Warning(w)) => {
+        JobEvent::Member(i, TrainEvent::Warning(w)) => {
             eprintln!("{:<width$}  warning: {w}", names[i])
         }
-        SweepEvent::Member(i, TrainEvent::Info(s)) => eprintln!("{:<width$}  {s}", names[i]),
-        SweepEvent::Sweep(rec) => {
+        JobEvent::Member(i, TrainEvent::Info(s)) => eprintln!("{:<width$}  {s}", names[i]),
+        JobEvent::Sweep(rec) => {
             if let Some(line) = summary(&rec) {
                 eprintln!("{line}");
             }

@@ -10,7 +10,6 @@ use crate::schema::health::Kind as HealthKind;
 use crate::schema::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Who changed a run's hyperparameters.
@@ -457,73 +456,14 @@ pub fn read_log(path: &Path) -> Result<Vec<Record>, LogError> {
         .map(|v| v.into_iter().flatten().collect())
 }
 
-/// A reader of a run log that is still being appended to: each [`LogTail::poll`] returns the
-/// records of the complete lines added since the last one.
-#[derive(Debug)]
-pub struct LogTail {
-    path: PathBuf,
-    offset: u64,
-    /// Complete lines read so far.
-    lines: usize,
-    /// An incomplete last line, kept until its newline arrives.
-    partial: Vec<u8>,
-}
-
-impl LogTail {
-    /// Read `path` from its start.
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            offset: 0,
-            lines: 0,
-            partial: Vec::new(),
-        }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The lines appended since the last call, each a record, `None` (a kind this version does
-    /// not know) or the reason it is unreadable. A file that shrank (replaced by a new run) is
-    /// read again from the start.
-    #[allow(clippy::type_complexity)]
-    pub fn poll(&mut self) -> Result<Vec<Result<Option<Record>, LogError>>, LogError> {
-        let io = |source| LogError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut file = std::fs::File::open(&self.path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len < self.offset {
-            self.offset = 0;
-            self.lines = 0;
-            self.partial.clear();
-        }
-        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
-        let mut bytes = std::mem::take(&mut self.partial);
-        let read = file.read_to_end(&mut bytes).map_err(io)?;
-        self.offset += read as u64;
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        self.partial = bytes.split_off(complete);
-        let mut out = Vec::new();
-        for line in bytes.split(|b| *b == b'\n').take_while(|_| complete > 0) {
-            self.lines += 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            out.push(Record::parse(line).map_err(|source| LogError::Line {
-                path: self.path.clone(),
-                line: self.lines,
-                source,
-            }));
-        }
-        // `split` yields one empty piece after the final newline
-        self.lines -= usize::from(complete > 0);
-        Ok(out)
+impl crate::schema::tail::Line for Record {
+    fn parse(line: &[u8]) -> Result<Option<Self>, serde_json::Error> {
+        Record::parse(line)
     }
 }
+
+/// A reader of a run log that is still being appended to (`watch`).
+pub type LogTail = crate::schema::tail::Tail<Record>;
 
 #[cfg(test)]
 mod tests {

@@ -4,13 +4,13 @@
 //! the others go on. All live members checkpoint after the same batch, which is what
 //! `sweep --resume` continues from.
 
-use super::record::{self, MemberInfo, MemberState, SweepRecord};
+use crate::schema::sweep::{self as record, MemberInfo, MemberState, SweepRecord};
 use super::spec::{self, SpecError, SweepSpec};
 use crate::data::batches::{Position, Rows};
 use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::metrics::log::JsonlLog;
 use crate::sae::model::{upload, upload_owned};
-use crate::train::control::{Control, TrainEvent};
+use crate::train::control::{Control, JobControl, JobEvent};
 use crate::train::error::TrainError;
 use crate::train::memory::{self, Available};
 use crate::train::setup::{Shared, estimate_memory, open_shared, reader};
@@ -88,24 +88,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
     }
 }
 
-/// A command for the sweep: for one member (by index) or, with `None`, for all.
-#[derive(Debug, Clone)]
-pub struct SweepControl {
-    /// The member, or all.
-    pub member: Option<usize>,
-    /// What to do.
-    pub control: Control,
-}
-
-/// What the sweep reports.
-#[derive(Debug, Clone)]
-pub enum SweepEvent {
-    /// A member's own event (its records are in its metrics.jsonl).
-    Member(usize, TrainEvent),
-    /// A sweep record, just appended to sweep.jsonl.
-    Sweep(SweepRecord),
-}
-
 /// How a sweep ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepOutcome {
@@ -148,7 +130,7 @@ pub struct Sweep {
     opening: Option<SweepRecord>,
 }
 
-type Report<'a> = &'a mut dyn FnMut(SweepEvent);
+type Report<'a> = &'a mut dyn FnMut(JobEvent);
 
 impl Sweep {
     /// Start the sweep `spec` describes: check what all members need, open the store once,
@@ -353,7 +335,7 @@ impl Sweep {
 
     fn emit(&mut self, rec: SweepRecord, report: Report<'_>) -> Result<(), SweepError> {
         self.log.append(&rec).map_err(io_err(self.log.path()))?;
-        report(SweepEvent::Sweep(rec));
+        report(JobEvent::Sweep(rec));
         Ok(())
     }
 
@@ -388,7 +370,7 @@ impl Sweep {
     /// Run until every member has finished, stopped or failed, or until told to stop.
     pub fn run(
         &mut self,
-        controls: &Receiver<SweepControl>,
+        controls: &Receiver<JobControl>,
         report: Report<'_>,
     ) -> Result<SweepOutcome, SweepError> {
         if let Some(rec) = self.opening.take() {
@@ -398,7 +380,7 @@ impl Sweep {
             if self.members[i].state.is_live() {
                 let r = self
                     .live(i)
-                    .open_fed(&mut |e| report(SweepEvent::Member(i, e)));
+                    .open_fed(&mut |e| report(JobEvent::Member(i, e)));
                 self.member_result(i, r, report)?;
             }
         }
@@ -446,7 +428,7 @@ impl Sweep {
     /// Take the queued controls; true when the whole sweep is to stop.
     fn take_controls(
         &mut self,
-        controls: &Receiver<SweepControl>,
+        controls: &Receiver<JobControl>,
         report: Report<'_>,
     ) -> Result<bool, SweepError> {
         loop {
@@ -464,7 +446,7 @@ impl Sweep {
     }
 
     /// Carry out one control; true when it stops the whole sweep.
-    fn apply(&mut self, c: SweepControl, report: Report<'_>) -> Result<bool, SweepError> {
+    fn apply(&mut self, c: JobControl, report: Report<'_>) -> Result<bool, SweepError> {
         let targets: Vec<usize> = match c.member {
             None if matches!(c.control, Control::Stop) => return Ok(true),
             None => (0..self.members.len()).collect(),
@@ -485,7 +467,7 @@ impl Sweep {
             };
             let r = self
                 .live(i)
-                .control(c.control.clone(), &mut |e| report(SweepEvent::Member(i, e)));
+                .control(c.control.clone(), &mut |e| report(JobEvent::Member(i, e)));
             if self.member_result(i, r, report)?
                 && let Some(s) = next
             {
@@ -558,7 +540,7 @@ impl Sweep {
             };
             let t = self.live(i);
             t.add_fed_wait(wait);
-            let r = t.step_on(fed, &mut |e| report(SweepEvent::Member(i, e)));
+            let r = t.step_on(fed, &mut |e| report(JobEvent::Member(i, e)));
             self.members[i].step = self.live(i).step();
             if !self.member_result(i, r, report)? {
                 continue;
@@ -566,7 +548,7 @@ impl Sweep {
             if self.live(i).is_done() {
                 let r = self
                     .live(i)
-                    .finish(&mut |e| report(SweepEvent::Member(i, e)));
+                    .finish(&mut |e| report(JobEvent::Member(i, e)));
                 if self.member_result(i, r, report)? {
                     self.set_state(i, MemberState::Finished, None, report)?;
                 }
@@ -602,7 +584,7 @@ impl Sweep {
             if !self.members[i].state.is_live() {
                 continue;
             }
-            let sink = &mut |e| report(SweepEvent::Member(i, e));
+            let sink = &mut |e| report(JobEvent::Member(i, e));
             let r = if stop {
                 self.live(i).stop_now(sink).map(|o| match o {
                     Outcome::Stopped { checkpoint, .. } => checkpoint,

@@ -1,9 +1,12 @@
-//! What flows between the trainer and whoever drives it: [`Control`] in, [`TrainEvent`] out,
-//! and the rule for the controls taken between two steps ([`between_steps`]).
+//! What flows between a job and whoever drives it: [`Control`] in, [`TrainEvent`] out, and the
+//! rule for the controls taken between two steps ([`between_steps`]). A job is one run or a
+//! sweep of many; [`JobControl`] and [`JobEvent`] are the same messages addressed to or from one
+//! of its members (a run has one member, 0), so that one session layer drives either.
 
 use crate::live::HyperEdit;
 use crate::schema::record::Record;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use crate::schema::sweep::SweepRecord;
+use std::sync::mpsc::{Receiver, RecvError, TryRecvError};
 
 /// A command to the running trainer.
 #[derive(Debug, Clone)]
@@ -32,6 +35,62 @@ pub enum TrainEvent {
     Info(String),
 }
 
+/// A control for a job: for one member (by index) or, with `None`, for every member. A run is a
+/// job of one member and takes every control as its own.
+#[derive(Debug, Clone)]
+pub struct JobControl {
+    /// The member, or all.
+    pub member: Option<usize>,
+    /// What to do.
+    pub control: Control,
+}
+
+impl JobControl {
+    /// `control` for every member.
+    pub fn all(control: Control) -> Self {
+        Self {
+            member: None,
+            control,
+        }
+    }
+}
+
+/// What a job reports.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    /// A member's event (a run's are member 0's); its records are in its metrics.jsonl.
+    Member(usize, TrainEvent),
+    /// A sweep record, just appended to sweep.jsonl.
+    Sweep(SweepRecord),
+}
+
+/// Where a trainer takes its controls from: a channel of [`Control`]s (a run driven alone), or
+/// of [`JobControl`]s (a run driven as a job).
+pub trait Controls {
+    /// The next control if one is queued.
+    fn try_take(&self) -> Result<Control, TryRecvError>;
+    /// The next control, waiting for it.
+    fn take(&self) -> Result<Control, RecvError>;
+}
+
+impl Controls for Receiver<Control> {
+    fn try_take(&self) -> Result<Control, TryRecvError> {
+        self.try_recv()
+    }
+    fn take(&self) -> Result<Control, RecvError> {
+        self.recv()
+    }
+}
+
+impl Controls for Receiver<JobControl> {
+    fn try_take(&self) -> Result<Control, TryRecvError> {
+        self.try_recv().map(|c| c.control)
+    }
+    fn take(&self) -> Result<Control, RecvError> {
+        self.recv().map(|c| c.control)
+    }
+}
+
 /// What the trainer does for the controls it takes between steps.
 pub trait Steer {
     /// Why a control could not be carried out.
@@ -56,10 +115,10 @@ pub enum Next {
 /// Take the controls queued before the next step. Edits apply at once, so the next step uses
 /// them; checkpoint requests are served once, after the queue is empty. Pause blocks here until
 /// Resume or Stop, carrying out edits and checkpoints (at once) while paused.
-pub fn between_steps<S: Steer>(controls: &Receiver<Control>, s: &mut S) -> Result<Next, S::Error> {
+pub fn between_steps<S: Steer>(controls: &impl Controls, s: &mut S) -> Result<Next, S::Error> {
     let mut checkpoint_now = false;
     loop {
-        let msg = match controls.try_recv() {
+        let msg = match controls.try_take() {
             Ok(m) => m,
             Err(TryRecvError::Empty) => break,
             Err(TryRecvError::Disconnected) => return Ok(Next::Stop),
@@ -72,7 +131,7 @@ pub fn between_steps<S: Steer>(controls: &Receiver<Control>, s: &mut S) -> Resul
             Control::Pause => {
                 s.paused(true)?;
                 loop {
-                    match controls.recv() {
+                    match controls.take() {
                         Ok(Control::Resume) => break,
                         Ok(Control::SetHyper(edit)) => s.set_hyper(*edit)?,
                         Ok(Control::Checkpoint) => s.checkpoint()?,

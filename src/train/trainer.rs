@@ -23,7 +23,7 @@ use crate::sae::sparse::switch_density;
 use crate::schema::record::Record;
 use crate::train::adam::AdamState;
 use crate::train::checkpoint::{self, CheckpointState, TrainTensors};
-use crate::train::control::{Control, Next, Steer, TrainEvent, between_steps};
+use crate::train::control::{Control, Controls, Next, Steer, TrainEvent, between_steps};
 use crate::train::export;
 use crate::train::firing::Firing;
 use crate::train::report::LossQueue;
@@ -31,7 +31,6 @@ use crate::train::step::{StepPlan, train_step};
 use burn::tensor::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 pub use crate::train::error::TrainError;
@@ -168,7 +167,7 @@ impl Trainer {
     /// Run until the configured number of steps, or until told to stop.
     pub fn run(
         &mut self,
-        controls: &Receiver<Control>,
+        controls: &impl Controls,
         report: Sink<'_>,
     ) -> Result<Outcome, TrainError> {
         for note in std::mem::take(&mut self.notes) {

@@ -497,11 +497,11 @@ fn a_sweep_runs_under_its_screen_member_by_member() {
     t.wait("the quit question", |s| s.contains("stop the sweep"));
     t.keys("y");
     t.wait("the exit", |s| s.contains("EXIT=130"));
-    let recs = jumpscope::sweep::record::read(&out.join("sweep.jsonl")).unwrap();
+    let recs = jumpscope::schema::sweep::read(&out.join("sweep.jsonl")).unwrap();
     assert!(
         matches!(
             recs.last(),
-            Some(jumpscope::sweep::record::SweepRecord::Stop { .. })
+            Some(jumpscope::schema::sweep::SweepRecord::Stop { .. })
         ),
         "{recs:?}"
     );

@@ -6,8 +6,9 @@
 use crate::common::*;
 use jumpscope::config::parse;
 use jumpscope::sae::io;
-use jumpscope::sweep::record::{self, MemberState, SweepRecord};
-use jumpscope::sweep::run::{Sweep, SweepControl, SweepEvent, SweepOutcome};
+use jumpscope::schema::sweep::{self, MemberState, SweepRecord};
+use jumpscope::sweep::run::{Sweep, SweepOutcome};
+use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::trainer::{Outcome, Trainer};
@@ -41,7 +42,7 @@ fn store(dir: &Path) -> PathBuf {
 /// Run the sweep to its end (or its stop), sending each control when `when` says so.
 fn drive(
     sweep: &mut Sweep,
-    mut when: impl FnMut(&SweepEvent) -> Option<SweepControl>,
+    mut when: impl FnMut(&JobEvent) -> Option<JobControl>,
 ) -> SweepOutcome {
     let (tx, rx) = mpsc::channel();
     sweep
@@ -101,7 +102,7 @@ fn train_alone(dir: &Path, member_dir: &Path, name: &str) -> (PathBuf, String) {
 }
 
 fn sweep_records(dir: &Path) -> Vec<SweepRecord> {
-    record::read(&dir.join("sweep.jsonl")).unwrap()
+    sweep::read(&dir.join("sweep.jsonl")).unwrap()
 }
 
 #[test]
@@ -188,10 +189,10 @@ fn a_resumed_sweep_reproduces_the_uninterrupted_one() {
         let mut sweep = Sweep::new(&spec).unwrap();
         let stop_at = (out == &part).then_some(7u64);
         let outcome = drive(&mut sweep, |ev| match ev {
-            SweepEvent::Member(0, TrainEvent::Record(Record::Metrics(m)))
+            JobEvent::Member(0, TrainEvent::Record(Record::Metrics(m)))
                 if Some(m.step) == stop_at =>
             {
-                Some(SweepControl {
+                Some(JobControl {
                     member: None,
                     control: Control::Stop,
                 })
@@ -243,12 +244,12 @@ fn a_failing_member_is_marked_failed_and_the_others_go_on_with_pause_and_stop_pe
                    [[sweep.member]]\nname = \"stopped\"\n";
     let spec = spec::parse(&sweep_toml(&s, &out, members), "sw.toml", &[], None).unwrap();
     let mut sweep = Sweep::new(&spec).unwrap();
-    let ctl = |member: usize, control: Control| SweepControl {
+    let ctl = |member: usize, control: Control| JobControl {
         member: Some(member),
         control,
     };
     drive(&mut sweep, |ev| match ev {
-        SweepEvent::Member(0, TrainEvent::Record(Record::Metrics(m))) => match m.step {
+        JobEvent::Member(0, TrainEvent::Record(Record::Metrics(m))) => match m.step {
             2 => Some(ctl(2, Control::Pause)),
             5 => Some(ctl(2, Control::Resume)),
             6 => Some(ctl(3, Control::Stop)),

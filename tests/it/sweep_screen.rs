@@ -5,8 +5,8 @@ use jumpscope::config::Config;
 use jumpscope::eval::EvalReport;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{MetricsRecord, Record};
-use jumpscope::sweep::record::{MemberState, SweepRecord};
-use jumpscope::sweep::run::{SweepControl, SweepEvent};
+use jumpscope::schema::sweep::{MemberState, SweepRecord};
+use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::tui::app::{App, Ending};
 use jumpscope::tui::sweep::{Column, SweepApp, SweepMsg, view};
@@ -51,7 +51,7 @@ fn sweep_app() -> SweepApp {
 }
 
 fn member(i: usize, r: Record) -> SweepMsg {
-    SweepMsg::Event(SweepEvent::Member(i, TrainEvent::Record(r)))
+    SweepMsg::Event(JobEvent::Member(i, TrainEvent::Record(r)))
 }
 
 fn started(i: usize) -> SweepMsg {
@@ -142,7 +142,7 @@ fn busy() -> SweepApp {
             },
         },
     ));
-    a.update(SweepMsg::Event(SweepEvent::Sweep(SweepRecord::Member {
+    a.update(SweepMsg::Event(JobEvent::Sweep(SweepRecord::Member {
         step: 130,
         name: "lambda=1e-2".into(),
         state: MemberState::Failed,
@@ -158,7 +158,7 @@ fn render(a: &SweepApp, w: u16, h: u16) -> String {
     t.backend().to_string()
 }
 
-fn sent(c: &[SweepControl]) -> Vec<(Option<usize>, String)> {
+fn sent(c: &[JobControl]) -> Vec<(Option<usize>, String)> {
     c.iter()
         .map(|c| {
             let what = match &c.control {

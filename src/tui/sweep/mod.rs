@@ -1,5 +1,5 @@
 //! The sweep screen's state and update rule: member events, sweep records and keys in, state
-//! changes and [`SweepControl`]s out. Each member keeps a full training-screen [`App`], shown
+//! changes and [`JobControl`]s out. Each member keeps a full training-screen [`App`], shown
 //! when the member is opened (Enter) and fed every event of its run; the table and the
 //! frontier read from them. No terminal here; drawing is in `view`, the frontier in `frontier`.
 
@@ -9,8 +9,8 @@ pub mod view;
 
 use crate::live::{self, Verdict};
 use crate::schema::record::Record;
-use crate::sweep::record::{MemberState, SweepRecord};
-use crate::sweep::run::{SweepControl, SweepEvent};
+use crate::schema::sweep::{MemberState, SweepRecord};
+use crate::train::control::{JobControl, JobEvent};
 use crate::train::control::{Control, TrainEvent};
 use crate::tui::app::{self, App, Overlay};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -25,7 +25,7 @@ const LOG_CAP: usize = 200;
 #[derive(Debug)]
 pub enum SweepMsg {
     /// From the sweep thread.
-    Event(SweepEvent),
+    Event(JobEvent),
     /// A key press.
     Key(KeyEvent),
     /// The sweep thread returned: `Ok`, or `Err(message)`.
@@ -283,13 +283,13 @@ impl SweepApp {
     }
 
     /// Apply one message; returns the controls to send to the sweep.
-    pub fn update(&mut self, msg: SweepMsg) -> Vec<SweepControl> {
+    pub fn update(&mut self, msg: SweepMsg) -> Vec<JobControl> {
         match msg {
-            SweepMsg::Event(SweepEvent::Member(i, ev)) => {
+            SweepMsg::Event(JobEvent::Member(i, ev)) => {
                 self.on_member(i, ev);
                 Vec::new()
             }
-            SweepMsg::Event(SweepEvent::Sweep(rec)) => {
+            SweepMsg::Event(JobEvent::Sweep(rec)) => {
                 self.on_sweep(rec);
                 Vec::new()
             }
@@ -313,7 +313,7 @@ impl SweepApp {
                     .app
                     .update(app::Msg::ConfigFile(edit))
                     .into_iter()
-                    .map(|control| SweepControl {
+                    .map(|control| JobControl {
                         member: Some(i),
                         control,
                     })
@@ -390,7 +390,7 @@ impl SweepApp {
     }
 
     /// Stop every member with a checkpoint, then leave once the sweep has returned.
-    fn stop_all(&mut self) -> Vec<SweepControl> {
+    fn stop_all(&mut self) -> Vec<JobControl> {
         self.ask = None;
         if self.done || self.watching {
             self.quit = true;
@@ -398,13 +398,13 @@ impl SweepApp {
         }
         self.stopping = true;
         self.note("stopping: every member writes a checkpoint".into());
-        vec![SweepControl {
+        vec![JobControl {
             member: None,
             control: Control::Stop,
         }]
     }
 
-    fn on_key(&mut self, key: KeyEvent) -> Vec<SweepControl> {
+    fn on_key(&mut self, key: KeyEvent) -> Vec<JobControl> {
         let ctrl_c =
             key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c'));
         if ctrl_c {
@@ -474,7 +474,7 @@ impl SweepApp {
     /// rule, its controls sent to that member (and, with `to_all`, the same value to every
     /// member that takes the key). Esc (with nothing open on that screen) comes back; `q` asks
     /// to stop the sweep.
-    fn member_key(&mut self, i: usize, key: KeyEvent) -> Vec<SweepControl> {
+    fn member_key(&mut self, i: usize, key: KeyEvent) -> Vec<JobControl> {
         let app = &mut self.rows[i].app;
         let idle = app.overlay.is_none() && app.editing.is_none();
         if self.open.is_some() && idle {
@@ -510,7 +510,7 @@ impl SweepApp {
             if let (true, Control::SetHyper(_)) = (self.to_all, &c) {
                 out.extend(self.same_for_all(i));
             }
-            out.push(SweepControl {
+            out.push(JobControl {
                 member: Some(i),
                 control: c,
             });
@@ -520,7 +520,7 @@ impl SweepApp {
 
     /// The value member `i` just took for its selected tunable, sent to every other live member
     /// that takes that key (each judged against its own configuration).
-    fn same_for_all(&mut self, i: usize) -> Vec<SweepControl> {
+    fn same_for_all(&mut self, i: usize) -> Vec<JobControl> {
         let src = &self.rows[i].app;
         let t = src.tunables()[src.selected];
         let Some(v) = t.get(&src.config.hyper) else {
@@ -539,7 +539,7 @@ impl SweepApp {
             match live::judge_key(&row.app.config, &t.key.path(), &value) {
                 Verdict::Apply(cfg, edit) => {
                     row.app.config = *cfg;
-                    out.push(SweepControl {
+                    out.push(JobControl {
                         member: Some(j),
                         control: Control::SetHyper(edit),
                     });
@@ -559,8 +559,8 @@ impl SweepApp {
         out
     }
 
-    fn confirmed(&mut self, ask: Ask) -> Vec<SweepControl> {
-        let send = |member: Option<usize>, control: Control| vec![SweepControl { member, control }];
+    fn confirmed(&mut self, ask: Ask) -> Vec<JobControl> {
+        let send = |member: Option<usize>, control: Control| vec![JobControl { member, control }];
         match ask {
             Ask::Quit => self.stop_all(),
             Ask::Stop(None) => self.stop_all(),

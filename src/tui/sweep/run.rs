@@ -1,10 +1,11 @@
 //! The sweep screen's threads: the sweep runs in a background thread and reports into one
 //! channel, a thread turns key presses into messages on the same channel, and the UI loop draws
-//! the [`SweepApp`] (at most ~30 frames/s) and sends its [`SweepControl`]s to the sweep.
+//! the [`SweepApp`] (at most ~30 frames/s) and sends its [`JobControl`]s to the sweep.
 
 use super::{SweepApp, SweepMsg, view};
 use crate::live::WatchError;
-use crate::sweep::run::{Sweep, SweepControl, SweepError, SweepOutcome};
+use crate::sweep::run::{Sweep, SweepError, SweepOutcome};
+use crate::train::control::JobControl;
 use crate::tui::app::Ending;
 use crate::tui::run::{
     Screen, join_briefly, on_screen, panic_text, send_through_file, spawn_key_thread,
@@ -29,8 +30,8 @@ pub fn sweep_with_tui(
     theme: Theme,
     tx: Sender<SweepMsg>,
     msgs: Receiver<SweepMsg>,
-    control_tx: Sender<SweepControl>,
-    controls: Receiver<SweepControl>,
+    control_tx: Sender<JobControl>,
+    controls: Receiver<JobControl>,
 ) -> (Option<Sweep>, Result<SweepOutcome, SweepError>) {
     let report = tx.clone();
     let worker = std::thread::Builder::new()
@@ -63,7 +64,7 @@ pub fn sweep_with_tui(
     });
     stop_input.store(true, Ordering::Relaxed);
     // whatever ended the screen, every member stops with a checkpoint before we leave
-    let _ = control_tx.send(SweepControl {
+    let _ = control_tx.send(JobControl {
         member: None,
         control: crate::train::control::Control::Stop,
     });
@@ -87,8 +88,8 @@ pub fn sweep_with_tui(
 
 impl Screen for SweepApp {
     type Msg = SweepMsg;
-    type Control = SweepControl;
-    fn update(&mut self, m: SweepMsg) -> Vec<SweepControl> {
+    type Control = JobControl;
+    fn update(&mut self, m: SweepMsg) -> Vec<JobControl> {
         SweepApp::update(self, m)
     }
     fn quit(&self) -> bool {
@@ -114,8 +115,8 @@ pub fn watch_sweep_with_tui(
     tx: Sender<SweepMsg>,
     msgs: Receiver<SweepMsg>,
 ) -> Result<(), WatchError> {
-    use crate::sweep::record::SweepTail;
-    use crate::sweep::run::SweepEvent;
+    use crate::schema::sweep::SweepTail;
+    use crate::train::control::JobEvent;
     use crate::tui::app::Msg;
     use crate::tui::follow::Follower;
     let stop = Arc::new(AtomicBool::new(false));
@@ -137,16 +138,16 @@ pub fn watch_sweep_with_tui(
                     for m in got {
                         if let Msg::Train(ev) = m
                             && follow_tx
-                                .send(SweepMsg::Event(SweepEvent::Member(i, ev)))
+                                .send(SweepMsg::Event(JobEvent::Member(i, ev)))
                                 .is_err()
                         {
                             return;
                         }
                     }
                 }
-                for rec in tail.poll() {
+                for rec in tail.poll_records() {
                     if follow_tx
-                        .send(SweepMsg::Event(SweepEvent::Sweep(rec)))
+                        .send(SweepMsg::Event(JobEvent::Sweep(rec)))
                         .is_err()
                     {
                         return;
@@ -179,6 +180,6 @@ pub fn watch_sweep_with_tui(
 }
 
 /// A channel pair for the sweep's controls.
-pub fn control_channel() -> (Sender<SweepControl>, Receiver<SweepControl>) {
+pub fn control_channel() -> (Sender<JobControl>, Receiver<JobControl>) {
     channel()
 }

@@ -5,7 +5,7 @@
 
 use super::frontier::{Labelled, draw_chart};
 use super::{COLUMNS, Column, Row, SweepApp};
-use crate::sweep::record::MemberState;
+use crate::schema::sweep::MemberState;
 use crate::tui::theme::Theme;
 use crate::tui::view::{self as train_view, too_small};
 use ratatui::Frame;

@@ -135,44 +135,11 @@ pub fn read(path: &Path) -> std::io::Result<Vec<SweepRecord>> {
         .collect())
 }
 
-/// Follows `sweep.jsonl` as the sweep appends to it: each call returns the records of the
-/// complete lines added since the last (for `watch` on a sweep).
-#[derive(Debug)]
-pub struct SweepTail {
-    path: PathBuf,
-    offset: u64,
-}
-
-impl SweepTail {
-    /// Follow `path` from its start.
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_path_buf(),
-            offset: 0,
-        }
-    }
-
-    /// The records of the complete lines appended since the last call (a file that shrank is
-    /// read again from its start).
-    pub fn poll(&mut self) -> Vec<SweepRecord> {
-        use std::io::{Read, Seek, SeekFrom};
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
-        };
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len < self.offset {
-            self.offset = 0;
-        }
-        let mut buf = Vec::new();
-        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut buf).is_err() {
-            return Vec::new();
-        }
-        // only complete lines: a line being written is read next time
-        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        self.offset += end as u64;
-        String::from_utf8_lossy(&buf[..end])
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+impl crate::schema::tail::Line for SweepRecord {
+    fn parse(line: &[u8]) -> Result<Option<Self>, serde_json::Error> {
+        serde_json::from_slice(line).map(Some)
     }
 }
+
+/// Follows `sweep.jsonl` as the sweep appends to it (for `watch` on a sweep).
+pub type SweepTail = crate::schema::tail::Tail<SweepRecord>;
