@@ -9,7 +9,7 @@ use jumpscope::config::parse;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{MetricsRecord, Record};
 use jumpscope::train::control::TrainEvent;
-use jumpscope::tui::app::{App, Msg};
+use jumpscope::tui::app::{Msg, TrainApp};
 use jumpscope::tui::theme::{Palette, Theme};
 use jumpscope::tui::view;
 use ratatui::Terminal;
@@ -18,12 +18,12 @@ use std::time::Instant;
 
 const BUDGET_MS: f64 = 5.0;
 
-fn long_run() -> App {
+fn long_run() -> TrainApp {
     run_of(1_000_000, 0)
 }
 
 /// A run of `steps` reports, member `m` of a sweep (its curve shifted by `m`).
-fn run_of(steps: u64, m: u64) -> App {
+fn run_of(steps: u64, m: u64) -> TrainApp {
     let sets: Vec<String> = [
         "data.stores=[\"acts.h5\"]",
         "data.batch_size=4096",
@@ -40,7 +40,7 @@ fn run_of(steps: u64, m: u64) -> App {
         .unwrap()
         .validate("bench")
         .unwrap();
-    let mut app = App::new(cfg, "bench".into(), "cpu".into(), 0, steps);
+    let mut app = TrainApp::new(cfg, "bench".into(), "cpu".into(), 0, steps);
     let theta: Vec<f64> = (0..16384)
         .map(|i| -3.0 + (i % 997) as f64 * 0.003)
         .collect();
@@ -53,7 +53,7 @@ fn run_of(steps: u64, m: u64) -> App {
     for s in 1..=steps {
         let x = s as f64 * (1.0 + m as f64 / 4.0);
         let noise = ((s * 2_654_435_761) % 1000) as f64 / 1000.0;
-        app.update(Msg::Train(TrainEvent::Record(Record::Metrics(Box::new(
+        app.update(Msg::train(TrainEvent::Record(Record::Metrics(Box::new(
             MetricsRecord {
                 step: s,
                 tokens: s * 4096,
@@ -130,7 +130,7 @@ fn main() {
     }
 
     // the sweep screen: 16 members, each with its own full training screen behind it
-    let members: Vec<(String, String, App)> = (0..16u64)
+    let members: Vec<(String, String, TrainApp)> = (0..16u64)
         .map(|m| {
             let name = format!("lambda={}e-3", m + 1);
             (name.clone(), name, run_of(100_000, m))

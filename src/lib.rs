@@ -26,6 +26,7 @@ pub mod sae;
 pub mod schema;
 pub mod seams;
 pub mod selftest;
+pub mod session;
 pub mod sweep;
 pub mod train;
 pub mod tui;

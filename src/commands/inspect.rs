@@ -66,7 +66,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
         // SIGTERM and SIGHUP close the screen cleanly (in raw mode Ctrl-C is a key)
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed))?;
+        jumpscope::session::signals::on_signal(move || {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed)
+        })?;
         jumpscope::tui::inspect::show(app, &theme, &stop);
     } else {
         summary(&report, feature);

@@ -37,3 +37,23 @@ pub fn progress_bar(len: u64) -> indicatif::ProgressBar {
     };
     indicatif::ProgressBar::with_draw_target(Some(len), target)
 }
+
+/// Run a job through the session layer: its screen when stdout is a terminal and `--headless`
+/// was not given, else headless (a progress bar when stderr is a terminal); print how it ended.
+/// Returns the exit code: 0 finished, 130 stopped with checkpoints.
+pub fn run_job<J: jumpscope::session::Job>(
+    job: J,
+    headless: bool,
+    theme: jumpscope::tui::theme::Theme,
+) -> anyhow::Result<i32> {
+    use jumpscope::session::{self, Output};
+    use std::io::IsTerminal;
+    let closing = if !headless && std::io::stdout().is_terminal() {
+        let (job, outcome) = session::on_screen(job, theme)?;
+        job.closing(&outcome)
+    } else {
+        session::headless(job, std::io::stderr().is_terminal(), &Output::std())?
+    };
+    eprintln!("{}", closing.message);
+    Ok(closing.code)
+}

@@ -4,12 +4,12 @@
 //! the others go on. All live members checkpoint after the same batch, which is what
 //! `sweep --resume` continues from.
 
-use crate::schema::sweep::{self as record, MemberInfo, MemberState, SweepRecord};
 use super::spec::{self, SpecError, SweepSpec};
 use crate::data::batches::{Position, Rows};
 use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::metrics::log::JsonlLog;
 use crate::sae::model::{upload, upload_owned};
+use crate::schema::sweep::{self as record, MemberInfo, MemberState, SweepRecord};
 use crate::train::control::{Control, JobControl, JobEvent};
 use crate::train::error::TrainError;
 use crate::train::memory::{self, Available};
@@ -546,9 +546,7 @@ impl Sweep {
                 continue;
             }
             if self.live(i).is_done() {
-                let r = self
-                    .live(i)
-                    .finish(&mut |e| report(JobEvent::Member(i, e)));
+                let r = self.live(i).finish(&mut |e| report(JobEvent::Member(i, e)));
                 if self.member_result(i, r, report)? {
                     self.set_state(i, MemberState::Finished, None, report)?;
                 }

@@ -1,10 +1,10 @@
-//! Drawing the training screen from an [`App`]: status, the four charts, hyperparameters, the
+//! Drawing the training screen from an [`TrainApp`]: status, the four charts, hyperparameters, the
 //! event log, the footer, and the help / quit overlays. Reads the state, changes nothing.
 
 use crate::metrics::stats::Histogram;
 use crate::sae::model::Architecture;
 use crate::schema::health::Kind;
-use crate::tui::app::{App, Overlay, Pane, RunState, TUNABLES};
+use crate::tui::app::{Overlay, Pane, RunState, TUNABLES, TrainApp};
 use crate::tui::history::Series;
 use crate::tui::keymap::BINDINGS;
 use crate::tui::theme::Theme;
@@ -39,7 +39,7 @@ pub fn too_small(f: &mut Frame, theme: &Theme, hint: &str) -> bool {
 }
 
 /// Draw the whole screen.
-pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
+pub fn draw(f: &mut Frame, app: &TrainApp, theme: &Theme) {
     if too_small(f, theme, "q quits; training goes on") {
         return;
     }
@@ -81,7 +81,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     }
 }
 
-fn pane<'a>(title: String, app: &App, which: Pane, theme: &Theme) -> Block<'a> {
+fn pane<'a>(title: String, app: &TrainApp, which: Pane, theme: &Theme) -> Block<'a> {
     // a chart an active health warning is about carries its name in the title
     let marks: Vec<&str> = app
         .warnings
@@ -134,7 +134,7 @@ fn duration(s: f64) -> String {
     }
 }
 
-fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let block = pane(
         format!(
             " {} · {} ",
@@ -228,7 +228,7 @@ fn draw_status(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 }
 
 /// The points of `s` inside the time window.
-fn points(s: &Series, app: &App) -> Vec<(f64, f64)> {
+fn points(s: &Series, app: &TrainApp) -> Vec<(f64, f64)> {
     match app.window {
         None => s.full().to_vec(),
         Some(w) => {
@@ -300,7 +300,7 @@ fn line_chart(
     f.render_widget(chart, area);
 }
 
-fn draw_l0(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_l0(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let pts = points(&app.l0, app);
     let mut sets = vec![("L0", pts, theme.series[0])];
     let target = app.config.hyper.target_l0;
@@ -323,7 +323,7 @@ fn draw_l0(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
-fn draw_loss(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_loss(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let mut mse = points(&app.mse, app);
     if app.log_scale {
         mse.retain(|p| p.1 > 0.0);
@@ -386,7 +386,7 @@ fn histogram_chart(
     f.render_widget(chart, area);
 }
 
-fn draw_theta(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_theta(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let title = match app.config.sae.architecture {
         Architecture::JumpRelu => " log10 θ (features) ",
         Architecture::TopK => " log10 k-th pre-activation (tokens) ",
@@ -409,7 +409,7 @@ fn draw_theta(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
-fn draw_dead(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_dead(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let dead = app.dead.last().unwrap_or(0.0);
     let frac = if app.d_sae > 0 {
         dead / app.d_sae as f64 * 100.0
@@ -440,7 +440,7 @@ fn draw_dead(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
-fn draw_hyper(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_hyper(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let block = pane(" hyperparameters ".into(), app, Pane::Hyper, theme);
     let width = block.inner(area).width as usize;
     let lines: Vec<Line> = app
@@ -467,7 +467,7 @@ fn draw_hyper(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_log(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_log(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let block = pane(" events ".into(), app, Pane::Log, theme);
     let rows = block.inner(area).height as usize;
     let lines: Vec<Line> = app
@@ -489,7 +489,7 @@ fn draw_log(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_footer(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let keys: Vec<(&str, &str)> = if app.editing.is_some() {
         vec![("type", "a value"), ("Enter", "apply"), ("Esc", "cancel")]
     } else if app.overlay == Some(Overlay::ConfirmQuit) {
@@ -522,7 +522,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_help(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let lines: Vec<Line> = BINDINGS
         .iter()
         .filter(|b| b.applies(app.watching))
@@ -546,7 +546,7 @@ fn draw_help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
-fn draw_warnings(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+fn draw_warnings(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let mut lines: Vec<Line> = Vec::new();
     for (kind, w) in &app.warnings {
         lines.push(Line::from(vec![

@@ -14,6 +14,7 @@ mod paths;
 mod records;
 mod screen;
 mod selftest;
+mod session;
 mod sparse;
 mod stores;
 mod sweep;

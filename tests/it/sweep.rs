@@ -8,9 +8,9 @@ use jumpscope::config::parse;
 use jumpscope::sae::io;
 use jumpscope::schema::sweep::{self, MemberState, SweepRecord};
 use jumpscope::sweep::run::{Sweep, SweepOutcome};
-use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
+use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::train::trainer::{Outcome, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -40,10 +40,7 @@ fn store(dir: &Path) -> PathBuf {
 }
 
 /// Run the sweep to its end (or its stop), sending each control when `when` says so.
-fn drive(
-    sweep: &mut Sweep,
-    mut when: impl FnMut(&JobEvent) -> Option<JobControl>,
-) -> SweepOutcome {
+fn drive(sweep: &mut Sweep, mut when: impl FnMut(&JobEvent) -> Option<JobControl>) -> SweepOutcome {
     let (tx, rx) = mpsc::channel();
     sweep
         .run(&rx, &mut |ev| {

@@ -1,21 +1,22 @@
 //! The sweep screen (and `compare`'s) without a terminal: `SweepApp::update` (member events, sweep records and
 //! keys in; state and controls out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
 
+use crate::common::Cfg;
 use jumpscope::config::Config;
 use jumpscope::eval::EvalReport;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{MetricsRecord, Record};
 use jumpscope::schema::sweep::{MemberState, SweepRecord};
-use jumpscope::train::control::{JobControl, JobEvent};
 use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::tui::app::{App, Ending};
-use jumpscope::tui::sweep::{Column, SweepApp, SweepMsg, view};
-use crate::common::Cfg;
+use jumpscope::train::control::{JobControl, JobEvent};
+use jumpscope::tui::app::{Ending, TrainApp};
+use jumpscope::tui::msg::Msg;
+use jumpscope::tui::sweep::{Column, SweepApp, view};
 use jumpscope::tui::theme::Theme;
-use std::path::Path;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::Path;
 
 fn config(extra: &[&str]) -> Config {
     Cfg::on(Path::new("acts.h5"))
@@ -43,18 +44,18 @@ fn sweep_app() -> SweepApp {
         members
             .iter()
             .map(|(name, sets)| {
-                let app = App::new(config(sets), name.to_string(), "cpu".into(), 0, 1000);
+                let app = TrainApp::new(config(sets), name.to_string(), "cpu".into(), 0, 1000);
                 (name.to_string(), name.to_string(), app)
             })
             .collect(),
     )
 }
 
-fn member(i: usize, r: Record) -> SweepMsg {
-    SweepMsg::Event(JobEvent::Member(i, TrainEvent::Record(r)))
+fn member(i: usize, r: Record) -> Msg {
+    Msg::Job(JobEvent::Member(i, TrainEvent::Record(r)))
 }
 
-fn started(i: usize) -> SweepMsg {
+fn started(i: usize) -> Msg {
     member(
         i,
         Record::Start {
@@ -73,7 +74,7 @@ fn started(i: usize) -> SweepMsg {
 }
 
 /// Member `i`'s report at step `s`: sparser and worse the larger `i`.
-fn metrics(i: usize, s: u64) -> SweepMsg {
+fn metrics(i: usize, s: u64) -> Msg {
     let x = s as f64;
     let l0 = (80.0 / (i as f64 + 1.0)) * (1.0 + 20.0 / (x + 10.0));
     let ev = 0.95 - 0.08 * i as f64 - 3.0 / (x + 10.0);
@@ -105,11 +106,11 @@ fn metrics(i: usize, s: u64) -> SweepMsg {
     )
 }
 
-fn key(c: KeyCode) -> SweepMsg {
-    SweepMsg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
-fn ch(c: char) -> SweepMsg {
+fn ch(c: char) -> Msg {
     key(KeyCode::Char(c))
 }
 
@@ -142,7 +143,7 @@ fn busy() -> SweepApp {
             },
         },
     ));
-    a.update(SweepMsg::Event(JobEvent::Sweep(SweepRecord::Member {
+    a.update(Msg::Job(JobEvent::Sweep(SweepRecord::Member {
         step: 130,
         name: "lambda=1e-2".into(),
         state: MemberState::Failed,
@@ -222,11 +223,11 @@ fn pause_checkpoint_and_stop_ask_first_and_act_per_member_or_all() {
     a.update(ch('q'));
     assert_eq!(sent(&a.update(ch('y'))), [(None, "Stop".into())]);
     assert!(a.stopping && !a.quit);
-    a.update(SweepMsg::Finished(Ending::Done));
+    a.update(Msg::Finished(Ending::Done));
     assert!(a.quit);
     // Ctrl-C stops at once
     let mut b = busy();
-    let c = b.update(SweepMsg::Key(KeyEvent::new(
+    let c = b.update(Msg::Key(KeyEvent::new(
         KeyCode::Char('c'),
         KeyModifiers::CONTROL,
     )));

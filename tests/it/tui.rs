@@ -1,18 +1,18 @@
-//! The training screen without a terminal: `App::update` (events and keys in, state and
+//! The training screen without a terminal: `TrainApp::update` (events and keys in, state and
 //! controls out) and `TestBackend` snapshots of the screens (insta, `tests/it/snapshots/`).
 
+use crate::common::Cfg;
 use jumpscope::config::{Config, parse};
 use jumpscope::live::ConfigEdit;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{Change, MetricsRecord, Record};
-use jumpscope::train::control::{Control, TrainEvent};
-use jumpscope::tui::app::{App, Ending, Msg, Overlay, Pane, RunState};
+use jumpscope::train::control::{Control, JobEvent, TrainEvent};
+use jumpscope::tui::app::{Ending, Msg, Overlay, Pane, RunState, TrainApp};
 use jumpscope::tui::theme::Theme;
 use jumpscope::tui::view;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use crate::common::Cfg;
 use std::path::{Path, PathBuf};
 
 fn config(extra: &[&str]) -> Config {
@@ -29,8 +29,8 @@ fn config(extra: &[&str]) -> Config {
         .build()
 }
 
-fn app(extra: &[&str]) -> App {
-    App::new(config(extra), "demo".into(), "cpu".into(), 0, 1000)
+fn app(extra: &[&str]) -> TrainApp {
+    TrainApp::new(config(extra), "demo".into(), "cpu".into(), 0, 1000)
 }
 
 fn key(c: KeyCode) -> Msg {
@@ -42,7 +42,7 @@ fn ch(c: char) -> Msg {
 }
 
 fn rec(r: Record) -> Msg {
-    Msg::Train(TrainEvent::Record(r))
+    Msg::train(TrainEvent::Record(r))
 }
 
 /// A deterministic metrics report for step `s`.
@@ -95,7 +95,7 @@ fn started_as(architecture: jumpscope::config::Architecture) -> Msg {
 }
 
 /// A run 400 steps in, with a checkpoint, an epoch, a tweak and a warning in the log.
-fn busy_app() -> App {
+fn busy_app() -> TrainApp {
     let mut a = app(&["train.sparsity_loss=\"l0_target\"", "train.target_l0=32"]);
     a.update(started());
     for s in (10..=400).step_by(10) {
@@ -121,7 +121,7 @@ fn busy_app() -> App {
         source: jumpscope::schema::record::EditSource::Key,
         changes: [("lr".to_string(), change)].into(),
     }));
-    a.update(Msg::Train(TrainEvent::Warning(
+    a.update(Msg::train(TrainEvent::Warning(
         "skipped 3 rows with NaN".into(),
     )));
     a.update(rec(Record::Warning {
@@ -136,7 +136,7 @@ fn busy_app() -> App {
     a
 }
 
-fn render(a: &App, w: u16, h: u16) -> String {
+fn render(a: &TrainApp, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| view::draw(f, a, &Theme::mono())).unwrap();
     t.backend().to_string()
@@ -338,7 +338,7 @@ fn main_screen_at_80x24() {
 }
 
 /// A run of another architecture 200 steps in (BatchTopK reports its global threshold).
-fn baseline_app(arch: &str) -> App {
+fn baseline_app(arch: &str) -> TrainApp {
     let extra: Vec<String> = match arch {
         "relu" => vec!["sae.architecture=\"relu\"".into()],
         _ => vec![format!("sae.architecture=\"{arch}\""), "sae.k=32".into()],
@@ -354,10 +354,11 @@ fn baseline_app(arch: &str) -> App {
     sets.extend(extra);
     let cfg = parse("", "test", &sets).unwrap().validate("test").unwrap();
     let architecture = cfg.sae.architecture;
-    let mut a = App::new(cfg, "demo".into(), "cpu".into(), 0, 1000);
+    let mut a = TrainApp::new(cfg, "demo".into(), "cpu".into(), 0, 1000);
     a.update(started_as(architecture));
     for s in (10..=200).step_by(10) {
-        let Msg::Train(TrainEvent::Record(Record::Metrics(mut m))) = metrics(s) else {
+        let Msg::Job(JobEvent::Member(_, TrainEvent::Record(Record::Metrics(mut m)))) = metrics(s)
+        else {
             unreachable!()
         };
         if arch == "batchtopk" {
@@ -433,14 +434,14 @@ fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
     let mut a = app(&[]);
     a.update(metrics(10));
     let edited = a.config.with_edit("train.lr", "0.001", "file").unwrap();
-    let out = a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))));
+    let out = a.update(Msg::ConfigFile(0, ConfigEdit::Valid(Box::new(edited))));
     assert!(
         matches!(out.as_slice(), [Control::SetHyper(e)] if e.hyper.lr == 0.001 && e.source == jumpscope::schema::record::EditSource::File),
         "{out:?}"
     );
     let shape = a.config.with_edit("sae.d_sae", "99", "file").unwrap();
     assert!(
-        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(shape))))
+        a.update(Msg::ConfigFile(0, ConfigEdit::Valid(Box::new(shape))))
             .is_empty()
     );
     let l = a.log.back().unwrap();
@@ -450,12 +451,12 @@ fn config_file_edits_apply_live_keys_and_refuse_the_rest() {
     );
     assert_eq!(a.config.sae.d_sae, Some(16384), "old values stay");
     let bad = ConfigEdit::Invalid("config.toml: unknown key `train.lrr`".into());
-    assert!(a.update(Msg::ConfigFile(bad)).is_empty());
+    assert!(a.update(Msg::ConfigFile(0, bad)).is_empty());
     assert!(a.log.back().unwrap().text.contains("train.lrr"));
     // the same values again: nothing to send
     let same = a.config.clone();
     assert!(
-        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(same))))
+        a.update(Msg::ConfigFile(0, ConfigEdit::Valid(Box::new(same))))
             .is_empty()
     );
 }
@@ -492,13 +493,13 @@ fn a_watcher_adopts_config_file_saves_without_sending_them() {
     let edited = config(&["train.lr=0.0005"]);
     // the training process applies the file itself; the watcher only shows the new values
     assert!(
-        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(edited))))
+        a.update(Msg::ConfigFile(0, ConfigEdit::Valid(Box::new(edited))))
             .is_empty()
     );
     assert_eq!(a.config.hyper.lr, 0.0005);
     let structural = config(&["sae.d_sae=32768"]);
     assert!(
-        a.update(Msg::ConfigFile(ConfigEdit::Valid(Box::new(structural))))
+        a.update(Msg::ConfigFile(0, ConfigEdit::Valid(Box::new(structural))))
             .is_empty()
     );
     assert_eq!(a.config.sae.d_sae, Some(16384));
@@ -556,12 +557,13 @@ fn the_watch_screen_shows_only_what_a_watcher_can_do() {
 
 #[test]
 fn metrics_jsonl_is_followed_as_it_grows() {
-    use jumpscope::tui::follow::Follower;
+    use jumpscope::session::follow::Follower;
     use std::io::Write;
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("metrics.jsonl");
     let mut f = std::fs::File::create(&path).unwrap();
-    let Msg::Train(TrainEvent::Record(r @ Record::Metrics(_))) = metrics(50) else {
+    let Msg::Job(JobEvent::Member(_, TrainEvent::Record(r @ Record::Metrics(_)))) = metrics(50)
+    else {
         unreachable!()
     };
     let line = serde_json::to_string(&r).unwrap();
@@ -582,8 +584,8 @@ fn metrics_jsonl_is_followed_as_it_grows() {
     let (msgs, touched) = fol.poll().unwrap();
     assert!(touched.is_some());
     assert_eq!(msgs.len(), 1, "only the complete line: {msgs:?}");
-    for m in msgs {
-        a.update(m);
+    for ev in msgs {
+        a.update(Msg::train(ev));
     }
     assert_eq!((a.d_sae, a.total_steps), (16384, 1000));
     writeln!(f, "{tail}").unwrap();
@@ -605,8 +607,8 @@ fn metrics_jsonl_is_followed_as_it_grows() {
     .unwrap();
     let (msgs, _) = fol.poll().unwrap();
     assert_eq!(msgs.len(), 5, "{msgs:?}");
-    for m in msgs {
-        a.update(m);
+    for ev in msgs {
+        a.update(Msg::train(ev));
     }
     assert_eq!(a.step, 50);
     assert_eq!(a.l0.full().len(), 1);

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl App {
+impl TrainApp {
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Control> {
         // typing a value takes every key but Enter, Esc and Ctrl-C
         if let Some(buf) = self.editing.as_mut() {

@@ -11,9 +11,10 @@ use crate::config::Config;
 use crate::live::{self, ConfigEdit, Verdict};
 use crate::metrics::stats::Histogram;
 use crate::schema::record::{EditSource, Record};
-use crate::train::control::{Control, TrainEvent};
+use crate::train::control::{Control, JobEvent, TrainEvent};
 use crate::tui::history::Series;
 use crate::tui::keymap::{self, Action};
+pub use crate::tui::msg::{Ending, Msg};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -115,31 +116,6 @@ pub enum Overlay {
 }
 
 /// Something for the UI loop that is not a trainer event or a key.
-/// How a job's worker thread ended, as its screen is told.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    /// It returned normally (its `stop` or `finish` record came before).
-    Done,
-    /// It failed or panicked: the one-line reason.
-    Failed(String),
-}
-
-#[derive(Debug)]
-pub enum Msg {
-    /// From the trainer.
-    Train(TrainEvent),
-    /// A key press.
-    Key(KeyEvent),
-    /// The trainer thread returned.
-    Finished(Ending),
-    /// SIGTERM / SIGHUP: stop with a checkpoint and leave.
-    Signal,
-    /// The run's config.toml was saved.
-    ConfigFile(ConfigEdit),
-    /// `watch`: metrics.jsonl was last written at this time.
-    LogTouched(std::time::SystemTime),
-}
-
 /// A line of the event log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -153,7 +129,7 @@ pub struct LogLine {
 
 /// Everything the training screen shows.
 #[derive(Debug)]
-pub struct App {
+pub struct TrainApp {
     /// The run directory's name.
     pub run_name: String,
     /// Health warnings raised and not yet cleared: the step, message and hint of each.
@@ -219,7 +195,7 @@ pub struct App {
     epoch_noted: bool,
 }
 
-impl App {
+impl TrainApp {
     /// The hyperparameters the keys step for this run's architecture.
     pub fn tunables(&self) -> &'static [Tunable] {
         tunables(self.config.sae.architecture)
@@ -306,7 +282,7 @@ impl App {
     /// Apply one message; returns the controls to send to the trainer.
     pub fn update(&mut self, msg: Msg) -> Vec<Control> {
         match msg {
-            Msg::Train(ev) => {
+            Msg::Job(JobEvent::Member(_, ev)) => {
                 self.on_train(ev);
                 Vec::new()
             }
@@ -325,7 +301,8 @@ impl App {
                 Vec::new()
             }
             Msg::Signal => self.stop(),
-            Msg::ConfigFile(edit) => self.on_config_file(edit),
+            Msg::ConfigFile(_, edit) => self.on_config_file(edit),
+            Msg::Job(JobEvent::Sweep(_)) => Vec::new(),
             Msg::LogTouched(t) => {
                 self.log_touched = Some(t);
                 Vec::new()

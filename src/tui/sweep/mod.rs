@@ -1,18 +1,18 @@
 //! The sweep screen's state and update rule: member events, sweep records and keys in, state
-//! changes and [`JobControl`]s out. Each member keeps a full training-screen [`App`], shown
+//! changes and [`JobControl`]s out. Each member keeps a full training-screen [`TrainApp`], shown
 //! when the member is opened (Enter) and fed every event of its run; the table and the
 //! frontier read from them. No terminal here; drawing is in `view`, the frontier in `frontier`.
 
 pub mod frontier;
-pub mod run;
 pub mod view;
 
 use crate::live::{self, Verdict};
 use crate::schema::record::Record;
 use crate::schema::sweep::{MemberState, SweepRecord};
-use crate::train::control::{JobControl, JobEvent};
 use crate::train::control::{Control, TrainEvent};
-use crate::tui::app::{self, App, Overlay};
+use crate::train::control::{JobControl, JobEvent};
+use crate::tui::app::{Overlay, TrainApp};
+use crate::tui::msg::{Ending, Msg};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::VecDeque;
 
@@ -20,21 +20,6 @@ use std::collections::VecDeque;
 pub const TRAIL: usize = 12;
 /// Sweep-level log lines kept.
 const LOG_CAP: usize = 200;
-
-/// Something for the sweep screen's loop.
-#[derive(Debug)]
-pub enum SweepMsg {
-    /// From the sweep thread.
-    Event(JobEvent),
-    /// A key press.
-    Key(KeyEvent),
-    /// The sweep thread returned: `Ok`, or `Err(message)`.
-    Finished(app::Ending),
-    /// SIGTERM / SIGHUP: stop every member with a checkpoint and leave.
-    Signal,
-    /// Member `i`'s config.toml was saved.
-    ConfigFile(usize, crate::live::ConfigEdit),
-}
 
 /// The table's columns, in order; `s` cycles the sort through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +107,7 @@ pub struct Row {
     /// Its varied values, `key=value` joined.
     pub varied: String,
     /// Its training screen (every event of its run goes through it).
-    pub app: App,
+    pub app: TrainApp,
     /// Where it stands in the sweep.
     pub state: MemberState,
     /// Its latest held-out FVU.
@@ -200,7 +185,7 @@ pub struct SweepApp {
 
 impl SweepApp {
     /// A screen for the sweep `name` with these members: (name, varied values, its screen).
-    pub fn new(name: String, members: Vec<(String, String, App)>) -> Self {
+    pub fn new(name: String, members: Vec<(String, String, TrainApp)>) -> Self {
         Self {
             name,
             rows: members
@@ -244,7 +229,7 @@ impl SweepApp {
         if let Some(r) = self.rows.get_mut(i) {
             r.state = state;
             if !state.is_live() {
-                r.app.update(app::Msg::Finished(app::Ending::Done));
+                r.app.update(Msg::Finished(Ending::Done));
             }
         }
     }
@@ -283,35 +268,36 @@ impl SweepApp {
     }
 
     /// Apply one message; returns the controls to send to the sweep.
-    pub fn update(&mut self, msg: SweepMsg) -> Vec<JobControl> {
+    pub fn update(&mut self, msg: Msg) -> Vec<JobControl> {
         match msg {
-            SweepMsg::Event(JobEvent::Member(i, ev)) => {
+            Msg::Job(JobEvent::Member(i, ev)) => {
                 self.on_member(i, ev);
                 Vec::new()
             }
-            SweepMsg::Event(JobEvent::Sweep(rec)) => {
+            Msg::Job(JobEvent::Sweep(rec)) => {
                 self.on_sweep(rec);
                 Vec::new()
             }
-            SweepMsg::Key(k) => self.on_key(k),
-            SweepMsg::Finished(r) => {
+            Msg::Key(k) => self.on_key(k),
+            Msg::Finished(r) => {
                 self.done = true;
-                if let app::Ending::Failed(e) = r {
+                if let Ending::Failed(e) = r {
                     self.note(format!("the sweep failed: {e}"));
                 }
                 for row in &mut self.rows {
-                    row.app.update(app::Msg::Finished(app::Ending::Done));
+                    row.app.update(Msg::Finished(Ending::Done));
                 }
                 if self.stopping {
                     self.quit = true;
                 }
                 Vec::new()
             }
-            SweepMsg::Signal => self.stop_all(),
-            SweepMsg::ConfigFile(i, edit) => match self.rows.get_mut(i) {
+            Msg::Signal => self.stop_all(),
+            Msg::LogTouched(_) => Vec::new(),
+            Msg::ConfigFile(i, edit) => match self.rows.get_mut(i) {
                 Some(row) if row.state.is_live() => row
                     .app
-                    .update(app::Msg::ConfigFile(edit))
+                    .update(Msg::ConfigFile(i, edit))
                     .into_iter()
                     .map(|control| JobControl {
                         member: Some(i),
@@ -333,7 +319,7 @@ impl SweepApp {
             _ => {}
         }
         let is_metrics = matches!(ev, TrainEvent::Record(Record::Metrics(_)));
-        row.app.update(app::Msg::Train(ev));
+        row.app.update(Msg::Job(JobEvent::Member(i, ev)));
         if is_metrics && let Some(p) = row.point() {
             if row.trail.len() == TRAIL {
                 row.trail.pop_front();
@@ -355,7 +341,7 @@ impl SweepApp {
                     row.state = state;
                     if state == MemberState::Failed {
                         let why = reason.clone().unwrap_or_default();
-                        row.app.update(app::Msg::Finished(app::Ending::Failed(why)));
+                        row.app.update(Msg::Finished(Ending::Failed(why)));
                     }
                 }
                 self.note(format!(
@@ -498,7 +484,7 @@ impl SweepApp {
                 _ => {}
             }
         }
-        let controls = app.update(app::Msg::Key(key));
+        let controls = app.update(Msg::Key(key));
         if app.overlay == Some(Overlay::ConfirmQuit) {
             // the member's own quit question is the sweep's
             app.overlay = None;
