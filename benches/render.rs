@@ -130,10 +130,15 @@ fn main() {
     }
 
     // the sweep screen: 16 members, each with its own full training screen behind it
-    let members: Vec<(String, String, TrainApp)> = (0..16u64)
+    #[allow(clippy::type_complexity)]
+    let members: Vec<(String, Vec<(String, toml::Value)>, TrainApp)> = (0..16u64)
         .map(|m| {
             let name = format!("lambda={}e-3", m + 1);
-            (name.clone(), name, run_of(100_000, m))
+            let varied = vec![(
+                "train.sparsity_coefficient".to_string(),
+                toml::Value::Float((m + 1) as f64 * 1e-3),
+            )];
+            (name, varied, run_of(100_000, m))
         })
         .collect();
     let mut sweep = jumpscope::tui::sweep::SweepApp::new("bench".into(), members);

@@ -10,13 +10,13 @@
 //!                              ─► inspect::report::Report (JSON, reopened without the store)
 //! ```
 
-pub mod atomic;
 pub mod bench;
 pub mod compare;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod doctor;
+pub mod durable;
 pub mod eval;
 pub mod health;
 pub mod inspect;

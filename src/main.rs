@@ -13,17 +13,17 @@ use cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => commands::train::run(a),
-        Command::Sweep(a) => commands::sweep::run(a),
-        Command::Compare(a) => commands::compare::run(a),
-        Command::Watch(a) => commands::watch::run(a),
-        Command::Doctor(a) => commands::doctor::run(a),
-        Command::Inspect(a) => commands::inspect::run(a),
-        Command::Eval(a) => commands::eval::run(a),
-        Command::Export(a) => commands::export::run(a),
-        Command::Store(c) => commands::store::run(c),
-        Command::Bench(a) => commands::bench::run(a),
-        Command::Selftest(a) => commands::selftest::run(a),
+        Command::Train(a) => commands::train::exec(a),
+        Command::Sweep(a) => commands::sweep::exec(a),
+        Command::Compare(a) => commands::compare::exec(a),
+        Command::Watch(a) => commands::watch::exec(a),
+        Command::Doctor(a) => commands::doctor::exec(a),
+        Command::Inspect(a) => commands::inspect::exec(a),
+        Command::Eval(a) => commands::eval::exec(a),
+        Command::Export(a) => commands::export::exec(a),
+        Command::Store(c) => commands::store::exec(c),
+        Command::Bench(a) => commands::bench::exec(a),
+        Command::Selftest(a) => commands::selftest::exec(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

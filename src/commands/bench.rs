@@ -4,7 +4,7 @@ use crate::cli::BenchArgs;
 use jumpscope::bench::{BenchSizes, run as bench};
 
 /// Run the command; returns the process exit code.
-pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
+pub fn exec(a: BenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(
         a.d_in > 0 && a.d_sae > 0 && a.batch > 0 && a.steps > 0,
         "sizes and --steps must be at least 1"

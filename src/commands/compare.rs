@@ -7,7 +7,7 @@ use jumpscope::data::store::Store;
 use std::io::IsTerminal;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
+pub fn exec(args: CompareArgs) -> anyhow::Result<i32> {
     let theme = super::theme(&args.look)?;
     let inputs = compare::expand(&args.inputs)?;
     let entries = if args.store.is_empty() {
@@ -26,7 +26,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
     } else if std::io::stdout().is_terminal() {
-        jumpscope::tui::compare::show(&entries, &theme)?;
+        let mut app = jumpscope::tui::compare::CompareApp::new(entries);
+        jumpscope::session::show(&mut app, &theme)?;
     } else {
         print_table(&entries);
     }

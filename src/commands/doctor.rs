@@ -4,7 +4,7 @@ use crate::cli::DoctorArgs;
 use jumpscope::doctor::{diagnose, runs_in};
 
 /// Run the command; returns the process exit code (0 whatever the runs' health).
-pub fn run(a: DoctorArgs) -> anyhow::Result<i32> {
+pub fn exec(a: DoctorArgs) -> anyhow::Result<i32> {
     let reports = runs_in(&a.run_dir)?
         .iter()
         .map(|r| diagnose(r))

@@ -5,7 +5,7 @@ use jumpscope::data::store::Store;
 use jumpscope::{eval, sae::io};
 
 /// Run the command; returns the process exit code.
-pub fn run(args: EvalArgs) -> anyhow::Result<i32> {
+pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
     let dev = args.device.resolve()?;
     let loaded = io::load(&args.sae)?;
     let store = Store::open(&args.store, args.dataset.as_deref())?;

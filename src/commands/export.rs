@@ -4,7 +4,7 @@ use crate::cli::ExportArgs;
 use jumpscope::train::export::export_checkpoint;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: ExportArgs) -> anyhow::Result<i32> {
+pub fn exec(args: ExportArgs) -> anyhow::Result<i32> {
     export_checkpoint(&args.checkpoint, &args.out_dir)?;
     eprintln!(
         "wrote {} (SAELens layout, scale and pre-encoder bias folded)",

@@ -12,7 +12,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
+pub fn exec(args: InspectArgs) -> anyhow::Result<i32> {
     let screen = !args.json && std::io::stdout().is_terminal();
     // a bad theme is reported before the pass
     let theme = super::theme(&args.look)?;
@@ -64,12 +64,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<i32> {
             app.jump(k);
         }
         // SIGTERM and SIGHUP close the screen cleanly (in raw mode Ctrl-C is a key)
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        jumpscope::session::signals::on_signal(move || {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed)
-        })?;
-        jumpscope::tui::inspect::show(app, &theme, &stop);
+        let _ = app.nearest();
+        jumpscope::session::show(&mut app, &theme)?;
     } else {
         summary(&report, feature);
     }

@@ -7,7 +7,7 @@ use jumpscope::sae::perturb;
 use jumpscope::selftest::{self, Options};
 
 /// Run the command; returns the process exit code.
-pub fn run(a: SelftestArgs) -> anyhow::Result<i32> {
+pub fn exec(a: SelftestArgs) -> anyhow::Result<i32> {
     let dev = a.device.resolve()?;
     let label = a.device.label();
     if let Some(g) = a.perturb_gradient {

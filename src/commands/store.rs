@@ -11,7 +11,7 @@ use jumpscope::data::store::{Extra, write_store};
 use jumpscope::data::synth::{SynthSpec, generate};
 
 /// Run the command; returns the process exit code.
-pub fn run(cmd: StoreCommand) -> anyhow::Result<i32> {
+pub fn exec(cmd: StoreCommand) -> anyhow::Result<i32> {
     match cmd {
         StoreCommand::Info(a) => store_info(a),
         StoreCommand::Bench(a) => store_bench(a),

@@ -3,11 +3,11 @@
 //! the member table at the end).
 
 use crate::cli::SweepArgs;
-use jumpscope::sweep::run::Sweep;
+use jumpscope::sweep::driver::Sweep;
 use jumpscope::sweep::spec;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: SweepArgs) -> anyhow::Result<i32> {
+pub fn exec(args: SweepArgs) -> anyhow::Result<i32> {
     let theme = super::theme(&args.look)?;
     let sweep = match &args.resume {
         Some(dir) => Sweep::resume(dir)?,

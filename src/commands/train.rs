@@ -7,7 +7,7 @@ use jumpscope::schema::keys;
 use jumpscope::train::trainer::Trainer;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: TrainArgs) -> anyhow::Result<i32> {
+pub fn exec(args: TrainArgs) -> anyhow::Result<i32> {
     // a bad theme is reported before the run directory is made, even when it is not needed
     let theme = super::theme(&args.look)?;
     let trainer = match &args.resume {

@@ -4,7 +4,7 @@
 use crate::cli::WatchArgs;
 
 /// Run the command; returns the process exit code.
-pub fn run(args: WatchArgs) -> anyhow::Result<i32> {
+pub fn exec(args: WatchArgs) -> anyhow::Result<i32> {
     let theme = super::theme(&args.look)?;
     jumpscope::session::watch(&args.run_dir, theme)?;
     Ok(0)

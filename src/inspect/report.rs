@@ -190,7 +190,7 @@ impl Report {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        crate::atomic::write_file(path, &bytes).map_err(|source| ReportError::Io {
+        crate::durable::write_file(path, &bytes).map_err(|source| ReportError::Io {
             path: path.display().to_string(),
             source,
         })

@@ -41,7 +41,7 @@ impl ConfigFile {
     pub fn write(&self, cfg: &Config) -> std::io::Result<()> {
         let text = cfg.to_toml();
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        crate::atomic::write_file(&self.path, text.as_bytes())?;
+        crate::durable::write_file(&self.path, text.as_bytes())?;
         *written = Some(text);
         Ok(())
     }

@@ -403,5 +403,5 @@ pub fn write_saelens(
             None,
         )?;
     }
-    crate::atomic::replace_dir(&tmp, dir).map_err(io_err(dir))
+    crate::durable::replace_dir(&tmp, dir).map_err(io_err(dir))
 }

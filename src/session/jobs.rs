@@ -4,7 +4,7 @@
 use super::{Closing, Job, Output, Printer, Watched};
 use crate::schema::record::Record;
 use crate::schema::sweep::SweepRecord;
-use crate::sweep::run::{Sweep, SweepError, SweepOutcome};
+use crate::sweep::driver::{Sweep, SweepError, SweepOutcome};
 use crate::train::control::{JobControl, JobEvent, TrainEvent};
 use crate::train::trainer::{Outcome, TrainError, Trainer};
 use crate::tui::app::TrainApp;
@@ -240,7 +240,7 @@ impl Job for Sweep {
                     m.step,
                     m.config.total_steps(),
                 );
-                (m.name.clone(), varied_text(&m.varied), app)
+                (m.name.clone(), m.varied.clone(), app)
             })
             .collect();
         let mut app = SweepApp::new(short_name(self.dir()), members);
@@ -287,15 +287,6 @@ impl Job for Sweep {
             },
         }
     }
-}
-
-/// A member's varied keys as the sweep screen's column shows them.
-pub(super) fn varied_text(varied: &[(String, String)]) -> String {
-    varied
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What the table at the end shows of a member: its last report and held-out evaluation.

@@ -2,7 +2,7 @@
 //! headless or on a screen, and for following one that another process runs (`watch`).
 //!
 //! A [`Job`] (a [`Trainer`](crate::train::trainer::Trainer) or a
-//! [`Sweep`](crate::sweep::run::Sweep)) takes [`JobControl`]s and reports [`JobEvent`]s; a run is
+//! [`Sweep`](crate::sweep::driver::Sweep)) takes [`JobControl`]s and reports [`JobEvent`]s; a run is
 //! a job of one member. The session around it is the same for both:
 //! - signals: SIGINT, SIGTERM and SIGHUP stop every member with a checkpoint ([`signals`], the
 //!   process's one handler);
@@ -38,6 +38,20 @@ use crate::train::control::{JobControl, JobEvent};
 use crate::tui::drive::Screen;
 use std::path::Path;
 use std::sync::mpsc::Receiver;
+
+/// Show a screen that drives no job (`inspect`, `compare`) until the user leaves; SIGTERM and
+/// SIGHUP close it. The terminal is restored however it ends.
+pub fn show(screen: &mut dyn Screen, theme: &crate::tui::theme::Theme) -> Result<(), ctrlc::Error> {
+    let (tx, msgs) = std::sync::mpsc::channel();
+    let signal_tx = tx.clone();
+    signals::on_signal(move || {
+        let _ = signal_tx.send(crate::tui::msg::Msg::Signal);
+    })?;
+    if let Err(p) = crate::tui::drive::show(screen, theme, tx, msgs) {
+        std::panic::resume_unwind(p);
+    }
+    Ok(())
+}
 
 /// A running job: one training run, or a sweep of many.
 pub trait Job: Send + Sized + 'static {

@@ -4,7 +4,6 @@
 //! process watches and applies; `q` leaves the viewer and the job goes on.
 
 use super::follow::Follower;
-use super::jobs::varied_text;
 use super::screen::watch_for_screen_files;
 use super::signals;
 use crate::live::{self, ConfigEdit, ConfigFile, WatchError};
@@ -116,7 +115,7 @@ fn sweep_in(dir: &Path) -> Result<Followed, FollowError> {
         };
         let (device, total) = (cfg.device.label(), cfg.total_steps());
         let app = TrainApp::new(cfg, m.name.clone(), device, 0, total);
-        rows.push((m.name.clone(), varied_text(&m.overrides), app));
+        rows.push((m.name.clone(), m.overrides.clone(), app));
         members.push(run_dir);
     }
     Ok(Followed {

@@ -37,8 +37,8 @@ pub enum SpecError {
 pub struct MemberSpec {
     /// Its name (a file name: the member's run directory is `OUT/<name>`).
     pub name: String,
-    /// The keys set for this member, with their values as TOML text, in order.
-    pub overrides: Vec<(String, String)>,
+    /// The keys set for this member, with their values, in order.
+    pub overrides: Vec<(String, toml::Value)>,
     /// Keys of the base that do not apply to this member's architecture and were left out.
     pub dropped: Vec<&'static crate::schema::keys::Key>,
     /// The validated configuration (`run.out` = `OUT/<name>`, `run.device` from `sweep.devices`).
@@ -193,7 +193,7 @@ pub fn parse(
         config.device = devices[members.len() % devices.len()];
         config.out = root.join(&name);
         if let Some(same) = members.iter().find(|m| m.name == name) {
-            if same.overrides == text_of(&kept) {
+            if same.overrides == kept {
                 // a grid point that differs only in keys its architecture leaves out
                 merged.push(format!(
                     "grid point {} is member {name}: it does not take {}",
@@ -213,7 +213,7 @@ pub fn parse(
         }
         members.push(MemberSpec {
             name,
-            overrides: text_of(&kept),
+            overrides: kept,
             dropped,
             config,
         });
@@ -253,9 +253,7 @@ impl SweepSpec {
                 let mut e = toml::Table::new();
                 e.insert("name".into(), toml::Value::String(m.name.clone()));
                 for (k, v) in &m.overrides {
-                    if let Some(v) = value_of(v) {
-                        e.insert(k.clone(), v);
-                    }
+                    e.insert(k.clone(), v.clone());
                 }
                 toml::Value::Table(e)
             })
@@ -264,17 +262,6 @@ impl SweepSpec {
         t.insert("sweep".into(), toml::Value::Table(sweep));
         toml::to_string_pretty(&t).unwrap_or_default()
     }
-}
-
-fn value_of(text: &str) -> Option<toml::Value> {
-    format!("v = {text}")
-        .parse::<toml::Table>()
-        .ok()?
-        .remove("v")
-}
-
-fn text_of(kv: &[(String, toml::Value)]) -> Vec<(String, String)> {
-    kv.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
 }
 
 /// A member before expansion: its name (explicit members) and its overrides, in order.

@@ -349,7 +349,7 @@ pub fn write(
     })?;
     let state_path = tmp.join("state.json");
     std::fs::write(&state_path, json).map_err(io(&state_path))?;
-    crate::atomic::replace_dir(&tmp, &dest).map_err(io(&dest))?;
+    crate::durable::replace_dir(&tmp, &dest).map_err(io(&dest))?;
     let all = list(run_dir);
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
         // pruning is best-effort: a left-over old checkpoint is harmless

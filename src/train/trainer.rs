@@ -151,12 +151,12 @@ impl Trainer {
     }
 
     /// Append `rec` to metrics.jsonl and hand it to the sink.
-    fn emit(&mut self, rec: Record, report: Sink<'_>) -> Result<(), TrainError> {
+    fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
         self.log.append(&rec).map_err(|source| TrainError::Io {
             path: self.log.path().to_path_buf(),
             source,
         })?;
-        report(TrainEvent::Record(rec));
+        sink(TrainEvent::Record(rec));
         Ok(())
     }
 
@@ -165,16 +165,12 @@ impl Trainer {
     }
 
     /// Run until the configured number of steps, or until told to stop.
-    pub fn run(
-        &mut self,
-        controls: &impl Controls,
-        report: Sink<'_>,
-    ) -> Result<Outcome, TrainError> {
+    pub fn run(&mut self, controls: &impl Controls, sink: Sink<'_>) -> Result<Outcome, TrainError> {
         for note in std::mem::take(&mut self.notes) {
-            report(TrainEvent::Info(note));
+            sink(TrainEvent::Info(note));
         }
         if let Some(rec) = self.opening.take() {
-            self.emit(rec, report)?;
+            self.emit(rec, sink)?;
         }
         let total = self.cfg.total_steps();
         self.started = Instant::now();
@@ -184,28 +180,28 @@ impl Trainer {
                 controls,
                 &mut Steering {
                     trainer: self,
-                    report,
+                    sink,
                 },
             )?;
             if next == Next::Stop {
-                return self.stop(report);
+                return self.stop(sink);
             }
-            self.train_one(report)?;
+            self.train_one(sink)?;
             let every = self.cfg.hyper.checkpoint_every;
             if every > 0 && self.step.is_multiple_of(every) && self.step < total {
-                self.checkpoint(report)?;
+                self.checkpoint(sink)?;
             }
         }
-        self.finish(report)
+        self.finish(sink)
     }
 
     /// Start the clock of a run a sweep drives, and emit its opening records.
-    pub fn open_fed(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
+    pub fn open_fed(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
         for note in std::mem::take(&mut self.notes) {
-            report(TrainEvent::Info(note));
+            sink(TrainEvent::Info(note));
         }
         if let Some(rec) = self.opening.take() {
-            self.emit(rec, report)?;
+            self.emit(rec, sink)?;
         }
         self.started = Instant::now();
         self.window = (Instant::now(), self.tokens_seen);
@@ -218,8 +214,8 @@ impl Trainer {
     }
 
     /// The end of a run: a last checkpoint, the SAE exported, the `finish` record.
-    pub fn finish(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
-        let checkpoint = self.checkpoint(report)?;
+    pub fn finish(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
+        let checkpoint = self.checkpoint(sink)?;
         let sae_dir = self.run_dir.join("sae");
         self.export(&sae_dir)?;
         let finish = Record::Finish {
@@ -227,7 +223,7 @@ impl Trainer {
             tokens: self.tokens_seen,
             sae: sae_dir.clone(),
         };
-        self.emit(finish, report)?;
+        self.emit(finish, sink)?;
         Ok(Outcome::Finished {
             sae_dir,
             checkpoint,
@@ -235,7 +231,7 @@ impl Trainer {
     }
 
     /// Read a batch from the run's own reader, take one step on it (see [`Trainer::step_on`]).
-    fn train_one(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
+    fn train_one(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
         let (d_in, _) = self.sae.dims();
         let data = self
             .data
@@ -246,7 +242,7 @@ impl Trainer {
             Err(e) => {
                 // keep what was trained so far before reporting the data problem
                 if self.step > 0 {
-                    let _ = self.checkpoint(report);
+                    let _ = self.checkpoint(sink);
                 }
                 return Err(e.into());
             }
@@ -263,12 +259,12 @@ impl Trainer {
             skipped: batch.skipped,
         };
         data.recycle(batch.data);
-        self.step_on(fed, report)
+        self.step_on(fed, sink)
     }
 
     /// Take one step on `fed`, report when a report is due, and validate when due. A sweep
     /// calls this for each member with the batch it read once.
-    pub fn step_on(&mut self, fed: Fed, report: Sink<'_>) -> Result<(), TrainError> {
+    pub fn step_on(&mut self, fed: Fed, sink: Sink<'_>) -> Result<(), TrainError> {
         let total = self.cfg.total_steps();
         let Fed {
             x,
@@ -280,7 +276,7 @@ impl Trainer {
         self.position = position;
         if skipped > 0 {
             self.skipped_rows += skipped as u64;
-            report(TrainEvent::Warning(format!(
+            sink(TrainEvent::Warning(format!(
                 "step {}: skipped {} rows with NaN/Inf ({} so far)",
                 self.step, skipped, self.skipped_rows
             )));
@@ -291,7 +287,7 @@ impl Trainer {
                 tokens: self.tokens_seen,
                 epoch: self.position.epoch,
             };
-            self.emit(rec, report)?;
+            self.emit(rec, sink)?;
         }
         let is_log =
             (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
@@ -319,19 +315,19 @@ impl Trainer {
         self.step += 1;
         self.tokens_seen += rows as u64;
         if let Some(x) = x_for_metrics {
-            let parts = self.flush(report)?;
+            let parts = self.flush(sink)?;
             let rec = self.metrics_record(parts, x, out.residual, self.started);
             let events = self.health.observe(&rec);
-            self.emit(Record::Metrics(Box::new(rec)), report)?;
+            self.emit(Record::Metrics(Box::new(rec)), sink)?;
             for e in events {
-                self.emit(self.health_record(e), report)?;
+                self.emit(self.health_record(e), sink)?;
             }
         }
         let eval_every = self.cfg.hyper.eval_every;
         if !self.eval_rows.is_empty()
             && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
         {
-            self.validate(report)?;
+            self.validate(sink)?;
         }
         Ok(())
     }
@@ -353,33 +349,33 @@ impl Trainer {
 
     /// Carry out one control a sweep received for this member: edits, checkpoint-now, and the
     /// pause and resume records (a sweep pauses a member by not stepping it).
-    pub fn control(&mut self, c: Control, report: Sink<'_>) -> Result<(), TrainError> {
+    pub fn control(&mut self, c: Control, sink: Sink<'_>) -> Result<(), TrainError> {
         let mut s = Steering {
             trainer: self,
-            report,
+            sink,
         };
         match c {
             Control::SetHyper(edit) => s.set_hyper(*edit),
             Control::Checkpoint => s.checkpoint(),
             Control::Pause => s.paused(true),
             Control::Resume => s.paused(false),
-            Control::Stop => self.stop(report).map(|_| ()),
+            Control::Stop => self.stop(sink).map(|_| ()),
         }
     }
 
     /// Stop with a checkpoint (a sweep stopping one member or all).
-    pub fn stop_now(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
-        self.stop(report)
+    pub fn stop_now(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
+        self.stop(sink)
     }
 
     /// Write a checkpoint now (a sweep's checkpoint of all members at one step).
-    pub fn checkpoint_now(&mut self, report: Sink<'_>) -> Result<PathBuf, TrainError> {
-        self.checkpoint(report)
+    pub fn checkpoint_now(&mut self, sink: Sink<'_>) -> Result<PathBuf, TrainError> {
+        self.checkpoint(sink)
     }
 
     /// Apply a checked edit from the next step on: config.toml is rewritten as the configuration
     /// in force (so an edit of it starts from these values), and the change is logged.
-    fn set_hyper(&mut self, edit: HyperEdit, report: Sink<'_>) -> Result<(), TrainError> {
+    fn set_hyper(&mut self, edit: HyperEdit, sink: Sink<'_>) -> Result<(), TrainError> {
         self.cfg.hyper = edit.hyper;
         self.health.set_config(self.cfg.hyper.health.clone());
         if edit.changes.is_empty() {
@@ -404,7 +400,7 @@ impl Trainer {
             source: edit.source,
             changes: edit.changes,
         };
-        self.emit(rec, report)
+        self.emit(rec, sink)
     }
 
     /// The record of a health event at this step.
@@ -424,7 +420,7 @@ impl Trainer {
     }
 
     /// Read back the queued loss parts; fail on the first non-finite loss.
-    fn flush(&mut self, report: Sink<'_>) -> Result<Option<LossParts>, TrainError> {
+    fn flush(&mut self, sink: Sink<'_>) -> Result<Option<LossParts>, TrainError> {
         match self.losses.read() {
             Ok(parts) => Ok(parts),
             Err(step) => {
@@ -434,7 +430,7 @@ impl Trainer {
                     at_step: step,
                 };
                 // the loss is the error to report, even if the log cannot take the record
-                let _ = self.emit(rec, report);
+                let _ = self.emit(rec, sink);
                 Err(TrainError::NonFiniteLoss {
                     step,
                     last_good: self.last_checkpoint.clone(),
@@ -444,7 +440,7 @@ impl Trainer {
     }
 
     /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
-    fn validate(&mut self, report: Sink<'_>) -> Result<(), TrainError> {
+    fn validate(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
         let mut folded = io::fold(
             &self.sae.to_host(),
             self.scale as f32,
@@ -466,7 +462,7 @@ impl Trainer {
             tokens: self.tokens_seen,
             eval,
         };
-        self.emit(rec, report)
+        self.emit(rec, sink)
     }
 
     /// What a checkpoint records besides its tensors.
@@ -485,8 +481,8 @@ impl Trainer {
     }
 
     /// Write a checkpoint now (after checking that every queued loss is finite).
-    fn checkpoint(&mut self, report: Sink<'_>) -> Result<PathBuf, TrainError> {
-        self.flush(report)?;
+    fn checkpoint(&mut self, sink: Sink<'_>) -> Result<PathBuf, TrainError> {
+        self.flush(sink)?;
         let tensors = TrainTensors::gather(&self.sae, &self.adam, &self.firing);
         if !tensors.params_finite() {
             return Err(TrainError::NonFiniteLoss {
@@ -506,18 +502,18 @@ impl Trainer {
             tokens: self.tokens_seen,
             path: path.clone(),
         };
-        self.emit(rec, report)?;
+        self.emit(rec, sink)?;
         Ok(path)
     }
 
-    fn stop(&mut self, report: Sink<'_>) -> Result<Outcome, TrainError> {
-        let checkpoint = self.checkpoint(report)?;
+    fn stop(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
+        let checkpoint = self.checkpoint(sink)?;
         let rec = Record::Stop {
             step: self.step,
             tokens: self.tokens_seen,
             checkpoint: checkpoint.clone(),
         };
-        self.emit(rec, report)?;
+        self.emit(rec, sink)?;
         Ok(Outcome::Stopped {
             checkpoint,
             step: self.step,
@@ -534,29 +530,29 @@ impl Trainer {
 /// The trainer as the control rule sees it between steps.
 struct Steering<'a, 'b> {
     trainer: &'a mut Trainer,
-    report: Sink<'b>,
+    sink: Sink<'b>,
 }
 
 impl Steer for Steering<'_, '_> {
     type Error = TrainError;
 
     fn set_hyper(&mut self, edit: HyperEdit) -> Result<(), TrainError> {
-        self.trainer.set_hyper(edit, self.report)
+        self.trainer.set_hyper(edit, self.sink)
     }
 
     fn checkpoint(&mut self) -> Result<(), TrainError> {
-        self.trainer.checkpoint(self.report).map(|_| ())
+        self.trainer.checkpoint(self.sink).map(|_| ())
     }
 
     fn paused(&mut self, paused: bool) -> Result<(), TrainError> {
         let t = &mut *self.trainer;
         let (step, tokens) = (t.step, t.tokens_seen);
         if paused {
-            t.emit(Record::Pause { step, tokens }, self.report)
+            t.emit(Record::Pause { step, tokens }, self.sink)
         } else {
             // the pause is not part of the next report's throughput
             t.window = (Instant::now(), tokens);
-            t.emit(Record::ResumeSteps { step, tokens }, self.report)
+            t.emit(Record::ResumeSteps { step, tokens }, self.sink)
         }
     }
 }

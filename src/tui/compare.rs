@@ -2,17 +2,19 @@
 //! select (the selected SAE is highlighted in the chart), q, Esc or Ctrl-C leave.
 
 use crate::compare::{Basis, Entry};
-use crate::tui::sweep::frontier::{Labelled, draw_chart};
+use crate::train::control::JobControl;
+use crate::tui::drive::Screen;
+use crate::tui::msg::Msg;
 use crate::tui::theme::Theme;
-use crate::tui::tty::{self, Pumped};
-use crate::tui::view::too_small;
+use crate::tui::widgets::frontier::{Labelled, draw_chart};
+use crate::tui::widgets::keys::{Binding, ch, ctrl, footer_rows, lookup, named};
+use crate::tui::widgets::too_small;
 use ratatui::Frame;
-use ratatui::crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::Modifier;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
-use std::time::Duration;
 
 /// Draw the screen with entry `selected` highlighted.
 pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
@@ -97,42 +99,90 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
         " L0 (log) × FVU · each run's own last evaluation (see basis) · line: frontier "
     };
     draw_chart(f, chart, title, &points, &[], theme);
-    f.render_widget(
-        Paragraph::new("↑↓ select   q / Esc leave").style(theme.dim),
-        footer,
-    );
+    let keys: Vec<String> = footer_rows(KEYS, |_| true)
+        .iter()
+        .map(|(k, what)| format!("{k} {what}"))
+        .collect();
+    f.render_widget(Paragraph::new(keys.join("   ")).style(theme.dim), footer);
 }
 
-/// Show the screen until the user leaves (the terminal is restored however it ends).
-pub fn show(entries: &[Entry], theme: &Theme) -> std::io::Result<()> {
-    let mut terminal = ratatui::init();
-    let mut selected = 0usize;
-    let n = entries.len().max(1);
-    let result = (|| -> std::io::Result<()> {
-        loop {
-            terminal.draw(|f| draw(f, entries, selected, theme))?;
-            let mut leave = false;
-            let pumped = tty::pump(Duration::from_millis(500), |ev| {
-                if let Event::Key(k) = ev
-                    && k.kind != KeyEventKind::Release
-                {
-                    match k.code {
-                        KeyCode::Char('q') | KeyCode::Esc => leave = true,
-                        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
-                            leave = true
-                        }
-                        KeyCode::Up | KeyCode::Char('k') => selected = (selected + n - 1) % n,
-                        KeyCode::Down | KeyCode::Char('j') => selected = (selected + 1) % n,
-                        _ => {}
-                    }
-                }
-                !leave
-            });
-            if leave || pumped != Pumped::Ok {
-                return Ok(());
-            }
+/// What a key asks for on the `compare` screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Select the entry above.
+    Up,
+    /// Select the entry below.
+    Down,
+    /// Leave.
+    Leave,
+}
+
+/// The `compare` screen's keys; its footer is drawn from them.
+pub const KEYS: &[Binding<Action>] = &[
+    Binding {
+        keys: &[named(KeyCode::Up), ch('k')],
+        shown: "↑↓",
+        action: Action::Up,
+        help: "select",
+        footer: "select",
+    },
+    Binding {
+        keys: &[named(KeyCode::Down), ch('j')],
+        shown: "",
+        action: Action::Down,
+        help: "",
+        footer: "",
+    },
+    Binding {
+        keys: &[ch('q'), named(KeyCode::Esc), ctrl('c')],
+        shown: "q / Esc",
+        action: Action::Leave,
+        help: "leave",
+        footer: "leave",
+    },
+];
+
+/// The `compare` screen's state.
+#[derive(Debug, Clone)]
+pub struct CompareApp {
+    /// The SAEs compared.
+    pub entries: Vec<Entry>,
+    /// The highlighted entry.
+    pub selected: usize,
+    /// Whether to leave.
+    pub quit: bool,
+}
+
+impl CompareApp {
+    /// The screen over `entries`, the first selected.
+    pub fn new(entries: Vec<Entry>) -> Self {
+        Self {
+            entries,
+            selected: 0,
+            quit: false,
         }
-    })();
-    ratatui::restore();
-    result
+    }
+}
+
+impl Screen for CompareApp {
+    fn update(&mut self, m: Msg) -> Vec<JobControl> {
+        let n = self.entries.len().max(1);
+        match m {
+            Msg::Key(k) => match lookup(KEYS, &k) {
+                Some(Action::Up) => self.selected = (self.selected + n - 1) % n,
+                Some(Action::Down) => self.selected = (self.selected + 1) % n,
+                Some(Action::Leave) => self.quit = true,
+                None => {}
+            },
+            Msg::Signal => self.quit = true,
+            _ => {}
+        }
+        Vec::new()
+    }
+    fn quit(&self) -> bool {
+        self.quit
+    }
+    fn draw(&self, f: &mut Frame, theme: &Theme) {
+        draw(f, &self.entries, self.selected, theme)
+    }
 }

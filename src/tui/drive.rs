@@ -94,6 +94,22 @@ pub fn spawn_key_thread(tx: Sender<Msg>, stop: Arc<AtomicBool>) -> std::thread::
         .expect("spawning the input thread")
 }
 
+/// Show a screen that drives no job (`inspect`, `compare`) until it quits: keys from the
+/// terminal and whatever the caller sends on `tx` (a signal's [`Msg::Signal`]).
+pub fn show(
+    screen: &mut dyn Screen,
+    theme: &Theme,
+    tx: Sender<Msg>,
+    msgs: Receiver<Msg>,
+) -> std::thread::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let input = spawn_key_thread(tx, stop.clone());
+    let ui = on_screen(None, screen, theme, &msgs, &mut |_, _| {});
+    stop.store(true, Ordering::Relaxed);
+    join_briefly(input);
+    ui
+}
+
 /// A screen the UI loop drives: messages in, controls out, drawn from its state.
 pub trait Screen {
     /// Apply one message; the controls to send to the job.

@@ -1,7 +1,8 @@
-//! The training screen's keys: one table that both the input handling and the help overlay and
-//! footer read, so what is shown is what works.
+//! The training screen's keys: one table ([`BINDINGS`]) that the input handling, the help overlay
+//! and the footer all read, so what is shown is what works.
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::tui::widgets::keys::{Binding, bind, ch, ctrl, lookup, named};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,147 +45,123 @@ pub enum Action {
     ToggleLog,
 }
 
-/// One row of the key table.
-#[derive(Debug, Clone, Copy)]
-pub struct Binding {
-    /// The keys as shown.
-    pub keys: &'static str,
-    /// What they do.
-    pub action: Action,
-    /// The help text.
-    pub help: &'static str,
-    /// Its footer label; empty: not in the footer (the footer shows the most used ones).
-    pub footer: &'static str,
+/// Whether `b` applies on a screen that is (or is not) watching a run in another process.
+pub fn applies(b: &Binding<Action>, watching: bool) -> bool {
+    !(watching && matches!(b.action, Action::Pause | Action::Checkpoint))
 }
 
-impl Binding {
-    /// Whether it applies on a screen that is (or is not) watching a run in another process.
-    pub fn applies(&self, watching: bool) -> bool {
-        !(watching && matches!(self.action, Action::Pause | Action::Checkpoint))
-    }
-
-    /// Its help text there.
-    pub fn help_for(&self, watching: bool) -> &'static str {
-        match (watching, self.action) {
-            (true, Action::Quit | Action::Interrupt) => "leave the viewer (the run goes on)",
-            (true, Action::Increase) => "step the selected value (written to config.toml)",
-            (true, Action::Edit) => "type a new value, written to the run's config.toml",
-            _ => self.help,
-        }
+/// `b`'s help text there.
+pub fn help_for(b: &Binding<Action>, watching: bool) -> &'static str {
+    match (watching, b.action) {
+        (true, Action::Quit | Action::Interrupt) => "leave the viewer (the run goes on)",
+        (true, Action::Increase) => "step the selected value (written to config.toml)",
+        (true, Action::Edit) => "type a new value, written to the run's config.toml",
+        _ => b.help,
     }
 }
 
-/// Every binding of the training screen, in help order.
-pub const BINDINGS: &[Binding] = &[
-    Binding {
-        keys: "q",
-        action: Action::Quit,
-        help: "quit (asks: stop and checkpoint, or cancel)",
-        footer: "quit",
-    },
-    Binding {
-        keys: "Ctrl-C",
-        action: Action::Interrupt,
-        help: "stop now, writing a checkpoint",
-        footer: "",
-    },
-    Binding {
-        keys: "?",
-        action: Action::Help,
-        help: "this help",
-        footer: "help",
-    },
-    Binding {
-        keys: "Esc",
-        action: Action::Close,
-        help: "close help / cancel an edit",
-        footer: "",
-    },
-    Binding {
-        keys: "Tab / Shift-Tab",
-        action: Action::NextPane,
-        help: "next / previous pane",
-        footer: "",
-    },
-    Binding {
-        keys: "↑ k / ↓ j",
-        action: Action::Up,
-        help: "select a hyperparameter",
-        footer: "select",
-    },
-    Binding {
-        keys: "← h / → l",
-        action: Action::Increase,
-        help: "step the selected value down / up",
-        footer: "step",
-    },
-    Binding {
-        keys: "Enter",
-        action: Action::Edit,
-        help: "type a new value (Enter applies, Esc cancels)",
-        footer: "edit",
-    },
-    Binding {
-        keys: "p",
-        action: Action::Pause,
-        help: "pause / resume",
-        footer: "pause",
-    },
-    Binding {
-        keys: "c",
-        action: Action::Checkpoint,
-        help: "checkpoint now",
-        footer: "checkpoint",
-    },
-    Binding {
-        keys: "+ / -",
-        action: Action::ZoomIn,
-        help: "zoom the step axis in / out (recent window)",
-        footer: "",
-    },
-    Binding {
-        keys: "w",
-        action: Action::ToggleWindow,
-        help: "whole run / recent window",
-        footer: "window",
-    },
-    Binding {
-        keys: "L",
-        action: Action::ToggleLog,
-        help: "log scale for MSE",
-        footer: "",
-    },
-    Binding {
-        keys: "W",
-        action: Action::Warnings,
-        help: "the active health warnings, with what to change",
-        footer: "",
-    },
+/// Every binding of the training screen, in help order (a row with nothing shown is the other
+/// half of the row before it).
+pub const BINDINGS: &[Binding<Action>] = &[
+    bind(
+        &[ch('q')],
+        "q",
+        Action::Quit,
+        "quit (asks: stop and checkpoint, or cancel)",
+        "quit",
+    ),
+    bind(
+        &[ctrl('c')],
+        "Ctrl-C",
+        Action::Interrupt,
+        "stop now, writing a checkpoint",
+        "",
+    ),
+    bind(&[ch('?')], "?", Action::Help, "this help", "help"),
+    bind(
+        &[named(KeyCode::Esc)],
+        "Esc",
+        Action::Close,
+        "close help / cancel an edit",
+        "",
+    ),
+    bind(
+        &[named(KeyCode::Tab)],
+        "Tab / Shift-Tab",
+        Action::NextPane,
+        "next / previous pane",
+        "",
+    ),
+    bind(&[named(KeyCode::BackTab)], "", Action::PrevPane, "", ""),
+    bind(
+        &[named(KeyCode::Up), ch('k')],
+        "↑ k / ↓ j",
+        Action::Up,
+        "select a hyperparameter",
+        "select",
+    ),
+    bind(&[named(KeyCode::Down), ch('j')], "", Action::Down, "", ""),
+    bind(
+        &[named(KeyCode::Right), ch('l')],
+        "← h / → l",
+        Action::Increase,
+        "step the selected value down / up",
+        "step",
+    ),
+    bind(
+        &[named(KeyCode::Left), ch('h')],
+        "",
+        Action::Decrease,
+        "",
+        "",
+    ),
+    bind(
+        &[named(KeyCode::Enter)],
+        "Enter",
+        Action::Edit,
+        "type a new value (Enter applies, Esc cancels)",
+        "edit",
+    ),
+    bind(
+        &[ch('p'), ch(' ')],
+        "p",
+        Action::Pause,
+        "pause / resume",
+        "pause",
+    ),
+    bind(
+        &[ch('c')],
+        "c",
+        Action::Checkpoint,
+        "checkpoint now",
+        "checkpoint",
+    ),
+    bind(
+        &[ch('+'), ch('=')],
+        "+ / -",
+        Action::ZoomIn,
+        "zoom the step axis in / out (recent window)",
+        "",
+    ),
+    bind(&[ch('-')], "", Action::ZoomOut, "", ""),
+    bind(
+        &[ch('w')],
+        "w",
+        Action::ToggleWindow,
+        "whole run / recent window",
+        "window",
+    ),
+    bind(&[ch('L')], "L", Action::ToggleLog, "log scale for MSE", ""),
+    bind(
+        &[ch('W')],
+        "W",
+        Action::Warnings,
+        "the active health warnings, with what to change",
+        "",
+    ),
 ];
 
 /// The action of a key press on the main screen, if any.
 pub fn action(key: &KeyEvent) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) {
-        return matches!(key.code, KeyCode::Char('c')).then_some(Action::Interrupt);
-    }
-    Some(match key.code {
-        KeyCode::Char('q') => Action::Quit,
-        KeyCode::Char('?') => Action::Help,
-        KeyCode::Esc => Action::Close,
-        KeyCode::Tab => Action::NextPane,
-        KeyCode::BackTab => Action::PrevPane,
-        KeyCode::Up | KeyCode::Char('k') => Action::Up,
-        KeyCode::Down | KeyCode::Char('j') => Action::Down,
-        KeyCode::Left | KeyCode::Char('h') => Action::Decrease,
-        KeyCode::Right | KeyCode::Char('l') => Action::Increase,
-        KeyCode::Enter => Action::Edit,
-        KeyCode::Char('p') | KeyCode::Char(' ') => Action::Pause,
-        KeyCode::Char('c') => Action::Checkpoint,
-        KeyCode::Char('+') | KeyCode::Char('=') => Action::ZoomIn,
-        KeyCode::Char('-') => Action::ZoomOut,
-        KeyCode::Char('w') => Action::ToggleWindow,
-        KeyCode::Char('L') => Action::ToggleLog,
-        KeyCode::Char('W') => Action::Warnings,
-        _ => return None,
-    })
+    lookup(BINDINGS, key)
 }

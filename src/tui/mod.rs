@@ -2,7 +2,7 @@
 //! what every live screen receives ([`msg`]) and how one is driven on the terminal ([`drive`]),
 //! keys ([`keymap`]), bounded chart histories ([`history`]), colours ([`theme`]), the terminal's
 //! liveness ([`tty`]); the inspection screen ([`inspect`]); the sweep screen ([`sweep`]);
-//! `compare`'s screen ([`compare`]).
+//! `compare`'s screen ([`compare`]); the parts they share ([`widgets`]).
 
 pub mod app;
 pub mod compare;
@@ -15,3 +15,4 @@ pub mod sweep;
 pub mod theme;
 pub mod tty;
 pub mod view;
+pub mod widgets;

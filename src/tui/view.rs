@@ -6,37 +6,15 @@ use crate::sae::model::Architecture;
 use crate::schema::health::Kind;
 use crate::tui::app::{Overlay, Pane, RunState, TUNABLES, TrainApp};
 use crate::tui::history::Series;
-use crate::tui::keymap::BINDINGS;
+use crate::tui::keymap::{BINDINGS, applies, help_for};
 use crate::tui::theme::Theme;
+use crate::tui::widgets::keys::footer_rows;
+use crate::tui::widgets::{self, centered, too_small};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Block, Borders, Chart, Clear, Dataset, Gauge, GraphType, Paragraph, Wrap,
-};
-
-/// The smallest usable terminal.
-pub const MIN_SIZE: (u16, u16) = (80, 24);
-
-/// Below [`MIN_SIZE`], say so (with `hint`, e.g. what `q` does) instead of drawing; true then.
-pub fn too_small(f: &mut Frame, theme: &Theme, hint: &str) -> bool {
-    let area = f.area();
-    if area.width >= MIN_SIZE.0 && area.height >= MIN_SIZE.1 {
-        return false;
-    }
-    let msg = format!(
-        "terminal too small: {}x{}, needs at least {}x{}\n({hint})",
-        area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
-    );
-    f.render_widget(
-        Paragraph::new(msg)
-            .style(theme.warn)
-            .wrap(Wrap { trim: true }),
-        area,
-    );
-    true
-}
+use ratatui::widgets::{Axis, Block, Borders, Chart, Clear, Dataset, Gauge, GraphType, Paragraph};
 
 /// Draw the whole screen.
 pub fn draw(f: &mut Frame, app: &TrainApp, theme: &Theme) {
@@ -497,11 +475,7 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     } else if app.overlay == Some(Overlay::Help) {
         vec![("Esc", "close help")]
     } else {
-        BINDINGS
-            .iter()
-            .filter(|b| !b.footer.is_empty() && b.applies(app.watching))
-            .map(|b| (b.keys, b.footer))
-            .collect()
+        footer_rows(BINDINGS, |b| applies(b, app.watching))
     };
     let mut spans = Vec::new();
     for (k, h) in keys {
@@ -511,39 +485,13 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    )
-}
-
 fn draw_help(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let lines: Vec<Line> = BINDINGS
+    let rows: Vec<(&str, &str)> = BINDINGS
         .iter()
-        .filter(|b| b.applies(app.watching))
-        .map(|b| {
-            Line::from(vec![
-                Span::styled(format!("{:>16}  ", b.keys), theme.focus),
-                Span::styled(b.help_for(app.watching), theme.text),
-            ])
-        })
+        .filter(|b| !b.shown.is_empty() && applies(b, app.watching))
+        .map(|b| (b.shown, help_for(b, app.watching)))
         .collect();
-    let r = centered(area, 76, lines.len() as u16 + 2);
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.focus)
-                .title(" keys (Esc closes) "),
-        ),
-        r,
-    );
+    widgets::help(f, area, " keys (Esc closes) ", &rows, 16, theme);
 }
 
 fn draw_warnings(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
@@ -582,24 +530,12 @@ fn draw_warnings(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
 }
 
 fn draw_confirm(f: &mut Frame, area: Rect, theme: &Theme) {
-    let r = centered(area, 50, 5);
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(vec![
-            Line::from("Training is running."),
-            Line::from(vec![
-                Span::styled(" s ", theme.accent),
-                Span::styled(" stop and checkpoint   ", theme.text),
-                Span::styled(" c ", theme.accent),
-                Span::styled(" cancel", theme.text),
-            ]),
-        ])
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.warn)
-                .title(" quit? "),
-        ),
-        r,
+    widgets::confirm(
+        f,
+        area,
+        " quit? ",
+        "Training is running.",
+        &[("s", "stop and checkpoint"), ("c", "cancel")],
+        theme,
     );
 }

@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use jumpscope::session::{self, Output};
-use jumpscope::sweep::run::Sweep;
+use jumpscope::sweep::driver::Sweep;
 use jumpscope::sweep::spec;
 use jumpscope::train::trainer::Trainer;
 use tempfile::tempdir;

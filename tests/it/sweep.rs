@@ -7,7 +7,7 @@ use crate::common::*;
 use jumpscope::config::parse;
 use jumpscope::sae::io;
 use jumpscope::schema::sweep::{self, MemberState, SweepRecord};
-use jumpscope::sweep::run::{Sweep, SweepOutcome};
+use jumpscope::sweep::driver::{Sweep, SweepOutcome};
 use jumpscope::sweep::spec;
 use jumpscope::train::control::{Control, TrainEvent};
 use jumpscope::train::control::{JobControl, JobEvent};

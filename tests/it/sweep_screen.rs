@@ -45,7 +45,16 @@ fn sweep_app() -> SweepApp {
             .iter()
             .map(|(name, sets)| {
                 let app = TrainApp::new(config(sets), name.to_string(), "cpu".into(), 0, 1000);
-                (name.to_string(), name.to_string(), app)
+                // the values the sets give, typed
+                let varied = sets
+                    .iter()
+                    .map(|s| {
+                        let (k, v) = s.split_once('=').unwrap();
+                        let v: toml::Table = format!("v = {v}").parse().unwrap();
+                        (k.to_string(), v["v"].clone())
+                    })
+                    .collect();
+                (name.to_string(), varied, app)
             })
             .collect(),
     )

@@ -92,7 +92,7 @@ name = "plain"
     assert_eq!(m[1].config.sae.d_sae, Some(128));
     assert_eq!(
         m[1].overrides,
-        [("sae.d_sae".to_string(), "128".to_string())]
+        [("sae.d_sae".to_string(), toml::Value::Integer(128))]
     );
     let devices: Vec<String> = m.iter().map(|m| m.config.device.to_string()).collect();
     assert_eq!(devices, ["cpu", "auto", "cpu"]);

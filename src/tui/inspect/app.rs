@@ -2,6 +2,7 @@
 //! the nearest-feature list out. No terminal here, so every rule is unit-testable.
 
 use crate::inspect::report::{FeatureReport, Report};
+use crate::tui::widgets::keys::{Binding, bind, ch, ctrl, lookup, named};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Columns of the feature table, in order; the table sorts by one of them.
@@ -56,6 +57,112 @@ impl Column {
         }
     }
 }
+
+/// What a key asks for on the inspection screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Leave.
+    Quit,
+    /// Select the next feature (or scroll the examples).
+    Down,
+    /// Select the previous one.
+    Up,
+    /// A page down.
+    PageDown,
+    /// A page up.
+    PageUp,
+    /// The first feature.
+    First,
+    /// The last feature.
+    Last,
+    /// Sort by the next column.
+    SortNext,
+    /// Sort by the previous column.
+    SortPrev,
+    /// Reverse the order.
+    Reverse,
+    /// Type a feature number or a filter.
+    Prompt,
+    /// Clear the filter (and close the help and the prompt).
+    Clear,
+    /// The arrow keys go to the table or the examples.
+    Focus,
+    /// The help overlay.
+    Help,
+}
+
+/// The inspection screen's keys, in help order (a row with nothing shown is the other half of
+/// the row before it).
+pub const KEYS: &[Binding<Action>] = &[
+    bind(
+        &[named(KeyCode::Up), ch('k')],
+        "↑↓ jk",
+        Action::Up,
+        "select a feature (or scroll examples)",
+        "select",
+    ),
+    bind(&[named(KeyCode::Down), ch('j')], "", Action::Down, "", ""),
+    bind(
+        &[named(KeyCode::PageUp)],
+        "PgUp PgDn g G",
+        Action::PageUp,
+        "page, first, last",
+        "",
+    ),
+    bind(&[named(KeyCode::PageDown)], "", Action::PageDown, "", ""),
+    bind(&[named(KeyCode::Home), ch('g')], "", Action::First, "", ""),
+    bind(&[named(KeyCode::End), ch('G')], "", Action::Last, "", ""),
+    bind(
+        &[named(KeyCode::Right), ch('l'), ch('s')],
+        "← → h l s",
+        Action::SortNext,
+        "sort by the previous / next column",
+        "sort",
+    ),
+    bind(
+        &[named(KeyCode::Left), ch('h')],
+        "",
+        Action::SortPrev,
+        "",
+        "",
+    ),
+    bind(
+        &[ch('r')],
+        "r",
+        Action::Reverse,
+        "reverse the order",
+        "reverse",
+    ),
+    bind(
+        &[ch('/')],
+        "/",
+        Action::Prompt,
+        "jump to a feature number, or filter: dead, dense, density>X, density<X, X..Y, all",
+        "jump/filter",
+    ),
+    bind(
+        &[named(KeyCode::Esc)],
+        "Esc",
+        Action::Clear,
+        "clear the filter / close",
+        "",
+    ),
+    bind(
+        &[named(KeyCode::Tab), named(KeyCode::BackTab)],
+        "Tab",
+        Action::Focus,
+        "keys to the table or the examples",
+        "focus",
+    ),
+    bind(&[ch('?')], "?", Action::Help, "this help", "help"),
+    bind(
+        &[ch('q'), ctrl('c')],
+        "q",
+        Action::Quit,
+        "quit (Ctrl-C too)",
+        "quit",
+    ),
+];
 
 /// Which features the table lists.
 #[derive(Debug, Clone, PartialEq)]
@@ -293,36 +400,40 @@ impl InspectApp {
         }
         self.message = None;
         let page = 10;
-        match key.code {
-            KeyCode::Char('q') => self.quit = true,
+        let Some(action) = lookup(KEYS, &key) else {
+            return;
+        };
+        match action {
+            Action::Quit => self.quit = true,
             // Esc closes: here, the filter
-            KeyCode::Esc if self.filter != Filter::All => {
-                let keep = self.current().map(|f| f.index);
-                self.filter = Filter::All;
-                self.relist(keep);
+            Action::Clear => {
+                if self.filter != Filter::All {
+                    let keep = self.current().map(|f| f.index);
+                    self.filter = Filter::All;
+                    self.relist(keep);
+                }
             }
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Char('/') => self.prompt = Some(String::new()),
-            KeyCode::Tab | KeyCode::BackTab => {
+            Action::Help => self.help = true,
+            Action::Prompt => self.prompt = Some(String::new()),
+            Action::Focus => {
                 self.focus = match self.focus {
                     Focus::Table => Focus::Examples,
                     Focus::Examples => Focus::Table,
                 }
             }
-            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
-            KeyCode::PageDown => self.move_by(page),
-            KeyCode::PageUp => self.move_by(-page),
-            KeyCode::Home | KeyCode::Char('g') => self.move_by(-(isize::MAX / 2)),
-            KeyCode::End | KeyCode::Char('G') => self.move_by(isize::MAX / 2),
-            KeyCode::Right | KeyCode::Char('l') | KeyCode::Char('s') => self.sort_by(1),
-            KeyCode::Left | KeyCode::Char('h') => self.sort_by(-1),
-            KeyCode::Char('r') => {
+            Action::Down => self.move_by(1),
+            Action::Up => self.move_by(-1),
+            Action::PageDown => self.move_by(page),
+            Action::PageUp => self.move_by(-page),
+            Action::First => self.move_by(-(isize::MAX / 2)),
+            Action::Last => self.move_by(isize::MAX / 2),
+            Action::SortNext => self.sort_by(1),
+            Action::SortPrev => self.sort_by(-1),
+            Action::Reverse => {
                 let keep = self.current().map(|f| f.index);
                 self.sort.1 = !self.sort.1;
                 self.relist(keep);
             }
-            _ => {}
         }
     }
 

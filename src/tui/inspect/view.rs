@@ -5,29 +5,13 @@
 use crate::inspect::report::{FeatureReport, SaeInfo, TopActivation};
 use crate::tui::inspect::app::{COLUMNS, Focus, InspectApp, NEAREST};
 use crate::tui::theme::Theme;
-use crate::tui::view::too_small;
+use crate::tui::widgets::keys::help_rows;
+use crate::tui::widgets::{self, bordered, too_small};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
-
-/// The keys, for the footer and the help.
-pub const KEYS: &[(&str, &str)] = &[
-    ("↑↓ jk", "select a feature (or scroll examples)"),
-    ("PgUp PgDn g G", "page, first, last"),
-    ("← → h l s", "sort by the previous / next column"),
-    ("r", "reverse the order"),
-    (
-        "/",
-        "jump to a feature number, or filter: dead, dense, density>X, density<X, X..Y, all",
-    ),
-    ("Esc", "clear the filter / close"),
-    ("Tab", "keys to the table or the examples"),
-    ("?", "this help"),
-    ("q", "quit"),
-    ("Ctrl-C", "quit"),
-];
+use ratatui::widgets::Paragraph;
 
 /// Draw the whole screen.
 pub fn draw(f: &mut Frame, app: &InspectApp, theme: &Theme) {
@@ -51,13 +35,6 @@ pub fn draw(f: &mut Frame, app: &InspectApp, theme: &Theme) {
     if app.help {
         draw_help(f, area, theme);
     }
-}
-
-fn bordered<'a>(title: String, focused: bool, theme: &Theme) -> Block<'a> {
-    Block::default()
-        .borders(Borders::ALL)
-        .border_style(if focused { theme.focus } else { theme.border })
-        .title(Span::styled(title, theme.text))
 }
 
 fn draw_summary(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
@@ -173,7 +150,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
 
 fn draw_detail(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
     let Some(feat) = app.current() else {
-        f.render_widget(bordered(" feature ".into(), false, theme), area);
+        f.render_widget(bordered(" feature ", false, theme), area);
         return;
     };
     let near_h = if app.decoder.is_some() {
@@ -330,7 +307,7 @@ fn draw_examples(f: &mut Frame, area: Rect, app: &InspectApp, feat: &FeatureRepo
 }
 
 fn draw_nearest(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
-    let block = bordered(" nearest features (decoder cosine) ".into(), false, theme);
+    let block = bordered(" nearest features (decoder cosine) ", false, theme);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let text = match (app.nearest_cached(), &app.decoder_note) {
@@ -392,31 +369,6 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
 }
 
 fn draw_help(f: &mut Frame, area: Rect, theme: &Theme) {
-    let lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(k, h)| {
-            Line::from(vec![
-                Span::styled(format!("{k:>14}  "), theme.focus),
-                Span::styled(*h, theme.text),
-            ])
-        })
-        .collect();
-    let w = 96.min(area.width);
-    let h = (lines.len() as u16 + 2).min(area.height);
-    let r = Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    );
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.focus)
-                .title(" keys (Esc closes) "),
-        ),
-        r,
-    );
+    let rows = help_rows(super::app::KEYS, |_| true);
+    widgets::help(f, area, " keys (Esc closes) ", &rows, 14, theme);
 }

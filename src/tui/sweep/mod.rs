@@ -3,7 +3,6 @@
 //! when the member is opened (Enter) and fed every event of its run; the table and the
 //! frontier read from them. No terminal here; drawing is in `view`, the frontier in `frontier`.
 
-pub mod frontier;
 pub mod view;
 
 use crate::live::{self, Verdict};
@@ -13,13 +12,176 @@ use crate::train::control::{Control, TrainEvent};
 use crate::train::control::{JobControl, JobEvent};
 use crate::tui::app::{Overlay, TrainApp};
 use crate::tui::msg::{Ending, Msg};
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::tui::widgets::keys::{Binding, bind, ch, ctrl, lookup, named};
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use std::collections::VecDeque;
 
 /// Recent (L0, FVU) points kept per member for its trail on the frontier chart.
 pub const TRAIL: usize = 12;
 /// Sweep-level log lines kept.
 const LOG_CAP: usize = 200;
+
+/// What a key asks for on the sweep screen's member table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop every member with a checkpoint and leave (asks first).
+    Quit,
+    /// The same at once (Ctrl-C).
+    Interrupt,
+    /// The help overlay.
+    Help,
+    /// Select the member above.
+    Up,
+    /// Select the member below.
+    Down,
+    /// Open the member's own training screen.
+    Open,
+    /// Sort by the next column.
+    Sort,
+    /// Reverse the order.
+    Reverse,
+    /// Edits on a member's screen go to every member that takes the key.
+    ToAll,
+    /// Pause or resume the member (`true`: all), after a question.
+    Pause(bool),
+    /// Checkpoint the member (`true`: all) now, after a question.
+    Checkpoint(bool),
+    /// Stop the member (`true`: all) with a checkpoint, after a question.
+    Stop(bool),
+    /// Step the selected member's selected value (the training screen's ←/→).
+    Step,
+}
+
+impl Action {
+    /// Whether it needs the sweep's own process (not offered under `watch`).
+    pub fn needs_the_sweep(self) -> bool {
+        matches!(
+            self,
+            Action::Pause(_) | Action::Checkpoint(_) | Action::Stop(_)
+        )
+    }
+}
+
+/// The sweep screen's keys, in help order (a row with nothing shown is the other half of the
+/// row before it).
+pub const KEYS: &[Binding<Action>] = &[
+    bind(
+        &[named(KeyCode::Up), ch('k')],
+        "↑ k / ↓ j",
+        Action::Up,
+        "select a member",
+        "",
+    ),
+    bind(&[named(KeyCode::Down), ch('j')], "", Action::Down, "", ""),
+    bind(
+        &[named(KeyCode::Enter)],
+        "Enter",
+        Action::Open,
+        "open its training screen (Esc comes back)",
+        "",
+    ),
+    bind(
+        &[ch('s')],
+        "s / r",
+        Action::Sort,
+        "sort by the next column / reverse the order",
+        "",
+    ),
+    bind(&[ch('r')], "", Action::Reverse, "", ""),
+    bind(
+        &[
+            named(KeyCode::Left),
+            named(KeyCode::Right),
+            ch('h'),
+            ch('l'),
+        ],
+        "← h / → l",
+        Action::Step,
+        "step the selected member's selected value",
+        "",
+    ),
+    bind(
+        &[ch('A')],
+        "A",
+        Action::ToAll,
+        "edits on a member's screen go to every member",
+        "",
+    ),
+    bind(
+        &[ch('p')],
+        "p / P",
+        Action::Pause(false),
+        "pause or resume the member / all (asks first)",
+        "",
+    ),
+    bind(&[ch('P')], "", Action::Pause(true), "", ""),
+    bind(
+        &[ch('c')],
+        "c / C",
+        Action::Checkpoint(false),
+        "checkpoint the member / all now (asks first)",
+        "",
+    ),
+    bind(&[ch('C')], "", Action::Checkpoint(true), "", ""),
+    bind(
+        &[ch('x')],
+        "x / X",
+        Action::Stop(false),
+        "stop the member / all with a checkpoint (asks)",
+        "",
+    ),
+    bind(&[ch('X')], "", Action::Stop(true), "", ""),
+    bind(&[ch('?')], "?", Action::Help, "this help", ""),
+    bind(
+        &[ch('q')],
+        "q",
+        Action::Quit,
+        "stop every member with a checkpoint and leave",
+        "",
+    ),
+    bind(
+        &[ctrl('c')],
+        "Ctrl-C",
+        Action::Interrupt,
+        "the same, at once",
+        "",
+    ),
+];
+
+/// Two members' varied values in order: key by key, numbers as numbers, anything else as text.
+fn cmp_varied(a: &[(String, toml::Value)], b: &[(String, toml::Value)]) -> std::cmp::Ordering {
+    let num = |v: &toml::Value| match v {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        _ => None,
+    };
+    for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+        let o = ka.cmp(kb).then_with(|| match (num(va), num(vb)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => va.to_string().cmp(&vb.to_string()),
+        });
+        if o.is_ne() {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// A member's varied values as the table shows them: `short=value`, by the keys' short names.
+pub fn varied_text(varied: &[(String, toml::Value)]) -> String {
+    varied
+        .iter()
+        .map(|(k, v)| {
+            let short = crate::schema::keys::find(k).map_or(k.as_str(), |key| key.short());
+            let v = match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{short}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The table's columns, in order; `s` cycles the sort through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +266,8 @@ pub enum Ask {
 pub struct Row {
     /// Its name.
     pub name: String,
-    /// Its varied values, `key=value` joined.
-    pub varied: String,
+    /// The keys set for it, with their values (typed: numbers sort as numbers).
+    pub varied: Vec<(String, toml::Value)>,
     /// Its training screen (every event of its run goes through it).
     pub app: TrainApp,
     /// Where it stands in the sweep.
@@ -185,7 +347,8 @@ pub struct SweepApp {
 
 impl SweepApp {
     /// A screen for the sweep `name` with these members: (name, varied values, its screen).
-    pub fn new(name: String, members: Vec<(String, String, TrainApp)>) -> Self {
+    #[allow(clippy::type_complexity)]
+    pub fn new(name: String, members: Vec<(String, Vec<(String, toml::Value)>, TrainApp)>) -> Self {
         Self {
             name,
             rows: members
@@ -243,7 +406,7 @@ impl SweepApp {
             let o = match col {
                 Column::Index => a.cmp(&b),
                 Column::Name => ra.name.cmp(&rb.name),
-                Column::Varied => ra.varied.cmp(&rb.varied),
+                Column::Varied => cmp_varied(&ra.varied, &rb.varied),
                 Column::Arch => ra
                     .app
                     .config
@@ -391,9 +554,8 @@ impl SweepApp {
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<JobControl> {
-        let ctrl_c =
-            key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c'));
-        if ctrl_c {
+        let action = lookup(KEYS, &key);
+        if action == Some(Action::Interrupt) {
             return self.stop_all();
         }
         if let Some(ask) = self.ask {
@@ -415,43 +577,40 @@ impl SweepApp {
             self.help = false;
             return Vec::new();
         }
-        let order = self.order();
-        let pos = order.iter().position(|&i| i == self.selected).unwrap_or(0);
-        if self.watching && matches!(key.code, KeyCode::Char('p' | 'P' | 'c' | 'C' | 'x' | 'X')) {
+        let Some(action) = action else {
+            return Vec::new();
+        };
+        if self.watching && action.needs_the_sweep() {
             self.note("pause, checkpoint and stop: only in the sweep's own screen".into());
             return Vec::new();
         }
-        match key.code {
-            KeyCode::Char('q') => {
+        let order = self.order();
+        let pos = order.iter().position(|&i| i == self.selected).unwrap_or(0);
+        let member = |all: bool| (!all).then_some(self.selected);
+        match action {
+            Action::Quit => {
                 if self.done || self.watching {
                     self.quit = true;
                 } else {
                     self.ask = Some(Ask::Quit);
                 }
             }
-            KeyCode::Char('?') => self.help = true,
-            KeyCode::Up | KeyCode::Char('k') => {
-                self.selected = order[(pos + order.len() - 1) % order.len()]
-            }
-            KeyCode::Down | KeyCode::Char('j') => self.selected = order[(pos + 1) % order.len()],
-            KeyCode::Enter => self.open = Some(self.selected),
-            KeyCode::Char('s') => {
+            Action::Interrupt => {}
+            Action::Help => self.help = true,
+            Action::Up => self.selected = order[(pos + order.len() - 1) % order.len()],
+            Action::Down => self.selected = order[(pos + 1) % order.len()],
+            Action::Open => self.open = Some(self.selected),
+            Action::Sort => {
                 let c = COLUMNS.iter().position(|c| *c == self.sort.0).unwrap_or(0);
                 self.sort.0 = COLUMNS[(c + 1) % COLUMNS.len()];
             }
-            KeyCode::Char('r') => self.sort.1 = !self.sort.1,
-            KeyCode::Char('A') => self.to_all = !self.to_all,
-            KeyCode::Char('p') => self.ask = Some(Ask::Pause(Some(self.selected))),
-            KeyCode::Char('P') => self.ask = Some(Ask::Pause(None)),
-            KeyCode::Char('c') => self.ask = Some(Ask::Checkpoint(Some(self.selected))),
-            KeyCode::Char('C') => self.ask = Some(Ask::Checkpoint(None)),
-            KeyCode::Char('x') => self.ask = Some(Ask::Stop(Some(self.selected))),
-            KeyCode::Char('X') => self.ask = Some(Ask::Stop(None)),
+            Action::Reverse => self.sort.1 = !self.sort.1,
+            Action::ToAll => self.to_all = !self.to_all,
+            Action::Pause(all) => self.ask = Some(Ask::Pause(member(all))),
+            Action::Checkpoint(all) => self.ask = Some(Ask::Checkpoint(member(all))),
+            Action::Stop(all) => self.ask = Some(Ask::Stop(member(all))),
             // the training screen's value keys, on the selected member's selected value
-            KeyCode::Left | KeyCode::Right | KeyCode::Char('h') | KeyCode::Char('l') => {
-                return self.member_key(self.selected, key);
-            }
-            _ => {}
+            Action::Step => return self.member_key(self.selected, key),
         }
         Vec::new()
     }

@@ -3,16 +3,18 @@
 //! frontier as a line), the sweep log, the footer, and the help and confirmation overlays; or,
 //! with a member opened, that member's training screen under a one-line banner.
 
-use super::frontier::{Labelled, draw_chart};
 use super::{COLUMNS, Column, Row, SweepApp};
 use crate::schema::sweep::MemberState;
 use crate::tui::theme::Theme;
-use crate::tui::view::{self as train_view, too_small};
+use crate::tui::view as train_view;
+use crate::tui::widgets::frontier::{Labelled, draw_chart};
+use crate::tui::widgets::keys::help_rows;
+use crate::tui::widgets::{self, too_small};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Table, Wrap};
 
 /// Draw the whole screen.
 pub fn draw(f: &mut Frame, app: &SweepApp, theme: &Theme) {
@@ -50,7 +52,7 @@ pub fn draw(f: &mut Frame, app: &SweepApp, theme: &Theme) {
     };
     f.render_widget(Paragraph::new(keys).style(theme.dim), footer);
     if app.help {
-        help(f, area, theme);
+        help(f, area, app.watching, theme);
     }
     if let Some(ask) = app.ask {
         confirm(f, &app.question(ask), theme);
@@ -156,7 +158,7 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
     match c {
         Column::Index => format!("{}", i + 1),
         Column::Name => row.name.clone(),
-        Column::Varied => row.varied.clone(),
+        Column::Varied => super::varied_text(&row.varied),
         Column::Arch => row.app.config.sae.architecture.name().to_string(),
         // "step/total" where it fits the column, else the step alone (never a cut number)
         Column::Step if wide && format!("{}/{}", row.app.step, row.app.total_steps).len() <= 11 => {
@@ -283,66 +285,18 @@ fn draw_log(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
     );
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect::new(
-        area.x + (area.width - w) / 2,
-        area.y + (area.height - h) / 2,
-        w,
-        h,
-    )
-}
-
 fn confirm(f: &mut Frame, question: &str, theme: &Theme) {
-    let r = centered(f.area(), (question.chars().count() as u16 + 6).max(30), 4);
-    f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(vec![
-            Line::styled(question.to_string(), theme.text),
-            Line::styled("y / Enter: yes   any other key: no", theme.dim),
-        ])
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.warn),
-        ),
-        r,
+    widgets::confirm(
+        f,
+        f.area(),
+        " sweep ",
+        question,
+        &[("y / Enter", "yes"), ("any other key", "no")],
+        theme,
     );
 }
 
-const HELP: &[(&str, &str)] = &[
-    ("↑ k / ↓ j", "select a member"),
-    ("Enter", "open its training screen (Esc comes back)"),
-    ("s / r", "sort by the next column / reverse the order"),
-    ("← h / → l", "step the selected member's selected value"),
-    ("A", "edits on a member's screen go to every member"),
-    ("p / P", "pause or resume the member / all (asks first)"),
-    ("c / C", "checkpoint the member / all now (asks first)"),
-    ("x / X", "stop the member / all with a checkpoint (asks)"),
-    ("q", "stop every member with a checkpoint and leave"),
-    ("Ctrl-C", "the same, at once"),
-];
-
-fn help(f: &mut Frame, area: Rect, theme: &Theme) {
-    let r = centered(area, 66, HELP.len() as u16 + 4);
-    f.render_widget(Clear, r);
-    let lines: Vec<Line> = HELP
-        .iter()
-        .map(|(k, h)| {
-            Line::from(vec![
-                Span::styled(format!("{k:<12}"), theme.accent),
-                Span::styled(h.to_string(), theme.text),
-            ])
-        })
-        .collect();
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.focus)
-                .title(" sweep keys (any key closes) "),
-        ),
-        r,
-    );
+fn help(f: &mut Frame, area: Rect, watching: bool, theme: &Theme) {
+    let rows = help_rows(super::KEYS, |b| !(watching && b.action.needs_the_sweep()));
+    widgets::help(f, area, " sweep keys (any key closes) ", &rows, 12, theme);
 }

@@ -1,4 +1,4 @@
-//! Atomic file-system updates: a directory or file is prepared under a temporary name, synced,
+//! Durable replacement of files and directories: the new version is prepared under a temporary name, synced,
 //! and renamed into place, so a crash at any moment leaves either the old or the new version.
 
 use std::fs;

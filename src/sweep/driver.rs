@@ -102,7 +102,7 @@ pub struct Member {
     /// Its name.
     pub name: String,
     /// The keys set for it.
-    pub varied: Vec<(String, String)>,
+    pub varied: Vec<(String, toml::Value)>,
     /// Its configuration when it started (or resumed).
     pub config: crate::config::Config,
     /// Its own steps so far.
@@ -130,7 +130,7 @@ pub struct Sweep {
     opening: Option<SweepRecord>,
 }
 
-type Report<'a> = &'a mut dyn FnMut(JobEvent);
+type Sink<'a> = &'a mut dyn FnMut(JobEvent);
 
 impl Sweep {
     /// Start the sweep `spec` describes: check what all members need, open the store once,
@@ -146,7 +146,7 @@ impl Sweep {
         let memory_estimate = check_memory(spec, d_in)?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let toml_path = dir.join("sweep.toml");
-        crate::atomic::write_file(&toml_path, spec.to_toml().as_bytes())
+        crate::durable::write_file(&toml_path, spec.to_toml().as_bytes())
             .map_err(io_err(&toml_path))?;
         let log_path = dir.join("sweep.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
@@ -161,7 +161,11 @@ impl Sweep {
             })?;
             infos.push(MemberInfo {
                 name: m.name.clone(),
-                varied: m.overrides.clone(),
+                varied: m
+                    .overrides
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect(),
                 dropped: m.dropped.iter().map(|s| s.to_string()).collect(),
                 device: m.config.device.to_string(),
                 architecture: m.config.sae.architecture.name().to_string(),
@@ -333,9 +337,9 @@ impl Sweep {
         self.rows_read
     }
 
-    fn emit(&mut self, rec: SweepRecord, report: Report<'_>) -> Result<(), SweepError> {
+    fn emit(&mut self, rec: SweepRecord, sink: Sink<'_>) -> Result<(), SweepError> {
         self.log.append(&rec).map_err(io_err(self.log.path()))?;
-        report(JobEvent::Sweep(rec));
+        sink(JobEvent::Sweep(rec));
         Ok(())
     }
 
@@ -345,7 +349,7 @@ impl Sweep {
         i: usize,
         state: MemberState,
         reason: Option<String>,
-        report: Report<'_>,
+        sink: Sink<'_>,
     ) -> Result<(), SweepError> {
         let m = &mut self.members[i];
         m.state = state;
@@ -364,29 +368,27 @@ impl Sweep {
             member_step: m.step,
             reason,
         };
-        self.emit(rec, report)
+        self.emit(rec, sink)
     }
 
     /// Run until every member has finished, stopped or failed, or until told to stop.
     pub fn run(
         &mut self,
         controls: &Receiver<JobControl>,
-        report: Report<'_>,
+        sink: Sink<'_>,
     ) -> Result<SweepOutcome, SweepError> {
         if let Some(rec) = self.opening.take() {
-            self.emit(rec, report)?;
+            self.emit(rec, sink)?;
         }
         for i in 0..self.members.len() {
             if self.members[i].state.is_live() {
-                let r = self
-                    .live(i)
-                    .open_fed(&mut |e| report(JobEvent::Member(i, e)));
-                self.member_result(i, r, report)?;
+                let r = self.live(i).open_fed(&mut |e| sink(JobEvent::Member(i, e)));
+                self.member_result(i, r, sink)?;
             }
         }
         loop {
-            if self.take_controls(controls, report)? {
-                return self.stop_all(report);
+            if self.take_controls(controls, sink)? {
+                return self.stop_all(sink);
             }
             if !self.members.iter().any(|m| m.state.is_live()) {
                 break;
@@ -395,20 +397,20 @@ impl Sweep {
                 // all paused: wait for a control rather than read batches nobody trains on
                 match controls.recv() {
                     Ok(c) => {
-                        if self.apply(c, report)? {
-                            return self.stop_all(report);
+                        if self.apply(c, sink)? {
+                            return self.stop_all(sink);
                         }
                     }
-                    Err(_) => return self.stop_all(report),
+                    Err(_) => return self.stop_all(sink),
                 }
                 continue;
             }
-            self.step_all(report)?;
+            self.step_all(sink)?;
             if self.checkpoint_every > 0
                 && self.step.is_multiple_of(self.checkpoint_every)
                 && self.members.iter().any(|m| m.state.is_live())
             {
-                self.checkpoint_all(report)?;
+                self.checkpoint_all(sink)?;
             }
         }
         let states = self
@@ -421,7 +423,7 @@ impl Sweep {
             rows_read: self.rows_read,
             states,
         };
-        self.emit(rec, report)?;
+        self.emit(rec, sink)?;
         Ok(SweepOutcome::Done)
     }
 
@@ -429,12 +431,12 @@ impl Sweep {
     fn take_controls(
         &mut self,
         controls: &Receiver<JobControl>,
-        report: Report<'_>,
+        sink: Sink<'_>,
     ) -> Result<bool, SweepError> {
         loop {
             match controls.try_recv() {
                 Ok(c) => {
-                    if self.apply(c, report)? {
+                    if self.apply(c, sink)? {
                         return Ok(true);
                     }
                 }
@@ -446,7 +448,7 @@ impl Sweep {
     }
 
     /// Carry out one control; true when it stops the whole sweep.
-    fn apply(&mut self, c: JobControl, report: Report<'_>) -> Result<bool, SweepError> {
+    fn apply(&mut self, c: JobControl, sink: Sink<'_>) -> Result<bool, SweepError> {
         let targets: Vec<usize> = match c.member {
             None if matches!(c.control, Control::Stop) => return Ok(true),
             None => (0..self.members.len()).collect(),
@@ -467,11 +469,11 @@ impl Sweep {
             };
             let r = self
                 .live(i)
-                .control(c.control.clone(), &mut |e| report(JobEvent::Member(i, e)));
-            if self.member_result(i, r, report)?
+                .control(c.control.clone(), &mut |e| sink(JobEvent::Member(i, e)));
+            if self.member_result(i, r, sink)?
                 && let Some(s) = next
             {
-                self.set_state(i, s, None, report)?;
+                self.set_state(i, s, None, sink)?;
             }
         }
         Ok(false)
@@ -483,12 +485,12 @@ impl Sweep {
         &mut self,
         i: usize,
         r: Result<T, TrainError>,
-        report: Report<'_>,
+        sink: Sink<'_>,
     ) -> Result<bool, SweepError> {
         match r {
             Ok(_) => Ok(true),
             Err(e) => {
-                self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?;
+                self.set_state(i, MemberState::Failed, Some(e.to_string()), sink)?;
                 Ok(false)
             }
         }
@@ -496,14 +498,14 @@ impl Sweep {
 
     /// Read one batch and step every running member on it; a member that reaches its last step
     /// finishes (checkpoint, export).
-    fn step_all(&mut self, report: Report<'_>) -> Result<(), SweepError> {
+    fn step_all(&mut self, sink: Sink<'_>) -> Result<(), SweepError> {
         let t0 = Instant::now();
         let Prefetched { batch, position } = match self.data.next_batch() {
             Ok(p) => p,
             Err(e) => {
                 // keep what every member trained before reporting the data problem
                 if self.step > 0 {
-                    let _ = self.checkpoint_all(report);
+                    let _ = self.checkpoint_all(sink);
                 }
                 return Err(TrainError::from(e).into());
             }
@@ -540,15 +542,15 @@ impl Sweep {
             };
             let t = self.live(i);
             t.add_fed_wait(wait);
-            let r = t.step_on(fed, &mut |e| report(JobEvent::Member(i, e)));
+            let r = t.step_on(fed, &mut |e| sink(JobEvent::Member(i, e)));
             self.members[i].step = self.live(i).step();
-            if !self.member_result(i, r, report)? {
+            if !self.member_result(i, r, sink)? {
                 continue;
             }
             if self.live(i).is_done() {
-                let r = self.live(i).finish(&mut |e| report(JobEvent::Member(i, e)));
-                if self.member_result(i, r, report)? {
-                    self.set_state(i, MemberState::Finished, None, report)?;
+                let r = self.live(i).finish(&mut |e| sink(JobEvent::Member(i, e)));
+                if self.member_result(i, r, sink)? {
+                    self.set_state(i, MemberState::Finished, None, sink)?;
                 }
             }
         }
@@ -558,44 +560,44 @@ impl Sweep {
     }
 
     /// Checkpoint every live member after the same batch, and record where reading continues.
-    fn checkpoint_all(&mut self, report: Report<'_>) -> Result<(), SweepError> {
-        self.each_live_checkpoint(false, report)
+    fn checkpoint_all(&mut self, sink: Sink<'_>) -> Result<(), SweepError> {
+        self.each_live_checkpoint(false, sink)
     }
 
     /// Stop every live member with a checkpoint, and record the sweep's checkpoint and stop.
-    fn stop_all(&mut self, report: Report<'_>) -> Result<SweepOutcome, SweepError> {
+    fn stop_all(&mut self, sink: Sink<'_>) -> Result<SweepOutcome, SweepError> {
         // the members stay live in the log: `sweep --resume` continues them from here
-        self.each_live_checkpoint(true, report)?;
+        self.each_live_checkpoint(true, sink)?;
         let rec = SweepRecord::Stop {
             step: self.step,
             rows_read: self.rows_read,
         };
-        self.emit(rec, report)?;
+        self.emit(rec, sink)?;
         Ok(SweepOutcome::Stopped)
     }
 
     /// Checkpoint (or, with `stop`, stop with a checkpoint) every live member, failing those
     /// that cannot, and record the sweep checkpoint.
-    fn each_live_checkpoint(&mut self, stop: bool, report: Report<'_>) -> Result<(), SweepError> {
+    fn each_live_checkpoint(&mut self, stop: bool, sink: Sink<'_>) -> Result<(), SweepError> {
         let mut paths = BTreeMap::new();
         for i in 0..self.members.len() {
             if !self.members[i].state.is_live() {
                 continue;
             }
-            let sink = &mut |e| report(JobEvent::Member(i, e));
+            let member_sink = &mut |e| sink(JobEvent::Member(i, e));
             let r = if stop {
-                self.live(i).stop_now(sink).map(|o| match o {
+                self.live(i).stop_now(member_sink).map(|o| match o {
                     Outcome::Stopped { checkpoint, .. } => checkpoint,
                     Outcome::Finished { checkpoint, .. } => checkpoint,
                 })
             } else {
-                self.live(i).checkpoint_now(sink)
+                self.live(i).checkpoint_now(member_sink)
             };
             match r {
                 Ok(p) => {
                     paths.insert(self.members[i].name.clone(), p);
                 }
-                Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), report)?,
+                Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), sink)?,
             }
         }
         let rec = SweepRecord::Checkpoint {
@@ -604,7 +606,7 @@ impl Sweep {
             position: self.position,
             members: paths,
         };
-        self.emit(rec, report)
+        self.emit(rec, sink)
     }
 }
 
