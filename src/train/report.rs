@@ -7,7 +7,7 @@ use crate::sae::loss::LossParts;
 use crate::sae::model::{Architecture, download};
 use crate::schema::record::MetricsRecord;
 use crate::train::schedule::{lambda_at, lr_at};
-use crate::train::trainer::Trainer;
+use crate::train::trainer::{Feed, Trainer};
 use burn::tensor::Tensor;
 use std::time::Instant;
 
@@ -67,27 +67,27 @@ impl Trainer {
             l0: f64::NAN,
             pre_act: f64::NAN,
         });
-        let (window_start, window_tokens_start) = self.window;
+        let (window_start, window_tokens_start) = self.st.window;
         let window_s = window_start.elapsed().as_secs_f64().max(1e-9);
-        let window_tokens = self.tokens_seen - window_tokens_start;
+        let window_tokens = self.st.tokens_seen - window_tokens_start;
         let tokens_per_s = window_tokens as f64 / window_s;
-        let batch = self.cfg.data.batch_size as f64;
+        let batch = self.res.cfg.data.batch_size as f64;
         let window_steps = (window_tokens as f64 / batch).round().max(1.0);
-        let sparse_fraction = (self.sparse_steps as f64 / window_steps).min(1.0);
-        self.sparse_steps = 0;
-        self.window = (Instant::now(), self.tokens_seen);
-        let wait = match &mut self.data {
-            Some(d) => d.take_wait(),
-            None => std::mem::take(&mut self.fed_wait),
+        let sparse_fraction = (self.st.sparse_steps as f64 / window_steps).min(1.0);
+        self.st.sparse_steps = 0;
+        self.st.window = (Instant::now(), self.st.tokens_seen);
+        let wait = match &mut self.res.feed {
+            Feed::Own(d) => d.take_wait(),
+            Feed::Fed(waited) => std::mem::take(waited),
         };
         let data_wait_fraction = (wait.as_secs_f64() / window_s).min(1.0);
-        let (_, m) = self.sae.dims();
+        let (_, m) = self.st.sae.dims();
         let centred = x.clone() - x.clone().mean_dim(0);
-        let dead_mask = self.firing.dead(self.dead_steps()).float();
-        let window = self.firing.window_tokens.max(1) as f64;
+        let dead_mask = self.st.firing.dead(self.dead_steps()).float();
+        let window = self.st.firing.window_tokens.max(1) as f64;
         let log_freq =
-            (self.firing.window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
-        let log_theta = (self.sae.theta() * self.scale).log() / std::f64::consts::LN_10;
+            (self.st.firing.window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
+        let log_theta = (self.st.sae.theta() * self.st.scale).log() / std::f64::consts::LN_10;
         // one transfer for everything the record needs from the device
         let packed = Tensor::cat(
             vec![
@@ -108,10 +108,10 @@ impl Trainer {
         let theta: Vec<f64> = v[3 + m..3 + 2 * m].iter().map(|&x| x as f64).collect();
         let alive: Vec<bool> = v[3 + 2 * m..].iter().map(|&d| d == 0.0).collect();
         if let Some(change) = self.theta_change(&theta, &alive) {
-            self.health.observe_theta_change(change);
+            self.st.health.observe_theta_change(change);
         }
-        self.last_theta = Some((self.step, theta.clone()));
-        let arch = self.cfg.sae.architecture;
+        self.st.last_theta = Some((self.st.step, theta.clone()));
+        let arch = self.res.cfg.sae.architecture;
         let global_threshold = (arch == Architecture::BatchTopK)
             .then(|| theta.first().map(|t| 10f64.powf(*t)))
             .flatten();
@@ -119,11 +119,11 @@ impl Trainer {
             Architecture::JumpRelu | Architecture::BatchTopK => theta_histogram(theta),
             Architecture::TopK | Architecture::Relu => theta_histogram(self.stand_in(&x)),
         };
-        self.firing.reset_window();
-        let t = self.step.saturating_sub(1);
+        self.st.firing.reset_window();
+        let t = self.st.step.saturating_sub(1);
         MetricsRecord {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             loss: p.loss,
             mse: p.mse,
             sparsity: p.sparsity,
@@ -132,11 +132,11 @@ impl Trainer {
             explained_variance: 1.0 - fvu,
             dead,
             dead_fraction: dead as f64 / m as f64,
-            lr: lr_at(t, &self.cfg.hyper, self.cfg.total_steps()),
-            sparsity_coefficient: lambda_at(t, &self.cfg.hyper),
+            lr: lr_at(t, &self.res.cfg.hyper, self.res.cfg.total_steps()),
+            sparsity_coefficient: lambda_at(t, &self.res.cfg.hyper),
             tokens_per_s,
-            skipped_rows: self.skipped_rows,
-            epoch: self.position.epoch,
+            skipped_rows: self.st.skipped_rows,
+            epoch: self.st.position.epoch,
             data_wait_fraction,
             sparse_fraction,
             firing_hist,
@@ -150,23 +150,23 @@ impl Trainer {
     /// token's k-th largest pre-activation (TopK: its effective threshold), or each firing
     /// feature's mean non-zero activation (ReLU).
     fn stand_in(&self, x: &Tensor<2>) -> Vec<f64> {
-        let x_in = if self.cfg.sae.pre_encoder_bias {
-            x.clone() - self.sae.b_dec.clone().unsqueeze_dim::<2>(0)
+        let x_in = if self.res.cfg.sae.pre_encoder_bias {
+            x.clone() - self.st.sae.b_dec.clone().unsqueeze_dim::<2>(0)
         } else {
             x.clone()
         };
-        let r = (x_in.matmul(self.sae.w_enc.clone())
-            + self.sae.b_enc.clone().unsqueeze_dim::<2>(0))
+        let r = (x_in.matmul(self.st.sae.w_enc.clone())
+            + self.st.sae.b_enc.clone().unsqueeze_dim::<2>(0))
         .clamp_min(0.0);
         let [_, m] = r.dims();
-        let values = if self.cfg.sae.architecture == Architecture::TopK {
-            let k = self.cfg.hyper.k.clamp(1, m);
+        let values = if self.res.cfg.sae.architecture == Architecture::TopK {
+            let k = self.res.cfg.hyper.k.clamp(1, m);
             r.topk(k, 1).narrow(1, k - 1, 1).reshape([-1])
         } else {
             let count = r.clone().greater_elem(0.0).float().sum_dim(0);
             (r.sum_dim(0) / count).reshape([-1])
         };
-        download(&(values * self.scale))
+        download(&(values * self.st.scale))
             .into_iter()
             .map(|v| (v as f64).log10())
             .collect()
@@ -179,8 +179,8 @@ impl Trainer {
     // Dead features are left out: their θ gets no gradient by definition, and counting them
     // would call a run with over half its features dead "frozen", which is dead-rising's news.
     fn theta_change(&self, log10_theta: &[f64], alive: &[bool]) -> Option<f64> {
-        let (at, before) = self.last_theta.as_ref()?;
-        let steps = self.step.checked_sub(*at).filter(|&s| s > 0)? as f64;
+        let (at, before) = self.st.last_theta.as_ref()?;
+        let steps = self.st.step.checked_sub(*at).filter(|&s| s > 0)? as f64;
         let mut change: Vec<f64> = log10_theta
             .iter()
             .zip(before)

@@ -20,7 +20,7 @@ use crate::train::error::{TrainError, io_err};
 use crate::train::firing::Firing;
 use crate::train::memory::{self, Available, MemoryEstimate, RunSizes};
 use crate::train::report::LossQueue;
-use crate::train::trainer::Trainer;
+use crate::train::trainer::{Feed, Resources, State, Trainer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -315,34 +315,38 @@ impl Trainer {
             memory_available,
         };
         let health = monitor(&cfg, host.d_sae);
+        let firing = Firing::new(host.d_sae, &device);
         Ok(Self {
-            firing: Firing::new(host.d_sae, &device),
-            kernels,
-            cfg,
-            run_dir,
-            config_file,
-            device,
-            sae,
-            adam,
-            data,
-            fed_wait: std::time::Duration::ZERO,
-            eval_rows,
-            store_attributes,
-            position: Position::default(),
-            scale,
-            step: 0,
-            tokens_seen: 0,
-            skipped_rows: 0,
-            log,
-            losses: LossQueue::default(),
-            window: (Instant::now(), 0),
-            sparse_steps: 0,
-            last_checkpoint: None,
-            opening: Some(opening),
-            notes: Vec::new(),
-            health,
-            last_theta: None,
-            started: Instant::now(),
+            res: Resources {
+                kernels,
+                cfg,
+                run_dir,
+                config_file,
+                device,
+                feed: feed(data),
+                eval_rows,
+                store_attributes,
+                log,
+            },
+            st: State {
+                firing,
+                sae,
+                adam,
+                position: Position::default(),
+                scale,
+                step: 0,
+                tokens_seen: 0,
+                skipped_rows: 0,
+                losses: LossQueue::default(),
+                window: (Instant::now(), 0),
+                sparse_steps: 0,
+                last_checkpoint: None,
+                opening: Some(opening),
+                notes: Vec::new(),
+                health,
+                last_theta: None,
+                started: Instant::now(),
+            },
         })
     }
 
@@ -450,35 +454,43 @@ impl Trainer {
         };
         let health = monitor(&cfg, tensors.d_sae);
         Ok(Self {
-            kernels,
-            cfg,
-            run_dir: run_dir.to_path_buf(),
-            config_file: ConfigFile::in_run(run_dir),
-            device,
-            sae,
-            adam,
-            data,
-            fed_wait: std::time::Duration::ZERO,
-            eval_rows: shared.eval_rows,
-            store_attributes: shared.store_attributes,
-            position: state.position,
-            scale: state.scale,
-            step: state.step,
-            tokens_seen: state.tokens_seen,
-            skipped_rows: state.skipped_rows,
-            firing,
-            log,
-            losses: LossQueue::default(),
-            window: (Instant::now(), state.tokens_seen),
-            sparse_steps: 0,
-            last_checkpoint: Some(ckpt),
-            opening: Some(opening),
-            notes,
-            health,
-            last_theta: None,
-            started: Instant::now(),
+            res: Resources {
+                kernels,
+                cfg,
+                run_dir: run_dir.to_path_buf(),
+                config_file: ConfigFile::in_run(run_dir),
+                device,
+                feed: feed(data),
+                eval_rows: shared.eval_rows,
+                store_attributes: shared.store_attributes,
+                log,
+            },
+            st: State {
+                sae,
+                adam,
+                position: state.position,
+                scale: state.scale,
+                step: state.step,
+                tokens_seen: state.tokens_seen,
+                skipped_rows: state.skipped_rows,
+                firing,
+                losses: LossQueue::default(),
+                window: (Instant::now(), state.tokens_seen),
+                sparse_steps: 0,
+                last_checkpoint: Some(ckpt),
+                opening: Some(opening),
+                notes,
+                health,
+                last_theta: None,
+                started: Instant::now(),
+            },
         })
     }
+}
+
+/// A run's own reader, or none when a sweep feeds its batches.
+fn feed(data: Option<Prefetcher>) -> Feed {
+    data.map_or(Feed::Fed(std::time::Duration::ZERO), Feed::Own)
 }
 
 /// Remove what an interrupted checkpoint write left in `run_dir`; the notes saying so.

@@ -55,8 +55,24 @@ pub enum Outcome {
     },
 }
 
-/// A training run in progress.
+/// A training run in progress: what it holds ([`Resources`]) and where it stands ([`State`]).
 pub struct Trainer {
+    pub(super) res: Resources,
+    pub(super) st: State,
+}
+
+/// Where a run's batches come from.
+pub enum Feed {
+    /// Its own reader (a run alone).
+    Own(Prefetcher),
+    /// A sweep hands them over ([`Trainer::step_on`]); the time spent waiting for them since the
+    /// last report.
+    Fed(std::time::Duration),
+}
+
+/// What a run holds while it trains: its configuration, files, device and data. Set up once;
+/// only the configuration changes (by live edits).
+pub struct Resources {
     pub(super) cfg: Config,
     pub(super) run_dir: PathBuf,
     /// The run's config.toml, rewritten as the configuration in force after each edit.
@@ -64,16 +80,20 @@ pub struct Trainer {
     pub(super) device: Device,
     /// The elementwise kernels steps use (chosen once, from the device).
     pub(super) kernels: Kernels,
-    pub(super) sae: Sae,
-    pub(super) adam: AdamState,
-    /// The run's own reader; `None` when a sweep feeds the batches ([`Trainer::step_on`]).
-    pub(super) data: Option<Prefetcher>,
-    /// Time spent waiting for batches a sweep fed, since the last report.
-    pub(super) fed_wait: std::time::Duration,
+    /// Where batches come from.
+    pub(super) feed: Feed,
     /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on (shared by a sweep's members).
     pub(super) eval_rows: Arc<Vec<f32>>,
     /// The store's file attributes.
     pub(super) store_attributes: std::collections::BTreeMap<String, String>,
+    pub(super) log: JsonlLog,
+}
+
+/// Where a run stands: its parameters and optimizer, its counters and report window, its
+/// health; what a checkpoint and a report record.
+pub struct State {
+    pub(super) sae: Sae,
+    pub(super) adam: AdamState,
     /// Reading position after the last batch trained on (what a checkpoint records).
     pub(super) position: Position,
     pub(super) scale: f64,
@@ -81,7 +101,6 @@ pub struct Trainer {
     pub(super) tokens_seen: u64,
     pub(super) skipped_rows: u64,
     pub(super) firing: Firing,
-    pub(super) log: JsonlLog,
     /// Loss parts not read back yet.
     pub(super) losses: LossQueue,
     /// Start of the current report window: when, and tokens seen then.
@@ -121,39 +140,39 @@ type Sink<'a> = &'a mut dyn FnMut(TrainEvent);
 impl Trainer {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
-        &self.cfg
+        &self.res.cfg
     }
 
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
-        &self.run_dir
+        &self.res.run_dir
     }
 
     /// The run's config.toml, as this process writes it (watch it through this handle, so the
     /// trainer's own rewrites are not taken for edits).
     pub fn config_file(&self) -> ConfigFile {
-        self.config_file.clone()
+        self.res.config_file.clone()
     }
 
     /// Steps completed.
     pub fn step(&self) -> u64 {
-        self.step
+        self.st.step
     }
 
     /// Input scale C.
     pub fn scale(&self) -> f64 {
-        self.scale
+        self.st.scale
     }
 
     /// The current parameters on the host (training form).
     pub fn host_params(&self) -> HostParams {
-        self.sae.to_host()
+        self.st.sae.to_host()
     }
 
     /// Append `rec` to metrics.jsonl and hand it to the sink.
     fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
-        self.log.append(&rec).map_err(|source| TrainError::Io {
-            path: self.log.path().to_path_buf(),
+        self.res.log.append(&rec).map_err(|source| TrainError::Io {
+            path: self.res.log.path().to_path_buf(),
             source,
         })?;
         sink(TrainEvent::Record(rec));
@@ -161,21 +180,21 @@ impl Trainer {
     }
 
     pub(super) fn dead_steps(&self) -> f64 {
-        (self.cfg.hyper.dead_window_tokens as f64 / self.cfg.data.batch_size as f64).ceil()
+        (self.res.cfg.hyper.dead_window_tokens as f64 / self.res.cfg.data.batch_size as f64).ceil()
     }
 
     /// Run until the configured number of steps, or until told to stop.
     pub fn run(&mut self, controls: &impl Controls, sink: Sink<'_>) -> Result<Outcome, TrainError> {
-        for note in std::mem::take(&mut self.notes) {
+        for note in std::mem::take(&mut self.st.notes) {
             sink(TrainEvent::Info(note));
         }
-        if let Some(rec) = self.opening.take() {
+        if let Some(rec) = self.st.opening.take() {
             self.emit(rec, sink)?;
         }
-        let total = self.cfg.total_steps();
-        self.started = Instant::now();
-        self.window = (Instant::now(), self.tokens_seen);
-        while self.step < total {
+        let total = self.res.cfg.total_steps();
+        self.st.started = Instant::now();
+        self.st.window = (Instant::now(), self.st.tokens_seen);
+        while self.st.step < total {
             let next = between_steps(
                 controls,
                 &mut Steering {
@@ -187,8 +206,8 @@ impl Trainer {
                 return self.stop(sink);
             }
             self.train_one(sink)?;
-            let every = self.cfg.hyper.checkpoint_every;
-            if every > 0 && self.step.is_multiple_of(every) && self.step < total {
+            let every = self.res.cfg.hyper.checkpoint_every;
+            if every > 0 && self.st.step.is_multiple_of(every) && self.st.step < total {
                 self.checkpoint(sink)?;
             }
         }
@@ -197,30 +216,30 @@ impl Trainer {
 
     /// Start the clock of a run a sweep drives, and emit its opening records.
     pub fn open_fed(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
-        for note in std::mem::take(&mut self.notes) {
+        for note in std::mem::take(&mut self.st.notes) {
             sink(TrainEvent::Info(note));
         }
-        if let Some(rec) = self.opening.take() {
+        if let Some(rec) = self.st.opening.take() {
             self.emit(rec, sink)?;
         }
-        self.started = Instant::now();
-        self.window = (Instant::now(), self.tokens_seen);
+        self.st.started = Instant::now();
+        self.st.window = (Instant::now(), self.st.tokens_seen);
         Ok(())
     }
 
     /// Whether every configured step is done.
     pub fn is_done(&self) -> bool {
-        self.step >= self.cfg.total_steps()
+        self.st.step >= self.res.cfg.total_steps()
     }
 
     /// The end of a run: a last checkpoint, the SAE exported, the `finish` record.
     pub fn finish(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
         let checkpoint = self.checkpoint(sink)?;
-        let sae_dir = self.run_dir.join("sae");
+        let sae_dir = self.res.run_dir.join("sae");
         self.export(&sae_dir)?;
         let finish = Record::Finish {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             sae: sae_dir.clone(),
         };
         self.emit(finish, sink)?;
@@ -232,24 +251,23 @@ impl Trainer {
 
     /// Read a batch from the run's own reader, take one step on it (see [`Trainer::step_on`]).
     fn train_one(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
-        let (d_in, _) = self.sae.dims();
-        let data = self
-            .data
-            .as_mut()
-            .expect("a run without a sweep reads its own data");
+        let (d_in, _) = self.st.sae.dims();
+        let Feed::Own(data) = &mut self.res.feed else {
+            unreachable!("a sweep steps its members through step_on, never through run")
+        };
         let Prefetched { batch, position } = match data.next_batch() {
             Ok(p) => p,
             Err(e) => {
                 // keep what was trained so far before reporting the data problem
-                if self.step > 0 {
+                if self.st.step > 0 {
                     let _ = self.checkpoint(sink);
                 }
                 return Err(e.into());
             }
         };
         let x = match &batch.data {
-            Rows::F32(v) => upload(v, [batch.rows, d_in], &self.device),
-            half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.device),
+            Rows::F32(v) => upload(v, [batch.rows, d_in], &self.res.device),
+            half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.res.device),
         };
         let fed = Fed {
             x,
@@ -265,7 +283,7 @@ impl Trainer {
     /// Take one step on `fed`, report when a report is due, and validate when due. A sweep
     /// calls this for each member with the batch it read once.
     pub fn step_on(&mut self, fed: Fed, sink: Sink<'_>) -> Result<(), TrainError> {
-        let total = self.cfg.total_steps();
+        let total = self.res.cfg.total_steps();
         let Fed {
             x,
             rows,
@@ -273,59 +291,60 @@ impl Trainer {
             new_epochs,
             skipped,
         } = fed;
-        self.position = position;
+        self.st.position = position;
         if skipped > 0 {
-            self.skipped_rows += skipped as u64;
+            self.st.skipped_rows += skipped as u64;
             sink(TrainEvent::Warning(format!(
                 "step {}: skipped {} rows with NaN/Inf ({} so far)",
-                self.step, skipped, self.skipped_rows
+                self.st.step, skipped, self.st.skipped_rows
             )));
         }
         if new_epochs > 0 {
             let rec = Record::Epoch {
-                step: self.step,
-                tokens: self.tokens_seen,
-                epoch: self.position.epoch,
+                step: self.st.step,
+                tokens: self.st.tokens_seen,
+                epoch: self.st.position.epoch,
             };
             self.emit(rec, sink)?;
         }
-        let is_log =
-            (self.step + 1).is_multiple_of(self.cfg.hyper.log_every) || self.step + 1 == total;
+        let is_log = (self.st.step + 1).is_multiple_of(self.res.cfg.hyper.log_every)
+            || self.st.step + 1 == total;
         let x_for_metrics = is_log.then(|| x.clone());
         // the dead-feature losses: the pre-activation loss (JumpReLU), AuxK (TopK, BatchTopK)
-        let h = &self.cfg.hyper;
-        let wants_dead = if self.cfg.sae.architecture.is_topk() {
+        let h = &self.res.cfg.hyper;
+        let wants_dead = if self.res.cfg.sae.architecture.is_topk() {
             h.aux_coefficient > 0.0
         } else {
             h.pre_act_coefficient > 0.0
         };
-        let dead = wants_dead.then(|| self.firing.dead(self.dead_steps()));
+        let dead = wants_dead.then(|| self.st.firing.dead(self.dead_steps()));
         let plan = StepPlan {
-            t: self.step,
+            t: self.st.step,
             total_steps: total,
-            hyper: &self.cfg.hyper,
-            sae: &self.cfg.sae,
-            kernels: self.kernels,
-            sparse_below: switch_density(self.kernels),
+            hyper: &self.res.cfg.hyper,
+            sae: &self.res.cfg.sae,
+            kernels: self.res.kernels,
+            sparse_below: switch_density(self.res.kernels),
         };
-        let out = train_step(&mut self.sae, &mut self.adam, x, plan, dead.as_ref());
-        self.firing.record(out.fire_counts, rows);
-        self.sparse_steps += u64::from(out.sparse);
-        self.losses.push(self.step, out.parts);
-        self.step += 1;
-        self.tokens_seen += rows as u64;
+        let out = train_step(&mut self.st.sae, &mut self.st.adam, x, plan, dead.as_ref());
+        self.st.firing.record(out.fire_counts, rows);
+        self.st.sparse_steps += u64::from(out.sparse);
+        self.st.losses.push(self.st.step, out.parts);
+        self.st.step += 1;
+        self.st.tokens_seen += rows as u64;
         if let Some(x) = x_for_metrics {
             let parts = self.flush(sink)?;
-            let rec = self.metrics_record(parts, x, out.residual, self.started);
-            let events = self.health.observe(&rec);
+            let rec = self.metrics_record(parts, x, out.residual, self.st.started);
+            let events = self.st.health.observe(&rec);
             self.emit(Record::Metrics(Box::new(rec)), sink)?;
             for e in events {
                 self.emit(self.health_record(e), sink)?;
             }
         }
-        let eval_every = self.cfg.hyper.eval_every;
-        if !self.eval_rows.is_empty()
-            && ((eval_every > 0 && self.step.is_multiple_of(eval_every)) || self.step == total)
+        let eval_every = self.res.cfg.hyper.eval_every;
+        if !self.res.eval_rows.is_empty()
+            && ((eval_every > 0 && self.st.step.is_multiple_of(eval_every))
+                || self.st.step == total)
         {
             self.validate(sink)?;
         }
@@ -334,17 +353,19 @@ impl Trainer {
 
     /// Count time spent waiting for a batch a sweep fed (reported as `data_wait_fraction`).
     pub fn add_fed_wait(&mut self, wait: std::time::Duration) {
-        self.fed_wait += wait;
+        if let Feed::Fed(waited) = &mut self.res.feed {
+            *waited += wait;
+        }
     }
 
     /// Activation width.
     pub fn d_in(&self) -> usize {
-        self.sae.dims().0
+        self.st.sae.dims().0
     }
 
     /// The device the run trains on.
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.res.device
     }
 
     /// Carry out one control a sweep received for this member: edits, checkpoint-now, and the
@@ -376,8 +397,8 @@ impl Trainer {
     /// Apply a checked edit from the next step on: config.toml is rewritten as the configuration
     /// in force (so an edit of it starts from these values), and the change is logged.
     fn set_hyper(&mut self, edit: HyperEdit, sink: Sink<'_>) -> Result<(), TrainError> {
-        self.cfg.hyper = edit.hyper;
-        self.health.set_config(self.cfg.hyper.health.clone());
+        self.res.cfg.hyper = edit.hyper;
+        self.st.health.set_config(self.res.cfg.hyper.health.clone());
         if edit.changes.is_empty() {
             return Ok(());
         }
@@ -389,14 +410,15 @@ impl Trainer {
             "pre_act_coefficient",
         ];
         if LOSS_TERMS.iter().any(|k| edit.changes.contains_key(*k)) {
-            self.health.loss_redefined(self.step);
+            self.st.health.loss_redefined(self.st.step);
         }
-        self.config_file
-            .write(&self.cfg)
-            .map_err(io_err(self.config_file.path()))?;
+        self.res
+            .config_file
+            .write(&self.res.cfg)
+            .map_err(io_err(self.res.config_file.path()))?;
         let rec = Record::Hyper {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             source: edit.source,
             changes: edit.changes,
         };
@@ -405,7 +427,7 @@ impl Trainer {
 
     /// The record of a health event at this step.
     fn health_record(&self, e: Event) -> Record {
-        let (step, tokens) = (self.step, self.tokens_seen);
+        let (step, tokens) = (self.st.step, self.st.tokens_seen);
         match e {
             Event::Raised(w) => Record::Warning {
                 step,
@@ -421,19 +443,19 @@ impl Trainer {
 
     /// Read back the queued loss parts; fail on the first non-finite loss.
     fn flush(&mut self, sink: Sink<'_>) -> Result<Option<LossParts>, TrainError> {
-        match self.losses.read() {
+        match self.st.losses.read() {
             Ok(parts) => Ok(parts),
             Err(step) => {
                 let rec = Record::NonfiniteLoss {
-                    step: self.step,
-                    tokens: self.tokens_seen,
+                    step: self.st.step,
+                    tokens: self.st.tokens_seen,
                     at_step: step,
                 };
                 // the loss is the error to report, even if the log cannot take the record
                 let _ = self.emit(rec, sink);
                 Err(TrainError::NonFiniteLoss {
                     step,
-                    last_good: self.last_checkpoint.clone(),
+                    last_good: self.st.last_checkpoint.clone(),
                 })
             }
         }
@@ -442,24 +464,25 @@ impl Trainer {
     /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
     fn validate(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
         let mut folded = io::fold(
-            &self.sae.to_host(),
-            self.scale as f32,
-            self.cfg.sae.pre_encoder_bias,
+            &self.st.sae.to_host(),
+            self.st.scale as f32,
+            self.res.cfg.sae.pre_encoder_bias,
         );
-        folded.topk = self.cfg.topk_inference();
-        let sae = InferenceSae::new(&folded, &self.device);
+        folded.topk = self.res.cfg.topk_inference();
+        let sae = InferenceSae::new(&folded, &self.res.device);
         let mut ev = Evaluator::new(&sae, folded.d_in, folded.d_sae);
         for chunk in self
+            .res
             .eval_rows
-            .chunks(self.cfg.data.batch_size * folded.d_in)
+            .chunks(self.res.cfg.data.batch_size * folded.d_in)
         {
-            ev.add(chunk, &self.device);
+            ev.add(chunk, &self.res.device);
         }
         let eval = ev.report();
-        self.health.observe_heldout_fvu(eval.fvu);
+        self.st.health.observe_heldout_fvu(eval.fvu);
         let rec = Record::Eval {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             eval,
         };
         self.emit(rec, sink)
@@ -469,37 +492,37 @@ impl Trainer {
     fn state(&self) -> CheckpointState {
         CheckpointState {
             version: checkpoint::VERSION,
-            step: self.step,
-            tokens_seen: self.tokens_seen,
-            position: self.position,
-            scale: self.scale,
-            skipped_rows: self.skipped_rows,
-            window_tokens: self.firing.window_tokens,
-            config: self.cfg.clone(),
-            store_attributes: self.store_attributes.clone(),
+            step: self.st.step,
+            tokens_seen: self.st.tokens_seen,
+            position: self.st.position,
+            scale: self.st.scale,
+            skipped_rows: self.st.skipped_rows,
+            window_tokens: self.st.firing.window_tokens,
+            config: self.res.cfg.clone(),
+            store_attributes: self.res.store_attributes.clone(),
         }
     }
 
     /// Write a checkpoint now (after checking that every queued loss is finite).
     fn checkpoint(&mut self, sink: Sink<'_>) -> Result<PathBuf, TrainError> {
         self.flush(sink)?;
-        let tensors = TrainTensors::gather(&self.sae, &self.adam, &self.firing);
+        let tensors = TrainTensors::gather(&self.st.sae, &self.st.adam, &self.st.firing);
         if !tensors.params_finite() {
             return Err(TrainError::NonFiniteLoss {
-                step: self.step.saturating_sub(1),
-                last_good: self.last_checkpoint.clone(),
+                step: self.st.step.saturating_sub(1),
+                last_good: self.st.last_checkpoint.clone(),
             });
         }
         let path = checkpoint::write(
-            &self.run_dir,
+            &self.res.run_dir,
             &self.state(),
             &tensors,
-            self.cfg.hyper.keep_checkpoints,
+            self.res.cfg.hyper.keep_checkpoints,
         )?;
-        self.last_checkpoint = Some(path.clone());
+        self.st.last_checkpoint = Some(path.clone());
         let rec = Record::Checkpoint {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             path: path.clone(),
         };
         self.emit(rec, sink)?;
@@ -509,21 +532,21 @@ impl Trainer {
     fn stop(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
         let checkpoint = self.checkpoint(sink)?;
         let rec = Record::Stop {
-            step: self.step,
-            tokens: self.tokens_seen,
+            step: self.st.step,
+            tokens: self.st.tokens_seen,
             checkpoint: checkpoint.clone(),
         };
         self.emit(rec, sink)?;
         Ok(Outcome::Stopped {
             checkpoint,
-            step: self.step,
+            step: self.st.step,
         })
     }
 
     /// Export the current SAE in inference form (SAELens layout) to `dir`.
     pub fn export(&self, dir: &Path) -> Result<(), TrainError> {
-        let total = download(&self.firing.total);
-        export::write(dir, self.sae.to_host(), &total, &self.state())
+        let total = download(&self.st.firing.total);
+        export::write(dir, self.st.sae.to_host(), &total, &self.state())
     }
 }
 
@@ -546,12 +569,12 @@ impl Steer for Steering<'_, '_> {
 
     fn paused(&mut self, paused: bool) -> Result<(), TrainError> {
         let t = &mut *self.trainer;
-        let (step, tokens) = (t.step, t.tokens_seen);
+        let (step, tokens) = (t.st.step, t.st.tokens_seen);
         if paused {
             t.emit(Record::Pause { step, tokens }, self.sink)
         } else {
             // the pause is not part of the next report's throughput
-            t.window = (Instant::now(), tokens);
+            t.st.window = (Instant::now(), tokens);
             t.emit(Record::ResumeSteps { step, tokens }, self.sink)
         }
     }
