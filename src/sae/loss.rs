@@ -23,7 +23,7 @@
 use crate::sae::kernels::host_fused::HostFused;
 use crate::sae::kernels::tensor_ops::TensorOps;
 use crate::sae::kernels::{
-    Backward, Elementwise, ElementwiseInputs, Encoded, Kernels, LossSettings, SparsityLoss,
+    Backward, Elementwise, ElementwiseInputs, Encoded, Kernels, LossSettings,
 };
 use crate::sae::model::{Sae, ThresholdParam};
 use crate::sae::perturb;
@@ -175,17 +175,20 @@ impl Start {
             x.clone()
         };
         let theta = sae.theta();
-        let needs_norms = matches!(s.sparsity_loss, SparsityLoss::Tanh | SparsityLoss::L1)
-            || s.pre_act_coefficient > 0.0;
-        let norms = needs_norms.then(|| sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]));
-        let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead, &norms) {
-            (true, Some(dead), Some(n)) => Some(n.clone().mask_fill(dead.clone().bool_not(), 0.0)),
+        let norms = || sae.w_dec.clone().square().sum_dim(1).sqrt().reshape([m]);
+        let penalty = s.penalty.map_norms(|()| norms());
+        // the pre-activation loss weighs dead features by the same norms
+        let pre_act_weights = match (s.pre_act_coefficient > 0.0, dead) {
+            (true, Some(dead)) => {
+                let n = penalty.norms().cloned().unwrap_or_else(norms);
+                Some(n.mask_fill(dead.clone().bool_not(), 0.0))
+            }
             _ => None,
         };
         let inputs = ElementwiseInputs {
             b_enc: sae.b_enc.clone(),
             theta: theta.clone(),
-            norms,
+            penalty,
             pre_act_weights,
         };
         Self {
@@ -286,7 +289,7 @@ pub(crate) fn finish(
         g_b_enc,
         g_norms,
     } = rest;
-    if let (Some(g_n), Some(n)) = (g_norms, &start.inputs.norms) {
+    if let (Some(g_n), Some(n)) = (g_norms, start.inputs.penalty.norms()) {
         // ‖W_dec[i]‖ depends on the row: ∂‖w‖/∂w = w / ‖w‖
         g_w_dec = g_w_dec + sae.w_dec.clone() * (g_n / n.clone()).reshape([m, 1]);
     }

@@ -18,7 +18,7 @@
 //! The result is the same step up to float rounding (property-tested against the dense path).
 
 use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, add_into, theta_grads};
-use crate::sae::kernels::{Encoded, Kernels, LossSettings, SparsityLoss};
+use crate::sae::kernels::{Encoded, Kernels, LossSettings, host_penalty};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::{Sae, download, upload_owned, with_host, with_host_ref};
 use crate::sae::vector::{axpy, dot};
@@ -187,18 +187,15 @@ fn rest_on(
         download(&sae.b_dec)
     };
     let theta = download(&start.inputs.theta);
-    let norms = start.inputs.norms.as_ref().map(download);
+    let penalty = start.inputs.penalty.map_norms(download);
     let pre: Option<Vec<f32>> = start.inputs.pre_act_weights.as_ref().map(|w| {
         let k = (-s.pre_act_coefficient / bf) as f32;
         download(w).iter().map(|v| v * k).collect()
     });
-    let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
-    let is_l1 = s.sparsity_loss == SparsityLoss::L1;
-    let l1_k = (s.lambda / bf) as f32;
-    let is_target = s.sparsity_loss == SparsityLoss::L0Target;
     let lam = s.lambda;
-    let tanh_c = s.tanh_scale as f32;
-    let tanh_k = (lam * s.tanh_scale / bf) as f32;
+    let l1_k = (lam / bf) as f32;
+    // what the penalty adds to ∂L/∂f and ∂L/∂‖W_dec‖: tanh's c and λc/B, or L1's λ/B
+    let (weights, target) = host_penalty(&penalty, lam, bf);
     let scale = (2.0 / bf) as f32;
 
     // the entries of each row that matter, with f, from the encode pass's flags
@@ -308,11 +305,8 @@ fn rest_on(
     // ∂L/∂W_enc[:, i] = Σ_b ∂L/∂z_bi x_in,b (rows in order, so every sum is deterministic).
     // W_enc's columns are summed as rows in a small buffer, then written into their columns
     // while those cache lines are still near (no [d_sae, d_in] transpose)
-    let g_row = |r: usize| {
-        // l0_target: the Step's upstream gradient for every feature of row r
-        let t = s.target_l0;
-        (lam * 4.0 / t * (saved.row_l0[r] as f64 - t) / bf) as f32
-    };
+    // l0_target: the Step's upstream gradient for every feature of row r
+    let g_row = |r: usize, t: f64| (lam * 4.0 / t * (saved.row_l0[r] as f64 - t) / bf) as f32;
     let mut g_w_dec = vec![0f32; m * d];
     let mut g_w_enc = vec![0f32; d * m];
     let mut sums = vec![FeatureSums::default(); m];
@@ -358,21 +352,24 @@ fn rest_on(
                         if e.fl & (ACTIVE | NEAR) != 0 {
                             // ∂L/∂f_bi = ∂L/∂x̂_b · W_dec[i], with ∂L/∂x̂ = 2 (x̂ − x) / B
                             g = scale * dot(res, w);
-                            if let (true, Some(n)) = (is_tanh, &norms) {
-                                let th = (tanh_c * e.f * n[i]).tanh();
-                                let sech2 = 1.0 - th * th;
-                                g += tanh_k * n[i] * sech2;
-                                acc.norms += e.f * sech2;
-                            }
-                            if let (true, Some(n)) = (is_l1, &norms) {
-                                g += l1_k * n[i];
-                                acc.norms += e.f;
+                            match weights {
+                                Some((n, Some((tanh_c, tanh_k)))) => {
+                                    let th = (tanh_c * e.f * n[i]).tanh();
+                                    let sech2 = 1.0 - th * th;
+                                    g += tanh_k * n[i] * sech2;
+                                    acc.norms += e.f * sech2;
+                                }
+                                Some((n, None)) => {
+                                    g += l1_k * n[i];
+                                    acc.norms += e.f;
+                                }
+                                None => {}
                             }
                         }
                         if e.fl & NEAR != 0 {
                             acc.jump += g;
-                            if is_target {
-                                acc.step += g_row(r);
+                            if let Some(t) = target {
+                                acc.step += g_row(r, t);
                             }
                         }
                         // H(z − θ)·∂L/∂f, or the pre-activation loss's −coef·w_i/B below θ
@@ -428,10 +425,10 @@ fn rest_on(
     let (jump, step) = (column(&|a| a.jump), column(&|a| a.step));
     let g_theta = theta_grads(&theta, &jump, &step, &saved.near_counts, s, b);
     let vec1 = |v: Vec<f32>| upload_owned(v, [m], &device);
-    let g_norms = match s.sparsity_loss {
-        SparsityLoss::Tanh => Some(vec1(column(&|a| a.norms * tanh_k))),
-        SparsityLoss::L1 => Some(vec1(column(&|a| a.norms * l1_k))),
-        _ => None,
+    let g_norms = match weights {
+        Some((_, Some((_, tanh_k)))) => Some(vec1(column(&|a| a.norms * tanh_k))),
+        Some((_, None)) => Some(vec1(column(&|a| a.norms * l1_k))),
+        None => None,
     };
     let rest = Rest {
         residual: upload_owned(residual, [b, d], &device),

@@ -20,7 +20,7 @@
 #![allow(deprecated)]
 
 use crate::sae::kernels::tensor_ops::Saved;
-use crate::sae::kernels::{Encoded, LossSettings, SparsityLoss};
+use crate::sae::kernels::{Encoded, LossSettings, Penalty};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::Sae;
 use burn::backend::LibTorch;
@@ -117,24 +117,19 @@ pub(crate) fn rest(
     let active = uv.gt(0.0);
     let index_sum = |v: &T| T::zeros([mi], opts).index_add(0, &cols, v);
     let mut g_norms = None;
-    let step_theta = match s.sparsity_loss {
+    let step_theta = match &start.inputs.penalty {
         // upstream λ/B on every entry → −(1/ε)(λ/B) Σ_b rect
-        SparsityLoss::L0 => Some(index_sum(&near) * (-lam / (eps * bf))),
-        SparsityLoss::L0Target => {
+        Penalty::L0 => Some(index_sum(&near) * (-lam / (eps * bf))),
+        Penalty::L0Target { target } => {
             // λ(4/L*)(l0_b − L*)/B for every feature of row b, towards θ through the Step
-            let tl = s.target_l0;
+            let tl = *target;
             let row_l0 = t(&saved.active_f).sum_dim_intlist(1, false, Kind::Float);
             let g_row = (row_l0 - tl) * (lam * 4.0 / tl / bf);
             Some(index_sum(&(g_row.index_select(0, &rows) * &near)) * (-1.0 / eps))
         }
-        SparsityLoss::Tanh => {
-            let n = t1(start
-                .inputs
-                .norms
-                .as_ref()
-                .expect("norms are computed for tanh"));
-            let nv = n.index_select(0, &cols);
-            let sc = s.tanh_scale;
+        Penalty::Tanh { scale, norms } => {
+            let nv = t1(norms).index_select(0, &cols);
+            let sc = *scale;
             let th = (&fv * &nv * sc).tanh();
             let sech2 = 1.0 - th.square();
             let k = lam * sc / bf;
@@ -142,20 +137,15 @@ pub(crate) fn rest(
             gv += sech2 * nv * k;
             None
         }
-        SparsityLoss::L1 => {
+        Penalty::L1 { norms } => {
             // ∂/∂f_bi = λ n_i/B;  ∂/∂n_i = λ Σ_b f_bi/B
-            let n = t1(start
-                .inputs
-                .norms
-                .as_ref()
-                .expect("norms are computed for l1"));
-            let nv = n.index_select(0, &cols);
+            let nv = t1(norms).index_select(0, &cols);
             let k = lam / bf;
             g_norms = Some(burn_of::<1>(index_sum(&fv) * k));
             gv += nv * k;
             None
         }
-        SparsityLoss::None => None,
+        Penalty::None => None,
     };
     // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
     let mut g_theta = index_sum(&(&gv * &near)) * &theta * (-1.0 / eps);

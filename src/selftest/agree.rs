@@ -7,6 +7,7 @@ use crate::config::{Config, parse};
 use crate::sae::kernels::Kernels;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{HostParams, Sae, download, upload};
+use crate::schema::keys;
 use crate::train::adam::AdamState;
 use crate::train::step::{StepPlan, train_step};
 use burn::tensor::{Device, Tensor};
@@ -81,10 +82,10 @@ fn recipe() -> Config {
         "",
         "selftest",
         &[
-            "train.lr=1e-3".into(),
-            "train.lr_warmup_steps=0".into(),
-            "train.sparsity_warmup_steps=5".into(),
-            "train.sparsity_coefficient=1e-3".into(),
+            format!("{}=1e-3", keys::LR),
+            format!("{}=0", keys::LR_WARMUP_STEPS),
+            format!("{}=5", keys::SPARSITY_WARMUP_STEPS),
+            format!("{}=1e-3", keys::SPARSITY_COEFFICIENT),
         ],
     )
     .and_then(|f| f.validate("selftest"))

@@ -147,48 +147,45 @@ fn max_err(ours: &[f32], want: &[f64]) -> f64 {
 impl Case {
     /// The case's configuration as a validated [`Config`].
     pub fn config(&self) -> Result<Config, CaseError> {
+        use crate::schema::keys::{self, Key};
         let c = &self.value["config"];
-        let num = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
-        let arch = c["architecture"].as_str().unwrap_or("jumprelu");
-        let mut sets: Vec<String> = vec![
-            format!("sae.architecture=\"{arch}\""),
-            format!("sae.pre_encoder_bias={}", c["pre_encoder_bias"]),
-            format!("sae.unit_norm_decoder={}", c["unit_norm_decoder"]),
-            format!("train.lr={:e}", num("lr")),
-            format!("train.lr_warmup_steps={}", c["lr_warmup_steps"]),
-            format!("train.adam_beta1={:e}", num("adam_beta1")),
-            format!("train.adam_beta2={:e}", num("adam_beta2")),
-            format!("train.adam_eps={:e}", num("adam_eps")),
+        let arch: crate::config::Architecture =
+            serde_json::from_value(c["architecture"].clone()).unwrap_or_default();
+        // the case's settings are named as our keys are; only those of its architecture are
+        // given (the others are refused), and absent or null values are left at their defaults
+        let given: [&Key; 19] = [
+            &keys::ARCHITECTURE,
+            &keys::PRE_ENCODER_BIAS,
+            &keys::UNIT_NORM_DECODER,
+            &keys::LR,
+            &keys::LR_WARMUP_STEPS,
+            &keys::ADAM_BETA1,
+            &keys::ADAM_BETA2,
+            &keys::ADAM_EPS,
+            &keys::THRESHOLD_PARAM,
+            &keys::BANDWIDTH,
+            &keys::SPARSITY_LOSS,
+            &keys::TANH_SCALE,
+            &keys::TARGET_L0,
+            &keys::SPARSITY_COEFFICIENT,
+            &keys::SPARSITY_WARMUP_STEPS,
+            &keys::K,
+            &keys::AUX_K,
+            &keys::AUX_COEFFICIENT,
+            &keys::PRE_ACT_COEFFICIENT,
         ];
-        // only the keys of the case's architecture: the others are refused
-        if arch == "jumprelu" {
-            sets.extend([
-                format!("sae.threshold_param={}", c["threshold_param"]),
-                format!("sae.bandwidth={:e}", num("bandwidth")),
-                format!("train.sparsity_loss={}", c["sparsity_loss"]),
-                format!("train.tanh_scale={:e}", num("tanh_scale")),
-            ]);
-            if let Some(t) = c["target_l0"].as_f64() {
-                sets.push(format!("train.target_l0={t:e}"));
-            }
-        }
-        if c["sparsity_coefficient"].is_number() {
-            sets.push(format!(
-                "train.sparsity_coefficient={:e}",
-                num("sparsity_coefficient")
-            ));
-            sets.push(format!(
-                "train.sparsity_warmup_steps={}",
-                c["sparsity_warmup_steps"]
-            ));
-        }
-        if c["k"].is_number() {
-            sets.extend([
-                format!("sae.k={}", c["k"]),
-                format!("train.aux_k={}", c["aux_k"]),
-                format!("train.aux_coefficient={:e}", num("aux_coefficient")),
-            ]);
-        }
+        let toml_text = |v: &serde_json::Value| match v {
+            serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => Some(n.to_string()),
+            serde_json::Value::Number(n) => n.as_f64().map(|x| format!("{x:e}")),
+            serde_json::Value::String(s) => Some(format!("\"{s}\"")),
+            serde_json::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let sets: Vec<String> = given
+            .iter()
+            .filter(|k| k.applies.to(arch))
+            .filter_map(|k| Some(format!("{k}={}", toml_text(c.get(k.name)?)?)))
+            .collect();
         parse("", "golden", &sets)
             .and_then(|f| f.validate("golden"))
             .map_err(|e| CaseError(self.name.into(), e.to_string()))

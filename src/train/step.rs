@@ -1,9 +1,8 @@
 //! One optimizer step: the schedules at step t, forward + backward, and the Adam update.
 
 use crate::config::{Hyper, SaeConfig};
-use crate::sae::kernels::{Kernels, LossSettings, SparsityLoss};
+use crate::sae::kernels::{Kernels, LossSettings, Penalty};
 use crate::sae::loss::{StepOutput, loss_and_grads};
-use crate::sae::model::Architecture;
 use crate::sae::model::Sae;
 use crate::train::adam::{AdamSettings, AdamState};
 use crate::train::schedule::{lambda_at, lr_at};
@@ -17,15 +16,14 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         k: h.k,
         aux_k: h.aux_k,
         aux_coefficient: h.aux_coefficient,
-        sparsity_loss: match architecture {
-            Architecture::JumpRelu => h.sparsity_loss,
-            Architecture::Relu => SparsityLoss::L1,
-            Architecture::TopK | Architecture::BatchTopK => SparsityLoss::None,
-        },
+        penalty: Penalty::of(
+            architecture,
+            h.sparsity_loss,
+            h.tanh_scale,
+            h.target_l0.unwrap_or(1.0),
+        ),
         lambda: lambda_at(t, h),
         bandwidth: h.bandwidth,
-        tanh_scale: h.tanh_scale,
-        target_l0: h.target_l0.unwrap_or(1.0),
         pre_act_coefficient: h.pre_act_coefficient,
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
         kernels: Kernels::TensorOps,

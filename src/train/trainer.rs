@@ -402,14 +402,18 @@ impl Trainer {
         if edit.changes.is_empty() {
             return Ok(());
         }
-        const LOSS_TERMS: [&str; 5] = [
-            "sparsity_coefficient",
-            "sparsity_loss",
-            "target_l0",
-            "tanh_scale",
-            "pre_act_coefficient",
+        use crate::schema::keys::{
+            PRE_ACT_COEFFICIENT, SPARSITY_COEFFICIENT, SPARSITY_LOSS, TANH_SCALE, TARGET_L0,
+        };
+        // the changes are named as the hyperparameters are, by their keys' names
+        let loss_terms = [
+            &SPARSITY_COEFFICIENT,
+            &SPARSITY_LOSS,
+            &TARGET_L0,
+            &TANH_SCALE,
+            &PRE_ACT_COEFFICIENT,
         ];
-        if LOSS_TERMS.iter().any(|k| edit.changes.contains_key(*k)) {
+        if loss_terms.iter().any(|k| edit.changes.contains_key(k.name)) {
             self.st.health.loss_redefined(self.st.step);
         }
         self.res

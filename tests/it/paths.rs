@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Tensor};
 use jumpscope::config::{Architecture, SparsityLoss, ThresholdParam};
 use jumpscope::data::synth::{SynthSpec, generate};
-use jumpscope::sae::kernels::{Kernels, LossSettings};
+use jumpscope::sae::kernels::{Kernels, LossSettings, Penalty};
 use jumpscope::sae::loss::{LossParts, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
 
@@ -46,9 +46,10 @@ fn fused_and_generic_paths_agree_in_every_mode() {
         (Architecture::JumpRelu, SparsityLoss::L0),
         (Architecture::JumpRelu, SparsityLoss::Tanh),
         (Architecture::JumpRelu, SparsityLoss::L0Target),
-        (Architecture::Relu, SparsityLoss::L1),
-        (Architecture::TopK, SparsityLoss::None),
-        (Architecture::BatchTopK, SparsityLoss::None),
+        // the other architectures' penalties are theirs (L1, none), whatever the loss says
+        (Architecture::Relu, SparsityLoss::L0),
+        (Architecture::TopK, SparsityLoss::L0),
+        (Architecture::BatchTopK, SparsityLoss::L0),
     ];
     for tp in [ThresholdParam::Log, ThresholdParam::Raw] {
         for (arch, mode) in modes {
@@ -69,11 +70,9 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     k: 5,
                     aux_k: 7,
                     aux_coefficient: if arch.is_topk() { pre } else { 0.0 },
-                    sparsity_loss: mode,
+                    penalty: Penalty::of(arch, mode, 4.0, 6.0),
                     lambda: 0.03,
                     bandwidth: 0.1,
-                    tanh_scale: 4.0,
-                    target_l0: 6.0,
                     pre_act_coefficient: if jump { pre } else { 0.0 },
                     pre_encoder_bias: true,
                     kernels: Kernels::TensorOps,

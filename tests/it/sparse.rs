@@ -7,7 +7,7 @@
 
 use burn::tensor::{Bool, Device, Tensor};
 use jumpscope::config::{Config, SparsityLoss, ThresholdParam, parse};
-use jumpscope::sae::kernels::{Kernels, LossSettings};
+use jumpscope::sae::kernels::{Kernels, LossSettings, Penalty};
 use jumpscope::sae::loss::{Grads, LossParts, StepOutput, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
 use jumpscope::sae::sparse::switch_density;
@@ -85,11 +85,9 @@ fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) 
         k: 0,
         aux_k: 1,
         aux_coefficient: 0.0,
-        sparsity_loss: mode,
+        penalty: Penalty::of(jumpscope::config::Architecture::JumpRelu, mode, 4.0, 6.0),
         lambda: 0.03,
         bandwidth: eps,
-        tanh_scale: 4.0,
-        target_l0: 6.0,
         pre_act_coefficient: pre_act,
         pre_encoder_bias: bias,
         kernels: Kernels::HostFused,
@@ -201,10 +199,10 @@ fn sparse_and_dense_steps_agree_for_the_other_architectures() {
         let mut host = c.host.clone();
         host.threshold.iter_mut().for_each(|t| *t = 0.0);
         let sae = Sae::from_host(&host, ThresholdParam::Raw, &device);
-        for (arch, mode) in [
-            (Architecture::TopK, SparsityLoss::None),
-            (Architecture::BatchTopK, SparsityLoss::None),
-            (Architecture::Relu, SparsityLoss::L1),
+        for arch in [
+            Architecture::TopK,
+            Architecture::BatchTopK,
+            Architecture::Relu,
         ] {
             for bias in [true, false] {
                 let what = format!("{backend}: {arch:?} bias {bias}");
@@ -214,7 +212,8 @@ fn sparse_and_dense_steps_agree_for_the_other_architectures() {
                     k: 3,
                     aux_k: 4,
                     aux_coefficient: if arch.is_topk() { 0.1 } else { 0.0 },
-                    ..settings(mode, 0.0, bias, 0.1, below)
+                    penalty: Penalty::of(arch, SparsityLoss::L0, 4.0, 6.0),
+                    ..settings(SparsityLoss::L0, 0.0, bias, 0.1, below)
                 };
                 let (od, gd) = loss_and_grads(&sae, x.clone(), &with(0.0), Some(&dead));
                 let (os, gs) = loss_and_grads(&sae, x.clone(), &with(f64::INFINITY), Some(&dead));

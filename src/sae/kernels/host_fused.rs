@@ -9,7 +9,9 @@
 //! Only for devices whose tensors live in host memory (`Kernels::for_device`); the results equal
 //! `tensor_ops`' up to float rounding (tested).
 
-use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
+use super::{
+    Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, Penalty, host_penalty,
+};
 use crate::sae::model::{Architecture, download};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
@@ -207,12 +209,9 @@ impl Elementwise for HostFused {
         let (mut data, [b, m]) = take_host(z);
         let b_enc = download(&inp.b_enc);
         let theta = download(&inp.theta);
-        let norms = inp.norms.as_ref().map(download);
+        let penalty = inp.penalty.map_norms(download);
         let pre_w = inp.pre_act_weights.as_ref().map(download);
         let half = (s.bandwidth / 2.0) as f32;
-        let tanh_c = s.tanh_scale as f32;
-        let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
-        let is_l1 = s.sparsity_loss == SparsityLoss::L1;
         let mut flags = vec![0u8; b * m];
         let mut row_l0 = vec![0f32; b];
         let zs = data
@@ -258,18 +257,24 @@ impl Elementwise for HostFused {
                         acc.pre_act_sum += pre_act_row(zr, &b_enc, &theta, w);
                     }
                     *l0 = encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near);
-                    if is_tanh {
-                        let n = norms.as_deref().expect("norms are computed for tanh");
-                        acc.tanh_sum += zr
-                            .iter()
-                            .zip(n)
-                            .filter(|(f, _)| **f != 0.0)
-                            .map(|(f, n)| (tanh_c * f * n).tanh() as f64)
-                            .sum::<f64>();
-                    }
-                    if is_l1 {
-                        let n = norms.as_deref().expect("norms are computed for l1");
-                        acc.tanh_sum += zr.iter().zip(n).map(|(f, n)| (f * n) as f64).sum::<f64>();
+                    match &penalty {
+                        Penalty::Tanh { scale, norms } => {
+                            let c = *scale as f32;
+                            acc.tanh_sum += zr
+                                .iter()
+                                .zip(norms)
+                                .filter(|(f, _)| **f != 0.0)
+                                .map(|(f, n)| (c * f * n).tanh() as f64)
+                                .sum::<f64>();
+                        }
+                        Penalty::L1 { norms } => {
+                            acc.tanh_sum += zr
+                                .iter()
+                                .zip(norms)
+                                .map(|(f, n)| (f * n) as f64)
+                                .sum::<f64>();
+                        }
+                        _ => {}
                     }
                 }
                 acc
@@ -285,17 +290,16 @@ impl Elementwise for HostFused {
                 },
             );
         let bf = b as f64;
-        let sparsity = match s.sparsity_loss {
-            SparsityLoss::L0 => row_l0.iter().map(|&v| v as f64).sum::<f64>() / bf,
-            SparsityLoss::L0Target => {
-                let t = s.target_l0;
+        let sparsity = match &penalty {
+            Penalty::L0 => row_l0.iter().map(|&v| v as f64).sum::<f64>() / bf,
+            Penalty::L0Target { target: t } => {
                 row_l0.iter().map(|&v| (v as f64 - t).powi(2)).sum::<f64>() * 2.0 / t / bf
             }
             // the penalty sum of `tanh_sum` is Σ f·n for L1
-            SparsityLoss::Tanh | SparsityLoss::L1 => acc.tanh_sum / bf,
-            SparsityLoss::None => 0.0,
+            Penalty::Tanh { .. } | Penalty::L1 { .. } => acc.tanh_sum / bf,
+            Penalty::None => 0.0,
         };
-        let f_copy = (is_tanh || is_l1).then(|| zs.to_vec());
+        let f_copy = penalty.weighted().then(|| zs.to_vec());
         let scalar = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
         let kept_min = batch_cut.map(|_| {
             let min = zs
@@ -334,29 +338,25 @@ impl Elementwise for HostFused {
         let bf = b as f64;
         let lam = s.lambda;
         let theta = download(&inp.theta);
-        let norms = inp.norms.as_ref().map(download);
+        let penalty = inp.penalty.map_norms(download);
         let pre = inp.pre_act_weights.as_ref().map(|w| {
             download(w)
                 .iter()
                 .map(|v| v * (-s.pre_act_coefficient / bf) as f32)
                 .collect::<Vec<f32>>()
         });
-        let is_tanh = s.sparsity_loss == SparsityLoss::Tanh;
-        let is_l1 = s.sparsity_loss == SparsityLoss::L1;
-        let is_target = s.sparsity_loss == SparsityLoss::L0Target;
-        let tanh_c = s.tanh_scale as f32;
-        let tanh_k = (lam * s.tanh_scale / bf) as f32;
+        // what the penalty adds to ∂L/∂f and ∂L/∂‖W_dec‖: tanh's c and λc/B, or L1's λ/B
         let l1_k = (lam / bf) as f32;
-        let target = s.target_l0;
+        let (weights, target) = host_penalty(&penalty, lam, bf);
         let gs = data
             .as_mut_slice::<f32>()
             .expect("matmul output is contiguous f32");
         let chunk = rows_per_task(b);
         let zero = BackwardAcc {
             jump: vec![0.0; m],
-            step: vec![0.0; if is_target { m } else { 0 }],
+            step: vec![0.0; if target.is_some() { m } else { 0 }],
             b_enc: vec![0.0; m],
-            norms: vec![0.0; if is_tanh || is_l1 { m } else { 0 }],
+            norms: vec![0.0; if weights.is_some() { m } else { 0 }],
         };
         let f_all = c.f.as_deref();
         let acc = gs
@@ -367,20 +367,20 @@ impl Elementwise for HostFused {
             .map(|(k, ((gc, fc), lc))| {
                 let mut acc = zero.clone();
                 for (r, ((gr, fr), &l0)) in gc.chunks_mut(m).zip(fc.chunks(m)).zip(lc).enumerate() {
-                    // l0_target: the Step's upstream gradient for every feature of this row
-                    let g_row = (lam * 4.0 / target * (l0 as f64 - target) / bf) as f32;
                     let f_row = f_all.map(|f| {
                         let row = k * chunk + r;
                         &f[row * m..(row + 1) * m]
                     });
-                    if let (Some(fv), Some(n)) = (f_row, &norms) {
-                        if is_l1 {
-                            l1_row(gr, fv, n, l1_k, &mut acc.norms);
-                        } else {
-                            tanh_row(gr, fv, n, tanh_c, tanh_k, &mut acc.norms);
+                    match (f_row, weights) {
+                        (Some(fv), Some((n, Some((c, tanh_k))))) => {
+                            tanh_row(gr, fv, n, c, tanh_k, &mut acc.norms)
                         }
+                        (Some(fv), Some((n, None))) => l1_row(gr, fv, n, l1_k, &mut acc.norms),
+                        _ => {}
                     }
-                    if is_target {
+                    if let Some(target) = target {
+                        // l0_target: the Step's upstream gradient for every feature of this row
+                        let g_row = (lam * 4.0 / target * (l0 as f64 - target) / bf) as f32;
                         for (st, &fl) in acc.step.iter_mut().zip(fr) {
                             *st += if fl & NEAR != 0 { g_row } else { 0.0 };
                         }
@@ -417,10 +417,12 @@ impl Elementwise for HostFused {
             g_z: Tensor::from_data(data, dev),
             g_theta: vec1(g_theta),
             g_b_enc: vec1(acc.b_enc),
-            g_norms: match s.sparsity_loss {
-                SparsityLoss::Tanh => Some(vec1(acc.norms.iter().map(|v| v * tanh_k).collect())),
-                SparsityLoss::L1 => Some(vec1(acc.norms.iter().map(|v| v * l1_k).collect())),
-                _ => None,
+            g_norms: match weights {
+                Some((_, Some((_, tanh_k)))) => {
+                    Some(vec1(acc.norms.iter().map(|v| v * tanh_k).collect()))
+                }
+                Some((_, None)) => Some(vec1(acc.norms.iter().map(|v| v * l1_k).collect())),
+                None => None,
             },
         }
     }
@@ -441,10 +443,10 @@ pub(crate) fn theta_grads(
     (0..theta.len())
         .map(|i| {
             let jump = -(theta[i] as f64) / eps * jump[i] as f64;
-            let step = match s.sparsity_loss {
-                SparsityLoss::L0 => -lam / (eps * bf) * near_counts[i] as f64,
-                SparsityLoss::L0Target => -(step[i] as f64) / eps,
-                SparsityLoss::Tanh | SparsityLoss::L1 | SparsityLoss::None => 0.0,
+            let step = match s.penalty {
+                Penalty::L0 => -lam / (eps * bf) * near_counts[i] as f64,
+                Penalty::L0Target { .. } => -(step[i] as f64) / eps,
+                Penalty::Tanh { .. } | Penalty::L1 { .. } | Penalty::None => 0.0,
             };
             (jump + step) as f32
         })

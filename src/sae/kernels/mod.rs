@@ -15,7 +15,8 @@ use crate::sae::model::Architecture;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// How the sparsity penalty is computed (docs/training.md, "Loss").
+/// JumpReLU's sparsity penalty as the configuration names it (`train.sparsity_loss`;
+/// docs/training.md, "Loss"). What a step computes is a [`Penalty`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SparsityLoss {
@@ -25,13 +26,109 @@ pub enum SparsityLoss {
     Tanh,
     /// (2/L*) (Σ H(z − θ) − L*)², Gemma Scope 2's target-L0 penalty.
     L0Target,
-    /// Σ f · ‖W_dec‖, the ReLU architecture's penalty (set by `sae.architecture`, not a value
-    /// of `train.sparsity_loss`).
-    #[serde(skip)]
-    L1,
-    /// No penalty: TopK and BatchTopK are sparse by construction (set by `sae.architecture`).
-    #[serde(skip)]
+}
+
+/// The sparsity penalty a step computes, with its settings, as the architecture (and for
+/// JumpReLU `train.sparsity_loss`) decides it. The penalties weighted by the decoder's row norms
+/// carry them: `N` is `()` in the settings, and the norms ‖W_dec[i]‖ once a step has computed
+/// them (a tensor, or host floats in the fused kernels), so no kernel has to ask whether they
+/// are there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Penalty<N = ()> {
+    /// Σ H(z − θ), the paper's L0 penalty.
+    L0,
+    /// (2/L*) (Σ H(z − θ) − L*)².
+    L0Target {
+        /// L*.
+        target: f64,
+    },
+    /// Σ tanh(c · f · ‖W_dec‖).
+    Tanh {
+        /// c.
+        scale: f64,
+        /// ‖W_dec[i]‖.
+        norms: N,
+    },
+    /// Σ f · ‖W_dec‖, ReLU's decoder-norm-weighted L1.
+    L1 {
+        /// ‖W_dec[i]‖.
+        norms: N,
+    },
+    /// None: TopK and BatchTopK are sparse by construction.
     None,
+}
+
+impl Penalty {
+    /// The penalty of `arch`: JumpReLU's `loss` (with c and L*), ReLU's L1, none for the top-k
+    /// architectures.
+    pub fn of(arch: Architecture, loss: SparsityLoss, tanh_scale: f64, target_l0: f64) -> Self {
+        match (arch, loss) {
+            (Architecture::JumpRelu, SparsityLoss::L0) => Penalty::L0,
+            (Architecture::JumpRelu, SparsityLoss::Tanh) => Penalty::Tanh {
+                scale: tanh_scale,
+                norms: (),
+            },
+            (Architecture::JumpRelu, SparsityLoss::L0Target) => {
+                Penalty::L0Target { target: target_l0 }
+            }
+            (Architecture::Relu, _) => Penalty::L1 { norms: () },
+            (Architecture::TopK | Architecture::BatchTopK, _) => Penalty::None,
+        }
+    }
+}
+
+impl<N> Penalty<N> {
+    /// Whether it weighs by the decoder's row norms.
+    pub fn weighted(&self) -> bool {
+        matches!(self, Penalty::Tanh { .. } | Penalty::L1 { .. })
+    }
+
+    /// The same penalty carrying `f(norms)` instead of its norms.
+    pub fn map_norms<M>(&self, f: impl FnOnce(&N) -> M) -> Penalty<M> {
+        match self {
+            Penalty::L0 => Penalty::L0,
+            Penalty::L0Target { target } => Penalty::L0Target { target: *target },
+            Penalty::Tanh { scale, norms } => Penalty::Tanh {
+                scale: *scale,
+                norms: f(norms),
+            },
+            Penalty::L1 { norms } => Penalty::L1 { norms: f(norms) },
+            Penalty::None => Penalty::None,
+        }
+    }
+
+    /// Its norms, where it weighs by them.
+    pub fn norms(&self) -> Option<&N> {
+        match self {
+            Penalty::Tanh { norms, .. } | Penalty::L1 { norms } => Some(norms),
+            _ => None,
+        }
+    }
+}
+
+/// A norm-weighted penalty's factors on the host: the norms ‖W_dec[i]‖, with tanh's c and λc/B
+/// (none: L1, whose factor is λ/B).
+pub(crate) type HostWeights<'a> = Option<(&'a [f32], Option<(f32, f32)>)>;
+
+/// What the penalty adds to a host step's gradients at batch size `bf` and λ `lam`: its weights
+/// ([`HostWeights`]), and l0_target's L*.
+pub(crate) fn host_penalty(
+    p: &Penalty<Vec<f32>>,
+    lam: f64,
+    bf: f64,
+) -> (HostWeights<'_>, Option<f64>) {
+    match p {
+        Penalty::Tanh { scale, norms } => (
+            Some((
+                norms.as_slice(),
+                Some((*scale as f32, (lam * scale / bf) as f32)),
+            )),
+            None,
+        ),
+        Penalty::L1 { norms } => (Some((norms.as_slice(), None)), None),
+        Penalty::L0Target { target } => (None, Some(*target)),
+        Penalty::L0 | Penalty::None => (None, None),
+    }
 }
 
 /// Which implementation of [`Elementwise`] a run uses.
@@ -68,16 +165,12 @@ pub struct LossSettings {
     pub aux_k: usize,
     /// α of the AuxK loss (0 = off).
     pub aux_coefficient: f64,
-    /// Which sparsity penalty.
-    pub sparsity_loss: SparsityLoss,
+    /// The sparsity penalty, with c and L* where it has them.
+    pub penalty: Penalty,
     /// λ_t.
     pub lambda: f64,
     /// STE bandwidth ε.
     pub bandwidth: f64,
-    /// c of the tanh penalty.
-    pub tanh_scale: f64,
-    /// L* of the l0_target penalty.
-    pub target_l0: f64,
     /// Coefficient of the pre-activation loss (0 = off).
     pub pre_act_coefficient: f64,
     /// Subtract b_dec before encoding.
@@ -98,8 +191,8 @@ pub struct ElementwiseInputs {
     pub b_enc: Tensor<1>,
     /// `[d_sae]` θ.
     pub theta: Tensor<1>,
-    /// `[d_sae]` ‖W_dec[i]‖ (needed by tanh and the pre-activation loss).
-    pub norms: Option<Tensor<1>>,
+    /// The step's penalty, carrying the `[d_sae]` norms ‖W_dec[i]‖ where it weighs by them.
+    pub penalty: Penalty<Tensor<1>>,
     /// `[d_sae]` weight of each feature in the pre-activation loss: ‖W_dec[i]‖ if dead, else 0.
     pub pre_act_weights: Option<Tensor<1>>,
 }

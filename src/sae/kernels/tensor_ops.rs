@@ -1,7 +1,7 @@
 //! The elementwise parts of a step written with burn tensor ops, so that they run on any device
 //! (about fifteen passes over the `[batch, d_sae]` activations; `host_fused` does the same in two).
 
-use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, SparsityLoss};
+use super::{Backward, Elementwise, ElementwiseInputs, Encoded, LossSettings, Penalty};
 use crate::sae::model::Architecture;
 use burn::tensor::{Bool, Tensor};
 
@@ -85,24 +85,20 @@ impl Elementwise for TensorOps {
         let f = z.mask_fill(inactive.clone(), 0.0);
         let active_f = active.float();
         let fire_counts = active_f.clone().sum_dim(0).squeeze_dim::<1>(0);
-        let sparsity = match s.sparsity_loss {
-            SparsityLoss::L0 => fire_counts.clone().sum() / bf,
-            SparsityLoss::L0Target => {
-                let t = s.target_l0;
+        let sparsity = match &inp.penalty {
+            Penalty::L0 => fire_counts.clone().sum() / bf,
+            Penalty::L0Target { target } => {
+                let t = *target;
                 (active_f.clone().sum_dim(1) - t).square().sum() * (2.0 / t / bf)
             }
-            SparsityLoss::Tanh => {
-                let n = inp.norms.clone().expect("norms are computed for tanh");
-                (f.clone() * n.unsqueeze_dim::<2>(0) * s.tanh_scale)
+            Penalty::Tanh { scale, norms } => {
+                (f.clone() * norms.clone().unsqueeze_dim::<2>(0) * *scale)
                     .tanh()
                     .sum()
                     / bf
             }
-            SparsityLoss::L1 => {
-                let n = inp.norms.clone().expect("norms are computed for l1");
-                (f.clone() * n.unsqueeze_dim::<2>(0)).sum() / bf
-            }
-            SparsityLoss::None => Tensor::<1>::zeros([1], &f.device()),
+            Penalty::L1 { norms } => (f.clone() * norms.clone().unsqueeze_dim::<2>(0)).sum() / bf,
+            Penalty::None => Tensor::<1>::zeros([1], &f.device()),
         };
         // Pre-activation loss (Anthropic, Jan 2025) on dead features only:
         //   P = mean_b Σ_i w_i relu(θ_i − z_bi), w_i = ‖W_dec[i]‖ for dead features, else 0,
@@ -148,8 +144,8 @@ impl Elementwise for TensorOps {
 
         // the Step inside l0 / l0_target sends its upstream gradient to θ only
         let mut g_norms = None;
-        let step_theta = match s.sparsity_loss {
-            SparsityLoss::L0 => {
+        let step_theta = match &inp.penalty {
+            Penalty::L0 => {
                 // upstream λ/B everywhere → −(1/ε)(λ/B) Σ_b rect
                 let near = not_near
                     .clone()
@@ -159,9 +155,9 @@ impl Elementwise for TensorOps {
                     .squeeze_dim::<1>(0);
                 Some(near * (-lam / (eps * bf)))
             }
-            SparsityLoss::L0Target => {
+            Penalty::L0Target { target } => {
                 // ∂/∂l0_b of λ(2/L*)(l0_b − L*)²/B = λ(4/L*)(l0_b − L*)/B, for every feature of row b
-                let t = s.target_l0;
+                let t = *target;
                 let g_b = (c.active_f.sum_dim(1) - t) * (lam * 4.0 / t / bf);
                 let g = g_b
                     .expand([b, m])
@@ -170,14 +166,10 @@ impl Elementwise for TensorOps {
                     .squeeze_dim::<1>(0);
                 Some(g * (-1.0 / eps))
             }
-            SparsityLoss::Tanh => {
+            Penalty::Tanh { scale, norms } => {
                 // ∂/∂f_bi = λ c n_i sech²/B;  ∂/∂n_i = λ c Σ_b f_bi sech²/B
-                let sc = s.tanh_scale;
-                let n = inp
-                    .norms
-                    .clone()
-                    .expect("norms are computed for tanh")
-                    .unsqueeze_dim::<2>(0);
+                let sc = *scale;
+                let n = norms.clone().unsqueeze_dim::<2>(0);
                 let th = (c.f.clone() * n.clone() * sc).tanh();
                 let sech2 = th.square().neg() + 1.0;
                 let k = lam * sc / bf;
@@ -185,19 +177,15 @@ impl Elementwise for TensorOps {
                 g_f = g_f + sech2 * n * k;
                 None
             }
-            SparsityLoss::L1 => {
+            Penalty::L1 { norms } => {
                 // ∂/∂f_bi = λ n_i/B;  ∂/∂n_i = λ Σ_b f_bi/B
-                let n = inp
-                    .norms
-                    .clone()
-                    .expect("norms are computed for l1")
-                    .unsqueeze_dim::<2>(0);
+                let n = norms.clone().unsqueeze_dim::<2>(0);
                 let k = lam / bf;
                 g_norms = Some(c.f.sum_dim(0).squeeze_dim::<1>(0) * k);
                 g_f = g_f + n.expand([b, m]) * k;
                 None
             }
-            SparsityLoss::None => None,
+            Penalty::None => None,
         };
         // JumpReLU: −(θ/ε) Σ_b rect · ∂L/∂f towards θ, H(z − θ) · ∂L/∂f towards z
         let jump = g_f
