@@ -1,9 +1,6 @@
 //! Build script: with the `tch` feature, checks that the LibTorch being linked is the version tch
 //! 0.22 needs (2.9.0) and records its library directory as the binaries' rpath, so that they run
-//! without LD_LIBRARY_PATH. It also sets `cfg(shared_golden)` when the project's shared golden
-//! cases sit beside the clone (`../shared/golden`, or `$JUMPSCOPE_SHARED/golden`), so that the
-//! test comparing the repository's copies with them is reported as ignored, not passed, where
-//! they are absent.
+//! without LD_LIBRARY_PATH. Without the feature it does nothing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -65,35 +62,8 @@ fn libtorch() -> (String, PathBuf) {
     }
 }
 
-/// The shared golden directory, when there is one beside the clone.
-fn shared_golden() -> Option<PathBuf> {
-    let base = std::env::var_os("JUMPSCOPE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
-                .join("../shared")
-        });
-    let dir = base.join("golden");
-    dir.is_dir().then_some(dir)
-}
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-check-cfg=cfg(shared_golden)");
-    println!("cargo:rerun-if-env-changed=JUMPSCOPE_SHARED");
-    match shared_golden() {
-        Some(dir) => {
-            println!("cargo:rustc-cfg=shared_golden");
-            println!("cargo:rerun-if-changed={}", dir.display());
-        }
-        // rerun when it appears
-        None => println!(
-            "cargo:rerun-if-changed={}",
-            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
-                .join("..")
-                .display()
-        ),
-    }
     for v in [
         "LIBTORCH",
         "LIBTORCH_USE_PYTORCH",

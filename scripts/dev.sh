@@ -125,6 +125,11 @@ case "$cmd" in
         setup
         need_tmux
         cargo test --release "$@"
+        # the comparison with the project's shared golden cases, where they sit beside the clone
+        # (it is #[ignore]d for clones without them)
+        if [ -d "${JUMPSCOPE_SHARED:-../shared}/golden" ]; then
+            cargo test --release --test it -- --ignored golden::the_repository_copies_equal_the_shared_golden_cases
+        fi
         ;;
     test-quick)
         # every test but the slow tier (the tests named slow_*: the sample recipes, the MiniLM

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 /// What was measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
+pub struct BenchResult {
     /// "jumpscope".
     pub implementation: &'static str,
     /// Device name.
@@ -117,7 +117,7 @@ pub(crate) fn pre_acts(sae: &Sae, x: Tensor<2>) -> Tensor<2> {
 }
 
 /// Time `sizes.steps` training steps with the recipe's defaults (as the PyTorch reference does).
-pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport {
+pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchResult {
     let cfg: Config = parse("", "bench", &[])
         .and_then(|f| f.validate("bench"))
         .expect("the built-in defaults are valid");
@@ -196,7 +196,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchReport
     let l0_after = download(&active)[0] as f64 / batch as f64;
     let encoder_ms = encoder_ms(&sae, &batches[0], steps);
     let ms_per_step = secs * 1e3 / steps as f64;
-    BenchReport {
+    BenchResult {
         implementation: "jumpscope",
         device: device_name.to_string(),
         d_in,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The evaluation report (also the `--json` output).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EvalReport {
+pub struct Evaluation {
     /// Tokens evaluated (finite rows).
     pub n_tokens: u64,
     /// Mean active features per token.
@@ -23,7 +23,7 @@ pub struct EvalReport {
     pub dead: u64,
 }
 
-impl EvalReport {
+impl Evaluation {
     /// The report from running sums and the count of features that never fired.
     pub fn from_sums(acc: &ReconAccumulator, dead: u64) -> Self {
         let fvu = acc.fvu();
@@ -88,8 +88,8 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The report over everything added.
-    pub fn report(&self) -> EvalReport {
-        EvalReport::from_sums(&self.acc, self.fired.iter().filter(|f| !**f).count() as u64)
+    pub fn finish(&self) -> Evaluation {
+        Evaluation::from_sums(&self.acc, self.fired.iter().filter(|f| !**f).count() as u64)
     }
 }
 
@@ -100,7 +100,7 @@ pub fn evaluate(
     batch: usize,
     device: &Device,
     mut progress: impl FnMut(u64, u64),
-) -> Result<EvalReport, StoreError> {
+) -> Result<Evaluation, StoreError> {
     let total = store.rows() as u64;
     let sae = InferenceSae::new(p, device);
     let mut ev = Evaluator::new(&sae, p.d_in, p.d_sae);
@@ -114,5 +114,5 @@ pub fn evaluate(
         ev.add(&rows, device);
         progress(start as u64, total);
     }
-    Ok(ev.report())
+    Ok(ev.finish())
 }

@@ -7,7 +7,7 @@
 //!                                    └─► TrainEvent sink (screen or progress bar) + metrics.jsonl + checkpoints/
 //!
 //! saved SAE (sae::io) + store ─► inspect::inspect (encode on the device, scan on the host)
-//!                              ─► inspect::report::Report (JSON, reopened without the store)
+//!                              ─► inspect::report::Inspection (JSON, reopened without the store)
 //! ```
 
 pub mod bench;

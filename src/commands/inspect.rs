@@ -4,7 +4,7 @@
 use crate::cli::InspectArgs;
 use anyhow::bail;
 use jumpscope::data::store::Store;
-use jumpscope::inspect::report::{FeatureReport, Report, SaeInfo};
+use jumpscope::inspect::report::{FeatureReport, Inspection, SaeInfo};
 use jumpscope::inspect::{self, Options};
 use jumpscope::sae::io;
 use jumpscope::tui::inspect::app::InspectApp;
@@ -23,7 +23,7 @@ pub fn exec(args: InspectArgs) -> anyhow::Result<i32> {
                 args.sae.display()
             );
         }
-        (Report::read(&args.sae)?, None)
+        (Inspection::read(&args.sae)?, None)
     } else {
         match pass(&args)? {
             Some((r, w_dec)) => (r, Some(w_dec)),
@@ -73,7 +73,7 @@ pub fn exec(args: InspectArgs) -> anyhow::Result<i32> {
 }
 
 /// The decoder rows of the report's SAE, for the nearest features, if it is still where it was.
-fn decoder_of(report: &Report) -> (Option<Vec<f32>>, Option<String>) {
+fn decoder_of(report: &Inspection) -> (Option<Vec<f32>>, Option<String>) {
     match io::load(std::path::Path::new(&report.sae.path)) {
         Ok(l) if l.params.d_sae == report.sae.d_sae && l.params.d_in == report.sae.d_in => {
             (Some(l.params.w_dec), None)
@@ -97,7 +97,7 @@ fn is_report(path: &std::path::Path) -> bool {
 }
 
 /// The pass over the store; `None` after `--encode-only` (which prints its own line).
-fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
+fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Inspection, Vec<f32>)>> {
     if args.store.is_empty() {
         bail!(
             "{}: --store is needed to inspect an SAE (or give a report saved with --out)",
@@ -188,7 +188,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Report, Vec<f32>)>> {
 }
 
 /// A plain-text summary (for pipes and logs; the screen shows the same interactively).
-fn summary(r: &Report, feature: Option<&FeatureReport>) {
+fn summary(r: &Inspection, feature: Option<&FeatureReport>) {
     println!(
         "SAE        {} ({} {}, d_in {}, d_sae {})",
         r.sae.path,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 /// The result of a full read.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ScanReport {
+pub struct ScanResult {
     /// Rows read.
     pub rows: u64,
     /// Rows containing NaN.
@@ -82,7 +82,7 @@ pub fn scan(
     store: &Store,
     block: usize,
     mut progress: impl FnMut(u64, u64),
-) -> Result<ScanReport, StoreError> {
+) -> Result<ScanResult, StoreError> {
     let (rows, d) = (store.rows(), store.d_in());
     let mut buf = Block::default();
     let mut totals = Totals::default();
@@ -111,7 +111,7 @@ pub fn scan(
         progress(start as u64, rows as u64);
     }
     let seconds = t0.elapsed().as_secs_f64().max(1e-9);
-    Ok(ScanReport {
+    Ok(ScanResult {
         rows: rows as u64,
         nan_rows: totals.nan,
         inf_rows: totals.inf,

@@ -1,6 +1,6 @@
 //! `inspect`: one streaming pass of a store through a saved SAE, gathering per-feature
 //! statistics ([`scan`]) and the store-wide L0 / FVU, then the token contexts of the top
-//! activations, into a [`report::Report`].
+//! activations, into a [`report::Inspection`].
 //!
 //! Per batch: the rows are encoded on the device, and the dense activations come back to the
 //! host once. One pass over them, rows split across threads, picks out the non-zero entries and
@@ -12,13 +12,13 @@ pub mod report;
 pub mod scan;
 
 use crate::data::store::{Store, StoreError};
-use crate::eval::EvalReport;
+use crate::eval::Evaluation;
 use crate::metrics::stats::{Histogram, ReconAccumulator, log10_density};
 use crate::sae::model::InferenceSae;
 use crate::sae::model::{HostParams, download, upload, with_host};
 use burn::tensor::Device;
 use rayon::prelude::*;
-use report::{Context, EdgeHistogram, FeatureReport, Report, SaeInfo, TopActivation, VERSION};
+use report::{Context, EdgeHistogram, FeatureReport, Inspection, SaeInfo, TopActivation, VERSION};
 use scan::{ByFeature, Scanner};
 
 /// Rows of token ids read at a time when collecting contexts.
@@ -185,7 +185,7 @@ pub fn inspect(
     opts: &Options,
     device: &Device,
     mut progress: impl FnMut(u64, u64),
-) -> Result<Report, StoreError> {
+) -> Result<Inspection, StoreError> {
     let (d, m) = (p.d_in, p.d_sae);
     let enc = InferenceSae::new(p, device);
     let mut scanner = Scanner::new(m, opts.bins, opts.top_k);
@@ -270,7 +270,7 @@ pub fn inspect(
         .collect();
     let (t_lo, t_hi) = span(&log_theta);
     let (n_lo, n_hi) = span(&norms);
-    Ok(Report {
+    Ok(Inspection {
         version: VERSION,
         sae,
         stores: store
@@ -279,7 +279,7 @@ pub fn inspect(
             .map(|p| p.display().to_string())
             .collect(),
         dataset: store.dataset().to_string(),
-        recon: EvalReport::from_sums(
+        recon: Evaluation::from_sums(
             &acc,
             features.iter().filter(|f| f.density == 0.0).count() as u64,
         ),

@@ -1,7 +1,7 @@
 //! The inspection report: what `inspect` prints with `--json`, saves with `--out`, and reopens
 //! without the store. Its field names are the documented JSON schema (docs/commands.md, "jumpscope inspect").
 
-use crate::eval::EvalReport;
+use crate::eval::Evaluation;
 use crate::metrics::stats::Histogram;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -109,7 +109,7 @@ impl SaeInfo {
 
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct Inspection {
     /// Schema version ([`VERSION`]).
     pub version: u32,
     /// The SAE.
@@ -122,7 +122,7 @@ pub struct Report {
     /// `l0`, `mse`, `fvu`, `explained_variance`, and `dead` (features that never fired); the
     /// same object as `eval --json`, written inline.
     #[serde(flatten)]
-    pub recon: EvalReport,
+    pub recon: Evaluation,
     /// Features with density ≥ `dense_threshold`.
     pub dense: u64,
     /// The density at which a feature counts as dense.
@@ -163,7 +163,7 @@ pub enum ReportError {
     },
 }
 
-impl Report {
+impl Inspection {
     /// Read a report saved with `--out`.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
         let p = path.display().to_string();
@@ -171,7 +171,7 @@ impl Report {
             path: p.clone(),
             source,
         })?;
-        let r: Report = serde_json::from_slice(&text).map_err(|e| ReportError::Invalid {
+        let r: Inspection = serde_json::from_slice(&text).map_err(|e| ReportError::Invalid {
             path: p.clone(),
             reason: e.to_string(),
         })?;

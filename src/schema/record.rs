@@ -3,7 +3,7 @@
 //! read them back through this type, and the one-line text a person sees for each is
 //! [`Record::summary`].
 
-use crate::eval::EvalReport;
+use crate::eval::Evaluation;
 use crate::metrics::stats::Histogram;
 use crate::sae::model::Architecture;
 use crate::schema::health::Kind as HealthKind;
@@ -105,7 +105,7 @@ pub enum Record {
         /// Tokens trained on.
         tokens: u64,
         /// The report.
-        eval: EvalReport,
+        eval: Evaluation,
     },
     /// A checkpoint was written.
     Checkpoint {

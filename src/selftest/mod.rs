@@ -30,7 +30,7 @@ pub struct Check {
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct SelftestResult {
     /// The device tested.
     pub device: String,
     /// What the 30-step comparison ran against.
@@ -72,7 +72,7 @@ pub fn run(
     label: &str,
     opts: Options,
     progress: &mut dyn FnMut(&str),
-) -> Result<Report, golden::CaseError> {
+) -> Result<SelftestResult, golden::CaseError> {
     let mut checks = Vec::new();
     for case in golden::cases()? {
         for (path, kernels, below) in paths(device) {
@@ -170,7 +170,7 @@ pub fn run(
         }
     }
     let passed = checks.iter().all(|c| c.result != "FAIL");
-    Ok(Report {
+    Ok(SelftestResult {
         device: label.to_string(),
         reference: reference_label.to_string(),
         checks,
@@ -179,7 +179,7 @@ pub fn run(
 }
 
 /// The report as a text table and a closing line.
-pub fn render(r: &Report) -> String {
+pub fn render(r: &SelftestResult) -> String {
     let w = r
         .checks
         .iter()

@@ -482,7 +482,7 @@ impl Trainer {
         {
             ev.add(chunk, &self.res.device);
         }
-        let eval = ev.report();
+        let eval = ev.finish();
         self.st.health.observe_heldout_fvu(eval.fvu);
         let rec = Record::Eval {
             step: self.st.step,

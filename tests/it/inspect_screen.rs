@@ -1,9 +1,9 @@
 //! The inspection screen without a terminal: `InspectApp` (keys in, list, sort, filter and
 //! selection out) and `TestBackend` snapshots (insta, `tests/it/snapshots/`).
 
-use jumpscope::eval::EvalReport;
+use jumpscope::eval::Evaluation;
 use jumpscope::inspect::report::{
-    Context, EdgeHistogram, FeatureReport, Report, SaeInfo, TopActivation, VERSION,
+    Context, EdgeHistogram, FeatureReport, Inspection, SaeInfo, TopActivation, VERSION,
 };
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::tui::inspect::app::{Column, Filter, InspectApp};
@@ -17,7 +17,7 @@ const M: usize = 40;
 const D: usize = 4;
 
 /// A deterministic report: feature i has density (i % 10) / 20 (0 for every tenth: dead).
-fn report() -> Report {
+fn report() -> Inspection {
     let features = (0..M)
         .map(|i| {
             let density = (i % 10) as f64 / 20.0;
@@ -71,7 +71,7 @@ fn report() -> Report {
             }
         })
         .collect();
-    Report {
+    Inspection {
         version: VERSION,
         sae: SaeInfo {
             path: "runs/demo/sae".into(),
@@ -82,7 +82,7 @@ fn report() -> Report {
         },
         stores: vec!["acts.h5".into()],
         dataset: "activations".into(),
-        recon: EvalReport {
+        recon: Evaluation {
             n_tokens: 10_000,
             l0: 12.5,
             mse: 0.1,

@@ -1,7 +1,7 @@
 //! The run log's schema: one record of every type serialises to exactly the keys the
 //! metrics.jsonl table of docs/configuration.md lists for it, and reads back as the same record.
 
-use jumpscope::eval::EvalReport;
+use jumpscope::eval::Evaluation;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::sae::kernels::Kernels;
 use jumpscope::schema::health::Kind as HealthKind;
@@ -76,7 +76,7 @@ fn one_of_each() -> Vec<Record> {
         Record::Eval {
             step,
             tokens,
-            eval: EvalReport {
+            eval: Evaluation {
                 n_tokens: 100,
                 l0: 9.0,
                 mse: 0.4,

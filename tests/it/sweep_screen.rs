@@ -3,7 +3,7 @@
 
 use crate::common::Cfg;
 use jumpscope::config::Config;
-use jumpscope::eval::EvalReport;
+use jumpscope::eval::Evaluation;
 use jumpscope::metrics::stats::Histogram;
 use jumpscope::schema::record::{MetricsRecord, Record};
 use jumpscope::schema::sweep::{MemberState, SweepRecord};
@@ -142,7 +142,7 @@ fn busy() -> SweepApp {
         Record::Eval {
             step: 200,
             tokens: 200 * 4096,
-            eval: EvalReport {
+            eval: Evaluation {
                 n_tokens: 8192,
                 l0: 40.0,
                 mse: 0.05,

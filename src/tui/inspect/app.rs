@@ -1,7 +1,7 @@
 //! The inspection screen's state and update rule: keys in, selection, sort order, filter and
 //! the nearest-feature list out. No terminal here, so every rule is unit-testable.
 
-use crate::inspect::report::{FeatureReport, Report};
+use crate::inspect::report::{FeatureReport, Inspection};
 use crate::tui::widgets::keys::{Binding, bind, ch, ctrl, lookup, named};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -249,7 +249,7 @@ pub enum Focus {
 #[derive(Debug)]
 pub struct InspectApp {
     /// The report.
-    pub report: Report,
+    pub report: Inspection,
     /// Decoder rows `[d_sae, d_in]`, for nearest features (None: the SAE is not at hand).
     pub decoder: Option<Vec<f32>>,
     /// Why `decoder` is missing, when it is.
@@ -282,7 +282,11 @@ pub const NEAREST: usize = 8;
 
 impl InspectApp {
     /// The screen for `report`, sorted by density (densest first).
-    pub fn new(report: Report, decoder: Option<Vec<f32>>, decoder_note: Option<String>) -> Self {
+    pub fn new(
+        report: Inspection,
+        decoder: Option<Vec<f32>>,
+        decoder_note: Option<String>,
+    ) -> Self {
         let mut app = Self {
             report,
             decoder,
