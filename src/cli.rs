@@ -62,6 +62,17 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Evaluate a saved SAE on a store: L0, MSE, FVU, explained variance, dead features.
     Eval(EvalArgs),
+    /// Splice SAEs into the language model they were trained on: ΔLM loss, CE recovered, KL.
+    ///
+    /// For each SAE, the model's next-token cross-entropy without it (ce_clean), with its
+    /// reconstruction in place of the site's activation at every position (ce_spliced), and with
+    /// the site zero-ablated (ce_ablated); delta_lm_loss = ce_spliced - ce_clean, ce_recovered =
+    /// (ce_ablated - ce_spliced) / (ce_ablated - ce_clean), kl = KL(clean || spliced), and the
+    /// SAE's l0 and fvu on the same activations. The model runs in a Python companion (torch +
+    /// transformers) the binary carries. A run directory means its sae/ (or its newest
+    /// checkpoint while it trains), and the result is also appended to its metrics.jsonl.
+    /// See docs/lm-eval.md.
+    LmEval(LmEvalArgs),
     /// Write a checkpoint as a SAELens directory with the input scale and pre-encoder bias folded in.
     Export(ExportArgs),
     /// Activation-store utilities.
@@ -146,6 +157,41 @@ pub struct CompareArgs {
     /// Device for evaluating on a store.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceName,
+    /// Splice every SAE into this model (a local directory or a Hugging Face id) on the same
+    /// tokens: ΔLM loss, CE recovered, KL, and L0 and FVU at the site (see `lm-eval`). Without
+    /// it, runs show their newest lm-eval.
+    #[arg(long, conflicts_with = "store", requires = "layer")]
+    pub model: Option<String>,
+    /// With --model: the layer the SAEs read.
+    #[arg(long, requires = "model")]
+    pub layer: Option<usize>,
+    /// With --model: the site (resid_post, resid_pre, mlp_out, attn_out).
+    #[arg(long, default_value = "resid_post")]
+    pub site: String,
+    /// With --model: token ids, an integer .npy [n_seq, seq_len].
+    #[arg(
+        long,
+        value_name = "IDS.npy",
+        requires = "model",
+        conflicts_with = "texts"
+    )]
+    pub token_ids: Option<PathBuf>,
+    /// With --model: text, tokenized as harvest.py does.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    pub texts: Option<PathBuf>,
+    /// With --texts: tokens to evaluate on.
+    #[arg(long, default_value_t = 65_536)]
+    pub tokens: u64,
+    /// With --texts: tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// With --model: torch's device for the model (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub model_device: String,
+    /// With --model: the Python that runs the model companion (else JUMPSCOPE_PYTHON, else
+    /// python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// Print the table as JSON (one array) instead of showing it.
     #[arg(long)]
     pub json: bool,
@@ -216,6 +262,58 @@ pub struct EvalArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceName,
     /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `jumpscope lm-eval`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("tokens_from").required(true).args(["token_ids", "texts"])))]
+pub struct LmEvalArgs {
+    /// SAEs: SAELens directories, Gemma Scope params.npz, run directories (their sae/, or their
+    /// newest checkpoint while they train), sweeps (every member).
+    #[arg(required = true, value_name = "SAE_OR_RUN")]
+    pub saes: Vec<PathBuf>,
+    /// The model: a local directory or a Hugging Face id.
+    #[arg(long)]
+    pub model: String,
+    /// The layer the SAEs read (TransformerLens numbering, as harvest.py's --layers).
+    #[arg(long)]
+    pub layer: usize,
+    /// The site in that layer: resid_post, resid_pre, mlp_out or attn_out.
+    #[arg(long, default_value = "resid_post")]
+    pub site: String,
+    /// Token ids to evaluate on: an integer .npy array [n_seq, seq_len], used exactly as given.
+    #[arg(long, value_name = "IDS.npy")]
+    pub token_ids: Option<PathBuf>,
+    /// Text to evaluate on (.txt one document per line, .jsonl, or a directory of them),
+    /// tokenized as harvest.py does (documents joined with EOS, windows starting with BOS).
+    #[arg(long, value_name = "FILE")]
+    pub texts: Option<PathBuf>,
+    /// With --texts: tokens to evaluate on (0: all the text gives).
+    #[arg(long, default_value_t = 65_536, requires = "texts")]
+    pub tokens: u64,
+    /// With --texts: tokens per sequence.
+    #[arg(long, default_value_t = 128, requires = "texts")]
+    pub seq_len: usize,
+    /// torch's device for the model: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The model's dtype for the forward passes: float32, float16, bfloat16.
+    #[arg(long, default_value = "float32")]
+    pub dtype: String,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// The Python that runs the companion (else JUMPSCOPE_PYTHON, else python3); it needs
+    /// torch and transformers.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Do not append the result to the runs' metrics.jsonl.
+    #[arg(long)]
+    pub no_record: bool,
+    /// Print a JSON list, one object per SAE: sae, ce_clean, ce_spliced, ce_ablated,
+    /// delta_lm_loss, ce_recovered, kl, l0, fvu, tokens.
     #[arg(long)]
     pub json: bool,
 }

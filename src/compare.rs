@@ -112,6 +112,13 @@ pub struct Entry {
     pub basis: Basis,
     /// On the L0–FVU frontier of this set.
     pub on_frontier: bool,
+    /// ΔLM loss with the SAE spliced into the model (the run's newest `lm-eval`, or measured
+    /// with `--model`); `null` when unknown.
+    pub delta_lm_loss: Option<f64>,
+    /// CE loss recovered, likewise.
+    pub ce_recovered: Option<f64>,
+    /// KL(clean ‖ spliced), likewise.
+    pub kl: Option<f64>,
 }
 
 /// A hyperparameter's value, typed so that JSON holds numbers as numbers.
@@ -152,6 +159,11 @@ pub enum Basis {
         /// The step it was taken at.
         step: u64,
     },
+    /// Every SAE spliced into the model on the same tokens (L0 and FVU at the site).
+    Model {
+        /// Positions evaluated.
+        tokens: u64,
+    },
 }
 
 impl std::fmt::Display for Basis {
@@ -160,6 +172,7 @@ impl std::fmt::Display for Basis {
             Basis::Store { tokens } => write!(f, "store ({tokens} tokens)"),
             Basis::HeldOut { step } => write!(f, "held-out @ step {step}"),
             Basis::Training { step } => write!(f, "training @ step {step}"),
+            Basis::Model { tokens } => write!(f, "model ({tokens} tokens)"),
         }
     }
 }
@@ -265,7 +278,7 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
     let log = dir.join("metrics.jsonl");
     let recs = read_log(&log).map_err(|e| read_err(&log, e))?;
     let (mut d_in, mut d_sae) = (0, 0);
-    let (mut eval, mut metrics) = (None, None);
+    let (mut eval, mut metrics, mut lm) = (None, None, None);
     for r in recs {
         match r {
             Record::Start {
@@ -276,6 +289,10 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
             } => (d_in, d_sae) = (a, b),
             Record::Eval { step, eval: e, .. } => eval = Some((step, e)),
             Record::Metrics(m) => metrics = Some(m),
+            // the newest: of the latest step, the last written
+            Record::LmEval(r) if lm.is_none_or(|(s, _)| r.step >= s) => {
+                lm = Some((r.step, r.scores))
+            }
             _ => {}
         }
     }
@@ -292,6 +309,9 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
         dead: None,
         basis: Basis::Training { step: 0 },
         on_frontier: false,
+        delta_lm_loss: lm.map(|(_, s)| s.delta_lm_loss),
+        ce_recovered: lm.map(|(_, s)| s.ce_recovered),
+        kl: lm.map(|(_, s)| s.kl),
     };
     match (eval, metrics) {
         (Some((step, ev)), _) => {
@@ -385,8 +405,60 @@ pub fn on_store(
             dead: Some(r.dead),
             basis: Basis::Store { tokens: r.n_tokens },
             on_frontier: false,
+            delta_lm_loss: None,
+            ce_recovered: None,
+            kl: None,
         });
     }
+    mark_frontier(&mut out);
+    Ok(out)
+}
+
+/// Splice every input into the model of `target` on the same tokens, through one companion
+/// (`progress(what, done, of)`): ΔLM loss, CE recovered and KL, with L0 and FVU at the site.
+pub fn on_model(
+    inputs: &[Input],
+    python: &Path,
+    target: &crate::lmeval::LmTarget,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<Vec<Entry>, CompareError> {
+    let mut loaded = Vec::new();
+    for i in inputs {
+        loaded.push(load_sae(i)?);
+    }
+    let saes: Vec<(String, crate::sae::model::HostParams)> = loaded
+        .iter()
+        .map(|(sae, _, path)| (path.display().to_string(), sae.params.clone()))
+        .collect();
+    let (base, scores) = crate::lmeval::evaluate(python, target, &saes, progress).map_err(|e| {
+        CompareError::Read {
+            path: PathBuf::from(&target.model),
+            why: e.to_string(),
+        }
+    })?;
+    let mut out: Vec<Entry> = loaded
+        .iter()
+        .zip(&scores)
+        .map(|((sae, cfg, path), s)| Entry {
+            name: name_of(path),
+            path: path.clone(),
+            architecture: sae.architecture.name().to_string(),
+            d_in: sae.params.d_in,
+            d_sae: sae.params.d_sae,
+            hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
+            l0: s.l0,
+            mse: f64::NAN,
+            fvu: s.fvu,
+            dead: None,
+            basis: Basis::Model {
+                tokens: base.positions,
+            },
+            on_frontier: false,
+            delta_lm_loss: Some(s.delta_lm_loss),
+            ce_recovered: Some(s.ce_recovered),
+            kl: Some(s.kl),
+        })
+        .collect();
     mark_frontier(&mut out);
     Ok(out)
 }

@@ -42,6 +42,21 @@ pub struct Diagnosis {
     pub architecture: crate::sae::model::Architecture,
     /// Checked rules that never fired.
     pub healthy: Vec<Kind>,
+    /// What the model in the loop said (`lm-eval` records), when it was in the loop.
+    pub lm_eval: Option<LmSummary>,
+}
+
+/// The run's evaluations with the model in the loop.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LmSummary {
+    /// Evaluations recorded.
+    pub evaluations: usize,
+    /// The newest (of the latest step).
+    pub newest: Option<crate::schema::record::LmEvalRecord>,
+    /// Due evaluations skipped because the previous one was still running.
+    pub skipped: usize,
+    /// Why the companion failed, each time it did.
+    pub failures: Vec<String>,
 }
 
 /// Why a directory could not be diagnosed.
@@ -96,6 +111,12 @@ pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
         .filter(|k| health.enabled && !health.disabled.contains(k) && !skipped.contains(k))
         .collect();
     let mut episodes: Vec<Episode> = Vec::new();
+    let mut lm = LmSummary {
+        evaluations: 0,
+        newest: None,
+        skipped: 0,
+        failures: Vec::new(),
+    };
     let mut steps = 0;
     let mut ended = false;
     let open = |e: &Episode| e.cleared_at.is_none();
@@ -134,6 +155,14 @@ pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
             Record::Stop { .. } | Record::Finish { .. } | Record::NonfiniteLoss { .. } => {
                 ended = true
             }
+            Record::LmEval(e) => {
+                lm.evaluations += 1;
+                if lm.newest.as_ref().is_none_or(|n| e.step >= n.step) {
+                    lm.newest = Some((**e).clone());
+                }
+            }
+            Record::LmEvalSkipped { .. } => lm.skipped += 1,
+            Record::LmEvalFailed { message, .. } => lm.failures.push(message.clone()),
             _ => {}
         }
     }
@@ -142,7 +171,9 @@ pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
         .copied()
         .filter(|k| !episodes.iter().any(|e| e.kind == *k))
         .collect();
+    let in_loop = lm.evaluations + lm.skipped + lm.failures.len() > 0;
     Ok(Diagnosis {
+        lm_eval: in_loop.then_some(lm),
         run: run.to_path_buf(),
         steps,
         ended,
@@ -183,6 +214,22 @@ impl Diagnosis {
         }
         for k in &self.healthy {
             s += &format!("  ok {}: checked, never fired\n", k.name());
+        }
+        if let Some(lm) = &self.lm_eval {
+            s += &format!(
+                "  model in the loop: {} evaluation(s), {} skipped",
+                lm.evaluations, lm.skipped
+            );
+            if let Some(n) = &lm.newest {
+                s += &format!(
+                    "; newest of step {}: ΔLM loss {:+.4}, CE recovered {:.3}, KL {:.4}",
+                    n.step, n.scores.delta_lm_loss, n.scores.ce_recovered, n.scores.kl
+                );
+            }
+            s.push('\n');
+            for f in &lm.failures {
+                s += &format!("  lm-eval failed: {f}\n");
+            }
         }
         for k in &self.skipped {
             s += &format!(

@@ -21,6 +21,7 @@ pub mod eval;
 pub mod health;
 pub mod inspect;
 pub mod live;
+pub mod lmeval;
 pub mod metrics;
 pub mod sae;
 pub mod schema;

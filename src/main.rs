@@ -20,6 +20,7 @@ fn main() {
         Command::Doctor(a) => commands::doctor::exec(a),
         Command::Inspect(a) => commands::inspect::exec(a),
         Command::Eval(a) => commands::eval::exec(a),
+        Command::LmEval(a) => commands::lm_eval::exec(a),
         Command::Export(a) => commands::export::exec(a),
         Command::Store(c) => commands::store::exec(c),
         Command::Bench(a) => commands::bench::exec(a),

@@ -10,7 +10,35 @@ use std::io::IsTerminal;
 pub fn exec(args: CompareArgs) -> anyhow::Result<i32> {
     let theme = super::theme(&args.look)?;
     let inputs = compare::expand(&args.inputs)?;
-    let entries = if args.store.is_empty() {
+    let entries = if let Some(model) = &args.model {
+        let tokens = match (&args.token_ids, &args.texts) {
+            (Some(ids), _) => jumpscope::lmeval::TokenSource::TokenIds(ids.clone()),
+            (None, Some(t)) => jumpscope::lmeval::TokenSource::Texts {
+                path: t.clone(),
+                tokens: args.tokens,
+                seq_len: args.seq_len,
+            },
+            (None, None) => anyhow::bail!("--model needs the tokens: --token-ids or --texts"),
+        };
+        let target = jumpscope::lmeval::LmTarget {
+            model: model.clone(),
+            layer: args.layer.unwrap_or(0),
+            site: args.site.clone(),
+            tokens,
+            device: args.model_device.clone(),
+            dtype: "float32".into(),
+            batch_size: 8,
+        };
+        let python = jumpscope::lmeval::python(args.python.as_deref(), None);
+        let bar = super::progress_bar(0);
+        let e = compare::on_model(&inputs, &python, &target, &mut |what, done, total| {
+            bar.set_message(what.to_string());
+            bar.set_length(total);
+            bar.set_position(done);
+        })?;
+        bar.finish_and_clear();
+        e
+    } else if args.store.is_empty() {
         compare::from_logs(&inputs)?
     } else {
         let dev = args.device.resolve()?;
@@ -41,14 +69,26 @@ fn print_table(entries: &[Entry]) {
         .max()
         .unwrap_or(4)
         .max(4);
+    let lm = |v: Option<f64>, prec: usize| v.map_or("-".into(), |v| format!("{v:.prec$}"));
     println!(
-        "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7}  {:>9}  {:>7}  {:>6}  {:>5}  basis",
-        "name", "arch", "d_sae", "hyperparameters", "L0", "MSE", "FVU", "dead", "front"
+        "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7}  {:>9}  {:>7}  {:>6}  {:>8}  {:>7}  {:>7}  {:>5}  basis",
+        "name",
+        "arch",
+        "d_sae",
+        "hyperparameters",
+        "L0",
+        "MSE",
+        "FVU",
+        "dead",
+        "ΔLM",
+        "CE rec.",
+        "KL",
+        "front"
     );
     for e in entries {
         let hyper = e.hyper_text();
         println!(
-            "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>9.5}  {:>7.4}  {:>6}  {:>5}  {}",
+            "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>9.5}  {:>7.4}  {:>6}  {:>8}  {:>7}  {:>7}  {:>5}  {}",
             e.name,
             e.architecture,
             e.d_sae,
@@ -57,6 +97,9 @@ fn print_table(entries: &[Entry]) {
             e.mse,
             e.fvu,
             e.dead.map_or("-".into(), |d| d.to_string()),
+            lm(e.delta_lm_loss, 4),
+            lm(e.ce_recovered, 3),
+            lm(e.kl, 4),
             if e.on_frontier { "yes" } else { "" },
             e.basis
         );

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod lm_eval;
 pub mod selftest;
 pub mod store;
 pub mod sweep;

@@ -73,6 +73,24 @@ file_section!(
     }
 );
 file_section!(
+    /// `[lm_eval]` as written in the file: the model in the loop while training.
+    LmEvalFile {
+        model: String,
+        layer: usize,
+        site: String,
+        token_ids: PathBuf,
+        texts: PathBuf,
+        tokens: u64,
+        seq_len: usize,
+        batch_size: usize,
+        every: u64,
+        enabled: bool,
+        device: String,
+        dtype: String,
+        python: PathBuf,
+    }
+);
+file_section!(
     /// `[run]` as written in the file.
     RunFile {
         out: PathBuf,
@@ -99,6 +117,9 @@ pub struct FileConfig {
     /// `[health]` (every key has a default; see `health::HealthConfig`)
     #[serde(default)]
     pub health: crate::schema::health::HealthConfig,
+    /// `[lm_eval]` (absent: no model in the loop)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm_eval: Option<LmEvalFile>,
 }
 
 /// Parse a TOML string into the file form, applying `--set section.key=value` overrides first.
@@ -254,6 +275,7 @@ impl Config {
                 device: Some(self.device.to_string()),
             },
             health: h.health.clone(),
+            lm_eval: self.lm_eval.as_ref().map(|l| l.to_file(&h.lm_eval)),
         };
         // only the keys that apply to the architecture: the others are errors when read back
         file.drop_inapplicable();

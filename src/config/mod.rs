@@ -12,7 +12,8 @@ pub use crate::data::batches::OnNonFinite;
 pub use crate::sae::kernels::SparsityLoss;
 pub use crate::sae::model::{Architecture, ThresholdParam};
 pub use file::{
-    DataFile, FileConfig, RunFile, SaeFile, TrainFile, apply_sets, from_table, load, parse, set_key,
+    DataFile, FileConfig, LmEvalFile, RunFile, SaeFile, TrainFile, apply_sets, from_table, load,
+    parse, set_key,
 };
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -166,6 +167,68 @@ pub struct Hyper {
     /// The training-health rules (`[health]`; absent from checkpoints of earlier versions).
     #[serde(default)]
     pub health: crate::schema::health::HealthConfig,
+    /// The live part of `[lm_eval]` (absent from checkpoints of earlier versions).
+    #[serde(default)]
+    pub lm_eval: LmEvalLive,
+}
+
+/// What may change of `[lm_eval]` while a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LmEvalLive {
+    /// Steps between evaluations (the final step is always evaluated).
+    pub every: u64,
+    /// Whether evaluations run (the final one included).
+    pub enabled: bool,
+}
+
+impl Default for LmEvalLive {
+    fn default() -> Self {
+        Self {
+            every: 1000,
+            enabled: true,
+        }
+    }
+}
+
+/// `[lm_eval]`: the model, site and tokens an SAE is spliced into while it trains, and the
+/// Python that runs the companion (fixed for a run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmEvalConfig {
+    /// The model, its site, the tokens, the device.
+    pub target: crate::lmeval::LmTarget,
+    /// `lm_eval.python`, when given.
+    pub python: Option<PathBuf>,
+}
+
+impl LmEvalConfig {
+    /// The file form of this table with its live part `live`.
+    fn to_file(&self, live: &LmEvalLive) -> LmEvalFile {
+        use crate::lmeval::TokenSource;
+        let t = &self.target;
+        let (token_ids, texts, tokens, seq_len) = match &t.tokens {
+            TokenSource::TokenIds(p) => (Some(p.clone()), None, None, None),
+            TokenSource::Texts {
+                path,
+                tokens,
+                seq_len,
+            } => (None, Some(path.clone()), Some(*tokens), Some(*seq_len)),
+        };
+        LmEvalFile {
+            model: Some(t.model.clone()),
+            layer: Some(t.layer),
+            site: Some(t.site.clone()),
+            token_ids,
+            texts,
+            tokens,
+            seq_len,
+            batch_size: Some(t.batch_size),
+            every: Some(live.every),
+            enabled: Some(live.enabled),
+            device: Some(t.device.clone()),
+            dtype: Some(t.dtype.clone()),
+            python: self.python.clone(),
+        }
+    }
 }
 
 /// k_aux = 256, the default of the code released with Gao et al. 2024 ("Scaling and evaluating
@@ -208,6 +271,9 @@ pub struct Config {
     pub out: PathBuf,
     /// The device.
     pub device: crate::device::DeviceName,
+    /// `[lm_eval]`: the model in the loop (absent from checkpoints of earlier versions).
+    #[serde(default)]
+    pub lm_eval: Option<LmEvalConfig>,
 }
 
 impl Config {

@@ -307,6 +307,7 @@ impl FileConfig {
                 t.aux_coefficient.unwrap_or(DEFAULT_AUX_COEFFICIENT),
             )?,
             health: self.health_checked(&c)?,
+            lm_eval: LmEvalLive::default(),
         };
         let device = match &self.run.device {
             None => crate::device::DeviceName::Cpu,
@@ -314,14 +315,25 @@ impl FileConfig {
                 c.fail(&keys::DEVICE, d, &e.to_string())
             })?,
         };
+        let length = TrainLength {
+            steps: t.steps,
+            tokens: t.tokens,
+        };
+        let mut hyper = hyper;
+        let lm_eval = match &self.lm_eval {
+            None => None,
+            Some(l) => {
+                let (cfg, live) = lm_eval_checked(&c, l, &length, batch_size)?;
+                hyper.lm_eval = live;
+                Some(cfg)
+            }
+        };
         Ok(Config {
             data,
             sae,
-            length: TrainLength {
-                steps: t.steps,
-                tokens: t.tokens,
-            },
+            length,
             hyper,
+            lm_eval,
             out: self
                 .run
                 .out
@@ -330,4 +342,121 @@ impl FileConfig {
             device,
         })
     }
+}
+
+/// `[lm_eval]` checked: the model, layer, site and tokens are required; `every` defaults to a
+/// tenth of the run.
+fn lm_eval_checked(
+    c: &Check<'_>,
+    l: &LmEvalFile,
+    length: &TrainLength,
+    batch_size: usize,
+) -> Result<(LmEvalConfig, LmEvalLive), ConfigError> {
+    use crate::lmeval::{LmTarget, SITES, TokenSource};
+    let missing = |key: &Key, what: &str| c.fail(key, "(missing)", what);
+    let model = l.model.clone().filter(|m| !m.is_empty()).ok_or_else(|| {
+        missing(
+            &keys::LM_MODEL,
+            "the model to splice the SAE into (a local directory or a Hugging Face id)",
+        )
+    })?;
+    let layer = l.layer.ok_or_else(|| {
+        missing(
+            &keys::LM_LAYER,
+            "the layer the SAE reads (an integer, TransformerLens numbering)",
+        )
+    })?;
+    let site = l
+        .site
+        .clone()
+        .ok_or_else(|| missing(&keys::LM_SITE, &format!("one of {}", SITES.join(", "))))?;
+    if !SITES.contains(&site.as_str()) {
+        return Err(c.fail(
+            &keys::LM_SITE,
+            &site,
+            &format!("one of {}", SITES.join(", ")),
+        ));
+    }
+    let tokens = match (&l.token_ids, &l.texts) {
+        (Some(ids), None) => {
+            if l.tokens.is_some() || l.seq_len.is_some() {
+                let key = if l.tokens.is_some() {
+                    &keys::LM_TOKENS
+                } else {
+                    &keys::LM_SEQ_LEN
+                };
+                return Err(c.fail(
+                    key,
+                    "(given)",
+                    &format!(
+                        "no {key} with {}: the ids are used as they are",
+                        keys::LM_TOKEN_IDS
+                    ),
+                ));
+            }
+            TokenSource::TokenIds(ids.clone())
+        }
+        (None, Some(texts)) => TokenSource::Texts {
+            path: texts.clone(),
+            tokens: l.tokens.unwrap_or(65_536),
+            seq_len: match l.seq_len {
+                Some(s) if s < 2 => return Err(c.fail(&keys::LM_SEQ_LEN, s, "an integer >= 2")),
+                Some(s) => s,
+                None => 128,
+            },
+        },
+        (Some(_), Some(_)) => {
+            return Err(c.fail(
+                &keys::LM_TEXTS,
+                "(given)",
+                &format!(
+                    "either {} or {}, not both",
+                    keys::LM_TOKEN_IDS,
+                    keys::LM_TEXTS
+                ),
+            ));
+        }
+        (None, None) => {
+            return Err(missing(
+                &keys::LM_TOKEN_IDS,
+                &format!(
+                    "the tokens to evaluate on: {} (an integer .npy [n_seq, seq_len]) or {} (a text file)",
+                    keys::LM_TOKEN_IDS,
+                    keys::LM_TEXTS
+                ),
+            ));
+        }
+    };
+    let batch = c.at_least_one(&keys::LM_BATCH_SIZE, l.batch_size.unwrap_or(8) as u64)? as usize;
+    let dtype = l.dtype.clone().unwrap_or_else(|| "float32".into());
+    if !["float32", "float16", "bfloat16"].contains(&dtype.as_str()) {
+        return Err(c.fail(&keys::LM_DTYPE, &dtype, "float32, float16 or bfloat16"));
+    }
+    let total = match (length.steps, length.tokens) {
+        (Some(s), _) => s,
+        (None, Some(t)) => t.div_ceil(batch_size as u64),
+        (None, None) => 10_000,
+    };
+    let every = match l.every {
+        Some(e) => c.at_least_one(&keys::LM_EVERY, e)?,
+        None => total.div_ceil(10).max(1),
+    };
+    Ok((
+        LmEvalConfig {
+            target: LmTarget {
+                model,
+                layer,
+                site,
+                tokens,
+                device: l.device.clone().unwrap_or_else(|| "cpu".into()),
+                dtype,
+                batch_size: batch,
+            },
+            python: l.python.clone(),
+        },
+        LmEvalLive {
+            every,
+            enabled: l.enabled.unwrap_or(true),
+        },
+    ))
 }

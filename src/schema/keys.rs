@@ -18,6 +18,8 @@ pub enum Section {
     Run,
     /// `[health]`: the health rules' thresholds.
     Health,
+    /// `[lm_eval]`: the model in the loop.
+    LmEval,
 }
 
 impl Section {
@@ -29,6 +31,7 @@ impl Section {
             Section::Train => "train",
             Section::Run => "run",
             Section::Health => "health",
+            Section::LmEval => "lm_eval",
         }
     }
 }
@@ -134,7 +137,7 @@ const fn short(mut k: Key, s: &'static str) -> Key {
     k
 }
 
-use Section::{Data, Health, Run, Sae, Train};
+use Section::{Data, Health, LmEval, Run, Sae, Train};
 
 /// `data.stores`
 pub const STORES: Key = key(Data, "stores", false);
@@ -255,6 +258,32 @@ pub const OUT: Key = key(Run, "out", false);
 /// `run.device`
 pub const DEVICE: Key = key(Run, "device", false);
 
+/// `lm_eval.model`
+pub const LM_MODEL: Key = key(LmEval, "model", false);
+/// `lm_eval.layer`
+pub const LM_LAYER: Key = key(LmEval, "layer", false);
+/// `lm_eval.site`
+pub const LM_SITE: Key = key(LmEval, "site", false);
+/// `lm_eval.token_ids`
+pub const LM_TOKEN_IDS: Key = key(LmEval, "token_ids", false);
+/// `lm_eval.texts`
+pub const LM_TEXTS: Key = key(LmEval, "texts", false);
+/// `lm_eval.tokens`
+pub const LM_TOKENS: Key = key(LmEval, "tokens", false);
+/// `lm_eval.seq_len`
+pub const LM_SEQ_LEN: Key = key(LmEval, "seq_len", false);
+/// `lm_eval.batch_size`
+pub const LM_BATCH_SIZE: Key = key(LmEval, "batch_size", false);
+/// `lm_eval.device`
+pub const LM_DEVICE: Key = key(LmEval, "device", false);
+/// `lm_eval.dtype`
+pub const LM_DTYPE: Key = key(LmEval, "dtype", false);
+/// `lm_eval.python`
+pub const LM_PYTHON: Key = key(LmEval, "python", false);
+/// `lm_eval.every`
+pub const LM_EVERY: Key = labelled(key(LmEval, "every", true), "lm-eval every");
+/// `lm_eval.enabled`
+pub const LM_ENABLED: Key = key(LmEval, "enabled", true);
 /// `health.enabled`
 pub const HEALTH_ENABLED: Key = key(Health, "enabled", true);
 /// `health.disabled`
@@ -352,6 +381,19 @@ pub const ALL: &[&Key] = &[
     &DATA_WAIT,
     &DATA_WAIT_REPORTS,
     &SPARSITY_OVER_MSE,
+    &LM_MODEL,
+    &LM_LAYER,
+    &LM_SITE,
+    &LM_TOKEN_IDS,
+    &LM_TEXTS,
+    &LM_TOKENS,
+    &LM_SEQ_LEN,
+    &LM_BATCH_SIZE,
+    &LM_DEVICE,
+    &LM_DTYPE,
+    &LM_PYTHON,
+    &LM_EVERY,
+    &LM_ENABLED,
 ];
 
 /// The key spelled `path` (`section.name`), if there is one.
@@ -381,5 +423,7 @@ mod tests {
         assert!(is_live("train.lr") && is_live("sae.k") && is_live("health.overfit_gap"));
         assert!(!is_live("train.steps") && !is_live("data.batch_size") && !is_live("sae.d_sae"));
         assert!(!is_live("train.nonsense") && !is_live("lr"));
+        assert!(is_live("lm_eval.every") && is_live("lm_eval.enabled"));
+        assert!(!is_live("lm_eval.model") && !is_live("lm_eval.layer") && !is_live("lm_eval.site"));
     }
 }

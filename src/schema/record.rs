@@ -4,6 +4,7 @@
 //! [`Record::summary`].
 
 use crate::eval::Evaluation;
+use crate::lmeval::LmScores;
 use crate::metrics::stats::Histogram;
 use crate::sae::model::Architecture;
 use crate::schema::health::Kind as HealthKind;
@@ -201,6 +202,47 @@ pub enum Record {
         /// Which rule.
         kind: HealthKind,
     },
+    /// The SAE of `step` spliced into the model (`[lm_eval]` live, or `jumpscope lm-eval`).
+    LmEval(Box<LmEvalRecord>),
+    /// An evaluation was due but the previous one was still running: skipped.
+    LmEvalSkipped {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The step whose evaluation is still running.
+        running: u64,
+    },
+    /// The model companion failed (to start, to load, or while evaluating); training goes on
+    /// without evaluations.
+    LmEvalFailed {
+        /// Steps completed.
+        step: u64,
+        /// Tokens trained on.
+        tokens: u64,
+        /// The one-line reason.
+        message: String,
+    },
+}
+
+/// One evaluation with the model in the loop (docs/lm-eval.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LmEvalRecord {
+    /// The step whose parameters were evaluated.
+    pub step: u64,
+    /// Tokens trained on by then (as in every record; the tokens evaluated are `eval_tokens`).
+    pub tokens: u64,
+    /// The scores (ce_clean, ce_spliced, ce_ablated, delta_lm_loss, ce_recovered, kl, l0, fvu).
+    #[serde(flatten)]
+    pub scores: LmScores,
+    /// Positions evaluated.
+    pub eval_tokens: u64,
+    /// The model, layer and site.
+    pub model: String,
+    /// The layer.
+    pub layer: usize,
+    /// The site.
+    pub site: String,
 }
 
 /// One hyperparameter's change in a [`Record::Hyper`].
@@ -277,7 +319,7 @@ fn memory_phrase(need: &Option<MemoryEstimate>, free: &Option<u64>) -> String {
 
 impl Record {
     /// Every `type` a record can have, in the order of the enum.
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 17] = [
         "start",
         "resume",
         "metrics",
@@ -292,6 +334,9 @@ impl Record {
         "finish",
         "warning",
         "warning-cleared",
+        "lm-eval",
+        "lm-eval-skipped",
+        "lm-eval-failed",
     ];
 
     /// Its `type`.
@@ -311,6 +356,9 @@ impl Record {
             Record::Finish { .. } => 11,
             Record::Warning { .. } => 12,
             Record::WarningCleared { .. } => 13,
+            Record::LmEval(_) => 14,
+            Record::LmEvalSkipped { .. } => 15,
+            Record::LmEvalFailed { .. } => 16,
         }]
     }
 
@@ -318,6 +366,7 @@ impl Record {
     pub fn step(&self) -> u64 {
         match self {
             Record::Metrics(m) => m.step,
+            Record::LmEval(r) => r.step,
             Record::Start { step, .. }
             | Record::Resume { step, .. }
             | Record::Eval { step, .. }
@@ -330,7 +379,9 @@ impl Record {
             | Record::Stop { step, .. }
             | Record::Finish { step, .. }
             | Record::Warning { step, .. }
-            | Record::WarningCleared { step, .. } => *step,
+            | Record::WarningCleared { step, .. }
+            | Record::LmEvalSkipped { step, .. }
+            | Record::LmEvalFailed { step, .. } => *step,
         }
     }
 
@@ -399,12 +450,32 @@ impl Record {
             Record::WarningCleared { kind, .. } => {
                 format!("cleared {}: the condition is gone", kind.name())
             }
+            // the step beside it is the step of the SAE evaluated
+            Record::LmEval(r) => format!(
+                "lm-eval: ΔLM loss {:+.4}, CE recovered {:.3}, KL {:.4} (CE {:.4} clean, {:.4} ablated; L0 {:.1}, FVU {:.4})",
+                r.scores.delta_lm_loss,
+                r.scores.ce_recovered,
+                r.scores.kl,
+                r.scores.ce_clean,
+                r.scores.ce_ablated,
+                r.scores.l0,
+                r.scores.fvu
+            ),
+            Record::LmEvalSkipped { running, .. } => {
+                format!("lm-eval skipped: the one of step {running} is still running")
+            }
+            Record::LmEvalFailed { message, .. } => {
+                format!("lm-eval failed, training goes on without it: {message}")
+            }
         })
     }
 
     /// Whether it reports something wrong (shown as an alarm).
     pub fn is_alarm(&self) -> bool {
-        matches!(self, Record::NonfiniteLoss { .. } | Record::Warning { .. })
+        matches!(
+            self,
+            Record::NonfiniteLoss { .. } | Record::Warning { .. } | Record::LmEvalFailed { .. }
+        )
     }
 
     /// One line of metrics.jsonl. `Ok(None)` for a record of a `type` this version does not

@@ -128,6 +128,8 @@ pub struct Sweep {
     checkpoint_every: u64,
     /// The opening record, emitted when the loop starts.
     opening: Option<SweepRecord>,
+    /// The model companion all members share (`[lm_eval]`); ends after them.
+    _lm: Option<crate::lmeval::LmWorker>,
 }
 
 type Sink<'a> = &'a mut dyn FnMut(JobEvent);
@@ -190,6 +192,7 @@ impl Sweep {
             memory_estimate,
         };
         let data = reader(store, base, Position::default(), shared.scale);
+        let lm = attach_lm(base, &dir, &mut members);
         Ok(Self {
             dir,
             checkpoint_every: checkpoint_every(&members),
@@ -200,6 +203,7 @@ impl Sweep {
             rows_read: 0,
             position: Position::default(),
             opening: Some(opening),
+            _lm: lm,
         })
     }
 
@@ -296,6 +300,7 @@ impl Sweep {
                 .collect(),
         };
         let data = reader(store, base, position, scale);
+        let lm = attach_lm(base, dir, &mut members);
         Ok(Self {
             dir: dir.to_path_buf(),
             checkpoint_every: checkpoint_every(&members),
@@ -306,6 +311,7 @@ impl Sweep {
             rows_read,
             position,
             opening: Some(opening),
+            _lm: lm,
         })
     }
 
@@ -625,6 +631,22 @@ fn member_resume(
 
 /// The sweep checkpoints all members together, every `train.checkpoint_every` stream steps
 /// (the smallest a member asks for; 0 in all: only at the end).
+/// Start the one model companion of a sweep with `[lm_eval]` (its log in `OUT/lm-eval.log`) and
+/// give each live member its port.
+fn attach_lm(
+    base: &crate::config::Config,
+    dir: &Path,
+    members: &mut [Member],
+) -> Option<crate::lmeval::LmWorker> {
+    let (worker, ports) = crate::train::lm::start_worker(base, dir, members.len())?;
+    for (m, port) in members.iter_mut().zip(ports) {
+        if let Some(t) = m.trainer.as_mut() {
+            t.attach_lm(port);
+        }
+    }
+    Some(worker)
+}
+
 fn checkpoint_every(members: &[Member]) -> u64 {
     members
         .iter()

@@ -90,3 +90,23 @@ pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
     let host = tensors.host_params(state.config.sae.threshold_param);
     write(out, host, &tensors.firing[2], &state)
 }
+
+/// The SAE of a checkpoint (or of a run directory's newest checkpoint) in inference form, with
+/// the step and tokens it had trained.
+pub fn checkpoint_inference(ckpt: &Path) -> Result<(HostParams, u64, u64), TrainError> {
+    let ckpt = if ckpt.join("state.json").exists() {
+        ckpt.to_path_buf()
+    } else {
+        checkpoint::latest(ckpt)?
+    };
+    let (state, tensors) = checkpoint::read(&ckpt)?;
+    let host = tensors.host_params(state.config.sae.threshold_param);
+    let (params, _) = inference_form(
+        host,
+        state.scale,
+        &state.config,
+        &tensors.firing[2],
+        state.tokens_seen,
+    );
+    Ok((params, state.step, state.tokens_seen))
+}

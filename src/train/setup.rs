@@ -327,6 +327,7 @@ impl Trainer {
                 eval_rows,
                 store_attributes,
                 log,
+                lm: None,
             },
             st: State {
                 firing,
@@ -346,6 +347,8 @@ impl Trainer {
                 health,
                 last_theta: None,
                 started: Instant::now(),
+                lm_pending: None,
+                lm_last: None,
             },
         })
     }
@@ -464,6 +467,7 @@ impl Trainer {
                 eval_rows: shared.eval_rows,
                 store_attributes: shared.store_attributes,
                 log,
+                lm: None,
             },
             st: State {
                 sae,
@@ -483,6 +487,8 @@ impl Trainer {
                 health,
                 last_theta: None,
                 started: Instant::now(),
+                lm_pending: None,
+                lm_last: None,
             },
         })
     }

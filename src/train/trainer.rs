@@ -87,6 +87,8 @@ pub struct Resources {
     /// The store's file attributes.
     pub(super) store_attributes: std::collections::BTreeMap<String, String>,
     pub(super) log: JsonlLog,
+    /// The way to the model companion (`[lm_eval]`), when the model is in the loop.
+    pub(super) lm: Option<crate::lmeval::LmPort>,
 }
 
 /// Where a run stands: its parameters and optimizer, its counters and report window, its
@@ -118,6 +120,10 @@ pub struct State {
     pub(super) last_theta: Option<(u64, Vec<f64>)>,
     /// When the run (or resume) started, for the records' elapsed time.
     pub(super) started: Instant,
+    /// The step and tokens of the evaluation sent to the model companion and not back yet.
+    pub(super) lm_pending: Option<(u64, u64)>,
+    /// The last step sent for evaluation.
+    pub(super) lm_last: Option<u64>,
 }
 
 /// One batch a sweep hands to each of its members: already on the member's device.
@@ -170,7 +176,7 @@ impl Trainer {
     }
 
     /// Append `rec` to metrics.jsonl and hand it to the sink.
-    fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
+    pub(super) fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
         self.res.log.append(&rec).map_err(|source| TrainError::Io {
             path: self.res.log.path().to_path_buf(),
             source,
@@ -192,6 +198,9 @@ impl Trainer {
             self.emit(rec, sink)?;
         }
         let total = self.res.cfg.total_steps();
+        if self.res.lm.is_none() {
+            self.start_own_lm();
+        }
         self.st.started = Instant::now();
         self.st.window = (Instant::now(), self.st.tokens_seen);
         while self.st.step < total {
@@ -235,6 +244,7 @@ impl Trainer {
     /// The end of a run: a last checkpoint, the SAE exported, the `finish` record.
     pub fn finish(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
         let checkpoint = self.checkpoint(sink)?;
+        self.lm_final(sink)?;
         let sae_dir = self.res.run_dir.join("sae");
         self.export(&sae_dir)?;
         let finish = Record::Finish {
@@ -348,7 +358,7 @@ impl Trainer {
         {
             self.validate(sink)?;
         }
-        Ok(())
+        self.lm_tick(sink)
     }
 
     /// Count time spent waiting for a batch a sweep fed (reported as `data_wait_fraction`).
@@ -465,14 +475,20 @@ impl Trainer {
         }
     }
 
-    /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
-    fn validate(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
+    /// The current SAE in inference form (raw activations, as saved).
+    pub(super) fn inference_params(&self) -> HostParams {
         let mut folded = io::fold(
             &self.st.sae.to_host(),
             self.st.scale as f32,
             self.res.cfg.sae.pre_encoder_bias,
         );
         folded.topk = self.res.cfg.topk_inference();
+        folded
+    }
+
+    /// L0, MSE and FVU of the current SAE on the held-out rows (raw activation space).
+    fn validate(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
+        let folded = self.inference_params();
         let sae = InferenceSae::new(&folded, &self.res.device);
         let mut ev = Evaluator::new(&sae, folded.d_in, folded.d_sae);
         for chunk in self

@@ -1,12 +1,13 @@
 //! The `compare` screen: the table of SAEs and their L0–FVU chart with the frontier; ↑/↓
-//! select (the selected SAE is highlighted in the chart), q, Esc or Ctrl-C leave.
+//! select (the selected SAE is highlighted in the chart), y switches the chart between FVU and
+//! ΔLM loss, q, Esc or Ctrl-C leave.
 
 use crate::compare::{Basis, Entry};
 use crate::train::control::JobControl;
 use crate::tui::drive::Screen;
 use crate::tui::msg::Msg;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::frontier::{Labelled, draw_chart};
+use crate::tui::widgets::frontier::{Labelled, YAxis, draw_chart};
 use crate::tui::widgets::keys::{Binding, ch, ctrl, footer_rows, lookup, named};
 use crate::tui::widgets::too_small;
 use ratatui::Frame;
@@ -17,7 +18,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
 /// Draw the screen with entry `selected` highlighted.
-pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
+pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: &Theme) {
     if too_small(f, theme, "q leaves") {
         return;
     }
@@ -30,7 +31,8 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
     ])
     .areas(area);
     let header = [
-        "#", "name", "arch", "d_sae", "hyper", "L0", "MSE", "FVU", "dead", "front", "basis",
+        "#", "name", "arch", "d_sae", "hyper", "L0", "MSE", "FVU", "dead", "ΔLM", "CE rec.", "KL",
+        "front", "basis",
     ]
     .map(Cell::from);
     let rows = entries.iter().enumerate().map(|(i, e)| {
@@ -45,6 +47,9 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
             Cell::from(format!("{:.4}", e.mse)),
             Cell::from(format!("{:.4}", e.fvu)),
             Cell::from(e.dead.map_or("-".into(), |d| d.to_string())),
+            Cell::from(e.delta_lm_loss.map_or("-".into(), |v| format!("{v:+.4}"))),
+            Cell::from(e.ce_recovered.map_or("-".into(), |v| format!("{v:.3}"))),
+            Cell::from(e.kl.map_or("-".into(), |v| format!("{v:.4}"))),
             Cell::from(if e.on_frontier { "●" } else { "" }),
             Cell::from(e.basis.to_string()),
         ]);
@@ -64,6 +69,9 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
         Constraint::Length(7),
         Constraint::Length(7),
         Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(20),
     ];
@@ -86,19 +94,24 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, theme: &Theme) {
         .enumerate()
         .map(|(i, e)| Labelled {
             label: format!("{}", i + 1),
-            point: Some((e.l0, e.fvu)),
+            point: match y {
+                YAxis::Fvu => Some((e.l0, e.fvu)),
+                YAxis::DeltaLm => e.delta_lm_loss.map(|d| (e.l0, d)),
+            },
             selected: i == selected,
         })
         .collect();
     let store = entries
         .iter()
         .all(|e| matches!(e.basis, Basis::Store { .. }));
-    let title = if store {
+    let title = if y == YAxis::DeltaLm {
+        " L0 (log) × ΔLM loss (each SAE's newest lm-eval, or --model) · line: frontier "
+    } else if store {
         " L0 (log) × FVU · every SAE on the same store rows · line: frontier "
     } else {
         " L0 (log) × FVU · each run's own last evaluation (see basis) · line: frontier "
     };
-    draw_chart(f, chart, title, &points, &[], theme);
+    draw_chart(f, chart, title, &points, &[], y, theme);
     let keys: Vec<String> = footer_rows(KEYS, |_| true)
         .iter()
         .map(|(k, what)| format!("{k} {what}"))
@@ -113,6 +126,8 @@ pub enum Action {
     Up,
     /// Select the entry below.
     Down,
+    /// Switch the chart between FVU and ΔLM loss.
+    Axis,
     /// Leave.
     Leave,
 }
@@ -134,6 +149,13 @@ pub const KEYS: &[Binding<Action>] = &[
         footer: "",
     },
     Binding {
+        keys: &[ch('y')],
+        shown: "y",
+        action: Action::Axis,
+        help: "chart: FVU or ΔLM loss up",
+        footer: "FVU/ΔLM",
+    },
+    Binding {
         keys: &[ch('q'), named(KeyCode::Esc), ctrl('c')],
         shown: "q / Esc",
         action: Action::Leave,
@@ -151,6 +173,8 @@ pub struct CompareApp {
     pub selected: usize,
     /// Whether to leave.
     pub quit: bool,
+    /// What the chart's vertical axis shows.
+    pub y_axis: YAxis,
 }
 
 impl CompareApp {
@@ -160,6 +184,7 @@ impl CompareApp {
             entries,
             selected: 0,
             quit: false,
+            y_axis: YAxis::Fvu,
         }
     }
 }
@@ -171,6 +196,7 @@ impl Screen for CompareApp {
             Msg::Key(k) => match lookup(KEYS, &k) {
                 Some(Action::Up) => self.selected = (self.selected + n - 1) % n,
                 Some(Action::Down) => self.selected = (self.selected + 1) % n,
+                Some(Action::Axis) => self.y_axis = self.y_axis.toggled(),
                 Some(Action::Leave) => self.quit = true,
                 None => {}
             },
@@ -183,6 +209,6 @@ impl Screen for CompareApp {
         self.quit
     }
     fn draw(&self, f: &mut Frame, theme: &Theme) {
-        draw(f, &self.entries, self.selected, theme)
+        draw(f, &self.entries, self.selected, self.y_axis, theme)
     }
 }

@@ -302,6 +302,15 @@ fn draw_l0(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
 }
 
 fn draw_loss(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
+    // the model in the loop: ΔLM loss and CE recovered below MSE/EV
+    let area = if app.config.lm_eval.is_some() || app.last_lm.is_some() {
+        let [top, lm] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+        draw_lm(f, lm, app, theme);
+        top
+    } else {
+        area
+    };
     let mut mse = points(&app.mse, app);
     if app.log_scale {
         mse.retain(|p| p.1 > 0.0);
@@ -315,6 +324,29 @@ fn draw_loss(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
         app.ev.last().map_or("-".into(), |v| format!("{v:.3}")),
     );
     let sets = vec![("MSE", mse, theme.series[0]), ("EV", ev, theme.series[2])];
+    line_chart(
+        f,
+        area,
+        pane(title, app, Pane::Loss, theme),
+        sets,
+        theme,
+        |v| format!("{v:.2}"),
+    );
+}
+
+/// ΔLM loss and CE recovered of each `lm-eval` so far, by step.
+fn draw_lm(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
+    let title = match &app.last_lm {
+        Some(r) => format!(
+            " ΔLM {:+.4} · CE rec. {:.3} · KL {:.4} @ {} ",
+            r.scores.delta_lm_loss, r.scores.ce_recovered, r.scores.kl, r.step
+        ),
+        None => " ΔLM loss · CE recovered (model in the loop: waiting) ".into(),
+    };
+    let sets = vec![
+        ("ΔLM", points(&app.delta_lm, app), theme.series[0]),
+        ("CE rec.", points(&app.ce_recovered, app), theme.series[2]),
+    ];
     line_chart(
         f,
         area,

@@ -107,6 +107,11 @@ impl Cfg {
             .validate("test")
             .unwrap()
     }
+
+    /// The configuration as the TOML text of a file (every key written out).
+    pub fn toml(&self) -> String {
+        self.build().to_toml()
+    }
 }
 
 /// Write a config file with `body` and return its path.

@@ -10,6 +10,7 @@ mod health;
 mod inspect;
 mod inspect_screen;
 mod layers;
+mod lm_eval;
 mod paths;
 mod records;
 mod screen;

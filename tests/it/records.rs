@@ -138,6 +138,34 @@ fn one_of_each() -> Vec<Record> {
             tokens,
             kind: HealthKind::L0Collapse,
         },
+        Record::LmEval(Box::new(jumpscope::schema::record::LmEvalRecord {
+            step,
+            tokens,
+            scores: jumpscope::lmeval::LmScores {
+                ce_clean: 2.0,
+                ce_spliced: 2.1,
+                ce_ablated: 6.0,
+                delta_lm_loss: 0.1,
+                ce_recovered: 0.975,
+                kl: 0.08,
+                l0: 12.0,
+                fvu: 0.05,
+            },
+            eval_tokens: 4096,
+            model: "sample_data/tinylm".into(),
+            layer: 0,
+            site: "resid_post".into(),
+        })),
+        Record::LmEvalSkipped {
+            step,
+            tokens,
+            running: 5,
+        },
+        Record::LmEvalFailed {
+            step,
+            tokens,
+            message: "the model companion failed".into(),
+        },
     ]
 }
 

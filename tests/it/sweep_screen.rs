@@ -293,7 +293,7 @@ fn sweep_screen_snapshots() {
 #[test]
 fn compare_screen_snapshot() {
     use jumpscope::compare::Entry;
-    let entry = |name: &str, arch: &str, l0: f64, fvu: f64, front: bool| Entry {
+    let entry = |name: &str, arch: &str, l0: f64, fvu: f64, front: bool, dlm: f64| Entry {
         name: name.into(),
         path: format!("runs/sw/{name}").into(),
         architecture: arch.into(),
@@ -316,14 +316,24 @@ fn compare_screen_snapshot() {
         dead: Some(12),
         basis: jumpscope::compare::Basis::Store { tokens: 65536 },
         on_frontier: front,
+        delta_lm_loss: Some(dlm),
+        ce_recovered: Some(1.0 - dlm / 4.0),
+        kl: Some(dlm * 0.9),
     };
     let entries = [
-        entry("lambda=1e-3", "jumprelu", 80.0, 0.08, true),
-        entry("lambda=3e-3", "jumprelu", 40.0, 0.15, false),
-        entry("arch=topk", "topk", 32.0, 0.11, true),
+        entry("lambda=1e-3", "jumprelu", 80.0, 0.08, true, 0.12),
+        entry("lambda=3e-3", "jumprelu", 40.0, 0.15, false, 0.35),
+        entry("arch=topk", "topk", 32.0, 0.11, true, 0.21),
     ];
-    let mut t = Terminal::new(TestBackend::new(120, 30)).unwrap();
-    t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, &Theme::mono()))
+    use jumpscope::tui::widgets::frontier::YAxis;
+    let mut t = Terminal::new(TestBackend::new(150, 30)).unwrap();
+    t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, YAxis::Fvu, &Theme::mono()))
         .unwrap();
-    insta::assert_snapshot!("compare_120x30", t.backend().to_string());
+    insta::assert_snapshot!("compare_150x30", t.backend().to_string());
+    // `y`: the same SAEs by ΔLM loss, the axis named on the chart's border
+    t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, YAxis::DeltaLm, &Theme::mono()))
+        .unwrap();
+    let shown = t.backend().to_string();
+    assert!(shown.contains("ΔLM loss 0."), "{shown}");
+    insta::assert_snapshot!("compare_delta_lm_150x30", shown);
 }

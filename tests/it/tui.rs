@@ -720,3 +720,57 @@ fn w_lists_the_active_warnings_and_the_charts_are_marked() {
     a.update(key(KeyCode::Char('W')));
     assert!(render(&a, 120, 40).contains("no active warnings"));
 }
+
+/// With the model in the loop: the MSE pane shares its space with ΔLM loss and CE recovered by
+/// step, titled with the newest evaluation; a skipped and a failed evaluation are in the log,
+/// the failure as an alarm.
+#[test]
+fn the_model_in_the_loop_is_charted_under_the_loss() {
+    let mut a = app(&[
+        "lm_eval.model=\"sample_data/tinylm\"",
+        "lm_eval.layer=0",
+        "lm_eval.site=\"resid_post\"",
+        "lm_eval.token_ids=\"ids.npy\"",
+        "lm_eval.every=100",
+    ]);
+    a.update(started());
+    for s in (10..=400).step_by(10) {
+        a.update(metrics(s));
+    }
+    for (step, d) in [(100u64, 0.9), (200, 0.5), (300, 0.35), (400, 0.3)] {
+        a.update(rec(Record::LmEval(Box::new(
+            jumpscope::schema::record::LmEvalRecord {
+                step,
+                tokens: step * 4096,
+                scores: jumpscope::lmeval::LmScores {
+                    ce_clean: 2.0,
+                    ce_spliced: 2.0 + d,
+                    ce_ablated: 6.0,
+                    delta_lm_loss: d,
+                    ce_recovered: (4.0 - d) / 4.0,
+                    kl: d * 0.9,
+                    l0: 40.0,
+                    fvu: 0.05,
+                },
+                eval_tokens: 4096,
+                model: "sample_data/tinylm".into(),
+                layer: 0,
+                site: "resid_post".into(),
+            },
+        ))));
+    }
+    a.update(rec(Record::LmEvalSkipped {
+        step: 350,
+        tokens: 350 * 4096,
+        running: 300,
+    }));
+    a.update(rec(Record::LmEvalFailed {
+        step: 400,
+        tokens: 400 * 4096,
+        message: "the model companion failed: it exited".into(),
+    }));
+    assert_eq!(a.delta_lm.last(), Some(0.3));
+    let shown = render(&a, 120, 40);
+    assert!(shown.contains("ΔLM +0.3000 · CE rec. 0.925"), "{shown}");
+    insta::assert_snapshot!(shown);
+}

@@ -160,6 +160,12 @@ pub struct TrainApp {
     pub dead: Series,
     /// BatchTopK's global threshold over steps.
     pub global_threshold: Series,
+    /// ΔLM loss of each `lm-eval` (the model in the loop), by step.
+    pub delta_lm: Series,
+    /// CE loss recovered of each `lm-eval`, by step.
+    pub ce_recovered: Series,
+    /// The newest `lm-eval`.
+    pub last_lm: Option<crate::schema::record::LmEvalRecord>,
     /// Latest log10 θ histogram.
     pub theta_hist: Option<Histogram>,
     /// Latest log10 firing-frequency histogram.
@@ -224,6 +230,9 @@ impl TrainApp {
             ev: Series::new(SERIES_CAP, RECENT_CAP),
             dead: Series::new(SERIES_CAP, RECENT_CAP),
             global_threshold: Series::new(SERIES_CAP, RECENT_CAP),
+            delta_lm: Series::new(SERIES_CAP, RECENT_CAP),
+            ce_recovered: Series::new(SERIES_CAP, RECENT_CAP),
+            last_lm: None,
             theta_hist: None,
             firing_hist: None,
             d_sae: 0,
@@ -406,7 +415,17 @@ impl TrainApp {
             Record::WarningCleared { kind, .. } => {
                 self.warnings.remove(kind);
             }
-            Record::Eval { .. } | Record::Hyper { .. } | Record::NonfiniteLoss { .. } => {}
+            Record::LmEval(r) => {
+                let x = r.step as f64;
+                self.delta_lm.push(x, r.scores.delta_lm_loss);
+                self.ce_recovered.push(x, r.scores.ce_recovered);
+                self.last_lm = Some((**r).clone());
+            }
+            Record::Eval { .. }
+            | Record::Hyper { .. }
+            | Record::NonfiniteLoss { .. }
+            | Record::LmEvalSkipped { .. }
+            | Record::LmEvalFailed { .. } => {}
         }
         if let Some(text) = line {
             self.note_at(step, text, rec.is_alarm());

@@ -12,6 +12,7 @@ use crate::train::control::{Control, TrainEvent};
 use crate::train::control::{JobControl, JobEvent};
 use crate::tui::app::{Overlay, TrainApp};
 use crate::tui::msg::{Ending, Msg};
+use crate::tui::widgets::frontier::YAxis;
 use crate::tui::widgets::keys::{Binding, bind, ch, ctrl, lookup, named};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 use std::collections::VecDeque;
@@ -50,6 +51,8 @@ pub enum Action {
     Stop(bool),
     /// Step the selected member's selected value (the training screen's ←/→).
     Step,
+    /// Switch the frontier chart's vertical axis between FVU and ΔLM loss.
+    Axis,
 }
 
 impl Action {
@@ -131,6 +134,13 @@ pub const KEYS: &[Binding<Action>] = &[
         "",
     ),
     bind(&[ch('X')], "", Action::Stop(true), "", ""),
+    bind(
+        &[ch('y')],
+        "y",
+        Action::Axis,
+        "frontier chart: FVU or ΔLM loss up (the model in the loop)",
+        "",
+    ),
     bind(&[ch('?')], "?", Action::Help, "this help", ""),
     bind(
         &[ch('q')],
@@ -204,6 +214,8 @@ pub enum Column {
     Ev,
     /// FVU (held-out where there is one).
     Fvu,
+    /// ΔLM loss of the newest `lm-eval`.
+    DeltaLm,
     /// Dead fraction.
     Dead,
     /// Tokens per second.
@@ -213,7 +225,7 @@ pub enum Column {
 }
 
 /// Every column, in table order.
-pub const COLUMNS: [Column; 12] = [
+pub const COLUMNS: [Column; 13] = [
     Column::Index,
     Column::Name,
     Column::Varied,
@@ -223,6 +235,7 @@ pub const COLUMNS: [Column; 12] = [
     Column::Mse,
     Column::Ev,
     Column::Fvu,
+    Column::DeltaLm,
     Column::Dead,
     Column::Rate,
     Column::State,
@@ -241,6 +254,7 @@ impl Column {
             Column::Mse => "MSE",
             Column::Ev => "EV",
             Column::Fvu => "FVU",
+            Column::DeltaLm => "ΔLM",
             Column::Dead => "dead",
             Column::Rate => "tok/s",
             Column::State => "state",
@@ -287,11 +301,17 @@ impl Row {
         }
     }
 
-    /// The member's current (L0, FVU) point, if it has reported.
-    pub fn point(&self) -> Option<(f64, f64)> {
-        let l0 = self.app.l0.last()?;
-        let (f, _) = self.fvu()?;
-        (l0.is_finite() && f.is_finite()).then_some((l0, f))
+    /// The member's current (L0, FVU) point, if it has reported; with `YAxis::DeltaLm`, its
+    /// newest lm-eval's (L0 at the site, ΔLM loss).
+    pub fn point(&self, y: YAxis) -> Option<(f64, f64)> {
+        let (l0, v) = match y {
+            YAxis::Fvu => (self.app.l0.last()?, self.fvu()?.0),
+            YAxis::DeltaLm => {
+                let lm = self.app.last_lm.as_ref()?;
+                (lm.scores.l0, lm.scores.delta_lm_loss)
+            }
+        };
+        (l0.is_finite() && v.is_finite()).then_some((l0, v))
     }
 
     fn value(&self, c: Column) -> f64 {
@@ -303,6 +323,7 @@ impl Row {
             Column::Mse => or(self.app.mse.last()),
             Column::Ev => or(self.app.ev.last()),
             Column::Fvu => or(self.fvu().map(|f| f.0)),
+            Column::DeltaLm => or(self.app.delta_lm.last()),
             Column::Dead => or(self.app.dead.last()),
             Column::Rate => self.app.tokens_per_s,
         }
@@ -343,6 +364,8 @@ pub struct SweepApp {
     /// Watching a sweep another process runs (`jumpscope watch OUT`): edits go to the members'
     /// config.toml; pause, checkpoint and stop need that process; leaving leaves it running.
     pub watching: bool,
+    /// What the frontier chart's vertical axis shows.
+    pub y_axis: YAxis,
 }
 
 impl SweepApp {
@@ -375,6 +398,7 @@ impl SweepApp {
             stopping: false,
             quit: false,
             watching: false,
+            y_axis: YAxis::Fvu,
         }
     }
 
@@ -483,7 +507,7 @@ impl SweepApp {
         }
         let is_metrics = matches!(ev, TrainEvent::Record(Record::Metrics(_)));
         row.app.update(Msg::Job(JobEvent::Member(i, ev)));
-        if is_metrics && let Some(p) = row.point() {
+        if is_metrics && let Some(p) = row.point(YAxis::Fvu) {
             if row.trail.len() == TRAIL {
                 row.trail.pop_front();
             }
@@ -611,6 +635,7 @@ impl SweepApp {
             Action::Stop(all) => self.ask = Some(Ask::Stop(member(all))),
             // the training screen's value keys, on the selected member's selected value
             Action::Step => return self.member_key(self.selected, key),
+            Action::Axis => self.y_axis = self.y_axis.toggled(),
         }
         Vec::new()
     }

@@ -7,7 +7,7 @@ use super::{COLUMNS, Column, Row, SweepApp};
 use crate::schema::sweep::MemberState;
 use crate::tui::theme::Theme;
 use crate::tui::view as train_view;
-use crate::tui::widgets::frontier::{Labelled, draw_chart};
+use crate::tui::widgets::frontier::{Labelled, YAxis, draw_chart};
 use crate::tui::widgets::keys::help_rows;
 use crate::tui::widgets::{self, too_small};
 use ratatui::Frame;
@@ -126,12 +126,13 @@ fn draw_status(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
 }
 
 /// The columns shown at `width`, with their widths: all from 140 columns, without the varied
-/// values (the names usually say them) from 100, the essentials below.
+/// values (the names usually say them) from 100, the essentials below (ΔLM then lives on the
+/// frontier chart's `y` axis).
 fn shown(width: u16) -> Vec<(Column, Constraint)> {
     let wide = width >= 100;
     COLUMNS
         .iter()
-        .filter(|c| wide || !matches!(c, Column::Mse | Column::Rate))
+        .filter(|c| wide || !matches!(c, Column::Mse | Column::Rate | Column::DeltaLm))
         .filter(|c| width >= 140 || **c != Column::Varied)
         .map(|&c| {
             let w = match c {
@@ -143,7 +144,7 @@ fn shown(width: u16) -> Vec<(Column, Constraint)> {
                 Column::Step => Constraint::Length(7),
                 Column::L0 | Column::Ev | Column::Dead => Constraint::Length(6),
                 Column::Mse | Column::Rate => Constraint::Length(7),
-                Column::Fvu | Column::State => Constraint::Length(8),
+                Column::Fvu | Column::State | Column::DeltaLm => Constraint::Length(8),
             };
             (c, w)
         })
@@ -173,6 +174,12 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
             Some((v, false)) => format!("{v:.4}*"),
             None => "-".into(),
         },
+        Column::DeltaLm => row
+            .app
+            .delta_lm
+            .last()
+            .filter(|x| x.is_finite())
+            .map_or("-".to_string(), |x| format!("{x:+.4}")),
         Column::Dead => match (row.app.dead.last(), row.app.d_sae) {
             (Some(d), m) if m > 0 => format!("{:.1}%", 100.0 * d / m as f64),
             _ => "-".into(),
@@ -236,7 +243,12 @@ fn draw_table(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
 fn draw_frontier(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
     let heldout = app.rows.iter().filter(|r| r.heldout_fvu.is_some()).count();
     let n = app.rows.len();
+    let y = app.y_axis;
     let title = match heldout {
+        _ if y == YAxis::DeltaLm => {
+            " L0 (log) × ΔLM loss, each member's newest lm-eval · line: frontier · y: FVU "
+                .to_string()
+        }
         0 => " L0 (log) × FVU of training batches · line: frontier ".to_string(),
         h if h == n => " L0 (log) × held-out FVU · line: frontier ".to_string(),
         h => format!(
@@ -251,17 +263,18 @@ fn draw_frontier(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
         .map(|(i, r)| Labelled {
             label: format!("{}", i + 1),
             // a failed member's last point is not where it stands: out of the chart
-            point: r.point().filter(|_| r.state != MemberState::Failed),
+            point: r.point(y).filter(|_| r.state != MemberState::Failed),
             selected: i == app.selected,
         })
         .collect();
+    // the trails are of (L0, FVU) reports
     let trails: Vec<(f64, f64)> = app
         .rows
         .iter()
-        .filter(|r| r.state != MemberState::Failed)
+        .filter(|r| r.state != MemberState::Failed && y == YAxis::Fvu)
         .flat_map(|r| r.trail.iter().copied())
         .collect();
-    draw_chart(f, area, &title, &points, &trails, theme);
+    draw_chart(f, area, &title, &points, &trails, y, theme);
 }
 
 fn draw_log(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {

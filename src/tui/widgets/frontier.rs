@@ -1,5 +1,6 @@
-//! The L0–FVU frontier chart (the sweep screen's and `compare`'s): log10 L0 across, FVU up,
-//! each point labelled, trails as dots, the frontier (`sweep::frontier`) as a line.
+//! The L0–FVU frontier chart (the sweep screen's and `compare`'s): log10 L0 across, FVU (or
+//! ΔLM loss, [`YAxis`]) up, each point labelled, trails as dots, the frontier
+//! (`sweep::frontier`) as a line.
 
 use crate::sweep::frontier::pareto;
 use crate::tui::theme::Theme;
@@ -10,12 +11,40 @@ use ratatui::text::Span;
 use ratatui::widgets::canvas::{Canvas, Line as CLine, Points};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
+/// What the chart's vertical axis shows (the `y` key switches it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum YAxis {
+    /// Fraction of variance unexplained.
+    #[default]
+    Fvu,
+    /// ΔLM loss with the SAE spliced into the model (`lm-eval`).
+    DeltaLm,
+}
+
+impl YAxis {
+    /// The other one.
+    pub fn toggled(self) -> Self {
+        match self {
+            YAxis::Fvu => YAxis::DeltaLm,
+            YAxis::DeltaLm => YAxis::Fvu,
+        }
+    }
+
+    /// How the axis is named.
+    pub fn name(self) -> &'static str {
+        match self {
+            YAxis::Fvu => "FVU",
+            YAxis::DeltaLm => "ΔLM loss",
+        }
+    }
+}
+
 /// A point of the chart with its label.
 #[derive(Debug, Clone)]
 pub struct Labelled {
     /// What is printed at the point.
     pub label: String,
-    /// (L0, FVU), if there is one yet.
+    /// (L0, FVU or ΔLM loss), if there is one yet.
     pub point: Option<(f64, f64)>,
     /// Drawn highlighted.
     pub selected: bool,
@@ -28,6 +57,7 @@ pub fn draw_chart(
     title: &str,
     points: &[Labelled],
     trails: &[(f64, f64)],
+    y: YAxis,
     theme: &Theme,
 ) {
     let block = Block::default()
@@ -43,9 +73,14 @@ pub fn draw_chart(
         .collect();
     if all.is_empty() {
         f.render_widget(
-            Paragraph::new("no reports yet")
-                .style(theme.dim)
-                .block(block),
+            Paragraph::new(match y {
+                YAxis::Fvu => "no reports yet",
+                YAxis::DeltaLm => {
+                    "no lm-eval yet (the model in the loop: [lm_eval], or jumpscope lm-eval)"
+                }
+            })
+            .style(theme.dim)
+            .block(block),
             area,
         );
         return;
@@ -125,9 +160,10 @@ pub fn draw_chart(
     f.render_widget(canvas, area);
     // the axes' ends, on the bottom border
     let axis = format!(
-        " L0 {:.3}–{:.3} · FVU {:.3}–{:.3} ",
+        " L0 {:.3}–{:.3} · {} {:.3}–{:.3} ",
         10f64.powf(x0),
         10f64.powf(x1),
+        y.name(),
         y0,
         y1
     );

@@ -1,0 +1,278 @@
+//! The companion kept beside a training job: one thread owns it, takes evaluation requests from
+//! each member's [`LmPort`] in turn, and sends each member its own outcomes, so that the trainer
+//! never waits for the model (except for its final evaluation, which it asks to wait for).
+
+use super::{Companion, LmEvalError, LmScores, LmTarget};
+use crate::sae::model::HostParams;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::thread::JoinHandle;
+
+/// What became of one requested evaluation (or of the companion).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LmOutcome {
+    /// The SAE of step `step` was evaluated.
+    Scores {
+        /// The step whose parameters were evaluated.
+        step: u64,
+        /// The scores.
+        scores: LmScores,
+        /// Positions evaluated.
+        eval_tokens: u64,
+        /// Seconds the spliced pass took.
+        secs: f64,
+    },
+    /// The companion could not evaluate: it failed to start or load, or it died. Later
+    /// requests are refused with the same message.
+    Failed {
+        /// The step whose evaluation failed (none when the companion failed on its own).
+        step: Option<u64>,
+        /// The one-line reason.
+        message: String,
+    },
+}
+
+enum Request {
+    Eval {
+        member: usize,
+        step: u64,
+        params: Box<HostParams>,
+    },
+    Quit,
+}
+
+/// The thread that owns the companion. Dropping it ends the companion.
+pub struct LmWorker {
+    tx: Sender<Request>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// One member's way to the worker: at most one evaluation of its own in flight.
+pub struct LmPort {
+    member: usize,
+    tx: Sender<Request>,
+    rx: Receiver<LmOutcome>,
+    in_flight: Option<u64>,
+    failed: bool,
+    /// The worker, when this port's owner is the job's only member.
+    _worker: Option<LmWorker>,
+}
+
+/// What [`LmPort::submit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// The evaluation is queued.
+    Sent,
+    /// The member's previous evaluation (of this step) is still running: nothing was sent.
+    Busy(u64),
+    /// The companion has failed: nothing was sent.
+    Failed,
+}
+
+impl LmWorker {
+    /// Start the companion with `python` on `target` in a thread (its stderr into `log`), with a
+    /// port for each of `members` members. The model loads while the job trains.
+    pub fn start(
+        python: PathBuf,
+        target: LmTarget,
+        log: PathBuf,
+        members: usize,
+    ) -> (LmWorker, Vec<LmPort>) {
+        let (tx, rx) = channel();
+        let (outs, ins): (Vec<_>, Vec<_>) = (0..members).map(|_| channel()).unzip();
+        let thread = std::thread::Builder::new()
+            .name("lm-eval".into())
+            .spawn(move || serve(&python, &target, &log, &rx, &outs))
+            .ok();
+        let ports = ins
+            .into_iter()
+            .enumerate()
+            .map(|(member, rx)| LmPort {
+                member,
+                tx: tx.clone(),
+                rx,
+                in_flight: None,
+                failed: false,
+                _worker: None,
+            })
+            .collect();
+        (LmWorker { tx, thread }, ports)
+    }
+}
+
+impl Drop for LmWorker {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Request::Quit);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl LmPort {
+    /// This port, owning the worker (a run alone: the companion ends with the run).
+    pub fn owning(mut self, worker: LmWorker) -> Self {
+        self._worker = Some(worker);
+        self
+    }
+
+    /// Ask for the evaluation of `params` (inference form) at `step`, unless one is in flight.
+    pub fn submit(&mut self, step: u64, params: HostParams) -> Submitted {
+        if self.failed {
+            return Submitted::Failed;
+        }
+        if let Some(s) = self.in_flight {
+            return Submitted::Busy(s);
+        }
+        let req = Request::Eval {
+            member: self.member,
+            step,
+            params: Box::new(params),
+        };
+        if self.tx.send(req).is_err() {
+            self.failed = true;
+            return Submitted::Failed;
+        }
+        self.in_flight = Some(step);
+        Submitted::Sent
+    }
+
+    /// The outcomes that arrived, without waiting.
+    pub fn poll(&mut self) -> Vec<LmOutcome> {
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(o) => out.push(self.note(o)),
+                Err(TryRecvError::Empty) => return out,
+                Err(TryRecvError::Disconnected) => {
+                    if let Some(step) = self.in_flight.take() {
+                        out.push(self.note(gone(Some(step))));
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Wait for the evaluation in flight (if any) and return what arrived meanwhile and then.
+    pub fn wait(&mut self) -> Vec<LmOutcome> {
+        let mut out = self.poll();
+        while self.in_flight.is_some() {
+            match self.rx.recv() {
+                Ok(o) => out.push(self.note(o)),
+                Err(_) => {
+                    let step = self.in_flight.take();
+                    out.push(self.note(gone(step)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The step of the evaluation in flight.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.in_flight
+    }
+
+    /// Whether the companion has failed (no more evaluations will run).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    fn note(&mut self, o: LmOutcome) -> LmOutcome {
+        match &o {
+            LmOutcome::Scores { step, .. } if self.in_flight == Some(*step) => {
+                self.in_flight = None
+            }
+            LmOutcome::Failed { step, .. } => {
+                self.failed = true;
+                if step.is_some() || self.in_flight.is_some() {
+                    self.in_flight = None;
+                }
+            }
+            _ => {}
+        }
+        o
+    }
+}
+
+fn gone(step: Option<u64>) -> LmOutcome {
+    LmOutcome::Failed {
+        step,
+        message: "the model companion's thread ended".into(),
+    }
+}
+
+/// The worker thread: start and open the companion, then serve requests until told to quit.
+fn serve(
+    python: &std::path::Path,
+    target: &LmTarget,
+    log: &std::path::Path,
+    rx: &Receiver<Request>,
+    outs: &[Sender<LmOutcome>],
+) {
+    let opened = target
+        .check()
+        .and_then(|()| Companion::start(python, Some(log), true))
+        .and_then(|mut c| c.open(target, &mut |_, _, _| {}).map(|b| (c, b)));
+    let (mut companion, base) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            let message = one_line(&e);
+            for o in outs {
+                let _ = o.send(LmOutcome::Failed {
+                    step: None,
+                    message: message.clone(),
+                });
+            }
+            // refuse what still arrives, until told to quit
+            while let Ok(Request::Eval { member, step, .. }) = rx.recv() {
+                let _ = outs[member].send(LmOutcome::Failed {
+                    step: Some(step),
+                    message: message.clone(),
+                });
+            }
+            return;
+        }
+    };
+    let mut broken: Option<String> = None;
+    while let Ok(Request::Eval {
+        member,
+        step,
+        params,
+    }) = rx.recv()
+    {
+        let started = std::time::Instant::now();
+        let outcome = match &broken {
+            Some(message) => LmOutcome::Failed {
+                step: Some(step),
+                message: message.clone(),
+            },
+            None => match base
+                .check_width(&format!("the SAE of step {step}"), params.d_in, target)
+                .and_then(|()| companion.eval(&[&params], &mut |_, _, _| {}))
+            {
+                Ok(s) => LmOutcome::Scores {
+                    step,
+                    scores: LmScores::new(&base, &s[0]),
+                    eval_tokens: base.positions,
+                    secs: started.elapsed().as_secs_f64(),
+                },
+                Err(e) => {
+                    let message = one_line(&e);
+                    broken = Some(message.clone());
+                    LmOutcome::Failed {
+                        step: Some(step),
+                        message,
+                    }
+                }
+            },
+        };
+        let _ = outs[member].send(outcome);
+    }
+    companion.quit();
+}
+
+fn one_line(e: &LmEvalError) -> String {
+    e.to_string().replace('\n', " ")
+}
