@@ -70,11 +70,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", required=True)
     args = p.parse_args()
+    args.bin = os.path.abspath(args.bin)
     py = sys.executable
     env = {**os.environ, "JUMPSCOPE_PYTHON": py}
 
-    def js(*a, expect=0):
-        done = subprocess.run([args.bin, *a], cwd=ROOT, capture_output=True, text=True, env=env)
+    def js(*a, expect=0, cwd=ROOT):
+        done = subprocess.run([args.bin, *a], cwd=cwd, capture_output=True, text=True, env=env)
         if done.returncode != expect:
             print(done.stdout, done.stderr)
         return done
@@ -107,6 +108,11 @@ def main():
         check(all(close(out.get(k, np.nan), final[k], 1e-6) for k in ("ce_spliced", "kl", "l0", "fvu")),
               "lm-eval on the finished run gives the live final numbers")
         check(len(records(run, "lm-eval")) == len(lm) + 1, "lm-eval appends its record to the run")
+        # the binary carries the companion: it runs from any directory, the repository's not needed
+        elsewhere = js("lm-eval", os.path.join(run, "sae"), "--model", MODEL, "--layer", "0", "--token-ids", IDS,
+                       "--json", cwd=tmp)
+        check(elsewhere.returncode == 0 and close(json.loads(elsewhere.stdout)[0]["kl"], out["kl"], 1e-9),
+              "lm-eval from another directory gives the same numbers")
         ids = np.load(IDS)
         check(close(out.get("ce_clean", np.nan), transformers_ce(ids, False), 1e-5),
               f"ce_clean is transformers' loss of the ids ({out.get('ce_clean')})")

@@ -362,6 +362,27 @@ fn load_sae(i: &Input) -> Result<(io::LoadedSae, Option<Config>, PathBuf), Compa
     }
 }
 
+/// The entry of a loaded SAE, nothing measured yet (NaN, unknown).
+fn loaded_entry(sae: &io::LoadedSae, cfg: &Option<Config>, path: &Path, basis: Basis) -> Entry {
+    Entry {
+        name: name_of(path),
+        path: path.to_path_buf(),
+        architecture: sae.architecture.name().to_string(),
+        d_in: sae.params.d_in,
+        d_sae: sae.params.d_sae,
+        hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
+        l0: f64::NAN,
+        mse: f64::NAN,
+        fvu: f64::NAN,
+        dead: None,
+        basis,
+        on_frontier: false,
+        delta_lm_loss: None,
+        ce_recovered: None,
+        kl: None,
+    }
+}
+
 /// Evaluate every input on every row of `store` (`progress(done, of)` per SAE).
 pub fn on_store(
     inputs: &[Input],
@@ -393,21 +414,11 @@ pub fn on_store(
         })
         .map_err(|e| read_err(path, e))?;
         out.push(Entry {
-            name: name_of(path),
-            path: path.clone(),
-            architecture: sae.architecture.name().to_string(),
-            d_in: sae.params.d_in,
-            d_sae: sae.params.d_sae,
-            hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
             l0: r.l0,
             mse: r.mse,
             fvu: r.fvu,
             dead: Some(r.dead),
-            basis: Basis::Store { tokens: r.n_tokens },
-            on_frontier: false,
-            delta_lm_loss: None,
-            ce_recovered: None,
-            kl: None,
+            ..loaded_entry(sae, cfg, path, Basis::Store { tokens: r.n_tokens })
         });
     }
     mark_frontier(&mut out);
@@ -440,23 +451,19 @@ pub fn on_model(
         .iter()
         .zip(&scores)
         .map(|((sae, cfg, path), s)| Entry {
-            name: name_of(path),
-            path: path.clone(),
-            architecture: sae.architecture.name().to_string(),
-            d_in: sae.params.d_in,
-            d_sae: sae.params.d_sae,
-            hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
             l0: s.l0,
-            mse: f64::NAN,
             fvu: s.fvu,
-            dead: None,
-            basis: Basis::Model {
-                tokens: base.positions,
-            },
-            on_frontier: false,
             delta_lm_loss: Some(s.delta_lm_loss),
             ce_recovered: Some(s.ce_recovered),
             kl: Some(s.kl),
+            ..loaded_entry(
+                sae,
+                cfg,
+                path,
+                Basis::Model {
+                    tokens: base.positions,
+                },
+            )
         })
         .collect();
     mark_frontier(&mut out);

@@ -130,7 +130,7 @@ impl LmPort {
             params: Box::new(params),
         };
         if self.tx.send(req).is_err() {
-            self.failed = true;
+            // the worker is gone: the next poll says so
             return Submitted::Failed;
         }
         self.in_flight = Some(step);
@@ -142,12 +142,11 @@ impl LmPort {
         let mut out = Vec::new();
         loop {
             match self.rx.try_recv() {
-                Ok(o) => out.push(self.note(o)),
+                Ok(o) => out.extend(self.note(o)),
                 Err(TryRecvError::Empty) => return out,
                 Err(TryRecvError::Disconnected) => {
-                    if let Some(step) = self.in_flight.take() {
-                        out.push(self.note(gone(Some(step))));
-                    }
+                    let step = self.in_flight.take();
+                    out.extend(self.note(gone(step)));
                     return out;
                 }
             }
@@ -159,10 +158,10 @@ impl LmPort {
         let mut out = self.poll();
         while self.in_flight.is_some() {
             match self.rx.recv() {
-                Ok(o) => out.push(self.note(o)),
+                Ok(o) => out.extend(self.note(o)),
                 Err(_) => {
                     let step = self.in_flight.take();
-                    out.push(self.note(gone(step)));
+                    out.extend(self.note(gone(step)));
                 }
             }
         }
@@ -179,20 +178,23 @@ impl LmPort {
         self.failed
     }
 
-    fn note(&mut self, o: LmOutcome) -> LmOutcome {
+    /// Keep track of what is in flight; a failure is reported once (the refusals of requests
+    /// sent before it arrived are the same failure).
+    fn note(&mut self, o: LmOutcome) -> Option<LmOutcome> {
         match &o {
             LmOutcome::Scores { step, .. } if self.in_flight == Some(*step) => {
                 self.in_flight = None
             }
-            LmOutcome::Failed { step, .. } => {
-                self.failed = true;
-                if step.is_some() || self.in_flight.is_some() {
-                    self.in_flight = None;
+            LmOutcome::Failed { .. } => {
+                // whatever was in flight will not come back
+                self.in_flight = None;
+                if std::mem::replace(&mut self.failed, true) {
+                    return None;
                 }
             }
             _ => {}
         }
-        o
+        Some(o)
     }
 }
 
@@ -275,4 +277,75 @@ fn serve(
 
 fn one_line(e: &LmEvalError) -> String {
     e.to_string().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port() -> (LmPort, Receiver<Request>, Sender<LmOutcome>) {
+        let (tx, requests) = channel();
+        let (outcomes, rx) = channel();
+        let p = LmPort {
+            member: 0,
+            tx,
+            rx,
+            in_flight: None,
+            failed: false,
+            _worker: None,
+        };
+        (p, requests, outcomes)
+    }
+
+    fn params() -> HostParams {
+        crate::sae::model::HostParams {
+            d_in: 1,
+            d_sae: 1,
+            w_enc: vec![1.0],
+            b_enc: vec![0.0],
+            w_dec: vec![1.0],
+            b_dec: vec![0.0],
+            threshold: vec![0.0],
+            topk: None,
+        }
+    }
+
+    #[test]
+    fn one_evaluation_in_flight_and_one_report_of_a_failure() {
+        let (mut p, requests, outcomes) = port();
+        assert_eq!(p.submit(5, params()), Submitted::Sent);
+        assert_eq!(p.submit(6, params()), Submitted::Busy(5));
+        assert!(matches!(
+            requests.try_recv(),
+            Ok(Request::Eval { step: 5, .. })
+        ));
+        // the companion failed to load while step 5 was queued: its failure, then the
+        // refusal of step 5, are one failure
+        for step in [None, Some(5)] {
+            outcomes
+                .send(LmOutcome::Failed {
+                    step,
+                    message: "cannot load".into(),
+                })
+                .unwrap();
+        }
+        let seen = p.poll();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(p.failed() && p.in_flight().is_none());
+        assert_eq!(p.submit(7, params()), Submitted::Failed);
+        assert!(p.wait().is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_vanishes_is_reported_once() {
+        let (mut p, requests, outcomes) = port();
+        assert_eq!(p.submit(3, params()), Submitted::Sent);
+        drop((requests, outcomes));
+        let seen = p.wait();
+        assert!(
+            matches!(&seen[..], [LmOutcome::Failed { step: Some(3), .. }]),
+            "{seen:?}"
+        );
+        assert!(p.poll().is_empty());
+    }
 }

@@ -79,14 +79,19 @@ pub fn write(
     Ok(())
 }
 
-/// Export a checkpoint directory (or a run directory's newest checkpoint) to a SAELens directory.
-pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
+/// Read a checkpoint directory, or a run directory's newest checkpoint.
+fn read_checkpoint(ckpt: &Path) -> Result<(CheckpointState, checkpoint::TrainTensors), TrainError> {
     let ckpt = if ckpt.join("state.json").exists() {
         ckpt.to_path_buf()
     } else {
         checkpoint::latest(ckpt)?
     };
-    let (state, tensors) = checkpoint::read(&ckpt)?;
+    Ok(checkpoint::read(&ckpt)?)
+}
+
+/// Export a checkpoint directory (or a run directory's newest checkpoint) to a SAELens directory.
+pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
+    let (state, tensors) = read_checkpoint(ckpt)?;
     let host = tensors.host_params(state.config.sae.threshold_param);
     write(out, host, &tensors.firing[2], &state)
 }
@@ -94,12 +99,7 @@ pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
 /// The SAE of a checkpoint (or of a run directory's newest checkpoint) in inference form, with
 /// the step and tokens it had trained.
 pub fn checkpoint_inference(ckpt: &Path) -> Result<(HostParams, u64, u64), TrainError> {
-    let ckpt = if ckpt.join("state.json").exists() {
-        ckpt.to_path_buf()
-    } else {
-        checkpoint::latest(ckpt)?
-    };
-    let (state, tensors) = checkpoint::read(&ckpt)?;
+    let (state, tensors) = read_checkpoint(ckpt)?;
     let host = tensors.host_params(state.config.sae.threshold_param);
     let (params, _) = inference_form(
         host,
