@@ -192,6 +192,11 @@ impl Companion {
         let _ = self.child.wait();
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The file its stderr goes to.
     pub fn log(&self) -> &Path {
         &self.log

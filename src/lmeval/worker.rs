@@ -5,8 +5,11 @@
 use super::{Companion, LmEvalError, LmScores, LmTarget};
 use crate::sae::model::HostParams;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What became of one requested evaluation (or of the companion).
 #[derive(Debug, Clone, PartialEq)]
@@ -41,11 +44,19 @@ enum Request {
     Quit,
 }
 
-/// The thread that owns the companion. Dropping it ends the companion.
+/// The thread that owns the companion. Dropping it ends the companion: asked to quit, and
+/// killed if it has not within [`QUIT_GRACE`] (it may be loading a model or in a long pass).
 pub struct LmWorker {
     tx: Sender<Request>,
     thread: Option<JoinHandle<()>>,
+    /// The companion's process id once started (0 before).
+    pid: Arc<AtomicI32>,
+    /// Closed when the thread ends.
+    ended: Receiver<()>,
 }
+
+/// How long a companion asked to quit may take before it is killed.
+pub const QUIT_GRACE: Duration = Duration::from_secs(2);
 
 /// One member's way to the worker: at most one evaluation of its own in flight.
 pub struct LmPort {
@@ -80,9 +91,15 @@ impl LmWorker {
     ) -> (LmWorker, Vec<LmPort>) {
         let (tx, rx) = channel();
         let (outs, ins): (Vec<_>, Vec<_>) = (0..members).map(|_| channel()).unzip();
+        let pid = Arc::new(AtomicI32::new(0));
+        let (ended_tx, ended) = channel::<()>();
+        let shared_pid = pid.clone();
         let thread = std::thread::Builder::new()
             .name("lm-eval".into())
-            .spawn(move || serve(&python, &target, &log, &rx, &outs))
+            .spawn(move || {
+                serve(&python, &target, &log, &rx, &outs, &shared_pid);
+                drop(ended_tx);
+            })
             .ok();
         let ports = ins
             .into_iter()
@@ -96,13 +113,35 @@ impl LmWorker {
                 _worker: None,
             })
             .collect();
-        (LmWorker { tx, thread }, ports)
+        (
+            LmWorker {
+                tx,
+                thread,
+                pid,
+                ended,
+            },
+            ports,
+        )
     }
 }
 
 impl Drop for LmWorker {
     fn drop(&mut self) {
         let _ = self.tx.send(Request::Quit);
+        let mut wait = QUIT_GRACE;
+        // until the thread ends: past the grace period, kill the companion once it has a pid
+        // (it may still be starting)
+        while let Err(RecvTimeoutError::Timeout) = self.ended.recv_timeout(wait) {
+            wait = Duration::from_millis(100);
+            let pid = self.pid.swap(0, Ordering::SeqCst);
+            if pid > 0 {
+                // SAFETY: kill(2) on the companion's own pid, a child of this process that has
+                // not been waited for (its thread reaps it after this)
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -155,17 +194,29 @@ impl LmPort {
 
     /// Wait for the evaluation in flight (if any) and return what arrived meanwhile and then.
     pub fn wait(&mut self) -> Vec<LmOutcome> {
+        self.wait_unless(&mut || false).0
+    }
+
+    /// [`LmPort::wait`], asking `stop` every tenth of a second whether to give up; whether it
+    /// gave up (the evaluation in flight is then abandoned).
+    pub fn wait_unless(&mut self, stop: &mut dyn FnMut() -> bool) -> (Vec<LmOutcome>, bool) {
         let mut out = self.poll();
         while self.in_flight.is_some() {
-            match self.rx.recv() {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(o) => out.extend(self.note(o)),
-                Err(_) => {
+                Err(RecvTimeoutError::Timeout) => {
+                    if stop() {
+                        self.in_flight = None;
+                        return (out, true);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
                     let step = self.in_flight.take();
                     out.extend(self.note(gone(step)));
                 }
             }
         }
-        out
+        (out, false)
     }
 
     /// The step of the evaluation in flight.
@@ -212,10 +263,12 @@ fn serve(
     log: &std::path::Path,
     rx: &Receiver<Request>,
     outs: &[Sender<LmOutcome>],
+    pid: &AtomicI32,
 ) {
     let opened = target
         .check()
         .and_then(|()| Companion::start(python, Some(log), true))
+        .inspect(|c| pid.store(c.pid() as i32, Ordering::SeqCst))
         .and_then(|mut c| c.open(target, &mut |_, _, _| {}).map(|b| (c, b)));
     let (mut companion, base) = match opened {
         Ok(v) => v,

@@ -128,6 +128,8 @@ pub struct Sweep {
     checkpoint_every: u64,
     /// The opening record, emitted when the loop starts.
     opening: Option<SweepRecord>,
+    /// Controls taken while a member waited for its final evaluation, applied next.
+    deferred: Vec<JobControl>,
     /// The model companion all members share (`[lm_eval]`); ends after them.
     _lm: Option<crate::lmeval::LmWorker>,
 }
@@ -203,6 +205,7 @@ impl Sweep {
             rows_read: 0,
             position: Position::default(),
             opening: Some(opening),
+            deferred: Vec::new(),
             _lm: lm,
         })
     }
@@ -311,6 +314,7 @@ impl Sweep {
             rows_read,
             position,
             opening: Some(opening),
+            deferred: Vec::new(),
             _lm: lm,
         })
     }
@@ -411,7 +415,7 @@ impl Sweep {
                 }
                 continue;
             }
-            self.step_all(sink)?;
+            self.step_all(controls, sink)?;
             if self.checkpoint_every > 0
                 && self.step.is_multiple_of(self.checkpoint_every)
                 && self.members.iter().any(|m| m.state.is_live())
@@ -439,6 +443,11 @@ impl Sweep {
         controls: &Receiver<JobControl>,
         sink: Sink<'_>,
     ) -> Result<bool, SweepError> {
+        for c in std::mem::take(&mut self.deferred) {
+            if self.apply(c, sink)? {
+                return Ok(true);
+            }
+        }
         loop {
             match controls.try_recv() {
                 Ok(c) => {
@@ -504,7 +513,11 @@ impl Sweep {
 
     /// Read one batch and step every running member on it; a member that reaches its last step
     /// finishes (checkpoint, export).
-    fn step_all(&mut self, sink: Sink<'_>) -> Result<(), SweepError> {
+    fn step_all(
+        &mut self,
+        controls: &Receiver<JobControl>,
+        sink: Sink<'_>,
+    ) -> Result<(), SweepError> {
         let t0 = Instant::now();
         let Prefetched { batch, position } = match self.data.next_batch() {
             Ok(p) => p,
@@ -554,7 +567,25 @@ impl Sweep {
                 continue;
             }
             if self.live(i).is_done() {
-                let r = self.live(i).finish(&mut |e| sink(JobEvent::Member(i, e)));
+                // a stop of the sweep or of this member while its final evaluation runs stops
+                // the waiting; other controls wait for the loop
+                let deferred = &mut self.deferred;
+                let mut stop = || match controls.try_recv() {
+                    Ok(c) if matches!(c.control, Control::Stop) && c.member == Some(i) => true,
+                    Ok(c) => {
+                        // a stop of all stops the waiting too, and then the sweep
+                        let all = matches!(c.control, Control::Stop) && c.member.is_none();
+                        deferred.push(c);
+                        all
+                    }
+                    Err(TryRecvError::Empty) => false,
+                    Err(TryRecvError::Disconnected) => true,
+                };
+                let trainer = self.members[i].trainer.as_mut();
+                let r = match trainer {
+                    Some(t) => t.finish(&mut stop, &mut |e| sink(JobEvent::Member(i, e))),
+                    None => continue,
+                };
                 if self.member_result(i, r, sink)? {
                     self.set_state(i, MemberState::Finished, None, sink)?;
                 }

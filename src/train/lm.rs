@@ -55,15 +55,17 @@ impl Trainer {
     }
 
     /// At the end: wait for the evaluation in flight, then evaluate the final step (unless it
-    /// was just sent) and wait for it.
-    pub(super) fn lm_final(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
+    /// was just sent) and wait for it; `stop` (asked while waiting) gives up the waiting.
+    pub(super) fn lm_final(
+        &mut self,
+        stop: &mut dyn FnMut() -> bool,
+        sink: Sink<'_>,
+    ) -> Result<(), TrainError> {
         let enabled = self.res.cfg.hyper.lm_eval.enabled;
-        let Some(port) = self.res.lm.as_mut() else {
+        if self.res.lm.is_none() {
             return Ok(());
-        };
-        let outcomes = port.wait();
-        self.lm_record(outcomes, sink)?;
-        if !enabled || self.st.lm_last == Some(self.st.step) {
+        }
+        if !self.lm_wait(stop, sink)? || !enabled || self.st.lm_last == Some(self.st.step) {
             return Ok(());
         }
         if self.lm_submit(sink)? {
@@ -71,10 +73,32 @@ impl Trainer {
                 "lm-eval: evaluating the final step {} with the model in the loop",
                 self.st.step
             )));
-            let outcomes = self.res.lm.as_mut().map(LmPort::wait).unwrap_or_default();
-            self.lm_record(outcomes, sink)?;
+            self.lm_wait(stop, sink)?;
         }
         Ok(())
+    }
+
+    /// Wait for the evaluation in flight and record what arrives; false when `stop` gave up.
+    fn lm_wait(
+        &mut self,
+        stop: &mut dyn FnMut() -> bool,
+        sink: Sink<'_>,
+    ) -> Result<bool, TrainError> {
+        let Some(port) = self.res.lm.as_mut() else {
+            return Ok(false);
+        };
+        let (outcomes, gave_up) = port.wait_unless(stop);
+        self.lm_record(outcomes, sink)?;
+        if gave_up {
+            self.st.lm_pending = None;
+            let rec = Record::LmEvalFailed {
+                step: self.st.step,
+                tokens: self.st.tokens_seen,
+                message: "stopped while waiting for the final evaluation: it was abandoned".into(),
+            };
+            self.emit(rec, sink)?;
+        }
+        Ok(!gave_up)
     }
 
     /// Send the current SAE; whether it was sent.

@@ -220,7 +220,14 @@ impl Trainer {
                 self.checkpoint(sink)?;
             }
         }
-        self.finish(sink)
+        // a stop while the final evaluation runs stops the waiting (the run is done anyway)
+        let mut stop = || {
+            matches!(
+                controls.try_take(),
+                Ok(Control::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected)
+            )
+        };
+        self.finish(&mut stop, sink)
     }
 
     /// Start the clock of a run a sweep drives, and emit its opening records.
@@ -241,10 +248,15 @@ impl Trainer {
         self.st.step >= self.res.cfg.total_steps()
     }
 
-    /// The end of a run: a last checkpoint, the SAE exported, the `finish` record.
-    pub fn finish(&mut self, sink: Sink<'_>) -> Result<Outcome, TrainError> {
+    /// The end of a run: a last checkpoint, the final evaluation with the model in the loop
+    /// (waited for unless `stop` says so), the SAE exported, the `finish` record.
+    pub fn finish(
+        &mut self,
+        stop: &mut dyn FnMut() -> bool,
+        sink: Sink<'_>,
+    ) -> Result<Outcome, TrainError> {
         let checkpoint = self.checkpoint(sink)?;
-        self.lm_final(sink)?;
+        self.lm_final(stop, sink)?;
         let sae_dir = self.res.run_dir.join("sae");
         self.export(&sae_dir)?;
         let finish = Record::Finish {

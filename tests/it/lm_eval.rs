@@ -21,7 +21,7 @@ fn fake_companion(dir: &Path, sleep: f64, die: bool) -> PathBuf {
     let path = dir.join(if die { "dying-python" } else { "fake-python" });
     let script = format!(
         r#"#!/usr/bin/env python3
-import json, struct, sys, time
+import json, os, struct, sys, time
 def send(o):
     sys.stdout.write(json.dumps(o) + "\n"); sys.stdout.flush()
 def b_dec_sum(path):
@@ -31,6 +31,7 @@ def b_dec_sum(path):
         data = f.read()
     a, b = head["b_dec"]["data_offsets"]
     return sum(struct.unpack("<%df" % ((b - a) // 4), data[a:b]))
+open("{pid_file}", "w").write(str(os.getpid()))
 send({{"ready": True}})
 for line in sys.stdin:
     req = json.loads(line)
@@ -48,6 +49,7 @@ for line in sys.stdin:
               "results": [{{"ce_spliced": 2.5, "kl": 0.25, "l0": 3.0, "fvu": b_dec_sum(p)}} for p in req["saes"]]}})
 "#,
         die = if die { "True" } else { "False" },
+        pid_file = dir.join("companion.pid").display(),
     );
     std::fs::write(&path, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -341,4 +343,63 @@ fn lm_eval_keys_are_checked_and_only_every_and_enabled_change_live() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn a_stop_while_the_final_evaluation_runs_stops_the_waiting_and_the_companion() {
+    let d = tempdir().unwrap();
+    // a companion whose evaluations never come back
+    let python = fake_companion(d.path(), 3600.0, false);
+    let run = d.path().join("run");
+    let cfg = lm_cfg(d.path(), &python, 10, 5).out(&run).build();
+    let mut trainer = Trainer::new(cfg).unwrap();
+    let (controls, rx) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outcome = trainer.run(&rx, &mut |_| {});
+        drop(trainer);
+        let _ = done_tx.send(outcome.is_ok());
+    });
+    // the run reaches its end (its last checkpoint) and waits for the evaluation of step 5,
+    // which never comes
+    assert!(
+        wait_for(30, || log_has(&run, "checkpoint")),
+        "the run did not reach its end"
+    );
+    assert!(
+        done.recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "it waits"
+    );
+    assert!(!log_has(&run, "finish"));
+    controls
+        .send(jumpscope::train::control::Control::Stop)
+        .unwrap();
+    let ok = done
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a stop ends the waiting, and the companion is ended");
+    assert!(ok);
+    let all = log(&run);
+    assert!(all.iter().any(
+        |r| matches!(r, Record::LmEvalFailed { message, .. } if message.contains("abandoned"))
+    ));
+    assert!(
+        all.iter()
+            .any(|r| matches!(r, Record::Finish { step: 10, .. }))
+    );
+    // the companion was killed when its evaluation did not end within the grace period
+    let pid: i32 = std::fs::read_to_string(d.path().join("companion.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the companion {pid} outlived the run"
+    );
+}
+
+/// Whether the run log has a record of `kind`.
+fn log_has(run: &Path, kind: &str) -> bool {
+    try_log(run).is_some_and(|l| l.iter().any(|r| r.kind() == kind))
 }
