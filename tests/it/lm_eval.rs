@@ -17,7 +17,7 @@ use tempfile::tempdir;
 /// A stand-in companion: answers `open` with a baseline and `eval` with the sum of the SAE's
 /// `b_dec` as its `fvu` (read from the safetensors file it was sent), after `sleep` seconds;
 /// with `die`, it exits on the first `eval`.
-fn fake_companion(dir: &Path, sleep: f64, die: bool) -> PathBuf {
+pub fn fake_companion(dir: &Path, sleep: f64, die: bool) -> PathBuf {
     let path = dir.join(if die { "dying-python" } else { "fake-python" });
     let script = format!(
         r#"#!/usr/bin/env python3

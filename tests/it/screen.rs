@@ -566,3 +566,50 @@ fn watch_follows_a_headless_sweep_and_leaves_it_running() {
     let _ = sweep.kill();
     let _ = sweep.wait();
 }
+
+#[test]
+fn a_sweep_with_the_model_in_the_loop_shows_its_delta_lm_and_charts_it_on_y() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(8192, 3));
+    let python = crate::lm_eval::fake_companion(d.path(), 0.0, false);
+    let ids = d.path().join("ids.npy");
+    std::fs::write(&ids, b"not read by the stand-in").unwrap();
+    let out = d.path().join("sw");
+    let cfg = d.path().join("sw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 64\n\
+             [train]\nsteps = 100000000\nlog_every = 20\ncheckpoint_every = 0\nlr = 0.0002\n\
+             [lm_eval]\nmodel = \"org/stand-in\"\nlayer = 0\nsite = \"resid_post\"\n\
+             token_ids = \"{}\"\nevery = 50\npython = \"{}\"\n\
+             [run]\nout = \"{}\"\n[sweep]\n\
+             vary = {{ \"train.sparsity_coefficient\" = [0.001, 0.01] }}\n",
+            store.display(),
+            ids.display(),
+            python.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let t = Tmux::start(
+        "sweep-lm",
+        &format!("{} sweep --config {}", binary(), cfg.display()),
+    );
+    // the stand-in reports ce_spliced 2.5 against ce_clean 2.0: ΔLM +0.5000 per member
+    let s = t.wait("the ΔLM column with an evaluation", |s| {
+        s.contains("ΔLM") && s.contains("+0.5000")
+    });
+    assert!(s.contains("L0 (log) × FVU"), "{s}");
+    t.keys("y");
+    t.wait("the frontier by ΔLM loss", |s| {
+        s.contains("L0 (log) × ΔLM loss") && s.contains("ΔLM loss 0.")
+    });
+    t.keys("y");
+    t.wait("and back", |s| s.contains("L0 (log) × FVU"));
+    t.keys("q");
+    t.wait("the quit question", |s| s.contains("stop the sweep"));
+    t.keys("y");
+    t.wait("the exit", |s| s.contains("EXIT=130"));
+}
