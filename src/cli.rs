@@ -376,8 +376,12 @@ pub struct InspectArgs {
 pub struct ExportArgs {
     /// A checkpoint directory (RUN_DIR/checkpoints/step-N) or a run directory (its newest).
     pub checkpoint: PathBuf,
-    /// Output directory (SAELens layout).
+    /// Output directory (SAELens layout): new, or empty; never the run itself, inside it, or a
+    /// directory holding it.
     pub out_dir: PathBuf,
+    /// Replace an existing saved SAE at the destination (nothing else is ever replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `jumpscope store …`

@@ -4,7 +4,7 @@
 
 use crate::config::load;
 use crate::schema::health::Kind;
-use crate::schema::record::{LogError, Record, read_log};
+use crate::schema::record::{LogError, Record, read_log_noting};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,8 @@ pub struct Diagnosis {
     pub healthy: Vec<Kind>,
     /// What the model in the loop said (`lm-eval` records), when it was in the loop.
     pub lm_eval: Option<LmSummary>,
+    /// A broken last line of the log that was skipped (a write cut short), said once.
+    pub log_note: Option<String>,
 }
 
 /// The run's evaluations with the model in the loop.
@@ -92,7 +94,7 @@ pub fn runs_in(dir: &Path) -> Result<Vec<PathBuf>, DoctorError> {
 
 /// Diagnose the run in `run`.
 pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
-    let records = read_log(&run.join("metrics.jsonl"))?;
+    let (records, log_note) = read_log_noting(&run.join("metrics.jsonl"))?;
     // the rules the run was configured with (all, if its config cannot be read)
     let config = load(&run.join("config.toml"), &[])
         .ok()
@@ -174,6 +176,7 @@ pub fn diagnose(run: &Path) -> Result<Diagnosis, DoctorError> {
     let in_loop = lm.evaluations + lm.skipped + lm.failures.len() > 0;
     Ok(Diagnosis {
         lm_eval: in_loop.then_some(lm),
+        log_note,
         run: run.to_path_buf(),
         steps,
         ended,
@@ -199,6 +202,9 @@ impl Diagnosis {
             self.steps,
             self.episodes.len()
         );
+        if let Some(n) = &self.log_note {
+            s += &format!("  note: {n}\n");
+        }
         for e in &self.episodes {
             let until = match e.cleared_at {
                 Some(c) => format!("cleared at step {c}"),

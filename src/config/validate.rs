@@ -309,6 +309,18 @@ impl FileConfig {
             health: self.health_checked(&c)?,
             lm_eval: LmEvalLive::default(),
         };
+        if self
+            .run
+            .out
+            .as_ref()
+            .is_some_and(|o| o.as_os_str().is_empty())
+        {
+            return Err(c.fail(
+                &keys::OUT,
+                "\"\"",
+                "a directory path (an empty one would write the run into the current directory)",
+            ));
+        }
         let device = match &self.run.device {
             None => crate::device::DeviceName::Cpu,
             Some(d) => d.parse().map_err(|e: crate::device::DeviceError| {

@@ -518,13 +518,32 @@ pub enum LogError {
 }
 
 /// Every record of a run log. Only complete lines count: a run that is still writing may have a
-/// last line without its newline yet.
+/// last line without its newline yet. A broken last line (a write cut short) is skipped; see
+/// [`read_log_noting`] for the note that says so.
 pub fn read_log(path: &Path) -> Result<Vec<Record>, LogError> {
+    read_log_noting(path).map(|(records, _)| records)
+}
+
+/// [`read_log`], with a one-line note when a broken last line was skipped. A broken line before
+/// the last is an error.
+pub fn read_log_noting(path: &Path) -> Result<(Vec<Record>, Option<String>), LogError> {
     let mut tail = LogTail::new(path);
-    tail.poll()?
+    let mut lines = tail.poll()?;
+    let mut note = None;
+    if let Some(Err(LogError::Line { line, .. })) = lines.last() {
+        note = Some(format!(
+            "{}: line {line}, the last, is not a whole record (a write cut short?): skipped",
+            path.display()
+        ));
+        lines.pop();
+    }
+    let records = lines
         .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((records, note))
 }
 
 impl crate::schema::tail::Line for Record {
@@ -591,10 +610,16 @@ mod tests {
             Err(LogError::Line { line, .. }) => assert_eq!(*line, 4),
             other => panic!("{other:?}"),
         }
+        writeln!(f, "{pause}").unwrap();
         assert!(
             read_log(&path).is_err(),
-            "a broken line fails the whole read"
+            "a broken line before the last fails the whole read"
         );
+        // a broken last line is skipped, with a note
+        std::fs::write(&path, format!("{pause}\n{{\"type\":\"pau\n")).unwrap();
+        let (recs, note) = read_log_noting(&path).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert!(note.unwrap().contains("line 2, the last"));
         assert!(matches!(
             read_log(&d.path().join("missing.jsonl")),
             Err(LogError::Io { .. })

@@ -123,6 +123,12 @@ pub fn parse(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs/sweep"));
+    if root.as_os_str().is_empty() {
+        return Err(fail(
+            &crate::schema::keys::OUT.path(),
+            "\"\": expected a directory path (an empty one would write the sweep into the current directory)".into(),
+        ));
+    }
     let names = match sweep.get("devices") {
         None => vec![base.run.device.clone().unwrap_or_else(|| "cpu".into())],
         Some(toml::Value::Array(a)) if !a.is_empty() => a

@@ -10,7 +10,7 @@ use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::error::TrainError;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Fold training-form parameters into inference form, with per-feature log10 density.
 pub fn inference_form(
@@ -109,4 +109,98 @@ pub fn checkpoint_inference(ckpt: &Path) -> Result<(HostParams, u64, u64), Train
         state.tokens_seen,
     );
     Ok((params, state.step, state.tokens_seen))
+}
+
+/// Why `export` will not write where it was asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportDestError {
+    /// The destination is the source run, inside it, or one of its parents.
+    #[error(
+        "{dest}: refusing to export into the run {run} itself, inside it, or over a directory that holds it: choose a destination outside the run"
+    )]
+    RunItself {
+        /// The destination.
+        dest: PathBuf,
+        /// The source run.
+        run: PathBuf,
+    },
+    /// The destination holds something that is not an SAE.
+    #[error(
+        "{0}: exists and is not an empty directory or a saved SAE (cfg.json + sae_weights.safetensors): refusing to replace it; choose another destination"
+    )]
+    NotAnSae(PathBuf),
+    /// The destination is a saved SAE, and `--force` was not given.
+    #[error("{0}: already holds a saved SAE: --force replaces it")]
+    Exists(PathBuf),
+    /// The destination could not be examined.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// The run a checkpoint (or run) directory belongs to: the nearest directory, from `source`
+/// up, holding a `config.toml` and a `metrics.jsonl`.
+pub fn run_of(source: &Path) -> Option<PathBuf> {
+    let abs = absolute(source).ok()?;
+    abs.ancestors()
+        .find(|d| d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// `p` made absolute with symbolic links resolved as far as it exists.
+fn absolute(p: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::path::absolute(p)?;
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize()?;
+    out.extend(rest.iter().rev());
+    Ok(out)
+}
+
+/// Whether `dest` may receive an export of `source`: never the source run, anything inside
+/// it or a directory holding it; an existing destination only when it is an empty directory,
+/// or a saved SAE and `force`.
+pub fn check_destination(source: &Path, dest: &Path, force: bool) -> Result<(), ExportDestError> {
+    let io = |source| ExportDestError::Io {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let d = absolute(dest).map_err(io)?;
+    if let Some(run) = run_of(source)
+        && (d.starts_with(&run) || run.starts_with(&d))
+    {
+        return Err(ExportDestError::RunItself {
+            dest: dest.to_path_buf(),
+            run,
+        });
+    }
+    if !dest.exists() {
+        return Ok(());
+    }
+    if !dest.is_dir() {
+        return Err(ExportDestError::NotAnSae(dest.to_path_buf()));
+    }
+    let mut entries = std::fs::read_dir(dest).map_err(io)?.peekable();
+    if entries.peek().is_none() {
+        return Ok(());
+    }
+    let is_sae = dest.join("cfg.json").is_file() && dest.join("sae_weights.safetensors").is_file();
+    match (is_sae, force) {
+        (false, _) => Err(ExportDestError::NotAnSae(dest.to_path_buf())),
+        (true, false) => Err(ExportDestError::Exists(dest.to_path_buf())),
+        (true, true) => Ok(()),
+    }
 }

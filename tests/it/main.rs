@@ -11,6 +11,7 @@ mod inspect;
 mod inspect_screen;
 mod layers;
 mod lm_eval;
+mod nothing_lost;
 mod paths;
 mod records;
 mod screen;

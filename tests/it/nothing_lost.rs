@@ -1,0 +1,228 @@
+//! Nothing lost (through the binary): an export never deletes what is not a saved SAE, never
+//! writes into or over its own run, and replaces a saved SAE only with `--force`.
+
+use crate::common::*;
+use std::path::Path;
+use tempfile::tempdir;
+
+/// A finished 20-step run in `dir/run`.
+fn finished_run(dir: &Path) -> std::path::PathBuf {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(600, 3));
+    let run_dir = dir.join("run");
+    let cfg = config(
+        dir,
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 20\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    run_dir
+}
+
+/// Every file under `dir`, with its bytes.
+fn tree(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn export_never_deletes_what_is_not_a_saved_sae_nor_touches_its_run() {
+    let d = tempdir().unwrap();
+    let run_dir = finished_run(d.path());
+    let ckpt = run_dir.join("checkpoints").join("step-20");
+    let before = tree(&run_dir);
+    let export = |src: &Path, dest: &Path, force: bool| {
+        let mut args = vec!["export", src.to_str().unwrap(), dest.to_str().unwrap()];
+        if force {
+            args.push("--force");
+        }
+        run(&args)
+    };
+    // the run itself, inside it (its own sae/ too), a directory holding it: refused, untouched
+    for (src, dest, needle) in [
+        (&run_dir, run_dir.clone(), "into the run"),
+        (&ckpt, run_dir.clone(), "into the run"),
+        (&run_dir, run_dir.join("sae"), "into the run"),
+        (&run_dir, run_dir.join("checkpoints"), "into the run"),
+        (&ckpt, d.path().to_path_buf(), "into the run"),
+        (&run_dir, run_dir.join("..").join("run"), "into the run"),
+    ] {
+        let o = export(src, &dest, true);
+        assert_user_error(&o, &[needle]);
+    }
+    assert_eq!(tree(&run_dir), before, "the run is untouched");
+
+    // a foreign directory with files: refused, with or without --force
+    let foreign = d.path().join("notes");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("thesis.tex"), "months of work").unwrap();
+    for force in [false, true] {
+        assert_user_error(
+            &export(&ckpt, &foreign, force),
+            &["not an empty directory or a saved SAE"],
+        );
+    }
+    assert_eq!(
+        std::fs::read(foreign.join("thesis.tex")).unwrap(),
+        b"months of work"
+    );
+    // a file: refused
+    let file = d.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    assert_user_error(&export(&ckpt, &file, true), &["a-file"]);
+
+    // a new or empty directory: written
+    let fresh = d.path().join("out");
+    assert_eq!(export(&ckpt, &fresh, false).status.code(), Some(0));
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_eq!(export(&ckpt, &empty, false).status.code(), Some(0));
+    assert!(empty.join("sae_weights.safetensors").is_file());
+    // a saved SAE: only with --force
+    assert_user_error(
+        &export(&ckpt, &fresh, false),
+        &["already holds a saved SAE", "--force"],
+    );
+    let first = run_dir.join("checkpoints").join("step-10");
+    let o = export(&first, &fresh, true);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fresh.join("cfg.json")).unwrap()).unwrap();
+    assert_eq!(
+        meta["metadata"]["step"], 10,
+        "replaced by the step-10 export"
+    );
+}
+
+#[test]
+fn an_empty_run_out_is_refused_for_runs_and_sweeps() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(300, 3));
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\n[run]\nout = \"\"\n",
+            store.display()
+        ),
+    );
+    let cwd = d.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let o = bin()
+        .current_dir(&cwd)
+        .args(["train", "--config", cfg.to_str().unwrap(), "--headless"])
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["run.out = \"\"", "expected a directory path"]);
+    let o = bin()
+        .current_dir(&cwd)
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--headless",
+            "--out",
+            "",
+        ])
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["--out"]);
+    let sweep = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\n[run]\nout = \"\"\n[sweep]\nvary = {{ \"train.lr\" = [1e-3, 1e-4] }}\n",
+            store.display()
+        ),
+    );
+    let o = bin()
+        .current_dir(&cwd)
+        .args(["sweep", "--config", sweep.to_str().unwrap(), "--headless"])
+        .output()
+        .unwrap();
+    assert_user_error(&o, &["run.out", "expected a directory path"]);
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn a_torn_last_log_line_is_cut_on_resume_and_skipped_by_readers() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(600, 3));
+    let run_dir = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 10\ncheckpoint_every = 10\nlog_every = 5\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // a disk that filled in the middle of a record
+    let log_path = run_dir.join("metrics.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    use std::io::Write;
+    f.write_all(br#"{"type":"metrics","step":11,"tok"#).unwrap();
+    drop(f);
+    // readers skip it, doctor says so
+    let o = run(&["doctor", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["compare", run_dir.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // a complete but broken last line too
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    f.write_all(b"\n").unwrap();
+    drop(f);
+    let o = run(&["doctor", run_dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        text.contains("is not a whole record") && text.contains("skipped"),
+        "{text}"
+    );
+    // resume continues on a clean line: the log reads whole afterwards
+    let before = std::fs::read(&log_path).unwrap();
+    let o = run(&["train", "--resume", run_dir.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (recs, note) =
+        jumpscope::schema::record::read_log_noting(&log_path).expect("the log reads whole");
+    assert!(note.is_none(), "{note:?}");
+    assert!(
+        recs.iter()
+            .any(|r| matches!(r, Record::Resume { step: 10, .. }))
+    );
+    assert!(matches!(recs.last(), Some(Record::Finish { step: 10, .. })));
+    let after = std::fs::read_to_string(&log_path).unwrap();
+    let kept = String::from_utf8_lossy(&before);
+    let cut = kept.rfind("{\"type\":\"metrics\",\"step\":11").unwrap();
+    assert!(
+        after.starts_with(&kept[..cut]),
+        "the whole lines before the torn one are kept"
+    );
+}
