@@ -22,6 +22,7 @@ pub mod health;
 pub mod inspect;
 pub mod live;
 pub mod lmeval;
+pub mod lock;
 pub mod metrics;
 pub mod sae;
 pub mod schema;

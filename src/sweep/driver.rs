@@ -65,6 +65,9 @@ pub enum SweepError {
         /// GiB free.
         free_gib: f64,
     },
+    /// Another process writes the sweep.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// Writing the sweep's own files.
     #[error("{path}: {source}")]
     Io {
@@ -132,6 +135,8 @@ pub struct Sweep {
     deferred: Vec<JobControl>,
     /// The model companion all members share (`[lm_eval]`); ends after them.
     _lm: Option<crate::lmeval::LmWorker>,
+    /// This process's lock on the sweep directory (one writer).
+    _lock: crate::lock::DirLock,
 }
 
 type Sink<'a> = &'a mut dyn FnMut(JobEvent);
@@ -149,6 +154,11 @@ impl Sweep {
         let d_in = store.d_in();
         let memory_estimate = check_memory(spec, d_in)?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock = crate::lock::DirLock::take(&dir)?;
+        // checked again under the lock: another sweep may have started here meanwhile
+        if dir.join("sweep.toml").exists() {
+            return Err(SweepError::Exists(dir));
+        }
         let toml_path = dir.join("sweep.toml");
         crate::durable::write_file(&toml_path, spec.to_toml().as_bytes())
             .map_err(io_err(&toml_path))?;
@@ -207,6 +217,7 @@ impl Sweep {
             opening: Some(opening),
             deferred: Vec::new(),
             _lm: lm,
+            _lock: lock,
         })
     }
 
@@ -224,6 +235,8 @@ impl Sweep {
                 "not a sweep (no sweep.toml): `jumpscope sweep --resume` takes the --out of a sweep",
             ));
         }
+        // before anything is read or tidied: the sweep may be another process's
+        let lock = crate::lock::DirLock::take(dir)?;
         let spec = spec::load(&toml_path, &[], Some(dir))?;
         let log_path = dir.join("sweep.jsonl");
         let records = record::read(&log_path).map_err(io_err(&log_path))?;
@@ -316,6 +329,7 @@ impl Sweep {
             opening: Some(opening),
             deferred: Vec::new(),
             _lm: lm,
+            _lock: lock,
         })
     }
 

@@ -26,6 +26,9 @@ pub enum TrainError {
     /// Checkpoint problem.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Another process writes the run directory.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// SAE file problem.
     #[error(transparent)]
     SaeIo(#[from] SaeIoError),

@@ -9,6 +9,7 @@ use crate::data::prefetch::Prefetcher;
 use crate::data::store::Store;
 use crate::health::{Monitor, RunFacts};
 use crate::live::ConfigFile;
+use crate::lock::DirLock;
 use crate::metrics::log::JsonlLog;
 use crate::sae::io;
 use crate::sae::kernels::Kernels;
@@ -290,10 +291,12 @@ impl Trainer {
         } = shared;
         let kernels = Kernels::for_device(&device);
         let run_dir = cfg.out.clone();
+        std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
+        // one writer: a run still being written by another process is named as such
+        let lock = DirLock::take(&run_dir)?;
         if run_dir.join("checkpoints").exists() {
             return Err(TrainError::RunExists(run_dir));
         }
-        std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
         let config_file = ConfigFile::in_run(&run_dir);
         config_file
             .write(&cfg)
@@ -328,6 +331,7 @@ impl Trainer {
                 store_attributes,
                 log,
                 lm: None,
+                _lock: lock,
             },
             st: State {
                 firing,
@@ -356,6 +360,8 @@ impl Trainer {
     /// Continue the run in `run_dir` from its newest checkpoint (after removing what an
     /// interrupted checkpoint write left behind).
     pub fn resume(run_dir: &Path) -> Result<Self, TrainError> {
+        // before anything is tidied: the directory may be another process's
+        let lock = take_lock(run_dir)?;
         let notes = tidy(run_dir)?;
         let ckpt = checkpoint::latest(run_dir)?;
         let (state, tensors) = checkpoint::read(&ckpt)?;
@@ -386,7 +392,7 @@ impl Trainer {
             Some(data),
             shared,
             memory,
-            notes,
+            (notes, lock),
         )
     }
 
@@ -398,6 +404,7 @@ impl Trainer {
         store: &Store,
         shared: &Shared,
     ) -> Result<Self, TrainError> {
+        let lock = take_lock(run_dir)?;
         let notes = tidy(run_dir)?;
         let (state, tensors) = checkpoint::read(ckpt)?;
         let mut cfg = state.config.clone();
@@ -418,7 +425,7 @@ impl Trainer {
             None,
             shared,
             (estimate, None),
-            notes,
+            (notes, lock),
         )
     }
 
@@ -432,7 +439,7 @@ impl Trainer {
         data: Option<Prefetcher>,
         shared: Shared,
         (memory_estimate, memory_available): (MemoryEstimate, Option<u64>),
-        notes: Vec<String>,
+        (notes, lock): (Vec<String>, DirLock),
     ) -> Result<Self, TrainError> {
         let kernels = Kernels::for_device(&device);
         let (sae, adam, firing) = tensors.to_device(
@@ -468,6 +475,7 @@ impl Trainer {
                 store_attributes: shared.store_attributes,
                 log,
                 lm: None,
+                _lock: lock,
             },
             st: State {
                 sae,
@@ -524,4 +532,15 @@ fn check_width(ckpt: &Path, store: &Store, d_in: usize) -> Result<(), TrainError
         });
     }
     Ok(())
+}
+
+/// Lock an existing run directory for this process (a missing one is the error reading it
+/// would give).
+fn take_lock(run_dir: &Path) -> Result<DirLock, TrainError> {
+    if !run_dir.is_dir() {
+        return Err(TrainError::Checkpoint(checkpoint::CheckpointError::None(
+            run_dir.to_path_buf(),
+        )));
+    }
+    Ok(DirLock::take(run_dir)?)
 }

@@ -89,6 +89,8 @@ pub struct Resources {
     pub(super) log: JsonlLog,
     /// The way to the model companion (`[lm_eval]`), when the model is in the loop.
     pub(super) lm: Option<crate::lmeval::LmPort>,
+    /// This process's lock on the run directory (one writer), held until the run is dropped.
+    pub(super) _lock: crate::lock::DirLock,
 }
 
 /// Where a run stands: its parameters and optimizer, its counters and report window, its

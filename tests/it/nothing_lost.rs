@@ -226,3 +226,79 @@ fn a_torn_last_log_line_is_cut_on_resume_and_skipped_by_readers() {
         "the whole lines before the torn one are kept"
     );
 }
+
+#[test]
+fn one_writer_per_run_directory_and_readers_keep_working() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(2000, 3));
+    let (cfg, run_dir) = endless_run(d.path(), &store, 5, "", "");
+    let first = spawn_training(&cfg, &run_dir, 2);
+    let pid = first.id().to_string();
+    // a second train into the same directory, and a resume of it: refused, naming the writer
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_user_error(
+        &o,
+        &["another jumpscope process", &format!("pid {pid}"), "watch"],
+    );
+    let o = run(&["train", "--resume", run_dir.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &[&format!("pid {pid}")]);
+    // the readers work while it trains
+    let o = run(&["doctor", run_dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["compare", run_dir.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // one start record: the refused processes wrote nothing
+    let starts = records(&run_dir, "start").len();
+    assert_eq!(starts, 1);
+    assert_eq!(first.terminate(), Some(130));
+    // once it has ended, resume takes the directory
+    let mut again = bin()
+        .args(["train", "--resume", run_dir.to_str().unwrap(), "--headless"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(30, || records(&run_dir, "resume").len() == 1));
+    let _ = again.kill();
+    let _ = again.wait();
+}
+
+#[test]
+fn one_writer_per_sweep_directory() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(2000, 3));
+    let out = d.path().join("sw");
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 100000000\nlog_every = 5\ncheckpoint_every = 20\n[run]\nout = \"{}\"\n[sweep]\nvary = {{ \"train.lr\" = [1e-3, 1e-4] }}\n",
+            store.display(),
+            out.display()
+        ),
+    );
+    let log = d.path().join("sweep.stderr");
+    let mut first = bin()
+        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let has_checkpoint = || {
+        std::fs::read_to_string(out.join("sweep.jsonl"))
+            .is_ok_and(|t| t.contains("\"type\":\"checkpoint\""))
+    };
+    assert!(
+        wait_for(60, has_checkpoint),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let pid = first.id().to_string();
+    let o = run(&["sweep", "--resume", out.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["another jumpscope process", &format!("pid {pid}")]);
+    // a member's own directory is the sweep's while it runs
+    let member = out.join("lr=1e-3");
+    let o = run(&["train", "--resume", member.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &[&format!("pid {pid}")]);
+    let _ = first.kill();
+    let _ = first.wait();
+}
