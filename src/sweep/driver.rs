@@ -244,15 +244,38 @@ impl Sweep {
             SweepRecord::Start { scale, .. } => Some(*scale),
             _ => None,
         });
-        let last = records.iter().rev().find_map(|r| match r {
-            SweepRecord::Checkpoint {
-                step,
-                rows_read,
-                position,
-                members,
-            } => Some((*step, *rows_read, *position, members.clone())),
-            _ => None,
-        });
+        // the newest sweep checkpoint whose member checkpoints are all still there (a kill in
+        // the middle of one, or a version that pruned them, can leave the last one short)
+        let checkpoints: Vec<_> = records
+            .iter()
+            .rev()
+            .filter_map(|r| match r {
+                SweepRecord::Checkpoint {
+                    step,
+                    rows_read,
+                    position,
+                    members,
+                } => {
+                    let resolved: BTreeMap<String, PathBuf> = members
+                        .iter()
+                        .map(|(name, p)| (name.clone(), member_checkpoint(dir, name, p)))
+                        .collect();
+                    Some((*step, *rows_read, *position, resolved))
+                }
+                _ => None,
+            })
+            .collect();
+        let whole = checkpoints
+            .iter()
+            .position(|(_, _, _, m)| m.values().all(|p| p.join("state.json").is_file()));
+        let mut notes = Vec::new();
+        if let Some(k) = whole.filter(|&k| k > 0) {
+            notes.push(format!(
+                "the sweep's last checkpoint (stream step {}) lacks a member's checkpoint: continuing from the newest one every member still has (stream step {})",
+                checkpoints[0].0, checkpoints[k].0
+            ));
+        }
+        let last = whole.map(|k| checkpoints[k].clone());
         let (Some(scale), Some((step, rows_read, position, ckpts))) = (scale, last) else {
             return Err(not(
                 "no checkpoint of the sweep yet (sweep.jsonl has none): start it again with `jumpscope sweep --config`",
@@ -281,7 +304,12 @@ impl Sweep {
             let run_dir = dir.join(&m.name);
             let (trainer, state, reason) = match ckpts.get(&m.name) {
                 Some(ckpt) if !ended.contains_key(&m.name) => {
-                    let t = member_resume(&m.name, &run_dir, ckpt, &store, &shared)?;
+                    let mut t = member_resume(&m.name, &run_dir, ckpt, &store, &shared)?;
+                    t.protect_checkpoint(ckpt.clone());
+                    // said once, by the first member to continue
+                    for n in notes.drain(..) {
+                        t.add_note(n);
+                    }
                     (Some(t), MemberState::Running, None)
                 }
                 // ended (finished, stopped, failed): listed, never stepped again
@@ -651,13 +679,38 @@ impl Sweep {
                 Err(e) => self.set_state(i, MemberState::Failed, Some(e.to_string()), sink)?,
             }
         }
+        // relative to the sweep directory: `--resume` works from any working directory
+        let relative = paths
+            .iter()
+            .map(|(name, p)| {
+                let rel = p.strip_prefix(&self.dir).unwrap_or(p).to_path_buf();
+                (name.clone(), rel)
+            })
+            .collect();
         let rec = SweepRecord::Checkpoint {
             step: self.step,
             rows_read: self.rows_read,
             position: self.position,
-            members: paths,
+            members: relative,
         };
-        self.emit(rec, sink)
+        self.emit(rec, sink)?;
+        // the checkpoints the record names are what `--resume` needs: kept until the next
+        for m in &mut self.members {
+            if let (Some(p), Some(t)) = (paths.get(&m.name), m.trainer.as_mut()) {
+                t.protect_checkpoint(p.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a member's checkpoint named in a sweep record is: `OUT/<member>/checkpoints/step-N`,
+/// whatever directory the record's path was written relative to (earlier versions wrote it
+/// relative to the working directory of the command).
+fn member_checkpoint(dir: &Path, name: &str, recorded: &Path) -> PathBuf {
+    match recorded.file_name() {
+        Some(step) => dir.join(name).join("checkpoints").join(step),
+        None => dir.join(recorded),
     }
 }
 

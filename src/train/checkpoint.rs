@@ -322,12 +322,14 @@ pub fn latest(run_dir: &Path) -> Result<PathBuf, CheckpointError> {
         .ok_or_else(|| CheckpointError::None(run_dir.to_path_buf()))
 }
 
-/// Write a checkpoint atomically and prune all but the newest `keep`.
+/// Write a checkpoint atomically and prune all but the newest `keep`, never `protect` (the
+/// checkpoint a sweep's last record names, which its resume needs).
 pub fn write(
     run_dir: &Path,
     state: &CheckpointState,
     tensors: &TrainTensors,
     keep: usize,
+    protect: Option<&Path>,
 ) -> Result<PathBuf, CheckpointError> {
     let root = run_dir.join("checkpoints");
     std::fs::create_dir_all(&root).map_err(io(&root))?;
@@ -351,11 +353,23 @@ pub fn write(
     std::fs::write(&state_path, json).map_err(io(&state_path))?;
     crate::durable::replace_dir(&tmp, &dest).map_err(io(&dest))?;
     let all = list(run_dir);
+    let protected = |p: &Path| protect.is_some_and(|q| same_dir(p, q));
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
+        if protected(old) {
+            continue;
+        }
         // pruning is best-effort: a left-over old checkpoint is harmless
         let _ = std::fs::remove_dir_all(old);
     }
     Ok(dest)
+}
+
+/// Whether two paths name the same checkpoint directory (however each was spelled).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }
 
 /// Read a checkpoint directory.

@@ -353,6 +353,7 @@ impl Trainer {
                 started: Instant::now(),
                 lm_pending: None,
                 lm_last: None,
+                protected: None,
             },
         })
     }
@@ -497,6 +498,7 @@ impl Trainer {
                 started: Instant::now(),
                 lm_pending: None,
                 lm_last: None,
+                protected: None,
             },
         })
     }

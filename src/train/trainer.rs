@@ -126,6 +126,8 @@ pub struct State {
     pub(super) lm_pending: Option<(u64, u64)>,
     /// The last step sent for evaluation.
     pub(super) lm_last: Option<u64>,
+    /// A checkpoint pruning must keep (a sweep's: the one its last record names).
+    pub(super) protected: Option<PathBuf>,
 }
 
 /// One batch a sweep hands to each of its members: already on the member's device.
@@ -418,6 +420,17 @@ impl Trainer {
         self.checkpoint(sink)
     }
 
+    /// A line for the sink when the run starts (what its setup or its sweep has to say).
+    pub fn add_note(&mut self, note: String) {
+        self.st.notes.push(note);
+    }
+
+    /// Keep `ckpt` whatever `train.keep_checkpoints` says, until another is named (a sweep
+    /// names the checkpoint its last record points to).
+    pub fn protect_checkpoint(&mut self, ckpt: PathBuf) {
+        self.st.protected = Some(ckpt);
+    }
+
     /// Apply a checked edit from the next step on: config.toml is rewritten as the configuration
     /// in force (so an edit of it starts from these values), and the change is logged.
     fn set_hyper(&mut self, edit: HyperEdit, sink: Sink<'_>) -> Result<(), TrainError> {
@@ -552,6 +565,7 @@ impl Trainer {
             &self.state(),
             &tensors,
             self.res.cfg.hyper.keep_checkpoints,
+            self.st.protected.as_deref(),
         )?;
         self.st.last_checkpoint = Some(path.clone());
         let rec = Record::Checkpoint {

@@ -3,6 +3,7 @@
 
 use crate::common::*;
 use std::path::Path;
+use std::process::Command;
 use tempfile::tempdir;
 
 /// A finished 20-step run in `dir/run`.
@@ -301,4 +302,167 @@ fn one_writer_per_sweep_directory() {
     assert_user_error(&o, &[&format!("pid {pid}")]);
     let _ = first.kill();
     let _ = first.wait();
+}
+
+/// A sweep of two members in `dir/sw` that trains until stopped, checkpointing every 10 stream
+/// steps and keeping one checkpoint per member; the command's arguments, run from `dir`.
+fn endless_sweep(dir: &Path, keep: usize) -> Vec<String> {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(2000, 3));
+    // the store by its full path (data paths are the working directory's); `out` relative
+    std::fs::write(
+        dir.join("sweep.toml"),
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n\
+             [train]\nsteps = 100000000\nlog_every = 5\ncheckpoint_every = 10\nkeep_checkpoints = {keep}\n\
+             [run]\nout = \"sw\"\n[sweep]\nvary = {{ \"train.lr\" = [1e-3, 1e-4] }}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    ["sweep", "--config", "sweep.toml", "--headless"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The sweep checkpoint records of `sweep.jsonl` so far.
+fn sweep_checkpoints(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("sweep.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "checkpoint")
+        .collect()
+}
+
+#[test]
+fn a_sweep_keeping_one_checkpoint_resumes_after_every_kill() {
+    let d = tempdir().unwrap();
+    let start = endless_sweep(d.path(), 1);
+    let out = d.path().join("sw");
+    let resume = ["sweep", "--resume", "sw", "--headless"]
+        .map(String::from)
+        .to_vec();
+    for round in 0..4 {
+        let args = if round == 0 { &start } else { &resume };
+        let before = sweep_checkpoints(&out).len();
+        let mut child = bin()
+            .current_dir(d.path())
+            .args(args)
+            .stderr(std::fs::File::create(d.path().join(format!("round{round}.stderr"))).unwrap())
+            .spawn()
+            .unwrap();
+        // a few sweep checkpoints in, at a moment of its own choosing: kill -9
+        assert!(
+            wait_for(60, || sweep_checkpoints(&out).len() >= before + 2 + round),
+            "round {round}: {}",
+            std::fs::read_to_string(d.path().join(format!("round{round}.stderr"))).unwrap()
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // the last record's checkpoints are all there (relative to the sweep directory)
+        let last = sweep_checkpoints(&out).pop().unwrap();
+        for (name, p) in last["members"].as_object().unwrap() {
+            let p = Path::new(p.as_str().unwrap());
+            assert!(p.is_relative() && p.starts_with(name), "{p:?}");
+            assert!(
+                out.join(p).join("state.json").is_file(),
+                "round {round}: {name}: {p:?} is gone"
+            );
+        }
+    }
+    // and the last resume went on from it
+    let o = std::fs::read_to_string(d.path().join("round3.stderr")).unwrap();
+    assert!(!o.contains("error"), "{o}");
+}
+
+#[test]
+fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
+    let d = tempdir().unwrap();
+    let start = endless_sweep(d.path(), 3);
+    let out = d.path().join("sw");
+    let mut child = bin()
+        .current_dir(d.path())
+        .args(&start)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(60, || sweep_checkpoints(&out).len() >= 2));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    // an older version's records: member paths relative to the command's working directory
+    let log = out.join("sweep.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replace(":\"lr=", ":\"elsewhere/sw/lr=")).unwrap();
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("elsewhere/sw/lr=1e-3/checkpoints")
+    );
+    // resumed from another directory, by the sweep's absolute path
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut again = bin()
+        .current_dir(&other)
+        .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
+        .stderr(std::fs::File::create(d.path().join("again.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let resumed = || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"type\":\"resume\""));
+    assert!(
+        wait_for(60, resumed),
+        "{}",
+        std::fs::read_to_string(d.path().join("again.stderr")).unwrap()
+    );
+    Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(again.wait().unwrap().code(), Some(130));
+
+    // a member's checkpoint that the last record names is gone: the resume goes back to the
+    // newest sweep checkpoint every member still has, and says so
+    let records = sweep_checkpoints(&out);
+    let last = &records[records.len() - 1];
+    let previous = &records[records.len() - 2];
+    let gone = last["members"]["lr=1e-3"].as_str().unwrap().to_string();
+    let gone = out
+        .join("lr=1e-3")
+        .join("checkpoints")
+        .join(Path::new(&gone).file_name().unwrap());
+    std::fs::remove_dir_all(&gone).unwrap();
+    let mut third = bin()
+        .current_dir(&other)
+        .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
+        .stderr(std::fs::File::create(d.path().join("third.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let said = || {
+        std::fs::read_to_string(d.path().join("third.stderr"))
+            .is_ok_and(|t| t.contains("continuing from the newest one every member still has"))
+    };
+    assert!(
+        wait_for(60, said),
+        "{}",
+        std::fs::read_to_string(d.path().join("third.stderr")).unwrap()
+    );
+    Command::new("kill")
+        .args(["-TERM", &third.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(third.wait().unwrap().code(), Some(130));
+    let resumes: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "resume")
+        .collect();
+    assert_eq!(
+        resumes.last().unwrap()["step"],
+        previous["step"],
+        "{resumes:?}"
+    );
 }
