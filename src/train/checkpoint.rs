@@ -339,19 +339,26 @@ pub fn write(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let named = tensors.named();
-    let refs: Vec<(&str, &[f32], Vec<usize>)> = named
-        .iter()
-        .map(|(n, v, s)| (n.as_str(), *v, s.clone()))
-        .collect();
-    write_safetensors(&tmp.join("tensors.safetensors"), &refs, None)?;
-    let json = serde_json::to_string_pretty(state).map_err(|e| CheckpointError::State {
-        path: tmp.join("state.json"),
-        reason: e.to_string(),
-    })?;
-    let state_path = tmp.join("state.json");
-    std::fs::write(&state_path, json).map_err(io(&state_path))?;
-    crate::durable::replace_dir(&tmp, &dest).map_err(io(&dest))?;
+    let written = (|| {
+        let named = tensors.named();
+        let refs: Vec<(&str, &[f32], Vec<usize>)> = named
+            .iter()
+            .map(|(n, v, s)| (n.as_str(), *v, s.clone()))
+            .collect();
+        write_safetensors(&tmp.join("tensors.safetensors"), &refs, None)?;
+        let json = serde_json::to_string_pretty(state).map_err(|e| CheckpointError::State {
+            path: tmp.join("state.json"),
+            reason: e.to_string(),
+        })?;
+        let state_path = tmp.join("state.json");
+        std::fs::write(&state_path, json).map_err(io(&state_path))?;
+        crate::durable::replace_dir(&tmp, &dest).map_err(io(&dest))
+    })();
+    if let Err(e) = written {
+        // a partial copy (a full disk) is not left to fill it further
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     let all = list(run_dir);
     let protected = |p: &Path| protect.is_some_and(|q| same_dir(p, q));
     for (_, old) in all.iter().take(all.len().saturating_sub(keep.max(1))) {
@@ -396,22 +403,38 @@ pub fn read(dir: &Path) -> Result<(CheckpointState, TrainTensors), CheckpointErr
 /// (`checkpoints/.tmp-step-N-PID/`), unless that process is still alive. Complete checkpoints
 /// (`step-N/`) are never touched. Returns the directories removed.
 pub fn remove_leftovers(run_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
-    let root = run_dir.join("checkpoints");
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return Ok(Vec::new());
-    };
+    let in_checkpoints = std::fs::read_dir(run_dir.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((e, name.strip_prefix(".tmp-step-")?.to_string()))
+        });
+    // an export of the run's SAE (or a rewrite of its config.toml) cut short by a kill
+    let in_run = std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name
+                .strip_prefix(".sae.tmp-")
+                .or_else(|| name.strip_prefix(".config.toml.tmp-"))?;
+            Some((e, rest.to_string()))
+        });
     let mut removed = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(".tmp-step-") else {
-            continue;
-        };
+    for (e, rest) in in_checkpoints.chain(in_run) {
         let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| p != std::process::id() && process_alive(p)) {
             continue;
         }
         let path = e.path();
-        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        } else {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
         removed.push(path);
     }
     removed.sort();

@@ -515,7 +515,7 @@ fn tidy(run_dir: &Path) -> Result<Vec<String>, TrainError> {
         .into_iter()
         .map(|p| {
             format!(
-                "removed {}, left by a checkpoint write that was interrupted",
+                "removed {}, left by a write that was interrupted",
                 p.display()
             )
         })

@@ -295,10 +295,22 @@ fn resume_removes_what_an_interrupted_checkpoint_write_left_and_says_so() {
     let leftover = run_dir.join("checkpoints/.tmp-step-8-99999999");
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("tensors.safetensors"), vec![0u8; 1 << 20]).unwrap();
+    // and an export of its SAE killed before the rename, and a config.toml rewrite
+    let export_left = run_dir.join(".sae.tmp-99999999");
+    std::fs::create_dir_all(&export_left).unwrap();
+    std::fs::write(
+        export_left.join("sae_weights.safetensors"),
+        vec![0u8; 1 << 16],
+    )
+    .unwrap();
+    let config_left = run_dir.join(".config.toml.tmp-99999999");
+    std::fs::write(&config_left, "[train]\n").unwrap();
     let o = run(&["train", "--resume", run_dir.to_str().unwrap(), "--headless"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(!leftover.exists(), "the leftover is removed");
+    assert!(!export_left.exists() && !config_left.exists(), "{err}");
+    assert!(err.contains(".sae.tmp-99999999"), "said: {err}");
     let said: Vec<&str> = err
         .lines()
         .filter(|l| l.contains(".tmp-step-8-99999999"))
