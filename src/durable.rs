@@ -1,5 +1,7 @@
 //! Durable replacement of files and directories: the new version is prepared under a temporary name, synced,
 //! and renamed into place, so a crash at any moment leaves either the old or the new version.
+//! And the check that a file to be read is a regular file (a fifo or a device would block or
+//! never end).
 
 use std::fs;
 use std::io::Write;
@@ -60,4 +62,30 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     fs::rename(&tmp, path)?;
     sync_dir(parent)
+}
+
+/// `Ok` when `path` is a regular file (after following links); a fifo, a device, a socket or a
+/// directory is an `InvalidInput` error saying so, before anything opens it (opening a fifo
+/// blocks until a writer comes; `/dev/zero` never ends).
+pub fn check_regular(path: &Path) -> std::io::Result<()> {
+    let kind = fs::metadata(path)?.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a fifo"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("{what}, not a regular file"),
+    ))
 }

@@ -169,10 +169,12 @@ pub fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> bool {
 
 /// Read and parse a config file with overrides.
 pub fn load(path: &Path, sets: &[String]) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::durable::check_regular(path)
+        .and_then(|()| std::fs::read_to_string(path))
+        .map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     parse(&text, &path.display().to_string(), sets)
 }
 

@@ -20,7 +20,9 @@ pub fn load(path: &Path) -> Result<Vec<String>, VocabError> {
         path: path.into(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = crate::durable::check_regular(path)
+        .and_then(|()| std::fs::read_to_string(path))
+        .map_err(|e| fail(format!("cannot read: {e}")))?;
     let is_json = path.extension().is_some_and(|e| e == "json");
     let pairs: Vec<(String, usize)> = if is_json {
         let v: serde_json::Value =

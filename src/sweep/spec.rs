@@ -64,10 +64,12 @@ pub struct SweepSpec {
 /// Read the sweep file at `path` with `--set` overrides (for every member) and `out` (for
 /// `--out`, else the base's `run.out`).
 pub fn load(path: &Path, sets: &[String], out: Option<&Path>) -> Result<SweepSpec, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::durable::check_regular(path)
+        .and_then(|()| std::fs::read_to_string(path))
+        .map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     parse(&text, &path.display().to_string(), sets, out)
 }
 

@@ -466,3 +466,67 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
         "{resumes:?}"
     );
 }
+
+#[test]
+fn non_regular_files_are_refused_before_they_are_opened() {
+    let d = tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(300, 3));
+    let good = config(
+        d.path(),
+        &format!("[data]\nstores = [\"{}\"]\n", store.display()),
+    );
+    // a run finished, for inspect's --vocab
+    let r = d.path().join("r");
+    std::fs::create_dir_all(&r).unwrap();
+    let run_dir = finished_run(&r);
+    for (args, needle) in [
+        (
+            vec!["train", "--config", fifo.to_str().unwrap(), "--headless"],
+            "a fifo, not a regular file",
+        ),
+        (
+            vec!["train", "--config", "/dev/zero", "--headless"],
+            "a device, not a regular file",
+        ),
+        (
+            vec!["sweep", "--config", fifo.to_str().unwrap(), "--headless"],
+            "a fifo",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                good.to_str().unwrap(),
+                "--headless",
+                "--set",
+                &format!("data.stores=[\"{}\"]", fifo.display()),
+            ],
+            "a fifo",
+        ),
+        (vec!["store", "info", "/dev/zero"], "a device"),
+        (
+            vec![
+                "inspect",
+                run_dir.join("sae").to_str().unwrap(),
+                "--store",
+                store.to_str().unwrap(),
+                "--vocab",
+                fifo.to_str().unwrap(),
+                "--json",
+            ],
+            "a fifo",
+        ),
+    ] {
+        let o = bin().args(&args).output().unwrap();
+        assert_user_error(&o, &[needle]);
+    }
+}

@@ -46,7 +46,7 @@ pub(super) fn open_file(path: &Path) -> Result<hdf5::File, StoreError> {
             reason: "no such file".into(),
         });
     }
-    if let Err(e) = std::fs::File::open(path) {
+    if let Err(e) = crate::durable::check_regular(path).and_then(|()| std::fs::File::open(path)) {
         return Err(StoreError::Open {
             path: path.into(),
             reason: e.to_string(),
