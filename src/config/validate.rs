@@ -4,6 +4,10 @@
 use super::*;
 use crate::schema::keys::{self, Key};
 
+/// The largest dictionary or batch a configuration may ask for (2^31): far beyond any machine's
+/// memory, and small enough that no size computed from it overflows.
+const MAX_SIZE: usize = 1 << 31;
+
 struct Check<'a> {
     origin: &'a str,
 }
@@ -39,6 +43,18 @@ impl Check<'_> {
             Err(self.fail(key, v, "a number in [0, 1)"))
         } else {
             Err(self.fail(key, v, "a number in [0, 1]"))
+        }
+    }
+    fn at_most<T: PartialOrd + std::fmt::Display>(
+        &self,
+        key: &Key,
+        v: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
+        if v <= max {
+            Ok(v)
+        } else {
+            Err(self.fail(key, &v, &format!("at most {max} (no machine holds more)")))
         }
     }
     fn at_least_one<T: Copy + Into<u64> + std::fmt::Display>(
@@ -182,6 +198,7 @@ impl FileConfig {
         let stores = d.stores.clone().unwrap_or_default();
         let batch_size = d.batch_size.unwrap_or(4096);
         c.at_least_one(&keys::BATCH_SIZE, batch_size as u64)?;
+        c.at_most(&keys::BATCH_SIZE, batch_size, MAX_SIZE)?;
         let scale_sample_tokens = d.scale_sample_tokens.unwrap_or(65_536);
         c.at_least_one(&keys::SCALE_SAMPLE_TOKENS, scale_sample_tokens as u64)?;
         let dataset = d.dataset.clone();
@@ -207,9 +224,11 @@ impl FileConfig {
         let s = &self.sae;
         if let Some(m) = s.d_sae {
             c.at_least_one(&keys::D_SAE, m as u64)?;
+            c.at_most(&keys::D_SAE, m, MAX_SIZE)?;
         }
         let expansion_factor = s.expansion_factor.unwrap_or(8.0);
         c.positive(&keys::EXPANSION_FACTOR, expansion_factor)?;
+        c.at_most(&keys::EXPANSION_FACTOR, expansion_factor, 65_536.0)?;
         // the other architectures keep θ at 0 as a raw parameter (BatchTopK's estimate lives
         // there too): no log of 0, and relu(0) = 0 is exactly ReLU
         let jump = architecture == Architecture::JumpRelu;

@@ -44,18 +44,34 @@ pub struct RunSizes {
 
 /// Estimate what a run of these sizes needs.
 pub fn estimate(s: RunSizes) -> MemoryEstimate {
-    let (d, m, b) = (s.d_in as u64, s.d_sae as u64, s.batch as u64);
-    let parameters = (2 * d * m + 2 * m + d) * F32;
-    let working_set = (working_buffers(s.kernels) * b * m + 4 * b * d) * F32;
+    // saturating: sizes no machine has (d_sae = 2^61) come out as u64::MAX bytes, which no
+    // device has free, never as a small number wrapped around
+    let n = |v: usize| v as u64;
+    let mul = |a: u64, b: u64| a.saturating_mul(b);
+    let (d, m, b) = (n(s.d_in), n(s.d_sae), n(s.batch));
+    let parameters = mul(
+        mul(mul(2, d), m)
+            .saturating_add(mul(2, m))
+            .saturating_add(d),
+        F32,
+    );
+    let working_set = mul(
+        mul(mul(working_buffers(s.kernels), b), m).saturating_add(mul(mul(4, b), d)),
+        F32,
+    );
     // the batcher holds its block and fills the next one
-    let data_buffers = ((s.prefetch_depth as u64 + 1) * b * d
-        + 2 * s.shuffle_rows as u64 * d
-        + s.eval_rows as u64 * d)
-        * F32;
-    let total = 4 * parameters + working_set + data_buffers;
+    let data_buffers = mul(
+        mul(mul(n(s.prefetch_depth).saturating_add(1), b), d)
+            .saturating_add(mul(mul(2, n(s.shuffle_rows)), d))
+            .saturating_add(mul(n(s.eval_rows), d)),
+        F32,
+    );
+    let total = mul(4, parameters)
+        .saturating_add(working_set)
+        .saturating_add(data_buffers);
     MemoryEstimate {
         parameters,
-        adam_moments: 2 * parameters,
+        adam_moments: parameters.saturating_mul(2),
         gradients: parameters,
         working_set,
         data_buffers,

@@ -427,13 +427,33 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
     // newest sweep checkpoint every member still has, and says so
     let records = sweep_checkpoints(&out);
     let last = &records[records.len() - 1];
-    let previous = &records[records.len() - 2];
     let gone = last["members"]["lr=1e-3"].as_str().unwrap().to_string();
     let gone = out
         .join("lr=1e-3")
         .join("checkpoints")
         .join(Path::new(&gone).file_name().unwrap());
     std::fs::remove_dir_all(&gone).unwrap();
+    // the newest record all of whose checkpoints are still there (two records can name the
+    // same step when a stop came right after a periodic checkpoint)
+    let whole = |r: &serde_json::Value| {
+        r["members"].as_object().unwrap().iter().all(|(name, p)| {
+            let step = Path::new(p.as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_owned();
+            out.join(name)
+                .join("checkpoints")
+                .join(step)
+                .join("state.json")
+                .is_file()
+        })
+    };
+    let previous = records
+        .iter()
+        .rev()
+        .find(|r| whole(r))
+        .expect("an older whole record")
+        .clone();
     let mut third = bin()
         .current_dir(&other)
         .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
@@ -460,10 +480,21 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["type"] == "resume")
         .collect();
+    let listing = |m: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(out.join(m).join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
     assert_eq!(
         resumes.last().unwrap()["step"],
         previous["step"],
-        "{resumes:?}"
+        "resumes {resumes:?}\nrecords {records:?}\nremoved {gone:?}\nnow {:?} {:?}\n{}",
+        listing("lr=1e-3"),
+        listing("lr=1e-4"),
+        std::fs::read_to_string(d.path().join("third.stderr")).unwrap()
     );
 }
 
@@ -529,4 +560,57 @@ fn non_regular_files_are_refused_before_they_are_opened() {
         let o = bin().args(&args).output().unwrap();
         assert_user_error(&o, &[needle]);
     }
+}
+
+#[test]
+fn sizes_no_machine_holds_are_refused_in_one_line() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(300, 3));
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\n[run]\nout = \"{}\"\n",
+            store.display(),
+            d.path().join("r").display()
+        ),
+    );
+    for (set, needle) in [
+        (
+            "sae.d_sae=2305843009213693952",
+            "sae.d_sae = 2305843009213693952: expected at most 2147483648",
+        ),
+        ("sae.expansion_factor=1e30", "sae.expansion_factor"),
+        (
+            "data.batch_size=4611686018427387904",
+            "data.batch_size = 4611686018427387904: expected at most",
+        ),
+        // within the bounds, but more than this machine has: the memory check, with real numbers
+        ("sae.d_sae=2147483648", "GiB"),
+        ("sae.expansion_factor=1e15", "sae.expansion_factor"),
+    ] {
+        let o = run(&[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--headless",
+            "--set",
+            set,
+        ]);
+        assert_user_error(&o, &[needle]);
+    }
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let d = tempdir().unwrap();
+    let missing = d.path().join("missing.toml");
+    let o = run(&["train", "--config", missing.to_str().unwrap(), "--headless"]);
+    assert_user_error(&o, &["missing.toml"]);
+    assert_eq!(
+        stderr(&o).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
 }

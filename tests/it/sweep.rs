@@ -364,7 +364,7 @@ fn bad_sweeps_are_one_line_and_exit_2() {
         ),
         ("", &["no members"]),
         (
-            "[[sweep.member]]\nname = \"huge\"\n\"sae.d_sae\" = 4000000000",
+            "[[sweep.member]]\nname = \"huge\"\n\"sae.d_sae\" = 2000000000",
             &["need about", "GiB", "free"],
         ),
     ];
