@@ -28,6 +28,13 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
         |done, _| bar.set_position(done),
     )?;
     bar.finish_and_clear();
+    if report.n_tokens == 0 {
+        anyhow::bail!(
+            "{}: every one of its {} rows has NaN or Inf: nothing to evaluate",
+            store.paths()[0].display(),
+            store.rows()
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

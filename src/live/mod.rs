@@ -149,6 +149,12 @@ pub fn judge_key(current: &Config, key: &str, value: &str) -> Verdict {
 /// Read and check the configuration file at `path`.
 pub fn read(path: &std::path::Path) -> ConfigEdit {
     let origin = path.display().to_string();
+    // an editor that truncates before it writes, or a save of nothing: not "every key changed"
+    if std::fs::read_to_string(path).is_ok_and(|t| t.trim().is_empty()) {
+        return ConfigEdit::Invalid(format!(
+            "{origin}: the file is empty: the run goes on with the configuration in force (save the whole file to change it)"
+        ));
+    }
     match config::load(path, &[]).and_then(|f| f.validate(&origin)) {
         Ok(c) => ConfigEdit::Valid(Box::new(c)),
         Err(e) => ConfigEdit::Invalid(e.to_string()),
@@ -159,6 +165,22 @@ pub fn read(path: &std::path::Path) -> ConfigEdit {
 mod tests {
     use super::*;
     use crate::config::parse;
+
+    #[test]
+    fn an_empty_file_is_said_to_be_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("config.toml");
+        std::fs::write(&p, "\n  \n").unwrap();
+        match read(&p) {
+            ConfigEdit::Invalid(why) => {
+                assert!(
+                    why.contains("the file is empty") && !why.contains("cannot change"),
+                    "{why}"
+                )
+            }
+            ConfigEdit::Valid(_) => panic!("an empty file is not a configuration"),
+        }
+    }
 
     fn base() -> Config {
         parse("[data]\nstores = [\"a.h5\"]\n", "t.toml", &[])

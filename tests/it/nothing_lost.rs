@@ -614,3 +614,19 @@ fn an_error_says_its_cause_once() {
         stderr(&o)
     );
 }
+
+#[test]
+fn eval_of_a_store_with_no_finite_row_is_refused() {
+    let d = tempdir().unwrap();
+    let run_dir = finished_run(d.path());
+    let nan = d.path().join("nan.h5");
+    h5py_activations(&nan, "x = np.full((64, 16), np.nan, dtype=np.float32)");
+    let o = run(&[
+        "eval",
+        run_dir.join("sae").to_str().unwrap(),
+        "--store",
+        nan.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_user_error(&o, &["nan.h5", "every one of its 64 rows has NaN or Inf"]);
+}
