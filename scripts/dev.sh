@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
+# Usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -231,6 +231,13 @@ case "$cmd" in
         PYTHONPATH="$TORCH_DIR" "$COMPANIONS/bin/python" scripts/test_caches.py \
             --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope"
         ;;
+    chaos)
+        # kill -9 train and sweep at random moments, resume, and compare the final SAEs with
+        # an uninterrupted run's (scripts/chaos.py --help); CI runs a few kills of each
+        setup
+        cargo build --release --quiet
+        python3 scripts/chaos.py --bin "${CARGO_TARGET_DIR:-target}/release/jumpscope" "$@"
+        ;;
     bench-tch)
         setup
         tch_env
@@ -238,7 +245,7 @@ case "$cmd" in
         "${CARGO_TARGET_DIR:-target}/release/jumpscope" bench --device tch-cpu "$@"
         ;;
     *)
-        echo "usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm [args]" >&2
+        echo "usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm [args]" >&2
         exit 2
         ;;
 esac

@@ -14,7 +14,8 @@ pub const LOCK_FILE: &str = ".jumpscope.lock";
 /// A held lock; dropping it releases it.
 #[derive(Debug)]
 pub struct DirLock {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
 /// Why a directory could not be locked.
@@ -78,7 +79,18 @@ impl DirLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(Self { _file: file })
+        Ok(Self { file, path })
+    }
+
+    /// Whether the locked directory is still where it was: its lock file still found under its
+    /// path, the very file locked (not deleted with the directory, nor a new one in a directory
+    /// made again under the same name).
+    pub fn in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(&self.path), self.file.metadata()) {
+            (Ok(now), Ok(held)) => now.dev() == held.dev() && now.ino() == held.ino(),
+            _ => false,
+        }
     }
 }
 
@@ -94,7 +106,14 @@ mod tests {
             Err(LockError::Held { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
             other => panic!("{other:?}"),
         }
+        assert!(first.in_place());
         drop(first);
-        DirLock::take(d.path()).unwrap();
+        let again = DirLock::take(d.path()).unwrap();
+        // the directory deleted, then made again under its name: not the one locked
+        std::fs::remove_dir_all(d.path()).unwrap();
+        assert!(!again.in_place());
+        std::fs::create_dir(d.path()).unwrap();
+        std::fs::write(d.path().join(LOCK_FILE), "1").unwrap();
+        assert!(!again.in_place());
     }
 }

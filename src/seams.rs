@@ -1,5 +1,6 @@
 //! Test seams: the few environment variables through which the tests make a production path do
-//! what no real input can make it do here (panic, read slowly, take the generic kernels). Each is
+//! what no real input can make it do here (panic, read slowly, take the generic kernels, die at
+//! a chosen point). Each is
 //! read once per process, the first time it is asked for, never per step or per block. They are
 //! listed, with what each is for, in `docs/development.md` ("Test seams").
 
@@ -34,4 +35,23 @@ pub fn slow_store() -> Option<(&'static str, u64)> {
 pub fn no_fused() -> bool {
     static V: OnceLock<bool> = OnceLock::new();
     *V.get_or_init(|| std::env::var_os("JUMPSCOPE_NO_FUSED").is_some())
+}
+
+/// `JUMPSCOPE_TEST_KILL_AT=POINT`: the process sends itself SIGKILL (a kill -9, which nothing
+/// can catch) the first time it reaches `POINT`, so the tests can kill it at a chosen moment of
+/// a write instead of at a moment a sleep makes likely. Points: `checkpoint-written` (a
+/// checkpoint complete under its temporary name, not yet in place), `dir-swapped` (a directory
+/// rewritten whole, such as a checkpoint of a step that exists, in place, and the old copy not
+/// yet removed).
+pub fn kill_at(point: &str) {
+    static V: OnceLock<Option<String>> = OnceLock::new();
+    if V.get_or_init(|| std::env::var("JUMPSCOPE_TEST_KILL_AT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        // SAFETY: kill of this very process; SIGKILL does not return
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! after the copy, as `data::raw` does for HDF5 (its header says why). `data::store::Store` reads a cache through
 //! this module when `data.stores` names a cache directory.
 
+use crate::data::fault::FileMap;
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, ListArray};
 use arrow_buffer::Buffer;
 use arrow_ipc::{
@@ -110,7 +111,7 @@ struct Batch {
 struct File {
     path: PathBuf,
     /// The file's map, also owned by `bytes`; kept to release pages once read.
-    map: Arc<memmap2::Mmap>,
+    map: Arc<FileMap>,
     bytes: Buffer,
     schema: SchemaRef,
     batches: Vec<Batch>,
@@ -171,15 +172,15 @@ fn data_files(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     Ok(files)
 }
 
-fn map(path: &Path) -> Result<(Arc<memmap2::Mmap>, Buffer), CacheError> {
+fn map(path: &Path) -> Result<(Arc<FileMap>, Buffer), CacheError> {
     let f = std::fs::File::open(path).map_err(|source| CacheError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    // SAFETY: the map is read-only and lives as long as the buffer (its owner); a file changed
-    // under a running reader reads changed bytes, which the checks on decode catch or not, as
-    // for any reader of a file being rewritten.
-    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|source| CacheError::Io {
+    // a file changed under a running reader reads changed bytes, which the checks on decode
+    // catch or not, as for any reader of a file being rewritten; one cut short reads zeros
+    // that the map's fault mark refuses
+    let m = FileMap::new(&f).map_err(|source| CacheError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -461,6 +462,7 @@ impl ArrowCache {
             if let Some((a, b)) = read {
                 file.release(a, b);
             }
+            file.check_faults()?;
         }
         Ok(())
     }
@@ -511,8 +513,21 @@ impl File {
         let base = self.map.as_ptr() as usize;
         let (a, b) = (a as usize, b as usize);
         if a >= base && b <= base + self.map.len() && a < b {
-            crate::data::raw::release(&self.map, a - base, b - a);
+            self.map.release(a - base, b - a);
         }
+    }
+
+    /// No read of the map faulted because the file shrank after the size check (what such a
+    /// read returned is zeros).
+    fn check_faults(&self) -> Result<(), CacheError> {
+        if !self.map.faulted() {
+            return Ok(());
+        }
+        Err(CacheError::Changed {
+            path: self.path.clone(),
+            was: self.bytes.len() as u64,
+            now: std::fs::metadata(&self.path).map_or(0, |m| m.len()),
+        })
     }
 
     /// The file still has the size it was mapped with: a truncated map would fault on read.

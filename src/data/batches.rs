@@ -446,6 +446,8 @@ impl Batcher {
                 });
             }
         }
+        // rows read from a map whose file shrank under it are zeros, never a batch
+        self.store.check_reads()?;
         match &mut batch.data {
             Rows::F32(v) => v.truncate(batch.rows * d),
             Rows::F16 { bytes, .. } => bytes.truncate(batch.rows * d * 2),

@@ -4,6 +4,7 @@ pub mod arrow_cache;
 pub mod batches;
 pub mod block;
 pub mod dtype;
+pub mod fault;
 pub mod norm;
 pub mod prefetch;
 pub mod raw;

@@ -11,7 +11,9 @@
 //! HDF5's path.
 //!
 //! The map stays valid if the file is deleted or replaced; the store checks the file's size
-//! before every block, since an in-place truncation would make the vanished pages fault.
+//! before every block, and a truncation after that check (while a block's rows wait in the
+//! shuffle buffer) faults into zeros that `data::fault` marks, which the store checks before
+//! the rows are used.
 //!
 //! Pages of a map that a read has touched count in the process's resident size until they are
 //! unmapped, so a pass over a 100 GB store would show as 100 GB in `top` (and to schedulers
@@ -23,7 +25,7 @@
 //! the kernel maps large page-cache folios around small touched ranges, so the resident size
 //! then depended on the page cache's state (370-730 MB on the run where releasing gives 150 MB).
 
-use memmap2::{Mmap, UncheckedAdvice};
+use crate::data::fault::FileMap;
 use rayon::prelude::*;
 use std::fs::File;
 use std::sync::Arc;
@@ -109,7 +111,7 @@ pub struct Piece {
     /// First row of the piece, relative to the read.
     pub row: usize,
     /// The file's map.
-    pub map: Arc<Mmap>,
+    pub map: Arc<FileMap>,
     /// Byte offset of that row in the map.
     pub offset: usize,
     /// Bytes of the piece's rows.
@@ -118,25 +120,14 @@ pub struct Piece {
 
 impl Drop for Piece {
     fn drop(&mut self) {
-        release(&self.map, self.offset, self.bytes);
+        self.map.release(self.offset, self.bytes);
     }
-}
-
-/// Take bytes `offset..offset + len` of a read-only file map out of this process's resident
-/// set; the next touch maps them again from the page cache (or the file).
-pub(crate) fn release(map: &Mmap, offset: usize, len: usize) {
-    if len == 0 {
-        return;
-    }
-    // SAFETY: the map is read-only and backed by a file, so MADV_DONTNEED cannot lose data: the
-    // pages read back unchanged from the file. A failure only leaves the pages resident.
-    let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, offset, len) };
 }
 
 /// A dataset whose rows this module reads directly.
 #[derive(Debug)]
 pub struct Layout {
-    map: Arc<Mmap>,
+    map: Arc<FileMap>,
     row_bytes: usize,
     elem_bytes: usize,
     /// Sorted by row, covering every row once.
@@ -156,9 +147,7 @@ impl Layout {
         elem_bytes: usize,
         mut segments: Vec<Segment>,
     ) -> Option<Self> {
-        // SAFETY: the map is read-only and private to this process; the store checks the file's
-        // size before each read (see the module doc for what a concurrent truncation does).
-        let map = unsafe { Mmap::map(file) }.ok()?;
+        let map = FileMap::new(file).ok()?;
         let file_len = map.len() as u64;
         segments.sort_by_key(|s| s.row);
         let mut next = 0;
@@ -178,6 +167,12 @@ impl Layout {
         })
     }
 
+    /// Whether a read of this file's map faulted because the file shrank under it (what it
+    /// read there is zeros).
+    pub fn faulted(&self) -> bool {
+        self.map.faulted()
+    }
+
     /// Rows `lo..hi` as pieces of the map, if no filter stands between them and the file (no
     /// copy is made), after asking the kernel to read them ahead.
     pub fn mapped(&self, lo: usize, hi: usize) -> Option<Vec<Piece>> {
@@ -193,9 +188,7 @@ impl Layout {
             let (a, b) = (lo.max(seg.row), hi.min(seg.row + seg.rows));
             let offset = seg.addr as usize + (a - seg.row) * self.row_bytes;
             // a hint only: the rows are read soon after, in shuffled order
-            let _ =
-                self.map
-                    .advise_range(memmap2::Advice::WillNeed, offset, (b - a) * self.row_bytes);
+            self.map.will_need(offset, (b - a) * self.row_bytes);
             pieces.push(Piece {
                 row: a - lo,
                 map: self.map.clone(),
@@ -241,7 +234,7 @@ impl Layout {
         if seg.undo.is_empty() {
             let at = (seg.addr + (a - seg.row) as u64 * rb) as usize;
             dst.copy_from_slice(&self.map[at..at + dst.len()]);
-            release(&self.map, at, dst.len());
+            self.map.release(at, dst.len());
             return Ok(());
         }
         let want = seg.stored_rows * self.row_bytes;
@@ -261,7 +254,7 @@ impl Layout {
                 })?,
             );
         }
-        release(&self.map, seg.addr as usize, seg.size as usize);
+        self.map.release(seg.addr as usize, seg.size as usize);
         let cur = cur.expect("a filtered segment has at least one filter");
         if cur.len() != want {
             return Err(ChunkError {

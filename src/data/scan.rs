@@ -107,6 +107,7 @@ pub fn scan(
                 .map(|(_, t)| t)
                 .reduce(Totals::default, Totals::add),
         );
+        store.check_reads()?;
         start += n;
         progress(start as u64, rows as u64);
     }

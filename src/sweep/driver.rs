@@ -10,10 +10,11 @@ use crate::data::prefetch::{Prefetched, Prefetcher};
 use crate::metrics::log::JsonlLog;
 use crate::sae::model::{upload, upload_owned};
 use crate::schema::sweep::{self as record, MemberInfo, MemberState, SweepRecord};
+use crate::train::checkpoint;
 use crate::train::control::{Control, JobControl, JobEvent};
 use crate::train::error::TrainError;
 use crate::train::memory::{self, Available};
-use crate::train::setup::{Shared, estimate_memory, open_shared, reader};
+use crate::train::setup::{Claimed, Shared, estimate_memory, open_shared, reader};
 use crate::train::trainer::{Fed, Outcome, Trainer};
 use burn::tensor::{Device, Tensor};
 use std::collections::BTreeMap;
@@ -38,9 +39,14 @@ pub enum SweepError {
         /// What went wrong.
         source: Box<TrainError>,
     },
+    /// The sweep directory was deleted (or replaced) while the sweep ran.
+    #[error(
+        "{0}: the sweep directory was deleted while the sweep was running: stopped, since nothing written from now on could be found"
+    )]
+    Gone(PathBuf),
     /// The directory already holds a sweep.
     #[error(
-        "{0}: already holds a sweep (sweep.toml exists): continue it with `jumpscope sweep --resume {0}` or choose another --out"
+        "{0}: already holds a sweep (its log records a checkpoint): continue it with `jumpscope sweep --resume {0}` or choose another --out"
     )]
     Exists(PathBuf),
     /// `--resume` of a directory that is not a sweep, or one without a checkpoint yet.
@@ -136,7 +142,7 @@ pub struct Sweep {
     /// The model companion all members share (`[lm_eval]`); ends after them.
     _lm: Option<crate::lmeval::LmWorker>,
     /// This process's lock on the sweep directory (one writer).
-    _lock: crate::lock::DirLock,
+    lock: crate::lock::DirLock,
 }
 
 type Sink<'a> = &'a mut dyn FnMut(JobEvent);
@@ -146,18 +152,34 @@ impl Sweep {
     /// create `OUT/` (sweep.toml, sweep.jsonl) and every member's run directory.
     pub fn new(spec: &SweepSpec) -> Result<Self, SweepError> {
         let dir = spec.out.clone();
-        if dir.join("sweep.toml").exists() {
+        if has_checkpoint(&dir) {
             return Err(SweepError::Exists(dir));
         }
-        let base = &spec.members[0].config;
-        let (store, shared) = open_shared(base, None)?;
-        let d_in = store.d_in();
-        let memory_estimate = check_memory(spec, d_in)?;
+        let (store, shared) = open_shared(&spec.members[0].config, None)?;
+        check_memory(spec, store.d_in())?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = crate::lock::DirLock::take(&dir)?;
         // checked again under the lock: another sweep may have started here meanwhile
-        if dir.join("sweep.toml").exists() {
+        if has_checkpoint(&dir) {
             return Err(SweepError::Exists(dir));
+        }
+        Self::afresh(spec, lock, Vec::new(), (store, shared))
+    }
+
+    /// Start the sweep in `spec.out`, which this process has locked: what an earlier attempt
+    /// that never completed a sweep checkpoint wrote there is set aside first.
+    fn afresh(
+        spec: &SweepSpec,
+        lock: crate::lock::DirLock,
+        mut notes: Vec<String>,
+        (store, shared): (crate::data::store::Store, Shared),
+    ) -> Result<Self, SweepError> {
+        let dir = spec.out.clone();
+        let base = &spec.members[0].config;
+        let d_in = store.d_in();
+        let memory_estimate = check_memory(spec, d_in)?;
+        if let Some(aside) = set_aside_attempt(&dir)? {
+            notes.push(crate::train::fresh::note(&dir, Some(&aside)));
         }
         let toml_path = dir.join("sweep.toml");
         crate::durable::write_file(&toml_path, spec.to_toml().as_bytes())
@@ -185,6 +207,11 @@ impl Sweep {
                 architecture: m.config.sae.architecture.name().to_string(),
                 d_sae: m.config.sae.d_sae_for(d_in),
             });
+            let mut trainer = trainer;
+            // said once, by the first member
+            for n in notes.drain(..) {
+                trainer.add_note(n);
+            }
             members.push(Member {
                 name: m.name.clone(),
                 varied: m.overrides.clone(),
@@ -217,7 +244,7 @@ impl Sweep {
             opening: Some(opening),
             deferred: Vec::new(),
             _lm: lm,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -238,6 +265,16 @@ impl Sweep {
         // before anything is read or tidied: the sweep may be another process's
         let lock = crate::lock::DirLock::take(dir)?;
         let spec = spec::load(&toml_path, &[], Some(dir))?;
+        // each member's directory locked and tidied before the record is chosen: a rewrite of a
+        // checkpoint cut short between its renames is put back first
+        let mut claimed: BTreeMap<String, Claimed> = BTreeMap::new();
+        for m in &spec.members {
+            let run_dir = dir.join(&m.name);
+            if run_dir.is_dir() {
+                let c = Claimed::take(&run_dir).map_err(|e| member_err(&m.name, e))?;
+                claimed.insert(m.name.clone(), c);
+            }
+        }
         let log_path = dir.join("sweep.jsonl");
         let records = record::read(&log_path).map_err(io_err(&log_path))?;
         let scale = records.iter().find_map(|r| match r {
@@ -267,19 +304,20 @@ impl Sweep {
             .collect();
         let whole = checkpoints
             .iter()
-            .position(|(_, _, _, m)| m.values().all(|p| p.join("state.json").is_file()));
+            .position(|(_, _, _, m)| m.values().all(|p| checkpoint::intact(p)));
         let mut notes = Vec::new();
         if let Some(k) = whole.filter(|&k| k > 0) {
             notes.push(format!(
-                "the sweep's last checkpoint (stream step {}) lacks a member's checkpoint: continuing from the newest one every member still has (stream step {})",
+                "the sweep's last checkpoint (stream step {}) lacks a member's checkpoint, or one is damaged: continuing from the newest one every member has whole (stream step {})",
                 checkpoints[0].0, checkpoints[k].0
             ));
         }
         let last = whole.map(|k| checkpoints[k].clone());
         let (Some(scale), Some((step, rows_read, position, ckpts))) = (scale, last) else {
-            return Err(not(
-                "no checkpoint of the sweep yet (sweep.jsonl has none): start it again with `jumpscope sweep --config`",
-            ));
+            // nothing to continue from: this sweep starts afresh, with what it wrote set aside
+            drop(claimed);
+            let (store, shared) = open_shared(&spec.members[0].config, None)?;
+            return Self::afresh(&spec, lock, Vec::new(), (store, shared));
         };
         // each member's last state change up to the checkpoint … or after it for the ends
         let mut ended: BTreeMap<String, (MemberState, Option<String>)> = BTreeMap::new();
@@ -302,9 +340,9 @@ impl Sweep {
         let mut members = Vec::new();
         for m in &spec.members {
             let run_dir = dir.join(&m.name);
-            let (trainer, state, reason) = match ckpts.get(&m.name) {
-                Some(ckpt) if !ended.contains_key(&m.name) => {
-                    let mut t = member_resume(&m.name, &run_dir, ckpt, &store, &shared)?;
+            let (trainer, state, reason) = match (ckpts.get(&m.name), claimed.remove(&m.name)) {
+                (Some(ckpt), Some(c)) if !ended.contains_key(&m.name) => {
+                    let mut t = member_resume(&m.name, &run_dir, c, ckpt, (&store, &shared))?;
                     t.protect_checkpoint(ckpt.clone());
                     // said once, by the first member to continue
                     for n in notes.drain(..) {
@@ -357,7 +395,7 @@ impl Sweep {
             opening: Some(opening),
             deferred: Vec::new(),
             _lm: lm,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -390,6 +428,9 @@ impl Sweep {
     }
 
     fn emit(&mut self, rec: SweepRecord, sink: Sink<'_>) -> Result<(), SweepError> {
+        if !self.lock.in_place() {
+            return Err(SweepError::Gone(self.dir.clone()));
+        }
         self.log.append(&rec).map_err(io_err(self.log.path()))?;
         sink(JobEvent::Sweep(rec));
         Ok(())
@@ -717,14 +758,54 @@ fn member_checkpoint(dir: &Path, name: &str, recorded: &Path) -> PathBuf {
 fn member_resume(
     name: &str,
     run_dir: &Path,
+    claimed: Claimed,
     ckpt: &Path,
-    store: &crate::data::store::Store,
-    shared: &Shared,
+    (store, shared): (&crate::data::store::Store, &Shared),
 ) -> Result<Trainer, SweepError> {
-    Trainer::resume_member(run_dir, ckpt, store, shared).map_err(|source| SweepError::Member {
+    Trainer::resume_member(run_dir, claimed, ckpt, store, shared)
+        .map_err(|source| member_err(name, source))
+}
+
+/// Whether `dir` holds a sweep that `--resume` can continue (a checkpoint record in its log).
+fn has_checkpoint(dir: &Path) -> bool {
+    dir.join("sweep.toml").exists()
+        && record::read(&dir.join("sweep.jsonl")).is_ok_and(|recs| {
+            recs.iter()
+                .any(|r| matches!(r, SweepRecord::Checkpoint { .. }))
+        })
+}
+
+/// Set aside what an attempt that never completed a sweep checkpoint left in `dir`: its log,
+/// its model companion's log, and every member's run directory (its `sweep.toml` is copied,
+/// since the new one is written over it).
+fn set_aside_attempt(dir: &Path) -> Result<Option<PathBuf>, SweepError> {
+    let mut names: Vec<String> = vec!["sweep.jsonl".into(), "lm-eval.log".into()];
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let a_run = ["config.toml", "metrics.jsonl", "checkpoints"]
+            .iter()
+            .any(|f| p.join(f).exists());
+        if p.is_dir() && a_run && !name.starts_with("abandoned-") {
+            names.push(name);
+        }
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let aside = crate::train::fresh::set_aside(dir, &refs).map_err(io_err(dir))?;
+    if let Some(a) = &aside {
+        let toml = dir.join("sweep.toml");
+        if toml.is_file() {
+            std::fs::copy(&toml, a.join("sweep.toml")).map_err(io_err(&toml))?;
+        }
+    }
+    Ok(aside)
+}
+
+fn member_err(name: &str, source: TrainError) -> SweepError {
+    SweepError::Member {
         name: name.to_string(),
         source: Box::new(source),
-    })
+    }
 }
 
 /// The sweep checkpoints all members together, every `train.checkpoint_every` stream steps

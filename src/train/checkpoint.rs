@@ -332,7 +332,11 @@ pub fn write(
     protect: Option<&Path>,
 ) -> Result<PathBuf, CheckpointError> {
     let root = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    // never `create_dir_all`: a run directory deleted under a run is not made again
+    match std::fs::create_dir(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(&root)(e)),
+        _ => {}
+    }
     let dest = root.join(format!("step-{}", state.step));
     let tmp = root.join(format!(".tmp-step-{}-{}", state.step, std::process::id()));
     if tmp.exists() {
@@ -352,6 +356,7 @@ pub fn write(
         })?;
         let state_path = tmp.join("state.json");
         std::fs::write(&state_path, json).map_err(io(&state_path))?;
+        crate::seams::kill_at("checkpoint-written");
         crate::durable::replace_dir(&tmp, &dest).map_err(io(&dest))
     })();
     if let Err(e) = written {
@@ -399,10 +404,114 @@ pub fn read(dir: &Path) -> Result<(CheckpointState, TrainTensors), CheckpointErr
     Ok((state, tensors))
 }
 
+/// The newest checkpoint of a run that reads whole, read. A newer one that does not (a
+/// truncated or damaged file) is moved aside to `checkpoints/damaged-step-N/`, kept for the
+/// user, and named in the notes returned, so the run goes on from the newest intact one.
+pub fn read_newest(
+    run_dir: &Path,
+) -> Result<(PathBuf, CheckpointState, TrainTensors, Vec<String>), CheckpointError> {
+    let mut notes = Vec::new();
+    for (step, dir) in list(run_dir).into_iter().rev() {
+        match read(&dir) {
+            Ok((state, tensors)) => {
+                if !notes.is_empty() {
+                    notes.push(format!(
+                        "warning: continuing from the newest intact checkpoint, step {step}"
+                    ));
+                }
+                return Ok((dir, state, tensors, notes));
+            }
+            Err(e) => {
+                let aside = free_name(
+                    &run_dir.join("checkpoints"),
+                    &format!("damaged-step-{step}"),
+                );
+                std::fs::rename(&dir, &aside).map_err(io(&dir))?;
+                notes.push(format!(
+                    "warning: checkpoint step {step} is damaged ({e}); moved to {}",
+                    aside.display()
+                ));
+            }
+        }
+    }
+    Err(CheckpointError::None(run_dir.to_path_buf()))
+}
+
+/// `dir/name`, or `dir/name.2`, `dir/name.3`, … whichever does not exist yet.
+pub fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let mut k = 1;
+    loop {
+        let p = if k == 1 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{name}.{k}"))
+        };
+        if !p.exists() {
+            return p;
+        }
+        k += 1;
+    }
+}
+
+/// Whether a checkpoint directory looks whole without reading its tensors: `state.json` parses
+/// and `tensors.safetensors` is as long as its header says (a sweep checks every member's
+/// checkpoint before choosing the record it resumes from).
+pub fn intact(dir: &Path) -> bool {
+    let state_ok = std::fs::read_to_string(dir.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<CheckpointState>(&t).ok())
+        .is_some_and(|s| s.version == VERSION);
+    state_ok && tensors_whole(&dir.join("tensors.safetensors")).unwrap_or(false)
+}
+
+/// Whether a safetensors file holds every byte its header lists (and nothing after them).
+fn tensors_whole(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)?;
+    let n = u64::from_le_bytes(n);
+    if n > len.saturating_sub(8) || n > 100 << 20 {
+        return Ok(false);
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)?;
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&header) else {
+        return Ok(false);
+    };
+    let end = map
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v["data_offsets"][1].as_u64())
+        .max()
+        .unwrap_or(0);
+    Ok(8 + n + end == len)
+}
+
+/// What [`remove_leftovers`] did.
+#[derive(Debug, Default)]
+pub struct Tidied {
+    /// Leftovers removed.
+    pub removed: Vec<PathBuf>,
+    /// Complete copies put back under their names (a rewrite killed between its renames).
+    pub restored: Vec<PathBuf>,
+}
+
 /// Remove what a process killed while writing a checkpoint left behind
-/// (`checkpoints/.tmp-step-N-PID/`), unless that process is still alive. Complete checkpoints
-/// (`step-N/`) are never touched. Returns the directories removed.
-pub fn remove_leftovers(run_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+/// (`checkpoints/.tmp-step-N-PID/`), unless that process is still alive, and put back a complete
+/// copy a rewrite killed between its two renames left as `.step-N.old-PID` (or `.sae.old-PID`).
+/// Complete checkpoints (`step-N/`) are never touched.
+pub fn remove_leftovers(run_dir: &Path) -> Result<Tidied, CheckpointError> {
+    let root = run_dir.join("checkpoints");
+    let (mut restored, mut removed) =
+        crate::durable::restore_old(&root, |p| p.join("state.json").is_file(), process_alive)
+            .map_err(io(&root))?;
+    let (r2, m2) =
+        crate::durable::restore_old(run_dir, |p| p.join("cfg.json").is_file(), process_alive)
+            .map_err(io(run_dir))?;
+    restored.extend(r2);
+    removed.extend(m2);
     let in_checkpoints = std::fs::read_dir(run_dir.join("checkpoints"))
         .into_iter()
         .flatten()
@@ -423,7 +532,6 @@ pub fn remove_leftovers(run_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError>
                 .or_else(|| name.strip_prefix(".config.toml.tmp-"))?;
             Some((e, rest.to_string()))
         });
-    let mut removed = Vec::new();
     for (e, rest) in in_checkpoints.chain(in_run) {
         let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| p != std::process::id() && process_alive(p)) {
@@ -438,7 +546,7 @@ pub fn remove_leftovers(run_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError>
         removed.push(path);
     }
     removed.sort();
-    Ok(removed)
+    Ok(Tidied { removed, restored })
 }
 
 /// Whether a process with this id exists (signal 0 checks without sending anything).
@@ -524,7 +632,7 @@ mod tests {
             std::fs::write(dir.join("tensors.safetensors"), b"x").unwrap();
         }
         std::fs::write(complete.join("state.json"), b"{}").unwrap();
-        let removed = remove_leftovers(d.path()).unwrap();
+        let removed = remove_leftovers(d.path()).unwrap().removed;
         let mut child = alive_pid;
         let _ = child.kill();
         let _ = child.wait();
@@ -535,6 +643,7 @@ mod tests {
         assert!(
             remove_leftovers(&d.path().join("nothing"))
                 .unwrap()
+                .removed
                 .is_empty()
         );
     }

@@ -108,9 +108,19 @@ pub enum TrainError {
     },
     /// The run directory already holds a run.
     #[error(
-        "{0}: already holds a run (checkpoints/ exists): resume it with `jumpscope train --resume {0}` or choose another --out"
+        "{0}: already holds a run (a checkpoint or a saved SAE): resume it with `jumpscope train --resume {0}` or choose another --out"
     )]
     RunExists(PathBuf),
+    /// A directory that a run was killed in before it wrote its configuration.
+    #[error(
+        "{0}: nothing to resume: the run there stopped before it wrote its configuration or a checkpoint; start it with `jumpscope train --config CONFIG --out {0}`"
+    )]
+    NothingToResume(PathBuf),
+    /// The run directory was deleted (or replaced) while the run trained.
+    #[error(
+        "{0}: the run directory was deleted while the run was training: stopped, since nothing written from now on could be found (its checkpoints went with it)"
+    )]
+    RunDirGone(PathBuf),
     /// File-system error in the run directory.
     #[error("{path}: {source}")]
     Io {

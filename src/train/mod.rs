@@ -8,6 +8,7 @@ pub mod control;
 pub mod error;
 pub mod export;
 pub mod firing;
+pub mod fresh;
 pub mod lm;
 pub mod memory;
 pub mod report;

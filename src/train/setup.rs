@@ -19,6 +19,7 @@ use crate::train::adam::AdamState;
 use crate::train::checkpoint;
 use crate::train::error::{TrainError, io_err};
 use crate::train::firing::Firing;
+use crate::train::fresh;
 use crate::train::memory::{self, Available, MemoryEstimate, RunSizes};
 use crate::train::report::LossQueue;
 use crate::train::trainer::{Feed, Resources, State, Trainer};
@@ -238,6 +239,12 @@ impl Trainer {
     /// Prepare a new run: open the store, estimate the scale, initialise (or load `init_from`),
     /// and create the run directory with its `config.toml` and `metrics.jsonl`.
     pub fn new(cfg: Config) -> Result<Self, TrainError> {
+        Self::new_in(cfg, None)
+    }
+
+    /// [`Trainer::new`] in a directory this process may already have claimed (a resume that
+    /// found no complete checkpoint starts afresh under the lock it took).
+    fn new_in(cfg: Config, claimed: Option<Claimed>) -> Result<Self, TrainError> {
         let device = cfg.device.resolve()?;
         // checked before the scale pass, which can take a while on a big store
         let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
@@ -250,7 +257,15 @@ impl Trainer {
         let (store, shared) = open_shared(&cfg, None)?;
         let host = initial_params(&cfg, &store, shared.scale)?;
         let data = reader(store, &cfg, Position::default(), shared.scale);
-        Self::start(cfg, device, host, d_in, shared, Some(data), memory)
+        Self::start(
+            cfg,
+            device,
+            host,
+            d_in,
+            shared,
+            (Some(data), claimed),
+            memory,
+        )
     }
 
     /// Prepare a new member of a sweep: like [`Trainer::new`], but reading nothing itself (the
@@ -269,7 +284,7 @@ impl Trainer {
             host,
             d_in,
             shared.clone(),
-            None,
+            (None, None),
             (estimate, None),
         )
     }
@@ -281,7 +296,7 @@ impl Trainer {
         host: HostParams,
         d_in: usize,
         shared: Shared,
-        data: Option<Prefetcher>,
+        (data, claimed): (Option<Prefetcher>, Option<Claimed>),
         (memory_estimate, memory_available): (MemoryEstimate, Option<u64>),
     ) -> Result<Self, TrainError> {
         let Shared {
@@ -291,11 +306,28 @@ impl Trainer {
         } = shared;
         let kernels = Kernels::for_device(&device);
         let run_dir = cfg.out.clone();
-        std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
-        // one writer: a run still being written by another process is named as such
-        let lock = DirLock::take(&run_dir)?;
-        if run_dir.join("checkpoints").exists() {
+        let Claimed { lock, mut notes } = match claimed {
+            Some(c) => c,
+            None => {
+                std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
+                // one writer: a run still being written by another process is named as such
+                Claimed::take(&run_dir)?
+            }
+        };
+        // a run with a checkpoint to resume, or a finished one (its checkpoints since deleted)
+        if !checkpoint::list(&run_dir).is_empty() || run_dir.join("sae").exists() {
             return Err(TrainError::RunExists(run_dir));
+        }
+        // an attempt that never completed a checkpoint: set aside, not appended to
+        if let Some(aside) =
+            fresh::set_aside(&run_dir, EARLIER_ATTEMPT).map_err(io_err(&run_dir))?
+        {
+            // its configuration too (this run writes its own over it)
+            let config = run_dir.join("config.toml");
+            if config.is_file() {
+                std::fs::copy(&config, aside.join("config.toml")).map_err(io_err(&config))?;
+            }
+            notes.push(fresh::note(&run_dir, Some(&aside)));
         }
         let config_file = ConfigFile::in_run(&run_dir);
         config_file
@@ -331,7 +363,7 @@ impl Trainer {
                 store_attributes,
                 log,
                 lm: None,
-                _lock: lock,
+                lock,
             },
             st: State {
                 firing,
@@ -347,7 +379,7 @@ impl Trainer {
                 sparse_steps: 0,
                 last_checkpoint: None,
                 opening: Some(opening),
-                notes: Vec::new(),
+                notes,
                 health,
                 last_theta: None,
                 started: Instant::now(),
@@ -362,10 +394,17 @@ impl Trainer {
     /// interrupted checkpoint write left behind).
     pub fn resume(run_dir: &Path) -> Result<Self, TrainError> {
         // before anything is tidied: the directory may be another process's
-        let lock = take_lock(run_dir)?;
-        let notes = tidy(run_dir)?;
-        let ckpt = checkpoint::latest(run_dir)?;
-        let (state, tensors) = checkpoint::read(&ckpt)?;
+        let Claimed { lock, mut notes } = Claimed::take(run_dir)?;
+        let (ckpt, state, tensors) = match checkpoint::read_newest(run_dir) {
+            Ok((ckpt, state, tensors, damaged)) => {
+                notes.extend(damaged);
+                (ckpt, state, tensors)
+            }
+            Err(checkpoint::CheckpointError::None(_)) => {
+                return Self::restart(run_dir, Claimed { lock, notes });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
         let device = cfg.device.resolve()?;
@@ -397,16 +436,32 @@ impl Trainer {
         )
     }
 
+    /// A run directory with no complete checkpoint, resumed: started afresh from step 0 with
+    /// its `config.toml` (what the earlier attempt wrote set aside).
+    fn restart(run_dir: &Path, claimed: Claimed) -> Result<Self, TrainError> {
+        let path = run_dir.join("config.toml");
+        if run_dir.join("sae").exists() {
+            return Err(checkpoint::CheckpointError::None(run_dir.to_path_buf()).into());
+        }
+        if !path.is_file() {
+            return Err(TrainError::NothingToResume(run_dir.to_path_buf()));
+        }
+        let origin = path.display().to_string();
+        let mut cfg = crate::config::load(&path, &[])?.validate(&origin)?;
+        cfg.out = run_dir.to_path_buf();
+        Self::new_in(cfg, Some(claimed))
+    }
+
     /// Continue a member of a sweep from checkpoint `ckpt` of its run directory, fed by the
-    /// sweep (which checked the store and the memory of all members).
+    /// sweep (which checked the store and the memory of all members, and claimed the directory).
     pub fn resume_member(
         run_dir: &Path,
+        claimed: Claimed,
         ckpt: &Path,
         store: &Store,
         shared: &Shared,
     ) -> Result<Self, TrainError> {
-        let lock = take_lock(run_dir)?;
-        let notes = tidy(run_dir)?;
+        let Claimed { lock, notes } = claimed;
         let (state, tensors) = checkpoint::read(ckpt)?;
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
@@ -476,7 +531,7 @@ impl Trainer {
                 store_attributes: shared.store_attributes,
                 log,
                 lm: None,
-                _lock: lock,
+                lock,
             },
             st: State {
                 sae,
@@ -509,17 +564,46 @@ fn feed(data: Option<Prefetcher>) -> Feed {
     data.map_or(Feed::Fed(std::time::Duration::ZERO), Feed::Own)
 }
 
+/// What an attempt that never completed a checkpoint leaves in its run directory.
+const EARLIER_ATTEMPT: &[&str] = &["metrics.jsonl", "checkpoints", "lm-eval.log"];
+
+/// A run directory this process writes: its lock taken, then what an interrupted write left
+/// tidied (a sweep claims its members before choosing which record to resume from, so that a
+/// checkpoint restored by the tidying counts).
+#[derive(Debug)]
+pub struct Claimed {
+    lock: DirLock,
+    /// What the tidying did, said when the run starts.
+    notes: Vec<String>,
+}
+
+impl Claimed {
+    /// Lock `run_dir` (one writer), then tidy it.
+    pub fn take(run_dir: &Path) -> Result<Self, TrainError> {
+        let lock = take_lock(run_dir)?;
+        Ok(Self {
+            lock,
+            notes: tidy(run_dir)?,
+        })
+    }
+}
+
 /// Remove what an interrupted checkpoint write left in `run_dir`; the notes saying so.
 fn tidy(run_dir: &Path) -> Result<Vec<String>, TrainError> {
-    Ok(checkpoint::remove_leftovers(run_dir)?
-        .into_iter()
-        .map(|p| {
-            format!(
-                "removed {}, left by a write that was interrupted",
-                p.display()
-            )
-        })
-        .collect())
+    let t = checkpoint::remove_leftovers(run_dir)?;
+    let restored = t.restored.iter().map(|p| {
+        format!(
+            "restored {} from the copy a rewrite that was interrupted left",
+            p.display()
+        )
+    });
+    let removed = t.removed.iter().map(|p| {
+        format!(
+            "removed {}, left by a write that was interrupted",
+            p.display()
+        )
+    });
+    Ok(restored.chain(removed).collect())
 }
 
 /// The checkpoint's SAE must read the store's width.

@@ -90,7 +90,7 @@ pub struct Resources {
     /// The way to the model companion (`[lm_eval]`), when the model is in the loop.
     pub(super) lm: Option<crate::lmeval::LmPort>,
     /// This process's lock on the run directory (one writer), held until the run is dropped.
-    pub(super) _lock: crate::lock::DirLock,
+    pub(super) lock: crate::lock::DirLock,
 }
 
 /// Where a run stands: its parameters and optimizer, its counters and report window, its
@@ -181,6 +181,10 @@ impl Trainer {
 
     /// Append `rec` to metrics.jsonl and hand it to the sink.
     pub(super) fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
+        // a log or a checkpoint written into a directory that was deleted is lost unseen
+        if !self.res.lock.in_place() {
+            return Err(TrainError::RunDirGone(self.res.run_dir.clone()));
+        }
         self.res.log.append(&rec).map_err(|source| TrainError::Io {
             path: self.res.log.path().to_path_buf(),
             source,
@@ -552,6 +556,9 @@ impl Trainer {
 
     /// Write a checkpoint now (after checking that every queued loss is finite).
     fn checkpoint(&mut self, sink: Sink<'_>) -> Result<PathBuf, TrainError> {
+        if !self.res.lock.in_place() {
+            return Err(TrainError::RunDirGone(self.res.run_dir.clone()));
+        }
         self.flush(sink)?;
         let tensors = TrainTensors::gather(&self.st.sae, &self.st.adam, &self.st.firing);
         if !tensors.params_finite() {

@@ -261,6 +261,33 @@ pub fn eval_json(sae: &Path, store: &Path) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("eval --json prints JSON")
 }
 
+/// A child process killed (and reaped) on drop, so that a test that fails while it runs leaves
+/// nothing running behind it (a leaked child holding the test's output open would stall the
+/// whole suite).
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `jumpscope train --headless` running in the background, its stderr going to a file (a pipe
 /// nobody reads could fill and block the trainer). Killed on drop, so a failing test leaves no
 /// trainer behind.
@@ -343,4 +370,22 @@ pub fn spawn_training(cfg: &Path, run_dir: &Path, reports: usize) -> Background 
         run.fail("training did not start");
     }
     run
+}
+
+/// A finished 20-step run in `dir/run` (checkpoints at steps 10 and 20), and its config.
+pub fn finished_run(dir: &Path) -> (PathBuf, PathBuf) {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(600, 3));
+    let run_dir = dir.join("run");
+    let cfg = config(
+        dir,
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 20\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (run_dir, cfg)
 }

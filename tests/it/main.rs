@@ -14,6 +14,7 @@ mod lm_eval;
 mod nothing_lost;
 mod paths;
 mod records;
+mod recovery;
 mod screen;
 mod selftest;
 mod session;

@@ -6,24 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use tempfile::tempdir;
 
-/// A finished 20-step run in `dir/run`.
-fn finished_run(dir: &Path) -> std::path::PathBuf {
-    let store = dir.join("s.h5");
-    synth_store(&store, &small_spec(600, 3));
-    let run_dir = dir.join("run");
-    let cfg = config(
-        dir,
-        &format!(
-            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 20\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
-            store.display(),
-            run_dir.display()
-        ),
-    );
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    run_dir
-}
-
 /// Every file under `dir`, with its bytes.
 fn tree(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -45,7 +27,7 @@ fn tree(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 #[test]
 fn export_never_deletes_what_is_not_a_saved_sae_nor_touches_its_run() {
     let d = tempdir().unwrap();
-    let run_dir = finished_run(d.path());
+    let (run_dir, _) = finished_run(d.path());
     let ckpt = run_dir.join("checkpoints").join("step-20");
     let before = tree(&run_dir);
     let export = |src: &Path, dest: &Path, force: bool| {
@@ -167,7 +149,7 @@ fn an_empty_run_out_is_refused_for_runs_and_sweeps() {
 #[test]
 fn a_torn_last_log_line_is_cut_on_resume_and_skipped_by_readers() {
     let d = tempdir().unwrap();
-    let run_dir = finished_run(d.path());
+    let (run_dir, _) = finished_run(d.path());
     // a disk that filled in the middle of a record
     let log_path = run_dir.join("metrics.jsonl");
     let mut f = std::fs::OpenOptions::new()
@@ -242,11 +224,13 @@ fn one_writer_per_run_directory_and_readers_keep_working() {
     assert_eq!(starts, 1);
     assert_eq!(first.terminate(), Some(130));
     // once it has ended, resume takes the directory
-    let mut again = bin()
-        .args(["train", "--resume", run_dir.to_str().unwrap(), "--headless"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut again = Reaped(
+        bin()
+            .args(["train", "--resume", run_dir.to_str().unwrap(), "--headless"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_for(30, || records(&run_dir, "resume").len() == 1));
     let _ = again.kill();
     let _ = again.wait();
@@ -267,11 +251,13 @@ fn one_writer_per_sweep_directory() {
         ),
     );
     let log = d.path().join("sweep.stderr");
-    let mut first = bin()
-        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut first = Reaped(
+        bin()
+            .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let has_checkpoint = || {
         std::fs::read_to_string(out.join("sweep.jsonl"))
             .is_ok_and(|t| t.contains("\"type\":\"checkpoint\""))
@@ -334,12 +320,16 @@ fn a_sweep_keeping_one_checkpoint_resumes_after_every_kill() {
     for round in 0..4 {
         let args = if round == 0 { &start } else { &resume };
         let before = sweep_checkpoints(&out).len();
-        let mut child = bin()
-            .current_dir(d.path())
-            .args(args)
-            .stderr(std::fs::File::create(d.path().join(format!("round{round}.stderr"))).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child = Reaped(
+            bin()
+                .current_dir(d.path())
+                .args(args)
+                .stderr(
+                    std::fs::File::create(d.path().join(format!("round{round}.stderr"))).unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        );
         // a few sweep checkpoints in, at a moment of its own choosing: kill -9
         assert!(
             wait_for(60, || sweep_checkpoints(&out).len() >= before + 2 + round),
@@ -369,12 +359,14 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
     let d = tempdir().unwrap();
     let start = endless_sweep(d.path(), 3);
     let out = d.path().join("sw");
-    let mut child = bin()
-        .current_dir(d.path())
-        .args(&start)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        bin()
+            .current_dir(d.path())
+            .args(&start)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     assert!(wait_for(60, || sweep_checkpoints(&out).len() >= 2));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -393,12 +385,14 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
     // resumed from another directory, by the sweep's absolute path
     let other = d.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    let mut again = bin()
-        .current_dir(&other)
-        .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
-        .stderr(std::fs::File::create(d.path().join("again.stderr")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut again = Reaped(
+        bin()
+            .current_dir(&other)
+            .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
+            .stderr(std::fs::File::create(d.path().join("again.stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let resumed = || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"type\":\"resume\""));
     assert!(
         wait_for(60, resumed),
@@ -442,15 +436,17 @@ fn a_sweep_resumes_from_any_working_directory_and_reads_old_records() {
         .find(|r| whole(r))
         .expect("an older whole record")
         .clone();
-    let mut third = bin()
-        .current_dir(&other)
-        .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
-        .stderr(std::fs::File::create(d.path().join("third.stderr")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut third = Reaped(
+        bin()
+            .current_dir(&other)
+            .args(["sweep", "--resume", out.to_str().unwrap(), "--headless"])
+            .stderr(std::fs::File::create(d.path().join("third.stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let said = || {
         std::fs::read_to_string(d.path().join("third.stderr"))
-            .is_ok_and(|t| t.contains("continuing from the newest one every member still has"))
+            .is_ok_and(|t| t.contains("continuing from the newest one every member has whole"))
     };
     assert!(
         wait_for(60, said),
@@ -506,7 +502,7 @@ fn non_regular_files_are_refused_before_they_are_opened() {
     // a run finished, for inspect's --vocab
     let r = d.path().join("r");
     std::fs::create_dir_all(&r).unwrap();
-    let run_dir = finished_run(&r);
+    let (run_dir, _) = finished_run(&r);
     for (args, needle) in [
         (
             vec!["train", "--config", fifo.to_str().unwrap(), "--headless"],
@@ -606,7 +602,7 @@ fn an_error_says_its_cause_once() {
 #[test]
 fn eval_of_a_store_with_no_finite_row_is_refused() {
     let d = tempdir().unwrap();
-    let run_dir = finished_run(d.path());
+    let (run_dir, _) = finished_run(d.path());
     let nan = d.path().join("nan.h5");
     h5py_activations(&nan, "x = np.full((64, 16), np.nan, dtype=np.float32)");
     let o = run(&[

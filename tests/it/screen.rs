@@ -536,12 +536,14 @@ fn watch_follows_a_headless_sweep_and_leaves_it_running() {
         ),
     )
     .unwrap();
-    let mut sweep = Command::new(binary())
-        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sweep = crate::common::Reaped(
+        Command::new(binary())
+            .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let member = out.join("lr=1e-3");
     wait_until(
         "the sweep's first reports",

@@ -399,12 +399,14 @@ fn a_member_config_edit_steers_it_and_sigterm_then_resume_finishes_the_sweep() {
     .replace("checkpoint_every = 5", "checkpoint_every = 0");
     let cfg = config(d.path(), &body);
     let err = std::fs::File::create(d.path().join("sweep.stderr")).unwrap();
-    let mut child = bin()
-        .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
-        .stderr(err)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        bin()
+            .args(["sweep", "--config", cfg.to_str().unwrap(), "--headless"])
+            .stderr(err)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let member_b = out.join("b");
     assert!(
         wait_for(60, || try_log(&member_b).is_some_and(|l| l

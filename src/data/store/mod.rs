@@ -241,7 +241,7 @@ impl Store {
                 .read(lo, hi, &mut bytes[at..at + (hi - lo) * row_bytes])
                 .map_err(|e| self.read_err(sh, e))?;
         }
-        Ok(())
+        self.check_reads()
     }
 
     /// Activation width.
@@ -334,6 +334,33 @@ impl Store {
         }
     }
 
+    /// No read of a file's map faulted because the file shrank after its size was checked:
+    /// such a read returned zeros, which must not be used. Call it after using rows from
+    /// [`Store::read_block`] (a mapped block is read when its rows are decoded).
+    pub fn check_reads(&self) -> Result<(), StoreError> {
+        let Source::Files(shards) = &self.source else {
+            // a cache checks its maps on every read
+            return Ok(());
+        };
+        match shards
+            .iter()
+            .find(|sh| sh.direct.as_ref().is_some_and(|d| d.faulted()))
+        {
+            None => Ok(()),
+            Some(sh) => Err(StoreError::Changed {
+                path: sh.path.clone(),
+                what: match std::fs::metadata(&sh.path) {
+                    Ok(m) => format!(
+                        "was cut short while being read ({} -> {} bytes)",
+                        sh.bytes,
+                        m.len()
+                    ),
+                    Err(_) => "was cut short while being read, then vanished".into(),
+                },
+            }),
+        }
+    }
+
     fn read_err(&self, sh: &Shard, e: impl std::fmt::Display) -> StoreError {
         StoreError::Read {
             path: sh.path.clone(),
@@ -362,7 +389,7 @@ impl Store {
             .for_each(|(r, row)| {
                 block.decode_row(r, 1.0, row);
             });
-        Ok(())
+        self.check_reads()
     }
 
     /// Rows as f32: through HDF5, or decoded from the cache.
