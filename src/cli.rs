@@ -4,6 +4,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jumpscope::device::DeviceName;
 use std::path::PathBuf;
 
+/// The one help text of `--device` on every subcommand that takes it.
+const DEVICE_HELP: &str = "Device: cpu (the default, except for selftest: auto), auto (the first GPU if there is one, else cpu), and in a build with the tch feature tch-cpu, cuda, cuda:N";
+
 /// Train and inspect JumpReLU sparse autoencoders on language-model activations.
 #[derive(Debug, Parser)]
 #[command(name = "jumpscope", version, about, long_about = None)]
@@ -95,19 +98,22 @@ pub struct TrainArgs {
     /// The run's TOML configuration (every key: docs/configuration.md).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// Override a config key, e.g. `--set train.lr=1e-4` (repeatable).
+    /// Override a config key, e.g. `--set train.lr=1e-4` (repeatable). With --resume: live keys,
+    /// and `train.steps` or `train.tokens` to train a run further; each is logged as an edit.
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub sets: Vec<String>,
     /// Run directory (overrides run.out).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run in RUN_DIR from its newest checkpoint.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "sets", "out"])]
+    /// Continue the run in RUN_DIR from its newest checkpoint. Live keys edited in its
+    /// config.toml while it was stopped apply (and are logged); another change is refused.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "out"])]
     pub resume: Option<PathBuf>,
     /// Progress bar and metrics log only (no TUI).
     #[arg(long)]
     pub headless: bool,
-    /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N). Overrides run.device.
+    /// Device: cpu (the default, except for selftest: auto), auto (the first GPU if there is one,
+    /// else cpu), and in a build with the tch feature tch-cpu, cuda, cuda:N. Overrides run.device.
     #[arg(long)]
     pub device: Option<DeviceName>,
     /// Screen options.
@@ -154,8 +160,7 @@ pub struct CompareArgs {
     /// Tokens per batch when evaluating on a store.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
-    /// Device for evaluating on a store.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Splice every SAE into this model (a local directory or a Hugging Face id) on the same
     /// tokens: ΔLM loss, CE recovered, KL, and L0 and FVU at the site (see `lm-eval`). Without
@@ -258,8 +263,7 @@ pub struct EvalArgs {
     /// Tokens per batch.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
-    /// Device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
     #[arg(long)]
@@ -296,8 +300,8 @@ pub struct LmEvalArgs {
     /// With --texts: tokens per sequence.
     #[arg(long, default_value_t = 128, requires = "texts")]
     pub seq_len: usize,
-    /// torch's device for the model: cpu, cuda, cuda:N.
-    #[arg(long, default_value = "cpu")]
+    /// torch's device for the model: cpu, cuda, cuda:N (as `compare --model-device`).
+    #[arg(long = "model-device", default_value = "cpu")]
     pub device: String,
     /// The model's dtype for the forward passes: float32, float16, bfloat16.
     #[arg(long, default_value = "float32")]
@@ -339,8 +343,7 @@ pub struct InspectArgs {
     /// under 256 MiB).
     #[arg(long, default_value_t = 2048)]
     pub batch: usize,
-    /// Device: cpu, auto (and with the tch feature: tch-cpu, cuda, cuda:N).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Top activations kept per feature.
     #[arg(long, default_value_t = 20)]
@@ -509,8 +512,7 @@ pub struct BenchArgs {
     /// measured density, as training does; `sparse` and `dense` force one (to compare them).
     #[arg(long, value_enum, default_value_t = StepPath::Auto)]
     pub step: StepPath,
-    /// Device.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Print one JSON object.
     #[arg(long)]
@@ -520,8 +522,8 @@ pub struct BenchArgs {
 /// `jumpscope selftest`
 #[derive(Debug, Args)]
 pub struct SelftestArgs {
-    /// Device to test: cpu, tch-cpu, cuda, cuda:N, or auto (the first GPU if there is one).
-    #[arg(long, default_value = "auto")]
+    // the one command whose default is `auto`: it is run first on a new GPU box, to test it
+    #[arg(long, default_value = "auto", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Print the report as one JSON object.
     #[arg(long)]

@@ -7,11 +7,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 mod commands;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    // `train --help` lists the screen's keys from the table the screen reads
+    let command = Cli::command().mut_subcommand("train", |c| {
+        c.after_long_help(jumpscope::tui::keymap::keys_text())
+    });
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Train(a) => commands::train::exec(a),
         Command::Sweep(a) => commands::sweep::exec(a),

@@ -3,6 +3,7 @@
 //! the member table at the end).
 
 use crate::cli::SweepArgs;
+use jumpscope::schema::sweep::MemberState;
 use jumpscope::sweep::driver::Sweep;
 use jumpscope::sweep::spec;
 
@@ -10,7 +11,22 @@ use jumpscope::sweep::spec;
 pub fn exec(args: SweepArgs) -> anyhow::Result<i32> {
     let theme = super::theme(&args.look)?;
     let sweep = match &args.resume {
-        Some(dir) => Sweep::resume(dir)?,
+        Some(dir) => {
+            // every member ended before: nothing to run, and nothing is appended to its logs
+            if let Some(ended) = Sweep::over(dir) {
+                let count = |s: MemberState| ended.iter().filter(|(_, e)| *e == s).count();
+                println!(
+                    "{}: already finished ({} finished, {} stopped, {} failed); nothing to do. A member can be trained further on its own: jumpscope train --resume {}/MEMBER --set train.steps=N",
+                    dir.display(),
+                    count(MemberState::Finished),
+                    count(MemberState::Stopped),
+                    count(MemberState::Failed),
+                    dir.display()
+                );
+                return Ok(0);
+            }
+            Sweep::resume(dir)?
+        }
         None => {
             let path = args
                 .config

@@ -4,6 +4,7 @@
 use crate::cli::TrainArgs;
 use jumpscope::config;
 use jumpscope::schema::keys;
+use jumpscope::train::setup::Resumption;
 use jumpscope::train::trainer::Trainer;
 
 /// Run the command; returns the process exit code.
@@ -11,7 +12,18 @@ pub fn exec(args: TrainArgs) -> anyhow::Result<i32> {
     // a bad theme is reported before the run directory is made, even when it is not needed
     let theme = super::theme(&args.look)?;
     let trainer = match &args.resume {
-        Some(dir) => Trainer::resume(dir)?,
+        Some(dir) => match Trainer::resume(dir, &args.sets)? {
+            Resumption::Go(t) => *t,
+            Resumption::Finished { step, sae } => {
+                println!(
+                    "{}: already finished at step {step} (its SAE is in {}); nothing to do. To train it further: jumpscope train --resume {} --set train.steps=N",
+                    dir.display(),
+                    sae.display(),
+                    dir.display()
+                );
+                return Ok(0);
+            }
+        },
         None => {
             let path = args
                 .config

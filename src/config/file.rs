@@ -124,22 +124,140 @@ pub struct FileConfig {
 
 /// Parse a TOML string into the file form, applying `--set section.key=value` overrides first.
 pub fn parse(text: &str, origin: &str, sets: &[String]) -> Result<FileConfig, ConfigError> {
+    parse_blaming(text, origin, sets, "--set")
+}
+
+/// [`parse`], with the overrides' mistakes blamed on `sets_origin` (`--set`, or where else the
+/// overrides came from).
+pub fn parse_blaming(
+    text: &str,
+    origin: &str,
+    sets: &[String],
+    sets_origin: &str,
+) -> Result<FileConfig, ConfigError> {
     let mut table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Parse {
             origin: origin.to_string(),
             message: one_line(&e.to_string()),
         })?;
+    // the file alone first, so that its own mistakes are blamed on it, with their line, and a
+    // bad `--set` on `--set`
+    if !sets.is_empty() {
+        from_table(table.clone(), origin).map_err(|e| with_line(e, text))?;
+    }
     apply_sets(&mut table, sets)?;
-    from_table(table, origin)
+    from_table(table, if sets.is_empty() { origin } else { sets_origin }).map_err(|e| {
+        if sets.is_empty() {
+            with_line(e, text)
+        } else {
+            e
+        }
+    })
 }
 
 /// Read a TOML table (a file already parsed, overrides applied) into the file form.
-pub fn from_table(table: toml::Table, origin: &str) -> Result<FileConfig, ConfigError> {
+/// `data.stores` may be one path instead of a list of them.
+pub fn from_table(mut table: toml::Table, origin: &str) -> Result<FileConfig, ConfigError> {
+    if let Some(toml::Value::Table(data)) = table.get_mut("data")
+        && let Some(one @ toml::Value::String(_)) = data.get_mut("stores")
+    {
+        *one = toml::Value::Array(vec![one.clone()]);
+    }
     FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
-        message: one_line(&e.to_string()),
+        message: explain(&one_line(&e.to_string())),
     })
+}
+
+/// serde's "unknown field `X`, expected one of `a`, `b` in `section`" as a key name with the
+/// nearest known key ("did you mean"); any other message as it is.
+fn explain(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((field, rest)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let (list, section) = match rest.rsplit_once(" in `") {
+        Some((list, sec)) => (list, Some(sec.trim_end_matches('`'))),
+        None => (rest, None),
+    };
+    let known: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+    let full = |k: &str| section.map_or(k.to_string(), |s| format!("{s}.{k}"));
+    let what = if section.is_some() { "key" } else { "section" };
+    let nearest = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(field, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
+    match nearest {
+        Some((_, k)) => format!(
+            "unknown {what} `{}`: did you mean `{}`?",
+            full(field),
+            full(k)
+        ),
+        None => format!(
+            "unknown {what} `{}` (known: {})",
+            full(field),
+            known.iter().map(|k| full(k)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A file's deserialisation error with the line of the key it names (`section.key`), when that
+/// key is written in the file.
+fn with_line(e: ConfigError, text: &str) -> ConfigError {
+    let ConfigError::Parse { origin, message } = e else {
+        return e;
+    };
+    let key = message
+        .split('`')
+        .nth(1)
+        .filter(|k| !k.contains(' '))
+        .or_else(|| {
+            message
+                .rsplit_once(" in `")
+                .map(|(_, k)| k.trim_end_matches('`'))
+        });
+    match key.and_then(|k| line_of(text, k)) {
+        Some(line) => ConfigError::Parse {
+            origin: format!("{origin}:{line}"),
+            message,
+        },
+        None => ConfigError::Parse { origin, message },
+    }
+}
+
+/// The 1-based line of `section.key = …` (or of `[section]` for a bare section name) in a TOML
+/// text.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (section, field) = match key.split_once('.') {
+        Some((s, f)) => (s, Some(f)),
+        None => (key, None),
+    };
+    let mut current = "";
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.trim();
+            if field.is_none() && current == section {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let Some(f) = field else { continue };
+        let name = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if current == section && name == f && line.contains('=') {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// Apply `--set section.key=value` overrides to a parsed TOML table.
@@ -292,6 +410,7 @@ impl Config {
     /// This configuration with `key` (`section.key`) set to `value` (TOML, or a bare string),
     /// checked exactly as a config file is; `origin` names the edit in errors.
     pub fn with_edit(&self, key: &str, value: &str, origin: &str) -> Result<Config, ConfigError> {
-        parse(&self.to_toml(), origin, &[format!("{key}={value}")])?.validate(origin)
+        parse_blaming(&self.to_toml(), origin, &[format!("{key}={value}")], origin)?
+            .validate(origin)
     }
 }

@@ -388,13 +388,13 @@ mod tests {
             let e = parse("", "t", &[format!("{k}={{ x = 1 }}")])
                 .unwrap_err()
                 .to_string();
-            assert!(!e.contains("unknown field"), "{k}: {e}");
+            assert!(!e.contains("unknown key"), "{k}: {e}");
         }
         assert!(
             parse("", "t", &["train.nonsense=1".to_string()])
                 .unwrap_err()
                 .to_string()
-                .contains("unknown field")
+                .contains("unknown key `train.nonsense`")
         );
     }
 }

@@ -19,8 +19,11 @@ use std::path::{Path, PathBuf};
 pub enum EditSource {
     /// A key on the screen.
     Key,
-    /// A save of the run's `config.toml` (by hand, or by `watch` in another process).
+    /// A save of the run's `config.toml` (by hand, or by `watch` in another process; or an
+    /// edit of a stopped run's, applied when it is resumed).
     File,
+    /// `train --resume RUN --set key=value`.
+    Set,
     /// A source written by a newer version.
     #[serde(other)]
     Other,
@@ -31,6 +34,7 @@ impl std::fmt::Display for EditSource {
         f.write_str(match self {
             EditSource::Key => "key",
             EditSource::File => "file",
+            EditSource::Set => "set",
             EditSource::Other => "other",
         })
     }

@@ -320,19 +320,7 @@ impl Sweep {
             return Self::afresh(&spec, lock, Vec::new(), (store, shared));
         };
         // each member's last state change up to the checkpoint … or after it for the ends
-        let mut ended: BTreeMap<String, (MemberState, Option<String>)> = BTreeMap::new();
-        for r in &records {
-            if let SweepRecord::Member {
-                name,
-                state,
-                reason,
-                ..
-            } = r
-                && !state.is_live()
-            {
-                ended.insert(name.clone(), (*state, reason.clone()));
-            }
-        }
+        let ended = ended_members(&records);
         let base = &spec.members[0].config;
         let (store, shared) = open_shared(base, Some(scale))?;
         check_memory(&spec, store.d_in())?;
@@ -397,6 +385,19 @@ impl Sweep {
             _lm: lm,
             lock,
         })
+    }
+
+    /// The members of the sweep in `dir` and how each ended, when every one has ended
+    /// (finished, stopped or failed): such a sweep has nothing left to resume. `None` while a
+    /// member is live, or when `dir` is not a sweep (which `resume` then says).
+    pub fn over(dir: &Path) -> Option<Vec<(String, MemberState)>> {
+        let spec = spec::load(&dir.join("sweep.toml"), &[], Some(dir)).ok()?;
+        let records = record::read(&dir.join("sweep.jsonl")).ok()?;
+        let ended = ended_members(&records);
+        spec.members
+            .iter()
+            .map(|m| ended.get(&m.name).map(|(s, _)| (m.name.clone(), *s)))
+            .collect()
     }
 
     /// The sweep's directory.
@@ -764,6 +765,24 @@ fn member_resume(
 ) -> Result<Trainer, SweepError> {
     Trainer::resume_member(run_dir, claimed, ckpt, store, shared)
         .map_err(|source| member_err(name, source))
+}
+
+/// Each member's last end (finished, stopped, failed) in a sweep's log, with its reason.
+fn ended_members(records: &[SweepRecord]) -> BTreeMap<String, (MemberState, Option<String>)> {
+    let mut ended = BTreeMap::new();
+    for r in records {
+        if let SweepRecord::Member {
+            name,
+            state,
+            reason,
+            ..
+        } = r
+            && !state.is_live()
+        {
+            ended.insert(name.clone(), (*state, reason.clone()));
+        }
+    }
+    ended
 }
 
 /// Whether `dir` holds a sweep that `--resume` can continue (a checkpoint record in its log).

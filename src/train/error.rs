@@ -111,6 +111,25 @@ pub enum TrainError {
         "{0}: already holds a run (a checkpoint or a saved SAE): resume it with `jumpscope train --resume {0}` or choose another --out"
     )]
     RunExists(PathBuf),
+    /// `--out` names a directory that is not a run's.
+    #[error("{dir}: {what}")]
+    NotARunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What it is instead, and what to do.
+        what: String,
+    },
+    /// A change a resume cannot make.
+    #[error(transparent)]
+    Intent(#[from] crate::train::intent::IntentError),
+    /// A store file or pattern in `data.stores` that finds nothing.
+    #[error("data.stores: {path}: no such file{relative_to}")]
+    MissingStore {
+        /// The path or pattern as configured.
+        path: String,
+        /// Where a relative path was looked for, said when it is relative.
+        relative_to: String,
+    },
     /// A directory that a run was killed in before it wrote its configuration.
     #[error(
         "{0}: nothing to resume: the run there stopped before it wrote its configuration or a checkpoint; start it with `jumpscope train --config CONFIG --out {0}`"

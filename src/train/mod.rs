@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod firing;
 pub mod fresh;
+pub mod intent;
 pub mod lm;
 pub mod memory;
 pub mod report;

@@ -20,6 +20,7 @@ use crate::train::checkpoint;
 use crate::train::error::{TrainError, io_err};
 use crate::train::firing::Firing;
 use crate::train::fresh;
+use crate::train::intent;
 use crate::train::memory::{self, Available, MemoryEstimate, RunSizes};
 use crate::train::report::LossQueue;
 use crate::train::trainer::{Feed, Resources, State, Trainer};
@@ -45,7 +46,7 @@ pub struct Shared {
 /// Open the store of `cfg` and compute what every run on it starts from: the input scale (or
 /// `scale` when resuming) and the held-out rows.
 pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), TrainError> {
-    let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
+    let store = open_store(cfg)?;
     let scale = match (scale, cfg.data.normalize) {
         (Some(s), _) => s,
         (None, Normalize::MeanSquaredNorm) => {
@@ -64,6 +65,38 @@ pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), 
             store_attributes,
         },
     ))
+}
+
+/// Open the store `data.stores` names; a file or pattern that finds nothing is named with the
+/// key, and a relative one with the directory it was looked for in (a sample configuration run
+/// from outside the repository finds nothing).
+pub fn open_store(cfg: &Config) -> Result<Store, TrainError> {
+    Store::open(&cfg.data.stores, cfg.data.dataset.as_deref()).map_err(|e| {
+        let missing = match &e {
+            crate::data::store::StoreError::Open { path, reason } if reason == "no such file" => {
+                Some(path.display().to_string())
+            }
+            crate::data::store::StoreError::NoMatch { pattern } => Some(pattern.clone()),
+            _ => None,
+        };
+        match missing {
+            Some(path) => TrainError::MissingStore {
+                relative_to: Path::new(&path)
+                    .is_relative()
+                    .then(|| std::env::current_dir().ok())
+                    .flatten()
+                    .map(|d| {
+                        format!(
+                            " (a relative path is taken from the current directory, {})",
+                            d.display()
+                        )
+                    })
+                    .unwrap_or_default(),
+                path,
+            },
+            None => e.into(),
+        }
+    })
 }
 
 /// Start the prefetch thread over the store (less its held-out tail) at `position`.
@@ -247,7 +280,7 @@ impl Trainer {
     fn new_in(cfg: Config, claimed: Option<Claimed>) -> Result<Self, TrainError> {
         let device = cfg.device.resolve()?;
         // checked before the scale pass, which can take a while on a big store
-        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
+        let store = open_store(&cfg)?;
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
@@ -309,6 +342,7 @@ impl Trainer {
         let Claimed { lock, mut notes } = match claimed {
             Some(c) => c,
             None => {
+                check_run_dir(&run_dir)?;
                 std::fs::create_dir_all(&run_dir).map_err(io_err(&run_dir))?;
                 // one writer: a run still being written by another process is named as such
                 Claimed::take(&run_dir)?
@@ -386,13 +420,16 @@ impl Trainer {
                 lm_pending: None,
                 lm_last: None,
                 protected: None,
+                resume_edits: Vec::new(),
             },
         })
     }
 
     /// Continue the run in `run_dir` from its newest checkpoint (after removing what an
-    /// interrupted checkpoint write left behind).
-    pub fn resume(run_dir: &Path) -> Result<Self, TrainError> {
+    /// interrupted checkpoint write left behind), with the edits of its `config.toml` made while
+    /// it was stopped and `sets` (`--set key=value`: live keys, `train.steps`, `train.tokens`).
+    /// A run that had finished, and that nothing extends, is left as it is.
+    pub fn resume(run_dir: &Path, sets: &[String]) -> Result<Resumption, TrainError> {
         // before anything is tidied: the directory may be another process's
         let Claimed { lock, mut notes } = Claimed::take(run_dir)?;
         let (ckpt, state, tensors) = match checkpoint::read_newest(run_dir) {
@@ -401,14 +438,23 @@ impl Trainer {
                 (ckpt, state, tensors)
             }
             Err(checkpoint::CheckpointError::None(_)) => {
-                return Self::restart(run_dir, Claimed { lock, notes });
+                let t = Self::restart(run_dir, Claimed { lock, notes }, sets)?;
+                return Ok(Resumption::Go(Box::new(t)));
             }
             Err(e) => return Err(e.into()),
         };
         let mut cfg = state.config.clone();
         cfg.out = run_dir.to_path_buf();
+        let intent::Intent { config: cfg, edits } = intent::on_resume(&cfg, run_dir, sets)?;
+        let sae = run_dir.join("sae");
+        if state.step >= cfg.total_steps() && sae.join("cfg.json").is_file() {
+            return Ok(Resumption::Finished {
+                step: state.step,
+                sae,
+            });
+        }
         let device = cfg.device.resolve()?;
-        let store = Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())?;
+        let store = open_store(&cfg)?;
         check_width(&ckpt, &store, tensors.d_in)?;
         let memory = check_memory(
             &cfg,
@@ -423,7 +469,7 @@ impl Trainer {
             eval_rows,
             store_attributes: state.store_attributes.clone(),
         };
-        Self::continue_from(
+        let mut t = Self::continue_from(
             run_dir,
             ckpt,
             (state, tensors),
@@ -433,12 +479,14 @@ impl Trainer {
             shared,
             memory,
             (notes, lock),
-        )
+        )?;
+        t.st.resume_edits = edits;
+        Ok(Resumption::Go(Box::new(t)))
     }
 
     /// A run directory with no complete checkpoint, resumed: started afresh from step 0 with
     /// its `config.toml` (what the earlier attempt wrote set aside).
-    fn restart(run_dir: &Path, claimed: Claimed) -> Result<Self, TrainError> {
+    fn restart(run_dir: &Path, claimed: Claimed, sets: &[String]) -> Result<Self, TrainError> {
         let path = run_dir.join("config.toml");
         if run_dir.join("sae").exists() {
             return Err(checkpoint::CheckpointError::None(run_dir.to_path_buf()).into());
@@ -447,7 +495,7 @@ impl Trainer {
             return Err(TrainError::NothingToResume(run_dir.to_path_buf()));
         }
         let origin = path.display().to_string();
-        let mut cfg = crate::config::load(&path, &[])?.validate(&origin)?;
+        let mut cfg = crate::config::load(&path, sets)?.validate(&origin)?;
         cfg.out = run_dir.to_path_buf();
         Self::new_in(cfg, Some(claimed))
     }
@@ -554,6 +602,7 @@ impl Trainer {
                 lm_pending: None,
                 lm_last: None,
                 protected: None,
+                resume_edits: Vec::new(),
             },
         })
     }
@@ -562,6 +611,68 @@ impl Trainer {
 /// A run's own reader, or none when a sweep feeds its batches.
 fn feed(data: Option<Prefetcher>) -> Feed {
     data.map_or(Feed::Fed(std::time::Duration::ZERO), Feed::Own)
+}
+
+/// A run may start in a new or empty directory, or one that holds a run (which it then
+/// continues or refuses); never in a sweep's directory or among someone's other files.
+fn check_run_dir(run_dir: &Path) -> Result<(), TrainError> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else {
+        return Ok(());
+    };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.iter().any(|n| n == "sweep.toml") {
+        return Err(TrainError::NotARunDir {
+            dir: run_dir.to_path_buf(),
+            what: "is a sweep's directory (sweep.toml): continue the sweep with `jumpscope sweep --resume`, or one member with `jumpscope train --resume DIR/MEMBER`".into(),
+        });
+    }
+    let ours = |n: &str| {
+        [
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints",
+            "sae",
+            "lm-eval.log",
+            crate::lock::LOCK_FILE,
+        ]
+        .contains(&n)
+            || n.starts_with("abandoned-")
+    };
+    if let Some(other) = names.iter().find(|n| !ours(n)) {
+        return Err(TrainError::NotARunDir {
+            dir: run_dir.to_path_buf(),
+            what: format!(
+                "is not empty and is not a run's directory (it holds `{other}`): choose a new or empty directory"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// How `train --resume` goes on.
+pub enum Resumption {
+    /// Training continues.
+    Go(Box<Trainer>),
+    /// The run had finished, and nothing asked for more steps: nothing was written.
+    Finished {
+        /// The step it finished at.
+        step: u64,
+        /// Its saved SAE.
+        sae: std::path::PathBuf,
+    },
+}
+
+impl Resumption {
+    /// The trainer, when training continues.
+    pub fn trainer(self) -> Option<Trainer> {
+        match self {
+            Resumption::Go(t) => Some(*t),
+            Resumption::Finished { .. } => None,
+        }
+    }
 }
 
 /// What an attempt that never completed a checkpoint leaves in its run directory.

@@ -128,6 +128,9 @@ pub struct State {
     pub(super) lm_last: Option<u64>,
     /// A checkpoint pruning must keep (a sweep's: the one its last record names).
     pub(super) protected: Option<PathBuf>,
+    /// Edits a resume was asked for (the stopped run's config.toml, `--set`), applied and logged
+    /// when the run starts.
+    pub(super) resume_edits: Vec<crate::live::HyperEdit>,
 }
 
 /// One batch a sweep hands to each of its members: already on the member's device.
@@ -205,6 +208,9 @@ impl Trainer {
         if let Some(rec) = self.st.opening.take() {
             self.emit(rec, sink)?;
         }
+        for edit in std::mem::take(&mut self.st.resume_edits) {
+            self.set_hyper(edit, sink)?;
+        }
         let total = self.res.cfg.total_steps();
         if self.res.lm.is_none() {
             self.start_own_lm();
@@ -245,6 +251,9 @@ impl Trainer {
         }
         if let Some(rec) = self.st.opening.take() {
             self.emit(rec, sink)?;
+        }
+        for edit in std::mem::take(&mut self.st.resume_edits) {
+            self.set_hyper(edit, sink)?;
         }
         self.st.started = Instant::now();
         self.st.window = (Instant::now(), self.st.tokens_seen);

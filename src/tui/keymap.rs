@@ -45,6 +45,18 @@ pub enum Action {
     ToggleLog,
 }
 
+/// The screen's keys as text (for `train --help`), from the same table as the help overlay.
+pub fn keys_text() -> String {
+    let mut out = String::from("Keys on the training screen (? shows them there too):\n");
+    for b in BINDINGS.iter().filter(|b| !b.shown.is_empty()) {
+        out.push_str(&format!("  {:<16} {}\n", b.shown, b.help));
+    }
+    out.push_str(
+        "\nThe configuration file's keys and their defaults: docs/configuration.md in the repository.",
+    );
+    out
+}
+
 /// Whether `b` applies on a screen that is (or is not) watching a run in another process.
 pub fn applies(b: &Binding<Action>, watching: bool) -> bool {
     !(watching && matches!(b.action, Action::Pause | Action::Checkpoint))

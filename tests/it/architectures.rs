@@ -156,7 +156,7 @@ fn stopped_and_resumed_baselines_match_their_uninterrupted_runs() {
             matches!(stopped, Outcome::Stopped { step: 7, .. }),
             "{stopped:?}"
         );
-        let mut second = Trainer::resume(&part).unwrap();
+        let mut second = Trainer::resume(&part, &[]).unwrap().trainer().unwrap();
         let (_tx, rx) = mpsc::channel::<Control>();
         second.run(&rx, &mut |_| {}).unwrap();
         let (a, b) = (metrics(&full), metrics(&part));

@@ -110,8 +110,86 @@ fn out_of_range_and_unknown_keys_are_named() {
     );
     let o = train_cli(&cfg, &["train.adam_beta2=1.5"], &[]);
     assert_user_error(&o, &["train.adam_beta2 = 1.5", "[0, 1)"]);
+    // a bad --set is blamed on --set, not on the file
     let o = train_cli(&cfg, &["train.learning_rate=1"], &[]);
-    assert_user_error(&o, &["config.toml", "learning_rate"]);
+    assert_user_error(
+        &o,
+        &["--set", "unknown key `train.learning_rate`", "train.lr"],
+    );
+    assert!(!stderr(&o).contains("config.toml"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_errors_say_where_and_what_was_meant() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(256, 1));
+    let out = d.path().join("run").display().to_string();
+    let body = base(&store.display().to_string(), &out);
+    // a misspelt key: its line, and the key meant
+    let cfg = config(d.path(), &body.replace("steps = 6", "stpes = 6"));
+    let o = train_cli(&cfg, &[], &[]);
+    assert_user_error(
+        &o,
+        &[
+            "config.toml:8:",
+            "unknown key `train.stpes`",
+            "did you mean `train.steps`?",
+        ],
+    );
+    // a misspelt section
+    let cfg = config(d.path(), &body.replace("[sae]", "[sea]"));
+    let o = train_cli(&cfg, &[], &[]);
+    assert_user_error(
+        &o,
+        &[
+            "config.toml:5:",
+            "unknown section `sea`",
+            "did you mean `sae`?",
+        ],
+    );
+    // a value of the wrong type: its line
+    let cfg = config(
+        d.path(),
+        &body.replace("batch_size = 64", "batch_size = \"64\""),
+    );
+    let o = train_cli(&cfg, &[], &[]);
+    assert_user_error(&o, &["config.toml:3:", "data.batch_size"]);
+    // with a --set beside it, the file's own mistake is still the file's
+    let o = train_cli(&cfg, &["train.lr=1e-3"], &[]);
+    assert_user_error(&o, &["config.toml:3:", "data.batch_size"]);
+    // one store as a string, not a list, is a list of one
+    let cfg = config(
+        d.path(),
+        &body.replace(
+            &format!("stores = [\"{}\"]", store.display()),
+            &format!("stores = \"{}\"", store.display()),
+        ),
+    );
+    let o = train_cli(&cfg, &[], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn a_sample_config_run_from_elsewhere_names_the_key_and_the_directory() {
+    let d = tempdir().unwrap();
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data/demo.toml");
+    let o = bin()
+        .current_dir(d.path())
+        .args(["train", "--config", sample.to_str().unwrap(), "--headless"])
+        .output()
+        .unwrap();
+    let cwd = d.path().canonicalize().unwrap();
+    assert_user_error(
+        &o,
+        &[
+            "data.stores",
+            "sample_data/synth.h5",
+            "no such file",
+            "relative path is taken from the current directory",
+            cwd.to_str().unwrap(),
+        ],
+    );
 }
 
 #[test]

@@ -111,3 +111,35 @@ fn the_readme_is_a_front_door() {
         "README.md has {n} lines: move reference material into docs/"
     );
 }
+
+#[test]
+fn train_help_lists_the_screens_keys_and_device_help_is_one_text() {
+    let o = crate::common::run(&["train", "--help"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    for b in jumpscope::tui::keymap::BINDINGS
+        .iter()
+        .filter(|b| !b.shown.is_empty())
+    {
+        assert!(
+            text.contains(b.shown) && text.contains(b.help),
+            "{}: {text}",
+            b.shown
+        );
+    }
+    assert!(text.contains("docs/configuration.md"), "{text}");
+    // every subcommand's --device says the same
+    let device_help = |cmd: &str| {
+        let o = crate::common::run(&[cmd, "--help"]);
+        let t = String::from_utf8_lossy(&o.stdout).into_owned();
+        let at = t
+            .find("--device <DEVICE>")
+            .unwrap_or_else(|| panic!("{cmd}: {t}"));
+        let rest = &t[at..];
+        let start = rest.find("Device: ").expect("the help text");
+        rest[start..start + 60].to_string()
+    };
+    let first = device_help("train");
+    for cmd in ["eval", "inspect", "compare", "bench", "selftest"] {
+        assert_eq!(device_help(cmd), first, "{cmd}");
+    }
+}

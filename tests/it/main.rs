@@ -9,6 +9,7 @@ mod golden;
 mod health;
 mod inspect;
 mod inspect_screen;
+mod intent;
 mod layers;
 mod lm_eval;
 mod nothing_lost;

@@ -86,9 +86,11 @@ fn a_checkpoint_rewritten_at_its_own_step_stays_whole_at_every_kill() {
     let sae = weights(&run_dir);
     let step20 = run_dir.join("checkpoints/step-20");
     let (_, original) = jumpscope::train::checkpoint::read(&step20).unwrap();
-    // resuming a finished run writes its last checkpoint again, at the same step: killed
-    // with the new copy complete beside the old, then with the two just exchanged
+    // a run killed in its final export is resumed at its last step, and finishes again: its
+    // checkpoint of step 20 is written a second time. Killed with the new copy complete beside
+    // the old, then with the two just exchanged:
     for point in ["checkpoint-written", "dir-swapped"] {
+        std::fs::remove_dir_all(run_dir.join("sae")).unwrap();
         killed_at(point, &["train", "--resume", run_dir.to_str().unwrap()]);
         let (_, now) = jumpscope::train::checkpoint::read(&step20)
             .unwrap_or_else(|e| panic!("{point}: step 20 is not whole: {e}"));
@@ -112,6 +114,8 @@ fn a_rewrite_cut_between_its_renames_is_put_back_on_resume() {
     // copy beside it, the new one under its temporary name; the writer (a pid above the
     // kernel's limit) long dead
     let ck = run_dir.join("checkpoints");
+    // the rewrite was the finishing checkpoint's, so the export had not happened
+    std::fs::remove_dir_all(run_dir.join("sae")).unwrap();
     std::fs::rename(ck.join("step-20"), ck.join(".step-20.old-99999999")).unwrap();
     copy_dir(
         &ck.join(".step-20.old-99999999"),

@@ -77,7 +77,7 @@ fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
 
     let part_dir = d.path().join("part");
     stop_at(cfg(&store, &part_dir, &[]), 7);
-    let mut second = Trainer::resume(&part_dir).unwrap();
+    let mut second = Trainer::resume(&part_dir, &[]).unwrap().trainer().unwrap();
     assert_eq!(second.step(), 7);
     let (_tx2, rx2) = mpsc::channel::<Control>();
     assert!(matches!(
@@ -280,7 +280,7 @@ fn sigterm_writes_a_checkpoint_and_the_run_resumes() {
     assert!(step >= 30);
     // resume for a few more steps by lowering the total through the saved config is not
     // possible from the CLI; resuming in-process shows the run continues from that step
-    let t = Trainer::resume(&run_dir).unwrap();
+    let t = Trainer::resume(&run_dir, &[]).unwrap().trainer().unwrap();
     assert_eq!(t.step(), step);
 }
 

@@ -1,0 +1,194 @@
+//! Resume and directories never lose the user's intent (through the binary): edits of a stopped
+//! run's config.toml apply on resume or are refused, `--resume --set` extends a run, a finished
+//! run or sweep resumed is left as it is, and `--out` never lands in a sweep or a foreign
+//! directory.
+
+use crate::common::*;
+use std::path::Path;
+use tempfile::tempdir;
+
+fn resume(run_dir: &Path, sets: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--resume", run_dir.to_str().unwrap(), "--headless"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    run(&args)
+}
+
+/// The run log's `hyper` records as JSON.
+fn hyper_records(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "hyper")
+        .collect()
+}
+
+#[test]
+fn edits_of_a_stopped_runs_config_apply_on_resume_and_others_are_refused() {
+    let d = tempdir().unwrap();
+    let (run_dir, _) = finished_run(d.path());
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // a structural key: refused in one line, nothing written
+    let log_before = std::fs::read(run_dir.join("metrics.jsonl")).unwrap();
+    std::fs::write(&path, text.replace("batch_size = 64", "batch_size = 32")).unwrap();
+    let o = resume(&run_dir, &[]);
+    assert_user_error(
+        &o,
+        &["config.toml", "data.batch_size", "cannot change on resume"],
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("metrics.jsonl")).unwrap(),
+        log_before
+    );
+    // a live key and the length: applied and logged as an edit from the file
+    let edited = text
+        .replace("steps = 20", "steps = 30")
+        .replace("\nlr = 0.00007\n", "\nlr = 0.0001\n");
+    assert_ne!(edited, text);
+    std::fs::write(&path, &edited).unwrap();
+    let o = resume(&run_dir, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h = hyper_records(&run_dir);
+    let last = h.last().expect("an edit logged");
+    assert_eq!(last["source"], "file", "{last}");
+    assert_eq!(last["changes"]["steps"]["new"], 30, "{last}");
+    assert_eq!(last["changes"]["lr"]["new"], 0.0001, "{last}");
+    assert!(matches!(
+        log(&run_dir).last(),
+        Some(Record::Finish { step: 30, .. })
+    ));
+    // the file shows what is in force
+    let now = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        now.contains("steps = 30") && now.contains("lr = 0.0001"),
+        "{now}"
+    );
+}
+
+#[test]
+fn resume_with_set_extends_a_finished_run_and_a_finished_run_is_left_alone() {
+    let d = tempdir().unwrap();
+    let (run_dir, _) = finished_run(d.path());
+    // finished: said so, exit 0, nothing appended
+    let log_before = std::fs::read(run_dir.join("metrics.jsonl")).unwrap();
+    let o = resume(&run_dir, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("already finished at step 20") && out.contains("--set train.steps"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("metrics.jsonl")).unwrap(),
+        log_before
+    );
+    // --set train.steps extends it; a live key too; each logged with source "set"
+    let o = resume(
+        &run_dir,
+        &["train.steps=26", "train.sparsity_coefficient=0.5"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h = hyper_records(&run_dir);
+    assert_eq!(h.len(), 2, "{h:?}");
+    assert!(h.iter().all(|r| r["source"] == "set"));
+    assert_eq!(h[0]["changes"]["steps"]["new"], 26);
+    assert_eq!(h[1]["changes"]["sparsity_coefficient"]["new"], 0.5);
+    assert!(matches!(
+        log(&run_dir).last(),
+        Some(Record::Finish { step: 26, .. })
+    ));
+    // a structural --set is refused and blamed on --set
+    let o = resume(&run_dir, &["sae.d_sae=64"]);
+    assert_user_error(&o, &["--set sae.d_sae=64", "cannot change on resume"]);
+}
+
+#[test]
+fn a_finished_sweep_resumed_is_left_alone() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(600, 3));
+    let out = d.path().join("sw");
+    let cfg = d.path().join("sweep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n\
+             [train]\nsteps = 10\ncheckpoint_every = 5\n[run]\nout = \"{}\"\n\
+             [sweep]\nvary = {{ \"train.lr\" = [1e-3, 1e-4] }}\n",
+            store.display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&["sweep", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = std::fs::read(out.join("sweep.jsonl")).unwrap();
+    let o = run(&["sweep", "--resume", out.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("already finished (2 finished, 0 stopped, 0 failed)"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(out.join("sweep.jsonl")).unwrap(),
+        before,
+        "nothing appended"
+    );
+}
+
+#[test]
+fn a_run_is_never_started_in_a_sweep_or_a_foreign_directory() {
+    let d = tempdir().unwrap();
+    let store = d.path().join("s.h5");
+    synth_store(&store, &small_spec(600, 3));
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\n[sae]\nd_sae = 32\n[train]\nsteps = 5\n",
+            store.display()
+        ),
+    );
+    let sweep = d.path().join("sw");
+    std::fs::create_dir_all(&sweep).unwrap();
+    std::fs::write(sweep.join("sweep.toml"), "").unwrap();
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        sweep.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert_user_error(&o, &["sw", "is a sweep's directory"]);
+    let foreign = d.path().join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        foreign.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert_user_error(&o, &["mine", "is not a run's directory", "notes.txt"]);
+    // nothing was written in either
+    assert_eq!(std::fs::read_dir(&sweep).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1);
+    // an empty directory is fine
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        empty.to_str().unwrap(),
+        "--headless",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
