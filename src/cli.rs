@@ -160,6 +160,10 @@ pub struct CompareArgs {
     /// Tokens per batch when evaluating on a store.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
+    /// With --store: evaluate each run only on the rows it held out of training (its last
+    /// `data.eval_tokens` rows of the store), since training rows flatter a run.
+    #[arg(long, requires = "store")]
+    pub held_out: bool,
     #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
     /// Splice every SAE into this model (a local directory or a Hugging Face id) on the same
@@ -251,7 +255,8 @@ pub struct DoctorArgs {
 /// `jumpscope eval`
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// A SAELens directory, a Gemma Scope params.npz, or a jumpscope run's sae/ directory.
+    /// A SAELens directory, a Gemma Scope params.npz, a jumpscope run (its sae/, or its newest
+    /// checkpoint while it trains), or a checkpoint directory.
     pub sae: PathBuf,
     /// HDF5 store(s) of raw activations (glob patterns allowed, e.g. 'acts/*.h5').
     #[arg(long, required = true, num_args = 1..)]
@@ -268,6 +273,10 @@ pub struct EvalArgs {
     /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
     #[arg(long)]
     pub json: bool,
+    /// Evaluate only on the rows the SAE's run held out of training (its last
+    /// `data.eval_tokens` rows of the store); the SAE must be a run's (or a checkpoint).
+    #[arg(long)]
+    pub held_out: bool,
 }
 
 /// `jumpscope lm-eval`
@@ -325,7 +334,8 @@ pub struct LmEvalArgs {
 /// `jumpscope inspect`
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The SAE (SAELens directory, Gemma Scope params.npz, a run's sae/), or a saved report.
+    /// The SAE (SAELens directory, Gemma Scope params.npz, a run: its sae/ or its newest
+    /// checkpoint, a checkpoint directory), or a saved report.
     pub sae: PathBuf,
     /// HDF5 store(s) of raw activations (glob patterns allowed), or a SAELens activation cache
     /// directory; not with a saved report.

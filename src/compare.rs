@@ -18,6 +18,14 @@ pub enum CompareError {
     /// Nothing to compare.
     #[error("nothing to compare: give run directories, sweeps or saved SAEs")]
     Empty,
+    /// `--held-out` of a saved SAE: no run says which rows were held out.
+    #[error(
+        "{0}: --held-out needs runs (a run's configuration says which rows it held out of training); a saved SAE has none"
+    )]
+    NotARun(PathBuf),
+    /// `--held-out` of a run that held out nothing.
+    #[error("{0}: --held-out: the run held out no rows (data.eval_tokens = 0)")]
+    NoHeldOut(PathBuf),
     /// An input is none of the things compare reads.
     #[error(
         "{0}: not a run (config.toml + metrics.jsonl), a sweep (sweep.toml) or a saved SAE (SAELens directory, params.npz)"
@@ -148,6 +156,8 @@ pub enum Basis {
     Store {
         /// Tokens evaluated.
         tokens: u64,
+        /// Only the rows each run held out of training (`--held-out`).
+        held_out: bool,
     },
     /// The run's last held-out evaluation.
     HeldOut {
@@ -169,7 +179,14 @@ pub enum Basis {
 impl std::fmt::Display for Basis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Basis::Store { tokens } => write!(f, "store ({tokens} tokens)"),
+            Basis::Store {
+                tokens,
+                held_out: false,
+            } => write!(f, "store ({tokens} tokens)"),
+            Basis::Store {
+                tokens,
+                held_out: true,
+            } => write!(f, "store, held-out rows ({tokens} tokens)"),
             Basis::HeldOut { step } => write!(f, "held-out @ step {step}"),
             Basis::Training { step } => write!(f, "training @ step {step}"),
             Basis::Model { tokens } => write!(f, "model ({tokens} tokens)"),
@@ -383,11 +400,12 @@ fn loaded_entry(sae: &io::LoadedSae, cfg: &Option<Config>, path: &Path, basis: B
     }
 }
 
-/// Evaluate every input on every row of `store` (`progress(done, of)` per SAE).
+/// Evaluate every input on every row of `store`, or with `held_out` on the rows each run held
+/// out of training (`progress(done, of)` per SAE).
 pub fn on_store(
     inputs: &[Input],
     store: &Store,
-    batch: usize,
+    (batch, held_out): (usize, bool),
     device: &burn::tensor::Device,
     mut progress: impl FnMut(usize, usize, u64, u64),
 ) -> Result<Vec<Entry>, CompareError> {
@@ -409,7 +427,15 @@ pub fn on_store(
     let n = loaded.len();
     let mut out = Vec::new();
     for (k, (sae, cfg, path)) in loaded.iter().enumerate() {
-        let r = evaluate(&sae.params, store, batch, device, |d, t| {
+        let rows = match (held_out, cfg) {
+            (false, _) => 0..store.rows(),
+            (true, Some(c)) if c.data.eval_tokens > 0 => {
+                crate::eval::held_out_rows(store.rows(), c.data.eval_tokens)
+            }
+            (true, Some(_)) => return Err(CompareError::NoHeldOut(path.clone())),
+            (true, None) => return Err(CompareError::NotARun(path.clone())),
+        };
+        let r = evaluate(&sae.params, store, rows, batch, device, |d, t| {
             progress(k, n, d, t)
         })
         .map_err(|e| read_err(path, e))?;
@@ -418,7 +444,15 @@ pub fn on_store(
             mse: r.mse,
             fvu: r.fvu,
             dead: Some(r.dead),
-            ..loaded_entry(sae, cfg, path, Basis::Store { tokens: r.n_tokens })
+            ..loaded_entry(
+                sae,
+                cfg,
+                path,
+                Basis::Store {
+                    tokens: r.n_tokens,
+                    held_out,
+                },
+            )
         });
     }
     mark_frontier(&mut out);

@@ -93,26 +93,34 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Evaluate over every finite row of `store`, `batch` rows at a time.
+/// Evaluate over every finite row of `store` in `rows` (all of them, or a run's held-out
+/// tail), `batch` rows at a time; `progress(done, of)` counts rows of the range.
 pub fn evaluate(
     p: &HostParams,
     store: &Store,
+    rows: std::ops::Range<usize>,
     batch: usize,
     device: &Device,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Evaluation, StoreError> {
-    let total = store.rows() as u64;
+    let end = rows.end.min(store.rows());
+    let total = end.saturating_sub(rows.start) as u64;
     let sae = InferenceSae::new(p, device);
     let mut ev = Evaluator::new(&sae, p.d_in, p.d_sae);
-    let mut start = 0usize;
-    let mut rows = Vec::new();
-    while start < store.rows() {
-        rows.clear();
-        let n = batch.min(store.rows() - start);
-        store.read_rows(start, n, &mut rows)?;
+    let mut start = rows.start;
+    let mut buf = Vec::new();
+    while start < end {
+        buf.clear();
+        let n = batch.min(end - start);
+        store.read_rows(start, n, &mut buf)?;
         start += n;
-        ev.add(&rows, device);
-        progress(start as u64, total);
+        ev.add(&buf, device);
+        progress((start - rows.start) as u64, total);
     }
     Ok(ev.finish())
+}
+
+/// The rows a run held out of a store of `store_rows` rows: its last `eval_tokens`.
+pub fn held_out_rows(store_rows: usize, eval_tokens: usize) -> std::ops::Range<usize> {
+    store_rows.saturating_sub(eval_tokens)..store_rows
 }

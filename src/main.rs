@@ -16,6 +16,15 @@ fn main() {
         c.after_long_help(jumpscope::tui::keymap::keys_text())
     });
     let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    if !matches!(cli.command, Command::Train(_) | Command::Sweep(_)) {
+        // a reader piped into `head` ends quietly when the pipe closes, as other tools do,
+        // instead of panicking on its next print; a job keeps Rust's default (SIGPIPE ignored,
+        // a failed write is an error it handles), so that it still checkpoints
+        // SAFETY: setting a signal's disposition before any thread is started
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Train(a) => commands::train::exec(a),
         Command::Sweep(a) => commands::sweep::exec(a),

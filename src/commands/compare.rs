@@ -45,7 +45,8 @@ pub fn exec(args: CompareArgs) -> anyhow::Result<i32> {
         let store = Store::open(&args.store, args.dataset.as_deref())?;
         let bar = super::progress_bar(store.rows() as u64 * inputs.len() as u64);
         let rows = store.rows() as u64;
-        let e = compare::on_store(&inputs, &store, args.batch.max(1), &dev, |k, _, done, _| {
+        let how = (args.batch.max(1), args.held_out);
+        let e = compare::on_store(&inputs, &store, how, &dev, |k, _, done, _| {
             bar.set_position(k as u64 * rows + done)
         })?;
         bar.finish_and_clear();

@@ -2,12 +2,15 @@
 
 use crate::cli::EvalArgs;
 use jumpscope::data::store::Store;
-use jumpscope::{eval, sae::io};
+use jumpscope::eval;
+use jumpscope::train::export::load_any;
+use std::path::Path;
 
 /// Run the command; returns the process exit code.
 pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
     let dev = args.device.resolve()?;
-    let loaded = io::load(&args.sae)?;
+    // a saved SAE, a run (its sae/, or its newest checkpoint while it trains), a checkpoint
+    let (loaded, from) = load_any(&args.sae)?;
     let store = Store::open(&args.store, args.dataset.as_deref())?;
     if store.d_in() != loaded.params.d_in {
         anyhow::bail!(
@@ -19,10 +22,16 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
             store.d_in()
         );
     }
-    let bar = super::progress_bar(store.rows() as u64);
+    let rows = if args.held_out {
+        eval::held_out_rows(store.rows(), held_out_tokens(&args.sae, &from)?)
+    } else {
+        0..store.rows()
+    };
+    let bar = super::progress_bar(rows.len() as u64);
     let report = eval::evaluate(
         &loaded.params,
         &store,
+        rows,
         args.batch.max(1),
         &dev,
         |done, _| bar.set_position(done),
@@ -40,7 +49,7 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
     } else {
         println!(
             "SAE        {} ({}, d_in {}, d_sae {})",
-            args.sae.display(),
+            from.display(),
             loaded.format,
             loaded.params.d_in,
             loaded.params.d_sae
@@ -53,4 +62,29 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
         println!("dead       {} of {}", report.dead, loaded.params.d_sae);
     }
     Ok(0)
+}
+
+/// How many rows at the end of the store the SAE's run held out of training
+/// (`data.eval_tokens` of the run: `given` itself, the run of its `sae/`, or of a checkpoint).
+fn held_out_tokens(given: &Path, from: &Path) -> anyhow::Result<usize> {
+    let run = [Some(given), from.parent(), from.parent().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("config.toml").is_file() && d.join("metrics.jsonl").is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: --held-out needs a run's SAE (a run's configuration says which rows it held out of training)",
+                given.display()
+            )
+        })?;
+    let path = run.join("config.toml");
+    let origin = path.display().to_string();
+    let cfg = jumpscope::config::load(&path, &[])?.validate(&origin)?;
+    match cfg.data.eval_tokens {
+        0 => anyhow::bail!(
+            "{}: --held-out: the run held out no rows (data.eval_tokens = 0)",
+            run.display()
+        ),
+        n => Ok(n),
+    }
 }

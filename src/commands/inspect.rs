@@ -6,7 +6,7 @@ use anyhow::bail;
 use jumpscope::data::store::Store;
 use jumpscope::inspect::report::{FeatureReport, Inspection, SaeInfo};
 use jumpscope::inspect::{self, Options};
-use jumpscope::sae::io;
+use jumpscope::train::export::load_any;
 use jumpscope::tui::inspect::app::InspectApp;
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -74,7 +74,7 @@ pub fn exec(args: InspectArgs) -> anyhow::Result<i32> {
 
 /// The decoder rows of the report's SAE, for the nearest features, if it is still where it was.
 fn decoder_of(report: &Inspection) -> (Option<Vec<f32>>, Option<String>) {
-    match io::load(std::path::Path::new(&report.sae.path)) {
+    match load_any(std::path::Path::new(&report.sae.path)).map(|(l, _)| l) {
         Ok(l) if l.params.d_sae == report.sae.d_sae && l.params.d_in == report.sae.d_in => {
             (Some(l.params.w_dec), None)
         }
@@ -111,7 +111,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Inspection, Vec<f32>)>> {
         );
     }
     let dev = args.device.resolve()?;
-    let loaded = io::load(&args.sae)?;
+    let (loaded, from) = load_any(&args.sae)?;
     let mut store = Store::open(&args.store, args.dataset.as_deref())?;
     if let Some(v) = &args.vocab {
         store.set_vocab(jumpscope::data::vocab::load(v)?);
@@ -164,7 +164,7 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Inspection, Vec<f32>)>> {
         dense: args.dense,
     };
     let info = SaeInfo {
-        path: args.sae.display().to_string(),
+        path: from.display().to_string(),
         format: loaded.format.to_string(),
         d_in: p.d_in,
         d_sae: p.d_sae,

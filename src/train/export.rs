@@ -99,16 +99,53 @@ pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
 /// The SAE of a checkpoint (or of a run directory's newest checkpoint) in inference form, with
 /// the step and tokens it had trained.
 pub fn checkpoint_inference(ckpt: &Path) -> Result<(HostParams, u64, u64), TrainError> {
+    let (state, params, _) = inference_of(ckpt)?;
+    Ok((params, state.step, state.tokens_seen))
+}
+
+/// A checkpoint's (or a run's newest checkpoint's) state, and its SAE in inference form with
+/// each feature's log10 firing frequency.
+fn inference_of(ckpt: &Path) -> Result<(CheckpointState, HostParams, Vec<f32>), TrainError> {
     let (state, tensors) = read_checkpoint(ckpt)?;
     let host = tensors.host_params(state.config.sae.threshold_param);
-    let (params, _) = inference_form(
+    let (params, sparsity) = inference_form(
         host,
         state.scale,
         &state.config,
         &tensors.firing[2],
         state.tokens_seen,
     );
-    Ok((params, state.step, state.tokens_seen))
+    Ok((state, params, sparsity))
+}
+
+/// The SAE `path` names, for the commands that evaluate one (`eval`, `inspect`): a saved SAE
+/// (SAELens directory or file, Gemma Scope `params.npz`) as it is; a run directory by its
+/// `sae/`, or while it trains by its newest checkpoint; a checkpoint directory. Returns the SAE
+/// and the path it was read from (what the report names).
+pub fn load_any(path: &Path) -> Result<(io::LoadedSae, PathBuf), TrainError> {
+    let is_run = path.join("checkpoints").is_dir() || path.join("metrics.jsonl").is_file();
+    if is_run && path.join("sae").join("cfg.json").is_file() {
+        let sae = path.join("sae");
+        return Ok((io::load(&sae)?, sae));
+    }
+    if !is_run && !path.join("state.json").is_file() {
+        return Ok((io::load(path)?, path.to_path_buf()));
+    }
+    let (state, params, sparsity) = inference_of(path)?;
+    let ckpt = if path.join("state.json").is_file() {
+        path.to_path_buf()
+    } else {
+        checkpoint::latest(path)?
+    };
+    Ok((
+        io::LoadedSae {
+            params,
+            format: "jumpscope checkpoint",
+            architecture: state.config.sae.architecture,
+            sparsity: Some(sparsity),
+        },
+        ckpt,
+    ))
 }
 
 /// Why `export` will not write where it was asked to.

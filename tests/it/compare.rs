@@ -78,7 +78,7 @@ fn a_sweep_compares_from_its_logs_and_on_a_store_as_eval_measures() {
     for (r, sae) in rows.iter().zip([member.join("sae"), saved.clone()]) {
         assert_eq!(
             r["basis"],
-            serde_json::json!({"kind": "store", "tokens": 2048})
+            serde_json::json!({"kind": "store", "tokens": 2048, "held_out": false})
         );
         let e: serde_json::Value = serde_json::from_slice(
             &run(&[

@@ -192,3 +192,132 @@ fn a_run_is_never_started_in_a_sweep_or_a_foreign_directory() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// A finished 20-step run holding out the store's last 128 rows, evaluated on them at step 20.
+fn held_out_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(2000, 3));
+    let run_dir = dir.join("run");
+    let cfg = config(
+        dir,
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 128\n[sae]\nd_sae = 32\n\
+             [train]\nsteps = 20\neval_every = 10\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (run_dir, store)
+}
+
+fn json_of(o: &std::process::Output) -> serde_json::Value {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn eval_and_compare_on_the_held_out_rows_give_the_runs_own_held_out_numbers() {
+    let d = tempdir().unwrap();
+    let (run_dir, store) = held_out_run(d.path());
+    let (r, s) = (run_dir.to_str().unwrap(), store.to_str().unwrap());
+    let own = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["type"] == "eval")
+        .expect("the run's held-out evaluation")["eval"]
+        .clone();
+    assert_eq!(own["n_tokens"], 128);
+    let e = json_of(&run(&["eval", r, "--store", s, "--held-out", "--json"]));
+    assert_eq!(e["n_tokens"], 128);
+    for k in ["fvu", "l0", "mse"] {
+        let (a, b) = (e[k].as_f64().unwrap(), own[k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{k}: eval {a}, the run's own {b}");
+    }
+    // all rows differ: the held-out figure is not the whole store's
+    let all = json_of(&run(&["eval", r, "--store", s, "--json"]));
+    assert_eq!(all["n_tokens"], 2000);
+    assert_ne!(all["fvu"], e["fvu"]);
+    let c = json_of(&run(&["compare", r, "--store", s, "--held-out", "--json"]));
+    assert_eq!(c[0]["basis"]["held_out"], true);
+    assert!((c[0]["fvu"].as_f64().unwrap() - own["fvu"].as_f64().unwrap()).abs() < 1e-6);
+    // a saved SAE alone has no run to say which rows were held out
+    let alone = d.path().join("alone");
+    let o = run(&["export", r, alone.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["eval", alone.to_str().unwrap(), "--store", s, "--held-out"]);
+    assert_user_error(&o, &["--held-out needs a run's SAE"]);
+    let o = run(&[
+        "compare",
+        alone.to_str().unwrap(),
+        "--store",
+        s,
+        "--held-out",
+    ]);
+    assert_user_error(&o, &["--held-out needs runs"]);
+}
+
+#[test]
+fn eval_and_inspect_take_a_run_directory_and_its_newest_checkpoint() {
+    let d = tempdir().unwrap();
+    let (run_dir, store) = held_out_run(d.path());
+    let (r, s) = (run_dir.to_str().unwrap(), store.to_str().unwrap());
+    let by_sae = json_of(&run(&["eval", &format!("{r}/sae"), "--store", s, "--json"]));
+    let by_run = json_of(&run(&["eval", r, "--store", s, "--json"]));
+    assert_eq!(by_run, by_sae, "a run is read through its sae/");
+    let i = json_of(&run(&["inspect", r, "--store", s, "--json"]));
+    assert!(
+        i["sae"]["path"].as_str().unwrap().ends_with("run/sae"),
+        "{}",
+        i["sae"]
+    );
+    // while it trains (no sae/ yet): its newest checkpoint, the same SAE
+    std::fs::remove_dir_all(run_dir.join("sae")).unwrap();
+    let o = run(&["eval", r, "--store", s]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("checkpoints/step-20"));
+    let by_ckpt = json_of(&run(&["eval", r, "--store", s, "--json"]));
+    for k in ["fvu", "l0", "mse"] {
+        let (a, b) = (by_ckpt[k].as_f64().unwrap(), by_sae[k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{k}: {a} vs {b}");
+    }
+    let i = json_of(&run(&["inspect", r, "--store", s, "--json"]));
+    assert!(
+        i["sae"]["path"].as_str().unwrap().contains("step-20"),
+        "{}",
+        i["sae"]
+    );
+}
+
+#[test]
+fn a_reader_whose_output_pipe_closes_ends_quietly() {
+    let d = tempdir().unwrap();
+    let (run_dir, store) = held_out_run(d.path());
+    let child = bin()
+        .args([
+            "inspect",
+            run_dir.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    // the reader of its output goes away before it prints (as `| head -c 1` does)
+    drop(child.stdout.take());
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{status:?}: {err}");
+}

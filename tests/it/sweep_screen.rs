@@ -314,7 +314,10 @@ fn compare_screen_snapshot() {
         mse: fvu / 3.0,
         fvu,
         dead: Some(12),
-        basis: jumpscope::compare::Basis::Store { tokens: 65536 },
+        basis: jumpscope::compare::Basis::Store {
+            tokens: 65536,
+            held_out: false,
+        },
         on_frontier: front,
         delta_lm_loss: Some(dlm),
         ce_recovered: Some(1.0 - dlm / 4.0),

@@ -227,6 +227,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     let report = evaluate(
         &loaded.params,
         &Store::open(std::slice::from_ref(&store), None).unwrap(),
+        0..usize::MAX,
         100,
         &Device::flex(),
         |_, _| {},
@@ -412,6 +413,7 @@ fn slow_synthetic_features_are_recovered() {
     let report = evaluate(
         &sae,
         &Store::open(std::slice::from_ref(&store), None).unwrap(),
+        0..usize::MAX,
         4096,
         &Device::flex(),
         |_, _| {},
