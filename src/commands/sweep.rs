@@ -33,10 +33,12 @@ pub fn exec(args: SweepArgs) -> anyhow::Result<i32> {
                 .as_ref()
                 .expect("clap requires --config or --resume");
             let spec = spec::load(path, &args.sets, args.out.as_deref())?;
+            let mut sweep = Sweep::new(&spec)?;
+            // said by the sweep as it starts: printed here, they would vanish behind the screen
             for line in &spec.merged {
-                eprintln!("note: {line}");
+                sweep.add_note(format!("note: {line}"));
             }
-            Sweep::new(&spec)?
+            sweep
         }
     };
     super::run_job(sweep, args.headless, theme)

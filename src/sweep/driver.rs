@@ -387,6 +387,14 @@ impl Sweep {
         })
     }
 
+    /// A line to say when the sweep starts (in its log on the screen, on stderr headless),
+    /// said by its first live member.
+    pub fn add_note(&mut self, note: String) {
+        if let Some(t) = self.members.iter_mut().find_map(|m| m.trainer.as_mut()) {
+            t.add_note(note);
+        }
+    }
+
     /// The members of the sweep in `dir` and how each ended, when every one has ended
     /// (finished, stopped or failed): such a sweep has nothing left to resume. `None` while a
     /// member is live, or when `dir` is not a sweep (which `resume` then says).

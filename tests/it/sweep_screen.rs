@@ -152,6 +152,18 @@ fn busy() -> SweepApp {
             },
         },
     ));
+    // the TopK member's L0 collapsed: its health column says so
+    a.update(member(
+        3,
+        Record::Warning {
+            step: 180,
+            tokens: 180 * 4096,
+            kind: jumpscope::schema::health::Kind::L0Collapse,
+            message: "L0 fell to 0.4".into(),
+            hint: "lower the sparsity coefficient".into(),
+            values: Default::default(),
+        },
+    ));
     a.update(Msg::Job(JobEvent::Sweep(SweepRecord::Member {
         step: 130,
         name: "lambda=1e-2".into(),
@@ -339,4 +351,88 @@ fn compare_screen_snapshot() {
     let shown = t.backend().to_string();
     assert!(shown.contains("ΔLM loss 0."), "{shown}");
     insta::assert_snapshot!("compare_delta_lm_150x30", shown);
+}
+
+#[test]
+fn what_a_member_says_at_its_start_reaches_the_sweep_log() {
+    let mut a = sweep_app();
+    a.update(Msg::Job(JobEvent::Member(
+        1,
+        TrainEvent::Info("note: grid point 3 is member lambda=3e-3: it does not take sae.k".into()),
+    )));
+    assert!(
+        a.log.iter().any(|l| l
+            == "lambda=3e-3: note: grid point 3 is member lambda=3e-3: it does not take sae.k"),
+        "{:?}",
+        a.log
+    );
+    let screen = render(&a, 160, 48);
+    assert!(screen.contains("grid point 3"), "{screen}");
+}
+
+#[test]
+fn a_viewer_of_a_sweep_offers_only_the_keys_it_takes() {
+    let a = sweep_app().watching();
+    for w in [160, 80] {
+        let screen = render(&a, w, 48);
+        assert!(screen.contains("q leave"), "{w}: {screen}");
+        assert!(
+            !screen.contains("P/C/X") && !screen.contains("p c x"),
+            "{w}: {screen}"
+        );
+    }
+    let mut a = a;
+    a.update(ch('?'));
+    let help = render(&a, 160, 48);
+    assert!(
+        help.contains("leave the viewer (the sweep goes on)"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("pause or resume") && !help.contains("stop the member"),
+        "{help}"
+    );
+    // the sweep's own screen offers them
+    let own = render(&sweep_app(), 160, 48);
+    assert!(own.contains("P/C/X all") && own.contains("q quit"), "{own}");
+}
+
+#[test]
+fn a_grids_varied_column_names_its_keys_once_and_never_cuts_a_value_silently() {
+    let lr = |v: &str| -> Vec<(String, toml::Value)> {
+        let t: toml::Table = format!("v = {v}").parse().unwrap();
+        vec![
+            ("train.sparsity_coefficient".to_string(), t["v"].clone()),
+            ("train.lr".to_string(), toml::Value::Float(0.000123456789)),
+            (
+                "train.target_l0".to_string(),
+                toml::Value::Float(123456789.123456),
+            ),
+        ]
+    };
+    let members: Vec<_> = ["0.03", "0.003"]
+        .iter()
+        .map(|v| {
+            let app = TrainApp::new(config(&[]), format!("m{v}"), "cpu".into(), 0, 1000);
+            (format!("m{v}"), lr(v), app)
+        })
+        .collect();
+    let mut a = SweepApp::new("grid".into(), members);
+    let screen = render(&a, 160, 48);
+    assert!(screen.contains("lambda, lr, l0"), "{screen}");
+    assert!(
+        screen.contains("0.03, 0.000123456789, 1234567… "),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("0.003, 0.000123456789, 123456… "),
+        "{screen}"
+    );
+    assert!(!screen.contains("lambda=0.03"), "{screen}");
+    // S sorts by the previous column, s by the next
+    let start = a.sort.0;
+    a.update(ch('S'));
+    assert_ne!(a.sort.0, start);
+    a.update(ch('s'));
+    assert_eq!(a.sort.0, start);
 }

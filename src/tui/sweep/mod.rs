@@ -39,6 +39,8 @@ pub enum Action {
     Open,
     /// Sort by the next column.
     Sort,
+    /// Sort by the previous column.
+    SortBack,
     /// Reverse the order.
     Reverse,
     /// Edits on a member's screen go to every member that takes the key.
@@ -85,12 +87,13 @@ pub const KEYS: &[Binding<Action>] = &[
     ),
     bind(
         &[ch('s')],
-        "s / r",
+        "s / S",
         Action::Sort,
-        "sort by the next column / reverse the order",
+        "sort by the next / the previous column (S)",
         "",
     ),
-    bind(&[ch('r')], "", Action::Reverse, "", ""),
+    bind(&[ch('S')], "", Action::SortBack, "", ""),
+    bind(&[ch('r')], "r", Action::Reverse, "reverse the order", ""),
     bind(
         &[
             named(KeyCode::Left),
@@ -178,6 +181,47 @@ fn cmp_varied(a: &[(String, toml::Value)], b: &[(String, toml::Value)]) -> std::
 }
 
 /// A member's varied values as the table shows them: `short=value`, by the keys' short names.
+/// A member's health as its badge: `ok`, or its first active warning's kind, with how many
+/// more (`l0-collapse+1`).
+pub fn health_badge(app: &crate::tui::app::TrainApp) -> String {
+    match app.warnings.keys().next() {
+        None => "ok".into(),
+        Some(k) if app.warnings.len() == 1 => k.name().to_string(),
+        Some(k) => format!("{}+{}", k.name(), app.warnings.len() - 1),
+    }
+}
+
+/// The varied values alone (the column's header names their keys: [`varied_keys`]).
+pub fn varied_values(varied: &[(String, toml::Value)]) -> String {
+    varied
+        .iter()
+        .map(|(_, v)| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The short names of the keys every member varies, when all vary the same keys in the same
+/// order (a grid): the column's header then names them once and its cells hold values alone.
+/// `None` when members vary different keys (each cell then says `key=value`).
+pub fn varied_keys(rows: &[Row]) -> Option<String> {
+    let names = |r: &Row| -> Vec<String> { r.varied.iter().map(|(k, _)| k.clone()).collect() };
+    let first = names(rows.first()?);
+    if first.is_empty() || rows.iter().any(|r| names(r) != first) {
+        return None;
+    }
+    Some(
+        first
+            .iter()
+            .map(|k| crate::schema::keys::find(k).map_or(k.as_str(), |key| key.short()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// The varied keys and values as `key=value, …`.
 pub fn varied_text(varied: &[(String, toml::Value)]) -> String {
     varied
         .iter()
@@ -222,10 +266,12 @@ pub enum Column {
     Rate,
     /// State.
     State,
+    /// Its health: `ok`, or the first active warning (and how many more).
+    Health,
 }
 
 /// Every column, in table order.
-pub const COLUMNS: [Column; 13] = [
+pub const COLUMNS: [Column; 14] = [
     Column::Index,
     Column::Name,
     Column::Varied,
@@ -239,6 +285,7 @@ pub const COLUMNS: [Column; 13] = [
     Column::Dead,
     Column::Rate,
     Column::State,
+    Column::Health,
 ];
 
 impl Column {
@@ -258,6 +305,7 @@ impl Column {
             Column::Dead => "dead",
             Column::Rate => "tok/s",
             Column::State => "state",
+            Column::Health => "health",
         }
     }
 }
@@ -318,6 +366,7 @@ impl Row {
         let or = |v: Option<f64>| v.filter(|x| x.is_finite()).unwrap_or(f64::NEG_INFINITY);
         match c {
             Column::Index | Column::Name | Column::Varied | Column::Arch | Column::State => 0.0,
+            Column::Health => self.app.warnings.len() as f64,
             Column::Step => self.app.step as f64,
             Column::L0 => or(self.app.l0.last()),
             Column::Mse => or(self.app.mse.last()),
@@ -500,9 +549,12 @@ impl SweepApp {
         let Some(row) = self.rows.get_mut(i) else {
             return;
         };
+        let mut said = None;
         match &ev {
             TrainEvent::Record(Record::Eval { eval, .. }) => row.heldout_fvu = Some(eval.fvu),
-            TrainEvent::Record(Record::Metrics(_)) => {}
+            // what a member says at its start (the sweep's own notes, a resume's) reaches the
+            // sweep's log, not only the member's screen
+            TrainEvent::Info(line) => said = Some(format!("{}: {line}", row.name)),
             _ => {}
         }
         let is_metrics = matches!(ev, TrainEvent::Record(Record::Metrics(_)));
@@ -512,6 +564,9 @@ impl SweepApp {
                 row.trail.pop_front();
             }
             row.trail.push_back(p);
+        }
+        if let Some(line) = said {
+            self.note(line);
         }
     }
 
@@ -624,9 +679,15 @@ impl SweepApp {
             Action::Up => self.selected = order[(pos + order.len() - 1) % order.len()],
             Action::Down => self.selected = order[(pos + 1) % order.len()],
             Action::Open => self.open = Some(self.selected),
-            Action::Sort => {
+            Action::Sort | Action::SortBack => {
                 let c = COLUMNS.iter().position(|c| *c == self.sort.0).unwrap_or(0);
-                self.sort.0 = COLUMNS[(c + 1) % COLUMNS.len()];
+                let n = COLUMNS.len();
+                let next = if action == Action::Sort {
+                    c + 1
+                } else {
+                    c + n - 1
+                };
+                self.sort.0 = COLUMNS[next % n];
             }
             Action::Reverse => self.sort.1 = !self.sort.1,
             Action::ToAll => self.to_all = !self.to_all,

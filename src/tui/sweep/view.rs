@@ -45,10 +45,18 @@ pub fn draw(f: &mut Frame, app: &SweepApp, theme: &Theme) {
     draw_table(f, table, app, theme);
     draw_frontier(f, chart, app, theme);
     draw_log(f, log, app, theme);
-    let keys = if area.width >= 110 {
-        "↑↓ select  Enter open  s sort  r reverse  ←→ value  A edits→all  p/c/x member  P/C/X all  ? help  q quit"
-    } else {
-        "↑↓ Enter open  s/r sort  ←→ value  A to all  p c x / P C X  ? help  q quit"
+    // a viewer in another process cannot pause, checkpoint or stop: it does not offer to
+    let keys = match (app.watching, area.width >= 110) {
+        (false, true) => {
+            "↑↓ select  Enter open  s sort  r reverse  ←→ value  A edits→all  p/c/x member  P/C/X all  ? help  q quit"
+        }
+        (false, false) => {
+            "↑↓ Enter open  s/r sort  ←→ value  A to all  p c x / P C X  ? help  q quit"
+        }
+        (true, true) => {
+            "↑↓ select  Enter open  s sort  r reverse  ←→ value  A edits→all  ? help  q leave (the sweep goes on)"
+        }
+        (true, false) => "↑↓ Enter open  s/r sort  ←→ value  A to all  ? help  q leave",
     };
     f.render_widget(Paragraph::new(keys).style(theme.dim), footer);
     if app.help {
@@ -132,26 +140,51 @@ fn shown(width: u16) -> Vec<(Column, Constraint)> {
     let wide = width >= 100;
     COLUMNS
         .iter()
-        .filter(|c| wide || !matches!(c, Column::Mse | Column::Rate | Column::DeltaLm))
+        // narrow: the health column stays (a member in trouble must not look merely
+        // "finished"); the architecture, said by most names, goes
+        .filter(|c| {
+            wide || !matches!(
+                c,
+                Column::Mse | Column::Rate | Column::DeltaLm | Column::Arch
+            )
+        })
         .filter(|c| width >= 140 || **c != Column::Varied)
         .map(|&c| {
             let w = match c {
                 Column::Index => Constraint::Length(3),
                 Column::Name => Constraint::Min(10),
-                Column::Varied => Constraint::Length(30),
+                Column::Varied => Constraint::Length(VARIED_W as u16),
                 Column::Arch => Constraint::Length(9),
                 Column::Step if wide => Constraint::Length(11),
                 Column::Step => Constraint::Length(7),
                 Column::L0 | Column::Ev | Column::Dead => Constraint::Length(6),
                 Column::Mse | Column::Rate => Constraint::Length(7),
                 Column::Fvu | Column::State | Column::DeltaLm => Constraint::Length(8),
+                Column::Health if wide => Constraint::Length(HEALTH_W as u16),
+                Column::Health => Constraint::Length(13),
             };
             (c, w)
         })
         .collect()
 }
 
-fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
+/// The varied column's width.
+const VARIED_W: usize = 30;
+
+/// The health column's width where the table is wide (the longest kind, `threshold-frozen`).
+const HEALTH_W: usize = 16;
+
+/// `text` cut to `width` characters, its end marked with "…" when it was cut.
+fn ellipsized(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn cell(i: usize, row: &Row, c: Column, (wide, uniform): (bool, bool)) -> String {
     let num = |v: Option<f64>, p: usize| {
         v.filter(|x| x.is_finite())
             .map_or("-".to_string(), |x| format!("{x:.p$}"))
@@ -159,7 +192,9 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
     match c {
         Column::Index => format!("{}", i + 1),
         Column::Name => row.name.clone(),
-        Column::Varied => super::varied_text(&row.varied),
+        // a value too long for the column ends in "…", never cut into another number
+        Column::Varied if uniform => ellipsized(&super::varied_values(&row.varied), VARIED_W),
+        Column::Varied => ellipsized(&super::varied_text(&row.varied), VARIED_W),
         Column::Arch => row.app.config.sae.architecture.name().to_string(),
         // "step/total" where it fits the column, else the step alone (never a cut number)
         Column::Step if wide && format!("{}/{}", row.app.step, row.app.total_steps).len() <= 11 => {
@@ -192,6 +227,10 @@ fn cell(i: usize, row: &Row, c: Column, wide: bool) -> String {
             }
         }
         Column::State => row.state.name().to_string(),
+        Column::Health => ellipsized(
+            &super::health_badge(&row.app),
+            if wide { HEALTH_W } else { 13 },
+        ),
     }
 }
 
@@ -199,12 +238,18 @@ fn draw_table(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
     let columns = shown(area.width);
     let wide = area.width >= 100;
     let header = columns.iter().map(|(c, _)| {
-        let mut t = c.title().to_string();
+        // the varied column is headed by the keys it varies; its cells hold values only
+        let mut t = match c {
+            Column::Varied => super::varied_keys(&app.rows)
+                .map_or("varied".to_string(), |k| ellipsized(&k, VARIED_W - 1)),
+            _ => c.title().to_string(),
+        };
         if *c == app.sort.0 {
             t.push(if app.sort.1 { '↓' } else { '↑' });
         }
         Cell::from(t)
     });
+    let uniform = super::varied_keys(&app.rows).is_some();
     let order = app.order();
     let rows = order.iter().map(|&i| {
         let r = &app.rows[i];
@@ -215,7 +260,7 @@ fn draw_table(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
         };
         let cells: Vec<Cell> = columns
             .iter()
-            .map(|(c, _)| Cell::from(cell(i, r, *c, wide)))
+            .map(|(c, _)| Cell::from(cell(i, r, *c, (wide, uniform))))
             .collect();
         let row = ratatui::widgets::Row::new(cells).style(style);
         if i == app.selected {
@@ -310,6 +355,14 @@ fn confirm(f: &mut Frame, question: &str, theme: &Theme) {
 }
 
 fn help(f: &mut Frame, area: Rect, watching: bool, theme: &Theme) {
-    let rows = help_rows(super::KEYS, |b| !(watching && b.action.needs_the_sweep()));
+    let rows: Vec<(&str, &str)> =
+        help_rows(super::KEYS, |b| !(watching && b.action.needs_the_sweep()))
+            .into_iter()
+            .map(|(keys, text)| match (watching, keys) {
+                (true, "q") => (keys, "leave the viewer (the sweep goes on)"),
+                (true, "Ctrl-C") => (keys, "the same"),
+                _ => (keys, text),
+            })
+            .collect();
     widgets::help(f, area, " sweep keys (any key closes) ", &rows, 12, theme);
 }
