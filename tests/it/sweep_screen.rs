@@ -264,6 +264,12 @@ fn value_keys_act_on_the_selected_member_or_on_all_that_take_the_key() {
     let c = a.update(key(KeyCode::Right));
     assert_eq!(c.len(), 1, "{:?}", sent(&c));
     assert_eq!(c[0].member, Some(0));
+    // the sweep log says which value was stepped, from what to what
+    let said = a.log.back().cloned().unwrap_or_default();
+    assert!(
+        said.starts_with("lambda=1e-3: ") && said.contains(key0.name) && said.contains(" → "),
+        "{said}"
+    );
     // on a member's own screen with A: every live member that takes the key gets the value
     a.update(key(KeyCode::Enter));
     a.update(ch('A'));

@@ -738,6 +738,13 @@ impl SweepApp {
         }
         let mut out = Vec::new();
         for c in controls {
+            // an edit is never invisible: each change goes to the sweep log too
+            if let Control::SetHyper(edit) = &c {
+                let name = self.rows[i].name.clone();
+                for (key, ch) in &edit.changes {
+                    self.note(format!("{name}: {key} {} → {}", ch.old, ch.new));
+                }
+            }
             if let (true, Control::SetHyper(_)) = (self.to_all, &c) {
                 out.extend(self.same_for_all(i));
             }
