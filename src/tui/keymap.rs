@@ -79,7 +79,7 @@ pub const BINDINGS: &[Binding<Action>] = &[
         &[ch('q')],
         "q",
         Action::Quit,
-        "quit (asks: stop and checkpoint, or cancel)",
+        "quit (asks: y stops with a checkpoint, n or Esc keeps training)",
         "quit",
     ),
     bind(

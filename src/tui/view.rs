@@ -503,7 +503,7 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let keys: Vec<(&str, &str)> = if app.editing.is_some() {
         vec![("type", "a value"), ("Enter", "apply"), ("Esc", "cancel")]
     } else if app.overlay == Some(Overlay::ConfirmQuit) {
-        vec![("s", "stop and checkpoint"), ("c", "cancel")]
+        vec![("y", "stop with a checkpoint"), ("n/Esc", "keep training")]
     } else if app.overlay == Some(Overlay::Help) {
         vec![("Esc", "close help")]
     } else {
@@ -567,7 +567,7 @@ fn draw_confirm(f: &mut Frame, area: Rect, theme: &Theme) {
         area,
         " quit? ",
         "Training is running.",
-        &[("s", "stop and checkpoint"), ("c", "cancel")],
+        &[("y", "stop with a checkpoint"), ("n/Esc", "keep training")],
         theme,
     );
 }

@@ -209,10 +209,12 @@ fn the_training_screen_in_a_real_terminal() {
     t.wait("the edit in the event log", |s| {
         s.contains("[file] lr: 0.0002 -> 0.0005")
     });
-    // q asks; s stops with a checkpoint; the terminal is given back
+    // q asks; y stops with a checkpoint; the terminal is given back
     t.keys("q");
-    t.wait("the quit question", |s| s.contains("stop and checkpoint"));
-    t.keys("s");
+    t.wait("the quit question", |s| {
+        s.contains("stop with a checkpoint")
+    });
+    t.keys("y");
     let s = t.wait("the run to end", |s| s.contains("EXIT="));
     assert!(s.contains("EXIT=130"), "{s}");
     assert!(s.contains("stopped at step"), "{s}");

@@ -246,11 +246,17 @@ fn quitting_asks_first_and_stops_with_a_checkpoint() {
     a.update(metrics(10));
     assert!(a.update(ch('q')).is_empty());
     assert_eq!(a.overlay, Some(Overlay::ConfirmQuit));
-    assert!(a.update(ch('c')).is_empty(), "c cancels");
+    // c means "checkpoint" everywhere else: it is no answer here
+    assert!(a.update(ch('c')).is_empty());
+    assert_eq!(a.overlay, Some(Overlay::ConfirmQuit), "c does not answer");
+    assert!(a.update(ch('n')).is_empty(), "n keeps training");
     assert_eq!(a.overlay, None);
     assert!(!a.quit);
     a.update(ch('q'));
-    let out = a.update(ch('s'));
+    assert!(a.update(key(KeyCode::Esc)).is_empty(), "Esc keeps training");
+    assert_eq!(a.overlay, None);
+    a.update(ch('q'));
+    let out = a.update(ch('y'));
     assert!(matches!(out.as_slice(), [Control::Stop]), "{out:?}");
     assert_eq!(a.state, RunState::Stopping);
     assert!(!a.quit, "waits for the checkpoint");
@@ -426,7 +432,7 @@ fn quit_confirmation_and_an_edit_in_progress() {
     a.update(key(KeyCode::Esc));
     a.update(ch('q'));
     let confirm = render(&a, 120, 40);
-    assert!(confirm.contains("stop and checkpoint"), "{confirm}");
+    assert!(confirm.contains("stop with a checkpoint"), "{confirm}");
 }
 
 #[test]

@@ -34,8 +34,9 @@ impl TrainApp {
         if self.overlay == Some(Overlay::ConfirmQuit) {
             return match (action, key.code) {
                 (Some(Action::Interrupt), _) => self.stop(),
-                (_, KeyCode::Char('s') | KeyCode::Char('y') | KeyCode::Enter) => self.stop(),
-                (_, KeyCode::Char('c') | KeyCode::Char('n') | KeyCode::Esc) => {
+                // y/n/Esc, as every question: `c` means "checkpoint" everywhere else
+                (_, KeyCode::Char('y') | KeyCode::Enter) => self.stop(),
+                (_, KeyCode::Char('n') | KeyCode::Esc) => {
                     self.overlay = None;
                     Vec::new()
                 }
