@@ -74,20 +74,30 @@ impl Job for Trainer {
             } => Closing {
                 code: 0,
                 message: format!(
-                    "done: SAE in {} (SAELens layout), checkpoint {}",
+                    "done: SAE in {} (SAELens layout), checkpoint {}{}",
                     sae_dir.display(),
-                    checkpoint.display()
+                    checkpoint.display(),
+                    numbers(self)
                 ),
             },
             Outcome::Stopped { checkpoint, step } => Closing {
                 code: 130,
                 message: format!(
-                    "stopped at step {step}: checkpoint {}; continue with `jumpscope train --resume {}`",
+                    "stopped at step {step}: checkpoint {}; continue with `jumpscope train --resume {}`{}",
                     checkpoint.display(),
-                    self.run_dir().display()
+                    self.run_dir().display(),
+                    numbers(self)
                 ),
             },
         }
+    }
+}
+
+/// The run's final numbers, as `; final L0 …, training FVU …, held-out FVU …` (what it has).
+fn numbers(t: &Trainer) -> String {
+    match t.last_numbers().line() {
+        l if l.is_empty() => l,
+        l => format!("; {l}"),
     }
 }
 

@@ -421,6 +421,7 @@ impl Trainer {
                 lm_last: None,
                 protected: None,
                 resume_edits: Vec::new(),
+                last: Default::default(),
             },
         })
     }
@@ -603,6 +604,7 @@ impl Trainer {
                 lm_last: None,
                 protected: None,
                 resume_edits: Vec::new(),
+                last: Default::default(),
             },
         })
     }

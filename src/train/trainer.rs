@@ -93,6 +93,38 @@ pub struct Resources {
     pub(super) lock: crate::lock::DirLock,
 }
 
+/// The newest numbers a run reported, said when it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LastNumbers {
+    /// L0 of the last report.
+    pub l0: Option<f64>,
+    /// FVU (1 − EV) of the last report's training batches.
+    pub train_fvu: Option<f64>,
+    /// FVU of the last held-out evaluation.
+    pub held_out_fvu: Option<f64>,
+}
+
+impl LastNumbers {
+    /// `final L0 …, training FVU …, held-out FVU …` (what is known), or nothing.
+    pub fn line(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(v) = self.l0 {
+            parts.push(format!("L0 {v:.1}"));
+        }
+        if let Some(v) = self.train_fvu {
+            parts.push(format!("training FVU {v:.4}"));
+        }
+        if let Some(v) = self.held_out_fvu {
+            parts.push(format!("held-out FVU {v:.4}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("final {}", parts.join(", "))
+        }
+    }
+}
+
 /// Where a run stands: its parameters and optimizer, its counters and report window, its
 /// health; what a checkpoint and a report record.
 pub struct State {
@@ -131,6 +163,8 @@ pub struct State {
     /// Edits a resume was asked for (the stopped run's config.toml, `--set`), applied and logged
     /// when the run starts.
     pub(super) resume_edits: Vec<crate::live::HyperEdit>,
+    /// The newest numbers reported, for the line said when the run ends.
+    pub(super) last: LastNumbers,
 }
 
 /// One batch a sweep hands to each of its members: already on the member's device.
@@ -167,6 +201,11 @@ impl Trainer {
         self.res.config_file.clone()
     }
 
+    /// The newest L0 and training FVU reported, and the newest held-out FVU.
+    pub fn last_numbers(&self) -> LastNumbers {
+        self.st.last
+    }
+
     /// Steps completed.
     pub fn step(&self) -> u64 {
         self.st.step
@@ -184,6 +223,14 @@ impl Trainer {
 
     /// Append `rec` to metrics.jsonl and hand it to the sink.
     pub(super) fn emit(&mut self, rec: Record, sink: Sink<'_>) -> Result<(), TrainError> {
+        match &rec {
+            Record::Metrics(m) => {
+                self.st.last.l0 = Some(m.l0);
+                self.st.last.train_fvu = Some(1.0 - m.explained_variance);
+            }
+            Record::Eval { eval, .. } => self.st.last.held_out_fvu = Some(eval.fvu),
+            _ => {}
+        }
         // a log or a checkpoint written into a directory that was deleted is lost unseen
         if !self.res.lock.in_place() {
             return Err(TrainError::RunDirGone(self.res.run_dir.clone()));

@@ -209,6 +209,18 @@ fn held_out_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     );
     let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // the closing line gives the final numbers, the held-out one too
+    let all = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    let closing = all
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .unwrap_or_default();
+    assert!(
+        closing.contains("final L0 ")
+            && closing.contains("training FVU ")
+            && closing.contains("held-out FVU "),
+        "{all}"
+    );
     (run_dir, store)
 }
 
