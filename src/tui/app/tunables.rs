@@ -103,13 +103,45 @@ impl Tunable {
         }
     }
 
-    /// The next value up or down: integers double or halve, the others move by 25 %.
+    /// The next value up or down: integers double or halve, the others move by 25 %, rounded
+    /// to three significant digits (so the value in force is the one shown: 0.000313, not
+    /// 0.0003125 shown as 0.0003125 and held as 0.00031250000000000006).
     pub(super) fn stepped(&self, v: f64, up: bool) -> f64 {
+        let three = |x: f64| format!("{x:.2e}").parse().unwrap_or(x);
         match (self.integer, up) {
             (true, true) => (v * 2.0).max(1.0),
             (true, false) => (v / 2.0).floor(),
-            (false, true) => v * 1.25,
-            (false, false) => v / 1.25,
+            (false, true) => three(v * 1.25),
+            (false, false) => three(v / 1.25),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stepped_values_keep_three_significant_digits() {
+        let lr = tunables(Architecture::JumpRelu)
+            .iter()
+            .find(|t| t.key.name == "lr")
+            .copied()
+            .expect("lr is tunable");
+        let mut v = 0.0002;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            v = lr.stepped(v, true);
+            seen.push(lr.format(v));
+        }
+        assert_eq!(
+            seen,
+            [
+                "0.00025", "0.000313", "0.000391", "0.000489", "0.000611", "0.000764"
+            ]
+        );
+        // what is shown is what is held
+        assert_eq!(lr.format(v).parse::<f64>().unwrap(), v);
+        assert_eq!(lr.format(lr.stepped(0.00025, false)), "0.0002");
     }
 }
