@@ -780,3 +780,20 @@ fn the_model_in_the_loop_is_charted_under_the_loss() {
     assert!(shown.contains("ΔLM +0.3000 · CE rec. 0.925"), "{shown}");
     insta::assert_snapshot!(shown);
 }
+
+#[test]
+fn the_arrows_do_not_step_a_value_while_the_events_pane_is_focused() {
+    let mut a = app(&[]);
+    a.update(metrics(10));
+    let before = a.config.hyper.clone();
+    // Tab to the events pane (the last one)
+    while a.focus != jumpscope::tui::app::Pane::Log {
+        a.update(key(KeyCode::Tab));
+    }
+    assert!(a.update(key(KeyCode::Right)).is_empty());
+    assert!(a.update(key(KeyCode::Left)).is_empty());
+    assert_eq!(a.config.hyper, before, "nothing stepped");
+    // elsewhere they do
+    a.update(key(KeyCode::Tab));
+    assert!(!a.update(key(KeyCode::Right)).is_empty());
+}

@@ -68,6 +68,15 @@ impl TrainApp {
                 };
                 self.focus = PANES[j];
             }
+            // the events pane focused: the arrows do not step a value unseen
+            Action::Increase | Action::Decrease | Action::Up | Action::Down
+                if self.focus == Pane::Log =>
+            {
+                self.note(
+                    "the arrows step values from the other panes: Tab moves the focus off the events",
+                    false,
+                );
+            }
             Action::Up => {
                 let n = self.tunables().len();
                 self.selected = (self.selected + n - 1) % n
