@@ -365,16 +365,15 @@ fn load_sae(i: &Input) -> Result<(io::LoadedSae, Option<Config>, PathBuf), Compa
         Input::Sae(p) => Ok((io::load(p).map_err(|e| read_err(p, e))?, None, p.clone())),
         Input::Run(d) => {
             let cfg = run_config(d)?;
-            if d.join("sae").is_dir() {
-                let p = d.join("sae");
-                return Ok((io::load(&p).map_err(|e| read_err(&p, e))?, Some(cfg), p));
-            }
-            let tmp = tempfile::tempdir().map_err(|e| read_err(d, e))?;
-            let out = tmp.path().join("sae");
-            crate::train::export::export_checkpoint(&d.join("checkpoints"), &out)
-                .map_err(|e| read_err(d, e))?;
-            let loaded = io::load(&out).map_err(|e| read_err(&out, e))?;
-            Ok((loaded, Some(cfg), d.clone()))
+            // its sae/, or while it trains its newest checkpoint (folded in memory, as `eval`
+            // and `inspect` read a run)
+            let (loaded, from) = crate::train::export::load_any(d).map_err(|e| read_err(d, e))?;
+            let path = if from.ends_with("sae") {
+                from
+            } else {
+                d.clone()
+            };
+            Ok((loaded, Some(cfg), path))
         }
     }
 }

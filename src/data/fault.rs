@@ -95,13 +95,13 @@ impl std::ops::Deref for FileMap {
 /// A registered map: reads of it that fault on a truncated file are repaired and remembered.
 /// Dropping it (before the map is unmapped) ends the watch.
 #[derive(Debug)]
-pub struct Watch {
+struct Watch {
     slot: Option<usize>,
 }
 
 impl Watch {
     /// Watch the `len` bytes mapped at `ptr`.
-    pub fn new(ptr: *const u8, len: usize) -> Self {
+    fn new(ptr: *const u8, len: usize) -> Self {
         if len == 0 {
             return Self { slot: None };
         }
@@ -120,7 +120,7 @@ impl Watch {
     }
 
     /// Whether a read of the map faulted because its file shrank (what was read there is zeros).
-    pub fn faulted(&self) -> bool {
+    fn faulted(&self) -> bool {
         self.slot
             .is_some_and(|k| TABLE[k].faulted.load(Ordering::Acquire))
     }
