@@ -6,6 +6,7 @@
 use crate::config::{Architecture, Config};
 use crate::data::store::Store;
 use crate::eval::evaluate;
+use crate::metrics::stats::Inactive;
 use crate::sae::io;
 use crate::schema::record::{Record, read_log};
 use serde::Serialize;
@@ -110,12 +111,15 @@ pub struct Entry {
     pub hyper: BTreeMap<String, HyperValue>,
     /// Mean features firing per token.
     pub l0: f64,
-    /// Mean squared error.
-    pub mse: f64,
+    /// Normalised MSE: Σ‖x − x̂‖² / Σ‖x‖² (scale-free; `null` for logs of earlier versions).
+    #[serde(with = "crate::metrics::nullable")]
+    pub mse_norm: f64,
     /// Fraction of variance unexplained.
     pub fvu: f64,
-    /// Features that never fired (on the store, or in the run's window), when known.
-    pub dead: Option<u64>,
+    /// Features that did not fire, when known: `silent` on the tokens measured (a store, or
+    /// the run's held-out rows), or `dead` in the run's training window (its log's last
+    /// report), with the tokens it was measured over.
+    pub inactive: Option<Inactive>,
     /// What the numbers were measured on.
     pub basis: Basis,
     /// On the L0–FVU frontier of this set.
@@ -127,6 +131,19 @@ pub struct Entry {
     pub ce_recovered: Option<f64>,
     /// KL(clean ‖ spliced), likewise.
     pub kl: Option<f64>,
+}
+
+/// What the table's units mean, printed under it.
+pub const LEGEND: &str = "nMSE = Σ‖x−x̂‖² / Σ‖x‖² (normalised, scale-free); dead = no firing in the run's last \
+train.dead_window_tokens training tokens; silent = no firing on any token of the basis";
+
+impl Entry {
+    /// `silent 1126 (36.7%)`, `dead 0 (0.0%)`, or `-` when not known.
+    pub fn inactive_text(&self) -> String {
+        self.inactive.map_or("-".into(), |i| {
+            format!("{} {}", i.measure.name(), i.short())
+        })
+    }
 }
 
 /// A hyperparameter's value, typed so that JSON holds numbers as numbers.
@@ -321,9 +338,9 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
         d_sae,
         hyper: key_hyper(&cfg),
         l0: f64::NAN,
-        mse: f64::NAN,
+        mse_norm: f64::NAN,
         fvu: f64::NAN,
-        dead: None,
+        inactive: None,
         basis: Basis::Training { step: 0 },
         on_frontier: false,
         delta_lm_loss: lm.map(|(_, s)| s.delta_lm_loss),
@@ -332,11 +349,13 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
     };
     match (eval, metrics) {
         (Some((step, ev)), _) => {
-            (e.l0, e.mse, e.fvu, e.dead) = (ev.l0, ev.mse, ev.fvu, Some(ev.dead));
+            (e.l0, e.mse_norm, e.fvu) = (ev.l0, ev.mse_norm, ev.fvu);
+            e.inactive = Some(ev.inactive());
             e.basis = Basis::HeldOut { step };
         }
         (None, Some(m)) => {
-            (e.l0, e.mse, e.fvu, e.dead) = (m.l0, m.mse, 1.0 - m.explained_variance, Some(m.dead));
+            (e.l0, e.mse_norm, e.fvu) = (m.l0, m.mse_norm, 1.0 - m.explained_variance);
+            e.inactive = Some(m.inactive());
             e.basis = Basis::Training { step: m.step };
         }
         (None, None) => return Err(CompareError::NoReport(dir.to_path_buf())),
@@ -388,9 +407,9 @@ fn loaded_entry(sae: &io::LoadedSae, cfg: &Option<Config>, path: &Path, basis: B
         d_sae: sae.params.d_sae,
         hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
         l0: f64::NAN,
-        mse: f64::NAN,
+        mse_norm: f64::NAN,
         fvu: f64::NAN,
-        dead: None,
+        inactive: None,
         basis,
         on_frontier: false,
         delta_lm_loss: None,
@@ -440,9 +459,9 @@ pub fn on_store(
         .map_err(|e| read_err(path, e))?;
         out.push(Entry {
             l0: r.l0,
-            mse: r.mse,
+            mse_norm: r.mse_norm,
             fvu: r.fvu,
-            dead: Some(r.dead),
+            inactive: Some(r.inactive()),
             ..loaded_entry(
                 sae,
                 cfg,

@@ -1,7 +1,7 @@
 //! `jumpscope eval`: reconstruction quality of an inference-form SAE over a store's raw rows.
 
 use crate::data::store::{Store, StoreError};
-use crate::metrics::stats::ReconAccumulator;
+use crate::metrics::stats::{Inactive, Measure, ReconAccumulator};
 use crate::sae::model::{HostParams, InferenceSae, download, upload};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -13,27 +13,55 @@ pub struct Evaluation {
     pub n_tokens: u64,
     /// Mean active features per token.
     pub l0: f64,
-    /// Mean over tokens of ‖x − x̂‖², raw activation space.
-    pub mse: f64,
+    /// Mean over tokens of ‖x − x̂‖², raw activation space (`mse` in earlier versions).
+    #[serde(alias = "mse")]
+    pub mse_raw: f64,
+    /// Normalised MSE: Σ‖x − x̂‖² / Σ‖x‖² over these tokens, free of the activations' scale
+    /// (`null` in records of earlier versions).
+    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    pub mse_norm: f64,
     /// Fraction of variance unexplained.
     pub fvu: f64,
     /// 1 − FVU.
     pub explained_variance: f64,
-    /// Features that never fired on these tokens.
-    pub dead: u64,
+    /// Features that never fired on these `n_tokens` tokens ("silent"; training's "dead" counts
+    /// a window of training tokens instead). `dead` in earlier versions.
+    #[serde(alias = "dead")]
+    pub silent: u64,
+    /// `silent / d_sae` (`null` in records of earlier versions).
+    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    pub silent_fraction: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 impl Evaluation {
-    /// The report from running sums and the count of features that never fired.
-    pub fn from_sums(acc: &ReconAccumulator, dead: u64) -> Self {
+    /// The features silent on these tokens, as every screen shows them.
+    pub fn inactive(&self) -> Inactive {
+        Inactive {
+            measure: Measure::Silent,
+            count: self.silent,
+            fraction: self.silent_fraction,
+            tokens: self.n_tokens,
+        }
+    }
+}
+
+impl Evaluation {
+    /// The report from running sums and the count of features that never fired, of `d_sae`.
+    pub fn from_sums(acc: &ReconAccumulator, silent: u64, d_sae: usize) -> Self {
         let fvu = acc.fvu();
         Self {
             n_tokens: acc.tokens,
             l0: acc.l0(),
-            mse: acc.mse(),
+            mse_raw: acc.mse(),
+            mse_norm: acc.mse_norm(),
             fvu,
             explained_variance: 1.0 - fvu,
-            dead,
+            silent,
+            silent_fraction: silent as f64 / d_sae.max(1) as f64,
         }
     }
 }
@@ -89,7 +117,8 @@ impl<'a> Evaluator<'a> {
 
     /// The report over everything added.
     pub fn finish(&self) -> Evaluation {
-        Evaluation::from_sums(&self.acc, self.fired.iter().filter(|f| !**f).count() as u64)
+        let silent = self.fired.iter().filter(|f| !**f).count() as u64;
+        Evaluation::from_sums(&self.acc, silent, self.fired.len())
     }
 }
 

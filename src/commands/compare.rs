@@ -72,15 +72,15 @@ fn print_table(entries: &[Entry]) {
         .max(4);
     let lm = |v: Option<f64>, prec: usize| v.map_or("-".into(), |v| format!("{v:.prec$}"));
     println!(
-        "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7}  {:>9}  {:>7}  {:>6}  {:>8}  {:>7}  {:>7}  {:>5}  basis",
+        "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7}  {:>7}  {:>7}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  basis",
         "name",
         "arch",
         "d_sae",
         "hyperparameters",
         "L0",
-        "MSE",
+        "nMSE",
         "FVU",
-        "dead",
+        "dead/silent",
         "ΔLM",
         "CE rec.",
         "KL",
@@ -89,15 +89,15 @@ fn print_table(entries: &[Entry]) {
     for e in entries {
         let hyper = e.hyper_text();
         println!(
-            "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>9.5}  {:>7.4}  {:>6}  {:>8}  {:>7}  {:>7}  {:>5}  {}",
+            "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>7.4}  {:>7.4}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  {}",
             e.name,
             e.architecture,
             e.d_sae,
             hyper,
             e.l0,
-            e.mse,
+            e.mse_norm,
             e.fvu,
-            e.dead.map_or("-".into(), |d| d.to_string()),
+            e.inactive_text(),
             lm(e.delta_lm_loss, 4),
             lm(e.ce_recovered, 3),
             lm(e.kl, 4),
@@ -105,4 +105,5 @@ fn print_table(entries: &[Entry]) {
             e.basis
         );
     }
+    println!("{}", jumpscope::compare::LEGEND);
 }

@@ -56,10 +56,22 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
         );
         println!("tokens     {}", report.n_tokens);
         println!("L0         {:.3}", report.l0);
-        println!("MSE        {:.6}", report.mse);
+        println!(
+            "nMSE       {:.6}  (normalised: Σ‖x−x̂‖² / Σ‖x‖²)",
+            report.mse_norm
+        );
+        println!(
+            "MSE raw    {:.6}  (mean ‖x−x̂‖², raw activation units)",
+            report.mse_raw
+        );
         println!("FVU        {:.6}", report.fvu);
         println!("explained  {:.4}", report.explained_variance);
-        println!("dead       {} of {}", report.dead, loaded.params.d_sae);
+        println!(
+            "silent     {} of {}  (never fired on these {} tokens)",
+            report.inactive().short(),
+            loaded.params.d_sae,
+            report.n_tokens
+        );
     }
     Ok(0)
 }

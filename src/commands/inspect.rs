@@ -212,8 +212,15 @@ fn summary(r: &Inspection, feature: Option<&FeatureReport>) {
         r.recon.fvu, r.recon.explained_variance
     );
     println!(
-        "dead       {} of {}    dense (density >= {}) {}",
-        r.recon.dead, r.sae.d_sae, r.dense_threshold, r.dense
+        "nMSE       {:.6}  (normalised: Σ‖x−x̂‖² / Σ‖x‖²)",
+        r.recon.mse_norm
+    );
+    println!(
+        "silent     {} of {} (never fired on these tokens)    dense (density >= {}) {}",
+        r.recon.inactive().short(),
+        r.sae.d_sae,
+        r.dense_threshold,
+        r.dense
     );
     let marker = r.sae.theta_marker();
     let show = |f: &FeatureReport| {

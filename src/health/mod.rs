@@ -336,15 +336,15 @@ impl Monitor {
             }
             Kind::SparsityDominates => {
                 let penalty = m.sparsity_coefficient * m.sparsity;
-                (warmed && penalty > c.sparsity_over_mse * m.mse).then_some(())?;
+                (warmed && penalty > c.sparsity_over_mse * m.mse_scaled).then_some(())?;
                 self.warn(
                     kind,
                     format!(
-                        "λ · sparsity = {penalty:.4} is {:.0}× the MSE {:.4}",
-                        penalty / m.mse.max(f64::MIN_POSITIVE),
-                        m.mse
+                        "λ · sparsity = {penalty:.4} is {:.0}× the MSE {:.4} (training-scaled)",
+                        penalty / m.mse_scaled.max(f64::MIN_POSITIVE),
+                        m.mse_scaled
                     ),
-                    &[("penalty", penalty), ("mse", m.mse)],
+                    &[("penalty", penalty), ("mse_scaled", m.mse_scaled)],
                 )
             }
         }

@@ -282,6 +282,7 @@ pub fn inspect(
         recon: Evaluation::from_sums(
             &acc,
             features.iter().filter(|f| f.density == 0.0).count() as u64,
+            features.len(),
         ),
         dense: features.iter().filter(|f| f.density >= opts.dense).count() as u64,
         dense_threshold: opts.dense,

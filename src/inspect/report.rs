@@ -118,9 +118,9 @@ pub struct Inspection {
     pub stores: Vec<String>,
     /// The dataset read.
     pub dataset: String,
-    /// Over the store's finite rows (rows with NaN/Inf are left out), raw space: `n_tokens`,
-    /// `l0`, `mse`, `fvu`, `explained_variance`, and `dead` (features that never fired); the
-    /// same object as `eval --json`, written inline.
+    /// Over the store's finite rows (rows with NaN/Inf are left out): `n_tokens`, `l0`,
+    /// `mse_raw`, `mse_norm`, `fvu`, `explained_variance`, and `silent` / `silent_fraction`
+    /// (features that never fired); the same object as `eval --json`, written inline.
     #[serde(flatten)]
     pub recon: Evaluation,
     /// Features with density ≥ `dense_threshold`.

@@ -1,4 +1,6 @@
-//! Training and evaluation metrics: definitions and the metrics log.
+//! Training and evaluation metrics: definitions, the metrics log, and numbers that may be NaN in
+//! JSON ([`nullable`]).
 
 pub mod log;
+pub mod nullable;
 pub mod stats;

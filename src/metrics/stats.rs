@@ -30,6 +30,76 @@ impl Histogram {
     }
 }
 
+/// How a count of features that did not fire was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Measure {
+    /// Training's: no firing in the last `tokens` training tokens (`train.dead_window_tokens`).
+    Dead,
+    /// Evaluation's: no firing on any of the `tokens` tokens evaluated.
+    Silent,
+}
+
+impl Measure {
+    /// Its name, as every screen and JSON key says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Dead => "dead",
+            Measure::Silent => "silent",
+        }
+    }
+}
+
+/// Features that did not fire: how many, of how many, and over how many tokens. One type so
+/// that every screen and table shows it the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Inactive {
+    /// `dead` (a training window) or `silent` (the evaluated tokens).
+    pub measure: Measure,
+    /// Features.
+    pub count: u64,
+    /// `count / d_sae`.
+    pub fraction: f64,
+    /// The tokens it was measured over (0: not known).
+    pub tokens: u64,
+}
+
+impl Inactive {
+    /// `140 (0.9%)`: the count with its percentage.
+    pub fn short(&self) -> String {
+        format!("{} ({:.1}%)", self.count, self.fraction * 100.0)
+    }
+
+    /// `over 10.0M tok` (or nothing when the token count is not known).
+    pub fn over(&self) -> String {
+        match self.tokens {
+            0 => String::new(),
+            t => format!("over {} tok", si(t as f64)),
+        }
+    }
+}
+
+impl std::fmt::Display for Inactive {
+    /// `dead 140 (0.9%) over 10.0M tok`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.measure.name(), self.short())?;
+        match self.tokens {
+            0 => Ok(()),
+            _ => write!(f, " {}", self.over()),
+        }
+    }
+}
+
+/// A count with an SI suffix: `950`, `12.3k`, `1.64M`, `2.10G`.
+pub fn si(v: f64) -> String {
+    match v.abs() {
+        x if x >= 1e9 => format!("{:.2}G", v / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", v / 1e6),
+        x if x >= 1e4 => format!("{:.1}k", v / 1e3),
+        _ => format!("{v:.0}"),
+    }
+}
+
 /// log10(freq + 1e-10), the density scale used everywhere.
 pub fn log10_density(freq: f64) -> f64 {
     (freq + 1e-10).log10()
@@ -81,6 +151,11 @@ impl ReconAccumulator {
     /// Mean squared error per token (sum over dimensions).
     pub fn mse(&self) -> f64 {
         self.sq_err / self.tokens.max(1) as f64
+    }
+
+    /// Normalised MSE: Σ‖x − x̂‖² / Σ‖x‖², the same in raw and training-scaled space.
+    pub fn mse_norm(&self) -> f64 {
+        self.sq_err / self.sq_norm
     }
 
     /// Mean active features per token.

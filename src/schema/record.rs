@@ -267,8 +267,14 @@ pub struct MetricsRecord {
     pub tokens: u64,
     /// Loss of the last step (before its update).
     pub loss: f64,
-    /// Its reconstruction part (training-scaled space).
-    pub mse: f64,
+    /// Its reconstruction part, mean ‖x − x̂‖² in training-scaled space (x / C, so that
+    /// E‖x‖² ≈ 1). `mse` in earlier versions.
+    #[serde(alias = "mse")]
+    pub mse_scaled: f64,
+    /// Normalised MSE of the last batch: Σ‖x − x̂‖² / Σ‖x‖², free of scale, the same quantity
+    /// `eval` reports as `mse_norm` (`null` in logs of earlier versions).
+    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    pub mse_norm: f64,
     /// Its sparsity part, before λ.
     pub sparsity: f64,
     /// Its pre-activation part, before its coefficient.
@@ -277,10 +283,14 @@ pub struct MetricsRecord {
     pub l0: f64,
     /// 1 − FVU on the last batch.
     pub explained_variance: f64,
-    /// Features that have not fired in the last `dead_window_tokens` tokens.
+    /// Features that have not fired in the last `dead_window_tokens` training tokens.
     pub dead: u64,
     /// `dead / d_sae`.
     pub dead_fraction: f64,
+    /// The window `dead` is counted over, in tokens (`train.dead_window_tokens`; 0 in logs of
+    /// earlier versions). Until that many tokens are trained on, no feature can be dead.
+    #[serde(default)]
+    pub dead_window_tokens: u64,
     /// Learning rate of the last step.
     pub lr: f64,
     /// λ of the last step.
@@ -309,6 +319,22 @@ pub struct MetricsRecord {
     pub global_threshold: Option<f64>,
     /// Seconds since the run (or resume) started.
     pub elapsed_s: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
+}
+
+impl MetricsRecord {
+    /// The dead features, as every screen shows them.
+    pub fn inactive(&self) -> crate::metrics::stats::Inactive {
+        crate::metrics::stats::Inactive {
+            measure: crate::metrics::stats::Measure::Dead,
+            count: self.dead,
+            fraction: self.dead_fraction,
+            tokens: self.dead_window_tokens,
+        }
+    }
 }
 
 /// `, memory ~1.20 GiB of 20.00 GiB free` for the opening records' summaries.
@@ -389,6 +415,29 @@ impl Record {
         }
     }
 
+    /// Tokens trained on when it was written (every record carries them).
+    pub fn tokens(&self) -> u64 {
+        match self {
+            Record::Metrics(m) => m.tokens,
+            Record::LmEval(r) => r.tokens,
+            Record::Start { tokens, .. }
+            | Record::Resume { tokens, .. }
+            | Record::Eval { tokens, .. }
+            | Record::Checkpoint { tokens, .. }
+            | Record::Epoch { tokens, .. }
+            | Record::Hyper { tokens, .. }
+            | Record::Pause { tokens, .. }
+            | Record::ResumeSteps { tokens, .. }
+            | Record::NonfiniteLoss { tokens, .. }
+            | Record::Stop { tokens, .. }
+            | Record::Finish { tokens, .. }
+            | Record::Warning { tokens, .. }
+            | Record::WarningCleared { tokens, .. }
+            | Record::LmEvalSkipped { tokens, .. }
+            | Record::LmEvalFailed { tokens, .. } => *tokens,
+        }
+    }
+
     /// The line a person reads for it, beside its step (the screen's event log, headless
     /// output); `None` for metrics reports, which go to charts and progress lines instead.
     pub fn summary(&self) -> Option<String> {
@@ -423,8 +472,13 @@ impl Record {
                 memory_phrase(memory_estimate, memory_available)
             ),
             Record::Eval { eval, .. } => format!(
-                "held-out ({} tokens): L0 {:.2}, MSE {:.5}, FVU {:.4}, dead {}",
-                eval.n_tokens, eval.l0, eval.mse, eval.fvu, eval.dead
+                "held-out ({} tokens): L0 {:.2}, FVU {:.4}, normalised MSE {:.4}, silent {} ({:.1}%)",
+                eval.n_tokens,
+                eval.l0,
+                eval.fvu,
+                eval.mse_norm,
+                eval.silent,
+                eval.silent_fraction * 100.0
             ),
             Record::Checkpoint { path, .. } => format!("checkpoint {}", path.display()),
             Record::Epoch { epoch, .. } => {

@@ -53,13 +53,12 @@ impl Job for Trainer {
     fn screen(&self) -> Box<dyn Screen> {
         let cfg = self.config().clone();
         let (device, total) = (cfg.device.label(), cfg.total_steps());
-        Box::new(TrainApp::new(
-            cfg,
-            short_name(self.run_dir()),
-            device,
-            self.step(),
-            total,
-        ))
+        let mut app = TrainApp::new(cfg, short_name(self.run_dir()), device, self.step(), total);
+        // resumed: the charts start with the run's history, as `watch` shows it
+        if self.step() > 0 {
+            app.replay(&self.run_dir().join("metrics.jsonl"));
+        }
+        Box::new(app)
     }
 
     fn printer(&self, progress: bool, out: &Output) -> RunPrinter {
@@ -168,7 +167,10 @@ impl Printer<Trainer> for RunPrinter {
                 };
                 let msg = format!(
                     "{:.0} tok/s  L0 {:.1}  EV {:.3}  dead {}{epoch}",
-                    m.tokens_per_s, m.l0, m.explained_variance, m.dead
+                    m.tokens_per_s,
+                    m.l0,
+                    m.explained_variance,
+                    m.inactive().short()
                 );
                 match &self.bar {
                     Some(b) => {
@@ -243,13 +245,16 @@ impl Job for Sweep {
             .members()
             .iter()
             .map(|m| {
-                let app = TrainApp::new(
+                let mut app = TrainApp::new(
                     m.config.clone(),
                     m.name.clone(),
                     m.config.device.label(),
                     m.step,
                     m.config.total_steps(),
                 );
+                if m.step > 0 {
+                    app.replay(&self.dir().join(&m.name).join("metrics.jsonl"));
+                }
                 (m.name.clone(), m.varied.clone(), app)
             })
             .collect();
@@ -305,7 +310,7 @@ struct Last {
     step: u64,
     l0: f64,
     explained_variance: f64,
-    dead: u64,
+    dead: String,
     heldout_fvu: Option<f64>,
 }
 
@@ -326,7 +331,7 @@ impl Printer<Sweep> for SweepPrinter {
             JobEvent::Member(i, TrainEvent::Record(Record::Metrics(m))) => {
                 let l = self.last.entry(i).or_default();
                 (l.step, l.l0, l.explained_variance, l.dead) =
-                    (m.step, m.l0, m.explained_variance, m.dead);
+                    (m.step, m.l0, m.explained_variance, m.inactive().short());
                 out.err(&format!(
                     "{:<w$}  step {:>6}  loss {:.5}  L0 {:.1}  EV {:.3}  dead {}  {:.0} tok/s",
                     name(i),
@@ -334,7 +339,7 @@ impl Printer<Sweep> for SweepPrinter {
                     m.loss,
                     m.l0,
                     m.explained_variance,
-                    m.dead,
+                    m.inactive().short(),
                     m.tokens_per_s
                 ));
             }
@@ -367,7 +372,7 @@ impl Printer<Sweep> for SweepPrinter {
     fn close(&mut self, sweep: &Sweep, out: &Output) {
         let w = self.width;
         out.out(&format!(
-            "{:<w$}  {:>9}  {:>8}  {:>7}  {:>6}  {:>11}  {:>5}",
+            "{:<w$}  {:>9}  {:>8}  {:>7}  {:>6}  {:>11}  {:>11}",
             "member", "state", "step", "L0", "EV", "heldout FVU", "dead"
         ));
         for (i, m) in sweep.members().iter().enumerate() {
@@ -376,7 +381,7 @@ impl Printer<Sweep> for SweepPrinter {
                     m.step.max(l.step).to_string(),
                     format!("{:.2}", l.l0),
                     format!("{:.3}", l.explained_variance),
-                    l.dead.to_string(),
+                    l.dead.clone(),
                 ),
                 _ => (m.step.to_string(), "-".into(), "-".into(), "-".into()),
             };
@@ -386,7 +391,7 @@ impl Printer<Sweep> for SweepPrinter {
                 .and_then(|l| l.heldout_fvu)
                 .map_or("-".into(), |f| format!("{f:.4}"));
             out.out(&format!(
-                "{:<w$}  {:>9}  {step:>8}  {l0:>7}  {ev:>6}  {fvu:>11}  {dead:>5}",
+                "{:<w$}  {:>9}  {step:>8}  {l0:>7}  {ev:>6}  {fvu:>11}  {dead:>11}",
                 m.name,
                 m.state.name(),
             ));

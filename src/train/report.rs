@@ -93,6 +93,7 @@ impl Trainer {
             vec![
                 residual.square().sum(),
                 centred.square().sum(),
+                x.clone().square().sum(),
                 dead_mask.clone().sum(),
                 log_freq,
                 log_theta,
@@ -102,11 +103,12 @@ impl Trainer {
         );
         let v = download(&packed);
         let fvu = v[0] as f64 / v[1] as f64;
-        let dead = v[2] as u64;
-        let firing_hist =
-            Histogram::new(v[3..3 + m].iter().map(|&x| x as f64), -10.0, 0.0, HIST_BINS);
-        let theta: Vec<f64> = v[3 + m..3 + 2 * m].iter().map(|&x| x as f64).collect();
-        let alive: Vec<bool> = v[3 + 2 * m..].iter().map(|&d| d == 0.0).collect();
+        let mse_norm = v[0] as f64 / v[2] as f64;
+        let dead = v[3] as u64;
+        let v = &v[4..];
+        let firing_hist = firing_histogram(&v[..m], window);
+        let theta: Vec<f64> = v[m..2 * m].iter().map(|&x| x as f64).collect();
+        let alive: Vec<bool> = v[2 * m..].iter().map(|&d| d == 0.0).collect();
         if let Some(change) = self.theta_change(&theta, &alive) {
             self.st.health.observe_theta_change(change);
         }
@@ -125,13 +127,15 @@ impl Trainer {
             step: self.st.step,
             tokens: self.st.tokens_seen,
             loss: p.loss,
-            mse: p.mse,
+            mse_scaled: p.mse,
+            mse_norm,
             sparsity: p.sparsity,
             pre_act: p.pre_act,
             l0: p.l0,
             explained_variance: 1.0 - fvu,
             dead,
             dead_fraction: dead as f64 / m as f64,
+            dead_window_tokens: self.res.cfg.hyper.dead_window_tokens,
             lr: lr_at(t, &self.res.cfg.hyper, self.res.cfg.total_steps()),
             sparsity_coefficient: lambda_at(t, &self.res.cfg.hyper),
             tokens_per_s,
@@ -195,6 +199,24 @@ impl Trainer {
         change.sort_by(f64::total_cmp);
         Some(change[change.len() / 2] * 1000.0 / steps)
     }
+}
+
+/// The histogram of log10(firing frequency + 1e-10) over a report window of `window` tokens.
+/// Its range follows the data down to the finest frequency the window resolves (1 / window),
+/// not to 1e-10: it starts at the decade of the rarest feature that fired, and one decade
+/// lower when some feature never fired, so that those (at -10) sit alone in the first bars.
+fn firing_histogram(log_freq: &[f32], window: f64) -> Histogram {
+    let finest = (1.0 / window.max(1.0)).log10().floor();
+    let rarest = log_freq
+        .iter()
+        .map(|&v| v as f64)
+        .filter(|&v| v > -9.5)
+        .fold(0f64, f64::min)
+        .floor()
+        .max(finest);
+    let silent = log_freq.iter().any(|&v| v as f64 <= -9.5);
+    let lo = if silent { rarest - 1.0 } else { rarest }.min(-1.0);
+    Histogram::new(log_freq.iter().map(|&v| v as f64), lo, 0.0, HIST_BINS)
 }
 
 /// The histogram of log10 θ over the range of its finite values (a unit range around a single

@@ -9,13 +9,16 @@ use crate::tui::msg::Msg;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::frontier::{Labelled, YAxis, draw_chart};
 use crate::tui::widgets::keys::{Binding, ch, ctrl, footer_rows, lookup, named};
-use crate::tui::widgets::too_small;
+use crate::tui::widgets::{ellipsized, too_small};
 use ratatui::Frame;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::Modifier;
 use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+
+/// The hyperparameter column's width.
+const HYPER_W: u16 = 24;
 
 /// Draw the screen with entry `selected` highlighted.
 pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: &Theme) {
@@ -31,8 +34,20 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: 
     ])
     .areas(area);
     let header = [
-        "#", "name", "arch", "d_sae", "hyper", "L0", "MSE", "FVU", "dead", "ΔLM", "CE rec.", "KL",
-        "front", "basis",
+        "#",
+        "name",
+        "arch",
+        "d_sae",
+        "hyper",
+        "L0",
+        "nMSE",
+        "FVU",
+        "dead/silent",
+        "ΔLM",
+        "CE rec.",
+        "KL",
+        "front",
+        "basis",
     ]
     .map(Cell::from);
     let rows = entries.iter().enumerate().map(|(i, e)| {
@@ -42,11 +57,11 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: 
             Cell::from(e.name.clone()),
             Cell::from(e.architecture.clone()),
             Cell::from(e.d_sae.to_string()),
-            Cell::from(hyper),
+            Cell::from(ellipsized(&hyper, HYPER_W as usize)),
             Cell::from(format!("{:.1}", e.l0)),
-            Cell::from(format!("{:.4}", e.mse)),
+            Cell::from(format!("{:.4}", e.mse_norm)),
             Cell::from(format!("{:.4}", e.fvu)),
-            Cell::from(e.dead.map_or("-".into(), |d| d.to_string())),
+            Cell::from(e.inactive_text()),
             Cell::from(e.delta_lm_loss.map_or("-".into(), |v| format!("{v:+.4}"))),
             Cell::from(e.ce_recovered.map_or("-".into(), |v| format!("{v:.3}"))),
             Cell::from(e.kl.map_or("-".into(), |v| format!("{v:.4}"))),
@@ -64,11 +79,11 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: 
         Constraint::Min(10),
         Constraint::Length(9),
         Constraint::Length(6),
-        Constraint::Length(22),
+        Constraint::Length(HYPER_W),
         Constraint::Length(6),
         Constraint::Length(7),
         Constraint::Length(7),
-        Constraint::Length(5),
+        Constraint::Length(19),
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(7),

@@ -55,6 +55,12 @@ impl Series {
         self.seen += 1;
     }
 
+    /// Drop the points after step `x` (a resume trains them again).
+    pub fn truncate_after(&mut self, x: f64) {
+        self.full.retain(|p| p.0 <= x);
+        self.recent.retain(|p| p.0 <= x);
+    }
+
     /// Every kept point of the run.
     pub fn full(&self) -> &[(f64, f64)] {
         &self.full
@@ -68,6 +74,11 @@ impl Series {
     /// The last value.
     pub fn last(&self) -> Option<f64> {
         self.recent.back().map(|p| p.1)
+    }
+
+    /// The step of the last point.
+    pub fn last_x(&self) -> Option<f64> {
+        self.recent.back().map(|p| p.0)
     }
 
     /// Points pushed so far (kept or not).

@@ -43,6 +43,14 @@ pub enum Action {
     ToggleWindow,
     /// Log scale for the MSE chart.
     ToggleLog,
+    /// The next loss chart (FVU, nMSE, ΔLM) where they do not all fit.
+    NextLossChart,
+    /// The events pane: a page up.
+    PageUp,
+    /// The events pane: a page down.
+    PageDown,
+    /// The events pane: back to following the newest.
+    End,
 }
 
 /// The screen's keys as text (for `train --help`), from the same table as the help overlay.
@@ -94,7 +102,7 @@ pub const BINDINGS: &[Binding<Action>] = &[
         &[named(KeyCode::Esc)],
         "Esc",
         Action::Close,
-        "close help / cancel an edit",
+        "close help (so do ? and q) / an event / cancel an edit",
         "",
     ),
     bind(
@@ -109,7 +117,7 @@ pub const BINDINGS: &[Binding<Action>] = &[
         &[named(KeyCode::Up), ch('k')],
         "↑ k / ↓ j",
         Action::Up,
-        "select a hyperparameter",
+        "select a hyperparameter (events pane focused: an event)",
         "select",
     ),
     bind(&[named(KeyCode::Down), ch('j')], "", Action::Down, "", ""),
@@ -131,9 +139,18 @@ pub const BINDINGS: &[Binding<Action>] = &[
         &[named(KeyCode::Enter)],
         "Enter",
         Action::Edit,
-        "type a new value (Enter applies, Esc cancels)",
+        "type a new value (Enter applies, Esc cancels); events pane: show the event whole",
         "edit",
     ),
+    bind(
+        &[named(KeyCode::PageUp)],
+        "PgUp / PgDn",
+        Action::PageUp,
+        "scroll the events a page (End: back to the newest)",
+        "",
+    ),
+    bind(&[named(KeyCode::PageDown)], "", Action::PageDown, "", ""),
+    bind(&[named(KeyCode::End)], "", Action::End, "", ""),
     bind(
         &[ch('p'), ch(' ')],
         "p",
@@ -163,7 +180,14 @@ pub const BINDINGS: &[Binding<Action>] = &[
         "whole run / recent window",
         "window",
     ),
-    bind(&[ch('L')], "L", Action::ToggleLog, "log scale for MSE", ""),
+    bind(&[ch('L')], "L", Action::ToggleLog, "log scale for nMSE", ""),
+    bind(
+        &[ch('m')],
+        "m",
+        Action::NextLossChart,
+        "next loss chart: FVU, nMSE, ΔLM (when they do not all fit)",
+        "",
+    ),
     bind(
         &[ch('W')],
         "W",

@@ -1,15 +1,15 @@
 //! Drawing the training screen from an [`TrainApp`]: status, the four charts, hyperparameters, the
 //! event log, the footer, and the help / quit overlays. Reads the state, changes nothing.
 
-use crate::metrics::stats::Histogram;
+use crate::metrics::stats::{Histogram, si};
 use crate::sae::model::Architecture;
 use crate::schema::health::Kind;
-use crate::tui::app::{Overlay, Pane, RunState, TUNABLES, TrainApp};
+use crate::tui::app::{LossView, Overlay, Pane, RunState, TUNABLES, TrainApp};
 use crate::tui::history::Series;
 use crate::tui::keymap::{BINDINGS, applies, help_for};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::keys::footer_rows;
-use crate::tui::widgets::{self, centered, too_small};
+use crate::tui::widgets::{self, centered, ellipsized, ticks, too_small};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -23,7 +23,7 @@ pub fn draw(f: &mut Frame, app: &TrainApp, theme: &Theme) {
     }
     let area = f.area();
     let [status, body, footer] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Min(10),
         Constraint::Length(1),
     ])
@@ -55,24 +55,60 @@ pub fn draw(f: &mut Frame, app: &TrainApp, theme: &Theme) {
         Some(Overlay::Help) => draw_help(f, area, app, theme),
         Some(Overlay::Warnings) => draw_warnings(f, area, app, theme),
         Some(Overlay::ConfirmQuit) => draw_confirm(f, area, theme),
+        Some(Overlay::Event(i)) => draw_event(f, area, app, i, theme),
         None => {}
     }
 }
 
-fn pane<'a>(title: String, app: &TrainApp, which: Pane, theme: &Theme) -> Block<'a> {
-    // a chart an active health warning is about carries its name in the title
+/// A title's parts: text and style (a series' name in its colour stands in for a legend).
+type Parts = Vec<(String, Style)>;
+
+fn width_of(p: &Parts) -> usize {
+    p.iter().map(|(t, _)| t.chars().count()).sum::<usize>() + 2
+}
+
+/// A pane's block titled with `long`, or `short` where `long` does not fit `width`; a chart an
+/// active health warning is about says so first (just `!` where its name would not fit).
+fn titled<'a>(
+    long: Parts,
+    short: Parts,
+    width: u16,
+    app: &TrainApp,
+    which: Pane,
+    theme: &Theme,
+) -> Block<'a> {
     let marks: Vec<&str> = app
         .warnings
         .keys()
         .filter(|k| warned_pane(**k) == Some(which))
         .map(|k| k.name())
         .collect();
-    // first, so that a long title is what gets cut
+    let room = (width as usize).saturating_sub(2);
+    let full = if marks.is_empty() {
+        String::new()
+    } else {
+        format!(" ! {}", marks.join(", "))
+    };
+    let bang = if marks.is_empty() { "" } else { " !" };
+    let fits = |m: &str, p: &Parts| m.chars().count() + width_of(p) <= room;
+    let (mark, parts) = if fits(&full, &long) {
+        (full, long)
+    } else if fits(&full, &short) {
+        (full, short)
+    } else if fits(bang, &long) {
+        (bang.to_string(), long)
+    } else {
+        (bang.to_string(), short)
+    };
     let mut spans = Vec::new();
-    if !marks.is_empty() {
-        spans.push(Span::styled(format!(" ! {}", marks.join(", ")), theme.warn));
+    if !mark.is_empty() {
+        spans.push(Span::styled(mark, theme.warn));
     }
-    spans.push(Span::styled(title, theme.text));
+    spans.push(Span::raw(" "));
+    for (t, st) in parts {
+        spans.push(Span::styled(t, st));
+    }
+    spans.push(Span::raw(" "));
     Block::default()
         .borders(Borders::ALL)
         .border_style(if app.focus == which {
@@ -81,6 +117,10 @@ fn pane<'a>(title: String, app: &TrainApp, which: Pane, theme: &Theme) -> Block<
             theme.border
         })
         .title(Line::from(spans))
+}
+
+fn plain(t: &str, theme: &Theme) -> Parts {
+    vec![(t.to_string(), theme.text)]
 }
 
 /// The chart a health warning is about (`None`: no chart shows it; the badge does).
@@ -94,15 +134,6 @@ fn warned_pane(kind: Kind) -> Option<Pane> {
     }
 }
 
-fn si(v: f64) -> String {
-    match v.abs() {
-        x if x >= 1e9 => format!("{:.2}G", v / 1e9),
-        x if x >= 1e6 => format!("{:.2}M", v / 1e6),
-        x if x >= 1e4 => format!("{:.1}k", v / 1e3),
-        _ => format!("{v:.0}"),
-    }
-}
-
 fn duration(s: f64) -> String {
     let s = s.max(0.0) as u64;
     match s {
@@ -112,73 +143,96 @@ fn duration(s: f64) -> String {
     }
 }
 
+/// `label value` pairs of a status line.
+fn kv<'a>(spans: &mut Vec<Span<'a>>, label: &str, value: String, theme: &Theme) {
+    if !spans.is_empty() {
+        spans.push(Span::raw("  "));
+    }
+    spans.push(Span::styled(format!("{label} "), theme.dim));
+    spans.push(Span::styled(value, theme.text));
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.filter(|v| v.is_finite())
+        .map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
 fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let block = pane(
-        format!(
-            " {} · {} ",
-            app.run_name,
-            app.config.sae.architecture.name()
-        ),
+    let name = format!("{} · {}", app.run_name, app.config.sae.architecture.name());
+    let block = titled(
+        plain(&name, theme),
+        plain(&name, theme),
+        area.width,
         app,
         Pane::Status,
         theme,
     );
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [l1, l2, g] = Layout::vertical([Constraint::Length(1); 3]).areas(inner);
+    let [l1, l2, l3, l4] = Layout::vertical([Constraint::Length(1); 4]).areas(inner);
     let state_style = match app.state {
         RunState::Failed(_) => theme.warn,
         RunState::Paused | RunState::Stopping | RunState::Checkpointing => theme.warn,
         _ => theme.focus,
     };
-    let line1 = Line::from(vec![
+    let mut line1 = vec![
         Span::styled("state ", theme.dim),
         Span::styled(app.state.label().to_string(), state_style),
-        Span::styled("  device ", theme.dim),
-        Span::styled(app.device.clone(), theme.text),
-        Span::styled("  step ", theme.dim),
-        Span::styled(format!("{}/{}", app.step, app.total_steps), theme.text),
-        Span::styled("  tokens ", theme.dim),
-        Span::styled(si(app.tokens as f64), theme.text),
-        Span::styled("  tok/s ", theme.dim),
-        Span::styled(si(app.tokens_per_s), theme.text),
-    ]);
+    ];
+    kv(&mut line1, "device", app.device.clone(), theme);
+    kv(
+        &mut line1,
+        "step",
+        format!("{}/{}", app.step, app.total_steps),
+        theme,
+    );
+    kv(&mut line1, "tokens", si(app.tokens as f64), theme);
+    // a throughput is news only while steps are being taken
+    let rate = if app.state == RunState::Training && app.tokens_per_s > 0.0 {
+        si(app.tokens_per_s)
+    } else {
+        "-".into()
+    };
+    kv(&mut line1, "tok/s", rate, theme);
+    kv(
+        &mut line1,
+        "ETA",
+        app.eta_s().map(duration).unwrap_or_else(|| "-".into()),
+        theme,
+    );
+
+    // training's numbers and the held-out ones, in the same order and units
+    let mut line2 = vec![Span::styled(format!("{:<9}", "train"), theme.dim)];
+    line2.push(Span::styled("L0 ", theme.dim));
+    line2.push(Span::styled(num(app.l0.last(), 1), theme.text));
+    kv(&mut line2, "FVU", num(app.fvu.last(), 3), theme);
+    kv(&mut line2, "nMSE", num(app.mse.last(), 4), theme);
+    if let Some(d) = &app.inactive {
+        kv(
+            &mut line2,
+            "dead",
+            format!("{} {}", d.short(), d.over()),
+            theme,
+        );
+    }
+    let line3 = held_out_line(app, theme);
+
+    let mut line4 = Vec::new();
+    // the health badge: `ok`, or how many warnings are active, in the warning colour
+    let (badge, badge_style) = match app.warnings.len() {
+        0 => ("ok".to_string(), theme.text),
+        n => (format!("{n} (W)"), theme.warn),
+    };
+    line4.push(Span::styled("health ", theme.dim));
+    line4.push(Span::styled(badge, badge_style));
     let ckpt = match &app.last_checkpoint {
         Some((s, _)) => format!("step {s}"),
         None => "none yet".into(),
     };
-    // the health badge: `ok`, or how many warnings are active, in the warning colour (short,
-    // so that the line still fits 80 columns)
-    let (badge, badge_style) = match app.warnings.len() {
-        0 => ("ok".to_string(), theme.text),
-        n => (n.to_string(), theme.warn),
-    };
-    let line2 = Line::from(vec![
-        Span::styled("health ", theme.dim),
-        Span::styled(badge, badge_style),
-        Span::styled("  ETA ", theme.dim),
-        Span::styled(
-            app.eta_s().map(duration).unwrap_or_else(|| "-".into()),
-            theme.text,
-        ),
-        Span::styled("  last checkpoint ", theme.dim),
-        Span::styled(ckpt, theme.text),
-        Span::styled("  L0 ", theme.dim),
-        Span::styled(
-            app.l0.last().map_or("-".into(), |v| format!("{v:.1}")),
-            theme.text,
-        ),
-        Span::styled("  EV ", theme.dim),
-        Span::styled(
-            app.ev.last().map_or("-".into(), |v| format!("{v:.3}")),
-            theme.text,
-        ),
-    ]);
-    let mut line2 = line2;
+    kv(&mut line4, "checkpoint", ckpt, theme);
     if app.epoch > 0 {
         // data epochs are counted here rather than logged one line each
-        line2.push_span(Span::styled("  epoch ", theme.dim));
-        line2.push_span(Span::styled(app.epoch.to_string(), theme.text));
+        kv(&mut line4, "epoch", app.epoch.to_string(), theme);
     }
     if app.watching {
         // a run killed without a chance to say so stays "training": show how old the news is
@@ -186,191 +240,407 @@ fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
             .log_touched
             .and_then(|t| t.elapsed().ok())
             .map_or("-".into(), |d| duration(d.as_secs_f64()));
-        line2.push_span(Span::styled("  watching, last record ", theme.dim));
-        line2.push_span(Span::styled(format!("{age} ago"), theme.text));
+        kv(
+            &mut line4,
+            "watching, last record",
+            format!("{age} ago"),
+            theme,
+        );
     }
-    f.render_widget(Paragraph::new(line1), l1);
-    f.render_widget(Paragraph::new(line2), l2);
+    f.render_widget(Paragraph::new(Line::from(line1)), l1);
+    f.render_widget(Paragraph::new(Line::from(line2)), l2);
+    f.render_widget(Paragraph::new(line3), l3);
+    let text_w = Line::from(line4.clone()).width() as u16 + 2;
+    let [text, gauge] =
+        Layout::horizontal([Constraint::Length(text_w), Constraint::Min(0)]).areas(l4);
+    f.render_widget(Paragraph::new(Line::from(line4)), text);
     let ratio = if app.total_steps > 0 {
         (app.step as f64 / app.total_steps as f64).clamp(0.0, 1.0)
     } else {
         0.0
     };
-    f.render_widget(
-        Gauge::default()
-            .ratio(ratio)
-            .label(format!("{:.1}%", ratio * 100.0))
-            .gauge_style(theme.series[0]),
-        g,
-    );
-}
-
-/// The points of `s` inside the time window.
-fn points(s: &Series, app: &TrainApp) -> Vec<(f64, f64)> {
-    match app.window {
-        None => s.full().to_vec(),
-        Some(w) => {
-            let from = app.step.saturating_sub(w) as f64;
-            let recent = s.recent();
-            if recent.first().is_some_and(|p| p.0 <= from) {
-                recent.into_iter().filter(|p| p.0 >= from).collect()
-            } else {
-                s.full().iter().copied().filter(|p| p.0 >= from).collect()
-            }
-        }
+    if gauge.width >= 8 {
+        f.render_widget(
+            Gauge::default()
+                .ratio(ratio)
+                .label(format!("{:.1}%", ratio * 100.0))
+                .gauge_style(theme.series[0]),
+            gauge,
+        );
     }
 }
 
-fn bounds(sets: &[&[(f64, f64)]], pick: impl Fn(&(f64, f64)) -> f64) -> [f64; 2] {
+/// The held-out numbers (L0, FVU, nMSE, silent) of the newest evaluation and its step; what
+/// is awaited before the first; nothing when the run holds no rows out.
+fn held_out_line<'a>(app: &TrainApp, theme: &Theme) -> Line<'a> {
+    if app.config.data.eval_tokens == 0 && app.held_out().is_none() {
+        return Line::default();
+    }
+    let mut spans = vec![Span::styled(format!("{:<9}", "held-out"), theme.dim)];
+    match app.held_out() {
+        Some((step, e)) => {
+            spans.push(Span::styled("L0 ", theme.dim));
+            spans.push(Span::styled(format!("{:.1}", e.l0), theme.text));
+            kv(&mut spans, "FVU", num(Some(e.fvu), 3), theme);
+            kv(&mut spans, "nMSE", num(Some(e.mse_norm), 4), theme);
+            kv(&mut spans, "@ step", step.to_string(), theme);
+        }
+        None => spans.push(Span::styled(
+            format!(
+                "first evaluation at step {} ({} tokens)",
+                app.config.hyper.eval_every,
+                si(app.config.data.eval_tokens as f64)
+            ),
+            theme.dim,
+        )),
+    }
+    Line::from(spans)
+}
+
+/// The step range every step chart shows: the whole run, or the recent window (at least two
+/// reports, so zooming never narrows to a single point).
+fn x_range(app: &TrainApp) -> [f64; 2] {
+    let first = app.l0.full().first().map_or(0.0, |p| p.0);
+    let last = (app.step as f64).max(app.l0.last_x().unwrap_or(0.0));
+    let lo = match app.window {
+        None => first,
+        Some(w) => (last - w as f64).max(first),
+    };
+    if last - lo < 1.0 {
+        [lo, lo + 1.0]
+    } else {
+        [lo, last]
+    }
+}
+
+/// The points of `s` inside the step range `x`.
+fn points(s: &Series, x: [f64; 2]) -> Vec<(f64, f64)> {
+    let recent = s.recent();
+    let src: Vec<(f64, f64)> = if recent.first().is_some_and(|p| p.0 <= x[0]) {
+        recent
+    } else {
+        s.full().to_vec()
+    };
+    src.into_iter()
+        .filter(|p| p.0 >= x[0] && p.0 <= x[1])
+        .collect()
+}
+
+fn bounds(sets: &[&[(f64, f64)]]) -> [f64; 2] {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for p in sets.iter().flat_map(|s| s.iter()) {
-        lo = lo.min(pick(p));
-        hi = hi.max(pick(p));
+        lo = lo.min(p.1);
+        hi = hi.max(p.1);
     }
     if !lo.is_finite() {
         return [0.0, 1.0];
     }
     if hi - lo < 1e-12 {
-        let pad = lo.abs().max(1.0) * 0.05;
+        let pad = lo.abs().max(1e-3) * 0.05;
         return [lo - pad, hi + pad];
     }
     [lo, hi]
 }
 
-fn axis<'a>(b: [f64; 2], theme: &Theme, fmt: impl Fn(f64) -> String) -> Axis<'a> {
-    Axis::default()
-        .bounds(b)
-        .style(theme.dim)
-        .labels([fmt(b[0]), fmt(b[1])])
+/// A series of a chart: points, style, how drawn.
+struct Set {
+    pts: Vec<(f64, f64)>,
+    style: Style,
+    kind: GraphType,
 }
 
-/// A named series with its style.
-type Named<'a> = (&'a str, Vec<(f64, f64)>, Style);
+impl Set {
+    fn line(pts: Vec<(f64, f64)>, style: Style) -> Self {
+        Set {
+            pts,
+            style,
+            kind: GraphType::Line,
+        }
+    }
+}
 
-fn line_chart(
-    f: &mut Frame,
-    area: Rect,
-    block: Block,
-    sets: Vec<Named>,
-    theme: &Theme,
-    yfmt: fn(f64) -> String,
-) {
-    let refs: Vec<&[(f64, f64)]> = sets.iter().map(|s| s.1.as_slice()).collect();
-    let xb = bounds(&refs, |p| p.0);
-    let yb = bounds(&refs, |p| p.1);
-    let datasets = sets
+/// A chart whose axes are named on themselves: the x name between the x axis's end labels,
+/// the y name between the y axis's; the title carries the series' names in their colours (no
+/// legend box over the data, so the newest points are never covered).
+struct Plot<'a> {
+    long: Parts,
+    short: Parts,
+    x_name: &'a str,
+    y_name: String,
+    x: [f64; 2],
+    y: Option<[f64; 2]>,
+    sets: Vec<Set>,
+    pane: Pane,
+    /// The y axis counts (whole numbers).
+    counts: bool,
+}
+
+fn draw_plot(f: &mut Frame, area: Rect, app: &TrainApp, plot: Plot, theme: &Theme) {
+    let block = titled(plot.long, plot.short, area.width, app, plot.pane, theme);
+    let inner = block.inner(area);
+    let refs: Vec<&[(f64, f64)]> = plot.sets.iter().map(|s| s.pts.as_slice()).collect();
+    let y = plot.y.unwrap_or_else(|| bounds(&refs));
+    // steps are counts: 10, 400, 12.5k
+    let [x0, x1] = if plot.x_name == "step" {
+        plot.x.map(si)
+    } else {
+        ticks(plot.x[0], plot.x[1])
+    };
+    // a histogram's y axis counts features or tokens: whole numbers
+    let [y0, y1] = if plot.counts {
+        y.map(si)
+    } else {
+        ticks(y[0], y[1])
+    };
+    let datasets = plot
+        .sets
         .iter()
-        .map(|(name, pts, style)| {
+        .map(|s| {
             Dataset::default()
-                .name(name.to_string())
                 .marker(theme.marker)
-                .graph_type(GraphType::Line)
-                .style(*style)
-                .data(pts)
+                .graph_type(s.kind)
+                .style(s.style)
+                .data(&s.pts)
         })
         .collect();
     let chart = Chart::new(datasets)
         .block(block)
-        .x_axis(axis(xb, theme, |v| format!("{v:.0}")))
-        .y_axis(axis(yb, theme, yfmt))
-        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+        .legend_position(None)
+        .x_axis(
+            Axis::default()
+                .bounds(plot.x)
+                .style(theme.dim)
+                .labels([x0, x1]),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds(y)
+                .style(theme.dim)
+                .labels([y0, plot.y_name, y1]),
+        );
     f.render_widget(chart, area);
+    name_x_axis(f, inner, plot.x_name, theme);
+}
+
+/// Write the x axis's name into the widest gap of its label row (between the end labels),
+/// when it fits there with a space either side.
+fn name_x_axis(f: &mut Frame, inner: Rect, name: &str, theme: &Theme) {
+    if inner.height < 3 || name.is_empty() {
+        return;
+    }
+    let y = inner.bottom() - 1;
+    let buf = f.buffer_mut();
+    let (mut best, mut run_start, mut run) = ((0u16, 0u16), inner.x, 0u16);
+    for x in inner.x..inner.right() {
+        if buf[(x, y)].symbol() == " " {
+            if run == 0 {
+                run_start = x;
+            }
+            run += 1;
+            if run > best.1 {
+                best = (run_start, run);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    let w = name.chars().count() as u16;
+    if best.1 >= w + 2 {
+        let x = best.0 + (best.1 - w) / 2;
+        buf.set_string(x, y, name, theme.dim);
+    }
 }
 
 fn draw_l0(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let pts = points(&app.l0, app);
-    let mut sets = vec![("L0", pts, theme.series[0])];
-    let target = app.config.hyper.target_l0;
-    if let (Some(t), Some(first), Some(last)) = (target, sets[0].1.first(), sets[0].1.last()) {
-        let line = vec![(first.0, t), (last.0.max(first.0 + 1.0), t)];
-        sets.push(("target", line, theme.series[1]));
+    let x = x_range(app);
+    let mut sets = vec![Set::line(points(&app.l0, x), theme.series[0])];
+    let mut short = vec![(format!("L0 {}", num(app.l0.last(), 2)), theme.series[0])];
+    if let Some(t) = app.config.hyper.target_l0 {
+        sets.push(Set::line(vec![(x[0], t), (x[1], t)], theme.series[1]));
+        short.push((" · ".into(), theme.dim));
+        short.push((format!("target {t}"), theme.series[1]));
     }
-    let title = match (app.l0.last(), target) {
-        (Some(v), Some(t)) => format!(" L0 {v:.2} (target {t}) "),
-        (Some(v), None) => format!(" L0 {v:.2} "),
-        _ => " L0 ".into(),
-    };
-    line_chart(
-        f,
-        area,
-        pane(title, app, Pane::L0, theme),
+    let mut long = short.clone();
+    long.push((" (features per token)".into(), theme.dim));
+    let plot = Plot {
+        long,
+        short,
+        x_name: "step",
+        y_name: "L0".into(),
+        x,
+        y: None,
         sets,
-        theme,
-        |v| format!("{v:.1}"),
-    );
+        pane: Pane::L0,
+        counts: false,
+    };
+    draw_plot(f, area, app, plot, theme);
 }
 
-fn draw_loss(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    // the model in the loop: ΔLM loss and CE recovered below MSE/EV
-    let area = if app.config.lm_eval.is_some() || app.last_lm.is_some() {
-        let [top, lm] =
-            Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
-        draw_lm(f, lm, app, theme);
-        top
+/// The loss charts this run has, in `m` order.
+fn loss_charts(app: &TrainApp) -> Vec<LossView> {
+    // with the model in the loop, its ΔLM loss (the paper's own y-axis) comes second
+    if app.has_lm() {
+        vec![LossView::Fvu, LossView::Lm, LossView::Mse]
     } else {
-        area
+        vec![LossView::Fvu, LossView::Mse]
+    }
+}
+
+/// Rows a chart needs to be read: borders, three rows of plot, the axis and its labels.
+const CHART_ROWS: u16 = 7;
+
+fn draw_loss(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
+    // FVU, nMSE and ΔLM never share an axis: stacked when they fit, else `m` steps through them
+    let all = loss_charts(app);
+    let fit = (area.height / CHART_ROWS).clamp(1, all.len() as u16) as usize;
+    let first = all.iter().position(|v| *v == app.loss_view).unwrap_or(0);
+    let shown: Vec<LossView> = (0..fit).map(|i| all[(first + i) % all.len()]).collect();
+    let areas = Layout::vertical(vec![Constraint::Ratio(1, fit as u32); fit]).split(area);
+    let hidden = fit < all.len();
+    for (view, r) in shown.into_iter().zip(areas.iter()) {
+        match view {
+            LossView::Fvu => draw_fvu(f, *r, app, theme, hidden),
+            LossView::Mse => draw_mse(f, *r, app, theme, hidden),
+            LossView::Lm => draw_lm(f, *r, app, theme, hidden),
+        }
+    }
+}
+
+/// `(m: next chart)` at the end of a loss chart's long title when not every one is shown.
+fn more(parts: &mut Parts, hidden: bool, theme: &Theme) {
+    if hidden {
+        parts.push((" (m: next chart)".into(), theme.dim));
+    }
+}
+
+fn draw_fvu(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bool) {
+    let x = x_range(app);
+    let mut long = vec![(
+        format!("FVU train {}", num(app.fvu.last(), 3)),
+        theme.series[0],
+    )];
+    let mut short = vec![("FVU train".to_string(), theme.series[0])];
+    let mut sets = vec![Set::line(points(&app.fvu, x), theme.series[0])];
+    if let Some((_, e)) = app.held_out() {
+        long.push((" · ".into(), theme.dim));
+        long.push((format!("held-out {:.3}", e.fvu), theme.series[2]));
+        short.push((" · ".into(), theme.dim));
+        short.push(("held-out".into(), theme.series[2]));
+        sets.push(Set::line(points(&app.held_fvu, x), theme.series[2]));
+    }
+    long.push((" (1 − EV)".into(), theme.dim));
+    more(&mut long, hidden, theme);
+    let plot = Plot {
+        long,
+        short,
+        x_name: "step",
+        y_name: "FVU".into(),
+        x,
+        y: None,
+        sets,
+        pane: Pane::Loss,
+        counts: false,
     };
-    let mut mse = points(&app.mse, app);
+    draw_plot(f, area, app, plot, theme);
+}
+
+fn draw_mse(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bool) {
+    let x = x_range(app);
+    let mut mse = points(&app.mse, x);
     if app.log_scale {
         mse.retain(|p| p.1 > 0.0);
         mse.iter_mut().for_each(|p| p.1 = p.1.log10());
     }
-    let ev = points(&app.ev, app);
-    let title = format!(
-        " {}MSE {} · EV {} ",
-        if app.log_scale { "log10 " } else { "" },
-        app.mse.last().map_or("-".into(), |v| format!("{v:.4}")),
-        app.ev.last().map_or("-".into(), |v| format!("{v:.3}")),
-    );
-    let sets = vec![("MSE", mse, theme.series[0]), ("EV", ev, theme.series[2])];
-    line_chart(
-        f,
-        area,
-        pane(title, app, Pane::Loss, theme),
-        sets,
-        theme,
-        |v| format!("{v:.2}"),
-    );
-}
-
-/// ΔLM loss and CE recovered of each `lm-eval` so far, by step.
-fn draw_lm(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let title = match &app.last_lm {
-        Some(r) => format!(
-            " ΔLM {:+.4} · CE rec. {:.3} · KL {:.4} @ {} ",
-            r.scores.delta_lm_loss, r.scores.ce_recovered, r.scores.kl, r.step
+    let value = (format!("nMSE {}", num(app.mse.last(), 4)), theme.series[0]);
+    let mut long = vec![
+        value.clone(),
+        (
+            if app.log_scale {
+                " normalised, log10 axis".into()
+            } else {
+                " normalised: Σ‖x−x̂‖²/Σ‖x‖²".into()
+            },
+            theme.dim,
         ),
-        None => " ΔLM loss · CE recovered (model in the loop: waiting) ".into(),
-    };
-    let sets = vec![
-        ("ΔLM", points(&app.delta_lm, app), theme.series[0]),
-        ("CE rec.", points(&app.ce_recovered, app), theme.series[2]),
     ];
-    line_chart(
-        f,
-        area,
-        pane(title, app, Pane::Loss, theme),
-        sets,
-        theme,
-        |v| format!("{v:.2}"),
-    );
+    more(&mut long, hidden, theme);
+    let short = vec![value, (" normalised".into(), theme.dim)];
+    let plot = Plot {
+        long,
+        short,
+        x_name: "step",
+        y_name: if app.log_scale { "log" } else { "nMSE" }.into(),
+        x,
+        y: None,
+        sets: vec![Set::line(mse, theme.series[0])],
+        pane: Pane::Loss,
+        counts: false,
+    };
+    draw_plot(f, area, app, plot, theme);
 }
 
-/// A histogram as bars: one point per bin centre, drawn as vertical bars.
-fn histogram_chart(
+/// ΔLM loss of each `lm-eval` so far, by step; CE recovered and KL in the title.
+fn draw_lm(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bool) {
+    let x = x_range(app);
+    let (mut long, short) = match &app.last_lm {
+        Some(r) => {
+            let value = (
+                format!("ΔLM {:+.4} nats", r.scores.delta_lm_loss),
+                theme.series[0],
+            );
+            (
+                vec![
+                    value.clone(),
+                    (
+                        format!(
+                            " · CE rec. {:.3} · KL {:.4} @ {}",
+                            r.scores.ce_recovered, r.scores.kl, r.step
+                        ),
+                        theme.dim,
+                    ),
+                ],
+                vec![value],
+            )
+        }
+        None => (
+            vec![(
+                "ΔLM loss, nats (model in the loop: waiting)".into(),
+                theme.series[0],
+            )],
+            vec![("ΔLM loss, nats".into(), theme.series[0])],
+        ),
+    };
+    more(&mut long, hidden, theme);
+    let plot = Plot {
+        long,
+        short,
+        x_name: "step",
+        y_name: "ΔLM".into(),
+        x,
+        y: None,
+        sets: vec![Set::line(points(&app.delta_lm, x), theme.series[0])],
+        pane: Pane::Loss,
+        counts: false,
+    };
+    draw_plot(f, area, app, plot, theme);
+}
+
+/// A histogram as bars (one per bin centre); `x_name` names its x axis, `y_name` what it counts.
+fn draw_histogram(
     f: &mut Frame,
     area: Rect,
-    block: Block,
+    app: &TrainApp,
+    (long, short, x_name, y_name): (Parts, Parts, &str, &str),
     h: Option<&Histogram>,
+    (which, style): (Pane, Style),
     theme: &Theme,
-    style: Style,
 ) {
     let Some(h) = h.filter(|h| !h.counts.is_empty()) else {
         f.render_widget(
             Paragraph::new("waiting for the first report")
                 .style(theme.dim)
-                .block(block),
+                .block(titled(long, short, area.width, app, which, theme)),
             area,
         );
         return;
@@ -383,75 +653,148 @@ fn histogram_chart(
         .map(|(i, &c)| (h.lo + (i as f64 + 0.5) * w, c as f64))
         .collect();
     let top = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let chart = Chart::new(vec![
-        Dataset::default()
-            .graph_type(GraphType::Bar)
-            .marker(theme.marker)
-            .style(style)
-            .data(&pts),
-    ])
-    .block(block)
-    .x_axis(axis([h.lo, h.hi], theme, |v| format!("{v:.1}")))
-    .y_axis(axis([0.0, top], theme, |v| format!("{v:.0}")));
-    f.render_widget(chart, area);
+    let plot = Plot {
+        long,
+        short,
+        x_name,
+        y_name: y_name.into(),
+        x: [h.lo, h.hi],
+        y: Some([0.0, top]),
+        sets: vec![Set {
+            pts,
+            style,
+            kind: GraphType::Bar,
+        }],
+        pane: which,
+        counts: true,
+    };
+    draw_plot(f, area, app, plot, theme);
 }
 
 fn draw_theta(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let title = match app.config.sae.architecture {
-        Architecture::JumpRelu => " log10 θ (features) ",
-        Architecture::TopK => " log10 k-th pre-activation (tokens) ",
-        Architecture::BatchTopK => " global threshold θ ",
-        Architecture::Relu => " log10 mean activation (features) ",
+    let (long, short, x_name, y_name) = match app.config.sae.architecture {
+        Architecture::JumpRelu => (
+            "θ per feature, raw units, log10",
+            "θ per feature, raw",
+            "log10 θ",
+            "feat",
+        ),
+        Architecture::TopK => (
+            "k-th pre-activation per token, raw units, log10",
+            "k-th pre-act., raw",
+            "log10",
+            "tok",
+        ),
+        Architecture::BatchTopK => (
+            "global threshold θ, raw units",
+            "global θ, raw",
+            "step",
+            "θ",
+        ),
+        Architecture::Relu => (
+            "mean activation per feature, raw units, log10",
+            "mean act., raw",
+            "log10",
+            "feat",
+        ),
     };
-    let block = pane(title.into(), app, Pane::Theta, theme);
+    let long = vec![(long.to_string(), theme.series[1])];
+    let short = vec![(short.to_string(), theme.series[1])];
     if app.config.sae.architecture == Architecture::BatchTopK {
-        let sets = vec![("θ", points(&app.global_threshold, app), theme.series[1])];
-        line_chart(f, area, block, sets, theme, |v| format!("{v:.3}"));
+        let x = x_range(app);
+        let plot = Plot {
+            long,
+            short,
+            x_name,
+            y_name: y_name.into(),
+            x,
+            y: None,
+            sets: vec![Set::line(points(&app.global_threshold, x), theme.series[1])],
+            pane: Pane::Theta,
+            counts: false,
+        };
+        draw_plot(f, area, app, plot, theme);
         return;
     }
-    histogram_chart(
+    draw_histogram(
         f,
         area,
-        block,
+        app,
+        (long, short, x_name, y_name),
         app.theta_hist.as_ref(),
+        (Pane::Theta, theme.series[1]),
         theme,
-        theme.series[1],
     );
 }
 
 fn draw_dead(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let dead = app.dead.last().unwrap_or(0.0);
-    let frac = if app.d_sae > 0 {
-        dead / app.d_sae as f64 * 100.0
-    } else {
-        0.0
+    // the count over its window in the title; below, how often each feature fired over the
+    // last report's tokens (the histogram's left end: those that never did)
+    let freq_tokens = app.config.hyper.log_every * app.config.data.batch_size as u64;
+    let count = match &app.inactive {
+        Some(d) => (format!("dead {}", d.short()), theme.series[1]),
+        None => ("dead".into(), theme.series[1]),
     };
-    let block = pane(
-        format!(" dead {dead:.0} ({frac:.1}%) · log10 firing freq "),
-        app,
-        Pane::Dead,
-        theme,
-    );
-    let inner = block.inner(area);
-    f.render_widget(block, area);
-    let [over_time, hist] =
-        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(inner);
-    let sets = vec![("dead", points(&app.dead, app), theme.series[1])];
-    line_chart(f, over_time, Block::default(), sets, theme, |v| {
-        format!("{v:.0}")
-    });
-    histogram_chart(
+    let window = app.inactive.map(|d| d.over()).unwrap_or_default();
+    let firing = format!("firing freq over {} tok", si(freq_tokens as f64));
+    // the dead count over steps, above the histogram, where there is room for both
+    if area.height >= 2 * CHART_ROWS + 4 {
+        let [top, bottom] =
+            Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
+        let x = x_range(app);
+        let plot = Plot {
+            long: vec![count.clone(), (format!(" {window}"), theme.dim)],
+            short: vec![count],
+            x_name: "step",
+            y_name: "dead".into(),
+            x,
+            y: None,
+            sets: vec![Set::line(points(&app.dead, x), theme.series[1])],
+            pane: Pane::Dead,
+            counts: true,
+        };
+        draw_plot(f, top, app, plot, theme);
+        draw_histogram(
+            f,
+            bottom,
+            app,
+            (
+                vec![(format!("features by {firing}"), theme.series[2])],
+                vec![("features by firing freq".into(), theme.series[2])],
+                "log10 freq",
+                "feat",
+            ),
+            app.firing_hist.as_ref(),
+            (Pane::Dead, theme.series[2]),
+            theme,
+        );
+        return;
+    }
+    let long = vec![
+        count.clone(),
+        (format!(" {window}"), theme.dim),
+        (format!(" · {firing}"), theme.series[2]),
+    ];
+    draw_histogram(
         f,
-        hist,
-        Block::default(),
+        area,
+        app,
+        (long, vec![count], "log10 freq", "feat"),
         app.firing_hist.as_ref(),
+        (Pane::Dead, theme.series[2]),
         theme,
-        theme.series[2],
     );
 }
 
 fn draw_hyper(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let block = pane(" hyperparameters ".into(), app, Pane::Hyper, theme);
+    let block = titled(
+        plain("hyperparameters", theme),
+        plain("hyperparameters", theme),
+        area.width,
+        app,
+        Pane::Hyper,
+        theme,
+    );
     let width = block.inner(area).width as usize;
     let lines: Vec<Line> = app
         .tunables()
@@ -478,25 +821,100 @@ fn draw_hyper(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
 }
 
 fn draw_log(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let block = pane(" events ".into(), app, Pane::Log, theme);
-    let rows = block.inner(area).height as usize;
+    let focused = app.focus == Pane::Log;
+    let mut long = plain("events", theme);
+    if focused {
+        long.push((" ↑↓ PgUp PgDn End · Enter: whole".into(), theme.dim));
+    }
+    let block = titled(
+        long,
+        plain("events", theme),
+        area.width,
+        app,
+        Pane::Log,
+        theme,
+    );
+    let inner = block.inner(area);
+    let rows = inner.height as usize;
+    let width = inner.width as usize;
+    let n = app.log.len();
+    // the window of lines that holds the selected one (the newest when following)
+    let at = app.log_cursor.unwrap_or(n.saturating_sub(1));
+    let end = (at + 1).max(rows.min(n)).min(n);
+    let start = end.saturating_sub(rows);
     let lines: Vec<Line> = app
         .log
         .iter()
-        .rev()
-        .take(rows)
-        .rev()
-        .map(|l| {
+        .enumerate()
+        .skip(start)
+        .take(end - start)
+        .map(|(i, l)| {
+            let step = format!("{:>6} ", l.step);
+            let room = width.saturating_sub(step.chars().count());
+            // a cut line says so; Enter on it shows it whole
+            let text = ellipsized(&l.text, room);
+            let mut style = if l.alarm { theme.warn } else { theme.text };
+            if focused && app.log_cursor.is_some() && i == at {
+                style = style.add_modifier(ratatui::style::Modifier::REVERSED);
+            }
             Line::from(vec![
-                Span::styled(format!("{:>6} ", l.step), theme.dim),
-                Span::styled(
-                    l.text.clone(),
-                    if l.alarm { theme.warn } else { theme.text },
-                ),
+                Span::styled(step, theme.dim),
+                Span::styled(text, style),
             ])
         })
         .collect();
     f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Rows `text` takes wrapped at word boundaries to `width` (long words broken), as a
+/// wrapping paragraph lays it out.
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    let (mut rows, mut cur) = (1, 0);
+    for word in text.split(' ') {
+        let mut w = word.chars().count();
+        if cur > 0 && cur + 1 + w <= width {
+            cur += 1 + w;
+            continue;
+        }
+        if cur > 0 {
+            rows += 1;
+        }
+        while w > width {
+            rows += 1;
+            w -= width;
+        }
+        cur = w;
+    }
+    rows
+}
+
+/// One event whole, wrapped, over the screen.
+fn draw_event(f: &mut Frame, area: Rect, app: &TrainApp, i: usize, theme: &Theme) {
+    let Some(l) = app.log.get(i) else { return };
+    let width = area.width.saturating_sub(4).min(100);
+    let text_w = width.saturating_sub(2).max(1) as usize;
+    let rows = wrapped_rows(&l.text, text_w) as u16;
+    let r = centered(area, width, rows + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(Span::styled(
+            l.text.clone(),
+            if l.alarm { theme.warn } else { theme.text },
+        ))
+        .wrap(ratatui::widgets::Wrap { trim: false })
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.focus)
+                .title(format!(
+                    " event at step {} {} ",
+                    l.step,
+                    widgets::HELP_CLOSES
+                )),
+        ),
+        r,
+    );
 }
 
 fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
@@ -504,15 +922,22 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
         vec![("type", "a value"), ("Enter", "apply"), ("Esc", "cancel")]
     } else if app.overlay == Some(Overlay::ConfirmQuit) {
         vec![("y", "stop with a checkpoint"), ("n/Esc", "keep training")]
-    } else if app.overlay == Some(Overlay::Help) {
-        vec![("Esc", "close help")]
+    } else if matches!(app.overlay, Some(Overlay::Help | Overlay::Event(_))) {
+        vec![("Esc ? q", "close")]
     } else {
         footer_rows(BINDINGS, |b| applies(b, app.watching))
     };
+    // whole entries only: a key cut from what it does says nothing (`?` lists them all)
     let mut spans = Vec::new();
+    let mut used = 0;
     for (k, h) in keys {
-        spans.push(Span::styled(format!(" {k} "), theme.accent));
-        spans.push(Span::styled(format!(" {h}  "), theme.dim));
+        let (key, what) = (format!(" {k} "), format!(" {h}  "));
+        used += key.chars().count() + what.chars().count();
+        if used > area.width as usize + 2 {
+            break;
+        }
+        spans.push(Span::styled(key, theme.accent));
+        spans.push(Span::styled(what, theme.dim));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -523,7 +948,8 @@ fn draw_help(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
         .filter(|b| !b.shown.is_empty() && applies(b, app.watching))
         .map(|b| (b.shown, help_for(b, app.watching)))
         .collect();
-    widgets::help(f, area, " keys (Esc closes) ", &rows, 16, theme);
+    let title = format!(" keys {} ", widgets::HELP_CLOSES);
+    widgets::help(f, area, &title, &rows, 16, theme);
 }
 
 fn draw_warnings(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {

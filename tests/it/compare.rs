@@ -91,7 +91,7 @@ fn a_sweep_compares_from_its_logs_and_on_a_store_as_eval_measures() {
             .stdout,
         )
         .unwrap();
-        for k in ["l0", "mse", "fvu"] {
+        for k in ["l0", "mse_norm", "fvu"] {
             let (a, b) = (r[k].as_f64().unwrap(), e[k].as_f64().unwrap());
             assert!(
                 (a - b).abs() <= 1e-9 * b.abs().max(1.0),

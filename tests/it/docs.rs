@@ -143,3 +143,36 @@ fn train_help_lists_the_screens_keys_and_device_help_is_one_text() {
         assert_eq!(device_help(cmd), first, "{cmd}");
     }
 }
+
+/// The README's 80×24 capture of the training screen is the screen test's current snapshot, row
+/// for row, so the front door never shows a screen the program no longer draws.
+#[test]
+fn the_readme_shows_the_current_80x24_training_screen() {
+    let snap = std::fs::read_to_string(
+        root().join("tests/it/snapshots/it__tui__main_screen_at_80x24.snap"),
+    )
+    .unwrap();
+    let rows: Vec<String> = snap
+        .splitn(3, "---\n")
+        .nth(2)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('"'))
+        .map(|l| l[1..l.len() - 1].trim_end().to_string())
+        .collect();
+    assert_eq!(rows.len(), 24, "{snap}");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == rows[0])
+        .expect("the README shows the 80×24 screen (its first row)");
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(
+            lines.get(at + i).map(|l| l.trim_end()),
+            Some(row.as_str()),
+            "README row {i} differs from the snapshot: update README.md from \
+             tests/it/snapshots/it__tui__main_screen_at_80x24.snap"
+        );
+    }
+}

@@ -289,9 +289,9 @@ fn statistics_match_a_direct_computation_for_npz_and_saelens() {
         fired_features > D_SAE / 2,
         "most features fire: {fired_features}"
     );
-    assert_eq!(r["dead"], (D_SAE - fired_features) as u64);
+    assert_eq!(r["silent"], (D_SAE - fired_features) as u64);
     assert!(
-        r["dead"].as_u64().unwrap() >= 1,
+        r["silent"].as_u64().unwrap() >= 1,
         "the last feature never fires"
     );
 

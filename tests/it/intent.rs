@@ -244,7 +244,7 @@ fn eval_and_compare_on_the_held_out_rows_give_the_runs_own_held_out_numbers() {
     assert_eq!(own["n_tokens"], 128);
     let e = json_of(&run(&["eval", r, "--store", s, "--held-out", "--json"]));
     assert_eq!(e["n_tokens"], 128);
-    for k in ["fvu", "l0", "mse"] {
+    for k in ["fvu", "l0", "mse_raw", "mse_norm"] {
         let (a, b) = (e[k].as_f64().unwrap(), own[k].as_f64().unwrap());
         assert!((a - b).abs() < 1e-6, "{k}: eval {a}, the run's own {b}");
     }
@@ -291,7 +291,7 @@ fn eval_and_inspect_take_a_run_directory_and_its_newest_checkpoint() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("checkpoints/step-20"));
     let by_ckpt = json_of(&run(&["eval", r, "--store", s, "--json"]));
-    for k in ["fvu", "l0", "mse"] {
+    for k in ["fvu", "l0", "mse_raw", "mse_norm"] {
         let (a, b) = (by_ckpt[k].as_f64().unwrap(), by_sae[k].as_f64().unwrap());
         assert!((a - b).abs() < 1e-9, "{k}: {a} vs {b}");
     }

@@ -608,7 +608,7 @@ fn a_sweep_with_the_model_in_the_loop_shows_its_delta_lm_and_charts_it_on_y() {
     assert!(s.contains("L0 (log) × FVU"), "{s}");
     t.keys("y");
     t.wait("the frontier by ΔLM loss", |s| {
-        s.contains("L0 (log) × ΔLM loss") && s.contains("ΔLM loss 0.")
+        s.contains("L0 (log) × ΔLM loss") && s.contains(" ΔLM│")
     });
     t.keys("y");
     t.wait("and back", |s| s.contains("L0 (log) × FVU"));

@@ -246,7 +246,12 @@ fn held_out_rows_are_never_trained_on_and_are_reported() {
     };
     assert_eq!(last.n_tokens, 255);
     assert_eq!(j["n_tokens"], 255);
-    for (k, a) in [("l0", last.l0), ("mse", last.mse), ("fvu", last.fvu)] {
+    for (k, a) in [
+        ("l0", last.l0),
+        ("mse_raw", last.mse_raw),
+        ("mse_norm", last.mse_norm),
+        ("fvu", last.fvu),
+    ] {
         let b = j[k].as_f64().unwrap();
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{k}: {a} vs {b}");
     }

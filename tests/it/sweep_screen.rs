@@ -93,13 +93,15 @@ fn metrics(i: usize, s: u64) -> Msg {
             step: s,
             tokens: s * 4096,
             loss: 1.0 - ev,
-            mse: (1.0 - ev) * 0.5,
+            mse_scaled: (1.0 - ev) * 0.5,
+            mse_norm: (1.0 - ev) * 0.4,
             sparsity: l0,
             pre_act: 0.0,
             l0,
             explained_variance: ev,
             dead: 10 * i as u64,
             dead_fraction: 10.0 * i as f64 / 16384.0,
+            dead_window_tokens: 10_000_000,
             lr: 2e-4,
             sparsity_coefficient: 1e-3,
             tokens_per_s: 20000.0,
@@ -145,10 +147,12 @@ fn busy() -> SweepApp {
             eval: Evaluation {
                 n_tokens: 8192,
                 l0: 40.0,
-                mse: 0.05,
+                mse_raw: 0.05,
+                mse_norm: 0.04,
                 fvu: 0.071,
                 explained_variance: 0.929,
-                dead: 3,
+                silent: 3,
+                silent_fraction: 3.0 / 16384.0,
             },
         },
     ));
@@ -329,9 +333,14 @@ fn compare_screen_snapshot() {
         ]
         .into(),
         l0,
-        mse: fvu / 3.0,
+        mse_norm: fvu / 3.0,
         fvu,
-        dead: Some(12),
+        inactive: Some(jumpscope::metrics::stats::Inactive {
+            measure: jumpscope::metrics::stats::Measure::Silent,
+            count: 12,
+            fraction: 12.0 / 16384.0,
+            tokens: 65536,
+        }),
         basis: jumpscope::compare::Basis::Store {
             tokens: 65536,
             held_out: false,
@@ -351,11 +360,12 @@ fn compare_screen_snapshot() {
     t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, YAxis::Fvu, &Theme::mono()))
         .unwrap();
     insta::assert_snapshot!("compare_150x30", t.backend().to_string());
-    // `y`: the same SAEs by ΔLM loss, the axis named on the chart's border
+    // `y`: the same SAEs by ΔLM loss, the axes named and ticked on the chart
     t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, YAxis::DeltaLm, &Theme::mono()))
         .unwrap();
     let shown = t.backend().to_string();
-    assert!(shown.contains("ΔLM loss 0."), "{shown}");
+    assert!(shown.contains(" ΔLM│"), "{shown}");
+    assert!(shown.contains("L0 (log scale)"), "{shown}");
     insta::assert_snapshot!("compare_delta_lm_150x30", shown);
 }
 

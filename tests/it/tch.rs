@@ -9,7 +9,7 @@ use tempfile::tempdir;
 fn per_step(run_dir: &Path) -> Vec<(u64, f64, f64, f64)> {
     metrics(run_dir)
         .iter()
-        .map(|r| (r.step, r.loss, r.mse, r.l0))
+        .map(|r| (r.step, r.loss, r.mse_scaled, r.l0))
         .collect()
 }
 

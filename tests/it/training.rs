@@ -251,9 +251,26 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
         active as f64 / 1024.0
     );
     let j = eval_json(&run_dir.join("sae"), &store);
-    for k in ["n_tokens", "l0", "mse", "fvu", "explained_variance", "dead"] {
+    for k in [
+        "n_tokens",
+        "l0",
+        "mse_raw",
+        "mse_norm",
+        "fvu",
+        "explained_variance",
+        "silent",
+        "silent_fraction",
+    ] {
         assert!(j.get(k).is_some(), "eval --json lacks {k}: {j}");
     }
+    // the normalised MSE is the raw one over the mean squared norm: scale-free, between the
+    // FVU's numerator and a total of 1 for the zero reconstruction
+    let (raw, norm) = (
+        j["mse_raw"].as_f64().unwrap(),
+        j["mse_norm"].as_f64().unwrap(),
+    );
+    assert!(norm > 0.0 && norm < 1.0 && raw > 0.0, "{j}");
+    assert!(norm <= j["fvu"].as_f64().unwrap() + 1e-9, "{j}");
     assert!((j["explained_variance"].as_f64().unwrap() - report.explained_variance).abs() < 1e-5);
 }
 

@@ -54,13 +54,15 @@ fn metrics(s: u64) -> Msg {
         step: s,
         tokens: s * 4096,
         loss: 1.0 / (1.0 + x / 50.0),
-        mse: 0.8 / (1.0 + x / 40.0),
+        mse_scaled: 0.8 / (1.0 + x / 40.0),
+        mse_norm: 0.7 / (1.0 + x / 40.0),
         sparsity: 60.0 / (1.0 + x / 30.0),
         pre_act: 0.0,
         l0: 10.0 + 50.0 / (1.0 + x / 20.0),
         explained_variance: 1.0 - 0.8 / (1.0 + x / 40.0),
         dead: 100 + s / 10,
         dead_fraction: (100 + s / 10) as f64 / 16384.0,
+        dead_window_tokens: 10_000_000,
         lr: 2e-4,
         sparsity_coefficient: 1e-3,
         tokens_per_s: 5000.0,
@@ -73,6 +75,26 @@ fn metrics(s: u64) -> Msg {
         global_threshold: None,
         elapsed_s: x,
     })))
+}
+
+/// A held-out evaluation at step `s`, a little worse than training.
+fn held_out(s: u64) -> Msg {
+    let x = s as f64;
+    let fvu = 0.9 / (1.0 + x / 40.0) + 0.01;
+    rec(Record::Eval {
+        step: s,
+        tokens: s * 4096,
+        eval: jumpscope::eval::Evaluation {
+            n_tokens: 2048,
+            l0: 11.0 + 50.0 / (1.0 + x / 20.0),
+            mse_raw: fvu * 3.0,
+            mse_norm: fvu * 0.8,
+            fvu,
+            explained_variance: 1.0 - fvu,
+            silent: 900,
+            silent_fraction: 900.0 / 16384.0,
+        },
+    })
 }
 
 fn started() -> Msg {
@@ -96,10 +118,18 @@ fn started_as(architecture: jumpscope::config::Architecture) -> Msg {
 
 /// A run 400 steps in, with a checkpoint, an epoch, a tweak and a warning in the log.
 fn busy_app() -> TrainApp {
-    let mut a = app(&["train.sparsity_loss=\"l0_target\"", "train.target_l0=32"]);
+    let mut a = app(&[
+        "train.sparsity_loss=\"l0_target\"",
+        "train.target_l0=32",
+        "data.eval_tokens=2048",
+        "train.eval_every=100",
+    ]);
     a.update(started());
     for s in (10..=400).step_by(10) {
         a.update(metrics(s));
+        if s % 100 == 0 {
+            a.update(held_out(s));
+        }
     }
     a.update(rec(Record::Checkpoint {
         step: 400,
@@ -325,10 +355,20 @@ fn panes_cycle_and_the_time_axis_zooms() {
     assert_eq!(a.window, None);
     a.update(ch('+'));
     assert_eq!(a.window, Some(200));
+    // reports come every 100 steps: the window stops at two of them
     a.update(ch('+'));
-    assert_eq!(a.window, Some(100));
-    a.update(ch('-'));
     assert_eq!(a.window, Some(200));
+    a.update(ch('-'));
+    assert_eq!(
+        a.window, None,
+        "zooming out past the run shows the whole run"
+    );
+    a.update(ch('w'));
+    assert_eq!(
+        a.window,
+        Some(200),
+        "the recent window holds two reports at least"
+    );
     a.update(ch('w'));
     assert_eq!(a.window, None);
 }
@@ -340,7 +380,149 @@ fn main_screen_at_120x40() {
 
 #[test]
 fn main_screen_at_80x24() {
-    insta::assert_snapshot!(render(&busy_app(), 80, 24));
+    let screen = render(&busy_app(), 80, 24);
+    // the held-out numbers are there at the smallest size, beside training's, in one unit
+    assert!(
+        screen.contains("held-out L0 13.4  FVU 0.092  nMSE 0.0735  @ step 400"),
+        "{screen}"
+    );
+    assert!(
+        screen
+            .contains("train    L0 12.4  FVU 0.073  nMSE 0.0636  dead 140 (0.9%) over 10.00M tok"),
+        "{screen}"
+    );
+    assert!(screen.contains("FVU train · held-out"), "{screen}");
+    // every axis is named
+    for name in [
+        "step",
+        "L0",
+        "FVU",
+        "log10 θ",
+        "log10 freq",
+        "feat",
+        "θ per feature, raw",
+    ] {
+        assert!(screen.contains(name), "{name}:\n{screen}");
+    }
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn main_screen_at_160x48() {
+    let screen = render(&busy_app(), 160, 48);
+    // tall enough: FVU and nMSE stacked, the dead count over steps above the histogram
+    assert!(screen.contains("nMSE 0.0636 normalised"), "{screen}");
+    assert!(
+        screen.contains("features by firing freq over 409.6k tok"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn tick_labels_differ_and_never_say_minus_zero() {
+    use jumpscope::tui::widgets::ticks;
+    assert_eq!(ticks(-0.21, -0.19), ["-0.210", "-0.190"]);
+    assert_eq!(ticks(-0.0001, 0.2), ["0.00", "0.20"]);
+    assert_eq!(ticks(0.9271, 0.9274), ["0.92710", "0.92740"]);
+    assert_eq!(ticks(10.0, 400.0), ["10", "400"]);
+    assert_eq!(ticks(12.38, 43.3), ["12.4", "43.3"]);
+    let [a, b] = ticks(1.0, 1.0 + 1e-9);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn the_loss_charts_take_turns_at_80x24_and_zoom_keeps_the_charts_on_one_range() {
+    let mut a = busy_app();
+    let fvu = render(&a, 80, 24);
+    assert!(
+        fvu.contains("FVU train") && !fvu.contains("nMSE 0.0636 n"),
+        "{fvu}"
+    );
+    a.update(ch('m'));
+    let mse = render(&a, 80, 24);
+    assert!(
+        mse.contains("nMSE 0.0636") && !mse.contains("FVU train"),
+        "{mse}"
+    );
+    a.update(ch('m'));
+    assert_eq!(
+        a.loss_view,
+        jumpscope::tui::app::LossView::Fvu,
+        "no ΔLM chart without a model"
+    );
+    // zoomed to the last 200 steps: both step charts start at 200
+    a.update(ch('+'));
+    let zoomed = render(&a, 160, 48);
+    let starts = zoomed
+        .lines()
+        .filter(|l| l.contains("200") && l.contains("step") && l.contains("400"))
+        .count();
+    assert!(starts >= 3, "every step chart shows 200 … 400:\n{zoomed}");
+}
+
+#[test]
+fn a_resume_rewinds_the_charts_and_the_events_never_go_backwards() {
+    let mut a = busy_app();
+    let steps_before: Vec<u64> = a.log.iter().map(|l| l.step).collect();
+    assert!(
+        steps_before.windows(2).all(|w| w[0] <= w[1]),
+        "{steps_before:?}"
+    );
+    // the trainer crashed after step 400 and resumes from the checkpoint at 300
+    a.update(rec(Record::Resume {
+        step: 300,
+        tokens: 300 * 4096,
+        checkpoint: "runs/demo/checkpoints/step-300".into(),
+        architecture: jumpscope::config::Architecture::JumpRelu,
+        d_in: 512,
+        d_sae: 16384,
+        scale: 1.5,
+        device: "cpu".into(),
+        memory_estimate: None,
+        memory_available: None,
+    }));
+    assert_eq!((a.step, a.tokens), (300, 300 * 4096));
+    assert!(a.l0.full().iter().all(|p| p.0 <= 300.0));
+    assert_eq!(a.held_out().map(|h| h.0), Some(300));
+    a.update(metrics(310));
+    let steps: Vec<u64> = a.log.iter().map(|l| l.step).collect();
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+    let text: Vec<&str> = a.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("after step 300 are of steps trained again")),
+        "{text:?}"
+    );
+    // a record about an earlier step, arriving late, is listed now and says its step
+    a.update(rec(Record::Checkpoint {
+        step: 200,
+        tokens: 200 * 4096,
+        path: "runs/demo/checkpoints/step-200".into(),
+    }));
+    let last = a.log.back().unwrap();
+    assert_eq!(last.step, 300);
+    assert!(last.text.ends_with("(of step 200)"), "{}", last.text);
+}
+
+#[test]
+fn the_status_line_takes_step_and_tokens_from_one_record() {
+    let mut a = busy_app();
+    a.update(rec(Record::Epoch {
+        step: 405,
+        tokens: 405 * 4096,
+        epoch: 2,
+    }));
+    assert_eq!((a.step, a.tokens), (405, 405 * 4096));
+    a.update(rec(Record::Pause {
+        step: 405,
+        tokens: 405 * 4096,
+    }));
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("tok/s -"),
+        "no throughput while paused:\n{screen}"
+    );
 }
 
 /// A run of another architecture 200 steps in (BatchTopK reports its global threshold).
@@ -378,17 +560,9 @@ fn baseline_app(arch: &str) -> TrainApp {
 #[test]
 fn the_theta_pane_status_and_keys_follow_the_architecture() {
     for (arch, title, tunable) in [
-        (
-            "topk",
-            "log10 k-th pre-activation (tokens)",
-            "k (kept per token)",
-        ),
-        ("batchtopk", "global threshold θ", "AuxK coef. α"),
-        (
-            "relu",
-            "log10 mean activation (features)",
-            "λ (sparsity coef.)",
-        ),
+        ("topk", "k-th pre-act., raw", "k (kept per token)"),
+        ("batchtopk", "global threshold θ, raw units", "AuxK coef. α"),
+        ("relu", "mean act., raw", "λ (sparsity coef.)"),
     ] {
         let a = baseline_app(arch);
         let screen = render(&a, 120, 40);
@@ -543,7 +717,7 @@ fn a_resumed_run_comes_alive_again_and_only_the_first_epoch_gets_a_log_line() {
 fn the_watch_screen_shows_only_what_a_watcher_can_do() {
     let mut a = busy_app().watching();
     let main = render(&a, 120, 40);
-    assert!(main.contains("watching, last record"), "{main}");
+    assert!(main.contains("last record"), "{main}");
     let footer = main.lines().last().unwrap();
     assert!(footer.contains("quit"), "{footer}");
     assert!(
@@ -636,7 +810,7 @@ fn the_health_badge_counts_active_warnings() {
     let mut a = app(&[]);
     a.update(started());
     a.update(metrics(10));
-    assert!(render(&a, 120, 40).contains("health ok  ETA"));
+    assert!(render(&a, 120, 40).contains("health ok  checkpoint"));
     for kind in [
         jumpscope::schema::health::Kind::LossSpike,
         jumpscope::schema::health::Kind::DataBound,
@@ -651,7 +825,7 @@ fn the_health_badge_counts_active_warnings() {
         }));
     }
     let screen = render(&a, 120, 40);
-    assert!(screen.contains("health 2  ETA"), "{screen}");
+    assert!(screen.contains("health 2 (W)  checkpoint"), "{screen}");
     assert!(
         screen.contains("10 warning loss-spike: m; lower the"),
         "{screen}"
@@ -661,14 +835,14 @@ fn the_health_badge_counts_active_warnings() {
         tokens: 20 * 4096,
         kind: jumpscope::schema::health::Kind::LossSpike,
     }));
-    assert!(render(&a, 120, 40).contains("health 1  ETA"));
+    assert!(render(&a, 120, 40).contains("health 1 (W)  checkpoint"));
     a.update(rec(Record::WarningCleared {
         step: 30,
         tokens: 30 * 4096,
         kind: jumpscope::schema::health::Kind::DataBound,
     }));
     let screen = render(&a, 120, 40);
-    assert!(screen.contains("health ok  ETA"), "{screen}");
+    assert!(screen.contains("health ok  checkpoint"), "{screen}");
     assert!(screen.contains("cleared data-bound"), "{screen}");
     // a warning still active when the run is resumed by a new process is dropped: that process
     // checks afresh
@@ -680,7 +854,7 @@ fn the_health_badge_counts_active_warnings() {
         hint: "h".into(),
         values: Default::default(),
     }));
-    assert!(render(&a, 120, 40).contains("health 1  ETA"));
+    assert!(render(&a, 120, 40).contains("health 1 (W)  checkpoint"));
     a.update(rec(Record::Resume {
         step: 40,
         tokens: 40 * 4096,
@@ -693,7 +867,7 @@ fn the_health_badge_counts_active_warnings() {
         memory_estimate: None,
         memory_available: None,
     }));
-    assert!(render(&a, 120, 40).contains("health ok  ETA"));
+    assert!(render(&a, 120, 40).contains("health ok  checkpoint"));
 }
 
 #[test]
@@ -777,14 +951,22 @@ fn the_model_in_the_loop_is_charted_under_the_loss() {
     }));
     assert_eq!(a.delta_lm.last(), Some(0.3));
     let shown = render(&a, 120, 40);
-    assert!(shown.contains("ΔLM +0.3000 · CE rec. 0.925"), "{shown}");
+    assert!(shown.contains("ΔLM +0.3000 nats"), "{shown}");
+    assert!(
+        render(&a, 160, 48).contains("ΔLM +0.3000 nats · CE rec. 0.925 · KL 0.2700 @ 400"),
+        "the whole title where it fits"
+    );
     insta::assert_snapshot!(shown);
 }
 
 #[test]
-fn the_arrows_do_not_step_a_value_while_the_events_pane_is_focused() {
-    let mut a = app(&[]);
-    a.update(metrics(10));
+fn the_events_pane_scrolls_and_shows_an_event_whole_and_the_arrows_step_nothing_there() {
+    let mut a = busy_app();
+    let long = format!("a long event {} ends here", "x".repeat(150));
+    a.update(Msg::train(TrainEvent::Info(long.clone())));
+    for i in 0..30 {
+        a.update(Msg::train(TrainEvent::Info(format!("note {i}"))));
+    }
     let before = a.config.hyper.clone();
     // Tab to the events pane (the last one)
     while a.focus != jumpscope::tui::app::Pane::Log {
@@ -793,6 +975,35 @@ fn the_arrows_do_not_step_a_value_while_the_events_pane_is_focused() {
     assert!(a.update(key(KeyCode::Right)).is_empty());
     assert!(a.update(key(KeyCode::Left)).is_empty());
     assert_eq!(a.config.hyper, before, "nothing stepped");
+    let newest = render(&a, 80, 24);
+    assert!(
+        newest.contains("note 29") && !newest.contains("a long event"),
+        "{newest}"
+    );
+    // PgUp, then ↑ to the long event: it is shown cut, with an ellipsis
+    let at = a.log.iter().position(|l| l.text == long).unwrap();
+    a.update(key(KeyCode::PageUp));
+    a.update(key(KeyCode::PageUp));
+    a.update(key(KeyCode::PageUp));
+    while a.log_cursor.unwrap() > at {
+        a.update(key(KeyCode::Up));
+    }
+    let scrolled = render(&a, 80, 24);
+    assert!(
+        scrolled.contains("a long event xxx") && scrolled.contains("…"),
+        "{scrolled}"
+    );
+    assert!(!scrolled.contains("note 29"), "{scrolled}");
+    // Enter shows it whole; Esc closes, as help closes
+    a.update(key(KeyCode::Enter));
+    let whole = render(&a, 80, 24);
+    assert!(whole.contains("ends here"), "{whole}");
+    a.update(key(KeyCode::Esc));
+    assert_eq!(a.overlay, None);
+    // End follows the newest again
+    a.update(key(KeyCode::End));
+    assert_eq!(a.log_cursor, None);
+    insta::assert_snapshot!("events_scrolled_80x24", scrolled);
     // elsewhere they do
     a.update(key(KeyCode::Tab));
     assert!(!a.update(key(KeyCode::Right)).is_empty());

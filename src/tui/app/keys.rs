@@ -43,9 +43,24 @@ impl TrainApp {
                 _ => Vec::new(),
             };
         }
+        // help and an event shown whole close the same way on every screen: Esc, ? or q; other
+        // keys do nothing under them (Ctrl-C still stops)
+        if matches!(self.overlay, Some(Overlay::Help | Overlay::Event(_)))
+            && action != Some(Action::Interrupt)
+        {
+            if crate::tui::widgets::closes_help(&key) {
+                self.overlay = None;
+            }
+            return Vec::new();
+        }
         let Some(action) = action else {
             return Vec::new();
         };
+        if self.focus == Pane::Log
+            && let Some(controls) = self.on_log_key(action)
+        {
+            return controls;
+        }
         match action {
             Action::Interrupt => return self.stop(),
             Action::Quit => {
@@ -67,15 +82,6 @@ impl TrainApp {
                     (i + n - 1) % n
                 };
                 self.focus = PANES[j];
-            }
-            // the events pane focused: the arrows do not step a value unseen
-            Action::Increase | Action::Decrease | Action::Up | Action::Down
-                if self.focus == Pane::Log =>
-            {
-                self.note(
-                    "the arrows step values from the other panes: Tab moves the focus off the events",
-                    false,
-                );
             }
             Action::Up => {
                 let n = self.tunables().len();
@@ -117,8 +123,10 @@ impl TrainApp {
                 self.state = RunState::Checkpointing;
                 return vec![Control::Checkpoint];
             }
+            // never narrower than two reports: one point is not a trend
             Action::ZoomIn => {
-                self.window = Some((self.window.unwrap_or(self.step.max(8)) / 2).max(4))
+                let least = (2 * self.config.hyper.log_every).max(2);
+                self.window = Some((self.window.unwrap_or(self.step.max(8)) / 2).max(least))
             }
             Action::ZoomOut => {
                 self.window = self
@@ -129,12 +137,75 @@ impl TrainApp {
             Action::ToggleWindow => {
                 self.window = match self.window {
                     Some(_) => None,
-                    None => Some((self.step / 10).max(50)),
+                    None => Some(
+                        (self.step / 10)
+                            .max(50)
+                            .max(2 * self.config.hyper.log_every),
+                    ),
                 }
             }
             Action::ToggleLog => self.log_scale = !self.log_scale,
+            Action::NextLossChart => {
+                // the order the loss pane stacks them in
+                self.loss_view = match (self.loss_view, self.has_lm()) {
+                    (LossView::Fvu, true) => LossView::Lm,
+                    (LossView::Fvu, false) | (LossView::Lm, _) => LossView::Mse,
+                    (LossView::Mse, _) => LossView::Fvu,
+                }
+            }
+            // the events pane's keys when it is not focused: Tab there first
+            Action::PageUp | Action::PageDown | Action::End => {}
             Action::Pause | Action::Checkpoint => {}
         }
         Vec::new()
+    }
+}
+
+/// Lines a page key moves in the events pane.
+const PAGE: usize = 8;
+
+impl TrainApp {
+    /// The events pane's keys while it is focused (`None`: the key is not the pane's). The
+    /// arrows move the selected event instead of stepping a value unseen.
+    fn on_log_key(&mut self, action: Action) -> Option<Vec<Control>> {
+        let n = self.log.len();
+        if n == 0 {
+            return matches!(
+                action,
+                Action::Up | Action::Down | Action::Increase | Action::Decrease | Action::Edit
+            )
+            .then(Vec::new);
+        }
+        let at = self.log_cursor.unwrap_or(n - 1);
+        let to = |i: usize| Some(i.min(n - 1));
+        self.log_cursor = match action {
+            Action::Up => to(at.saturating_sub(1)),
+            Action::Down => to(at + 1),
+            Action::PageUp => to(at.saturating_sub(PAGE)),
+            Action::PageDown => to(at + PAGE),
+            Action::End => None,
+            Action::Edit => {
+                self.overlay = Some(Overlay::Event(at));
+                self.log_cursor
+            }
+            Action::Increase | Action::Decrease => {
+                self.note(
+                    "←/→ step values from the other panes: Tab moves the focus off the events",
+                    false,
+                );
+                self.log_cursor
+            }
+            _ => return None,
+        };
+        // at the newest line again: follow new events
+        if self.log_cursor == Some(n - 1) && matches!(action, Action::Down | Action::PageDown) {
+            self.log_cursor = None;
+        }
+        Some(Vec::new())
+    }
+
+    /// Whether the model is in the loop (an `lm-eval` configured or seen).
+    pub fn has_lm(&self) -> bool {
+        self.config.lm_eval.is_some() || self.last_lm.is_some()
     }
 }

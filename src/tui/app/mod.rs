@@ -24,6 +24,8 @@ const SERIES_CAP: usize = 2048;
 const RECENT_CAP: usize = 4096;
 /// Event-log lines kept.
 const LOG_CAP: usize = 500;
+/// Held-out evaluations kept (for the status line after a resume).
+const HELD_OUT_CAP: usize = 64;
 
 /// What the run is doing.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,9 +115,21 @@ pub enum Overlay {
     Warnings,
     /// "Stop and checkpoint, or cancel?"
     ConfirmQuit,
+    /// One event of the log, whole (an index into the log).
+    Event(usize),
 }
 
-/// Something for the UI loop that is not a trainer event or a key.
+/// The loss pane's charts, in the order `m` steps through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossView {
+    /// Training and held-out FVU.
+    Fvu,
+    /// Normalised MSE.
+    Mse,
+    /// ΔLM loss of the model in the loop.
+    Lm,
+}
+
 /// A line of the event log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
@@ -152,10 +166,19 @@ pub struct TrainApp {
     pub last_checkpoint: Option<(u64, PathBuf)>,
     /// L0 per report.
     pub l0: Series,
-    /// MSE per report.
+    /// Normalised MSE (Σ‖x − x̂‖² / Σ‖x‖²) per report.
     pub mse: Series,
     /// Explained variance per report.
     pub ev: Series,
+    /// Training FVU (1 − EV) per report.
+    pub fvu: Series,
+    /// Held-out FVU per held-out evaluation.
+    pub held_fvu: Series,
+    /// The recent held-out evaluations with their steps, newest last (a resume drops those
+    /// of the steps trained again, and the one before is the newest again).
+    held_outs: VecDeque<(u64, crate::eval::Evaluation)>,
+    /// The newest dead count, with its window.
+    pub inactive: Option<crate::metrics::stats::Inactive>,
     /// Dead features per report.
     pub dead: Series,
     /// BatchTopK's global threshold over steps.
@@ -184,6 +207,10 @@ pub struct TrainApp {
     pub window: Option<u64>,
     /// Log scale for MSE.
     pub log_scale: bool,
+    /// The loss chart shown first (FVU, nMSE, ΔLM: as many as fit, from this one).
+    pub loss_view: LossView,
+    /// The events pane's selected line (an index into `log`); `None` follows the newest.
+    pub log_cursor: Option<usize>,
     /// Overlay shown.
     pub overlay: Option<Overlay>,
     /// Leave the UI loop.
@@ -228,6 +255,10 @@ impl TrainApp {
             l0: Series::new(SERIES_CAP, RECENT_CAP),
             mse: Series::new(SERIES_CAP, RECENT_CAP),
             ev: Series::new(SERIES_CAP, RECENT_CAP),
+            fvu: Series::new(SERIES_CAP, RECENT_CAP),
+            held_fvu: Series::new(SERIES_CAP, RECENT_CAP),
+            held_outs: VecDeque::new(),
+            inactive: None,
             dead: Series::new(SERIES_CAP, RECENT_CAP),
             global_threshold: Series::new(SERIES_CAP, RECENT_CAP),
             delta_lm: Series::new(SERIES_CAP, RECENT_CAP),
@@ -242,6 +273,8 @@ impl TrainApp {
             editing: None,
             window: None,
             log_scale: false,
+            loss_view: LossView::Fvu,
+            log_cursor: None,
             overlay: None,
             quit: false,
             quit_when_finished: false,
@@ -265,6 +298,11 @@ impl TrainApp {
         self.note(text, alarm);
     }
 
+    /// The newest held-out evaluation and its step (`None`: none yet, or no held-out rows).
+    pub fn held_out(&self) -> Option<&(u64, crate::eval::Evaluation)> {
+        self.held_outs.back()
+    }
+
     /// Seconds left at the last throughput, if known.
     pub fn eta_s(&self) -> Option<f64> {
         (self.tokens_per_s > 0.0 && self.state.live()).then(|| {
@@ -280,12 +318,17 @@ impl TrainApp {
     fn note_at(&mut self, step: u64, text: impl Into<String>, alarm: bool) {
         if self.log.len() == LOG_CAP {
             self.log.pop_front();
+            self.log_cursor = self.log_cursor.map(|c| c.saturating_sub(1));
         }
-        self.log.push_back(LogLine {
-            step,
-            text: text.into(),
-            alarm,
-        });
+        // the step column never goes backwards: a record about an earlier step (an lm-eval
+        // that finished later) is listed when it arrived, and says which step it is about
+        let last = self.log.back().map_or(0, |l| l.step);
+        let (step, text) = if step < last {
+            (last, format!("{} (of step {step})", text.into()))
+        } else {
+            (step, text.into())
+        };
+        self.log.push_back(LogLine { step, text, alarm });
     }
 
     /// Apply one message; returns the controls to send to the trainer.
@@ -345,7 +388,11 @@ impl TrainApp {
         let line = rec.summary();
         match &rec {
             Record::Start { d_sae, .. } | Record::Resume { d_sae, .. } => {
+                if matches!(rec, Record::Resume { .. }) {
+                    self.rewind(step);
+                }
                 self.step = step;
+                self.tokens = rec.tokens();
                 self.d_sae = *d_sae;
                 // a new training process starts its health rules afresh (as `doctor` reads it)
                 self.warnings.clear();
@@ -361,9 +408,11 @@ impl TrainApp {
                 self.epoch = m.epoch;
                 let x = m.step as f64;
                 self.l0.push(x, m.l0);
-                self.mse.push(x, m.mse);
+                self.mse.push(x, m.mse_norm);
                 self.ev.push(x, m.explained_variance);
+                self.fvu.push(x, 1.0 - m.explained_variance);
                 self.dead.push(x, m.dead as f64);
+                self.inactive = Some(m.inactive());
                 if let Some(t) = m.global_threshold {
                     self.global_threshold.push(x, t);
                 }
@@ -380,7 +429,10 @@ impl TrainApp {
                 }
             }
             Record::Epoch { epoch, .. } => {
-                self.step = self.step.max(step);
+                if step > self.step {
+                    // the status line's step, tokens and tok/s come from one record
+                    (self.step, self.tokens) = (step, rec.tokens());
+                }
                 self.epoch = *epoch;
                 // a small store turns over every few steps: the first epoch gets a line, the
                 // rest are counted in the status pane
@@ -421,14 +473,65 @@ impl TrainApp {
                 self.ce_recovered.push(x, r.scores.ce_recovered);
                 self.last_lm = Some((**r).clone());
             }
-            Record::Eval { .. }
-            | Record::Hyper { .. }
+            Record::Eval { eval, .. } => {
+                self.held_fvu.push(step as f64, eval.fvu);
+                if self.held_outs.len() == HELD_OUT_CAP {
+                    self.held_outs.pop_front();
+                }
+                self.held_outs.push_back((step, eval.clone()));
+            }
+            Record::Hyper { .. }
             | Record::NonfiniteLoss { .. }
             | Record::LmEvalSkipped { .. }
             | Record::LmEvalFailed { .. } => {}
         }
         if let Some(text) = line {
             self.note_at(step, text, rec.is_alarm());
+        }
+    }
+
+    /// A resume at `step` trains the steps after it again: their points leave the charts and
+    /// their events the log (they stay in metrics.jsonl), so that nothing goes backwards.
+    fn rewind(&mut self, step: u64) {
+        let x = step as f64;
+        for s in [
+            &mut self.l0,
+            &mut self.mse,
+            &mut self.ev,
+            &mut self.fvu,
+            &mut self.held_fvu,
+            &mut self.dead,
+            &mut self.global_threshold,
+        ] {
+            s.truncate_after(x);
+        }
+        // a held-out evaluation of a step up to the resume stays true
+        self.held_outs.retain(|(s, _)| *s <= step);
+        let before = self.log.len();
+        self.log.retain(|l| l.step <= step);
+        let dropped = before - self.log.len();
+        self.log_cursor = None;
+        if dropped > 0 {
+            self.note_at(
+                step,
+                format!(
+                    "{dropped} events after step {step} are of steps trained again (metrics.jsonl keeps them)"
+                ),
+                false,
+            );
+        }
+    }
+
+    /// Read a run's metrics.jsonl so far into the screen (a resumed run's history), as `watch`
+    /// does: charts, events, the last checkpoint. A log that cannot be read is said in the log.
+    pub fn replay(&mut self, path: &std::path::Path) {
+        match crate::schema::record::read_log(path) {
+            Ok(records) => {
+                for r in records {
+                    self.on_record(r);
+                }
+            }
+            Err(e) => self.note(format!("history not shown: {e}"), true),
         }
     }
 

@@ -394,10 +394,7 @@ impl InspectApp {
             return;
         }
         if self.help {
-            if matches!(
-                key.code,
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
-            ) {
+            if crate::tui::widgets::closes_help(&key) {
                 self.help = false;
             }
             return;

@@ -53,7 +53,8 @@ fn draw_summary(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
     spans.extend(kv("d_sae", r.sae.d_sae.to_string()));
     spans.extend(kv("L0", format!("{:.2}", r.recon.l0)));
     spans.extend(kv("FVU", format!("{:.4}", r.recon.fvu)));
-    spans.extend(kv("dead", r.recon.dead.to_string()));
+    spans.extend(kv("nMSE", format!("{:.4}", r.recon.mse_norm)));
+    spans.extend(kv("silent", r.recon.inactive().short()));
     spans.extend(kv(
         &format!("dense (≥{})", r.dense_threshold),
         r.dense.to_string(),
@@ -370,5 +371,6 @@ fn draw_footer(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
 
 fn draw_help(f: &mut Frame, area: Rect, theme: &Theme) {
     let rows = help_rows(super::app::KEYS, |_| true);
-    widgets::help(f, area, " keys (Esc closes) ", &rows, 14, theme);
+    let title = format!(" keys {} ", widgets::HELP_CLOSES);
+    widgets::help(f, area, &title, &rows, 14, theme);
 }

@@ -298,7 +298,7 @@ impl Column {
             Column::Arch => "arch",
             Column::Step => "step",
             Column::L0 => "L0",
-            Column::Mse => "MSE",
+            Column::Mse => "nMSE",
             Column::Ev => "EV",
             Column::Fvu => "FVU",
             Column::DeltaLm => "ΔLM",
@@ -653,7 +653,10 @@ impl SweepApp {
             return self.member_key(i, key);
         }
         if self.help {
-            self.help = false;
+            // as on every screen: Esc, ? or q close the help; other keys do nothing under it
+            if crate::tui::widgets::closes_help(&key) {
+                self.help = false;
+            }
             return Vec::new();
         }
         let Some(action) = action else {

@@ -9,7 +9,7 @@ use crate::tui::theme::Theme;
 use crate::tui::view as train_view;
 use crate::tui::widgets::frontier::{Labelled, YAxis, draw_chart};
 use crate::tui::widgets::keys::help_rows;
-use crate::tui::widgets::{self, too_small};
+use crate::tui::widgets::{self, ellipsized, too_small};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
@@ -157,6 +157,7 @@ fn shown(width: u16) -> Vec<(Column, Constraint)> {
                 Column::Arch => Constraint::Length(9),
                 Column::Step if wide => Constraint::Length(11),
                 Column::Step => Constraint::Length(7),
+                Column::Dead if wide => Constraint::Length(13),
                 Column::L0 | Column::Ev | Column::Dead => Constraint::Length(6),
                 Column::Mse | Column::Rate => Constraint::Length(7),
                 Column::Fvu | Column::State | Column::DeltaLm => Constraint::Length(8),
@@ -173,16 +174,6 @@ const VARIED_W: usize = 30;
 
 /// The health column's width where the table is wide (the longest kind, `threshold-frozen`).
 const HEALTH_W: usize = 16;
-
-/// `text` cut to `width` characters, its end marked with "…" when it was cut.
-fn ellipsized(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
 
 fn cell(i: usize, row: &Row, c: Column, (wide, uniform): (bool, bool)) -> String {
     let num = |v: Option<f64>, p: usize| {
@@ -215,9 +206,11 @@ fn cell(i: usize, row: &Row, c: Column, (wide, uniform): (bool, bool)) -> String
             .last()
             .filter(|x| x.is_finite())
             .map_or("-".to_string(), |x| format!("{x:+.4}")),
-        Column::Dead => match (row.app.dead.last(), row.app.d_sae) {
-            (Some(d), m) if m > 0 => format!("{:.1}%", 100.0 * d / m as f64),
-            _ => "-".into(),
+        // a count with its percentage, as on the training screen (narrow: the percentage)
+        Column::Dead => match &row.app.inactive {
+            Some(d) if wide => d.short(),
+            Some(d) => format!("{:.1}%", d.fraction * 100.0),
+            None => "-".into(),
         },
         Column::Rate => {
             if row.app.tokens_per_s > 0.0 {
@@ -364,5 +357,6 @@ fn help(f: &mut Frame, area: Rect, watching: bool, theme: &Theme) {
                 _ => (keys, text),
             })
             .collect();
-    widgets::help(f, area, " sweep keys (any key closes) ", &rows, 12, theme);
+    let title = format!(" sweep keys {} ", widgets::HELP_CLOSES);
+    widgets::help(f, area, &title, &rows, 12, theme);
 }

@@ -131,10 +131,95 @@ pub fn draw_chart(
             (lx(current[i].0), current[i].1, p.label.clone(), style)
         })
         .collect();
+    // the axes: y ticks (and the quantity's name) in a column on the left, the x axis (L0 on a
+    // log scale) in two rows at the bottom, drawn beside the canvas so they never cover a point
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let [yt0, yt1] = super::ticks(y0, y1);
+    let y_name = match y {
+        YAxis::Fvu => "FVU",
+        YAxis::DeltaLm => "ΔLM",
+    };
+    let yw = [yt0.as_str(), yt1.as_str(), y_name]
+        .iter()
+        .map(|t| t.chars().count())
+        .max()
+        .unwrap_or(3) as u16
+        + 1;
+    if inner.width <= yw + 4 || inner.height < 4 {
+        return;
+    }
+    let plot = Rect::new(inner.x + yw, inner.y, inner.width - yw, inner.height - 2);
+    let (xt0, xt1) = (l0_tick(10f64.powf(x0)), l0_tick(10f64.powf(x1)));
+    {
+        let buf = f.buffer_mut();
+        let bottom = plot.bottom() - 1;
+        buf.set_string(
+            inner.x,
+            plot.y,
+            format!("{yt1:>w$}", w = (yw - 1) as usize),
+            theme.dim,
+        );
+        buf.set_string(
+            inner.x,
+            plot.y + plot.height / 2,
+            format!("{y_name:>w$}", w = (yw - 1) as usize),
+            theme.dim,
+        );
+        buf.set_string(
+            inner.x,
+            bottom,
+            format!("{yt0:>w$}", w = (yw - 1) as usize),
+            theme.dim,
+        );
+        for r in plot.y..plot.bottom() {
+            buf.set_string(inner.x + yw - 1, r, "│", theme.dim);
+        }
+        let axis_row = plot.bottom();
+        buf.set_string(inner.x + yw - 1, axis_row, "└", theme.dim);
+        buf.set_string(plot.x, axis_row, "─".repeat(plot.width as usize), theme.dim);
+        let labels_row = axis_row + 1;
+        buf.set_string(plot.x, labels_row, &xt0, theme.dim);
+        let name = "L0 (log scale)";
+        let room = plot.width as usize;
+        if room > xt0.len() + xt1.len() + name.len() + 4 {
+            let at = plot.x + ((room - name.len()) / 2) as u16;
+            buf.set_string(at, labels_row, name, theme.dim);
+        }
+        buf.set_string(
+            plot.right().saturating_sub(xt1.chars().count() as u16),
+            labels_row,
+            &xt1,
+            theme.dim,
+        );
+    }
+    // trail dots leave the cells of the labels (and a cell either side) clear
+    let (pw, ph) = (plot.width.max(1) as f64, plot.height.max(1) as f64);
+    let cell = |x: f64, y: f64| {
+        (
+            ((x - x0) / (x1 - x0) * (pw - 1.0)).round() as i64,
+            ((y1 - y) / (y1 - y0) * (ph - 1.0)).round() as i64,
+        )
+    };
+    let taken: Vec<(i64, i64, i64)> = labels
+        .iter()
+        .map(|(x, y, s, _)| {
+            let (c, r) = cell(*x, *y);
+            (r, c - 1, c + s.chars().count() as i64)
+        })
+        .collect();
+    let trail: Vec<(f64, f64)> = trail
+        .into_iter()
+        .filter(|(x, y)| {
+            let (c, r) = cell(*x, *y);
+            !taken
+                .iter()
+                .any(|(tr, from, to)| *tr == r && c >= *from && c <= *to)
+        })
+        .collect();
     let dim = theme.dim.fg.unwrap_or_default();
     let accent = theme.accent.fg.unwrap_or_default();
     let canvas = Canvas::default()
-        .block(block)
         .marker(theme.marker)
         .x_bounds([x0, x1])
         .y_bounds([y0, y1])
@@ -157,19 +242,14 @@ pub fn draw_chart(
                 ctx.print(*x, *y, Span::styled(s.clone(), *style));
             }
         });
-    f.render_widget(canvas, area);
-    // the axes' ends, on the bottom border
-    let axis = format!(
-        " L0 {:.3}–{:.3} · {} {:.3}–{:.3} ",
-        10f64.powf(x0),
-        10f64.powf(x1),
-        y.name(),
-        y0,
-        y1
-    );
-    let w = (axis.chars().count() as u16).min(area.width.saturating_sub(2));
-    f.render_widget(
-        Paragraph::new(axis).style(theme.dim),
-        Rect::new(area.x + 1, area.y + area.height - 1, w, 1),
-    );
+    f.render_widget(canvas, plot);
+}
+
+/// An L0 tick: `3.2`, `64`, `1.2k`.
+fn l0_tick(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        crate::metrics::stats::si(v)
+    }
 }

@@ -1,6 +1,6 @@
 //! The parts every screen shares: the key table ([`keys`]), the L0–FVU frontier chart
 //! ([`frontier`]), the "terminal too small" note, a bordered block, a centred box, the help
-//! overlay (drawn from a key table) and the yes/no question.
+//! overlay (drawn from a key table), the yes/no question, and chart tick labels.
 
 pub mod frontier;
 pub mod keys;
@@ -75,6 +75,58 @@ pub fn overlay(
         r,
     );
 }
+
+/// Tick labels for the ends of `[lo, hi]` with just enough decimals that they differ, and no
+/// `-0`.
+pub fn ticks(lo: f64, hi: f64) -> [String; 2] {
+    let span = (hi - lo).abs().max(1e-12);
+    let mut d = (1.0 - span.log10().floor()).clamp(0.0, 12.0) as usize;
+    // small numbers keep a decimal (L0 12.4, not 12)
+    if lo.abs().max(hi.abs()) < 100.0 {
+        d = d.max(1);
+    }
+    loop {
+        let [a, b] = [lo, hi].map(|v| {
+            let t = format!("{v:.d$}");
+            // -0, -0.00: a zero
+            if t.trim_start_matches('-')
+                .chars()
+                .all(|c| c == '0' || c == '.')
+            {
+                t.trim_start_matches('-').to_string()
+            } else {
+                t
+            }
+        });
+        if a != b || d >= 12 {
+            return [a, b];
+        }
+        d += 1;
+    }
+}
+
+/// `text` cut to `width` characters, its end marked with "…" when it was cut (so a cut value
+/// never reads as a different number).
+pub fn ellipsized(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Whether `key` closes a help overlay: Esc, `?` or `q`, on every screen.
+pub fn closes_help(key: &ratatui::crossterm::event::KeyEvent) -> bool {
+    use ratatui::crossterm::event::KeyCode;
+    matches!(
+        key.code,
+        KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
+    )
+}
+
+/// How every help overlay's title says it closes.
+pub const HELP_CLOSES: &str = "(Esc, ? or q closes)";
 
 /// The help overlay: one line per row of a screen's key table (keys, what they do).
 pub fn help(
