@@ -106,7 +106,9 @@ impl Trainer {
         let mse_norm = v[0] as f64 / v[2] as f64;
         let dead = v[3] as u64;
         let v = &v[4..];
-        let firing_hist = firing_histogram(&v[..m], window);
+        // a store smaller than the window repeats: its size bounds the finest frequency too
+        let resolves = window.min(self.res.train_tokens.max(1) as f64);
+        let firing_hist = firing_histogram(&v[..m], resolves);
         let theta: Vec<f64> = v[m..2 * m].iter().map(|&x| x as f64).collect();
         let alive: Vec<bool> = v[2 * m..].iter().map(|&d| d == 0.0).collect();
         if let Some(change) = self.theta_change(&theta, &alive) {
@@ -201,8 +203,9 @@ impl Trainer {
     }
 }
 
-/// The histogram of log10(firing frequency + 1e-10) over a report window of `window` tokens.
-/// Its range follows the data down to the finest frequency the window resolves (1 / window),
+/// The histogram of log10(firing frequency + 1e-10) over a report window that resolves
+/// frequencies down to 1 / `window` (its tokens, or the store's when the store is smaller).
+/// Its range follows the data down to that finest frequency,
 /// not to 1e-10: it starts at the decade of the rarest feature that fired, and one decade
 /// lower when some feature never fired, so that those (at -10) sit alone in the first bars.
 fn firing_histogram(log_freq: &[f32], window: f64) -> Histogram {
@@ -234,4 +237,29 @@ fn theta_histogram(log_theta: Vec<f64>) -> Histogram {
         (-4.0, 0.0)
     };
     Histogram::new(log_theta, lo, hi, HIST_BINS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::firing_histogram;
+
+    #[test]
+    fn the_firing_range_follows_the_data_and_stops_at_what_the_window_resolves() {
+        // the rarest firing feature is in the 1e-3 decade; one never fired: a decade for it
+        let h = firing_histogram(&[-1.2, -2.5, -10.0], 20_000.0);
+        assert_eq!((h.lo, h.hi), (-4.0, 0.0));
+        assert_eq!(
+            h.counts[0], 1,
+            "the silent feature sits alone in the first bin"
+        );
+        // 20k tokens resolve 5e-5 at best: nothing is drawn below the 1e-5 decade
+        let h = firing_histogram(&[-4.9, -0.5], 20_000.0);
+        assert_eq!(h.lo, -5.0);
+        let h = firing_histogram(&[-7.0, -0.5], 20_000.0);
+        assert_eq!(h.lo, -5.0);
+        // everything frequent: the range still spans a decade
+        let h = firing_histogram(&[-0.3, -0.2], 1e7);
+        assert_eq!(h.lo, -1.0);
+        assert_eq!(h.counts.iter().sum::<u64>(), 2);
+    }
 }

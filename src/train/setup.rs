@@ -41,6 +41,8 @@ pub struct Shared {
     pub eval_rows: Arc<Vec<f32>>,
     /// The store's file attributes.
     pub store_attributes: std::collections::BTreeMap<String, String>,
+    /// Rows of the store training reads (all but the held-out ones).
+    pub train_tokens: u64,
 }
 
 /// Open the store of `cfg` and compute what every run on it starts from: the input scale (or
@@ -57,12 +59,14 @@ pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), 
     };
     let eval_rows = Arc::new(held_out(&store, cfg)?);
     let store_attributes = store.attributes();
+    let train_tokens = store.rows().saturating_sub(cfg.data.eval_tokens) as u64;
     Ok((
         store,
         Shared {
             scale,
             eval_rows,
             store_attributes,
+            train_tokens,
         },
     ))
 }
@@ -336,6 +340,7 @@ impl Trainer {
             scale,
             eval_rows,
             store_attributes,
+            train_tokens,
         } = shared;
         let kernels = Kernels::for_device(&device);
         let run_dir = cfg.out.clone();
@@ -395,6 +400,7 @@ impl Trainer {
                 feed: feed(data),
                 eval_rows,
                 store_attributes,
+                train_tokens,
                 log,
                 lm: None,
                 lock,
@@ -464,11 +470,13 @@ impl Trainer {
             Kernels::for_device(&device),
         )?;
         let eval_rows = Arc::new(held_out(&store, &cfg)?);
+        let train_tokens = store.rows().saturating_sub(cfg.data.eval_tokens) as u64;
         let data = reader(store, &cfg, state.position, state.scale);
         let shared = Shared {
             scale: state.scale,
             eval_rows,
             store_attributes: state.store_attributes.clone(),
+            train_tokens,
         };
         let mut t = Self::continue_from(
             run_dir,
@@ -578,6 +586,7 @@ impl Trainer {
                 feed: feed(data),
                 eval_rows: shared.eval_rows,
                 store_attributes: shared.store_attributes,
+                train_tokens: shared.train_tokens,
                 log,
                 lm: None,
                 lock,

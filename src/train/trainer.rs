@@ -86,6 +86,8 @@ pub struct Resources {
     pub(super) eval_rows: Arc<Vec<f32>>,
     /// The store's file attributes.
     pub(super) store_attributes: std::collections::BTreeMap<String, String>,
+    /// Rows of the store training reads: no frequency finer than one in these can be measured.
+    pub(super) train_tokens: u64,
     pub(super) log: JsonlLog,
     /// The way to the model companion (`[lm_eval]`), when the model is in the loop.
     pub(super) lm: Option<crate::lmeval::LmPort>,

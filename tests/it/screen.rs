@@ -258,6 +258,30 @@ fn sigterm_and_sighup_under_the_screen_checkpoint_first() {
         "the screen was not restored:\n{s}"
     );
     assert_eq!(jumpscope::train::checkpoint::list(&run_dir).len(), 1);
+    let stopped_at = records(&run_dir, "stop")[0].step();
+
+    // resumed under the screen: the run's history is there from the start (its first events,
+    // the checkpoint it resumes from), not an empty screen
+    let tr = Tmux::start(
+        "resumed",
+        &format!("{} train --resume {}", binary(), run_dir.display()),
+    );
+    let s = tr.wait("the resumed screen", |s| s.contains("resumed from"));
+    assert!(
+        s.contains("started: jumprelu SAE"),
+        "the history's events:\n{s}"
+    );
+    assert!(
+        s.contains(&format!("checkpoint step {stopped_at}")),
+        "the last checkpoint is known:\n{s}"
+    );
+    tr.keys("q");
+    tr.wait("the quit question", |s| {
+        s.contains("stop with a checkpoint")
+    });
+    tr.keys("y");
+    let s = tr.wait("the resumed run to end", |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=130"), "{s}");
 
     // an SSH drop: the terminal goes away under the running screen
     let d2 = tempdir().unwrap();

@@ -19,8 +19,10 @@ pub fn draw(f: &mut Frame, app: &InspectApp, theme: &Theme) {
         return;
     }
     let area = f.area();
+    // the summary wraps to a second line where the terminal is narrow (nothing cut off)
+    let summary_h = if area.width >= 120 { 3 } else { 4 };
     let [top, body, footer] = Layout::vertical([
-        Constraint::Length(3),
+        Constraint::Length(summary_h),
         Constraint::Min(10),
         Constraint::Length(1),
     ])
@@ -59,12 +61,22 @@ fn draw_summary(f: &mut Frame, area: Rect, app: &InspectApp, theme: &Theme) {
         &format!("dense (≥{})", r.dense_threshold),
         r.dense.to_string(),
     ));
-    spans.push(Span::styled("log10 density ", theme.dim));
+    // features by log10 density, its range named (bars: features per bin)
+    spans.push(Span::styled(
+        format!(
+            "features by log10 density {:.0}…{:.0} ",
+            r.density_hist.lo, r.density_hist.hi
+        ),
+        theme.dim,
+    ));
     spans.push(Span::styled(
         sparkline(&r.density_hist.counts),
         theme.series[0],
     ));
-    f.render_widget(Paragraph::new(Line::from(spans)), inner);
+    f.render_widget(
+        Paragraph::new(Line::from(spans)).wrap(ratatui::widgets::Wrap { trim: true }),
+        inner,
+    );
 }
 
 /// One character per bin, eight heights.
@@ -244,7 +256,7 @@ fn draw_histogram(f: &mut Frame, area: Rect, sae: &SaeInfo, feat: &FeatureReport
     }
     lines.push(Line::from(Span::styled(
         format!(
-            "0 … {} ({} bins, peak {})",
+            "activation, raw units: 0 … {} ({} bins) · tokens per bin, peak {}",
             num(hi),
             bins,
             h.counts.iter().max().unwrap_or(&0)
