@@ -33,63 +33,68 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: 
         Constraint::Length(1),
     ])
     .areas(area);
-    let header = [
+    // each column: header, width, cell; where the terminal is narrow only those that fit whole
+    // (a cut value would read as another number)
+    type Column = (&'static str, u16, fn(usize, &Entry) -> String);
+    let all: [Column; 14] = [
+        ("#", 3, |i, _| format!("{}", i + 1)),
+        ("name", 10, |_, e| e.name.clone()),
+        ("arch", 9, |_, e| e.architecture.clone()),
+        ("d_sae", 6, |_, e| e.d_sae.to_string()),
+        ("hyper", HYPER_W, |_, e| {
+            ellipsized(&e.hyper_text(), HYPER_W as usize)
+        }),
+        ("L0", 6, |_, e| format!("{:.1}", e.l0)),
+        ("nMSE", 7, |_, e| format!("{:.4}", e.mse_norm)),
+        ("FVU", 7, |_, e| format!("{:.4}", e.fvu)),
+        ("dead/silent", 19, |_, e| e.inactive_text()),
+        ("ΔLM", 8, |_, e| {
+            e.delta_lm_loss.map_or("-".into(), |v| format!("{v:+.4}"))
+        }),
+        ("CE rec.", 7, |_, e| {
+            e.ce_recovered.map_or("-".into(), |v| format!("{v:.3}"))
+        }),
+        ("KL", 7, |_, e| {
+            e.kl.map_or("-".into(), |v| format!("{v:.4}"))
+        }),
+        ("front", 5, |_, e| {
+            if e.on_frontier { "●" } else { "" }.into()
+        }),
+        ("basis", 20, |_, e| e.basis.to_string()),
+    ];
+    let narrow = [
         "#",
         "name",
-        "arch",
-        "d_sae",
-        "hyper",
         "L0",
         "nMSE",
         "FVU",
         "dead/silent",
         "ΔLM",
-        "CE rec.",
-        "KL",
         "front",
-        "basis",
-    ]
-    .map(Cell::from);
+    ];
+    let columns: Vec<&Column> = all
+        .iter()
+        .filter(|c| area.width >= 140 || narrow.contains(&c.0))
+        .collect();
+    let header = columns.iter().map(|c| Cell::from(c.0));
     let rows = entries.iter().enumerate().map(|(i, e)| {
-        let hyper = e.hyper_text();
-        let r = Row::new([
-            Cell::from(format!("{}", i + 1)),
-            Cell::from(e.name.clone()),
-            Cell::from(e.architecture.clone()),
-            Cell::from(e.d_sae.to_string()),
-            Cell::from(ellipsized(&hyper, HYPER_W as usize)),
-            Cell::from(format!("{:.1}", e.l0)),
-            Cell::from(format!("{:.4}", e.mse_norm)),
-            Cell::from(format!("{:.4}", e.fvu)),
-            Cell::from(e.inactive_text()),
-            Cell::from(e.delta_lm_loss.map_or("-".into(), |v| format!("{v:+.4}"))),
-            Cell::from(e.ce_recovered.map_or("-".into(), |v| format!("{v:.3}"))),
-            Cell::from(e.kl.map_or("-".into(), |v| format!("{v:.4}"))),
-            Cell::from(if e.on_frontier { "●" } else { "" }),
-            Cell::from(e.basis.to_string()),
-        ]);
+        let r = Row::new(columns.iter().map(|c| Cell::from((c.2)(i, e))));
         if i == selected {
             r.style(theme.focus.add_modifier(Modifier::REVERSED))
         } else {
             r.style(theme.text)
         }
     });
-    let widths = [
-        Constraint::Length(3),
-        Constraint::Min(10),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(HYPER_W),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(19),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(5),
-        Constraint::Length(20),
-    ];
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|c| {
+            if c.0 == "name" {
+                Constraint::Min(c.1)
+            } else {
+                Constraint::Length(c.1)
+            }
+        })
+        .collect();
     f.render_widget(
         Table::new(rows, widths)
             .header(Row::new(header).style(theme.dim))

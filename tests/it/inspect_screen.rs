@@ -218,6 +218,19 @@ fn inspect_screen_at_120x40() {
 }
 
 #[test]
+fn inspect_screen_at_160x48() {
+    let mut a = InspectApp::new(report(), Some(decoder()), None);
+    a.jump(19);
+    let _ = a.nearest();
+    let shown = render(&a, 160, 48);
+    assert!(
+        shown.contains("activation, raw units: 0 … 4.0000 (8 bins)"),
+        "{shown}"
+    );
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
 fn inspect_screen_at_80x24() {
     let mut a = InspectApp::new(report(), None, Some("nearest features need the SAE".into()));
     a.jump(19);

@@ -310,6 +310,14 @@ fn sweep_screen_snapshots() {
     insta::assert_snapshot!("sweep_member_open", render(&c, 100, 30));
     insta::assert_snapshot!("sweep_too_small", render(&busy(), 60, 20));
     insta::assert_snapshot!("sweep_160x40", render(&busy(), 160, 40));
+    let big = render(&busy(), 160, 48);
+    // the frontier chart's axes are ticked and named, the dead column a count with its share
+    assert!(
+        big.contains("L0 (log scale)") && big.contains(" FVU│"),
+        "{big}"
+    );
+    assert!(big.contains("10 (0.1%)"), "{big}");
+    insta::assert_snapshot!("sweep_160x48", big);
 }
 
 #[test]
@@ -367,6 +375,14 @@ fn compare_screen_snapshot() {
     assert!(shown.contains(" ΔLM│"), "{shown}");
     assert!(shown.contains("L0 (log scale)"), "{shown}");
     insta::assert_snapshot!("compare_delta_lm_150x30", shown);
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| jumpscope::tui::compare::draw(f, &entries, 1, YAxis::Fvu, &Theme::mono()))
+            .unwrap();
+        let shown = t.backend().to_string();
+        assert!(shown.contains(" FVU│"), "{shown}");
+        insta::assert_snapshot!(format!("compare_{w}x{h}"), shown);
+    }
 }
 
 #[test]

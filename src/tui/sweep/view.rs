@@ -4,6 +4,7 @@
 //! with a member opened, that member's training screen under a one-line banner.
 
 use super::{COLUMNS, Column, Row, SweepApp};
+use crate::metrics::stats::si;
 use crate::schema::sweep::MemberState;
 use crate::tui::theme::Theme;
 use crate::tui::view as train_view;
@@ -264,7 +265,33 @@ fn draw_table(f: &mut Frame, area: Rect, app: &SweepApp, theme: &Theme) {
     });
     let widths: Vec<Constraint> = columns.iter().map(|(_, w)| *w).collect();
     let head: Vec<Cell> = header.collect();
-    let title = " members (FVU held-out; * = training batches, 1 − EV) ";
+    // what the dead column counts over, when every member says the same
+    let windows: std::collections::BTreeSet<u64> = app
+        .rows
+        .iter()
+        .filter_map(|r| r.app.inactive.map(|d| d.tokens))
+        .collect();
+    let window = match windows.iter().collect::<Vec<_>>().as_slice() {
+        [w] if **w > 0 => Some(si(**w as f64)),
+        _ => None,
+    };
+    let long = format!(
+        " members (FVU held-out; * = training batches, 1 − EV{}) ",
+        window.as_ref().map_or(String::new(), |w| format!(
+            "; dead: not fired in {w} training tok"
+        ))
+    );
+    let short = format!(
+        " members (FVU held-out, * training{}) ",
+        window
+            .as_ref()
+            .map_or(String::new(), |w| format!("; dead over {w} tok"))
+    );
+    // a title is never cut inside a number
+    let title = [long, short]
+        .into_iter()
+        .find(|t| t.chars().count() + 2 <= area.width as usize)
+        .unwrap_or_else(|| " members ".into());
     let t = Table::new(rows, widths)
         .header(ratatui::widgets::Row::new(head).style(theme.dim))
         .column_spacing(1)
