@@ -194,12 +194,6 @@ fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
         "-".into()
     };
     kv(&mut line1, "tok/s", rate, theme);
-    kv(
-        &mut line1,
-        "ETA",
-        app.eta_s().map(duration).unwrap_or_else(|| "-".into()),
-        theme,
-    );
 
     // training's numbers and the held-out ones, in the same order and units
     let mut line2 = vec![Span::styled(format!("{:<9}", "train"), theme.dim)];
@@ -230,6 +224,12 @@ fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
         None => "none yet".into(),
     };
     kv(&mut line4, "checkpoint", ckpt, theme);
+    kv(
+        &mut line4,
+        "ETA",
+        app.eta_s().map(duration).unwrap_or_else(|| "-".into()),
+        theme,
+    );
     if app.epoch > 0 {
         // data epochs are counted here rather than logged one line each
         kv(&mut line4, "epoch", app.epoch.to_string(), theme);
@@ -271,12 +271,16 @@ fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
 }
 
 /// The held-out numbers (L0, FVU, nMSE, silent) of the newest evaluation and its step; what
-/// is awaited before the first; nothing when the run holds no rows out.
+/// is awaited before the first; why there are none when the run holds no rows out.
 fn held_out_line<'a>(app: &TrainApp, theme: &Theme) -> Line<'a> {
-    if app.config.data.eval_tokens == 0 && app.held_out().is_none() {
-        return Line::default();
-    }
     let mut spans = vec![Span::styled(format!("{:<9}", "held-out"), theme.dim)];
+    if app.config.data.eval_tokens == 0 && app.held_out().is_none() {
+        spans.push(Span::styled(
+            "none: no rows held out (data.eval_tokens = 0)",
+            theme.dim,
+        ));
+        return Line::from(spans);
+    }
     match app.held_out() {
         Some((step, e)) => {
             spans.push(Span::styled("L0 ", theme.dim));
@@ -565,7 +569,10 @@ fn draw_mse(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bo
         ),
     ];
     more(&mut long, hidden, theme);
-    let short = vec![value, (" normalised".into(), theme.dim)];
+    let short = vec![(
+        format!("norm. MSE {}", num(app.mse.last(), 4)),
+        theme.series[0],
+    )];
     let plot = Plot {
         long,
         short,

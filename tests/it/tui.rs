@@ -442,7 +442,7 @@ fn the_loss_charts_take_turns_at_80x24_and_zoom_keeps_the_charts_on_one_range() 
     a.update(ch('m'));
     let mse = render(&a, 80, 24);
     assert!(
-        mse.contains("nMSE 0.0636") && !mse.contains("FVU train"),
+        mse.contains("┐┌ norm. MSE 0.0636 ") && !mse.contains("FVU train"),
         "{mse}"
     );
     a.update(ch('m'));
