@@ -10,8 +10,11 @@ Layers and sites follow the TransformerLens/SAELens hook names: `resid_post` of 
 output of block L (`hidden_states[L+1]` in transformers, except after the last block, where
 transformers applies the final norm first and we do not), `resid_pre` its input
 (`hidden_states[L]`); `mlp_out` and `attn_out` are the outputs of block L's MLP and attention
-modules; `--module NAME` takes any module by its name in `model.named_modules()`. All are read
-with forward hooks, every requested layer and site in one forward pass.
+modules, `mlp_in` what the MLP module receives (after the block's norm; TransformerLens's
+`blocks.L.ln2.hook_normalized`); `--module NAME` takes any module by its name in
+`model.named_modules()`. All are read with forward hooks, every requested layer and site in one
+forward pass, so `--site mlp_in,mlp_out` writes a transcoder's input and target with their rows
+aligned (the same tokens, in the same order and shards).
 
 Text: a `.txt` file (one document per line, or with `--txt-docs blank` separated by blank lines),
 a `.jsonl` file (`--text-field`, default `text`), a directory of those, or a Hugging Face

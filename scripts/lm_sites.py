@@ -1,7 +1,9 @@
 """What harvest.py and the model companion (lm_companion.py) share: reading text into token
 windows, loading a Hugging Face model, and finding a layer's site (`resid_post`, `resid_pre`,
-`mlp_out`, `attn_out`, or any module by name) in it, named as TransformerLens and SAELens name
-hooks (`blocks.L.hook_resid_post`). Both read and replace activations through the forward hooks
+`mlp_in`, `mlp_out`, `attn_out`, or any module by name) in it, named as TransformerLens and
+SAELens name hooks (`blocks.L.hook_resid_post`). `mlp_in` is what the block's MLP module receives,
+after its layer norm: TransformerLens's `blocks.L.ln2.hook_normalized` (its own `hook_mlp_in` is
+before the norm), the input a transcoder reads to reconstruct `mlp_out`. Both read and replace activations through the forward hooks
 planned here, so a store harvested at a site and an SAE spliced in at that site see the same
 values.
 
@@ -12,7 +14,7 @@ import json
 import os
 import re
 
-SITES = ("resid_post", "resid_pre", "mlp_out", "attn_out")
+SITES = ("resid_post", "resid_pre", "mlp_in", "mlp_out", "attn_out")
 
 
 class UserError(Exception):
@@ -131,12 +133,16 @@ def plan_sites(model, layers, sites, modules, layer_flag="--layers", site_flag="
             elif site == "resid_pre":
                 how = ("input", f"{prefix}.{layer}")
             else:
-                names = ("mlp", "feed_forward", "ffn") if site == "mlp_out" else ("attn", "self_attn", "attention")
+                mlp = site in ("mlp_in", "mlp_out")
+                names = ("mlp", "feed_forward", "ffn") if mlp else ("attn", "self_attn", "attention")
                 child = child_named(blocks[layer], names)
                 if child is None:
                     raise UserError(f"{site_flag} {site}: block {layer} ({prefix}.{layer}) has no module named "
                                     f"{' or '.join(names)}; name one with --module")
-                how = ("module", f"{prefix}.{layer}.{child}")
+                # the MLP's input (after the block's norm) or a module's output
+                how = ("input" if site == "mlp_in" else "module", f"{prefix}.{layer}.{child}")
+                if site == "mlp_in":
+                    attrs["hook"] = f"blocks.{layer}.ln2.hook_normalized"
             plans.append((f"layer{layer}_{site}", attrs, how))
     known = dict(model.named_modules())
     for name in modules:

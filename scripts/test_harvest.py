@@ -129,13 +129,13 @@ def main():
         out = os.path.join(tmp, "acts")
         common = ["--model", model_dir, "--texts", text, "--seq-len", "16", "--tokens", "1600",
                   "--shard-tokens", "512", "--batch-size", "8"]
-        h = harvest(*common, "--layers", "0,1", "--site", "resid_post,resid_pre,mlp_out,attn_out",
+        h = harvest(*common, "--layers", "0,1", "--site", "resid_post,resid_pre,mlp_in,mlp_out,attn_out",
                     "--store-dtype", "float32", "--out", out)
         check(h.returncode == 0 and "harvest: 1,600 tokens" in h.stderr, "tiny GPT-2: harvest runs and says what it did")
         base = os.path.join(out, "tiny-gpt2")
         site = {s: read_site(os.path.join(base, s)) for s in os.listdir(base)}
         check(sorted(site) == sorted(f"layer{l}_{s}" for l in (0, 1) for s in
-                                     ("resid_post", "resid_pre", "mlp_out", "attn_out")), f"sites: {sorted(site)}")
+                                     ("resid_post", "resid_pre", "mlp_in", "mlp_out", "attn_out")), f"sites: {sorted(site)}")
         acts, ids, shards = site["layer0_resid_post"]
         check(acts.shape == (100, 16, 32) and len(shards) == 4, f"shape {acts.shape} in {len(shards)} shards")
         check(all(not f.endswith(".partial") for f in os.listdir(os.path.join(base, "layer0_resid_post"))),
@@ -155,11 +155,26 @@ def main():
             pre, attn, mlp, post = (site[f"layer{layer}_{s}"][0] for s in ("resid_pre", "attn_out", "mlp_out",
                                                                            "resid_post"))
             check(close(pre + attn + mlp, post) < 1e-5, f"layer {layer}: resid_pre + attn_out + mlp_out = resid_post")
+            # a transcoder's pair: the MLP's input after ln_2, and its output, row for row
+            block = model.h[layer]
+            mlp_in = site[f"layer{layer}_mlp_in"][0]
+            with torch.no_grad():
+                want_in = block.ln_2(torch.from_numpy(pre + attn)).numpy()
+                want_out = block.mlp(torch.from_numpy(mlp_in)).numpy()
+            check(close(mlp_in, want_in) < 1e-5, f"layer {layer}: mlp_in = ln_2(resid_pre + attn_out)")
+            check(close(want_out, mlp) < 1e-5, f"layer {layer}: mlp(mlp_in) = mlp_out: the rows are aligned")
+            check(site[f"layer{layer}_mlp_in"][2] and [os.path.basename(x) for x in site[f"layer{layer}_mlp_in"][2]]
+                  == [os.path.basename(x) for x in site[f"layer{layer}_mlp_out"][2]]
+                  and np.array_equal(site[f"layer{layer}_mlp_in"][1], site[f"layer{layer}_mlp_out"][1]),
+                  f"layer {layer}: mlp_in and mlp_out in the same shards with the same token ids")
         with h5py.File(shards[0], "r") as f:
             attrs = dict(f.attrs)
         check(attrs.get("hook") == "blocks.0.hook_resid_post" and attrs.get("layer") == "0"
               and "harvest.py" in attrs.get("command", "") and attrs.get("seq_len") == "16",
               f"attributes name the hook, layer, command: {sorted(attrs)}")
+        with h5py.File(site["layer1_mlp_in"][2][0], "r") as f:
+            check(f.attrs.get("hook") == "blocks.1.ln2.hook_normalized" and f.attrs.get("site") == "mlp_in",
+                  f"mlp_in is named as TransformerLens names the MLP's normed input: {f.attrs.get('hook')}")
 
         # bfloat16 + gzip, the same values within rounding
         out16 = os.path.join(tmp, "acts16")

@@ -174,7 +174,7 @@ pub struct CompareArgs {
     /// With --model: the layer the SAEs read.
     #[arg(long, requires = "model")]
     pub layer: Option<usize>,
-    /// With --model: the site (resid_post, resid_pre, mlp_out, attn_out).
+    /// With --model: the site (resid_post, resid_pre, mlp_in, mlp_out, attn_out).
     #[arg(long, default_value = "resid_post")]
     pub site: String,
     /// With --model: token ids, an integer .npy [n_seq, seq_len].
@@ -293,7 +293,8 @@ pub struct LmEvalArgs {
     /// The layer the SAEs read (TransformerLens numbering, as harvest.py's --layers).
     #[arg(long)]
     pub layer: usize,
-    /// The site in that layer: resid_post, resid_pre, mlp_out or attn_out.
+    /// The site in that layer: resid_post, resid_pre, mlp_in (the MLP's input, after its norm),
+    /// mlp_out or attn_out.
     #[arg(long, default_value = "resid_post")]
     pub site: String,
     /// Token ids to evaluate on: an integer .npy array [n_seq, seq_len], used exactly as given.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The sites the companion finds in a model, named as TransformerLens names hooks.
-pub const SITES: [&str; 4] = ["resid_post", "resid_pre", "mlp_out", "attn_out"];
+pub const SITES: [&str; 5] = ["resid_post", "resid_pre", "mlp_in", "mlp_out", "attn_out"];
 
 /// Where the evaluation's tokens come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
