@@ -156,21 +156,24 @@ fn the_training_screen_in_a_real_terminal() {
         "train",
         &format!("{} train --config {}", binary(), cfg.display()),
     );
-    // the panes appear
-    let s = t.wait("the training screen", |s| {
-        s.contains("state training") && s.contains("hyperparameters")
-    });
-    for pane in [
+    // the panes appear, their axes named (waiting for all of them: a capture can catch a frame
+    // half drawn)
+    let panes = [
         "L0",
-        "MSE",
+        "nMSE",
+        "FVU train",
         "log10 θ",
+        "log10 freq",
+        "step",
         "dead",
+        "held-out",
         "hyperparameters",
         "events",
         "quit",
-    ] {
-        assert!(s.contains(pane), "no `{pane}` pane:\n{s}");
-    }
+    ];
+    let s = t.wait("the training screen with every pane", |s| {
+        s.contains("state training") && panes.iter().all(|p| s.contains(p))
+    });
     // the health badge, and `W` lists the active warnings (Esc closes the list)
     assert!(s.contains("health "), "no health badge:\n{s}");
     t.keys("W");
