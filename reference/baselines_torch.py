@@ -15,6 +15,12 @@ src/sae/ implements:
          aux = Σ_b ‖ê_b − e_b‖² / Σ_b ‖e_b − ē‖² (the error normalised by the residual's batch
          variance, `normalized_mse` of the paper's code, openai/sparse_autoencoder),
          loss += α·aux  (Gao et al. 2024, section 2.4)
+  Matryoshka  with cfg["matryoshka_widths"] = [w1 < w2 < … < d_sae]: the features are chosen
+         as above over the whole dictionary, and for every inner width w < d_sae the loss adds
+         the MSE of the reconstruction from the first w features alone,
+         x̂_w = f[:, :w] W_dec[:w] + b_dec, mse_w = mean_b Σ_j (x̂_w − x)²
+         (Bussmann et al. 2025, arXiv 2503.17547; SAELens 6.54's
+         MatryoshkaBatchTopKTrainingSAE adds the same terms, checked by check_saelens.py)
 """
 import torch
 
@@ -72,10 +78,24 @@ class BaselineSae(torch.nn.Module):
         aux = self.aux_loss(z, x, x_hat)
         l0 = (f > 0).to(x.dtype).sum(dim=1).mean()
         loss = mse + lam * sparsity + self.cfg.get("aux_coefficient", 0.0) * aux
+        self.inner_mse = matryoshka_mse(f, self.W_dec, self.b_dec, x, self.cfg.get("matryoshka_widths"))
+        for inner in self.inner_mse.values():
+            loss = loss + inner
         return loss, mse, sparsity, l0
 
     def after_step(self, t):
         pass
+
+
+def matryoshka_mse(f, W_dec, b_dec, x, widths):
+    """{w: mse_w} for every inner width w (< d_sae) of `widths` (none without widths)."""
+    out = {}
+    for w in widths or []:
+        if w >= f.shape[1]:
+            continue
+        x_hat = f[:, :w] @ W_dec[:w] + b_dec
+        out[w] = (x_hat - x).pow(2).sum(dim=1).mean()
+    return out
 
 
 class TopKSae(BaselineSae):

@@ -3,7 +3,8 @@
 here, and not run by CI: the README records what it printed).
 
   reference    our PyTorch reference (baselines_torch.py) against SAELens's own training classes
-               (TopKTrainingSAE, BatchTopKTrainingSAE, StandardTrainingSAE) on the same weights
+               (TopKTrainingSAE, BatchTopKTrainingSAE, StandardTrainingSAE, and
+               MatryoshkaBatchTopKTrainingSAE with nested widths) on the same weights
                and batch, in float64: feature activations, the training loss, and every gradient.
                SAELens options that have no counterpart here are set to the paper's form:
                rescale_acts_by_decoder_norm = False (our decoder rows are unit norm anyway), and
@@ -32,11 +33,16 @@ from baselines_torch import CLASSES  # noqa: E402
 from jumprelu_torch import case_data  # noqa: E402
 
 
-def saelens_model(arch, d_in, d_sae, k, l1):
+def saelens_model(arch, d_in, d_sae, k, l1, widths=None):
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
     from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     common = dict(d_in=d_in, d_sae=d_sae, dtype="float64", device="cpu", apply_b_dec_to_input=True)
+    if widths:
+        from sae_lens.saes.matryoshka_batchtopk_sae import (MatryoshkaBatchTopKTrainingSAE,
+                                                            MatryoshkaBatchTopKTrainingSAEConfig)
+        return MatryoshkaBatchTopKTrainingSAE(MatryoshkaBatchTopKTrainingSAEConfig(
+            k=k, matryoshka_widths=widths, rescale_acts_by_decoder_norm=False, aux_loss_coefficient=0.0, **common))
     if arch == "topk":
         return TopKTrainingSAE(TopKTrainingSAEConfig(k=k, rescale_acts_by_decoder_norm=False, aux_loss_coefficient=0.0,
                                                      **common))
@@ -50,16 +56,19 @@ def cmd_reference(_args):
     from sae_lens import __version__
     from sae_lens.saes.sae import TrainStepInput
     worst_all = 0.0
-    for arch, seed in (("topk", 5), ("batchtopk", 7), ("relu", 8)):
+    # Matryoshka BatchTopK: nested widths, the last d_sae
+    widths = [8, 24, 64]
+    for arch, seed, nested in (("topk", 5, None), ("batchtopk", 7, None), ("relu", 8, None),
+                               ("batchtopk", 9, widths)):
         d_in, d_sae, batch, k, lam = 16, 64, 32, 6, 0.05
         params, batches = case_data(d_in, d_sae, batch, 1, seed, torch.float64)
         params["threshold"] = torch.zeros(d_sae, dtype=torch.float64)
         x = batches[0]
-        cfg = {"pre_encoder_bias": True, "k": k}
+        cfg = {"pre_encoder_bias": True, "k": k, "matryoshka_widths": nested}
         ours = CLASSES[arch](params, cfg)
         loss, mse, sparsity, _ = ours.loss_parts(x, lam)
         loss.backward()
-        theirs = saelens_model(arch, d_in, d_sae, k, lam)
+        theirs = saelens_model(arch, d_in, d_sae, k, lam, nested)
         with torch.no_grad():
             for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
                 getattr(theirs, name).copy_(params[name])
@@ -73,11 +82,16 @@ def cmd_reference(_args):
             "loss": abs(loss.item() - out.loss.item()),
             "mse": abs(mse.item() - out.losses["mse_loss"].item()),
         }
+        for w, inner in ours.inner_mse.items():
+            diffs[f"mse_{w}"] = abs(inner.item() - out.losses[f"inner_mse_loss_{w}"].item())
+        if nested and len(ours.inner_mse) != len(nested) - 1:
+            diffs["inner widths"] = float("inf")
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             diffs[f"d{name}"] = (getattr(ours, name).grad - getattr(theirs, name).grad).abs().max().item()
         worst = max(diffs.values())
         worst_all = max(worst_all, worst)
-        print(f"{arch} vs sae-lens {__version__} {type(theirs).__name__}: "
+        name = f"matryoshka {arch} {nested}" if nested else arch
+        print(f"{name} vs sae-lens {__version__} {type(theirs).__name__}: "
               + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     print(f"worst absolute difference {worst_all:.1e}")
     return worst_all < 1e-10
