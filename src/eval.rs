@@ -123,7 +123,8 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Evaluate over every finite row of `store` in `rows` (all of them, or a run's held-out
-/// tail), `batch` rows at a time; `progress(done, of)` counts rows of the range.
+/// tail) that its `mask` (if any) keeps, `batch` rows at a time; `progress(done, of)` counts
+/// rows of the range.
 pub fn evaluate(
     p: &HostParams,
     store: &Store,
@@ -142,6 +143,17 @@ pub fn evaluate(
         buf.clear();
         let n = batch.min(end - start);
         store.read_rows(start, n, &mut buf)?;
+        // the positions a store's `mask` leaves out of training are left out here too, as the
+        // trainer's held-out evaluation leaves them out
+        if let Some(mask) = store.read_mask(start, n)? {
+            let d = p.d_in;
+            buf = buf
+                .chunks(d)
+                .zip(&mask)
+                .filter(|(_, keep)| **keep)
+                .flat_map(|(row, _)| row.iter().copied())
+                .collect();
+        }
         start += n;
         ev.add(&buf, device);
         progress((start - rows.start) as u64, total);

@@ -333,3 +333,48 @@ fn a_reader_whose_output_pipe_closes_ends_quietly() {
     let status = child.wait().unwrap();
     assert!(!err.contains("panicked"), "{status:?}: {err}");
 }
+
+#[test]
+fn eval_on_the_held_out_rows_leaves_out_what_the_stores_mask_leaves_out() {
+    let d = tempdir().unwrap();
+    // 64 sequences of 16: position 0 of each (BOS, say) is masked out of training
+    let store = d.path().join("m.h5");
+    h5py(&format!(
+        "x = np.random.default_rng(1).standard_normal((64, 16, 8)).astype('f4')\n\
+         x[:, 0, :] *= 30.0\n\
+         m = np.ones((64, 16), dtype='u1'); m[:, 0] = 0\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['mask'] = m\n",
+        store.display()
+    ));
+    let run_dir = d.path().join("run");
+    let cfg = config(
+        d.path(),
+        &format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 128\n[sae]\nd_sae = 16\n\
+             [train]\nsteps = 10\neval_every = 10\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
+            store.display(),
+            run_dir.display()
+        ),
+    );
+    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let own = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["type"] == "eval")
+        .expect("the run's held-out evaluation")["eval"]
+        .clone();
+    // 128 held-out positions, 8 of them masked
+    assert_eq!(own["n_tokens"], 120);
+    let (r, s) = (run_dir.to_str().unwrap(), store.to_str().unwrap());
+    let e = json_of(&run(&["eval", r, "--store", s, "--held-out", "--json"]));
+    assert_eq!(e["n_tokens"], 120, "{e}");
+    for k in ["fvu", "l0", "mse_raw", "mse_norm"] {
+        let (a, b) = (e[k].as_f64().unwrap(), own[k].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{k}: eval {a}, the run's own {b}");
+    }
+    // the whole store: every unmasked position
+    let all = json_of(&run(&["eval", r, "--store", s, "--json"]));
+    assert_eq!(all["n_tokens"], 64 * 15);
+}
