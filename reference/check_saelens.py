@@ -9,6 +9,9 @@ here, and not run by CI: the README records what it printed).
                SAELens options that have no counterpart here are set to the paper's form:
                rescale_acts_by_decoder_norm = False (our decoder rows are unit norm anyway), and
                the auxiliary loss off (see the README: SAELens's AuxK differs from the paper's).
+  transcoders  our transcoder reference (transcoders_torch.py: relu and jumprelu, with and
+               without the skip) against SAELens's inference classes on the same weights, in
+               float64: the feature activations and the output
   ci --bin JUMPSCOPE
                both, on SAEs trained from the four sample recipes (shortened to 300 steps) on
                sample_data/synth.h5 (run by `scripts/dev.sh test-saelens`, which CI calls)
@@ -97,6 +100,44 @@ def cmd_reference(_args):
     return worst_all < 1e-10
 
 
+def cmd_transcoders(_args):
+    from sae_lens import __version__
+    from sae_lens.saes.transcoder import (JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig,
+                                          JumpReLUTranscoder, JumpReLUTranscoderConfig, SkipTranscoder,
+                                          SkipTranscoderConfig, Transcoder, TranscoderConfig)
+    from transcoders_torch import forward, random_params
+    d_in, d_out, d_sae, batch = 12, 20, 48, 32
+    worst_all = 0.0
+    for (arch, skip, cls, cfg_cls), seed in zip(
+            (("relu", False, Transcoder, TranscoderConfig),
+             ("relu", True, SkipTranscoder, SkipTranscoderConfig),
+             ("jumprelu", False, JumpReLUTranscoder, JumpReLUTranscoderConfig),
+             ("jumprelu", True, JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig)), range(11, 15)):
+        p = random_params(d_in, d_out, d_sae, seed, skip=skip)
+        x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(seed + 100), dtype=torch.float64)
+        f, y_hat = forward(p, x, arch, skip)
+        theirs = cls(cfg_cls(d_in=d_in, d_out=d_out, d_sae=d_sae, dtype="float64", device="cpu",
+                             apply_b_dec_to_input=False)).eval()
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(theirs, name).copy_(p[name])
+            if arch == "jumprelu":
+                theirs.threshold.copy_(p["threshold"])
+            if skip:
+                # SAELens keeps the skip as [d_out, d_in]
+                theirs.W_skip.copy_(p["W_skip"].T)
+            f_theirs = theirs.encode(x)
+            y_theirs = theirs(x)
+        fired = int((f > 0).sum())
+        diffs = {"feature acts": (f - f_theirs).abs().max().item(), "output": (y_hat - y_theirs).abs().max().item()}
+        worst = max(diffs.values())
+        worst_all = max(worst_all, worst)
+        print(f"{arch}{' skip' if skip else ''} transcoder vs sae-lens {__version__} {cls.__name__} "
+              f"({fired} of {batch * d_sae} features fire): " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
+    print(f"worst absolute difference {worst_all:.1e}")
+    return worst_all < 1e-10
+
+
 def cmd_exports(args):
     import h5py
     import numpy as np
@@ -139,8 +180,9 @@ def cmd_ci(args):
                                 cwd=root, check=True, capture_output=True, text=True)
             dirs.append(os.path.join(out, "sae"))
             fvus.append(json.loads(ev.stdout)["fvu"])
-        # both checks run, so that one failure does not hide the other
+        # every check runs, so that one failure does not hide another
         ok = cmd_reference(args)
+        ok = cmd_transcoders(args) and ok
         return cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store)) and ok
 
 
@@ -148,6 +190,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("reference")
+    sub.add_parser("transcoders")
     e = sub.add_parser("exports")
     e.add_argument("dirs", nargs="+")
     e.add_argument("--store", required=True)
@@ -155,7 +198,8 @@ def main():
     c = sub.add_parser("ci")
     c.add_argument("--bin", required=True)
     args = p.parse_args()
-    ok = {"reference": cmd_reference, "exports": cmd_exports, "ci": cmd_ci}[args.cmd](args)
+    ok = {"reference": cmd_reference, "transcoders": cmd_transcoders, "exports": cmd_exports,
+          "ci": cmd_ci}[args.cmd](args)
     sys.exit(0 if ok else 1)
 
 
