@@ -9,6 +9,7 @@ mod commands;
 
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
+use std::io::Write;
 
 fn main() {
     // `train --help` lists the screen's keys from the table the screen reads
@@ -42,7 +43,8 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            // written, not printed: a closed stderr must not become a panic
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
             std::process::exit(2);
         }
     }

@@ -55,6 +55,11 @@ pub fn run_job<J: jumpscope::session::Job>(
     } else {
         session::headless(job, std::io::stderr().is_terminal(), &Output::std())?
     };
-    eprintln!("{}", closing.message);
+    // a closed stderr (`… 2>&1 | head`) must not turn a finished run into a panic: the run's
+    // work is saved, only the line is lost
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("{}\n", closing.message),
+    );
     Ok(closing.code)
 }

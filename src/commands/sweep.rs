@@ -6,6 +6,7 @@ use crate::cli::SweepArgs;
 use jumpscope::schema::sweep::MemberState;
 use jumpscope::sweep::driver::Sweep;
 use jumpscope::sweep::spec;
+use std::io::Write;
 
 /// Run the command; returns the process exit code.
 pub fn exec(args: SweepArgs) -> anyhow::Result<i32> {
@@ -15,7 +16,8 @@ pub fn exec(args: SweepArgs) -> anyhow::Result<i32> {
             // every member ended before: nothing to run, and nothing is appended to its logs
             if let Some(ended) = Sweep::over(dir) {
                 let count = |s: MemberState| ended.iter().filter(|(_, e)| *e == s).count();
-                println!(
+                let _ = writeln!(
+                    std::io::stdout(),
                     "{}: already finished ({} finished, {} stopped, {} failed); nothing to do. A member can be trained further on its own: jumpscope train --resume {}/MEMBER --set train.steps=N",
                     dir.display(),
                     count(MemberState::Finished),

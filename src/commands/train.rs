@@ -6,6 +6,7 @@ use jumpscope::config;
 use jumpscope::schema::keys;
 use jumpscope::train::setup::Resumption;
 use jumpscope::train::trainer::Trainer;
+use std::io::Write;
 
 /// Run the command; returns the process exit code.
 pub fn exec(args: TrainArgs) -> anyhow::Result<i32> {
@@ -15,7 +16,8 @@ pub fn exec(args: TrainArgs) -> anyhow::Result<i32> {
         Some(dir) => match Trainer::resume(dir, &args.sets)? {
             Resumption::Go(t) => *t,
             Resumption::Finished { step, sae } => {
-                println!(
+                let _ = writeln!(
+                    std::io::stdout(),
                     "{}: already finished at step {step} (its SAE is in {}); nothing to do. To train it further: jumpscope train --resume {} --set train.steps=N",
                     dir.display(),
                     sae.display(),

@@ -621,3 +621,82 @@ fn eval_of_a_store_with_no_finite_row_is_refused() {
     ]);
     assert_user_error(&o, &["nan.h5", "every one of its 64 rows has NaN or Inf"]);
 }
+
+#[test]
+fn a_headless_run_and_sweep_whose_output_pipe_closes_finish_their_work() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let d = tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let store = root.join("sample_data/synth.h5");
+    let sweep_cfg = d.path().join("sweep.toml");
+    std::fs::write(
+        &sweep_cfg,
+        format!(
+            "[data]\nstores = [\"{}\"]\nbatch_size = 256\n[sae]\nd_sae = 64\n\
+             [train]\nsteps = 300\nlog_every = 10\n\
+             [sweep]\nvary = {{ \"train.sparsity_coefficient\" = [1e-3, 1e-2] }}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    for (what, args) in [
+        (
+            "train",
+            vec![
+                "train".to_string(),
+                "--config".into(),
+                root.join("sample_data/demo.toml").display().to_string(),
+                "--out".into(),
+                d.path().join("run").display().to_string(),
+                "--set".into(),
+                "train.steps=400".into(),
+                "--set".into(),
+                format!("data.stores=[\"{}\"]", store.display()),
+            ],
+        ),
+        (
+            "sweep",
+            vec![
+                "sweep".to_string(),
+                "--config".into(),
+                sweep_cfg.display().to_string(),
+                "--out".into(),
+                d.path().join("sweep").display().to_string(),
+            ],
+        ),
+    ] {
+        // `jumpscope … 2>&1 | head -1`: the reader goes away after one line
+        let mut child = Reaped(
+            bin()
+                .args(&args)
+                .arg("--headless")
+                .current_dir(&root)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut first = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{what}: a closed output is no reason to fail (first line: {first})"
+        );
+    }
+    assert!(
+        d.path().join("run/sae").is_dir(),
+        "the run finished its work"
+    );
+    assert!(
+        std::fs::read_to_string(d.path().join("sweep/sweep.jsonl"))
+            .unwrap()
+            .contains("\"finish\""),
+        "the sweep finished its work"
+    );
+}
