@@ -18,7 +18,10 @@ pub struct Evaluation {
     pub mse_raw: f64,
     /// Normalised MSE: Σ‖x − x̂‖² / Σ‖x‖² over these tokens, free of the activations' scale
     /// (`null` in records of earlier versions).
-    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    #[serde(
+        default = "crate::metrics::nullable::nan",
+        with = "crate::metrics::nullable"
+    )]
     pub mse_norm: f64,
     /// Fraction of variance unexplained.
     pub fvu: f64,
@@ -29,12 +32,11 @@ pub struct Evaluation {
     #[serde(alias = "dead")]
     pub silent: u64,
     /// `silent / d_sae` (`null` in records of earlier versions).
-    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    #[serde(
+        default = "crate::metrics::nullable::nan",
+        with = "crate::metrics::nullable"
+    )]
     pub silent_fraction: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
 }
 
 impl Evaluation {
@@ -142,18 +144,9 @@ pub fn evaluate(
     while start < end {
         buf.clear();
         let n = batch.min(end - start);
-        store.read_rows(start, n, &mut buf)?;
         // the positions a store's `mask` leaves out of training are left out here too, as the
         // trainer's held-out evaluation leaves them out
-        if let Some(mask) = store.read_mask(start, n)? {
-            let d = p.d_in;
-            buf = buf
-                .chunks(d)
-                .zip(&mask)
-                .filter(|(_, keep)| **keep)
-                .flat_map(|(row, _)| row.iter().copied())
-                .collect();
-        }
+        store.read_kept_rows(start, n, &mut buf)?;
         start += n;
         ev.add(&buf, device);
         progress((start - rows.start) as u64, total);

@@ -17,11 +17,10 @@ pub fn estimate_scale(store: &Store, sample_tokens: usize, rows: usize) -> Resul
         let start = (k as u128 * rows as u128 / runs as u128) as usize;
         buf.clear();
         let len = run.min(rows - start);
-        store.read_rows(start, len, &mut buf)?;
         // positions a `mask` leaves out of training do not set the scale either
-        let mask = store.read_mask(start, len)?;
-        for (i, row) in buf.chunks(d).enumerate() {
-            if mask.as_ref().is_none_or(|m| m[i]) && row.iter().all(|v| v.is_finite()) {
+        store.read_kept_rows(start, len, &mut buf)?;
+        for row in buf.chunks(d) {
+            if row.iter().all(|v| v.is_finite()) {
                 sum += row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
                 n += 1;
             }

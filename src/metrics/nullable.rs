@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Deserializer, Serializer};
 
+/// NaN: the default of a number a record of an earlier version lacks.
+pub fn nan() -> f64 {
+    f64::NAN
+}
+
 /// Write `v` (NaN and ±∞ as `null`).
 pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     if v.is_finite() {

@@ -273,7 +273,10 @@ pub struct MetricsRecord {
     pub mse_scaled: f64,
     /// Normalised MSE of the last batch: Σ‖x − x̂‖² / Σ‖x‖², free of scale, the same quantity
     /// `eval` reports as `mse_norm` (`null` in logs of earlier versions).
-    #[serde(default = "nan", with = "crate::metrics::nullable")]
+    #[serde(
+        default = "crate::metrics::nullable::nan",
+        with = "crate::metrics::nullable"
+    )]
     pub mse_norm: f64,
     /// Its sparsity part, before λ.
     pub sparsity: f64,
@@ -319,10 +322,6 @@ pub struct MetricsRecord {
     pub global_threshold: Option<f64>,
     /// Seconds since the run (or resume) started.
     pub elapsed_s: f64,
-}
-
-fn nan() -> f64 {
-    f64::NAN
 }
 
 impl MetricsRecord {
@@ -394,47 +393,34 @@ impl Record {
 
     /// Steps completed when it was written.
     pub fn step(&self) -> u64 {
-        match self {
-            Record::Metrics(m) => m.step,
-            Record::LmEval(r) => r.step,
-            Record::Start { step, .. }
-            | Record::Resume { step, .. }
-            | Record::Eval { step, .. }
-            | Record::Checkpoint { step, .. }
-            | Record::Epoch { step, .. }
-            | Record::Hyper { step, .. }
-            | Record::Pause { step, .. }
-            | Record::ResumeSteps { step, .. }
-            | Record::NonfiniteLoss { step, .. }
-            | Record::Stop { step, .. }
-            | Record::Finish { step, .. }
-            | Record::Warning { step, .. }
-            | Record::WarningCleared { step, .. }
-            | Record::LmEvalSkipped { step, .. }
-            | Record::LmEvalFailed { step, .. } => *step,
-        }
+        self.stamp().0
     }
 
     /// Tokens trained on when it was written (every record carries them).
     pub fn tokens(&self) -> u64 {
+        self.stamp().1
+    }
+
+    /// (steps, tokens): the point of the run every record is stamped with.
+    fn stamp(&self) -> (u64, u64) {
         match self {
-            Record::Metrics(m) => m.tokens,
-            Record::LmEval(r) => r.tokens,
-            Record::Start { tokens, .. }
-            | Record::Resume { tokens, .. }
-            | Record::Eval { tokens, .. }
-            | Record::Checkpoint { tokens, .. }
-            | Record::Epoch { tokens, .. }
-            | Record::Hyper { tokens, .. }
-            | Record::Pause { tokens, .. }
-            | Record::ResumeSteps { tokens, .. }
-            | Record::NonfiniteLoss { tokens, .. }
-            | Record::Stop { tokens, .. }
-            | Record::Finish { tokens, .. }
-            | Record::Warning { tokens, .. }
-            | Record::WarningCleared { tokens, .. }
-            | Record::LmEvalSkipped { tokens, .. }
-            | Record::LmEvalFailed { tokens, .. } => *tokens,
+            Record::Metrics(m) => (m.step, m.tokens),
+            Record::LmEval(r) => (r.step, r.tokens),
+            Record::Start { step, tokens, .. }
+            | Record::Resume { step, tokens, .. }
+            | Record::Eval { step, tokens, .. }
+            | Record::Checkpoint { step, tokens, .. }
+            | Record::Epoch { step, tokens, .. }
+            | Record::Hyper { step, tokens, .. }
+            | Record::Pause { step, tokens, .. }
+            | Record::ResumeSteps { step, tokens, .. }
+            | Record::NonfiniteLoss { step, tokens, .. }
+            | Record::Stop { step, tokens, .. }
+            | Record::Finish { step, tokens, .. }
+            | Record::Warning { step, tokens, .. }
+            | Record::WarningCleared { step, tokens, .. }
+            | Record::LmEvalSkipped { step, tokens, .. }
+            | Record::LmEvalFailed { step, tokens, .. } => (*step, *tokens),
         }
     }
 

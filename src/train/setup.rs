@@ -143,17 +143,8 @@ fn held_out(store: &Store, cfg: &Config) -> Result<Vec<f32>, TrainError> {
         }));
     }
     let mut eval_rows = Vec::new();
-    store.read_rows(store.rows() - held, held, &mut eval_rows)?;
     // the positions a `mask` leaves out of training are left out of validation too
-    if let Some(mask) = store.read_mask(store.rows() - held, held)? {
-        let d = store.d_in();
-        eval_rows = eval_rows
-            .chunks(d)
-            .zip(&mask)
-            .filter(|(_, keep)| **keep)
-            .flat_map(|(row, _)| row.iter().copied())
-            .collect();
-    }
+    store.read_kept_rows(store.rows() - held, held, &mut eval_rows)?;
     Ok(eval_rows)
 }
 

@@ -199,7 +199,7 @@ fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     let mut line2 = vec![Span::styled(format!("{:<9}", "train"), theme.dim)];
     line2.push(Span::styled("L0 ", theme.dim));
     line2.push(Span::styled(num(app.l0.last(), 1), theme.text));
-    kv(&mut line2, "FVU", num(app.fvu.last(), 3), theme);
+    kv(&mut line2, "FVU", num(app.fvu(), 3), theme);
     kv(&mut line2, "nMSE", num(app.mse.last(), 4), theme);
     if let Some(d) = &app.inactive {
         kv(
@@ -520,12 +520,11 @@ fn more(parts: &mut Parts, hidden: bool, theme: &Theme) {
 
 fn draw_fvu(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bool) {
     let x = x_range(app);
-    let mut long = vec![(
-        format!("FVU train {}", num(app.fvu.last(), 3)),
-        theme.series[0],
-    )];
+    let mut long = vec![(format!("FVU train {}", num(app.fvu(), 3)), theme.series[0])];
     let mut short = vec![("FVU train".to_string(), theme.series[0])];
-    let mut sets = vec![Set::line(points(&app.fvu, x), theme.series[0])];
+    // training's FVU is 1 − its explained variance
+    let fvu = points(&app.ev, x).into_iter().map(|(s, ev)| (s, 1.0 - ev));
+    let mut sets = vec![Set::line(fvu.collect(), theme.series[0])];
     if let Some((_, e)) = app.held_out() {
         long.push((" · ".into(), theme.dim));
         long.push((format!("held-out {:.3}", e.fvu), theme.series[2]));
@@ -744,8 +743,9 @@ fn draw_dead(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
     };
     let window = app.inactive.map(|d| d.over()).unwrap_or_default();
     let firing = format!("firing freq over {} tok", si(freq_tokens as f64));
-    // the dead count over steps, above the histogram, where there is room for both
-    if area.height >= 2 * CHART_ROWS + 4 {
+    // the dead count over steps, above the histogram, where there is room for both; else the
+    // count (and its window) titles the histogram
+    let (hist_area, long, short) = if area.height >= 2 * CHART_ROWS + 4 {
         let [top, bottom] =
             Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
         let x = x_range(app);
@@ -761,32 +761,24 @@ fn draw_dead(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
             counts: true,
         };
         draw_plot(f, top, app, plot, theme);
-        draw_histogram(
-            f,
+        (
             bottom,
-            app,
-            (
-                vec![(format!("features by {firing}"), theme.series[2])],
-                vec![("features by firing freq".into(), theme.series[2])],
-                "log10 freq",
-                "feat",
-            ),
-            app.firing_hist.as_ref(),
-            (Pane::Dead, theme.series[2]),
-            theme,
-        );
-        return;
-    }
-    let long = vec![
-        count.clone(),
-        (format!(" {window}"), theme.dim),
-        (format!(" · {firing}"), theme.series[2]),
-    ];
+            vec![(format!("features by {firing}"), theme.series[2])],
+            vec![("features by firing freq".into(), theme.series[2])],
+        )
+    } else {
+        let long = vec![
+            count.clone(),
+            (format!(" {window}"), theme.dim),
+            (format!(" · {firing}"), theme.series[2]),
+        ];
+        (area, long, vec![count])
+    };
     draw_histogram(
         f,
-        area,
+        hist_area,
         app,
-        (long, vec![count], "log10 freq", "feat"),
+        (long, short, "log10 freq", "feat"),
         app.firing_hist.as_ref(),
         (Pane::Dead, theme.series[2]),
         theme,

@@ -193,22 +193,45 @@ fn a_run_is_never_started_in_a_sweep_or_a_foreign_directory() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
-/// A finished 20-step run holding out the store's last 128 rows, evaluated on them at step 20.
-fn held_out_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let store = dir.join("s.h5");
-    synth_store(&store, &small_spec(2000, 3));
+/// A finished run of `steps` steps on `store` (`d_sae` features) holding out its last 128 rows,
+/// evaluated on them every 10 steps: the run directory and what the command printed.
+fn train_holding_out(
+    dir: &Path,
+    store: &Path,
+    d_sae: usize,
+    steps: u64,
+) -> (std::path::PathBuf, std::process::Output) {
     let run_dir = dir.join("run");
     let cfg = config(
         dir,
         &format!(
-            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 128\n[sae]\nd_sae = 32\n\
-             [train]\nsteps = 20\neval_every = 10\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
+            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 128\n[sae]\nd_sae = {d_sae}\n\
+             [train]\nsteps = {steps}\neval_every = 10\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
             store.display(),
             run_dir.display()
         ),
     );
     let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (run_dir, o)
+}
+
+/// The run's own newest held-out evaluation (its metrics.jsonl `eval` record).
+fn own_held_out(run_dir: &Path) -> serde_json::Value {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|v| v["type"] == "eval")
+        .expect("the run's held-out evaluation")["eval"]
+        .clone()
+}
+
+/// A finished 20-step run holding out the store's last 128 rows, evaluated on them at step 20.
+fn held_out_run(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let store = dir.join("s.h5");
+    synth_store(&store, &small_spec(2000, 3));
+    let (run_dir, o) = train_holding_out(dir, &store, 32, 20);
     // the closing line gives the final numbers, the held-out one too
     let all = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
     let closing = all
@@ -234,13 +257,7 @@ fn eval_and_compare_on_the_held_out_rows_give_the_runs_own_held_out_numbers() {
     let d = tempdir().unwrap();
     let (run_dir, store) = held_out_run(d.path());
     let (r, s) = (run_dir.to_str().unwrap(), store.to_str().unwrap());
-    let own = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|v| v["type"] == "eval")
-        .expect("the run's held-out evaluation")["eval"]
-        .clone();
+    let own = own_held_out(&run_dir);
     assert_eq!(own["n_tokens"], 128);
     let e = json_of(&run(&["eval", r, "--store", s, "--held-out", "--json"]));
     assert_eq!(e["n_tokens"], 128);
@@ -346,25 +363,8 @@ fn eval_on_the_held_out_rows_leaves_out_what_the_stores_mask_leaves_out() {
          with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['mask'] = m\n",
         store.display()
     ));
-    let run_dir = d.path().join("run");
-    let cfg = config(
-        d.path(),
-        &format!(
-            "[data]\nstores = [\"{}\"]\nbatch_size = 64\neval_tokens = 128\n[sae]\nd_sae = 16\n\
-             [train]\nsteps = 10\neval_every = 10\ncheckpoint_every = 10\n[run]\nout = \"{}\"\n",
-            store.display(),
-            run_dir.display()
-        ),
-    );
-    let o = run(&["train", "--config", cfg.to_str().unwrap(), "--headless"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let own = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .rfind(|v| v["type"] == "eval")
-        .expect("the run's held-out evaluation")["eval"]
-        .clone();
+    let (run_dir, _) = train_holding_out(d.path(), &store, 16, 10);
+    let own = own_held_out(&run_dir);
     // 128 held-out positions, 8 of them masked
     assert_eq!(own["n_tokens"], 120);
     let (r, s) = (run_dir.to_str().unwrap(), store.to_str().unwrap());

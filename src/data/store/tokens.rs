@@ -92,6 +92,29 @@ impl Store {
         }
     }
 
+    /// Read `n` rows from global row `start` as [`Store::read_rows`] does (appended to `out`),
+    /// leaving out the rows a `mask` leaves out of training: what training, its held-out
+    /// evaluation, the input scale and `eval` all read.
+    pub fn read_kept_rows(
+        &self,
+        start: usize,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), StoreError> {
+        let Some(mask) = self.read_mask(start, n)? else {
+            return self.read_rows(start, n, out);
+        };
+        let mut rows = Vec::new();
+        self.read_rows(start, n, &mut rows)?;
+        out.extend(
+            rows.chunks(self.d_in())
+                .zip(&mask)
+                .filter(|(_, keep)| **keep)
+                .flat_map(|(row, _)| row.iter().copied()),
+        );
+        Ok(())
+    }
+
     /// Whether each of `n` rows from global row `start` is trained on (`mask` ≠ 0; rows of files
     /// without a mask are); `None` when no file has a mask.
     pub fn read_mask(&self, start: usize, n: usize) -> Result<Option<Vec<bool>>, StoreError> {

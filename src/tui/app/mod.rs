@@ -170,8 +170,6 @@ pub struct TrainApp {
     pub mse: Series,
     /// Explained variance per report.
     pub ev: Series,
-    /// Training FVU (1 − EV) per report.
-    pub fvu: Series,
     /// Held-out FVU per held-out evaluation.
     pub held_fvu: Series,
     /// The recent held-out evaluations with their steps, newest last (a resume drops those
@@ -255,7 +253,6 @@ impl TrainApp {
             l0: Series::new(SERIES_CAP, RECENT_CAP),
             mse: Series::new(SERIES_CAP, RECENT_CAP),
             ev: Series::new(SERIES_CAP, RECENT_CAP),
-            fvu: Series::new(SERIES_CAP, RECENT_CAP),
             held_fvu: Series::new(SERIES_CAP, RECENT_CAP),
             held_outs: VecDeque::new(),
             inactive: None,
@@ -296,6 +293,11 @@ impl TrainApp {
     /// Add a line to the event log at the current step.
     pub fn notice(&mut self, text: impl Into<String>, alarm: bool) {
         self.note(text, alarm);
+    }
+
+    /// The last training FVU (1 − EV).
+    pub fn fvu(&self) -> Option<f64> {
+        self.ev.last().map(|ev| 1.0 - ev)
     }
 
     /// The newest held-out evaluation and its step (`None`: none yet, or no held-out rows).
@@ -410,7 +412,6 @@ impl TrainApp {
                 self.l0.push(x, m.l0);
                 self.mse.push(x, m.mse_norm);
                 self.ev.push(x, m.explained_variance);
-                self.fvu.push(x, 1.0 - m.explained_variance);
                 self.dead.push(x, m.dead as f64);
                 self.inactive = Some(m.inactive());
                 if let Some(t) = m.global_threshold {
@@ -498,7 +499,6 @@ impl TrainApp {
             &mut self.l0,
             &mut self.mse,
             &mut self.ev,
-            &mut self.fvu,
             &mut self.held_fvu,
             &mut self.dead,
             &mut self.global_threshold,
