@@ -39,6 +39,8 @@ class BaselineSae(torch.nn.Module):
         self.cfg = cfg
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             setattr(self, name, torch.nn.Parameter(params[name].clone()))
+        # a skip-transcoder's W_skip [d_in, d_out] (transcoders_torch.py)
+        self.W_skip = torch.nn.Parameter(params["W_skip"].clone()) if "W_skip" in params else None
         self.register_buffer("threshold", params["threshold"].clone())
         self.dead = None if dead is None else torch.tensor(dead, dtype=torch.bool)
         self.kept_min = None
@@ -68,17 +70,23 @@ class BaselineSae(torch.nn.Module):
         energy = (e - e.mean(dim=0)).pow(2).sum().clamp_min(1e-12)
         return (e_hat - e).pow(2).sum() / energy
 
-    def loss_parts(self, x, lam):
-        """(loss, mse, sparsity, l0) of one batch, each a batch mean of per-token sums."""
+    def loss_parts(self, x, lam, y=None):
+        """(loss, mse, sparsity, l0) of one batch, each a batch mean of per-token sums; `y` is
+        a transcoder's target (None: x itself)."""
+        target = x if y is None else y
         z = self.pre_acts(x)
         f = self.encode(z)
         x_hat = f @ self.W_dec + self.b_dec
-        mse = (x_hat - x).pow(2).sum(dim=1).mean()
+        if self.W_skip is not None:
+            x_hat = x_hat + x @ self.W_skip
+        mse = (x_hat - target).pow(2).sum(dim=1).mean()
         sparsity = self.sparsity(f)
-        aux = self.aux_loss(z, x, x_hat)
+        aux = self.aux_loss(z, target, x_hat)
         l0 = (f > 0).to(x.dtype).sum(dim=1).mean()
         loss = mse + lam * sparsity + self.cfg.get("aux_coefficient", 0.0) * aux
-        self.inner_mse = matryoshka_mse(f, self.W_dec, self.b_dec, x, self.cfg.get("matryoshka_widths"))
+        # a skip-transcoder's skip belongs to every inner reconstruction as to the whole one
+        base = target if self.W_skip is None else target - x @ self.W_skip
+        self.inner_mse = matryoshka_mse(f, self.W_dec, self.b_dec, base, self.cfg.get("matryoshka_widths"))
         for inner in self.inner_mse.values():
             loss = loss + inner
         return loss, mse, sparsity, l0

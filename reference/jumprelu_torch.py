@@ -112,6 +112,7 @@ class JumpReluSae(torch.nn.Module):
         self.cfg = cfg
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             setattr(self, name, torch.nn.Parameter(params[name].clone()))
+        add_skip(self, params)
         theta = params["threshold"].clone()
         self.log_space = cfg["threshold_param"] == "log"
         if self.log_space:
@@ -127,15 +128,17 @@ class JumpReluSae(torch.nn.Module):
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
 
-    def loss_parts(self, x, lam):
-        """(loss, mse, sparsity, l0) of one batch, each a batch mean of per-token sums."""
+    def loss_parts(self, x, lam, y=None):
+        """(loss, mse, sparsity, l0) of one batch, each a batch mean of per-token sums; `y` is
+        a transcoder's target (None: x itself)."""
         cfg = self.cfg
         eps = cfg["bandwidth"]
+        y = x if y is None else y
         z = self.pre_acts(x)
         theta = self.theta()
         f = JumpReLUSte.apply(z, theta, eps)
-        x_hat = f @ self.W_dec + self.b_dec
-        mse = (x_hat - x).pow(2).sum(dim=1).mean()
+        x_hat = decode(self, f, x)
+        mse = (x_hat - y).pow(2).sum(dim=1).mean()
         kind = cfg["sparsity_loss"]
         if kind == "l0":
             sparsity = HeavisideSte.apply(z, theta, eps).sum(dim=1).mean()
@@ -157,15 +160,17 @@ def adam(sae, cfg):
                             eps=cfg["adam_eps"])
 
 
-def train(sae, opt, batches, cfg, log=None):
+def train(sae, opt, batches, cfg, log=None, targets=None):
     """One Adam step per batch, t counting from 0; with unit_norm_decoder the decoder rows' gradient
-    loses its component along the row before the step, and the rows are renormalised after it."""
+    loses its component along the row before the step, and the rows are renormalised after it.
+    `targets`: a transcoder's target of each batch."""
     for t, x in enumerate(batches):
+        y = None if targets is None else targets[t]
         lr, lam = lr_schedule(cfg, t), lambda_schedule(cfg, t)
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        loss, mse, sparsity, l0 = sae.loss_parts(x, lam)
+        loss, mse, sparsity, l0 = sae.loss_parts(x, lam, y)
         loss.backward()
         if cfg["unit_norm_decoder"]:
             with torch.no_grad():
@@ -198,6 +203,8 @@ def as_list(t):
 def snapshot(sae):
     out = {n: as_list(getattr(sae, n)) for n in ("W_enc", "b_enc", "W_dec", "b_dec")}
     out["threshold"] = as_list(sae.theta())
+    if getattr(sae, "W_skip", None) is not None:
+        out["W_skip"] = as_list(sae.W_skip)
     return out
 
 
@@ -237,6 +244,33 @@ CASES += [
     ("relu_l1", dict(BASE, architecture="relu", sparsity_coefficient=0.05, sparsity_warmup_steps=4), 16, 64, 32, 6, 8),
 ]
 
+# Transcoders: d_out (the target's width) follows the seed; no pre-encoder bias (b_dec has the
+# target's width). A skip-transcoder's W_skip starts random here, so that its forward matters
+# from the first step (training starts it at 0).
+TRANSCODER = dict(SMALL, kind="transcoder", pre_encoder_bias=False)
+CASES += [
+    ("transcoder_jumprelu", TRANSCODER, 12, 48, 24, 5, 9, 20),
+    ("skip_transcoder_l0_target", dict(TRANSCODER, kind="skip-transcoder", sparsity_loss="l0_target", target_l0=6.0,
+                                       threshold_param="raw", unit_norm_decoder=False), 16, 48, 24, 5, 10, 8),
+    ("skip_transcoder_batchtopk_auxk", dict(TOPK, kind="skip-transcoder", architecture="batchtopk", k=4, aux_k=6,
+                                            dead_every=7, pre_encoder_bias=False), 12, 48, 24, 5, 11, 16),
+    ("transcoder_relu", dict(BASE, kind="transcoder", architecture="relu", sparsity_coefficient=0.05,
+                             sparsity_warmup_steps=4, pre_encoder_bias=False), 12, 40, 24, 5, 12, 12),
+]
+
+
+def add_skip(sae, params):
+    """A skip-transcoder's W_skip [d_in, d_out] as a trained parameter (none for other kinds)."""
+    sae.W_skip = torch.nn.Parameter(params["W_skip"].clone()) if "W_skip" in params else None
+
+
+def decode(sae, f, x):
+    """x̂ = f W_dec + b_dec, plus x W_skip for a skip-transcoder."""
+    x_hat = f @ sae.W_dec + sae.b_dec
+    if sae.W_skip is not None:
+        x_hat = x_hat + x @ sae.W_skip
+    return x_hat
+
 
 def model(params, cfg):
     """The reference model of the case's architecture."""
@@ -264,14 +298,44 @@ def case_data(d_in, d_sae, batch, steps, seed, dtype):
     return params, batches
 
 
-def make_case(name, cfg, d_in, d_sae, batch, steps, seed):
+def transcoder_data(d_in, d_out, d_sae, batch, steps, seed, dtype, skip):
+    """A transcoder case's initial parameters, inputs and targets, drawn in a fixed order from one
+    generator: the decoder over d_out (unit rows), the encoder over d_in (unit columns, drawn
+    apart from the decoder: the input is another space), b_enc, b_dec, θ, W_skip (when `skip`),
+    then each batch's inputs x and targets y = tanh(x A) + noise, A one fixed [d_in, d_out]
+    draw, so that the target depends on the input as an MLP's output does on its input."""
+    gen = torch.Generator().manual_seed(seed)
+    params = gemma_scope_init(d_out, d_sae, gen, dtype)
+    params["W_enc"] = gemma_scope_init(d_in, d_sae, gen, dtype)["W_enc"]
+    params["b_enc"] = torch.randn(d_sae, generator=gen, dtype=dtype) * 0.1
+    params["b_dec"] = torch.randn(d_out, generator=gen, dtype=dtype) * 0.1
+    params["threshold"] = torch.rand(d_sae, generator=gen, dtype=dtype) * 0.3 + 0.05
+    if skip:
+        params["W_skip"] = torch.randn(d_in, d_out, generator=gen, dtype=dtype) * (0.3 / math.sqrt(d_in))
+    a = torch.randn(d_in, d_out, generator=gen, dtype=dtype) * (1.0 / math.sqrt(d_in))
+    xs, ys = [], []
+    for _ in range(steps):
+        x = torch.randn(batch, d_in, generator=gen, dtype=dtype) * (1.5 / math.sqrt(d_in))
+        noise = torch.randn(batch, d_out, generator=gen, dtype=dtype) * (0.1 / math.sqrt(d_out))
+        xs.append(x)
+        ys.append(torch.tanh(x @ a) + noise)
+    return params, xs, ys
+
+
+def make_case(name, cfg, d_in, d_sae, batch, steps, seed, d_out=None):
     dt = torch.float64
-    params, batches = case_data(d_in, d_sae, batch, steps, seed, dt)
+    targets = None
+    if d_out is None:
+        params, batches = case_data(d_in, d_sae, batch, steps, seed, dt)
+    else:
+        skip = cfg["kind"] == "skip-transcoder"
+        params, batches, targets = transcoder_data(d_in, d_out, d_sae, batch, steps, seed, dt, skip)
     if cfg.get("architecture", "jumprelu") != "jumprelu":
         params["threshold"] = torch.zeros_like(params["threshold"])  # θ = 0: no trained threshold
     sae = model(params, cfg)
     # one forward and backward at the initial point with the full λ (no warm-up)
-    loss, mse, sparsity, l0 = sae.loss_parts(batches[0], cfg.get("sparsity_coefficient", 0.0))
+    y0 = None if targets is None else targets[0]
+    loss, mse, sparsity, l0 = sae.loss_parts(batches[0], cfg.get("sparsity_coefficient", 0.0), y0)
     loss.backward()
     case = {
         "name": name, "config": cfg, "d_in": params["W_enc"].shape[0], "d_sae": params["W_enc"].shape[1],
@@ -280,15 +344,19 @@ def make_case(name, cfg, d_in, d_sae, batch, steps, seed):
         "first_forward": {"loss": loss.item(), "mse": mse.item(), "sparsity": sparsity.item(), "l0": l0.item(),
                           "gradients": {n: as_list(p.grad) for n, p in sae.named_parameters()}},
     }
+    if targets is not None:
+        case["d_out"] = d_out
+        case["targets"] = [as_list(y) for y in targets]
     if seed is None:
         return case
     sae.zero_grad(set_to_none=True)
     case["steps"] = []
-    train(sae, adam(sae, cfg), batches, cfg, case["steps"])
+    train(sae, adam(sae, cfg), batches, cfg, case["steps"], targets)
     case["final"] = snapshot(sae)
     # the same run in float32: how far honest float32 arithmetic drifts from the float64 answer
     sae32 = model({k: v.float() for k, v in params.items()}, cfg)
-    train(sae32, adam(sae32, cfg), [x.float() for x in batches], cfg)
+    targets32 = None if targets is None else [y.float() for y in targets]
+    train(sae32, adam(sae32, cfg), [x.float() for x in batches], cfg, None, targets32)
     final32 = snapshot(sae32)
     case["float32_drift"] = max(
         (torch.tensor(final32[k], dtype=dt) - torch.tensor(case["final"][k], dtype=dt)).abs().max().item()

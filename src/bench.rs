@@ -169,7 +169,7 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchResult
         let out = train_step(
             &mut sae,
             &mut adam,
-            batches[t % batches.len()].clone(),
+            (batches[t % batches.len()].clone(), None),
             plan,
             None,
         );

@@ -68,39 +68,60 @@ impl Evaluation {
     }
 }
 
-/// Running evaluation over batches of raw rows.
+/// Running evaluation over batches of raw rows (and, for a transcoder, their targets).
 pub struct Evaluator<'a> {
     sae: &'a InferenceSae,
     d_in: usize,
+    d_out: usize,
     acc: ReconAccumulator,
     fired: Vec<bool>,
 }
 
 impl<'a> Evaluator<'a> {
-    /// Start with nothing seen.
-    pub fn new(sae: &'a InferenceSae, d_in: usize, d_sae: usize) -> Self {
+    /// Start with nothing seen, for parameters `p`.
+    pub fn new(sae: &'a InferenceSae, p: &HostParams) -> Self {
         Self {
             sae,
-            d_in,
+            d_in: p.d_in,
+            d_out: p.d_out,
             acc: ReconAccumulator::default(),
-            fired: vec![false; d_sae],
+            fired: vec![false; p.d_sae],
         }
     }
 
-    /// Add a batch of rows (`[n, d_in]`, row-major); rows with NaN/Inf are left out.
-    pub fn add(&mut self, rows: &[f32], device: &Device) {
-        let d = self.d_in;
-        let finite: Vec<f32> = rows
-            .chunks(d)
-            .filter(|r| r.iter().all(|v| v.is_finite()))
-            .flatten()
-            .copied()
-            .collect();
-        let k = finite.len() / d;
+    /// Add a batch of rows (`[n, d_in]`, row-major) with their targets (`[n, d_out]`; `None`:
+    /// the rows themselves, an SAE); a pair with NaN/Inf in either is left out.
+    pub fn add(&mut self, rows: &[f32], targets: Option<&[f32]>, device: &Device) {
+        let (d, e) = (self.d_in, self.d_out);
+        let finite = |r: &[f32]| r.iter().all(|v| v.is_finite());
+        let keep: Vec<usize> = match targets {
+            Some(t) => rows
+                .chunks(d)
+                .zip(t.chunks(e))
+                .enumerate()
+                .filter(|(_, (x, y))| finite(x) && finite(y))
+                .map(|(i, _)| i)
+                .collect(),
+            None => (0..rows.len() / d)
+                .filter(|&i| finite(&rows[i * d..(i + 1) * d]))
+                .collect(),
+        };
+        let k = keep.len();
         if k == 0 {
             return;
         }
-        let x = upload(&finite, [k, d], device);
+        let gather = |v: &[f32], w: usize| -> Vec<f32> {
+            keep.iter()
+                .flat_map(|&i| v[i * w..(i + 1) * w].iter().copied())
+                .collect()
+        };
+        let xs = gather(rows, d);
+        let ys = targets.map(|t| gather(t, e));
+        let x = upload(&xs, [k, d], device);
+        let y = match &ys {
+            Some(ys) => upload(ys, [k, e], device),
+            None => x.clone(),
+        };
         let f = self.sae.encode(x.clone());
         let counts = f
             .clone()
@@ -108,13 +129,14 @@ impl<'a> Evaluator<'a> {
             .float()
             .sum_dim(0)
             .reshape([self.fired.len()]);
-        let err = (self.sae.decode(f) - x).square().sum();
+        let err = (self.sae.decode(f, &x) - y).square().sum();
         let v = download(&Tensor::cat(vec![err, counts], 0));
         let active_total: f64 = v[1..].iter().map(|&c| c as f64).sum();
         for (fl, &c) in self.fired.iter_mut().zip(&v[1..]) {
             *fl |= c > 0.0;
         }
-        self.acc.add(&finite, d, v[0] as f64, active_total);
+        self.acc
+            .add(ys.as_deref().unwrap_or(&xs), e, v[0] as f64, active_total);
     }
 
     /// The report over everything added.
@@ -138,7 +160,7 @@ pub fn evaluate(
     let end = rows.end.min(store.rows());
     let total = end.saturating_sub(rows.start) as u64;
     let sae = InferenceSae::new(p, device);
-    let mut ev = Evaluator::new(&sae, p.d_in, p.d_sae);
+    let mut ev = Evaluator::new(&sae, p);
     let mut start = rows.start;
     let mut buf = Vec::new();
     while start < end {
@@ -148,7 +170,7 @@ pub fn evaluate(
         // trainer's held-out evaluation leaves them out
         store.read_kept_rows(start, n, &mut buf)?;
         start += n;
-        ev.add(&buf, device);
+        ev.add(&buf, None, device);
         progress((start - rows.start) as u64, total);
     }
     Ok(ev.finish())

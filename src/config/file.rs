@@ -2,7 +2,7 @@
 //! overrides applied to the TOML before it is read; and the way back from a [`Config`] to a file.
 
 use super::{
-    Architecture, Config, ConfigError, Normalize, OnNonFinite, SparsityLoss, ThresholdParam,
+    Architecture, Config, ConfigError, Kind, Normalize, OnNonFinite, SparsityLoss, ThresholdParam,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -29,11 +29,14 @@ file_section!(
         on_nonfinite: OnNonFinite,
         eval_tokens: usize,
         shuffle_buffer_tokens: usize,
+        target_stores: Vec<PathBuf>,
+        target_dataset: String,
     }
 );
 file_section!(
     /// `[sae]` as written in the file.
     SaeFile {
+        kind: Kind,
         architecture: Architecture,
         k: usize,
         d_sae: usize,
@@ -157,12 +160,14 @@ pub fn parse_blaming(
 }
 
 /// Read a TOML table (a file already parsed, overrides applied) into the file form.
-/// `data.stores` may be one path instead of a list of them.
+/// `data.stores` and `data.target_stores` may be one path instead of a list of them.
 pub fn from_table(mut table: toml::Table, origin: &str) -> Result<FileConfig, ConfigError> {
-    if let Some(toml::Value::Table(data)) = table.get_mut("data")
-        && let Some(one @ toml::Value::String(_)) = data.get_mut("stores")
-    {
-        *one = toml::Value::Array(vec![one.clone()]);
+    if let Some(toml::Value::Table(data)) = table.get_mut("data") {
+        for key in ["stores", "target_stores"] {
+            if let Some(one @ toml::Value::String(_)) = data.get_mut(key) {
+                *one = toml::Value::Array(vec![one.clone()]);
+            }
+        }
     }
     FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
@@ -354,8 +359,12 @@ impl Config {
                 on_nonfinite: Some(self.data.on_nonfinite),
                 eval_tokens: Some(self.data.eval_tokens),
                 shuffle_buffer_tokens: self.data.shuffle_buffer_tokens,
+                target_stores: (!self.data.target_stores.is_empty())
+                    .then(|| self.data.target_stores.clone()),
+                target_dataset: self.data.target_dataset.clone(),
             },
             sae: SaeFile {
+                kind: Some(self.sae.kind),
                 architecture: Some(arch),
                 k: Some(h.k),
                 d_sae: self.sae.d_sae,

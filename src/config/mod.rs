@@ -10,7 +10,7 @@ mod validate;
 
 pub use crate::data::batches::OnNonFinite;
 pub use crate::sae::kernels::SparsityLoss;
-pub use crate::sae::model::{Architecture, ThresholdParam};
+pub use crate::sae::model::{Architecture, Kind, ThresholdParam};
 pub use file::{
     DataFile, FileConfig, LmEvalFile, RunFile, SaeFile, TrainFile, apply_sets, from_table, load,
     parse, set_key,
@@ -84,11 +84,21 @@ pub struct DataConfig {
     pub eval_tokens: usize,
     /// Rows per shuffle block (None: about 32 MiB of f32).
     pub shuffle_buffer_tokens: Option<usize>,
+    /// A transcoder's target: HDF5 files read as one store whose rows pair with `stores`' rows
+    /// (empty for an SAE; absent from checkpoints of earlier versions).
+    #[serde(default)]
+    pub target_stores: Vec<PathBuf>,
+    /// The dataset inside each target file (`None`: as for `dataset`).
+    #[serde(default)]
+    pub target_dataset: Option<String>,
 }
 
 /// Validated model-shape settings (structural: fixed for a run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
+    /// What it reads and reconstructs (absent from checkpoints of earlier versions: an SAE).
+    #[serde(default)]
+    pub kind: Kind,
     /// What the encoder does (absent from checkpoints of earlier versions: JumpReLU).
     #[serde(default)]
     pub architecture: Architecture,

@@ -106,14 +106,14 @@ impl FileConfig {
 
     /// The keys given (in the file form) that do not apply to `arch`, in the key table's order,
     /// each with its value as written.
-    fn inapplicable(&self, arch: Architecture) -> Vec<(&'static Key, toml::Value)> {
+    fn inapplicable(&self, arch: Architecture, kind: Kind) -> Vec<(&'static Key, toml::Value)> {
         let Ok(toml::Value::Table(file)) = toml::Value::try_from(self) else {
             return Vec::new();
         };
         keys::ALL
             .iter()
             .copied()
-            .filter(|k| !k.applies.to(arch))
+            .filter(|k| !k.applies.to(arch, kind))
             .filter_map(|k| {
                 let v = file.get(k.section.name())?.get(k.name)?;
                 Some((k, v.clone()))
@@ -126,8 +126,9 @@ impl FileConfig {
     /// keys left out, in order.
     pub fn drop_inapplicable(&mut self) -> Vec<&'static Key> {
         let arch = self.sae.architecture.unwrap_or_default();
+        let kind = self.sae.kind.unwrap_or_default();
         let dropped: Vec<&'static Key> = self
-            .inapplicable(arch)
+            .inapplicable(arch, kind)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -153,15 +154,32 @@ impl FileConfig {
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };
         let architecture = self.sae.architecture.unwrap_or_default();
-        if let Some((key, value)) = self.inapplicable(architecture).into_iter().next() {
+        let kind = self.sae.kind.unwrap_or_default();
+        if let Some((key, value)) = self.inapplicable(architecture, kind).into_iter().next() {
+            let by = key.applies.by();
+            let value_of_by = if *by == keys::KIND {
+                kind.name()
+            } else {
+                architecture.name()
+            };
             return Err(c.fail(
                 key,
                 value,
                 &format!(
-                    "no {key} with {} = \"{}\": it applies to {} only",
-                    keys::ARCHITECTURE,
-                    architecture.name(),
+                    "no {key} with {by} = \"{value_of_by}\": it applies to {} only",
                     key.applies.owners()
+                ),
+            ));
+        }
+        if kind.has_target() && self.data.target_stores.as_ref().is_none_or(Vec::is_empty) {
+            return Err(c.fail(
+                &keys::TARGET_STORES,
+                "(missing)",
+                &format!(
+                    "the HDF5 files (or SAELens cache) of the site a {} = \"{}\" reconstructs, rows paired with {}'s",
+                    keys::KIND,
+                    kind.name(),
+                    keys::STORES
                 ),
             ));
         }
@@ -205,6 +223,9 @@ impl FileConfig {
         if dataset.as_deref() == Some("") {
             return Err(c.fail(&keys::DATASET, "\"\"", "a dataset path"));
         }
+        if d.target_dataset.as_deref() == Some("") {
+            return Err(c.fail(&keys::TARGET_DATASET, "\"\"", "a dataset path"));
+        }
         let data = DataConfig {
             stores,
             dataset,
@@ -219,6 +240,8 @@ impl FileConfig {
                 Some(n) => Some(c.at_least_one(&keys::SHUFFLE_BUFFER_TOKENS, n as u64)? as usize),
                 None => None,
             },
+            target_stores: d.target_stores.clone().unwrap_or_default(),
+            target_dataset: d.target_dataset.clone(),
         };
 
         let s = &self.sae;
@@ -233,6 +256,7 @@ impl FileConfig {
         // there too): no log of 0, and relu(0) = 0 is exactly ReLU
         let jump = architecture == Architecture::JumpRelu;
         let sae = SaeConfig {
+            kind,
             architecture,
             d_sae: s.d_sae,
             expansion_factor,
@@ -247,7 +271,8 @@ impl FileConfig {
             } else {
                 0.0
             },
-            pre_encoder_bias: s.pre_encoder_bias.unwrap_or(true),
+            // a transcoder's b_dec has the target's width: no pre-encoder bias
+            pre_encoder_bias: kind == Kind::Sae && s.pre_encoder_bias.unwrap_or(true),
             unit_norm_decoder: s.unit_norm_decoder.unwrap_or(true),
         };
 

@@ -354,10 +354,12 @@ mod tests {
         crate::sae::model::HostParams {
             d_in: 1,
             d_sae: 1,
+            d_out: 1,
             w_enc: vec![1.0],
             b_enc: vec![0.0],
             w_dec: vec![1.0],
             b_dec: vec![0.0],
+            w_skip: None,
             threshold: vec![0.0],
             topk: None,
         }

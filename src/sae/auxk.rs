@@ -41,7 +41,7 @@ pub fn add(
     if n == 0 {
         return;
     }
-    let [b, d] = x_in.dims();
+    let [b, d] = out.residual.dims();
     let alpha = s.aux_coefficient;
     let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
     let w_enc = sae.w_enc.clone().select(1, idx.clone());
@@ -65,7 +65,10 @@ pub fn add(
     let g_w_enc = x_in.clone().transpose().matmul(g_z);
     if s.pre_encoder_bias {
         // x_in = x − b_dec
-        let into_bias = w_enc.matmul(g_b_enc.clone().reshape([n, 1])).reshape([d]);
+        let d_in = x_in.dims()[1];
+        let into_bias = w_enc
+            .matmul(g_b_enc.clone().reshape([n, 1]))
+            .reshape([d_in]);
         grads.b_dec = grads.b_dec.clone() - into_bias;
     }
     grads.w_dec = grads

@@ -190,13 +190,29 @@ fn params_from_map(
             format!("tensor `W_enc` has shape {shape:?}: expected [d_in, d_sae]"),
         ));
     };
+    // W_dec gives the output width: a transcoder's differs from d_in
+    let d_out = map
+        .get("W_dec")
+        .and_then(|(_, s)| (s.len() == 2 && s[0] == d_sae).then(|| s[1]))
+        .unwrap_or(d_in);
+    // SAELens keeps a skip-transcoder's W_skip as [d_out, d_in]; ours is its transpose
+    let w_skip = match map.contains_key("W_skip") {
+        true => Some(transpose(
+            &take(path, &mut map, "W_skip", &[d_out, d_in])?,
+            d_out,
+            d_in,
+        )),
+        false => None,
+    };
     Ok(HostParams {
         d_in,
         d_sae,
+        d_out,
         w_enc: take(path, &mut map, "W_enc", &[d_in, d_sae])?,
         b_enc: take(path, &mut map, "b_enc", &[d_sae])?,
-        w_dec: take(path, &mut map, "W_dec", &[d_sae, d_in])?,
-        b_dec: take(path, &mut map, "b_dec", &[d_in])?,
+        w_dec: take(path, &mut map, "W_dec", &[d_sae, d_out])?,
+        b_dec: take(path, &mut map, "b_dec", &[d_out])?,
+        w_skip,
         threshold: if threshold {
             take(path, &mut map, "threshold", &[d_sae])?
         } else {
@@ -204,6 +220,17 @@ fn params_from_map(
         },
         topk: None,
     })
+}
+
+/// The transpose of a row-major `[rows, cols]` matrix.
+pub fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
 }
 
 /// A saved inference-form SAE with where it came from.

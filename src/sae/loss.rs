@@ -7,14 +7,18 @@
 //! and no `detach` tricks that would cost extra passes over the `[batch, d_sae]` activations (the
 //! memory-bound part of a step). The golden tests check every gradient against PyTorch autograd.
 //!
-//! Forward, for a batch `x [B, d_in]`:
+//! Forward, for a batch `x [B, d_in]` and its target y (`x` itself for an SAE; the second
+//! site for a transcoder):
 //! ```text
-//! x_in = x - b_dec            (pre-encoder bias, optional)
+//! x_in = x - b_dec            (pre-encoder bias, optional; never for transcoders)
 //! z    = x_in W_enc + b_enc
 //! f    = z · H(z - θ)
-//! x̂    = f W_dec + b_dec
-//! loss = mean_b Σ_j (x̂ - x)² + λ · sparsity (+ pre-activation loss on dead features)
+//! x̂    = f W_dec + b_dec (+ x W_skip for a skip-transcoder)
+//! loss = mean_b Σ_j (x̂ - y)² + λ · sparsity (+ pre-activation loss on dead features)
 //! ```
+//! The skip enters every form of the step the same way: its term is taken off the target
+//! first (y − x W_skip), so that the rest of the step sees a plain dictionary, and ∂L/∂W_skip
+//! = xᵀ ∂L/∂x̂ is added at the end.
 //! STE gradients with rect(u) = 1 for |u| < 1/2, bandwidth ε, upstream g:
 //! JumpReLU gives `H(z-θ) g` to z and `-(θ/ε) rect((z-θ)/ε) g` to θ; Step gives 0 to z and
 //! `-(1/ε) rect((z-θ)/ε) g` to θ; θ-gradients are summed over the batch, and for `log θ` the
@@ -45,6 +49,8 @@ pub struct Grads {
     pub b_dec: Tensor<1>,
     /// ∂L/∂(log θ) or ∂L/∂θ.
     pub theta_param: Tensor<1>,
+    /// ∂L/∂W_skip (skip-transcoders).
+    pub w_skip: Option<Tensor<2>>,
 }
 
 /// Scalar parts of the loss and per-feature firing counts, still on the device.
@@ -54,7 +60,7 @@ pub struct StepOutput {
     pub parts: Tensor<1>,
     /// `[d_sae]`: tokens of the batch on which each feature fired.
     pub fire_counts: Tensor<1>,
-    /// `[B, d_in]`: x̂ − x, for metrics.
+    /// `[B, d_out]`: x̂ − y, for metrics.
     pub residual: Tensor<2>,
     /// Whether the step ran sparse (`sae::sparse`) after the encoder product.
     pub sparse: bool,
@@ -91,17 +97,19 @@ impl LossParts {
     }
 }
 
-/// Forward and backward pass on one batch. `dead` marks the features the pre-activation loss
-/// applies to (ignored when its coefficient is 0). With the fused host kernels, the step after
-/// the encoder product runs sparse (`sae::sparse`) when few entries are touched.
+/// Forward and backward pass on one batch `x` with target `y` (`None`: the SAE's own input).
+/// `dead` marks the features the pre-activation loss applies to (ignored when its coefficient
+/// is 0). With the fused host kernels, the step after the encoder product runs sparse
+/// (`sae::sparse`) when few entries are touched.
 pub fn loss_and_grads(
     sae: &Sae,
     x: Tensor<2>,
+    y: Option<Tensor<2>>,
     s: &LossSettings,
     dead: Option<&Tensor<1, Bool>>,
 ) -> (StepOutput, Grads) {
     let device = x.device();
-    let start = Start::new(sae, x, s, dead);
+    let start = Start::new(sae, x, y, s, dead);
     let x_in = start.x_in.clone();
     let (mut out, mut grads) = match s.kernels {
         Kernels::TensorOps => {
@@ -160,6 +168,9 @@ pub(crate) struct Start {
     pub x: Tensor<2>,
     /// `x − b_dec` (pre-encoder bias) or `x`.
     pub x_in: Tensor<2>,
+    /// What `f W_dec + b_dec` reconstructs `[B, d_out]`: the target, less the skip's
+    /// `x W_skip` for a skip-transcoder (`x` for an SAE).
+    pub target: Tensor<2>,
     /// θ.
     pub theta: Tensor<1>,
     /// What the elementwise kernels need.
@@ -167,8 +178,19 @@ pub(crate) struct Start {
 }
 
 impl Start {
-    fn new(sae: &Sae, x: Tensor<2>, s: &LossSettings, dead: Option<&Tensor<1, Bool>>) -> Self {
+    fn new(
+        sae: &Sae,
+        x: Tensor<2>,
+        y: Option<Tensor<2>>,
+        s: &LossSettings,
+        dead: Option<&Tensor<1, Bool>>,
+    ) -> Self {
         let (_, m) = sae.dims();
+        let y = y.unwrap_or_else(|| x.clone());
+        let target = match &sae.w_skip {
+            Some(w) => y - x.clone().matmul(w.clone()),
+            None => y,
+        };
         let x_in = if s.pre_encoder_bias {
             x.clone() - sae.b_dec.clone().unsqueeze_dim::<2>(0)
         } else {
@@ -194,6 +216,7 @@ impl Start {
         Self {
             x,
             x_in,
+            target,
             theta,
             inputs,
         }
@@ -217,7 +240,7 @@ fn dense_rest<K: Elementwise>(
     let [b, _] = start.x.dims();
     let bf = b as f64;
     let x_hat = enc.f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
-    let residual = x_hat - start.x.clone();
+    let residual = x_hat - start.target.clone();
     let mse = residual.clone().square().sum() / bf;
     // ∂mse/∂x̂ = 2 (x̂ − x) / B
     let d_xhat = residual.clone() * (2.0 / bf);
@@ -249,7 +272,7 @@ fn dense_rest<K: Elementwise>(
 
 /// What the middle of a step (dense or sparse) hands to [`finish`].
 pub(crate) struct Rest {
-    /// `[B, d_in]` x̂ − x.
+    /// `[B, d_out]` x̂ − y.
     pub residual: Tensor<2>,
     /// `[1]` Σ_j (x̂ − x)², batch mean.
     pub mse: Tensor<1>,
@@ -308,6 +331,11 @@ pub(crate) fn finish(
             g_theta.mask_fill(sae.theta_param.clone().lower_equal_elem(0.0), 0.0)
         }
     };
+    // x̂ = … + x W_skip ⇒ ∂L/∂W_skip = xᵀ ∂L/∂x̂
+    let g_w_skip = sae
+        .w_skip
+        .as_ref()
+        .map(|_| start.x.clone().transpose().matmul(residual.clone()) * (2.0 / bf));
     let l0 = fire_counts.clone().sum() / bf;
     let loss = mse.clone() + sparsity.clone() * s.lambda + pre_act.clone() * s.pre_act_coefficient;
     let parts = Tensor::cat(vec![loss, mse, sparsity, l0, pre_act], 0);
@@ -325,6 +353,7 @@ pub(crate) fn finish(
             w_dec: g_w_dec,
             b_dec: g_b_dec,
             theta_param: g_theta_param,
+            w_skip: g_w_skip,
         },
     )
 }

@@ -2,7 +2,8 @@
 //! and the inference form that `eval`, `inspect` and validation encode with.
 //!
 //! Shapes and names follow Gemma Scope / SAELens (docs/training.md, "Shapes and names"): `W_enc [d_in, d_sae]`,
-//! `b_enc [d_sae]`, `W_dec [d_sae, d_in]`, `b_dec [d_in]`, and the threshold, which is trained as
+//! `b_enc [d_sae]`, `W_dec [d_sae, d_out]`, `b_dec [d_out]` (`d_out = d_in` but for transcoders,
+//! which may add `W_skip [d_in, d_out]`), and the threshold, which is trained as
 //! `log θ` or raw θ (used as relu(θ)) per [`ThresholdParam`].
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -57,6 +58,54 @@ impl Architecture {
     }
 }
 
+/// What the dictionary reads and what it reconstructs (the `sae.kind` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Reads activations and reconstructs the same activations.
+    #[default]
+    Sae,
+    /// Reads one site (`data.stores`) and reconstructs another (`data.target_stores`): no
+    /// pre-encoder bias, `W_dec [d_sae, d_out]`.
+    Transcoder,
+    /// A transcoder with a trained linear skip, `ŷ = f W_dec + b_dec + x W_skip`,
+    /// `W_skip [d_in, d_out]` initialised at zero.
+    SkipTranscoder,
+}
+
+impl Kind {
+    /// Every kind, the SAE first.
+    pub const ALL: [Kind; 3] = [Kind::Sae, Kind::Transcoder, Kind::SkipTranscoder];
+
+    /// The name in config files, records and exports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sae => "sae",
+            Kind::Transcoder => "transcoder",
+            Kind::SkipTranscoder => "skip-transcoder",
+        }
+    }
+
+    /// Whether it reconstructs a second site (a target store beside the input).
+    pub fn has_target(self) -> bool {
+        self != Kind::Sae
+    }
+
+    /// Whether it trains the linear skip `W_skip`.
+    pub fn has_skip(self) -> bool {
+        self == Kind::SkipTranscoder
+    }
+
+    /// The kind a set of parameters has: a skip, a second width, or neither.
+    pub fn of(p: &HostParams) -> Kind {
+        match (&p.w_skip, p.d_out == p.d_in) {
+            (Some(_), _) => Kind::SkipTranscoder,
+            (None, false) => Kind::Transcoder,
+            (None, true) => Kind::Sae,
+        }
+    }
+}
+
 /// How the threshold is parametrised for training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,14 +123,18 @@ pub struct HostParams {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
+    /// Output width: `d_in` for an SAE, the target's width for a transcoder.
+    pub d_out: usize,
     /// `[d_in, d_sae]`
     pub w_enc: Vec<f32>,
     /// `[d_sae]`
     pub b_enc: Vec<f32>,
-    /// `[d_sae, d_in]`
+    /// `[d_sae, d_out]`
     pub w_dec: Vec<f32>,
-    /// `[d_in]`
+    /// `[d_out]`
     pub b_dec: Vec<f32>,
+    /// A skip-transcoder's `W_skip [d_in, d_out]`; `None` for the other kinds.
+    pub w_skip: Option<Vec<f32>>,
     /// θ `[d_sae]`, raw (not log).
     pub threshold: Vec<f32>,
     /// Inference keeps each token's k largest activations (a TopK SAE; θ unused); `None`: the
@@ -116,13 +169,42 @@ impl HostParams {
         Self {
             d_in,
             d_sae,
+            d_out: d_in,
             w_enc,
             b_enc: vec![0.0; d_sae],
             w_dec,
             b_dec: vec![0.0; d_in],
+            w_skip: None,
             threshold: vec![threshold_init; d_sae],
             topk: None,
         }
+    }
+
+    /// The initial parameters of a dictionary of `kind`. An SAE is [`HostParams::init`]. A
+    /// transcoder's decoder is drawn the same way over `d_out`, and its encoder independently
+    /// (its input is another space, so `W_decᵀ` would mean nothing there): He-uniform columns
+    /// over `d_in` rescaled to unit norm, as an SAE's encoder columns are; zero biases, and a
+    /// skip-transcoder's `W_skip` at zero.
+    pub fn init_kind(
+        kind: Kind,
+        (d_in, d_out, d_sae): (usize, usize, usize),
+        threshold_init: f32,
+        seed: u64,
+    ) -> Self {
+        if kind == Kind::Sae {
+            return Self::init(d_in, d_sae, threshold_init, seed);
+        }
+        let mut p = Self::init(d_out, d_sae, threshold_init, seed);
+        let enc = Self::init(d_in, d_sae, threshold_init, seed ^ 0x7a5c_0de5);
+        p.d_in = d_in;
+        p.w_enc = enc.w_enc;
+        p.w_skip = kind.has_skip().then(|| vec![0.0; d_in * d_out]);
+        p
+    }
+
+    /// Which kind of dictionary these are.
+    pub fn kind(&self) -> Kind {
+        Kind::of(self)
     }
 }
 
@@ -133,10 +215,12 @@ pub struct Sae {
     pub w_enc: Tensor<2>,
     /// `[d_sae]`
     pub b_enc: Tensor<1>,
-    /// `[d_sae, d_in]`
+    /// `[d_sae, d_out]`
     pub w_dec: Tensor<2>,
-    /// `[d_in]`
+    /// `[d_out]`
     pub b_dec: Tensor<1>,
+    /// A skip-transcoder's `W_skip [d_in, d_out]`.
+    pub w_skip: Option<Tensor<2>>,
     /// log θ or raw θ, per `threshold_param`.
     pub theta_param: Tensor<1>,
     /// How `theta_param` maps to θ.
@@ -199,8 +283,12 @@ impl Sae {
         Self {
             w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
             b_enc: upload(&p.b_enc, [p.d_sae], device),
-            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
-            b_dec: upload(&p.b_dec, [p.d_in], device),
+            w_dec: upload(&p.w_dec, [p.d_sae, p.d_out], device),
+            b_dec: upload(&p.b_dec, [p.d_out], device),
+            w_skip: p
+                .w_skip
+                .as_ref()
+                .map(|w| upload(w, [p.d_in, p.d_out], device)),
             theta_param: upload(&theta, [p.d_sae], device),
             threshold_param,
         }
@@ -212,10 +300,12 @@ impl Sae {
         HostParams {
             d_in,
             d_sae,
+            d_out: self.d_out(),
             w_enc: download(&self.w_enc),
             b_enc: download(&self.b_enc),
             w_dec: download(&self.w_dec),
             b_dec: download(&self.b_dec),
+            w_skip: self.w_skip.as_ref().map(download),
             threshold: download(&self.theta()),
             topk: None,
         }
@@ -233,6 +323,11 @@ impl Sae {
     pub fn dims(&self) -> (usize, usize) {
         let [d_in, d_sae] = self.w_enc.dims();
         (d_in, d_sae)
+    }
+
+    /// The output width (`d_in` for an SAE).
+    pub fn d_out(&self) -> usize {
+        self.b_dec.dims()[0]
     }
 
     /// The device the parameters live on.
@@ -258,6 +353,7 @@ pub struct InferenceSae {
     b_enc: Tensor<2>,
     w_dec: Tensor<2>,
     b_dec: Tensor<2>,
+    w_skip: Option<Tensor<2>>,
     theta: Tensor<2>,
     topk: Option<usize>,
 }
@@ -268,8 +364,12 @@ impl InferenceSae {
         Self {
             w_enc: upload(&p.w_enc, [p.d_in, p.d_sae], device),
             b_enc: upload(&p.b_enc, [1, p.d_sae], device),
-            w_dec: upload(&p.w_dec, [p.d_sae, p.d_in], device),
-            b_dec: upload(&p.b_dec, [1, p.d_in], device),
+            w_dec: upload(&p.w_dec, [p.d_sae, p.d_out], device),
+            b_dec: upload(&p.b_dec, [1, p.d_out], device),
+            w_skip: p
+                .w_skip
+                .as_ref()
+                .map(|w| upload(w, [p.d_in, p.d_out], device)),
             theta: upload(&p.threshold, [1, p.d_sae], device),
             topk: p.topk,
         }
@@ -290,8 +390,13 @@ impl InferenceSae {
         z.mask_fill(off, 0.0)
     }
 
-    /// Reconstruction from feature activations.
-    pub fn decode(&self, f: Tensor<2>) -> Tensor<2> {
-        f.matmul(self.w_dec.clone()) + self.b_dec.clone()
+    /// Reconstruction from feature activations `f` of inputs `x` (a skip-transcoder adds
+    /// `x W_skip`; the other kinds do not read `x`).
+    pub fn decode(&self, f: Tensor<2>, x: &Tensor<2>) -> Tensor<2> {
+        let out = f.matmul(self.w_dec.clone()) + self.b_dec.clone();
+        match &self.w_skip {
+            Some(w) => out + x.clone().matmul(w.clone()),
+            None => out,
+        }
     }
 }

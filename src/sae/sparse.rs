@@ -156,35 +156,40 @@ pub(crate) fn rest(
     enc: Encoded,
     saved: Saved,
 ) -> (StepOutput, Grads) {
-    // x_in and W_dec are read in place (a copy of a wide decoder costs more than the scan)
-    let (x_in, w_dec) = (start.x_in.clone(), sae.w_dec.clone());
+    // x_in, the target and W_dec are read in place (a copy of a wide decoder costs more than
+    // the scan)
+    let (x_in, target, w_dec) = (start.x_in.clone(), start.target.clone(), sae.w_dec.clone());
     with_host_ref(&x_in, |x_in| {
-        with_host_ref(&w_dec, |w_dec| {
-            rest_on(sae, s, start, enc, saved, x_in, w_dec)
+        with_host_ref(&target, |target| {
+            with_host_ref(&w_dec, |w_dec| {
+                rest_on(sae, s, start, enc, saved, (x_in, target), w_dec)
+            })
         })
     })
 }
 
-/// [`rest`] with x_in and W_dec on the host.
+/// [`rest`] with x_in, the target and W_dec on the host.
 fn rest_on(
     sae: &Sae,
     s: &LossSettings,
     start: Start,
     enc: Encoded,
     saved: Saved,
-    x_in: &[f32],
+    (x_in, target): (&[f32], &[f32]),
     w_dec: &[f32],
 ) -> (StepOutput, Grads) {
-    let [b, d] = start.x.dims();
+    let [b, d_in] = start.x_in.dims();
+    // d: the width of the reconstruction (d_in but for transcoders)
+    let d = sae.d_out();
     let (_, m) = sae.dims();
     let bf = b as f64;
     let device = start.x.device();
-    // x_in alone gives the residual: x̂ − x = Σ f W_dec − x_in with the pre-encoder bias
-    // (x_in = x − b_dec), b_dec + Σ f W_dec − x_in without it (x_in = x)
-    let base = if s.pre_encoder_bias {
-        vec![0.0; d]
+    // the residual x̂ − y is Σ f W_dec − x_in with the pre-encoder bias (an SAE, y = x and
+    // x_in = x − b_dec), b_dec + Σ f W_dec − target without it
+    let (base, y_rows) = if s.pre_encoder_bias {
+        (vec![0.0; d], x_in)
     } else {
-        download(&sae.b_dec)
+        (download(&sae.b_dec), target)
     };
     let theta = download(&start.inputs.theta);
     let penalty = start.inputs.penalty.map_norms(download);
@@ -292,7 +297,7 @@ fn rest_on(
                 }
             }
             let mut sq = 0.0;
-            for (row, xr) in res.chunks_mut(d).zip(x_in[r0 * d..r1 * d].chunks(d)) {
+            for (row, xr) in res.chunks_mut(d).zip(y_rows[r0 * d..r1 * d].chunks(d)) {
                 row.iter_mut().zip(xr).for_each(|(o, xv)| *o -= xv);
                 sq += row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
             }
@@ -308,7 +313,7 @@ fn rest_on(
     // l0_target: the Step's upstream gradient for every feature of row r
     let g_row = |r: usize, t: f64| (lam * 4.0 / t * (saved.row_l0[r] as f64 - t) / bf) as f32;
     let mut g_w_dec = vec![0f32; m * d];
-    let mut g_w_enc = vec![0f32; d * m];
+    let mut g_w_enc = vec![0f32; d_in * m];
     let mut sums = vec![FeatureSums::default(); m];
     let enc_out = Columns(g_w_enc.as_mut_ptr());
     // each task takes a range of features through the rows block by block, so that the rows of
@@ -320,7 +325,7 @@ fn rest_on(
     let task_features = m
         .div_ceil(4 * rayon::current_num_threads().max(1))
         .next_multiple_of(COLUMNS);
-    let cache_rows = (BLOCK_BYTES / (8 * d.max(1))).max(16);
+    let cache_rows = (BLOCK_BYTES / (4 * (d + d_in).max(1))).max(16);
     let gap = m as f64 * b as f64 / by_feature.len().max(1) as f64;
     let block_rows = if cache_rows as f64 > gap {
         cache_rows
@@ -334,10 +339,14 @@ fn rest_on(
         .for_each(|(task, (gd_rows, acc))| {
             let i0 = task * task_features;
             let n = acc.len();
-            let mut ge_rows = vec![0f32; n * d];
+            let mut ge_rows = vec![0f32; n * d_in];
             let mut cursor: Vec<usize> = (i0..i0 + n).map(|i| offsets[i]).collect();
             for end in (block_rows..b + block_rows).step_by(block_rows) {
-                for (c, (gd, ge)) in gd_rows.chunks_mut(d).zip(ge_rows.chunks_mut(d)).enumerate() {
+                for (c, (gd, ge)) in gd_rows
+                    .chunks_mut(d)
+                    .zip(ge_rows.chunks_mut(d_in))
+                    .enumerate()
+                {
                     let i = i0 + c;
                     let w = &w_dec[i * d..(i + 1) * d];
                     let acc = &mut acc[c];
@@ -385,7 +394,7 @@ fn rest_on(
                             axpy(gd, e.f * scale, res);
                         }
                         if g_z != 0.0 {
-                            axpy(ge, g_z, &x_in[r * d..(r + 1) * d]);
+                            axpy(ge, g_z, &x_in[r * d_in..(r + 1) * d_in]);
                         }
                     }
                     cursor[c] = k;
@@ -394,11 +403,11 @@ fn rest_on(
             // W_enc's columns i0..i0 + n, COLUMNS at a time (a cache line of each row of W_enc)
             for c0 in (0..n).step_by(COLUMNS) {
                 let cn = (n - c0).min(COLUMNS);
-                for j in 0..d {
+                for j in 0..d_in {
                     for c in c0..c0 + cn {
-                        // SAFETY: g_w_enc is [d, m]; columns i0..i0 + n belong to this task
-                        // alone, and j · m + i0 + c < d · m
-                        unsafe { *enc_out.at(j * m + i0 + c) = ge_rows[c * d + j] };
+                        // SAFETY: g_w_enc is [d_in, m]; columns i0..i0 + n belong to this task
+                        // alone, and j · m + i0 + c < d_in · m
+                        unsafe { *enc_out.at(j * m + i0 + c) = ge_rows[c * d_in + j] };
                     }
                 }
             }
@@ -438,7 +447,7 @@ fn rest_on(
         ),
         g_w_dec: upload_owned(g_w_dec, [m, d], &device),
         g_b_dec: upload_owned(g_b_dec, [d], &device),
-        g_w_enc: upload_owned(g_w_enc, [d, m], &device),
+        g_w_enc: upload_owned(g_w_enc, [d_in, m], &device),
         g_theta: vec1(g_theta),
         g_b_enc: vec1(column(&|a| a.b_enc)),
         g_norms,

@@ -64,7 +64,7 @@ pub(crate) fn rest(
     enc: Encoded,
     saved: Saved,
 ) -> (StepOutput, Grads) {
-    let [b, d] = start.x.dims();
+    let [b, d] = start.x_in.dims();
     let (_, m) = sae.dims();
     let (bi, mi, di) = (b as i64, m as i64, d as i64);
     let bf = b as f64;
@@ -72,7 +72,7 @@ pub(crate) fn rest(
     let lam = s.lambda;
     let t = |x: &Tensor<2>| tch_of(x).expect("checked by applies()");
     let t1 = |x: &Tensor<1>| tch_of(x).expect("checked by applies()");
-    let (x, x_in, w_dec) = (t(&start.x), t(&start.x_in), t(&sae.w_dec));
+    let (x, x_in, w_dec) = (t(&start.target), t(&start.x_in), t(&sae.w_dec));
     let (b_dec, theta) = (t1(&sae.b_dec), t1(&start.inputs.theta));
     let (f, u) = (t(&saved.f), t(&saved.u));
     let opts = (Kind::Float, x.device());

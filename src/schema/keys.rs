@@ -3,7 +3,7 @@
 //! architectures it applies to. Validation, live edits, the screen's tunables, sweep member names
 //! and the "does not apply" checks all read it; no other code spells a key's name.
 
-use crate::sae::model::Architecture;
+use crate::sae::model::{Architecture, Kind};
 
 /// A `[section]` of the configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +36,10 @@ impl Section {
     }
 }
 
-/// Which architectures a key applies to; giving it for another is an error.
+/// Which architectures or kinds a key applies to; giving it for another is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applies {
-    /// Every architecture.
+    /// Every architecture and kind.
     All,
     /// JumpReLU only (its threshold, its penalties).
     JumpRelu,
@@ -47,26 +47,42 @@ pub enum Applies {
     TopK,
     /// The penalised ones, JumpReLU and ReLU (λ and its warm-up).
     Penalised,
+    /// SAEs only, not transcoders (the pre-encoder bias: b_dec has the input's width).
+    SaeKind,
+    /// Transcoders and skip-transcoders (the target site).
+    Transcoders,
 }
 
 impl Applies {
-    /// Whether a key of this kind applies to `arch`.
-    pub fn to(self, arch: Architecture) -> bool {
+    /// Whether a key of this kind applies to `arch` and `kind`.
+    pub fn to(self, arch: Architecture, kind: Kind) -> bool {
         match self {
             Applies::All => true,
             Applies::JumpRelu => arch == Architecture::JumpRelu,
             Applies::TopK => arch.is_topk(),
             Applies::Penalised => !arch.is_topk(),
+            Applies::SaeKind => kind == Kind::Sae,
+            Applies::Transcoders => kind.has_target(),
         }
     }
 
-    /// The architectures, as an error names them.
+    /// The key that decides (`sae.architecture` or `sae.kind`), as an error names it.
+    pub fn by(self) -> &'static Key {
+        match self {
+            Applies::SaeKind | Applies::Transcoders => &KIND,
+            _ => &ARCHITECTURE,
+        }
+    }
+
+    /// The architectures or kinds, as an error names them.
     pub fn owners(self) -> &'static str {
         match self {
             Applies::All => "every architecture",
             Applies::JumpRelu => "jumprelu",
             Applies::TopK => "topk and batchtopk",
             Applies::Penalised => "jumprelu and relu",
+            Applies::SaeKind => "sae",
+            Applies::Transcoders => "transcoder and skip-transcoder",
         }
     }
 }
@@ -159,9 +175,15 @@ pub const ON_NONFINITE: Key = key(Data, "on_nonfinite", false);
 pub const EVAL_TOKENS: Key = key(Data, "eval_tokens", false);
 /// `data.shuffle_buffer_tokens`
 pub const SHUFFLE_BUFFER_TOKENS: Key = key(Data, "shuffle_buffer_tokens", false);
+/// `data.target_stores`
+pub const TARGET_STORES: Key = only(key(Data, "target_stores", false), Applies::Transcoders);
+/// `data.target_dataset`
+pub const TARGET_DATASET: Key = only(key(Data, "target_dataset", false), Applies::Transcoders);
 
 /// `sae.architecture`
 pub const ARCHITECTURE: Key = short(key(Sae, "architecture", false), "arch");
+/// `sae.kind`
+pub const KIND: Key = key(Sae, "kind", false);
 /// `sae.k`
 pub const K: Key = labelled(
     only(key(Sae, "k", true), Applies::TopK),
@@ -186,7 +208,7 @@ pub const BANDWIDTH: Key = short(
     "bw",
 );
 /// `sae.pre_encoder_bias`
-pub const PRE_ENCODER_BIAS: Key = key(Sae, "pre_encoder_bias", false);
+pub const PRE_ENCODER_BIAS: Key = only(key(Sae, "pre_encoder_bias", false), Applies::SaeKind);
 /// `sae.unit_norm_decoder`
 pub const UNIT_NORM_DECODER: Key = key(Sae, "unit_norm_decoder", false);
 
@@ -331,6 +353,9 @@ pub const ALL: &[&Key] = &[
     &ON_NONFINITE,
     &EVAL_TOKENS,
     &SHUFFLE_BUFFER_TOKENS,
+    &TARGET_STORES,
+    &TARGET_DATASET,
+    &KIND,
     &ARCHITECTURE,
     &K,
     &D_SAE,

@@ -112,7 +112,7 @@ fn run_on(
                 kernels: side.kernels,
                 sparse_below: side.sparse_below,
             };
-            let out = train_step(&mut sae, &mut adam, x, plan, None);
+            let out = train_step(&mut sae, &mut adam, (x, None), plan, None);
             sparse += usize::from(out.sparse);
             let p = LossParts::from_tensor(&out.parts);
             [p.loss, p.mse, p.l0]

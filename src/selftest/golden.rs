@@ -17,7 +17,7 @@ pub const TOL: f64 = 1e-5;
 
 /// The cases' file names and contents, as committed (the repository's copy of the project's
 /// shared golden data; a test checks that the two agree).
-pub const FILES: [(&str, &str); 9] = [
+pub const FILES: [(&str, &str); 13] = [
     (
         "batchtopk_auxk",
         include_str!("../../tests/golden/batchtopk_auxk.json"),
@@ -36,6 +36,14 @@ pub const FILES: [(&str, &str); 9] = [
         include_str!("../../tests/golden/raw_threshold_free_decoder.json"),
     ),
     ("relu_l1", include_str!("../../tests/golden/relu_l1.json")),
+    (
+        "skip_transcoder_batchtopk_auxk",
+        include_str!("../../tests/golden/skip_transcoder_batchtopk_auxk.json"),
+    ),
+    (
+        "skip_transcoder_l0_target",
+        include_str!("../../tests/golden/skip_transcoder_l0_target.json"),
+    ),
     ("tanh", include_str!("../../tests/golden/tanh.json")),
     (
         "topk_auxk",
@@ -44,6 +52,14 @@ pub const FILES: [(&str, &str); 9] = [
     (
         "topk_free_decoder",
         include_str!("../../tests/golden/topk_free_decoder.json"),
+    ),
+    (
+        "transcoder_jumprelu",
+        include_str!("../../tests/golden/transcoder_jumprelu.json"),
+    ),
+    (
+        "transcoder_relu",
+        include_str!("../../tests/golden/transcoder_relu.json"),
     ),
 ];
 
@@ -151,9 +167,12 @@ impl Case {
         let c = &self.value["config"];
         let arch: crate::config::Architecture =
             serde_json::from_value(c["architecture"].clone()).unwrap_or_default();
+        let kind: crate::config::Kind =
+            serde_json::from_value(c["kind"].clone()).unwrap_or_default();
         // the case's settings are named as our keys are; only those of its architecture are
         // given (the others are refused), and absent or null values are left at their defaults
-        let given: [&Key; 19] = [
+        let given: [&Key; 20] = [
+            &keys::KIND,
             &keys::ARCHITECTURE,
             &keys::PRE_ENCODER_BIAS,
             &keys::UNIT_NORM_DECODER,
@@ -181,10 +200,15 @@ impl Case {
             serde_json::Value::Bool(b) => Some(b.to_string()),
             _ => None,
         };
+        // a transcoder case's targets come with the case, not from a store
+        let target = kind
+            .has_target()
+            .then(|| format!("{}=[\"(golden case)\"]", keys::TARGET_STORES));
         let sets: Vec<String> = given
             .iter()
-            .filter(|k| k.applies.to(arch))
+            .filter(|k| k.applies.to(arch, kind))
             .filter_map(|k| Some(format!("{k}={}", toml_text(c.get(k.name)?)?)))
+            .chain(target)
             .collect();
         parse("", "golden", &sets)
             .and_then(|f| f.validate("golden"))
@@ -197,10 +221,12 @@ impl Case {
         HostParams {
             d_in: v["d_in"].as_u64().unwrap_or(0) as usize,
             d_sae: v["d_sae"].as_u64().unwrap_or(0) as usize,
+            d_out: self.d_out(),
             w_enc: flat32(&i["W_enc"]),
             b_enc: flat32(&i["b_enc"]),
             w_dec: flat32(&i["W_dec"]),
             b_dec: flat32(&i["b_dec"]),
+            w_skip: (!i["W_skip"].is_null()).then(|| flat32(&i["W_skip"])),
             threshold: flat32(&i["threshold"]),
             topk: None,
         }
@@ -214,11 +240,25 @@ impl Case {
         Some(upload(&v, [m], device).greater_elem(0.5))
     }
 
-    fn batch(&self, k: usize, device: &Device) -> Tensor<2> {
-        let b = &self.value["batches"][k];
-        let rows = b.as_array().map_or(0, Vec::len);
+    /// The output width: a transcoder case's `d_out`, else `d_in`.
+    fn d_out(&self) -> usize {
+        let v = &self.value;
+        v["d_out"].as_u64().or(v["d_in"].as_u64()).unwrap_or(0) as usize
+    }
+
+    /// Batch `k` and, for a transcoder case, its targets.
+    fn batch(&self, k: usize, device: &Device) -> (Tensor<2>, Option<Tensor<2>>) {
+        let rows_of = |b: &Value, d: usize| {
+            let rows = b.as_array().map_or(0, Vec::len);
+            upload(&flat32(b), [rows, d], device)
+        };
         let d = self.value["d_in"].as_u64().unwrap_or(0) as usize;
-        upload(&flat32(b), [rows, d], device)
+        let x = rows_of(&self.value["batches"][k], d);
+        let y = self
+            .value
+            .get("targets")
+            .map(|t| rows_of(&t[k], self.d_out()));
+        (x, y)
     }
 
     /// Whether the case records Adam steps (all but the hand-written one).
@@ -248,7 +288,8 @@ impl Case {
         s.kernels = kernels;
         s.sparse_below = sparse_below;
         let dead = self.dead(device);
-        let (o, g) = loss_and_grads(&sae, self.batch(0, device), &s, dead.as_ref());
+        let (x, y) = self.batch(0, device);
+        let (o, g) = loss_and_grads(&sae, x, y, &s, dead.as_ref());
         let ff = &self.value["first_forward"];
         out.push_parts("first forward", &LossParts::from_tensor(&o.parts), ff);
         let gr = &ff["gradients"];
@@ -258,7 +299,15 @@ impl Case {
             ("W_dec", download(&g.w_dec)),
             ("b_dec", download(&g.b_dec)),
             (theta_key, download(&g.theta_param)),
+            (
+                "W_skip",
+                g.w_skip.as_ref().map(download).unwrap_or_default(),
+            ),
         ] {
+            // W_skip: only a skip-transcoder case has it (and its gradient)
+            if k == "W_skip" && gr[k].is_null() && t.is_empty() {
+                continue;
+            }
             // the baselines train no θ: its gradient must be 0
             let want = if gr[k].is_null() {
                 vec![0.0; t.len()]
@@ -299,7 +348,11 @@ impl Case {
             ("W_dec", &h.w_dec),
             ("b_dec", &h.b_dec),
             ("threshold", &h.threshold),
+            ("W_skip", h.w_skip.as_ref().unwrap_or(&Vec::new())),
         ] {
+            if k == "W_skip" && fin[k].is_null() && ours.is_empty() {
+                continue;
+            }
             out.push(
                 format!("{k} after {} Adam steps", steps.len()),
                 max_err(ours, &flat(&fin[k])),

@@ -33,6 +33,8 @@ pub struct Moments {
     pub b_dec: Tensor<1>,
     /// θ-parameter
     pub theta_param: Tensor<1>,
+    /// W_skip (skip-transcoders)
+    pub w_skip: Option<Tensor<2>>,
 }
 
 impl Moments {
@@ -44,6 +46,7 @@ impl Moments {
             w_dec: sae.w_dec.zeros_like(),
             b_dec: sae.b_dec.zeros_like(),
             theta_param: sae.theta_param.zeros_like(),
+            w_skip: sae.w_skip.as_ref().map(Tensor::zeros_like),
         }
     }
 }
@@ -144,6 +147,15 @@ impl AdamState {
         upd!(w_dec);
         upd!(b_dec);
         upd!(theta_param);
+        if let (Some(p), Some(g), Some(m), Some(v)) = (
+            &mut sae.w_skip,
+            g.w_skip,
+            &mut self.m.w_skip,
+            &mut self.v.w_skip,
+        ) {
+            let (np, nm, nv) = update(p.clone(), g, m.clone(), v.clone(), &c);
+            (*p, *m, *v) = (np, nm, nv);
+        }
         if unit_norm_decoder {
             let norms = sae.w_dec.clone().square().sum_dim(1).sqrt();
             sae.w_dec = sae.w_dec.clone() / norms;

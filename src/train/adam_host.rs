@@ -113,7 +113,7 @@ impl AdamState {
     /// parameter (tested against it).
     pub fn step_host(&mut self, sae: &mut Sae, g: Grads, a: AdamSettings, unit_norm_decoder: bool) {
         let k = K::of(&self.next_coeffs(a));
-        let rows = unit_norm_decoder.then_some(sae.dims().0);
+        let rows = unit_norm_decoder.then_some(sae.d_out());
         macro_rules! upd {
             ($f:ident, $rows:expr) => {
                 update(&mut sae.$f, &mut self.m.$f, &mut self.v.$f, g.$f, k, $rows)
@@ -124,6 +124,14 @@ impl AdamState {
         upd!(w_dec, rows);
         upd!(b_dec, None);
         upd!(theta_param, None);
+        if let (Some(p), Some(g), Some(m), Some(v)) = (
+            &mut sae.w_skip,
+            g.w_skip,
+            &mut self.m.w_skip,
+            &mut self.v.w_skip,
+        ) {
+            update(p, m, v, g, k, None);
+        }
     }
 }
 
@@ -165,6 +173,7 @@ mod tests {
                     w_dec: upload(&grad(step + 2, m * d), [m, d], &device),
                     b_dec: upload(&grad(step + 3, d), [d], &device),
                     theta_param: upload(&grad(step + 4, m), [m], &device),
+                    w_skip: None,
                 };
                 ta.step(&mut tensor_sae, g(), a, unit);
                 ha.step_host(&mut host_sae, g(), a, unit);

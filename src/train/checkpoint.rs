@@ -46,21 +46,24 @@ pub struct CheckpointState {
 }
 
 /// The five trained tensors, in the order they are stored: W_enc `[d_in, d_sae]`, b_enc
-/// `[d_sae]`, W_dec `[d_sae, d_in]`, b_dec `[d_in]`, and θ's trained parameter `[d_sae]` (log θ
+/// `[d_sae]`, W_dec `[d_sae, d_out]`, b_dec `[d_out]`, and θ's trained parameter `[d_sae]` (log θ
 /// or raw θ, per `sae.threshold_param`). Adam's moments use the same names behind `adam_m.` and
-/// `adam_v.`.
+/// `adam_v.`. A skip-transcoder adds [`SKIP`] `[d_in, d_out]`, with its moments named alike.
 const PARAMS: [&str; 5] = ["W_enc", "b_enc", "W_dec", "b_dec", "theta_param"];
+
+/// A skip-transcoder's sixth trained tensor.
+const SKIP: &str = "W_skip";
 
 /// The per-feature firing counters, each `[d_sae]`.
 const FIRING: [&str; 3] = ["steps_since_fired", "fire_window", "fire_total"];
 
 /// The shapes of [`PARAMS`] for these widths.
-fn param_shapes(d_in: usize, d_sae: usize) -> [Vec<usize>; 5] {
+fn param_shapes(d_in: usize, d_out: usize, d_sae: usize) -> [Vec<usize>; 5] {
     [
         vec![d_in, d_sae],
         vec![d_sae],
-        vec![d_sae, d_in],
-        vec![d_in],
+        vec![d_sae, d_out],
+        vec![d_out],
         vec![d_sae],
     ]
 }
@@ -76,6 +79,10 @@ pub struct TrainTensors {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
+    /// Output width (`d_in` but for transcoders).
+    pub d_out: usize,
+    /// A skip-transcoder's W_skip and its two Adam moments, `[d_in, d_out]` each.
+    pub skip: Option<[Vec<f32>; 3]>,
     /// The parameters, in training form.
     pub params: ParamVecs,
     /// Adam's first moments.
@@ -96,13 +103,19 @@ fn moments_host(m: &Moments) -> ParamVecs {
     ]
 }
 
-fn moments_device(v: &ParamVecs, d_in: usize, d_sae: usize, device: &Device) -> Moments {
+fn moments_device(
+    v: &ParamVecs,
+    skip: Option<&Vec<f32>>,
+    (d_in, d_out, d_sae): (usize, usize, usize),
+    device: &Device,
+) -> Moments {
     Moments {
         w_enc: upload(&v[0], [d_in, d_sae], device),
         b_enc: upload(&v[1], [d_sae], device),
-        w_dec: upload(&v[2], [d_sae, d_in], device),
-        b_dec: upload(&v[3], [d_in], device),
+        w_dec: upload(&v[2], [d_sae, d_out], device),
+        b_dec: upload(&v[3], [d_out], device),
         theta_param: upload(&v[4], [d_sae], device),
+        w_skip: skip.map(|w| upload(w, [d_in, d_out], device)),
     }
 }
 
@@ -110,9 +123,15 @@ impl TrainTensors {
     /// Copy the training state off the device.
     pub fn gather(sae: &Sae, adam: &AdamState, firing: &Firing) -> Self {
         let (d_in, d_sae) = sae.dims();
+        let skip = match (&sae.w_skip, &adam.m.w_skip, &adam.v.w_skip) {
+            (Some(w), Some(m), Some(v)) => Some([download(w), download(m), download(v)]),
+            _ => None,
+        };
         Self {
             d_in,
             d_sae,
+            d_out: sae.d_out(),
+            skip,
             params: [
                 download(&sae.w_enc),
                 download(&sae.b_enc),
@@ -139,20 +158,23 @@ impl TrainTensors {
         window_tokens: u64,
         device: &Device,
     ) -> (Sae, AdamState, Firing) {
-        let (d_in, m) = (self.d_in, self.d_sae);
-        let p = moments_device(&self.params, d_in, m, device);
+        let m = self.d_sae;
+        let dims = (self.d_in, self.d_out, m);
+        let skip = |k: usize| self.skip.as_ref().map(|s| &s[k]);
+        let p = moments_device(&self.params, skip(0), dims, device);
         let sae = Sae {
             w_enc: p.w_enc,
             b_enc: p.b_enc,
             w_dec: p.w_dec,
             b_dec: p.b_dec,
+            w_skip: p.w_skip,
             theta_param: p.theta_param,
             threshold_param,
         };
         let adam = AdamState {
             steps,
-            m: moments_device(&self.adam_m, d_in, m, device),
-            v: moments_device(&self.adam_v, d_in, m, device),
+            m: moments_device(&self.adam_m, skip(1), dims, device),
+            v: moments_device(&self.adam_v, skip(2), dims, device),
         };
         let vec1 = |v: &Vec<f32>| -> Tensor<1> { upload(v, [m], device) };
         let firing = Firing {
@@ -173,10 +195,12 @@ impl TrainTensors {
         HostParams {
             d_in: self.d_in,
             d_sae: self.d_sae,
+            d_out: self.d_out,
             w_enc: self.params[0].clone(),
             b_enc: self.params[1].clone(),
             w_dec: self.params[2].clone(),
             b_dec: self.params[3].clone(),
+            w_skip: self.skip.as_ref().map(|s| s[0].clone()),
             threshold,
             topk: None,
         }
@@ -189,15 +213,25 @@ impl TrainTensors {
 
     /// Every tensor with its name and shape, in the order they are stored.
     fn named(&self) -> Vec<(String, &[f32], Vec<usize>)> {
-        let shapes = param_shapes(self.d_in, self.d_sae);
-        let mut out: Vec<(String, &[f32], Vec<usize>)> = Vec::with_capacity(18);
-        for (prefix, set) in [
+        let shapes = param_shapes(self.d_in, self.d_out, self.d_sae);
+        let mut out: Vec<(String, &[f32], Vec<usize>)> = Vec::with_capacity(21);
+        for (k, (prefix, set)) in [
             ("", &self.params),
             ("adam_m.", &self.adam_m),
             ("adam_v.", &self.adam_v),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             for ((name, v), shape) in PARAMS.iter().zip(set).zip(&shapes) {
                 out.push((format!("{prefix}{name}"), v, shape.clone()));
+            }
+            if let Some(skip) = &self.skip {
+                out.push((
+                    format!("{prefix}{SKIP}"),
+                    &skip[k],
+                    vec![self.d_in, self.d_out],
+                ));
             }
         }
         for (name, v) in FIRING.iter().zip(&self.firing) {
@@ -221,7 +255,13 @@ impl TrainTensors {
                 "W_enc has shape {shape:?}: expected [d_in, d_sae]"
             )));
         };
-        let shapes = param_shapes(d_in, d_sae);
+        // W_dec gives the output width: a transcoder's differs from d_in
+        let d_out = map
+            .get(PARAMS[2])
+            .and_then(|(_, s)| (s.len() == 2).then(|| s[1]))
+            .unwrap_or(d_in);
+        let has_skip = map.contains_key(SKIP);
+        let shapes = param_shapes(d_in, d_out, d_sae);
         let mut take = |name: String, want: &[usize]| -> Result<Vec<f32>, CheckpointError> {
             let (v, shape) = map
                 .remove(&name)
@@ -247,9 +287,20 @@ impl TrainTensors {
         for (k, name) in FIRING.iter().enumerate() {
             firing[k] = take(name.to_string(), &[d_sae])?;
         }
+        let skip = if has_skip {
+            let mut out: [Vec<f32>; 3] = Default::default();
+            for (k, prefix) in ["", "adam_m.", "adam_v."].iter().enumerate() {
+                out[k] = take(format!("{prefix}{SKIP}"), &[d_in, d_out])?;
+            }
+            Some(out)
+        } else {
+            None
+        };
         Ok(Self {
             d_in,
             d_sae,
+            d_out,
+            skip,
             params,
             adam_m,
             adam_v,
@@ -564,6 +615,10 @@ mod tests {
     use super::*;
 
     fn tensors(d_in: usize, d_sae: usize) -> TrainTensors {
+        tensors_of(d_in, d_in, d_sae, false)
+    }
+
+    fn tensors_of(d_in: usize, d_out: usize, d_sae: usize, skip: bool) -> TrainTensors {
         let mut k = 0.0f32;
         let mut fill = |n: usize| -> Vec<f32> {
             (0..n)
@@ -573,12 +628,15 @@ mod tests {
                 })
                 .collect()
         };
-        let sizes = [d_in * d_sae, d_sae, d_sae * d_in, d_in, d_sae];
+        let sizes = [d_in * d_sae, d_sae, d_sae * d_out, d_out, d_sae];
         let mut set = || -> ParamVecs { sizes.map(&mut fill) };
         let (params, adam_m, adam_v) = (set(), set(), set());
+        let skip = skip.then(|| [0; 3].map(|_| fill(d_in * d_out)));
         TrainTensors {
             d_in,
             d_sae,
+            d_out,
+            skip,
             params,
             adam_m,
             adam_v,
@@ -612,6 +670,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("adam_m.theta_param") && e.contains("[5]"), "{e}");
+    }
+
+    #[test]
+    fn a_skip_transcoders_tensors_read_back_with_both_widths() {
+        let d = tempfile::tempdir().unwrap();
+        for skip in [false, true] {
+            let t = tensors_of(3, 4, 5, skip);
+            let named = t.named();
+            assert_eq!(named.len(), if skip { 21 } else { 18 });
+            let refs: Vec<(&str, &[f32], Vec<usize>)> = named
+                .iter()
+                .map(|(n, v, s)| (n.as_str(), *v, s.clone()))
+                .collect();
+            assert!(refs.contains(&("W_dec", &t.params[2][..], vec![5, 4])));
+            let path = d.path().join("t.safetensors");
+            write_safetensors(&path, &refs, None).unwrap();
+            let back = TrainTensors::from_map(read_safetensors(&path).unwrap(), &path).unwrap();
+            assert_eq!(back, t);
+            let p = back.host_params(ThresholdParam::Raw);
+            assert_eq!((p.d_in, p.d_out, p.w_skip.is_some()), (3, 4, skip));
+        }
     }
 
     #[test]

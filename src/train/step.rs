@@ -48,11 +48,12 @@ pub struct StepPlan<'a> {
     pub sparse_below: f64,
 }
 
-/// Train on one batch; returns the (pre-update) loss parts and statistics.
+/// Train on one batch `x` with its target `y` (`None`: an SAE's own input); returns the
+/// (pre-update) loss parts and statistics.
 pub fn train_step(
     sae: &mut Sae,
     adam: &mut AdamState,
-    x: Tensor<2>,
+    (x, y): (Tensor<2>, Option<Tensor<2>>),
     plan: StepPlan<'_>,
     dead: Option<&Tensor<1, Bool>>,
 ) -> StepOutput {
@@ -69,7 +70,7 @@ pub fn train_step(
         sparse_below,
         ..loss_settings(t, h, sae_cfg)
     };
-    let (out, grads) = loss_and_grads(sae, x, &settings, dead);
+    let (out, grads) = loss_and_grads(sae, x, y, &settings, dead);
     let a = AdamSettings {
         lr: lr_at(t, h, total_steps),
         beta1: h.adam_beta1,

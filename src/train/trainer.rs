@@ -414,7 +414,13 @@ impl Trainer {
             kernels: self.res.kernels,
             sparse_below: switch_density(self.res.kernels),
         };
-        let out = train_step(&mut self.st.sae, &mut self.st.adam, x, plan, dead.as_ref());
+        let out = train_step(
+            &mut self.st.sae,
+            &mut self.st.adam,
+            (x, None),
+            plan,
+            dead.as_ref(),
+        );
         self.st.firing.record(out.fire_counts, rows);
         self.st.sparse_steps += u64::from(out.sparse);
         self.st.losses.push(self.st.step, out.parts);
@@ -579,13 +585,13 @@ impl Trainer {
     fn validate(&mut self, sink: Sink<'_>) -> Result<(), TrainError> {
         let folded = self.inference_params();
         let sae = InferenceSae::new(&folded, &self.res.device);
-        let mut ev = Evaluator::new(&sae, folded.d_in, folded.d_sae);
+        let mut ev = Evaluator::new(&sae, &folded);
         for chunk in self
             .res
             .eval_rows
             .chunks(self.res.cfg.data.batch_size * folded.d_in)
         {
-            ev.add(chunk, &self.res.device);
+            ev.add(chunk, None, &self.res.device);
         }
         let eval = ev.finish();
         self.st.health.observe_heldout_fvu(eval.fvu);

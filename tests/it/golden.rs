@@ -3,8 +3,9 @@
 //! binary by `selftest::golden`) to 1e-5 absolute: first-forward loss parts and gradients, and
 //! per-step loss parts and every parameter after each Adam step. Through every form of the step:
 //! flex with tensor ops, fused dense and fused sparse, and (built with `tch`) LibTorch's CPU
-//! device dense and sparse. The cases cover JumpReLU's sparsity losses and the baselines (TopK
-//! and BatchTopK with AuxK, ReLU with its L1 penalty).
+//! device dense and sparse. The cases cover JumpReLU's sparsity losses, the baselines (TopK
+//! and BatchTopK with AuxK, ReLU with its L1 penalty), and transcoders and skip-transcoders (a
+//! second site as the target, the trained skip).
 
 use burn::tensor::Device;
 use jumpscope::sae::kernels::Kernels;
@@ -89,6 +90,19 @@ fn every_case_matches_the_reference_through_every_form_of_the_step() {
             let out = case.check(&device, kernels, below).unwrap();
             // 9 first-forward quantities, and 4 per step plus 5 parameters where steps exist
             assert!(out.errors.len() >= 9, "{} [{tag}]", case.name);
+            // a skip-transcoder case checks W_skip's gradient and its value after training
+            let skip_checked = out
+                .errors
+                .iter()
+                .filter(|(q, _)| q.contains("W_skip"))
+                .count();
+            let is_skip = case.name.starts_with("skip_transcoder");
+            assert_eq!(
+                skip_checked,
+                if is_skip { 2 } else { 0 },
+                "{} [{tag}]",
+                case.name
+            );
             errs.extend(
                 out.mismatches()
                     .into_iter()
@@ -98,7 +112,7 @@ fn every_case_matches_the_reference_through_every_form_of_the_step() {
             with_steps += usize::from(case.has_steps());
         }
     }
-    assert_eq!(checked, 9 * variants().len());
-    assert_eq!(with_steps, 8 * variants().len(), "eight multi-step cases");
+    assert_eq!(checked, 13 * variants().len());
+    assert_eq!(with_steps, 12 * variants().len(), "twelve multi-step cases");
     assert!(errs.is_empty(), "golden mismatches:\n{}", errs.join("\n"));
 }

@@ -78,9 +78,9 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     kernels: Kernels::TensorOps,
                     sparse_below: 0.0,
                 };
-                let (og, gg) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
+                let (og, gg) = loss_and_grads(&sae, x.clone(), None, &s, Some(&dead));
                 s.kernels = Kernels::HostFused;
-                let (of, gf) = loss_and_grads(&sae, x.clone(), &s, Some(&dead));
+                let (of, gf) = loss_and_grads(&sae, x.clone(), None, &s, Some(&dead));
                 let what = format!("{tp:?} {arch:?} {mode:?} dead-feature loss {pre}");
                 let (pg, pf) = (
                     LossParts::from_tensor(&og.parts),

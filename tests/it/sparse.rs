@@ -162,8 +162,8 @@ fn agree_on_random_cases(backend: &str, device: &Device, kernels: Kernels) {
                         kernels,
                         ..settings(mode, pre, bias, eps, f64::INFINITY)
                     };
-                    let (od, gd) = loss_and_grads(&sae, x.clone(), &dense, Some(&dead));
-                    let (os, gs) = loss_and_grads(&sae, x.clone(), &sparse, Some(&dead));
+                    let (od, gd) = loss_and_grads(&sae, x.clone(), None, &dense, Some(&dead));
+                    let (os, gs) = loss_and_grads(&sae, x.clone(), None, &sparse, Some(&dead));
                     assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
                     close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
                     for ((name, a), (_, b)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
@@ -215,8 +215,9 @@ fn sparse_and_dense_steps_agree_for_the_other_architectures() {
                     penalty: Penalty::of(arch, SparsityLoss::L0, 4.0, 6.0),
                     ..settings(SparsityLoss::L0, 0.0, bias, 0.1, below)
                 };
-                let (od, gd) = loss_and_grads(&sae, x.clone(), &with(0.0), Some(&dead));
-                let (os, gs) = loss_and_grads(&sae, x.clone(), &with(f64::INFINITY), Some(&dead));
+                let (od, gd) = loss_and_grads(&sae, x.clone(), None, &with(0.0), Some(&dead));
+                let (os, gs) =
+                    loss_and_grads(&sae, x.clone(), None, &with(f64::INFINITY), Some(&dead));
                 assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
                 close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
                 for ((name, a), (_, b)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
@@ -273,7 +274,7 @@ fn adam_steps_agree(backend: &str, device: &Device, kernels: Kernels) {
                     kernels,
                     sparse_below: below,
                 };
-                let out = train_step(&mut sae, &mut adam, x.clone(), plan, Some(&dead));
+                let out = train_step(&mut sae, &mut adam, (x.clone(), None), plan, Some(&dead));
                 assert_eq!(out.sparse, below > 0.0);
             }
             saes.push(sae);
@@ -315,7 +316,7 @@ fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() 
             &device,
         );
         assert!(
-            !loss_and_grads(&dense, x.clone(), &s, None).0.sparse,
+            !loss_and_grads(&dense, x.clone(), None, &s, None).0.sparse,
             "{backend}"
         );
         // θ = 10: nothing fires and no pre-activation is within ε/2 of θ
@@ -324,7 +325,7 @@ fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() 
             ThresholdParam::Log,
             &device,
         );
-        let (out, _) = loss_and_grads(&sparse, x.clone(), &s, None);
+        let (out, _) = loss_and_grads(&sparse, x.clone(), None, &s, None);
         assert!(out.sparse, "{backend}");
         assert_eq!(LossParts::from_tensor(&out.parts).l0, 0.0);
     }
@@ -340,7 +341,7 @@ fn the_switch_takes_the_sparse_path_below_its_density_and_the_dense_one_above() 
         kernels: Kernels::TensorOps,
         ..settings(SparsityLoss::L0, 0.0, true, 0.001, f64::INFINITY)
     };
-    assert!(!loss_and_grads(&sae, x, &t, None).0.sparse);
+    assert!(!loss_and_grads(&sae, x, None, &t, None).0.sparse);
 }
 
 #[test]
@@ -370,13 +371,103 @@ fn a_batch_of_several_cache_blocks_agrees_with_the_dense_step() {
                 kernels,
                 ..settings(mode, 0.0, true, 0.01, below)
             };
-            let (od, gd) = loss_and_grads(&sae, xt.clone(), &at(0.0), None);
-            let (os, gs) = loss_and_grads(&sae, xt.clone(), &at(f64::INFINITY), None);
+            let (od, gd) = loss_and_grads(&sae, xt.clone(), None, &at(0.0), None);
+            let (os, gs) = loss_and_grads(&sae, xt.clone(), None, &at(f64::INFINITY), None);
             assert!(!od.sparse && os.sparse, "{what}");
             close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
             for ((name, a), (_, g)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
                 close(&format!("{what}: {name}"), a, g);
             }
         }
+    }
+}
+
+#[test]
+fn sparse_and_dense_steps_agree_for_transcoders() {
+    use jumpscope::config::Architecture;
+    use jumpscope::sae::model::Kind;
+    for (backend, device, kernels) in backends() {
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        let (d_in, d_out, m, b) = (12, 20, 96, 40);
+        let mut checked = 0;
+        for kind in [Kind::Transcoder, Kind::SkipTranscoder] {
+            let mut host = HostParams::init_kind(kind, (d_in, d_out, m), 0.1, 3);
+            let mut noise =
+                |v: &mut Vec<f32>, s: f32| v.iter_mut().for_each(|x| *x += rng.random_range(-s..s));
+            noise(&mut host.b_enc, 0.1);
+            noise(&mut host.b_dec, 0.1);
+            if let Some(w) = host.w_skip.as_mut() {
+                noise(w, 0.2);
+            }
+            let x: Vec<f32> = (0..b * d_in)
+                .map(|_| rng.random_range(-1.0f32..1.0) * 2.0 / (d_in as f32).sqrt())
+                .collect();
+            let y: Vec<f32> = (0..b * d_out)
+                .map(|_| rng.random_range(-1.0f32..1.0) / (d_out as f32).sqrt())
+                .collect();
+            let (xt, yt) = (
+                upload(&x, [b, d_in], &device),
+                upload(&y, [b, d_out], &device),
+            );
+            let dead: Tensor<1, Bool> = upload(
+                &(0..m)
+                    .map(|i| (i % 4 == 1) as u8 as f32)
+                    .collect::<Vec<_>>(),
+                [m],
+                &device,
+            )
+            .greater_elem(0.5);
+            for arch in Architecture::ALL {
+                let mut h = host.clone();
+                if arch != Architecture::JumpRelu {
+                    h.threshold.iter_mut().for_each(|t| *t = 0.0);
+                }
+                let tp = if arch == Architecture::JumpRelu {
+                    ThresholdParam::Log
+                } else {
+                    ThresholdParam::Raw
+                };
+                let sae = Sae::from_host(&h, tp, &device);
+                let what = format!("{backend}: {kind:?} {arch:?}");
+                let with = |below: f64| LossSettings {
+                    kernels,
+                    architecture: arch,
+                    k: 5,
+                    aux_k: 4,
+                    aux_coefficient: if arch.is_topk() { 0.1 } else { 0.0 },
+                    penalty: Penalty::of(arch, SparsityLoss::L0, 4.0, 6.0),
+                    ..settings(SparsityLoss::L0, 0.0, false, 0.1, below)
+                };
+                let run = |below: f64| {
+                    loss_and_grads(
+                        &sae,
+                        xt.clone(),
+                        Some(yt.clone()),
+                        &with(below),
+                        Some(&dead),
+                    )
+                };
+                let ((od, gd), (os, gs)) = (run(0.0), run(f64::INFINITY));
+                assert!(!od.sparse && os.sparse, "{what}: the paths asked for ran");
+                close(&format!("{what}: loss parts"), &parts(&od), &parts(&os));
+                for ((name, a), (_, b)) in grads_host(&gd).iter().zip(grads_host(&gs).iter()) {
+                    close(&format!("{what}: {name}"), a, b);
+                }
+                let skip = |g: &Grads| g.w_skip.as_ref().map(download);
+                assert_eq!(skip(&gd).is_some(), kind == Kind::SkipTranscoder, "{what}");
+                if let (Some(a), Some(b)) = (skip(&gd), skip(&gs)) {
+                    close(&format!("{what}: dW_skip"), &a, &b);
+                }
+                // the residual is x̂ − y, of the target's width
+                assert_eq!(od.residual.dims(), [b, d_out], "{what}");
+                close(
+                    &format!("{what}: residual"),
+                    &download(&od.residual),
+                    &download(&os.residual),
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 8);
     }
 }
