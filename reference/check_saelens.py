@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Check jumpscope's baselines against SAELens (`pip install sae-lens`; not needed by anything else
-here, and not run by CI: the README records what it printed).
+"""Check jumpscope's baselines, transcoders and exports against SAELens (`pip install sae-lens`;
+nothing else here needs it; CI runs `ci` through `scripts/dev.sh test-saelens`).
 
   reference    our PyTorch reference (baselines_torch.py) against SAELens's own training classes
                (TopKTrainingSAE, BatchTopKTrainingSAE, StandardTrainingSAE, and
@@ -14,12 +14,15 @@ here, and not run by CI: the README records what it printed).
                float64: the feature activations and the output
   ci --bin JUMPSCOPE
                both, on SAEs trained from the four sample recipes (shortened to 300 steps) on
-               sample_data/synth.h5 (run by `scripts/dev.sh test-saelens`, which CI calls)
-  exports DIR... --store H5
+               sample_data/synth.h5, and on transcoders and skip-transcoders (jumprelu, relu,
+               batchtopk) trained from sample_data/transcoder.toml on the synthetic pair (run by
+               `scripts/dev.sh test-saelens`, which CI calls)
+  exports DIR... --store H5 [--target-store H5]
                each DIR is an SAE directory written by `jumpscope train`/`export`: it loads with
                SAE.load_from_disk as the architecture its cfg.json names, and SAELens's
-               reconstruction of the store's activations has the FVU `jumpscope eval --json`
-               reports (pass it with --fvu, one per DIR) to 1e-3 relative.
+               reconstruction (its `forward`) of the store's activations has the FVU `jumpscope
+               eval --json` reports (pass it with --fvu, one per DIR) to 1e-3 relative; a
+               transcoder's (cfg.json has d_out) against the target store's rows.
 
     PYTHONPATH=~/.cache/jumpscope/torch-2.9.0 python3 reference/check_saelens.py reference
 """
@@ -144,17 +147,28 @@ def cmd_exports(args):
     from sae_lens import SAE, __version__
     if len(args.fvu) != len(args.dirs):
         sys.exit("give one --fvu (from `jumpscope eval DIR --store H5 --json`) per DIR")
-    with h5py.File(args.store, "r") as f:
-        x = torch.from_numpy(np.asarray(f["activations"][:], dtype=np.float32).reshape(-1, f["activations"].shape[-1]))
+    def rows(path):
+        with h5py.File(path, "r") as f:
+            a = f["activations"]
+            return torch.from_numpy(np.asarray(a[:], dtype=np.float32).reshape(-1, a.shape[-1]))
+    x = rows(args.store)
+    y = rows(args.target_store) if getattr(args, "target_store", None) else None
     failed = 0
     for d, want in zip(args.dirs, args.fvu):
         with open(os.path.join(d, "cfg.json")) as fh:
-            named = json.load(fh)["architecture"]
+            cfg = json.load(fh)
+        named = cfg["architecture"]
+        target = x
+        if "d_out" in cfg:
+            if y is None:
+                sys.exit(f"{d}: a transcoder: give --target-store")
+            target = y
         sae = SAE.load_from_disk(d, device="cpu")
         with torch.no_grad():
-            recon = sae.decode(sae.encode(x))
-        resid = (recon - x).double()
-        fvu = (resid.pow(2).sum() / (x.double() - x.double().mean(0)).pow(2).sum()).item()
+            recon = sae(x)
+        resid = (recon - target).double()
+        t = target.double()
+        fvu = (resid.pow(2).sum() / (t - t.mean(0)).pow(2).sum()).item()
         rel = abs(fvu - want) / max(abs(want), 1e-12)
         ok = sae.cfg.architecture() == named and rel <= 1e-3
         failed += not ok
@@ -170,7 +184,7 @@ def cmd_ci(args):
     root = os.path.dirname(HERE)
     store = os.path.join(root, "sample_data/synth.h5")
     with tempfile.TemporaryDirectory() as tmp:
-        dirs, fvus = [], []
+        dirs, fvus, tdirs, tfvus = [], [], [], []
         for recipe in ("demo", "topk", "batchtopk", "relu"):
             out = os.path.join(tmp, recipe)
             subprocess.run([args.bin, "train", "--config", f"sample_data/{recipe}.toml", "--out", out, "--headless",
@@ -180,10 +194,31 @@ def cmd_ci(args):
                                 cwd=root, check=True, capture_output=True, text=True)
             dirs.append(os.path.join(out, "sae"))
             fvus.append(json.loads(ev.stdout)["fvu"])
+        # transcoders on the synthetic pair: every SAELens transcoder class
+        target = os.path.join(root, "sample_data/synth_out.h5")
+        for kind in ("transcoder", "skip-transcoder"):
+            for arch in ("jumprelu", "relu", "batchtopk"):
+                out = os.path.join(tmp, f"{kind}-{arch}")
+                sets = ["--set", f"sae.kind=\"{kind}\"", "--set", "train.steps=300", "--set",
+                        "train.checkpoint_every=0"]
+                subprocess.run([args.bin, "train", "--config", f"sample_data/{arch_recipe(arch)}.toml", "--out", out,
+                                "--headless", "--set", f"data.target_stores=[\"{target}\"]"] + sets,
+                               cwd=root, check=True, capture_output=True)
+                ev = subprocess.run([args.bin, "eval", os.path.join(out, "sae"), "--store", store,
+                                     "--target-store", target, "--json"],
+                                    cwd=root, check=True, capture_output=True, text=True)
+                tdirs.append(os.path.join(out, "sae"))
+                tfvus.append(json.loads(ev.stdout)["fvu"])
         # every check runs, so that one failure does not hide another
         ok = cmd_reference(args)
         ok = cmd_transcoders(args) and ok
-        return cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store)) and ok
+        ok = cmd_exports(argparse.Namespace(dirs=dirs, fvu=fvus, store=store)) and ok
+        return cmd_exports(argparse.Namespace(dirs=tdirs, fvu=tfvus, store=store, target_store=target)) and ok
+
+
+def arch_recipe(arch):
+    """The sample recipe a transcoder of `arch` is trained from (its kind and target set on top)."""
+    return {"jumprelu": "transcoder", "relu": "relu", "batchtopk": "batchtopk"}[arch]
 
 
 def main():
@@ -194,6 +229,7 @@ def main():
     e = sub.add_parser("exports")
     e.add_argument("dirs", nargs="+")
     e.add_argument("--store", required=True)
+    e.add_argument("--target-store")
     e.add_argument("--fvu", type=float, action="append", default=[])
     c = sub.add_parser("ci")
     c.add_argument("--bin", required=True)

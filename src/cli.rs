@@ -265,12 +265,20 @@ pub struct EvalArgs {
     /// SAELens cache, the hook column (default: the only one).
     #[arg(long)]
     pub dataset: Option<String>,
+    /// A transcoder's target store: the site it reconstructs, rows paired with --store's
+    /// (required for a transcoder, refused for an SAE).
+    #[arg(long, num_args = 1..)]
+    pub target_store: Vec<PathBuf>,
+    /// Dataset inside the target store (default: as --dataset).
+    #[arg(long)]
+    pub target_dataset: Option<String>,
     /// Tokens per batch.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
     #[arg(long, default_value = "cpu", help = DEVICE_HELP)]
     pub device: DeviceName,
-    /// Print one JSON object: n_tokens, l0, mse, fvu, explained_variance, dead.
+    /// Print one JSON object: n_tokens, l0, mse_raw, mse_norm, fvu, explained_variance,
+    /// silent, silent_fraction (of the target, for a transcoder).
     #[arg(long)]
     pub json: bool,
     /// Evaluate only on the rows the SAE's run held out of training (its last
@@ -490,6 +498,14 @@ pub struct SynthArgs {
     /// Element type of the activations dataset.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
+    /// Also write a transcoder's target store here: rows paired with OUT's, in which each active
+    /// feature writes along its own direction of --d-out dimensions (true output directions in
+    /// `true_out_features`).
+    #[arg(long, value_name = "TARGET_H5")]
+    pub target_out: Option<PathBuf>,
+    /// Width of the target store's rows (default: --d-in).
+    #[arg(long, requires = "target_out")]
+    pub d_out: Option<usize>,
 }
 
 /// `jumpscope bench --step`.

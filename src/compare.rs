@@ -453,7 +453,7 @@ pub fn on_store(
             (true, Some(_)) => return Err(CompareError::NoHeldOut(path.clone())),
             (true, None) => return Err(CompareError::NotARun(path.clone())),
         };
-        let r = evaluate(&sae.params, store, rows, batch, device, |d, t| {
+        let r = evaluate(&sae.params, (store, None), rows, batch, device, |d, t| {
             progress(k, n, d, t)
         })
         .map_err(|e| read_err(path, e))?;

@@ -147,11 +147,11 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Evaluate over every finite row of `store` in `rows` (all of them, or a run's held-out
-/// tail) that its `mask` (if any) keeps, `batch` rows at a time; `progress(done, of)` counts
-/// rows of the range.
+/// tail) that its `mask` (if any) keeps, `batch` rows at a time; a transcoder against the
+/// paired rows of its `target` store. `progress(done, of)` counts rows of the range.
 pub fn evaluate(
     p: &HostParams,
-    store: &Store,
+    (store, target): (&Store, Option<&Store>),
     rows: std::ops::Range<usize>,
     batch: usize,
     device: &Device,
@@ -162,15 +162,19 @@ pub fn evaluate(
     let sae = InferenceSae::new(p, device);
     let mut ev = Evaluator::new(&sae, p);
     let mut start = rows.start;
-    let mut buf = Vec::new();
+    let (mut buf, mut tbuf) = (Vec::new(), Vec::new());
     while start < end {
         buf.clear();
+        tbuf.clear();
         let n = batch.min(end - start);
         // the positions a store's `mask` leaves out of training are left out here too, as the
-        // trainer's held-out evaluation leaves them out
+        // trainer's held-out evaluation leaves them out (a target's with its inputs)
         store.read_kept_rows(start, n, &mut buf)?;
+        if let Some(t) = target {
+            t.read_kept_rows_by(store, start, n, &mut tbuf)?;
+        }
         start += n;
-        ev.add(&buf, None, device);
+        ev.add(&buf, target.map(|_| tbuf.as_slice()), device);
         progress((start - rows.start) as u64, total);
     }
     Ok(ev.finish())

@@ -22,6 +22,37 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
             store.d_in()
         );
     }
+    let kind = loaded.params.kind();
+    let target = match (kind.has_target(), args.target_store.is_empty()) {
+        (true, true) => anyhow::bail!(
+            "{}: a {} needs --target-store: the store of the site it reconstructs, rows paired with --store's",
+            args.sae.display(),
+            kind.name()
+        ),
+        (false, false) => anyhow::bail!(
+            "--target-store: {} is an SAE, which reconstructs its own input: leave --target-store out",
+            args.sae.display()
+        ),
+        (false, true) => None,
+        (true, false) => {
+            let t = Store::open(
+                &args.target_store,
+                args.target_dataset.as_deref().or(args.dataset.as_deref()),
+            )?;
+            jumpscope::data::pair::check(&store, &t)?;
+            if t.d_in() != loaded.params.d_out {
+                anyhow::bail!(
+                    "{}: the transcoder has d_out = {}, but target store {} (dataset `{}`) has d_in = {}",
+                    args.sae.display(),
+                    loaded.params.d_out,
+                    t.paths()[0].display(),
+                    t.dataset(),
+                    t.d_in()
+                );
+            }
+            Some(t)
+        }
+    };
     let rows = if args.held_out {
         eval::held_out_rows(store.rows(), held_out_tokens(&args.sae, &from)?)
     } else {
@@ -30,7 +61,7 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
     let bar = super::progress_bar(rows.len() as u64);
     let report = eval::evaluate(
         &loaded.params,
-        &store,
+        (&store, target.as_ref()),
         rows,
         args.batch.max(1),
         &dev,
@@ -47,11 +78,19 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        let width = match kind.has_target() {
+            true => format!("d_in {}, d_out {}", loaded.params.d_in, loaded.params.d_out),
+            false => format!("d_in {}", loaded.params.d_in),
+        };
         println!(
-            "SAE        {} ({}, d_in {}, d_sae {})",
+            "{:<10} {} ({}, {width}, d_sae {})",
+            if kind.has_target() {
+                kind.name()
+            } else {
+                "SAE"
+            },
             from.display(),
             loaded.format,
-            loaded.params.d_in,
             loaded.params.d_sae
         );
         println!("tokens     {}", report.n_tokens);

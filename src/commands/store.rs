@@ -8,7 +8,7 @@ use jumpscope::data::prefetch::Prefetcher;
 use jumpscope::data::scan::scan;
 use jumpscope::data::store::{CACHE_FORMAT, FileInfo, Store, info};
 use jumpscope::data::store::{Extra, write_store};
-use jumpscope::data::synth::{SynthSpec, generate};
+use jumpscope::data::synth::{SynthSpec, generate, generate_pairs};
 
 /// Run the command; returns the process exit code.
 pub fn exec(cmd: StoreCommand) -> anyhow::Result<i32> {
@@ -33,7 +33,15 @@ pub fn exec(cmd: StoreCommand) -> anyhow::Result<i32> {
                 noise: a.noise,
                 seed: a.seed,
             };
-            let s = generate(&spec);
+            let d_out = a.d_out.unwrap_or(a.d_in);
+            anyhow::ensure!(d_out > 0, "--d-out must be at least 1");
+            let (s, targets) = match &a.target_out {
+                Some(_) => {
+                    let (s, t) = generate_pairs(&spec, d_out);
+                    (s, Some(t))
+                }
+                None => (generate(&spec), None),
+            };
             let dtype = match a.dtype {
                 DtypeArg::F32 => Dtype::F32,
                 DtypeArg::F16 => Dtype::F16,
@@ -62,6 +70,30 @@ pub fn exec(cmd: StoreCommand) -> anyhow::Result<i32> {
                 a.tokens,
                 a.d_in
             );
+            if let (Some(path), Some(t)) = (&a.target_out, &targets) {
+                let desc = format!("{desc}; the target site of {}", a.out.display());
+                write_store(
+                    path,
+                    "activations",
+                    &t.activations,
+                    d_out,
+                    dtype,
+                    &[Extra::F32(
+                        "true_out_features",
+                        &t.directions,
+                        a.features,
+                        d_out,
+                    )],
+                    &[("source", desc.as_str())],
+                )?;
+                eprintln!(
+                    "wrote {} ({} tokens x {} dims, paired with {}; true output directions in `true_out_features`)",
+                    path.display(),
+                    a.tokens,
+                    d_out,
+                    a.out.display()
+                );
+            }
             Ok(0)
         }
     }

@@ -116,6 +116,9 @@ pub struct Batch {
     pub skipped: usize,
     /// Epochs that began while filling this batch.
     pub new_epochs: u64,
+    /// A transcoder's targets of these rows, `[rows, d_out]` f32, already multiplied by the
+    /// target's scale factor (`None` without a target store).
+    pub target: Option<Vec<f32>>,
 }
 
 /// Reads batches in a deterministic (optionally shuffled) order.
@@ -138,6 +141,20 @@ pub struct Batcher {
     /// The cached block's `mask` (rows to train on), when the store has one.
     cache_mask: Option<Vec<bool>>,
     /// A block's buffer kept for the next block, so each block does not fault in fresh pages.
+    spare: Block,
+    /// A transcoder's target store, read with the input.
+    target: Option<Target>,
+}
+
+/// A transcoder's target store, read beside the input store block for block: the same blocks,
+/// the same order within them, the input's mask, and a pair dropped when either row is not
+/// finite.
+struct Target {
+    store: Store,
+    /// The target scale factor (1 / the target's own scale).
+    scale: f32,
+    /// The block of the target store that pairs with the input's cached block.
+    cache: Option<(usize, Block)>,
     spare: Block,
 }
 
@@ -241,7 +258,20 @@ impl Batcher {
             cache: None,
             cache_mask: None,
             spare: Block::default(),
+            target: None,
         }
+    }
+
+    /// Read `store`'s rows as the targets of the input rows, multiplied by `scale` (a
+    /// transcoder; the caller checked that the rows pair, `data::pair::check`).
+    pub fn with_target(mut self, store: Store, scale: f32) -> Self {
+        self.target = Some(Target {
+            store,
+            scale,
+            cache: None,
+            spare: Block::default(),
+        });
+        self
     }
 
     /// Shuffle within blocks of about `rows` rows (rounded up to whole HDF5 chunks, so that each
@@ -323,6 +353,14 @@ impl Batcher {
         };
         self.store.read_block(b * self.block_rows, len, &mut data)?;
         self.cache_mask = self.store.read_mask(b * self.block_rows, len)?;
+        if let Some(t) = &mut self.target {
+            let mut tdata = match t.cache.take() {
+                Some((_, old)) => old,
+                None => std::mem::take(&mut t.spare),
+            };
+            t.store.read_block(b * self.block_rows, len, &mut tdata)?;
+            t.cache = Some((b, tdata));
+        }
         let mut perm: Vec<u32> = (0..len as u32).collect();
         if self.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, self.pos.epoch, b as u64));
@@ -340,7 +378,10 @@ impl Batcher {
     /// Whether batches keep float16 rows as stored: the store is read directly as f16, and no
     /// f16 value can overflow once scaled (so testing the stored bits for NaN/Inf is exact).
     fn half_batches(&self) -> bool {
-        self.store.direct_kind() == Some(Dtype::F16) && (65504.0 * self.scale).is_finite()
+        // a transcoder's pairs are checked and compacted together, as f32
+        self.store.direct_kind() == Some(Dtype::F16)
+            && (65504.0 * self.scale).is_finite()
+            && self.target.is_none()
     }
 
     /// [`Batcher::next_batch`] written into `buf`, a spent batch's buffer: reusing it spares the
@@ -366,11 +407,13 @@ impl Batcher {
             v.resize(rows * d, 0.0);
             Rows::F32(v)
         };
+        let e = self.target.as_ref().map_or(0, |t| t.store.d_in());
         let mut batch = Batch {
             data,
             rows: 0,
             skipped: 0,
             new_epochs: 0,
+            target: self.target.as_ref().map(|_| vec![0.0; rows * e]),
         };
         let total = self.train_rows as u64;
         let mut finite_this_pass = 0usize;
@@ -404,9 +447,24 @@ impl Batcher {
             let src = |i: usize| take[i] as usize;
             // gather (converting and scaling f32 batches) and test each row on the rayon pool,
             // then close the gaps of rows dropped as non-finite
+            // a transcoder's targets: which of the pairs' target rows are finite
+            let target_finite = match (&self.target, &mut batch.target) {
+                (Some(t), Some(tv)) => {
+                    let (_, tblock) = t.cache.as_ref().expect("target block loaded above");
+                    let ts = t.scale;
+                    Some(gather(tv, e, at, n, |i, dst| {
+                        tblock.decode_row(src(i), ts, dst)
+                    }))
+                }
+                _ => None,
+            };
             let finite = match &mut batch.data {
                 Rows::F32(v) => {
-                    let f = gather(v, d, at, n, |i, dst| block.decode_row(src(i), scale, dst));
+                    let mut f = gather(v, d, at, n, |i, dst| block.decode_row(src(i), scale, dst));
+                    if let (Some(tf), Some(tv)) = (&target_finite, &mut batch.target) {
+                        f.iter_mut().zip(tf).for_each(|(a, b)| *a &= *b);
+                        compact(tv, e, at, &f);
+                    }
                     compact(v, d, at, &f);
                     f
                 }
@@ -426,10 +484,15 @@ impl Batcher {
                 let global = b * self.block_rows + src(i);
                 match self.on_nonfinite {
                     OnNonFinite::Stop => {
-                        let (path, row) = self.store.locate(global);
+                        // the store whose row is not finite: the target's when the input's is
+                        let store = match (&target_finite, &self.target) {
+                            (Some(tf), Some(t)) if !tf[i] => &t.store,
+                            _ => &self.store,
+                        };
+                        let (path, row) = store.locate(global);
                         return Err(BatchError::NonFinite {
                             path: path.to_path_buf(),
-                            dataset: self.store.dataset().to_string(),
+                            dataset: store.dataset().to_string(),
                             row,
                         });
                     }
@@ -448,6 +511,10 @@ impl Batcher {
         }
         // rows read from a map whose file shrank under it are zeros, never a batch
         self.store.check_reads()?;
+        if let (Some(t), Some(tv)) = (&self.target, &mut batch.target) {
+            t.store.check_reads()?;
+            tv.truncate(batch.rows * e);
+        }
         match &mut batch.data {
             Rows::F32(v) => v.truncate(batch.rows * d),
             Rows::F16 { bytes, .. } => bytes.truncate(batch.rows * d * 2),

@@ -1,4 +1,5 @@
-//! Activation data: HDF5 stores and SAELens caches, vocabularies, batching, the input scale, and synthetic data.
+//! Activation data: HDF5 stores and SAELens caches, a transcoder's paired stores, vocabularies,
+//! batching, the input scale, and synthetic data.
 
 pub mod arrow_cache;
 pub mod batches;
@@ -6,6 +7,7 @@ pub mod block;
 pub mod dtype;
 pub mod fault;
 pub mod norm;
+pub mod pair;
 pub mod prefetch;
 pub mod raw;
 pub mod scan;

@@ -1,5 +1,5 @@
-//! Synthetic activations with known features (docs/training.md, "Synthetic data with known features"), and
-//! the recovery measure MMCS.
+//! Synthetic activations with known features (docs/training.md, "Synthetic data with known features"),
+//! paired targets with known output directions for transcoders, and the recovery measure MMCS.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,23 +50,60 @@ pub fn firing_probs(features: usize, mean_active: f64) -> Vec<f64> {
 
 /// Generate `spec.tokens` rows x = Σ_k c_k g_k + noise with c_k ~ U[0,1] when feature k fires.
 pub fn generate(spec: &SynthSpec) -> Synth {
-    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-    let (d, g) = (spec.d_in, spec.features);
-    let mut directions: Vec<f32> = (0..g * d)
-        .map(|_| StandardNormal.sample(&mut rng))
-        .collect();
-    for row in directions.chunks_mut(d) {
+    draw(spec, None).0
+}
+
+/// A transcoder's synthetic target: what the same features write to another site.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    /// `[tokens, d_out]`: y = Σ_k c_k h_k + noise, the same c_k as the input row's.
+    pub activations: Vec<f32>,
+    /// `[features, d_out]` h_k, unit rows: the true decoder of a transcoder.
+    pub directions: Vec<f32>,
+}
+
+/// Input rows as [`generate`] makes them (the same rows for the same spec), and paired target
+/// rows of width `d_out` in which each active feature k writes c_k h_k instead of c_k g_k: a
+/// sparse map from one site to another whose true transcoder is known.
+pub fn generate_pairs(spec: &SynthSpec, d_out: usize) -> (Synth, Targets) {
+    let (s, t) = draw(spec, Some(d_out));
+    (s, t.expect("targets were asked for"))
+}
+
+/// Unit rows of `n` random directions in `d` dimensions.
+fn unit_rows(n: usize, d: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
+    for row in v.chunks_mut(d) {
         let n = row.iter().map(|v| v * v).sum::<f32>().sqrt();
         row.iter_mut().for_each(|v| *v /= n);
     }
+    v
+}
+
+/// The rows of [`generate`], and with `d_out` their targets, drawn from a second generator so
+/// that the inputs do not depend on whether targets were asked for.
+fn draw(spec: &SynthSpec, d_out: Option<usize>) -> (Synth, Option<Targets>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let (d, g) = (spec.d_in, spec.features);
+    let directions = unit_rows(g, d, &mut rng);
+    let mut out_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x5eed_7a26_e7c0_de00);
+    let mut targets = d_out.map(|e| Targets {
+        activations: vec![0.0f32; spec.tokens * e],
+        directions: unit_rows(g, e, &mut out_rng),
+    });
     let probs = firing_probs(g, spec.mean_active);
     let mut activations = vec![0.0f32; spec.tokens * d];
-    for x in activations.chunks_mut(d) {
+    for (r, x) in activations.chunks_mut(d).enumerate() {
         for (k, &p) in probs.iter().enumerate() {
             if rng.random::<f64>() < p {
                 let c: f32 = rng.random();
                 let dir = &directions[k * d..(k + 1) * d];
                 x.iter_mut().zip(dir).for_each(|(a, b)| *a += c * b);
+                if let (Some(t), Some(e)) = (targets.as_mut(), d_out) {
+                    let h = &t.directions[k * e..(k + 1) * e];
+                    let y = &mut t.activations[r * e..(r + 1) * e];
+                    y.iter_mut().zip(h).for_each(|(a, b)| *a += c * b);
+                }
             }
         }
         if spec.noise > 0.0 {
@@ -74,13 +111,20 @@ pub fn generate(spec: &SynthSpec) -> Synth {
                 let n: f64 = StandardNormal.sample(&mut rng);
                 *a += (n * spec.noise) as f32;
             }
+            if let (Some(t), Some(e)) = (targets.as_mut(), d_out) {
+                for a in t.activations[r * e..(r + 1) * e].iter_mut() {
+                    let n: f64 = StandardNormal.sample(&mut out_rng);
+                    *a += (n * spec.noise) as f32;
+                }
+            }
         }
     }
-    Synth {
+    let synth = Synth {
         activations,
         directions,
         probs: probs.iter().map(|&p| p as f32).collect(),
-    }
+    };
+    (synth, targets)
 }
 
 /// MMCS: mean over true directions of the best cosine similarity with any learned decoder row.
@@ -107,6 +151,28 @@ pub fn mmcs(learned: &[f32], truth: &[f32], d: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_have_the_same_inputs_and_targets_from_the_same_features() {
+        let spec = SynthSpec {
+            d_in: 6,
+            features: 10,
+            mean_active: 2.0,
+            tokens: 50,
+            noise: 0.0,
+            seed: 4,
+        };
+        let plain = generate(&spec);
+        let (s, t) = generate_pairs(&spec, 9);
+        assert_eq!(s.activations, plain.activations);
+        assert_eq!(t.activations.len(), 50 * 9);
+        // a row with no active feature is zero at both sites, and only such rows are
+        for (x, y) in s.activations.chunks(6).zip(t.activations.chunks(9)) {
+            let zero = |v: &[f32]| v.iter().all(|a| *a == 0.0);
+            assert_eq!(zero(x), zero(y));
+        }
+        assert!(t.activations.iter().any(|v| *v != 0.0));
+    }
 
     #[test]
     fn probabilities_sum_to_the_mean_active_count() {

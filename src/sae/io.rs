@@ -5,9 +5,10 @@
 //! An inference-form SAE works on raw activations: `z = x W_enc + b_enc`, `f = relu(z) H(z − θ)`.
 //! A training-form SAE has scale C and (optionally) a pre-encoder bias:
 //! `z = (x/C − b_dec) W_enc + b_enc`. Folding: `b_enc' = C b_enc − C (b_dec W_enc)`,
-//! `b_dec' = C b_dec`, `θ' = C θ`; unfolding inverts it exactly.
+//! `b_dec' = C b_dec`, `θ' = C θ`; unfolding inverts it exactly. A transcoder has a scale for
+//! its input and one for its target ([`Scales`]).
 
-use crate::sae::model::{Architecture, HostParams};
+use crate::sae::model::{Architecture, HostParams, Kind};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::json;
 use std::collections::HashMap;
@@ -53,10 +54,42 @@ fn bad(path: &Path, problem: impl Into<String>) -> SaeIoError {
     }
 }
 
-/// Fold scale `c` and (if `pre_encoder_bias`) the pre-encoder bias into inference form.
-pub fn fold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
+/// The scale factors a run divides its activations by: the input's C and, for a transcoder, the
+/// target's (an SAE's output is its input: the same C).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scales {
+    /// The input's scale C_x.
+    pub input: f32,
+    /// The reconstruction's scale C_y (`input` for an SAE).
+    pub output: f32,
+}
+
+impl Scales {
+    /// One scale for input and output (an SAE).
+    pub fn same(c: f32) -> Self {
+        Self {
+            input: c,
+            output: c,
+        }
+    }
+
+    /// `C_y / C_x`, the factor of the input-side weights (exactly 1 for an SAE).
+    fn ratio(self) -> f32 {
+        if self.input == self.output {
+            1.0
+        } else {
+            self.output / self.input
+        }
+    }
+}
+
+/// Fold the scales and (if `pre_encoder_bias`) the pre-encoder bias into inference form: with
+/// f' = C_y f, `W_enc' = (C_y/C_x) W_enc`, `b_enc' = C_y (b_enc − b_dec W_enc)`, `θ' = C_y θ`,
+/// `b_dec' = C_y b_dec`, and a skip-transcoder's `W_skip' = (C_y/C_x) W_skip`.
+pub fn fold(p: &HostParams, s: Scales, pre_encoder_bias: bool) -> HostParams {
     let mut out = p.clone();
     let (d, m) = (p.d_in, p.d_sae);
+    let c = s.output;
     for i in 0..m {
         let shift = if pre_encoder_bias {
             (0..d).map(|j| p.b_dec[j] * p.w_enc[j * m + i]).sum::<f32>()
@@ -67,18 +100,33 @@ pub fn fold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
         out.threshold[i] = c * p.threshold[i];
     }
     out.b_dec.iter_mut().for_each(|v| *v *= c);
+    let r = s.ratio();
+    if r != 1.0 {
+        out.w_enc.iter_mut().for_each(|v| *v *= r);
+    }
+    if let Some(w) = out.w_skip.as_mut() {
+        w.iter_mut().for_each(|v| *v *= r);
+    }
     out
 }
 
-/// Inverse of [`fold`]: training-form parameters for scale `c` and the given pre-encoder bias.
-pub fn unfold(p: &HostParams, c: f32, pre_encoder_bias: bool) -> HostParams {
+/// Inverse of [`fold`]: training-form parameters for scales `s` and the given pre-encoder bias.
+pub fn unfold(p: &HostParams, s: Scales, pre_encoder_bias: bool) -> HostParams {
     let mut out = p.clone();
     let (d, m) = (p.d_in, p.d_sae);
+    let c = s.output;
+    let r = s.ratio();
+    if r != 1.0 {
+        out.w_enc.iter_mut().for_each(|v| *v /= r);
+    }
+    if let Some(w) = out.w_skip.as_mut() {
+        w.iter_mut().for_each(|v| *v /= r);
+    }
     out.b_dec.iter_mut().for_each(|v| *v /= c);
     for i in 0..m {
         let shift = if pre_encoder_bias {
             (0..d)
-                .map(|j| out.b_dec[j] * p.w_enc[j * m + i])
+                .map(|j| out.b_dec[j] * out.w_enc[j * m + i])
                 .sum::<f32>()
         } else {
             0.0
@@ -274,13 +322,16 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
             let cfg: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| bad(&cfg_path, format!("invalid JSON: {e}")))?;
+            let batchtopk = cfg["metadata"]["architecture"] == "batchtopk";
             architecture = match cfg["architecture"].as_str().unwrap_or("jumprelu") {
-                "jumprelu" if cfg["metadata"]["architecture"] == "batchtopk" => {
+                "jumprelu" | "jumprelu_transcoder" | "jumprelu_skip_transcoder" if batchtopk => {
                     Architecture::BatchTopK
                 }
-                "jumprelu" => Architecture::JumpRelu,
-                "standard" => Architecture::Relu,
-                "topk" => {
+                "jumprelu" | "jumprelu_transcoder" | "jumprelu_skip_transcoder" => {
+                    Architecture::JumpRelu
+                }
+                "standard" | "transcoder" | "skip_transcoder" => Architecture::Relu,
+                "topk" | TOPK_TRANSCODER | TOPK_SKIP_TRANSCODER => {
                     let k = cfg["k"].as_u64().filter(|&k| k >= 1).ok_or_else(|| {
                         bad(
                             &cfg_path,
@@ -294,7 +345,7 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
                     return Err(bad(
                         &cfg_path,
                         format!(
-                            "architecture = {other:?}: expected \"jumprelu\", \"topk\" or \"standard\""
+                            "architecture = {other:?}: expected \"jumprelu\", \"topk\" or \"standard\" (an SAE), or \"jumprelu_transcoder\", \"transcoder\", \"{TOPK_TRANSCODER}\" or their skip forms"
                         ),
                     ));
                 }
@@ -311,7 +362,7 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
             architecture,
             // SAELens's pre-encoder bias at inference is folded so that there is one form
             params: if b_dec_on_input {
-                fold(&p, 1.0, true)
+                fold(&p, Scales::same(1.0), true)
             } else {
                 p
             },
@@ -360,11 +411,35 @@ fn read_npz(path: &Path) -> Result<HostParams, SaeIoError> {
     params_from_map(path, map, true)
 }
 
+/// jumpscope's own `architecture` for a TopK transcoder, which SAELens 6.54 has no class for
+/// (docs/training.md, "Transcoders"): SAELens's transcoder layout with `k` in `cfg.json`.
+pub const TOPK_TRANSCODER: &str = "jumpscope_topk_transcoder";
+/// [`TOPK_TRANSCODER`] with a skip (`W_skip`, stored `[d_out, d_in]` as SAELens stores it).
+pub const TOPK_SKIP_TRANSCODER: &str = "jumpscope_topk_skip_transcoder";
+
+/// The `architecture` a saved dictionary of `kind` and `arch` is written with: SAELens's class
+/// names (a BatchTopK dictionary as JumpReLU with its global threshold as every feature's θ, as
+/// SAELens does), and jumpscope's own for a TopK transcoder.
+pub fn saelens_architecture(kind: Kind, arch: Architecture) -> &'static str {
+    use Architecture::*;
+    match (kind, arch) {
+        (Kind::Sae, JumpRelu | BatchTopK) => "jumprelu",
+        (Kind::Sae, TopK) => "topk",
+        (Kind::Sae, Relu) => "standard",
+        (Kind::Transcoder, JumpRelu | BatchTopK) => "jumprelu_transcoder",
+        (Kind::Transcoder, TopK) => TOPK_TRANSCODER,
+        (Kind::Transcoder, Relu) => "transcoder",
+        (Kind::SkipTranscoder, JumpRelu | BatchTopK) => "jumprelu_skip_transcoder",
+        (Kind::SkipTranscoder, TopK) => TOPK_SKIP_TRANSCODER,
+        (Kind::SkipTranscoder, Relu) => "skip_transcoder",
+    }
+}
+
 /// Write an inference-form SAE as a SAELens directory: `cfg.json`, `sae_weights.safetensors`,
 /// and (when given) `sparsity.safetensors`. Written into a temporary directory beside `dir` and
-/// renamed into place. The SAELens architecture follows `arch`: `jumprelu` (BatchTopK too, with
-/// its global threshold as every feature's θ, as SAELens does), `topk` with `k`, and `standard`
-/// for ReLU; `metadata.architecture` records `arch` itself.
+/// renamed into place. The SAELens architecture follows the kind and `arch`
+/// ([`saelens_architecture`]), with `k` for TopK and `d_out` for transcoders;
+/// `metadata.architecture` records `arch` itself.
 pub fn write_saelens(
     dir: &Path,
     p: &HostParams,
@@ -389,12 +464,9 @@ pub fn write_saelens(
         std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let kind = p.kind();
     let mut cfg = json!({
-        "architecture": match arch {
-            Architecture::JumpRelu | Architecture::BatchTopK => "jumprelu",
-            Architecture::TopK => "topk",
-            Architecture::Relu => "standard",
-        },
+        "architecture": saelens_architecture(kind, arch),
         "d_in": p.d_in,
         "d_sae": p.d_sae,
         "dtype": "float32",
@@ -407,6 +479,9 @@ pub fn write_saelens(
     if let (Architecture::TopK, Some(k)) = (arch, p.topk) {
         cfg["k"] = json!(k);
     }
+    if kind.has_target() {
+        cfg["d_out"] = json!(p.d_out);
+    }
     let cfg_path = tmp.join("cfg.json");
     std::fs::write(
         &cfg_path,
@@ -415,10 +490,15 @@ pub fn write_saelens(
     .map_err(io_err(&cfg_path))?;
     let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
         ("W_enc", &p.w_enc, vec![p.d_in, p.d_sae]),
-        ("W_dec", &p.w_dec, vec![p.d_sae, p.d_in]),
+        ("W_dec", &p.w_dec, vec![p.d_sae, p.d_out]),
         ("b_enc", &p.b_enc, vec![p.d_sae]),
-        ("b_dec", &p.b_dec, vec![p.d_in]),
+        ("b_dec", &p.b_dec, vec![p.d_out]),
     ];
+    // SAELens keeps W_skip as [d_out, d_in]
+    let skip_t = p.w_skip.as_ref().map(|w| transpose(w, p.d_in, p.d_out));
+    if let Some(w) = &skip_t {
+        tensors.push(("W_skip", w, vec![p.d_out, p.d_in]));
+    }
     if matches!(arch, Architecture::JumpRelu | Architecture::BatchTopK) {
         tensors.push(("threshold", &p.threshold, vec![p.d_sae]));
     }

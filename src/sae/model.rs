@@ -86,6 +86,11 @@ impl Kind {
         }
     }
 
+    /// Whether it is an SAE (what records leave unsaid).
+    pub fn is_sae(&self) -> bool {
+        *self == Kind::Sae
+    }
+
     /// Whether it reconstructs a second site (a target store beside the input).
     pub fn has_target(self) -> bool {
         self != Kind::Sae

@@ -6,7 +6,7 @@
 use crate::eval::Evaluation;
 use crate::lmeval::LmScores;
 use crate::metrics::stats::Histogram;
-use crate::sae::model::Architecture;
+use crate::sae::model::{Architecture, Kind};
 use crate::schema::health::Kind as HealthKind;
 use crate::schema::memory::MemoryEstimate;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,12 @@ pub enum Record {
         /// The SAE's architecture (absent from logs of versions before there was a choice).
         #[serde(default)]
         architecture: Architecture,
+        /// What it reconstructs (absent for SAEs and from logs of earlier versions).
+        #[serde(default, skip_serializing_if = "Kind::is_sae")]
+        kind: Kind,
+        /// A transcoder's output width (absent for SAEs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        d_out: Option<usize>,
         /// Input scale C.
         scale: f64,
         /// The device label.
@@ -90,6 +96,12 @@ pub enum Record {
         /// The SAE's architecture (absent from logs of versions before there was a choice).
         #[serde(default)]
         architecture: Architecture,
+        /// What it reconstructs (absent for SAEs and from logs of earlier versions).
+        #[serde(default, skip_serializing_if = "Kind::is_sae")]
+        kind: Kind,
+        /// A transcoder's output width (absent for SAEs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        d_out: Option<usize>,
         /// Input scale C.
         scale: f64,
         /// The device label.
@@ -433,13 +445,21 @@ impl Record {
                 d_in,
                 d_sae,
                 architecture,
+                kind,
+                d_out,
                 scale,
                 device,
                 memory_estimate,
                 memory_available,
                 ..
             } => format!(
-                "started: {architecture} SAE, d_in {d_in}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
+                "started: {architecture} {}, d_in {d_in}{}, d_sae {d_sae}, input scale C = {scale:.4}, device {device}{}",
+                if kind.has_target() {
+                    kind.name()
+                } else {
+                    "SAE"
+                },
+                d_out.map(|d| format!(", d_out {d}")).unwrap_or_default(),
                 memory_phrase(memory_estimate, memory_available),
                 architecture = architecture.name(),
             ),

@@ -72,6 +72,9 @@ pub enum SweepRecord {
         store_rows: usize,
         /// The input scale every member shares.
         scale: f64,
+        /// The target scale every transcoder member shares (none without one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_scale: Option<f64>,
         /// The devices members were placed on.
         devices: Vec<String>,
         /// Bytes all members need together, by device (a floor; see `train::memory`).

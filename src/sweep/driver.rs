@@ -147,6 +147,17 @@ pub struct Sweep {
 
 type Sink<'a> = &'a mut dyn FnMut(JobEvent);
 
+/// The member whose configuration the sweep reads its data with: the first transcoder, whose
+/// target store the sweep reads beside the input (an SAE member leaves it unread), else the
+/// first member.
+fn data_base(spec: &SweepSpec) -> &crate::config::Config {
+    spec.members
+        .iter()
+        .map(|m| &m.config)
+        .find(|c| c.sae.kind.has_target())
+        .unwrap_or(&spec.members[0].config)
+}
+
 impl Sweep {
     /// Start the sweep `spec` describes: check what all members need, open the store once,
     /// create `OUT/` (sweep.toml, sweep.jsonl) and every member's run directory.
@@ -155,7 +166,7 @@ impl Sweep {
         if has_checkpoint(&dir) {
             return Err(SweepError::Exists(dir));
         }
-        let (store, shared) = open_shared(&spec.members[0].config, None)?;
+        let (store, shared) = open_shared(data_base(spec), None)?;
         check_memory(spec, store.d_in())?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = crate::lock::DirLock::take(&dir)?;
@@ -175,7 +186,7 @@ impl Sweep {
         (store, shared): (crate::data::store::Store, Shared),
     ) -> Result<Self, SweepError> {
         let dir = spec.out.clone();
-        let base = &spec.members[0].config;
+        let base = data_base(spec);
         let d_in = store.d_in();
         let memory_estimate = check_memory(spec, d_in)?;
         if let Some(aside) = set_aside_attempt(&dir)? {
@@ -227,10 +238,11 @@ impl Sweep {
             d_in,
             store_rows: store.rows(),
             scale: shared.scale,
+            target_scale: shared.target.as_ref().map(|t| t.scale),
             devices: spec.devices.iter().map(|d| d.to_string()).collect(),
             memory_estimate,
         };
-        let data = reader(store, base, Position::default(), shared.scale);
+        let data = reader(store, base, Position::default(), shared.scales())?;
         let lm = attach_lm(base, &dir, &mut members);
         Ok(Self {
             dir,
@@ -278,7 +290,11 @@ impl Sweep {
         let log_path = dir.join("sweep.jsonl");
         let records = record::read(&log_path).map_err(io_err(&log_path))?;
         let scale = records.iter().find_map(|r| match r {
-            SweepRecord::Start { scale, .. } => Some(*scale),
+            SweepRecord::Start {
+                scale,
+                target_scale,
+                ..
+            } => Some((*scale, *target_scale)),
             _ => None,
         });
         // the newest sweep checkpoint whose member checkpoints are all still there (a kill in
@@ -316,12 +332,12 @@ impl Sweep {
         let (Some(scale), Some((step, rows_read, position, ckpts))) = (scale, last) else {
             // nothing to continue from: this sweep starts afresh, with what it wrote set aside
             drop(claimed);
-            let (store, shared) = open_shared(&spec.members[0].config, None)?;
+            let (store, shared) = open_shared(data_base(&spec), None)?;
             return Self::afresh(&spec, lock, Vec::new(), (store, shared));
         };
         // each member's last state change up to the checkpoint … or after it for the ends
         let ended = ended_members(&records);
-        let base = &spec.members[0].config;
+        let base = data_base(&spec);
         let (store, shared) = open_shared(base, Some(scale))?;
         check_memory(&spec, store.d_in())?;
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
@@ -369,7 +385,7 @@ impl Sweep {
                 .map(|m| m.name.clone())
                 .collect(),
         };
-        let data = reader(store, base, position, scale);
+        let data = reader(store, base, position, scale)?;
         let lm = attach_lm(base, dir, &mut members);
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -625,8 +641,9 @@ impl Sweep {
         self.step += 1;
         self.rows_read += (batch.rows + batch.skipped) as u64;
         self.position = position;
-        // one upload per device holding a running member
+        // one upload per device holding a running member (and per device of a transcoder)
         let mut uploads: Vec<(Device, Tensor<2>)> = Vec::new();
+        let mut target_uploads: Vec<(Device, Tensor<2>)> = Vec::new();
         for i in 0..self.members.len() {
             if self.members[i].state != MemberState::Running {
                 continue;
@@ -640,12 +657,25 @@ impl Sweep {
                         Rows::F32(v) => upload(v, [batch.rows, d_in], &device),
                         half => upload_owned(half.to_f32(), [batch.rows, d_in], &device),
                     };
-                    uploads.push((device, x.clone()));
+                    uploads.push((device.clone(), x.clone()));
                     x
                 }
             };
+            let y = match (&batch.target, self.members[i].config.sae.kind.has_target()) {
+                (Some(t), true) => Some(match target_uploads.iter().find(|(d, _)| *d == device) {
+                    Some((_, y)) => y.clone(),
+                    None => {
+                        let d_out = t.len() / batch.rows.max(1);
+                        let y = upload(t, [batch.rows, d_out], &device);
+                        target_uploads.push((device.clone(), y.clone()));
+                        y
+                    }
+                }),
+                _ => None,
+            };
             let fed = Fed {
                 x,
+                y,
                 rows: batch.rows,
                 position,
                 new_epochs: batch.new_epochs,

@@ -34,6 +34,9 @@ pub struct CheckpointState {
     pub position: Position,
     /// Input scale C.
     pub scale: f64,
+    /// A transcoder's target scale C_y (absent for SAEs and in earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scale: Option<f64>,
     /// Rows skipped for NaN/Inf so far.
     pub skipped_rows: u64,
     /// Tokens accumulated in the current firing-frequency window.
@@ -43,6 +46,16 @@ pub struct CheckpointState {
     /// The store's file attributes (model, hook, layer, …), carried into the exported SAE.
     #[serde(default)]
     pub store_attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl CheckpointState {
+    /// The input's scale and the output's (a transcoder's target's; the input's for an SAE).
+    pub fn scales(&self) -> crate::sae::io::Scales {
+        crate::sae::io::Scales {
+            input: self.scale as f32,
+            output: self.target_scale.unwrap_or(self.scale) as f32,
+        }
+    }
 }
 
 /// The five trained tensors, in the order they are stored: W_enc `[d_in, d_sae]`, b_enc

@@ -72,6 +72,32 @@ pub enum TrainError {
         /// The run's d_sae.
         d_sae: usize,
     },
+    /// `init_from` holds a dictionary of another kind (an SAE for a transcoder, …).
+    #[error(
+        "{path}: the dictionary there is a {sae}, but sae.kind = \"{config}\": set sae.kind = \"{sae}\" or start from another one"
+    )]
+    InitKind {
+        /// The init_from path.
+        path: PathBuf,
+        /// Its kind.
+        sae: &'static str,
+        /// The configured one.
+        config: &'static str,
+    },
+    /// A transcoder's `init_from` whose output width is not the target store's.
+    #[error(
+        "{path}: the transcoder there has d_out = {sae}, but the target store {store} has d_in = {data}"
+    )]
+    InitOutput {
+        /// The init_from path.
+        path: PathBuf,
+        /// Its d_out.
+        sae: usize,
+        /// The target store's first file.
+        store: PathBuf,
+        /// The target store's width.
+        data: usize,
+    },
     /// `init_from` holds an SAE of another architecture.
     #[error(
         "{path}: the SAE there is a {sae} SAE, but sae.architecture = \"{config}\": set sae.architecture = \"{sae}\" or start from another SAE"
@@ -122,9 +148,11 @@ pub enum TrainError {
     /// A change a resume cannot make.
     #[error(transparent)]
     Intent(#[from] crate::train::intent::IntentError),
-    /// A store file or pattern in `data.stores` that finds nothing.
-    #[error("data.stores: {path}: no such file{relative_to}")]
+    /// A store file or pattern in `data.stores` (or `data.target_stores`) that finds nothing.
+    #[error("{key}: {path}: no such file{relative_to}")]
     MissingStore {
+        /// The key that names it.
+        key: &'static crate::schema::keys::Key,
         /// The path or pattern as configured.
         path: String,
         /// Where a relative path was looked for, said when it is relative.

@@ -9,18 +9,17 @@ use crate::sae::model::HostParams;
 use crate::train::checkpoint::{self, CheckpointState};
 use crate::train::error::TrainError;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Fold training-form parameters into inference form, with per-feature log10 density.
 pub fn inference_form(
     host: HostParams,
-    scale: f64,
+    scales: io::Scales,
     cfg: &Config,
     fire_total: &[f32],
     tokens: u64,
 ) -> (HostParams, Vec<f32>) {
-    let mut params = io::fold(&host, scale as f32, cfg.sae.pre_encoder_bias);
+    let mut params = io::fold(&host, scales, cfg.sae.pre_encoder_bias);
     params.topk = cfg.topk_inference();
     let sparsity = fire_total
         .iter()
@@ -30,23 +29,26 @@ pub fn inference_form(
 }
 
 /// What a saved SAE records of the run that trained it.
-fn metadata(
-    cfg: &Config,
-    step: u64,
-    scale: f64,
-    store_attributes: &BTreeMap<String, String>,
-) -> serde_json::Value {
-    json!({
-        "store_attributes": store_attributes,
+fn metadata(state: &CheckpointState) -> serde_json::Value {
+    let cfg = &state.config;
+    let mut m = json!({
+        "store_attributes": state.store_attributes,
         "trained_with": "jumpscope",
         "version": env!("CARGO_PKG_VERSION"),
-        "step": step,
-        "input_scale": scale,
+        "step": state.step,
+        "kind": cfg.sae.kind.name(),
+        "input_scale": state.scale,
         "pre_encoder_bias_folded": cfg.sae.pre_encoder_bias,
         "stores": cfg.data.stores,
         "dataset": cfg.data.dataset,
         "hyper": cfg.hyper,
-    })
+    });
+    if cfg.sae.kind.has_target() {
+        m["target_scale"] = json!(state.target_scale);
+        m["target_stores"] = json!(cfg.data.target_stores);
+        m["target_dataset"] = json!(cfg.data.target_dataset);
+    }
+    m
 }
 
 /// Write the SAE of a run in `state`, with parameters `host` (training form, θ raw) and
@@ -59,7 +61,7 @@ pub fn write(
 ) -> Result<(), TrainError> {
     let (params, sparsity) = inference_form(
         host,
-        state.scale,
+        state.scales(),
         &state.config,
         fire_total,
         state.tokens_seen,
@@ -69,12 +71,7 @@ pub fn write(
         &params,
         state.config.sae.architecture,
         Some(&sparsity),
-        metadata(
-            &state.config,
-            state.step,
-            state.scale,
-            &state.store_attributes,
-        ),
+        metadata(state),
     )?;
     Ok(())
 }
@@ -110,7 +107,7 @@ fn inference_of(ckpt: &Path) -> Result<(CheckpointState, HostParams, Vec<f32>), 
     let host = tensors.host_params(state.config.sae.threshold_param);
     let (params, sparsity) = inference_form(
         host,
-        state.scale,
+        state.scales(),
         &state.config,
         &tensors.firing[2],
         state.tokens_seen,

@@ -51,12 +51,13 @@ const HIST_BINS: usize = 40;
 
 impl Trainer {
     /// The metrics record for the report after the step just taken: loss `parts`, the batch `x`
-    /// and its `residual` (for the explained variance), the throughput of the window since the
-    /// previous report (which this starts anew), and seconds since `started`.
+    /// with its target `y` (`x` itself for an SAE) and `residual` (for the explained variance of
+    /// `y`), the throughput of the window since the previous report (which this starts anew),
+    /// and seconds since `started`.
     pub(super) fn metrics_record(
         &mut self,
         parts: Option<LossParts>,
-        x: Tensor<2>,
+        (x, y): (Tensor<2>, Tensor<2>),
         residual: Tensor<2>,
         started: Instant,
     ) -> MetricsRecord {
@@ -82,18 +83,20 @@ impl Trainer {
         };
         let data_wait_fraction = (wait.as_secs_f64() / window_s).min(1.0);
         let (_, m) = self.st.sae.dims();
-        let centred = x.clone() - x.clone().mean_dim(0);
+        let centred = y.clone() - y.clone().mean_dim(0);
         let dead_mask = self.st.firing.dead(self.dead_steps()).float();
         let window = self.st.firing.window_tokens.max(1) as f64;
         let log_freq =
             (self.st.firing.window.clone() / window + 1e-10).log() / std::f64::consts::LN_10;
-        let log_theta = (self.st.sae.theta() * self.st.scale).log() / std::f64::consts::LN_10;
+        // θ in raw units: the output's scale (a transcoder's f is in its target's units)
+        let out_scale = self.st.target_scale.unwrap_or(self.st.scale);
+        let log_theta = (self.st.sae.theta() * out_scale).log() / std::f64::consts::LN_10;
         // one transfer for everything the record needs from the device
         let packed = Tensor::cat(
             vec![
                 residual.square().sum(),
                 centred.square().sum(),
-                x.clone().square().sum(),
+                y.square().sum(),
                 dead_mask.clone().sum(),
                 log_freq,
                 log_theta,

@@ -43,21 +43,63 @@ pub struct Shared {
     pub store_attributes: std::collections::BTreeMap<String, String>,
     /// Rows of the store training reads (all but the held-out ones).
     pub train_tokens: u64,
+    /// A transcoder's target store: its scale, width and held-out rows.
+    pub target: Option<TargetShared>,
+}
+
+/// What a transcoder's runs share of its target store (`data.target_stores`).
+#[derive(Debug, Clone)]
+pub struct TargetShared {
+    /// The target's scale C_y.
+    pub scale: f64,
+    /// The target's width, d_out.
+    pub d_out: usize,
+    /// The targets of the held-out rows (raw), paired with [`Shared::eval_rows`].
+    pub eval_rows: Arc<Vec<f32>>,
+}
+
+/// The scale factor of `store`'s training rows under `cfg`'s normalisation.
+fn scale_of(store: &Store, cfg: &Config) -> Result<f64, TrainError> {
+    Ok(match cfg.data.normalize {
+        Normalize::MeanSquaredNorm => {
+            let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
+            estimate_scale(store, cfg.data.scale_sample_tokens, training_rows)?
+        }
+        Normalize::None => 1.0,
+    })
 }
 
 /// Open the store of `cfg` and compute what every run on it starts from: the input scale (or
-/// `scale` when resuming) and the held-out rows.
-pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), TrainError> {
+/// `scales` when resuming: the input's and a transcoder's target's) and the held-out rows; for a
+/// transcoder, its target store checked to pair with the input, with its own scale and rows.
+pub fn open_shared(
+    cfg: &Config,
+    scales: Option<(f64, Option<f64>)>,
+) -> Result<(Store, Shared), TrainError> {
     let store = open_store(cfg)?;
-    let scale = match (scale, cfg.data.normalize) {
-        (Some(s), _) => s,
-        (None, Normalize::MeanSquaredNorm) => {
-            let training_rows = store.rows().saturating_sub(cfg.data.eval_tokens);
-            estimate_scale(&store, cfg.data.scale_sample_tokens, training_rows)?
-        }
-        (None, Normalize::None) => 1.0,
+    let scale = match scales {
+        Some((s, _)) => s,
+        None => scale_of(&store, cfg)?,
     };
     let eval_rows = Arc::new(held_out(&store, cfg)?);
+    let target = match open_target(cfg, &store)? {
+        Some(t) => {
+            let scale = match scales.and_then(|(_, t)| t) {
+                Some(s) => s,
+                None => scale_of(&t, cfg)?,
+            };
+            let held = cfg.data.eval_tokens;
+            let mut rows = Vec::new();
+            // kept and left out with their inputs: the input store's mask decides
+            t.read_kept_rows_by(&store, t.rows() - held, held, &mut rows)?;
+            Some(TargetShared {
+                scale,
+                d_out: t.d_in(),
+                eval_rows: Arc::new(rows),
+            })
+        }
+        None => None,
+    };
     let store_attributes = store.attributes();
     let train_tokens = store.rows().saturating_sub(cfg.data.eval_tokens) as u64;
     Ok((
@@ -67,44 +109,97 @@ pub fn open_shared(cfg: &Config, scale: Option<f64>) -> Result<(Store, Shared), 
             eval_rows,
             store_attributes,
             train_tokens,
+            target,
         },
     ))
+}
+
+/// A transcoder's target store (`data.target_stores`), checked to pair with `input` row for
+/// row; `None` for an SAE.
+pub fn open_target(cfg: &Config, input: &Store) -> Result<Option<Store>, TrainError> {
+    if !cfg.sae.kind.has_target() {
+        return Ok(None);
+    }
+    let target = Store::open(
+        &cfg.data.target_stores,
+        cfg.data
+            .target_dataset
+            .as_deref()
+            .or(cfg.data.dataset.as_deref()),
+    )
+    .map_err(|e| missing_store(e, &crate::schema::keys::TARGET_STORES))?;
+    crate::data::pair::check(input, &target)?;
+    Ok(Some(target))
+}
+
+impl Shared {
+    /// The input scale and a transcoder's target scale.
+    pub fn scales(&self) -> (f64, Option<f64>) {
+        (self.scale, self.target.as_ref().map(|t| t.scale))
+    }
+
+    /// What a run of `cfg` uses of it: an SAE member of a sweep that reads a target store
+    /// (for its transcoders) leaves the target out.
+    pub fn for_kind(&self, cfg: &Config) -> Shared {
+        Shared {
+            target: self.target.clone().filter(|_| cfg.sae.kind.has_target()),
+            ..self.clone()
+        }
+    }
 }
 
 /// Open the store `data.stores` names; a file or pattern that finds nothing is named with the
 /// key, and a relative one with the directory it was looked for in (a sample configuration run
 /// from outside the repository finds nothing).
 pub fn open_store(cfg: &Config) -> Result<Store, TrainError> {
-    Store::open(&cfg.data.stores, cfg.data.dataset.as_deref()).map_err(|e| {
-        let missing = match &e {
-            crate::data::store::StoreError::Open { path, reason } if reason == "no such file" => {
-                Some(path.display().to_string())
-            }
-            crate::data::store::StoreError::NoMatch { pattern } => Some(pattern.clone()),
-            _ => None,
-        };
-        match missing {
-            Some(path) => TrainError::MissingStore {
-                relative_to: Path::new(&path)
-                    .is_relative()
-                    .then(|| std::env::current_dir().ok())
-                    .flatten()
-                    .map(|d| {
-                        format!(
-                            " (a relative path is taken from the current directory, {})",
-                            d.display()
-                        )
-                    })
-                    .unwrap_or_default(),
-                path,
-            },
-            None => e.into(),
-        }
-    })
+    Store::open(&cfg.data.stores, cfg.data.dataset.as_deref())
+        .map_err(|e| missing_store(e, &crate::schema::keys::STORES))
 }
 
-/// Start the prefetch thread over the store (less its held-out tail) at `position`.
-pub fn reader(store: Store, cfg: &Config, position: Position, scale: f64) -> Prefetcher {
+/// A store that could not be opened: a file or pattern that finds nothing is named with `key`.
+fn missing_store(
+    e: crate::data::store::StoreError,
+    key: &'static crate::schema::keys::Key,
+) -> TrainError {
+    let missing = match &e {
+        crate::data::store::StoreError::Open { path, reason } if reason == "no such file" => {
+            Some(path.display().to_string())
+        }
+        crate::data::store::StoreError::NoMatch { pattern } => Some(pattern.clone()),
+        _ => None,
+    };
+    match missing {
+        Some(path) => TrainError::MissingStore {
+            key,
+            relative_to: Path::new(&path)
+                .is_relative()
+                .then(|| std::env::current_dir().ok())
+                .flatten()
+                .map(|d| {
+                    format!(
+                        " (a relative path is taken from the current directory, {})",
+                        d.display()
+                    )
+                })
+                .unwrap_or_default(),
+            path,
+        },
+        None => e.into(),
+    }
+}
+
+/// Start the prefetch thread over the store (less its held-out tail) at `position`, with a
+/// transcoder's target store read beside it at `target_scale`.
+pub fn reader(
+    store: Store,
+    cfg: &Config,
+    position: Position,
+    (scale, target_scale): (f64, Option<f64>),
+) -> Result<Prefetcher, TrainError> {
+    let target = match target_scale {
+        Some(ts) => open_target(cfg, &store)?.map(|t| (t, ts)),
+        None => None,
+    };
     let mut batcher = Batcher::new(
         store,
         cfg.data.shuffle,
@@ -119,7 +214,14 @@ pub fn reader(store: Store, cfg: &Config, position: Position, scale: f64) -> Pre
         .unwrap_or_else(|| Batcher::default_block_rows(batcher.store().d_in()));
     batcher = batcher.buffer_rows(buffer);
     batcher.scale = (1.0 / scale) as f32;
-    Prefetcher::spawn(batcher, cfg.data.batch_size, PREFETCH_DEPTH)
+    if let Some((t, ts)) = target {
+        batcher = batcher.with_target(t, (1.0 / ts) as f32);
+    }
+    Ok(Prefetcher::spawn(
+        batcher,
+        cfg.data.batch_size,
+        PREFETCH_DEPTH,
+    ))
 }
 
 /// The memory estimate of a run of `cfg` on rows of width `d_in` (for a sweep's sum).
@@ -209,17 +311,30 @@ fn monitor(cfg: &Config, d_sae: usize) -> Monitor {
 
 /// The initial parameters of a new run: `init_from` checked against the store (and brought into
 /// training space), or the recipe's initialisation.
-fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams, TrainError> {
+fn initial_params(cfg: &Config, store: &Store, shared: &Shared) -> Result<HostParams, TrainError> {
     let d_in = store.d_in();
+    let d_out = shared.target.as_ref().map_or(d_in, |t| t.d_out);
+    let scales = io::Scales {
+        input: shared.scale as f32,
+        output: shared.target.as_ref().map_or(shared.scale, |t| t.scale) as f32,
+    };
     let Some(path) = &cfg.sae.init_from else {
-        return Ok(HostParams::init(
-            d_in,
-            cfg.sae.d_sae_for(d_in),
+        return Ok(HostParams::init_kind(
+            cfg.sae.kind,
+            (d_in, d_out, cfg.sae.d_sae_for(d_in)),
             cfg.sae.threshold_init as f32,
             cfg.data.seed,
         ));
     };
     let loaded = io::load(path)?;
+    let kind = loaded.params.kind();
+    if kind != cfg.sae.kind {
+        return Err(TrainError::InitKind {
+            path: path.clone(),
+            sae: kind.name(),
+            config: cfg.sae.kind.name(),
+        });
+    }
     if loaded.architecture != cfg.sae.architecture {
         return Err(TrainError::InitArchitecture {
             path: path.clone(),
@@ -236,6 +351,17 @@ fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams,
             data: d_in,
         });
     }
+    if kind.has_target() && loaded.params.d_out != d_out {
+        let target = open_target(cfg, store)?;
+        return Err(TrainError::InitOutput {
+            path: path.clone(),
+            sae: loaded.params.d_out,
+            store: target
+                .map(|t| t.paths()[0].to_path_buf())
+                .unwrap_or_default(),
+            data: d_out,
+        });
+    }
     if let Some(m) = cfg.sae.d_sae
         && m != loaded.params.d_sae
     {
@@ -245,11 +371,7 @@ fn initial_params(cfg: &Config, store: &Store, scale: f64) -> Result<HostParams,
             config: m,
         });
     }
-    Ok(io::unfold(
-        &loaded.params,
-        scale as f32,
-        cfg.sae.pre_encoder_bias,
-    ))
+    Ok(io::unfold(&loaded.params, scales, cfg.sae.pre_encoder_bias))
 }
 
 /// k must not exceed the dictionary (checked when d_sae comes from the expansion factor).
@@ -276,6 +398,8 @@ impl Trainer {
         let device = cfg.device.resolve()?;
         // checked before the scale pass, which can take a while on a big store
         let store = open_store(&cfg)?;
+        // a transcoder's target store pairs with it, or nothing starts
+        open_target(&cfg, &store)?;
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
@@ -283,8 +407,8 @@ impl Trainer {
         drop(store);
         // the held-out split is checked against the store before anything is written
         let (store, shared) = open_shared(&cfg, None)?;
-        let host = initial_params(&cfg, &store, shared.scale)?;
-        let data = reader(store, &cfg, Position::default(), shared.scale);
+        let host = initial_params(&cfg, &store, &shared)?;
+        let data = reader(store, &cfg, Position::default(), shared.scales())?;
         Self::start(
             cfg,
             device,
@@ -300,12 +424,13 @@ impl Trainer {
     /// sweep feeds each batch to [`Trainer::step_on`]) and sharing what the sweep computed once.
     /// The sweep checked the memory of all members together.
     pub fn member(cfg: Config, store: &Store, shared: &Shared) -> Result<Self, TrainError> {
+        let shared = &shared.for_kind(&cfg);
         let device = cfg.device.resolve()?;
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
         let estimate = estimate_memory(&cfg, d_in, d_sae);
-        let host = initial_params(&cfg, store, shared.scale)?;
+        let host = initial_params(&cfg, store, shared)?;
         Self::start(
             cfg,
             device,
@@ -332,6 +457,7 @@ impl Trainer {
             eval_rows,
             store_attributes,
             train_tokens,
+            target,
         } = shared;
         let kernels = Kernels::for_device(&device);
         let run_dir = cfg.out.clone();
@@ -373,6 +499,8 @@ impl Trainer {
             d_in,
             d_sae: host.d_sae,
             architecture: cfg.sae.architecture,
+            kind: cfg.sae.kind,
+            d_out: cfg.sae.kind.has_target().then_some(host.d_out),
             scale,
             device: cfg.device.label(),
             store_attributes: store_attributes.clone(),
@@ -390,6 +518,7 @@ impl Trainer {
                 device,
                 feed: feed(data),
                 eval_rows,
+                eval_targets: target.as_ref().map(|t| t.eval_rows.clone()),
                 store_attributes,
                 train_tokens,
                 log,
@@ -402,6 +531,7 @@ impl Trainer {
                 adam,
                 position: Position::default(),
                 scale,
+                target_scale: target.as_ref().map(|t| t.scale),
                 step: 0,
                 tokens_seen: 0,
                 skipped_rows: 0,
@@ -460,14 +590,13 @@ impl Trainer {
             tensors.d_sae,
             Kernels::for_device(&device),
         )?;
-        let eval_rows = Arc::new(held_out(&store, &cfg)?);
-        let train_tokens = store.rows().saturating_sub(cfg.data.eval_tokens) as u64;
-        let data = reader(store, &cfg, state.position, state.scale);
+        let scales = (state.scale, state.target_scale);
+        let (store, shared) = open_shared(&cfg, Some(scales))?;
+        check_output(&ckpt, &shared, &tensors)?;
+        let data = reader(store, &cfg, state.position, scales)?;
         let shared = Shared {
-            scale: state.scale,
-            eval_rows,
             store_attributes: state.store_attributes.clone(),
-            train_tokens,
+            ..shared
         };
         let mut t = Self::continue_from(
             run_dir,
@@ -518,8 +647,9 @@ impl Trainer {
         let estimate = estimate_memory(&cfg, tensors.d_in, tensors.d_sae);
         let shared = Shared {
             store_attributes: state.store_attributes.clone(),
-            ..shared.clone()
+            ..shared.for_kind(&cfg)
         };
+        check_output(ckpt, &shared, &tensors)?;
         Self::continue_from(
             run_dir,
             ckpt.to_path_buf(),
@@ -561,6 +691,8 @@ impl Trainer {
             d_in: tensors.d_in,
             d_sae: tensors.d_sae,
             architecture: cfg.sae.architecture,
+            kind: cfg.sae.kind,
+            d_out: cfg.sae.kind.has_target().then_some(tensors.d_out),
             scale: state.scale,
             device: cfg.device.label(),
             memory_estimate: Some(memory_estimate),
@@ -576,6 +708,7 @@ impl Trainer {
                 device,
                 feed: feed(data),
                 eval_rows: shared.eval_rows,
+                eval_targets: shared.target.as_ref().map(|t| t.eval_rows.clone()),
                 store_attributes: shared.store_attributes,
                 train_tokens: shared.train_tokens,
                 log,
@@ -587,6 +720,7 @@ impl Trainer {
                 adam,
                 position: state.position,
                 scale: state.scale,
+                target_scale: state.target_scale,
                 step: state.step,
                 tokens_seen: state.tokens_seen,
                 skipped_rows: state.skipped_rows,
@@ -731,6 +865,23 @@ fn check_width(ckpt: &Path, store: &Store, d_in: usize) -> Result<(), TrainError
         });
     }
     Ok(())
+}
+
+/// A transcoder's checkpoint must reconstruct the target store's width.
+fn check_output(
+    ckpt: &Path,
+    shared: &Shared,
+    tensors: &checkpoint::TrainTensors,
+) -> Result<(), TrainError> {
+    match &shared.target {
+        Some(t) if t.d_out != tensors.d_out => Err(TrainError::InitOutput {
+            path: ckpt.to_path_buf(),
+            sae: tensors.d_out,
+            store: Default::default(),
+            data: t.d_out,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Lock an existing run directory for this process (a missing one is the error reading it

@@ -84,6 +84,8 @@ pub struct Resources {
     pub(super) feed: Feed,
     /// Held-out rows (raw, `[eval_tokens, d_in]`), never trained on (shared by a sweep's members).
     pub(super) eval_rows: Arc<Vec<f32>>,
+    /// A transcoder's targets of the held-out rows (raw).
+    pub(super) eval_targets: Option<Arc<Vec<f32>>>,
     /// The store's file attributes.
     pub(super) store_attributes: std::collections::BTreeMap<String, String>,
     /// Rows of the store training reads: no frequency finer than one in these can be measured.
@@ -135,6 +137,8 @@ pub struct State {
     /// Reading position after the last batch trained on (what a checkpoint records).
     pub(super) position: Position,
     pub(super) scale: f64,
+    /// A transcoder's target scale C_y.
+    pub(super) target_scale: Option<f64>,
     pub(super) step: u64,
     pub(super) tokens_seen: u64,
     pub(super) skipped_rows: u64,
@@ -173,6 +177,8 @@ pub struct State {
 pub struct Fed {
     /// The rows, `[rows, d_in]`, scaled.
     pub x: Tensor<2>,
+    /// A transcoder's targets, `[rows, d_out]`, scaled.
+    pub y: Option<Tensor<2>>,
     /// Rows in `x`.
     pub rows: usize,
     /// Reading position after this batch (what a checkpoint records).
@@ -216,6 +222,14 @@ impl Trainer {
     /// Input scale C.
     pub fn scale(&self) -> f64 {
         self.st.scale
+    }
+
+    /// The input's scale and the output's (a transcoder's target's; the input's for an SAE).
+    pub fn scales(&self) -> io::Scales {
+        io::Scales {
+            input: self.st.scale as f32,
+            output: self.st.target_scale.unwrap_or(self.st.scale) as f32,
+        }
     }
 
     /// The current parameters on the host (training form).
@@ -357,8 +371,13 @@ impl Trainer {
             Rows::F32(v) => upload(v, [batch.rows, d_in], &self.res.device),
             half => upload_owned(half.to_f32(), [batch.rows, d_in], &self.res.device),
         };
+        let d_out = self.st.sae.d_out();
+        let y = batch
+            .target
+            .map(|t| upload_owned(t, [batch.rows, d_out], &self.res.device));
         let fed = Fed {
             x,
+            y,
             rows: batch.rows,
             position,
             new_epochs: batch.new_epochs,
@@ -374,6 +393,7 @@ impl Trainer {
         let total = self.res.cfg.total_steps();
         let Fed {
             x,
+            y,
             rows,
             position,
             new_epochs,
@@ -397,6 +417,8 @@ impl Trainer {
         }
         let is_log = (self.st.step + 1).is_multiple_of(self.res.cfg.hyper.log_every)
             || self.st.step + 1 == total;
+        // the batch's target (the input for an SAE) is what the explained variance is of
+        let y_for_metrics = is_log.then(|| y.clone().unwrap_or_else(|| x.clone()));
         let x_for_metrics = is_log.then(|| x.clone());
         // the dead-feature losses: the pre-activation loss (JumpReLU), AuxK (TopK, BatchTopK)
         let h = &self.res.cfg.hyper;
@@ -417,7 +439,7 @@ impl Trainer {
         let out = train_step(
             &mut self.st.sae,
             &mut self.st.adam,
-            (x, None),
+            (x, y),
             plan,
             dead.as_ref(),
         );
@@ -426,9 +448,9 @@ impl Trainer {
         self.st.losses.push(self.st.step, out.parts);
         self.st.step += 1;
         self.st.tokens_seen += rows as u64;
-        if let Some(x) = x_for_metrics {
+        if let (Some(x), Some(y)) = (x_for_metrics, y_for_metrics) {
             let parts = self.flush(sink)?;
-            let rec = self.metrics_record(parts, x, out.residual, self.st.started);
+            let rec = self.metrics_record(parts, (x, y), out.residual, self.st.started);
             let events = self.st.health.observe(&rec);
             self.emit(Record::Metrics(Box::new(rec)), sink)?;
             for e in events {
@@ -574,7 +596,7 @@ impl Trainer {
     pub(super) fn inference_params(&self) -> HostParams {
         let mut folded = io::fold(
             &self.st.sae.to_host(),
-            self.st.scale as f32,
+            self.scales(),
             self.res.cfg.sae.pre_encoder_bias,
         );
         folded.topk = self.res.cfg.topk_inference();
@@ -586,12 +608,15 @@ impl Trainer {
         let folded = self.inference_params();
         let sae = InferenceSae::new(&folded, &self.res.device);
         let mut ev = Evaluator::new(&sae, &folded);
-        for chunk in self
-            .res
-            .eval_rows
-            .chunks(self.res.cfg.data.batch_size * folded.d_in)
-        {
-            ev.add(chunk, None, &self.res.device);
+        let batch = self.res.cfg.data.batch_size;
+        let inputs = self.res.eval_rows.chunks(batch * folded.d_in);
+        match &self.res.eval_targets {
+            Some(t) => {
+                for (x, y) in inputs.zip(t.chunks(batch * folded.d_out)) {
+                    ev.add(x, Some(y), &self.res.device);
+                }
+            }
+            None => inputs.for_each(|x| ev.add(x, None, &self.res.device)),
         }
         let eval = ev.finish();
         self.st.health.observe_heldout_fvu(eval.fvu);
@@ -611,6 +636,7 @@ impl Trainer {
             tokens_seen: self.st.tokens_seen,
             position: self.st.position,
             scale: self.st.scale,
+            target_scale: self.st.target_scale,
             skipped_rows: self.st.skipped_rows,
             window_tokens: self.st.firing.window_tokens,
             config: self.res.cfg.clone(),

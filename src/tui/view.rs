@@ -158,7 +158,16 @@ fn num(v: Option<f64>, digits: usize) -> String {
 }
 
 fn draw_status(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme) {
-    let name = format!("{} · {}", app.run_name, app.config.sae.architecture.name());
+    let sae = &app.config.sae;
+    let name = match sae.kind.has_target() {
+        true => format!(
+            "{} · {} {}",
+            app.run_name,
+            sae.architecture.name(),
+            sae.kind.name()
+        ),
+        false => format!("{} · {}", app.run_name, sae.architecture.name()),
+    };
     let block = titled(
         plain(&name, theme),
         plain(&name, theme),

@@ -27,4 +27,5 @@ mod sweep_screen;
 mod tch;
 mod theme;
 mod training;
+mod transcoders;
 mod tui;

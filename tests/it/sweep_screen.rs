@@ -73,6 +73,8 @@ fn started(i: usize) -> Msg {
             d_in: 512,
             d_sae: 16384,
             architecture: jumpscope::config::Architecture::JumpRelu,
+            kind: Default::default(),
+            d_out: None,
             scale: 1.5,
             device: "cpu".into(),
             store_attributes: Default::default(),

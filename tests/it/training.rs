@@ -226,7 +226,10 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     // eval agrees with an independent computation of L0 on raw rows
     let report = evaluate(
         &loaded.params,
-        &Store::open(std::slice::from_ref(&store), None).unwrap(),
+        (
+            &Store::open(std::slice::from_ref(&store), None).unwrap(),
+            None,
+        ),
         0..usize::MAX,
         100,
         &Device::flex(),
@@ -429,7 +432,10 @@ fn slow_synthetic_features_are_recovered() {
     let score = mmcs(&sae.w_dec, &truth.0, spec.d_in);
     let report = evaluate(
         &sae,
-        &Store::open(std::slice::from_ref(&store), None).unwrap(),
+        (
+            &Store::open(std::slice::from_ref(&store), None).unwrap(),
+            None,
+        ),
         0..usize::MAX,
         4096,
         &Device::flex(),

@@ -91,6 +91,36 @@ pub enum StoreError {
     /// A SAELens activation cache that cannot be read.
     #[error(transparent)]
     Cache(#[from] crate::data::arrow_cache::CacheError),
+    /// A transcoder's target store whose rows do not pair with the input store's.
+    #[error(
+        "{target}: the target store has {target_rows} rows{what}, but the input store {input} has {input_rows}: data.target_stores must hold the same tokens as data.stores, in the same order (harvest both sites in one pass: --site mlp_in,mlp_out)"
+    )]
+    Unpaired {
+        /// The input store's (first) file, or the input file of the pair that disagrees.
+        input: PathBuf,
+        /// Its rows.
+        input_rows: usize,
+        /// The target store's (first) file, or the target file of the pair that disagrees.
+        target: PathBuf,
+        /// Its rows.
+        target_rows: usize,
+        /// What is counted, when not the whole stores (" in file 2 of 3").
+        what: String,
+    },
+    /// A transcoder's stores with different numbers of files.
+    #[error(
+        "{target}: data.target_stores has {target_files} files, but data.stores ({input}) has {input_files}: the files pair in order, one target file per input file"
+    )]
+    UnpairedFiles {
+        /// The input store's first file.
+        input: PathBuf,
+        /// Its number of files.
+        input_files: usize,
+        /// The target store's first file.
+        target: PathBuf,
+        /// Its number of files.
+        target_files: usize,
+    },
     /// No store given.
     #[error("no activation store given: set data.stores in the config or pass --store")]
     NoStores,

@@ -267,6 +267,14 @@ impl Store {
         }
     }
 
+    /// Each file's rows, in reading order (one entry, the total, for a cache).
+    pub fn file_rows(&self) -> Vec<usize> {
+        match &self.source {
+            Source::Files(s) => s.iter().map(|s| s.rows).collect(),
+            Source::Cache { .. } => vec![self.rows],
+        }
+    }
+
     /// Whether the store is a SAELens activation cache.
     pub fn is_cache(&self) -> bool {
         self.cache().is_some()

@@ -101,7 +101,19 @@ impl Store {
         n: usize,
         out: &mut Vec<f32>,
     ) -> Result<(), StoreError> {
-        let Some(mask) = self.read_mask(start, n)? else {
+        self.read_kept_rows_by(self, start, n, out)
+    }
+
+    /// [`Store::read_kept_rows`] with the `mask` of store `by` (a transcoder's target rows are
+    /// kept or left out with their input rows).
+    pub fn read_kept_rows_by(
+        &self,
+        by: &Store,
+        start: usize,
+        n: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), StoreError> {
+        let Some(mask) = by.read_mask(start, n)? else {
             return self.read_rows(start, n, out);
         };
         let mut rows = Vec::new();
