@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|demo-lm|test|test-quick|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
+# Usage: scripts/dev.sh demo|demo-lm|demo-transcoder|test|test-quick|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -145,6 +145,25 @@ case "$cmd" in
             --set 'data.stores=["runs/demo-lm/acts/tinylm/layer0_resid_post/*.h5"]' \
             --set 'run.out="runs/demo-lm/sweep"' "$@"
         "$bin" compare runs/demo-lm/sweep
+        ;;
+    demo-transcoder)
+        # SAEs and transcoders on the sample causal LM's first MLP (docs/training.md,
+        # "Transcoders"): harvest its input and output in one pass, a sweep of SAEs on the
+        # output, the same sweep as transcoders from the input, then compare on the output
+        companions
+        cargo build --release --quiet
+        bin="${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        acts=runs/demo-transcoder/acts/tinylm
+        rm -rf runs/demo-transcoder
+        "$COMPANIONS/bin/python" scripts/harvest.py --model sample_data/tinylm --layers 0 \
+            --site mlp_in,mlp_out --texts sample_data/tinylm/heldout.txt --seq-len 64 \
+            --out runs/demo-transcoder/acts --quiet
+        "$bin" sweep --config sample_data/tinylm_mlp.toml --headless "$@"
+        "$bin" sweep --config sample_data/tinylm_mlp.toml --headless \
+            --set "data.stores=[\"$acts/layer0_mlp_in/*.h5\"]" \
+            --set "data.target_stores=[\"$acts/layer0_mlp_out/*.h5\"]" \
+            --set 'sae.kind="transcoder"' --set 'run.out="runs/demo-transcoder/transcoders"' "$@"
+        "$bin" compare runs/demo-transcoder/saes runs/demo-transcoder/transcoders
         ;;
     companions)
         companions

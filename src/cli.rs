@@ -157,6 +157,14 @@ pub struct CompareArgs {
     /// Dataset inside the store (for a SAELens cache, the hook column).
     #[arg(long)]
     pub dataset: Option<String>,
+    /// With --store: a transcoder's target store, rows paired with --store's. Every input is then
+    /// measured on the target: a transcoder reads --store and reconstructs it, an SAE reads and
+    /// reconstructs it (an SAE on the site a transcoder writes).
+    #[arg(long, num_args = 1.., requires = "store")]
+    pub target_store: Vec<PathBuf>,
+    /// Dataset inside the target store (default: as --dataset).
+    #[arg(long, requires = "target_store")]
+    pub target_dataset: Option<String>,
     /// Tokens per batch when evaluating on a store.
     #[arg(long, default_value_t = 4096)]
     pub batch: usize,
@@ -358,6 +366,13 @@ pub struct InspectArgs {
     /// the model's tokenizer.json, a vocab.json (token → id) or a vocab.txt (one per line).
     #[arg(long, value_name = "FILE")]
     pub vocab: Option<PathBuf>,
+    /// A transcoder's target store (the site it reconstructs, rows paired with --store's): the
+    /// report's reconstruction numbers are of it; features fire on --store's tokens as always.
+    #[arg(long, num_args = 1..)]
+    pub target_store: Vec<PathBuf>,
+    /// Dataset inside the target store (default: as --dataset).
+    #[arg(long)]
+    pub target_dataset: Option<String>,
     /// Tokens encoded at a time (fewer for very wide SAEs: one batch's activations stay
     /// under 256 MiB).
     #[arg(long, default_value_t = 2048)]

@@ -8,6 +8,7 @@ use crate::data::store::Store;
 use crate::eval::evaluate;
 use crate::metrics::stats::Inactive;
 use crate::sae::io;
+use crate::sae::model::Kind;
 use crate::schema::record::{Record, read_log};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,6 +38,11 @@ pub enum CompareError {
         "{0}: a saved SAE has no evaluation of its own: pass --store to evaluate every SAE on the same rows"
     )]
     NeedsStore(PathBuf),
+    /// A transcoder evaluated on a store without its target.
+    #[error(
+        "{0}: a transcoder: pass --target-store (the site it reconstructs, rows paired with --store's); every SAE is then measured on the target too"
+    )]
+    NeedsTarget(PathBuf),
     /// A run has not reported yet.
     #[error("{0}: no report in metrics.jsonl yet: nothing to compare")]
     NoReport(PathBuf),
@@ -103,8 +109,13 @@ pub struct Entry {
     pub path: PathBuf,
     /// Architecture.
     pub architecture: String,
+    /// What it reconstructs: its input (`sae`), or a target site (`transcoder`,
+    /// `skip-transcoder`), whose FVU the numbers are then of.
+    pub kind: Kind,
     /// Activation width.
     pub d_in: usize,
+    /// The width of what it reconstructs (`d_in` for an SAE).
+    pub d_out: usize,
     /// Dictionary size.
     pub d_sae: usize,
     /// The key hyperparameters (runs): λ, target L0, k, lr, as set, by key.
@@ -138,6 +149,15 @@ pub const LEGEND: &str = "nMSE = Σ‖x−x̂‖² / Σ‖x‖² (normalised, sc
 train.dead_window_tokens training tokens; silent = no firing on any token of the basis";
 
 impl Entry {
+    /// The architecture, with the kind for a transcoder: `jumprelu`, `topk/tc` (transcoder), `relu/stc` (skip-transcoder).
+    pub fn arch_label(&self) -> String {
+        match self.kind {
+            Kind::Sae => self.architecture.clone(),
+            Kind::Transcoder => format!("{}/tc", self.architecture),
+            Kind::SkipTranscoder => format!("{}/stc", self.architecture),
+        }
+    }
+
     /// `silent 1126 (36.7%)`, `dead 0 (0.0%)`, or `-` when not known.
     pub fn inactive_text(&self) -> String {
         self.inactive.map_or("-".into(), |i| {
@@ -311,16 +331,22 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
     let cfg = run_config(dir)?;
     let log = dir.join("metrics.jsonl");
     let recs = read_log(&log).map_err(|e| read_err(&log, e))?;
-    let (mut d_in, mut d_sae) = (0, 0);
+    let (mut d_in, mut d_sae, mut d_out) = (0, 0, None);
     let (mut eval, mut metrics, mut lm) = (None, None, None);
     for r in recs {
         match r {
             Record::Start {
-                d_in: a, d_sae: b, ..
+                d_in: a,
+                d_sae: b,
+                d_out: c,
+                ..
             }
             | Record::Resume {
-                d_in: a, d_sae: b, ..
-            } => (d_in, d_sae) = (a, b),
+                d_in: a,
+                d_sae: b,
+                d_out: c,
+                ..
+            } => (d_in, d_sae, d_out) = (a, b, c),
             Record::Eval { step, eval: e, .. } => eval = Some((step, e)),
             Record::Metrics(m) => metrics = Some(m),
             // the newest: of the latest step, the last written
@@ -334,7 +360,9 @@ fn from_log(dir: &Path) -> Result<Entry, CompareError> {
         name: name_of(dir),
         path: dir.to_path_buf(),
         architecture: cfg.sae.architecture.name().to_string(),
+        kind: cfg.sae.kind,
         d_in,
+        d_out: d_out.unwrap_or(d_in),
         d_sae,
         hyper: key_hyper(&cfg),
         l0: f64::NAN,
@@ -403,7 +431,9 @@ fn loaded_entry(sae: &io::LoadedSae, cfg: &Option<Config>, path: &Path, basis: B
         name: name_of(path),
         path: path.to_path_buf(),
         architecture: sae.architecture.name().to_string(),
+        kind: sae.params.kind(),
         d_in: sae.params.d_in,
+        d_out: sae.params.d_out,
         d_sae: sae.params.d_sae,
         hyper: cfg.as_ref().map(key_hyper).unwrap_or_default(),
         l0: f64::NAN,
@@ -419,10 +449,12 @@ fn loaded_entry(sae: &io::LoadedSae, cfg: &Option<Config>, path: &Path, basis: B
 }
 
 /// Evaluate every input on every row of `store`, or with `held_out` on the rows each run held
-/// out of training (`progress(done, of)` per SAE).
+/// out of training (`progress(done, of)` per SAE). With a `target` store (a transcoder's, its
+/// rows paired with `store`'s), every input is measured on the target: a transcoder reads
+/// `store` and reconstructs `target`, an SAE reads and reconstructs `target`.
 pub fn on_store(
     inputs: &[Input],
-    store: &Store,
+    (store, target): (&Store, Option<&Store>),
     (batch, held_out): (usize, bool),
     device: &burn::tensor::Device,
     mut progress: impl FnMut(usize, usize, u64, u64),
@@ -431,15 +463,32 @@ pub fn on_store(
     for i in inputs {
         loaded.push(load_sae(i)?);
     }
+    let width = |s: &Store, sae: &PathBuf, d: usize| {
+        if d == s.d_in() {
+            return Ok(());
+        }
+        Err(CompareError::StoreWidth {
+            store: s.paths()[0].to_path_buf(),
+            dataset: s.dataset().to_string(),
+            sd: s.d_in(),
+            sae: sae.clone(),
+            d,
+        })
+    };
+    // a transcoder without its target first: the widths would not say what is missing
+    if target.is_none()
+        && let Some((_, _, path)) = loaded.iter().find(|l| l.0.params.kind().has_target())
+    {
+        return Err(CompareError::NeedsTarget(path.clone()));
+    }
     for (sae, _, path) in &loaded {
-        if sae.params.d_in != store.d_in() {
-            return Err(CompareError::StoreWidth {
-                store: store.paths()[0].to_path_buf(),
-                dataset: store.dataset().to_string(),
-                sd: store.d_in(),
-                sae: path.clone(),
-                d: sae.params.d_in,
-            });
+        match (sae.params.kind().has_target(), target) {
+            (true, Some(t)) => {
+                width(store, path, sae.params.d_in)?;
+                width(t, path, sae.params.d_out)?;
+            }
+            (true, None) => return Err(CompareError::NeedsTarget(path.clone())),
+            (false, t) => width(t.unwrap_or(store), path, sae.params.d_in)?,
         }
     }
     let n = loaded.len();
@@ -453,7 +502,12 @@ pub fn on_store(
             (true, Some(_)) => return Err(CompareError::NoHeldOut(path.clone())),
             (true, None) => return Err(CompareError::NotARun(path.clone())),
         };
-        let r = evaluate(&sae.params, (store, None), rows, batch, device, |d, t| {
+        // a transcoder from `store` to `target`; an SAE on what is reconstructed
+        let pair = match (sae.params.kind().has_target(), target) {
+            (true, t) => (store, t),
+            (false, t) => (t.unwrap_or(store), None),
+        };
+        let r = evaluate(&sae.params, pair, rows, batch, device, |d, t| {
             progress(k, n, d, t)
         })
         .map_err(|e| read_err(path, e))?;
@@ -522,21 +576,44 @@ pub fn on_model(
     Ok(out)
 }
 
+/// Entries compare when they reconstruct the same width (an SAE on a site, a transcoder into it).
 fn same_width(entries: &[Entry]) -> Result<(), CompareError> {
     if let Some(first) = entries.first()
-        && let Some(other) = entries.iter().find(|e| e.d_in != first.d_in)
+        && let Some(other) = entries.iter().find(|e| e.d_out != first.d_out)
     {
         return Err(CompareError::Width {
             a: first.path.clone(),
-            da: first.d_in,
+            da: first.d_out,
             b: other.path.clone(),
-            db: other.d_in,
+            db: other.d_out,
         });
     }
     Ok(())
 }
 
+/// Names that collide (two sweeps' members named alike) get their parent directory's name.
+fn distinct_names(entries: &mut [Entry]) {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for e in entries.iter() {
+        *seen.entry(e.name.clone()).or_default() += 1;
+    }
+    for e in entries.iter_mut() {
+        if seen[&e.name] > 1 {
+            // the directory holding the run (a run's sae/ is named after its run)
+            let run = if e.path.ends_with("sae") {
+                e.path.parent()
+            } else {
+                Some(e.path.as_path())
+            };
+            if let Some(p) = run.and_then(Path::parent).and_then(Path::file_name) {
+                e.name = format!("{}/{}", p.to_string_lossy(), e.name);
+            }
+        }
+    }
+}
+
 fn mark_frontier(entries: &mut [Entry]) {
+    distinct_names(entries);
     let points: Vec<(f64, f64)> = entries.iter().map(|e| (e.l0, e.fvu)).collect();
     for i in crate::sweep::frontier::pareto(&points) {
         entries[i].on_frontier = true;

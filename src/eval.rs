@@ -1,10 +1,12 @@
-//! `jumpscope eval`: reconstruction quality of an inference-form SAE over a store's raw rows.
+//! `jumpscope eval`: reconstruction quality of an inference-form SAE over a store's raw rows (a
+//! transcoder's against its target store's paired rows).
 
 use crate::data::store::{Store, StoreError};
 use crate::metrics::stats::{Inactive, Measure, ReconAccumulator};
 use crate::sae::model::{HostParams, InferenceSae, download, upload};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// The evaluation report (also the `--json` output).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -183,4 +185,77 @@ pub fn evaluate(
 /// The rows a run held out of a store of `store_rows` rows: its last `eval_tokens`.
 pub fn held_out_rows(store_rows: usize, eval_tokens: usize) -> std::ops::Range<usize> {
     store_rows.saturating_sub(eval_tokens)..store_rows
+}
+
+/// Why a dictionary cannot be measured against the target store given (or not given).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// A transcoder without its target.
+    #[error(
+        "{sae}: a {kind} needs --target-store: the store of the site it reconstructs, rows paired with --store's"
+    )]
+    Missing {
+        /// The dictionary.
+        sae: PathBuf,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// A target given to an SAE.
+    #[error(
+        "--target-store: {0} is an SAE, which reconstructs its own input: leave --target-store out"
+    )]
+    NotATranscoder(PathBuf),
+    /// The target's width is not the transcoder's output width.
+    #[error(
+        "{sae}: the transcoder has d_out = {d_out}, but target store {store} (dataset `{dataset}`) has d_in = {width}"
+    )]
+    Width {
+        /// The dictionary.
+        sae: PathBuf,
+        /// Its d_out.
+        d_out: usize,
+        /// The target store's first file.
+        store: PathBuf,
+        /// Its dataset.
+        dataset: String,
+        /// Its width.
+        width: usize,
+    },
+    /// The target store could not be read, or does not pair with the input.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The target store a dictionary `p` (read from `sae`) is measured against on `input`: none for
+/// an SAE, `paths` (with `dataset`, else the files' default dataset) for a transcoder, checked to pair with `input`
+/// row for row and to have the transcoder's output width.
+pub fn target_for(
+    p: &HostParams,
+    sae: &Path,
+    input: &Store,
+    (paths, dataset): (&[PathBuf], Option<&str>),
+) -> Result<Option<Store>, TargetError> {
+    let kind = p.kind();
+    match (kind.has_target(), paths.is_empty()) {
+        (false, true) => Ok(None),
+        (false, false) => Err(TargetError::NotATranscoder(sae.to_path_buf())),
+        (true, true) => Err(TargetError::Missing {
+            sae: sae.to_path_buf(),
+            kind: kind.name(),
+        }),
+        (true, false) => {
+            let t = Store::open(paths, dataset)?;
+            crate::data::pair::check(input, &t)?;
+            if t.d_in() != p.d_out {
+                return Err(TargetError::Width {
+                    sae: sae.to_path_buf(),
+                    d_out: p.d_out,
+                    store: t.paths()[0].to_path_buf(),
+                    dataset: t.dataset().to_string(),
+                    width: t.d_in(),
+                });
+            }
+            Ok(Some(t))
+        }
+    }
 }

@@ -43,12 +43,27 @@ pub fn exec(args: CompareArgs) -> anyhow::Result<i32> {
     } else {
         let dev = args.device.resolve()?;
         let store = Store::open(&args.store, args.dataset.as_deref())?;
+        let target = match args.target_store.is_empty() {
+            true => None,
+            false => {
+                let t = Store::open(
+                    &args.target_store,
+                    args.target_dataset.as_deref().or(args.dataset.as_deref()),
+                )?;
+                jumpscope::data::pair::check(&store, &t)?;
+                Some(t)
+            }
+        };
         let bar = super::progress_bar(store.rows() as u64 * inputs.len() as u64);
         let rows = store.rows() as u64;
         let how = (args.batch.max(1), args.held_out);
-        let e = compare::on_store(&inputs, &store, how, &dev, |k, _, done, _| {
-            bar.set_position(k as u64 * rows + done)
-        })?;
+        let e = compare::on_store(
+            &inputs,
+            (&store, target.as_ref()),
+            how,
+            &dev,
+            |k, _, done, _| bar.set_position(k as u64 * rows + done),
+        )?;
         bar.finish_and_clear();
         e
     };
@@ -70,9 +85,14 @@ fn print_table(entries: &[Entry]) {
         .max()
         .unwrap_or(4)
         .max(4);
+    // a transcoder's architecture carries its kind (`jumprelu/tc`)
+    let a = entries
+        .iter()
+        .map(|e| e.arch_label().chars().count())
+        .fold(9, usize::max);
     let lm = |v: Option<f64>, prec: usize| v.map_or("-".into(), |v| format!("{v:.prec$}"));
     println!(
-        "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7}  {:>7}  {:>7}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  basis",
+        "{:<w$}  {:>a$}  {:>6}  {:<24}  {:>7}  {:>7}  {:>7}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  basis",
         "name",
         "arch",
         "d_sae",
@@ -89,9 +109,9 @@ fn print_table(entries: &[Entry]) {
     for e in entries {
         let hyper = e.hyper_text();
         println!(
-            "{:<w$}  {:>9}  {:>6}  {:<24}  {:>7.2}  {:>7.4}  {:>7.4}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  {}",
+            "{:<w$}  {:>a$}  {:>6}  {:<24}  {:>7.2}  {:>7.4}  {:>7.4}  {:<19}  {:>8}  {:>7}  {:>7}  {:>5}  {}",
             e.name,
-            e.architecture,
+            e.arch_label(),
             e.d_sae,
             hyper,
             e.l0,

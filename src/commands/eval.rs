@@ -23,36 +23,15 @@ pub fn exec(args: EvalArgs) -> anyhow::Result<i32> {
         );
     }
     let kind = loaded.params.kind();
-    let target = match (kind.has_target(), args.target_store.is_empty()) {
-        (true, true) => anyhow::bail!(
-            "{}: a {} needs --target-store: the store of the site it reconstructs, rows paired with --store's",
-            args.sae.display(),
-            kind.name()
+    let target = jumpscope::eval::target_for(
+        &loaded.params,
+        &args.sae,
+        &store,
+        (
+            &args.target_store,
+            args.target_dataset.as_deref().or(args.dataset.as_deref()),
         ),
-        (false, false) => anyhow::bail!(
-            "--target-store: {} is an SAE, which reconstructs its own input: leave --target-store out",
-            args.sae.display()
-        ),
-        (false, true) => None,
-        (true, false) => {
-            let t = Store::open(
-                &args.target_store,
-                args.target_dataset.as_deref().or(args.dataset.as_deref()),
-            )?;
-            jumpscope::data::pair::check(&store, &t)?;
-            if t.d_in() != loaded.params.d_out {
-                anyhow::bail!(
-                    "{}: the transcoder has d_out = {}, but target store {} (dataset `{}`) has d_in = {}",
-                    args.sae.display(),
-                    loaded.params.d_out,
-                    t.paths()[0].display(),
-                    t.dataset(),
-                    t.d_in()
-                );
-            }
-            Some(t)
-        }
-    };
+    )?;
     let rows = if args.held_out {
         eval::held_out_rows(store.rows(), held_out_tokens(&args.sae, &from)?)
     } else {

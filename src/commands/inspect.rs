@@ -136,6 +136,19 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Inspection, Vec<f32>)>> {
             p.d_sae - 1
         );
     }
+    // a transcoder's numbers are of its target: the store of the site it reconstructs
+    let target = match args.encode_only {
+        true => None,
+        false => jumpscope::eval::target_for(
+            p,
+            &args.sae,
+            &store,
+            (
+                &args.target_store,
+                args.target_dataset.as_deref().or(args.dataset.as_deref()),
+            ),
+        )?,
+    };
     let bar = super::progress_bar(store.rows() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -167,12 +180,19 @@ fn pass(args: &InspectArgs) -> anyhow::Result<Option<(Inspection, Vec<f32>)>> {
         path: from.display().to_string(),
         format: loaded.format.to_string(),
         d_in: p.d_in,
+        d_out: p.d_out,
+        kind: p.kind,
         d_sae: p.d_sae,
         architecture: loaded.architecture,
     };
-    let report = inspect::inspect(p, info, &store, &opts, &dev, |done, _| {
-        bar.set_position(done)
-    })?;
+    let report = inspect::inspect(
+        p,
+        info,
+        (&store, target.as_ref()),
+        &opts,
+        &dev,
+        |done, _| bar.set_position(done),
+    )?;
     bar.finish_and_clear();
     let s = t0.elapsed().as_secs_f64();
     eprintln!(

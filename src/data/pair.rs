@@ -4,7 +4,6 @@
 //! rule, so that shuffling, held-out rows and skipped rows act on pairs.
 
 use crate::data::store::{Store, StoreError};
-
 /// Whether `target`'s rows pair with `input`'s: the same number of rows, and where both are
 /// files, the same number of files with the same rows each (files pair in order).
 pub fn check(input: &Store, target: &Store) -> Result<(), StoreError> {

@@ -70,22 +70,30 @@ const ROWS_PER_TASK: usize = 64;
 /// A non-zero activation: `(row in the batch, feature, value)`.
 type Entry = (u32, u32, f32);
 
-/// The row pass over a batch's dense activations `f` (`[n, d_sae]`): the non-zero entries as
-/// `(row, feature, value)` (rows increasing), and Σ_rows ‖x − x̂‖² with
-/// x̂ = b_dec + Σ_i f_i W_dec[i] over those entries. Rows are split across threads.
-fn row_pass(x: &[f32], f: &[f32], p: &HostParams) -> (Vec<Entry>, f64) {
-    let (d, m) = (p.d_in, p.d_sae);
-    let parts: Vec<(Vec<Entry>, f64)> = x
+/// The row pass over a batch's dense activations `f` (`[n, d_sae]`) of inputs `x`: the non-zero
+/// entries as `(row, feature, value)` (rows increasing), and Σ_rows ‖y − ŷ‖² with
+/// ŷ = b_dec + Σ_i f_i W_dec[i] over those entries (+ x W_skip for a skip-transcoder), `y` the
+/// targets (`x` itself for an SAE). Rows are split across threads.
+fn row_pass(x: &[f32], y: &[f32], f: &[f32], p: &HostParams) -> (Vec<Entry>, f64) {
+    let (d_in, d, m) = (p.d_in, p.d_out, p.d_sae);
+    let parts: Vec<(Vec<Entry>, f64)> = y
         .par_chunks(d * ROWS_PER_TASK)
         .zip(f.par_chunks(m * ROWS_PER_TASK))
+        .zip(x.par_chunks(d_in * ROWS_PER_TASK))
         .enumerate()
-        .map(|(c, (xs, fs))| {
+        .map(|(c, ((ys, fs), xs))| {
             let mut xhat = vec![0f32; d];
             let mut nz = Vec::new();
             let mut err = 0f64;
-            for (r, (xr, fr)) in xs.chunks_exact(d).zip(fs.chunks_exact(m)).enumerate() {
+            for (r, (xr, fr)) in ys.chunks_exact(d).zip(fs.chunks_exact(m)).enumerate() {
                 let row = (c * ROWS_PER_TASK + r) as u32;
                 xhat.copy_from_slice(&p.b_dec);
+                if let Some(w) = &p.w_skip {
+                    let input = &xs[r * d_in..(r + 1) * d_in];
+                    for (j, &v) in input.iter().enumerate() {
+                        crate::sae::vector::axpy(&mut xhat, v, &w[j * d..(j + 1) * d]);
+                    }
+                }
                 // most of a row is zero: test eight at a time (vectorised) before looking closer
                 for (g, group) in fr.chunks(8).enumerate() {
                     if group.iter().all(|v| *v == 0.0) {
@@ -136,11 +144,11 @@ pub fn encode_only(
     let d = p.d_in;
     let mut tokens = 0u64;
     for_each_batch(
-        store,
+        (store, None),
         d,
         batch_rows(batch, p.d_sae),
         &mut progress,
-        |x, pos| {
+        |x, _, pos| {
             let f = sae.encode(upload(x, [pos.len(), d], device));
             download(&f.sum());
             tokens += pos.len() as u64;
@@ -150,26 +158,47 @@ pub fn encode_only(
 }
 
 /// Read `store` `batch` rows at a time and hand each batch's finite rows (`[k, d]`) and their
-/// store positions to `each` (batches with no finite row are skipped);
+/// store positions to `each` (batches with no finite row are skipped), with a transcoder's
+/// paired `target` rows (`[k, d_out]`; a pair is left out when either row is not finite);
 /// `progress(done_rows, total_rows)` after each batch.
 fn for_each_batch(
-    store: &Store,
+    (store, target): (&Store, Option<&Store>),
     d: usize,
     batch: usize,
     progress: &mut impl FnMut(u64, u64),
-    mut each: impl FnMut(&[f32], &[u64]),
+    mut each: impl FnMut(&[f32], Option<&[f32]>, &[u64]),
 ) -> Result<(), StoreError> {
     let rows_total = store.rows();
-    let mut rows = Vec::new();
+    let (mut rows, mut trows) = (Vec::new(), Vec::new());
     let mut start = 0;
     while start < rows_total {
         let n = batch.min(rows_total - start);
         rows.clear();
         store.read_rows(start, n, &mut rows)?;
-        let (x, pos) = finite_rows(&rows, d, start);
+        let (x, y, pos) = match target {
+            None => {
+                let (x, pos) = finite_rows(&rows, d, start);
+                (x, None, pos)
+            }
+            Some(t) => {
+                trows.clear();
+                t.read_rows(start, n, &mut trows)?;
+                let e = t.d_in();
+                let finite = |r: &[f32]| r.iter().all(|v| v.is_finite());
+                let (mut x, mut y, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+                for (i, (a, b)) in rows.chunks_exact(d).zip(trows.chunks_exact(e)).enumerate() {
+                    if finite(a) && finite(b) {
+                        x.extend_from_slice(a);
+                        y.extend_from_slice(b);
+                        pos.push((start + i) as u64);
+                    }
+                }
+                (x, Some(y), pos)
+            }
+        };
         start += n;
         if !pos.is_empty() {
-            each(&x, &pos);
+            each(&x, y.as_deref(), &pos);
         }
         progress(start as u64, rows_total as u64);
     }
@@ -177,11 +206,12 @@ fn for_each_batch(
 }
 
 /// One pass of `store` through the inference-form SAE `p`: the whole report, contexts included
-/// when the store has token ids. `progress(done_rows, total_rows)` is called after each batch.
+/// when the store has token ids; a transcoder's reconstruction numbers against its `target`
+/// store. `progress(done_rows, total_rows)` is called after each batch.
 pub fn inspect(
     p: &HostParams,
     sae: SaeInfo,
-    store: &Store,
+    (store, target): (&Store, Option<&Store>),
     opts: &Options,
     device: &Device,
     mut progress: impl FnMut(u64, u64),
@@ -191,15 +221,16 @@ pub fn inspect(
     let mut scanner = Scanner::new(m, opts.bins, opts.top_k);
     let mut acc = ReconAccumulator::default();
     for_each_batch(
-        store,
+        (store, target),
         d,
         batch_rows(opts.batch, m),
         &mut progress,
-        |x, pos| {
+        |x, y, pos| {
             let f = enc.encode(upload(x, [pos.len(), d], device));
-            let (nz, err) = with_host(f, |f| row_pass(x, f, p));
+            let y = y.unwrap_or(x);
+            let (nz, err) = with_host(f, |f| row_pass(x, y, f, p));
             scanner.add(&ByFeature::group(&nz, m), pos);
-            acc.add(x, d, err, nz.len() as f64);
+            acc.add(y, p.d_out, err, nz.len() as f64);
         },
     )?;
 
@@ -207,7 +238,7 @@ pub fn inspect(
     let feats = scanner.into_features();
     let norms: Vec<f64> = p
         .w_dec
-        .chunks_exact(d)
+        .chunks_exact(p.d_out)
         .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt())
         .collect();
     let density = |count: u64| count as f64 / n_tokens.max(1) as f64;

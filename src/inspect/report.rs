@@ -75,6 +75,13 @@ pub struct SaeInfo {
     pub format: String,
     /// Input width.
     pub d_in: usize,
+    /// The width it reconstructs (absent from reports of earlier versions, and for SAEs there
+    /// `d_in`).
+    #[serde(default)]
+    pub d_out: usize,
+    /// What it reconstructs (absent from reports of earlier versions: an SAE).
+    #[serde(default, skip_serializing_if = "crate::sae::model::Kind::is_sae")]
+    pub kind: crate::sae::model::Kind,
     /// Dictionary size.
     pub d_sae: usize,
     /// Its architecture (absent from reports of earlier versions: JumpReLU). Only JumpReLU and

@@ -352,6 +352,7 @@ mod tests {
 
     fn params() -> HostParams {
         crate::sae::model::HostParams {
+            kind: crate::sae::model::Kind::Sae,
             d_in: 1,
             d_sae: 1,
             d_out: 1,

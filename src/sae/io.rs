@@ -227,6 +227,7 @@ fn params_from_map(
     path: &Path,
     mut map: TensorMap,
     threshold: bool,
+    transcoder: bool,
 ) -> Result<HostParams, SaeIoError> {
     let shape = map
         .get("W_enc")
@@ -252,7 +253,13 @@ fn params_from_map(
         )),
         false => None,
     };
+    let kind = match (transcoder, &w_skip) {
+        (false, _) => Kind::Sae,
+        (true, None) => Kind::Transcoder,
+        (true, Some(_)) => Kind::SkipTranscoder,
+    };
     Ok(HostParams {
+        kind,
         d_in,
         d_sae,
         d_out,
@@ -318,6 +325,8 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
         let mut b_dec_on_input = false;
         let mut architecture = Architecture::JumpRelu;
         let mut topk = None;
+        // SAELens's transcoder classes and ours: the name says so (d_in may equal d_out)
+        let mut transcoder = false;
         if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
             let cfg: serde_json::Value = serde_json::from_str(&text)
@@ -351,12 +360,20 @@ pub fn load(path: &Path) -> Result<LoadedSae, SaeIoError> {
                 }
             };
             b_dec_on_input = cfg["apply_b_dec_to_input"].as_bool() == Some(true);
+            transcoder = cfg["architecture"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("transcoder"));
         }
         let with_threshold = matches!(
             architecture,
             Architecture::JumpRelu | Architecture::BatchTopK
         );
-        let mut p = params_from_map(&weights, read_safetensors(&weights)?, with_threshold)?;
+        let mut p = params_from_map(
+            &weights,
+            read_safetensors(&weights)?,
+            with_threshold,
+            transcoder,
+        )?;
         p.topk = topk;
         return Ok(LoadedSae {
             architecture,
@@ -408,7 +425,7 @@ fn read_npz(path: &Path) -> Result<HostParams, SaeIoError> {
         let v: Vec<f32> = arr.iter().copied().collect();
         map.insert(name.to_string(), (v, shape));
     }
-    params_from_map(path, map, true)
+    params_from_map(path, map, true, false)
 }
 
 /// jumpscope's own `architecture` for a TopK transcoder, which SAELens 6.54 has no class for

@@ -100,15 +100,6 @@ impl Kind {
     pub fn has_skip(self) -> bool {
         self == Kind::SkipTranscoder
     }
-
-    /// The kind a set of parameters has: a skip, a second width, or neither.
-    pub fn of(p: &HostParams) -> Kind {
-        match (&p.w_skip, p.d_out == p.d_in) {
-            (Some(_), _) => Kind::SkipTranscoder,
-            (None, false) => Kind::Transcoder,
-            (None, true) => Kind::Sae,
-        }
-    }
 }
 
 /// How the threshold is parametrised for training.
@@ -124,6 +115,8 @@ pub enum ThresholdParam {
 /// Parameters in host memory, row-major f32, θ as the raw threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostParams {
+    /// What they reconstruct (a transcoder's widths may well be equal: MLP in and out).
+    pub kind: Kind,
     /// Input width.
     pub d_in: usize,
     /// Dictionary size.
@@ -172,6 +165,7 @@ impl HostParams {
             }
         }
         Self {
+            kind: Kind::Sae,
             d_in,
             d_sae,
             d_out: d_in,
@@ -201,6 +195,7 @@ impl HostParams {
         }
         let mut p = Self::init(d_out, d_sae, threshold_init, seed);
         let enc = Self::init(d_in, d_sae, threshold_init, seed ^ 0x7a5c_0de5);
+        p.kind = kind;
         p.d_in = d_in;
         p.w_enc = enc.w_enc;
         p.w_skip = kind.has_skip().then(|| vec![0.0; d_in * d_out]);
@@ -209,7 +204,7 @@ impl HostParams {
 
     /// Which kind of dictionary these are.
     pub fn kind(&self) -> Kind {
-        Kind::of(self)
+        self.kind
     }
 }
 
@@ -230,6 +225,8 @@ pub struct Sae {
     pub theta_param: Tensor<1>,
     /// How `theta_param` maps to θ.
     pub threshold_param: ThresholdParam,
+    /// What it reconstructs.
+    pub kind: Kind,
 }
 
 /// Upload a host vector as a tensor of the given shape.
@@ -296,6 +293,7 @@ impl Sae {
                 .map(|w| upload(w, [p.d_in, p.d_out], device)),
             theta_param: upload(&theta, [p.d_sae], device),
             threshold_param,
+            kind: p.kind,
         }
     }
 
@@ -303,6 +301,7 @@ impl Sae {
     pub fn to_host(&self) -> HostParams {
         let [d_in, d_sae] = self.w_enc.dims();
         HostParams {
+            kind: self.kind,
             d_in,
             d_sae,
             d_out: self.d_out(),

@@ -219,6 +219,7 @@ impl Case {
         let v = &self.value;
         let i = &v["initial"];
         HostParams {
+            kind: serde_json::from_value(v["config"]["kind"].clone()).unwrap_or_default(),
             d_in: v["d_in"].as_u64().unwrap_or(0) as usize,
             d_sae: v["d_sae"].as_u64().unwrap_or(0) as usize,
             d_out: self.d_out(),

@@ -8,7 +8,7 @@
 //! There is no separate RNG state to save: initialisation happens once, and the data order is a
 //! pure function of `(seed, epoch, block)` (see `data::batches`), so the data position is enough.
 
-use crate::config::{Config, ThresholdParam};
+use crate::config::{Config, SaeConfig, ThresholdParam};
 use crate::data::batches::Position;
 use crate::sae::io::{SaeIoError, TensorMap, read_safetensors, write_safetensors};
 use crate::sae::model::{HostParams, Sae, download, upload};
@@ -166,7 +166,7 @@ impl TrainTensors {
     /// (`window_tokens` from the checkpoint's state).
     pub fn to_device(
         &self,
-        threshold_param: ThresholdParam,
+        sae_cfg: &SaeConfig,
         steps: u64,
         window_tokens: u64,
         device: &Device,
@@ -182,7 +182,8 @@ impl TrainTensors {
             b_dec: p.b_dec,
             w_skip: p.w_skip,
             theta_param: p.theta_param,
-            threshold_param,
+            threshold_param: sae_cfg.threshold_param,
+            kind: sae_cfg.kind,
         };
         let adam = AdamState {
             steps,
@@ -199,13 +200,15 @@ impl TrainTensors {
         (sae, adam, firing)
     }
 
-    /// The parameters with θ raw (what a saved SAE holds), still in training space.
-    pub fn host_params(&self, threshold_param: ThresholdParam) -> HostParams {
-        let threshold = match threshold_param {
+    /// The parameters with θ raw (what a saved SAE holds), still in training space, of the
+    /// kind and θ parametrisation `sae_cfg` says.
+    pub fn host_params(&self, sae_cfg: &SaeConfig) -> HostParams {
+        let threshold = match sae_cfg.threshold_param {
             ThresholdParam::Log => self.params[4].iter().map(|v| v.exp()).collect(),
             ThresholdParam::Raw => self.params[4].iter().map(|v| v.max(0.0)).collect(),
         };
         HostParams {
+            kind: sae_cfg.kind,
             d_in: self.d_in,
             d_sae: self.d_sae,
             d_out: self.d_out,
@@ -701,8 +704,20 @@ mod tests {
             write_safetensors(&path, &refs, None).unwrap();
             let back = TrainTensors::from_map(read_safetensors(&path).unwrap(), &path).unwrap();
             assert_eq!(back, t);
-            let p = back.host_params(ThresholdParam::Raw);
-            assert_eq!((p.d_in, p.d_out, p.w_skip.is_some()), (3, 4, skip));
+            let kind = if skip {
+                crate::sae::model::Kind::SkipTranscoder
+            } else {
+                crate::sae::model::Kind::Transcoder
+            };
+            let cfg = crate::config::parse("", "t", &[])
+                .unwrap()
+                .validate("t")
+                .unwrap();
+            let p = back.host_params(&SaeConfig { kind, ..cfg.sae });
+            assert_eq!(
+                (p.d_in, p.d_out, p.w_skip.is_some(), p.kind),
+                (3, 4, skip, kind)
+            );
         }
     }
 

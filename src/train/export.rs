@@ -89,7 +89,7 @@ fn read_checkpoint(ckpt: &Path) -> Result<(CheckpointState, checkpoint::TrainTen
 /// Export a checkpoint directory (or a run directory's newest checkpoint) to a SAELens directory.
 pub fn export_checkpoint(ckpt: &Path, out: &Path) -> Result<(), TrainError> {
     let (state, tensors) = read_checkpoint(ckpt)?;
-    let host = tensors.host_params(state.config.sae.threshold_param);
+    let host = tensors.host_params(&state.config.sae);
     write(out, host, &tensors.firing[2], &state)
 }
 
@@ -104,7 +104,7 @@ pub fn checkpoint_inference(ckpt: &Path) -> Result<(HostParams, u64, u64), Train
 /// each feature's log10 firing frequency.
 fn inference_of(ckpt: &Path) -> Result<(CheckpointState, HostParams, Vec<f32>), TrainError> {
     let (state, tensors) = read_checkpoint(ckpt)?;
-    let host = tensors.host_params(state.config.sae.threshold_param);
+    let host = tensors.host_params(&state.config.sae);
     let (params, sparsity) = inference_form(
         host,
         state.scales(),

@@ -676,12 +676,8 @@ impl Trainer {
         (notes, lock): (Vec<String>, DirLock),
     ) -> Result<Self, TrainError> {
         let kernels = Kernels::for_device(&device);
-        let (sae, adam, firing) = tensors.to_device(
-            cfg.sae.threshold_param,
-            state.step,
-            state.window_tokens,
-            &device,
-        );
+        let (sae, adam, firing) =
+            tensors.to_device(&cfg.sae, state.step, state.window_tokens, &device);
         let log_path = run_dir.join("metrics.jsonl");
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
         let opening = Record::Resume {

@@ -36,10 +36,15 @@ pub fn draw(f: &mut Frame, entries: &[Entry], selected: usize, y: YAxis, theme: 
     // each column: header, width, cell; where the terminal is narrow only those that fit whole
     // (a cut value would read as another number)
     type Column = (&'static str, u16, fn(usize, &Entry) -> String);
+    // a transcoder's architecture carries its kind (`jumprelu/tc`)
+    let arch_w = entries
+        .iter()
+        .map(|e| e.arch_label().chars().count() as u16)
+        .fold(9, u16::max);
     let all: [Column; 14] = [
         ("#", 3, |i, _| format!("{}", i + 1)),
         ("name", 10, |_, e| e.name.clone()),
-        ("arch", 9, |_, e| e.architecture.clone()),
+        ("arch", arch_w, |_, e| e.arch_label()),
         ("d_sae", 6, |_, e| e.d_sae.to_string()),
         ("hyper", HYPER_W, |_, e| {
             ellipsized(&e.hyper_text(), HYPER_W as usize)

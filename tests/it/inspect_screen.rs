@@ -77,6 +77,8 @@ fn report() -> Inspection {
             path: "runs/demo/sae".into(),
             format: "saelens".into(),
             d_in: D,
+            d_out: D,
+            kind: Default::default(),
             d_sae: M,
             architecture: jumpscope::config::Architecture::JumpRelu,
         },

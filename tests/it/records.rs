@@ -32,8 +32,9 @@ fn one_of_each() -> Vec<Record> {
             d_in: 16,
             d_sae: 64,
             architecture: jumpscope::config::Architecture::JumpRelu,
-            kind: Default::default(),
-            d_out: None,
+            // a transcoder's: the keys only transcoders write are listed too
+            kind: jumpscope::sae::model::Kind::Transcoder,
+            d_out: Some(24),
             scale: 1.5,
             device: "cpu".into(),
             store_attributes: [("model".to_string(), "toy".to_string())].into(),
@@ -47,8 +48,9 @@ fn one_of_each() -> Vec<Record> {
             d_in: 16,
             d_sae: 64,
             architecture: jumpscope::config::Architecture::JumpRelu,
-            kind: Default::default(),
-            d_out: None,
+            // a transcoder's: the keys only transcoders write are listed too
+            kind: jumpscope::sae::model::Kind::Transcoder,
+            d_out: Some(24),
             scale: 1.5,
             device: "cpu".into(),
             memory_estimate: Some(memory()),

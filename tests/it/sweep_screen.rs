@@ -329,7 +329,9 @@ fn compare_screen_snapshot() {
         name: name.into(),
         path: format!("runs/sw/{name}").into(),
         architecture: arch.into(),
+        kind: Default::default(),
         d_in: 512,
+        d_out: 512,
         d_sae: 4096,
         hyper: [
             (

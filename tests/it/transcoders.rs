@@ -162,6 +162,165 @@ fn every_kind_and_architecture_trains_and_evaluates_as_its_run_did() {
 }
 
 #[test]
+fn a_transcoder_of_equal_widths_is_still_a_transcoder() {
+    // an MLP's input and output have the model's width: nothing but the kind tells a
+    // transcoder from an SAE
+    let d = tempdir().unwrap();
+    let spec = SynthSpec {
+        d_in: 16,
+        features: 48,
+        mean_active: 3.0,
+        tokens: 2048,
+        noise: 0.0,
+        seed: 6,
+    };
+    let (s, t) = generate_pairs(&spec, 16);
+    let (x, y) = (d.path().join("in.h5"), d.path().join("out.h5"));
+    write_store(&x, "activations", &s.activations, 16, Dtype::F32, &[], &[]).unwrap();
+    write_store(&y, "activations", &t.activations, 16, Dtype::F32, &[], &[]).unwrap();
+    let run_dir = d.path().join("run");
+    let cfg = config(d.path(), &toml(&x, &y, &run_dir, "transcoder", "jumprelu"));
+    let o = train_cli(&cfg, &["train.steps=20"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sae = run_dir.join("sae");
+    let cfg_json = std::fs::read_to_string(sae.join("cfg.json")).unwrap();
+    assert!(cfg_json.contains("\"jumprelu_transcoder\""), "{cfg_json}");
+    let loaded = io::load(&sae).unwrap().params;
+    assert_eq!((loaded.kind().name(), loaded.d_out), ("transcoder", 16));
+    // evaluated against its target, not its input
+    let o = run(&[
+        "eval",
+        sae.to_str().unwrap(),
+        "--store",
+        x.to_str().unwrap(),
+    ]);
+    assert_user_error(&o, &["--target-store"]);
+    let ours = eval_pair(&sae, &x, &y, &["--held-out"]);
+    let last = records(&run_dir, "eval")
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Eval { eval, .. } => Some(eval.fvu),
+            _ => None,
+        })
+        .next_back()
+        .unwrap();
+    assert!((ours["fvu"].as_f64().unwrap() - last).abs() <= 1e-4 * last.max(1e-3));
+}
+
+#[test]
+fn inspect_reads_the_input_and_measures_the_target() {
+    let d = tempdir().unwrap();
+    let (x, y) = pair(d.path(), 3072);
+    let run_dir = d.path().join("run");
+    let cfg = config(d.path(), &toml(&x, &y, &run_dir, "skip-transcoder", "topk"));
+    let o = train_cli(&cfg, &["train.steps=60"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sae = run_dir.join("sae");
+    let (sae_s, x_s, y_s) = (
+        sae.to_str().unwrap(),
+        x.to_str().unwrap(),
+        y.to_str().unwrap(),
+    );
+    let o = run(&[
+        "inspect",
+        sae_s,
+        "--store",
+        x_s,
+        "--target-store",
+        y_s,
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["sae"]["kind"], "skip-transcoder");
+    assert_eq!(report["sae"]["d_out"], 24);
+    // the same reconstruction numbers as eval's, on every row
+    let ours = eval_pair(&sae, &x, &y, &[]);
+    for k in ["fvu", "mse_norm", "l0"] {
+        let (a, b) = (report[k].as_f64().unwrap(), ours[k].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3), "{k}: {a} vs {b}");
+    }
+    // features fire on the input's tokens: k = 4 of them on every row
+    let fired: f64 = report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["density"].as_f64().unwrap())
+        .sum();
+    assert!((fired - report["l0"].as_f64().unwrap()).abs() < 1e-6);
+    // without its target it says what it needs
+    let o = run(&["inspect", sae_s, "--store", x_s, "--json"]);
+    assert_user_error(&o, &["--target-store", "skip-transcoder"]);
+}
+
+#[test]
+fn compare_measures_saes_and_transcoders_on_the_target() {
+    let d = tempdir().unwrap();
+    let (x, y) = pair(d.path(), 4096);
+    // an SAE on the target site, and a transcoder into it
+    let (sae_run, tc_run) = (d.path().join("sae-on-y"), d.path().join("tc"));
+    let cfg = config(d.path(), &toml(&x, &y, &tc_run, "transcoder", "topk"));
+    let o = train_cli(&cfg, &["train.steps=100"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sae_toml = toml(&y, &y, &sae_run, "sae", "topk")
+        .replace(&format!("target_stores = [\"{}\"]\n", y.display()), "");
+    let o = train_cli(
+        &config(&fresh(d.path(), "s"), &sae_toml),
+        &["train.steps=100"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let held = |run: &Path| {
+        records(run, "eval")
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Eval { eval, .. } => Some(eval.fvu),
+                _ => None,
+            })
+            .next_back()
+            .unwrap()
+    };
+    let (s, t) = (sae_run.to_str().unwrap(), tc_run.to_str().unwrap());
+    let entries = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["compare", s, t, "--json"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // from the logs, and measured again on the held-out pairs: each its run's held-out FVU
+    for e in [
+        entries(&[]),
+        entries(&[
+            "--store",
+            x.to_str().unwrap(),
+            "--target-store",
+            y.to_str().unwrap(),
+            "--held-out",
+        ]),
+    ] {
+        assert_eq!(
+            (e[0]["kind"].as_str(), e[1]["kind"].as_str()),
+            (Some("sae"), Some("transcoder"))
+        );
+        assert_eq!(
+            (e[0]["d_out"].as_u64(), e[1]["d_out"].as_u64()),
+            (Some(24), Some(24))
+        );
+        for (entry, run) in e.iter().zip([&sae_run, &tc_run]) {
+            let (a, b) = (entry["fvu"].as_f64().unwrap(), held(run));
+            assert!((a - b).abs() <= 1e-4 * b.max(1e-3), "{a} vs {b}");
+        }
+    }
+    // the plain table says which is which
+    let o = run(&["compare", s, t]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("topk/tc"));
+    // a transcoder on a store without its target
+    let o = run(&["compare", s, t, "--store", x.to_str().unwrap()]);
+    assert_user_error(&o, &["--target-store", "transcoder"]);
+}
+
+#[test]
 fn a_resumed_skip_transcoder_ends_where_an_uninterrupted_one_does() {
     let d = tempdir().unwrap();
     let (x, y) = pair(d.path(), 4096);

@@ -343,7 +343,11 @@ impl InspectApp {
         let k = self.current()?.index;
         if self.nearest_cache.as_ref().is_none_or(|c| c.0 != k) {
             let w = self.decoder.as_ref()?;
-            let d = self.report.sae.d_in;
+            // decoder rows have the reconstructed width (a report of an earlier version: d_in)
+            let d = match self.report.sae.d_out {
+                0 => self.report.sae.d_in,
+                d => d,
+            };
             let row = |i: usize| &w[i * d..(i + 1) * d];
             let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
             let (q, qn) = (row(k), norm(row(k)));
