@@ -77,6 +77,7 @@ fn run_of(steps: u64, m: u64) -> TrainApp {
                 firing_hist: firing_hist.clone(),
                 theta_hist: theta_hist.clone(),
                 global_threshold: None,
+                matryoshka_fvu: Vec::new(),
                 elapsed_s: x,
             },
         )))));

@@ -26,7 +26,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from baselines_torch import CLASSES  # noqa: E402
+from baselines_torch import CLASSES, matryoshka_mse  # noqa: E402
 DEFAULT_GOLDEN = os.path.join(HERE, "..", "tests", "golden")
 
 # The recipe's defaults (Gemma Scope); each case below overrides a few of them.
@@ -152,7 +152,11 @@ class JumpReluSae(torch.nn.Module):
         else:
             raise ValueError(f"unknown sparsity_loss {kind!r}")
         l0 = (z > theta).to(x.dtype).sum(dim=1).mean()
-        return mse + lam * sparsity, mse, sparsity, l0
+        # Matryoshka: every inner width's prefix reconstruction joins the loss, unweighted (the
+        # skip, where there is one, belongs to each as to the whole)
+        base = y if self.W_skip is None else y - x @ self.W_skip
+        inner = matryoshka_mse(f, self.W_dec, self.b_dec, base, cfg.get("matryoshka_widths"))
+        return mse + lam * sparsity + sum(inner.values()), mse, sparsity, l0
 
 
 def adam(sae, cfg):
@@ -256,6 +260,18 @@ CASES += [
                                             dead_every=7, pre_encoder_bias=False), 12, 48, 24, 5, 11, 16),
     ("transcoder_relu", dict(BASE, kind="transcoder", architecture="relu", sparsity_coefficient=0.05,
                              sparsity_warmup_steps=4, pre_encoder_bias=False), 12, 40, 24, 5, 12, 12),
+]
+
+# Matryoshka: nested widths (the last is d_sae) whose prefix reconstructions join the loss, on
+# JumpReLU (Gemma Scope 2's form), BatchTopK with AuxK (the published method), and a TopK
+# skip-transcoder.
+CASES += [
+    ("matryoshka_jumprelu", dict(SMALL, matryoshka_widths=[8, 24, 64]), 16, 64, 32, 6, 13),
+    ("matryoshka_batchtopk_auxk", dict(TOPK, architecture="batchtopk", k=5, aux_k=6, dead_every=7,
+                                       matryoshka_widths=[4, 16, 40, 64]), 16, 64, 32, 6, 14),
+    ("matryoshka_skip_transcoder_topk", dict(TOPK, kind="skip-transcoder", k=4, aux_coefficient=0.0,
+                                             pre_encoder_bias=False, matryoshka_widths=[12, 48]),
+     12, 48, 24, 5, 15, 16),
 ]
 
 

@@ -40,6 +40,7 @@ file_section!(
         architecture: Architecture,
         k: usize,
         d_sae: usize,
+        matryoshka_widths: Vec<usize>,
         expansion_factor: f64,
         init_from: PathBuf,
         threshold_param: ThresholdParam,
@@ -368,6 +369,8 @@ impl Config {
                 architecture: Some(arch),
                 k: Some(h.k),
                 d_sae: self.sae.d_sae,
+                matryoshka_widths: (!self.sae.matryoshka_widths.is_empty())
+                    .then(|| self.sae.matryoshka_widths.clone()),
                 expansion_factor: Some(self.sae.expansion_factor),
                 init_from: self.sae.init_from.clone(),
                 threshold_param: Some(self.sae.threshold_param),

@@ -104,6 +104,10 @@ pub struct SaeConfig {
     pub architecture: Architecture,
     /// Dictionary size, when given directly.
     pub d_sae: Option<usize>,
+    /// Matryoshka widths, strictly increasing, the last d_sae (empty: a plain dictionary;
+    /// absent from checkpoints of earlier versions). See [`SaeConfig::inner_widths`].
+    #[serde(default)]
+    pub matryoshka_widths: Vec<usize>,
     /// d_sae = expansion_factor · d_in, when d_sae is not given.
     pub expansion_factor: f64,
     /// Start from a saved SAE (SAELens directory or Gemma Scope params.npz).
@@ -119,6 +123,16 @@ pub struct SaeConfig {
 }
 
 impl SaeConfig {
+    /// The Matryoshka widths below the dictionary of `d_sae` features: the prefixes whose
+    /// reconstructions join the loss (empty without `sae.matryoshka_widths`).
+    pub fn inner_widths(&self, d_sae: usize) -> Vec<usize> {
+        self.matryoshka_widths
+            .iter()
+            .copied()
+            .filter(|&w| w < d_sae)
+            .collect()
+    }
+
     /// The dictionary size for inputs of width `d_in`.
     pub fn d_sae_for(&self, d_in: usize) -> usize {
         self.d_sae

@@ -150,6 +150,55 @@ impl FileConfig {
         dropped
     }
 
+    /// `sae.matryoshka_widths` checked: at least one width, each ≥ 1, strictly increasing, none
+    /// above `sae.d_sae` when it is given, which is added as the last width when missing (with
+    /// the expansion factor the run checks it once d_sae is known).
+    fn matryoshka(&self, c: &Check<'_>, widths: &[usize]) -> Result<Vec<usize>, ConfigError> {
+        let shown = || {
+            format!(
+                "[{}]",
+                widths
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        if widths.is_empty() || widths[0] == 0 {
+            return Err(c.fail(
+                &keys::MATRYOSHKA_WIDTHS,
+                shown(),
+                "widths of at least 1 feature each, e.g. [512, 2048, 16384]",
+            ));
+        }
+        if let Some(k) = widths.windows(2).position(|p| p[1] <= p[0]) {
+            return Err(c.fail(
+                &keys::MATRYOSHKA_WIDTHS,
+                shown(),
+                &format!(
+                    "strictly increasing widths ({} is not above {})",
+                    widths[k + 1],
+                    widths[k]
+                ),
+            ));
+        }
+        let mut out = widths.to_vec();
+        if let Some(m) = self.sae.d_sae {
+            let last = out[out.len() - 1];
+            if last > m {
+                return Err(c.fail(
+                    &keys::MATRYOSHKA_WIDTHS,
+                    shown(),
+                    &format!("widths of at most {} = {m}", keys::D_SAE),
+                ));
+            }
+            if last < m {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Check every value and fill in defaults. `origin` names the file in errors.
     pub fn validate(&self, origin: &str) -> Result<Config, ConfigError> {
         let c = Check { origin };
@@ -249,6 +298,10 @@ impl FileConfig {
             c.at_least_one(&keys::D_SAE, m as u64)?;
             c.at_most(&keys::D_SAE, m, MAX_SIZE)?;
         }
+        let matryoshka_widths = match &s.matryoshka_widths {
+            Some(w) => self.matryoshka(&c, w)?,
+            None => Vec::new(),
+        };
         let expansion_factor = s.expansion_factor.unwrap_or(8.0);
         c.positive(&keys::EXPANSION_FACTOR, expansion_factor)?;
         c.at_most(&keys::EXPANSION_FACTOR, expansion_factor, 65_536.0)?;
@@ -259,6 +312,7 @@ impl FileConfig {
             kind,
             architecture,
             d_sae: s.d_sae,
+            matryoshka_widths,
             expansion_factor,
             init_from: s.init_from.clone(),
             threshold_param: if jump {

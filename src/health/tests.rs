@@ -47,6 +47,7 @@ fn report(step: u64) -> MetricsRecord {
         firing_hist: hist.clone(),
         theta_hist: hist,
         global_threshold: None,
+        matryoshka_fvu: Vec::new(),
         elapsed_s: step as f64,
     }
 }

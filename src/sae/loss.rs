@@ -66,6 +66,9 @@ pub struct StepOutput {
     pub sparse: bool,
     /// `[1]` BatchTopK: the smallest activation kept in this batch (+∞ when none was kept).
     pub kept_min: Option<Tensor<1>>,
+    /// `[K]` Matryoshka: Σ‖x̂_w − y‖² over the batch for each inner width w (the reconstruction
+    /// from the first w features alone), in the order of the widths.
+    pub inner_sq: Option<Tensor<1>>,
 }
 
 /// Loss parts read back to the host.
@@ -239,14 +242,62 @@ fn dense_rest<K: Elementwise>(
 ) -> (StepOutput, Grads) {
     let [b, _] = start.x.dims();
     let bf = b as f64;
-    let x_hat = enc.f.clone().matmul(sae.w_dec.clone()) + sae.b_dec.clone().unsqueeze_dim::<2>(0);
-    let residual = x_hat - start.target.clone();
+    let (_, m) = sae.dims();
+    let base = sae.b_dec.clone().unsqueeze_dim::<2>(0) - start.target.clone();
+    let (residual, upstream, g_f, g_w_dec, inner_sq) = if s.matryoshka.is_empty() {
+        let residual = enc.f.clone().matmul(sae.w_dec.clone()) + base;
+        // ∂mse/∂x̂ = 2 (x̂ − y) / B
+        let d_xhat = residual.clone() * (2.0 / bf);
+        let g_w_dec = enc.f.clone().transpose().matmul(d_xhat.clone());
+        let g_f = d_xhat.matmul(sae.w_dec.clone().transpose());
+        (residual.clone(), residual, g_f, g_w_dec, None)
+    } else {
+        // segment j holds features [w_j, w_{j+1}); the prefix reconstruction of width w_k sums
+        // the segments below k; a feature of segment j takes part in every prefix above it and
+        // in the whole, so its upstream is D_j = r + Σ_{k > j} r_k
+        let bounds: Vec<usize> = std::iter::once(0)
+            .chain(s.matryoshka.iter().copied())
+            .chain(std::iter::once(m))
+            .collect();
+        let seg = |t: &Tensor<2>, dim: usize, j: usize| {
+            t.clone().narrow(dim, bounds[j], bounds[j + 1] - bounds[j])
+        };
+        let mut acc = base;
+        let mut prefixes = Vec::new();
+        for j in 0..bounds.len() - 1 {
+            acc = acc + seg(&enc.f, 1, j).matmul(seg(&sae.w_dec, 0, j));
+            if j + 1 < bounds.len() - 1 {
+                prefixes.push(acc.clone());
+            }
+        }
+        let residual = acc;
+        let inner_sq = Tensor::cat(
+            prefixes.iter().map(|r| r.clone().square().sum()).collect(),
+            0,
+        );
+        let mut ups = vec![residual.clone()];
+        for r in prefixes.iter().rev() {
+            let next = ups[ups.len() - 1].clone() + r.clone();
+            ups.push(next);
+        }
+        ups.reverse();
+        let (mut g_f, mut g_w_dec) = (Vec::new(), Vec::new());
+        for (j, d) in ups.iter().enumerate() {
+            let d = d.clone() * (2.0 / bf);
+            g_f.push(d.clone().matmul(seg(&sae.w_dec, 0, j).transpose()));
+            g_w_dec.push(seg(&enc.f, 1, j).transpose().matmul(d));
+        }
+        let upstream = ups.swap_remove(0);
+        (
+            residual,
+            upstream,
+            Tensor::cat(g_f, 1),
+            Tensor::cat(g_w_dec, 0),
+            Some(inner_sq),
+        )
+    };
     let mse = residual.clone().square().sum() / bf;
-    // ∂mse/∂x̂ = 2 (x̂ − x) / B
-    let d_xhat = residual.clone() * (2.0 / bf);
-    let g_w_dec = enc.f.clone().transpose().matmul(d_xhat.clone());
-    let g_b_dec = d_xhat.clone().sum_dim(0).squeeze_dim::<1>(0);
-    let g_f = d_xhat.matmul(sae.w_dec.clone().transpose());
+    let g_b_dec = upstream.clone().sum_dim(0).squeeze_dim::<1>(0) * (2.0 / bf);
     let Backward {
         g_z,
         g_theta,
@@ -257,6 +308,8 @@ fn dense_rest<K: Elementwise>(
     let stats = (enc.fire_counts, enc.sparsity, enc.pre_act);
     let rest = Rest {
         residual,
+        upstream,
+        inner_sq,
         mse,
         g_w_dec,
         g_b_dec,
@@ -274,6 +327,11 @@ fn dense_rest<K: Elementwise>(
 pub(crate) struct Rest {
     /// `[B, d_out]` x̂ − y.
     pub residual: Tensor<2>,
+    /// `[B, d_out]` the sum of every reconstruction's residual: x̂ − y, plus each Matryoshka
+    /// prefix's (what the skip and b_dec take their gradient from, before 2/B).
+    pub upstream: Tensor<2>,
+    /// `[K]` Σ‖x̂_w − y‖² of each Matryoshka inner width (none without them).
+    pub inner_sq: Option<Tensor<1>>,
     /// `[1]` Σ_j (x̂ − x)², batch mean.
     pub mse: Tensor<1>,
     /// ∂mse/∂W_dec (the tanh penalty's share is added in `finish`).
@@ -304,6 +362,8 @@ pub(crate) fn finish(
     let bf = b as f64;
     let Rest {
         residual,
+        upstream,
+        inner_sq,
         mse,
         mut g_w_dec,
         mut g_b_dec,
@@ -335,9 +395,14 @@ pub(crate) fn finish(
     let g_w_skip = sae
         .w_skip
         .as_ref()
-        .map(|_| start.x.clone().transpose().matmul(residual.clone()) * (2.0 / bf));
+        .map(|_| start.x.clone().transpose().matmul(upstream) * (2.0 / bf));
     let l0 = fire_counts.clone().sum() / bf;
-    let loss = mse.clone() + sparsity.clone() * s.lambda + pre_act.clone() * s.pre_act_coefficient;
+    let mut loss =
+        mse.clone() + sparsity.clone() * s.lambda + pre_act.clone() * s.pre_act_coefficient;
+    if let Some(inner) = &inner_sq {
+        // every inner width's reconstruction MSE joins the loss, unweighted
+        loss = loss + inner.clone().sum() / bf;
+    }
     let parts = Tensor::cat(vec![loss, mse, sparsity, l0, pre_act], 0);
     (
         StepOutput {
@@ -346,6 +411,7 @@ pub(crate) fn finish(
             residual,
             sparse: true,
             kept_min: None,
+            inner_sq,
         },
         Grads {
             w_enc: g_w_enc,

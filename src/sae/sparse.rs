@@ -65,6 +65,9 @@ pub(crate) fn touched_fraction(saved: &Saved, start: &Start, s: &LossSettings) -
     (active + near + dead * rows as f64) / (rows * m).max(1) as f64
 }
 
+/// A block's Matryoshka prefix residual (rows × d_out) with its Σ‖·‖².
+type Prefix = (f64, Vec<f32>);
+
 /// One entry of a row that the sparse rest works on.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -277,15 +280,25 @@ fn rest_on(
     // x̂ − x: each task owns a block of rows and goes through the features in order, so that a
     // decoder row is read once per block rather than once per active entry; each row still sums
     // its features in ascending order
+    // Matryoshka: each inner width's prefix residual is the row's running sum when the features
+    // below the width are in, minus the target
+    let inner = &s.matryoshka;
     let mut residual = vec![0f32; b * d];
     let block_rows = b.div_ceil(rayon::current_num_threads().max(1)).max(1);
-    let sq: f64 = residual
+    let parts: Vec<(f64, Vec<Prefix>)> = residual
         .par_chunks_mut(block_rows * d)
         .enumerate()
         .map(|(k, res)| {
             let (r0, r1) = (k * block_rows, k * block_rows + res.len() / d);
+            let ys = &y_rows[r0 * d..r1 * d];
             res.chunks_mut(d).for_each(|row| row.copy_from_slice(&base));
+            let mut prefixes = Vec::with_capacity(inner.len());
             for i in 0..m {
+                if inner.get(prefixes.len()) == Some(&i) {
+                    let p: Vec<f32> = res.iter().zip(ys).map(|(a, y)| a - y).collect();
+                    let sq = p.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
+                    prefixes.push((sq, p));
+                }
                 let ents = entries(i);
                 let w = &w_dec[i * d..(i + 1) * d];
                 let from = ents.partition_point(|(r, _)| (*r as usize) < r0);
@@ -297,13 +310,40 @@ fn rest_on(
                 }
             }
             let mut sq = 0.0;
-            for (row, xr) in res.chunks_mut(d).zip(y_rows[r0 * d..r1 * d].chunks(d)) {
+            for (row, xr) in res.chunks_mut(d).zip(ys.chunks(d)) {
                 row.iter_mut().zip(xr).for_each(|(o, xv)| *o -= xv);
                 sq += row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
             }
-            sq
+            (sq, prefixes)
         })
-        .sum();
+        .collect();
+    let sq: f64 = parts.iter().map(|p| p.0).sum();
+    // each inner width's residual over the batch, its Σ‖·‖², then turned in place into the
+    // upstream of the segment below it: D_j = r + Σ_{k > j} r_k, for segment j = [w_j, w_{j+1})
+    let mut ups: Vec<Vec<f32>> = (0..inner.len())
+        .map(|k| {
+            parts
+                .iter()
+                .flat_map(|p| p.1[k].1.iter().copied())
+                .collect()
+        })
+        .collect();
+    let inner_sq: Vec<f32> = (0..inner.len())
+        .map(|k| parts.iter().map(|p| p.1[k].0).sum::<f64>() as f32)
+        .collect();
+    drop(parts);
+    for k in (0..ups.len()).rev() {
+        let (low, high) = ups.split_at_mut(k + 1);
+        let above: &[f32] = high.first().map_or(&residual, |v| v.as_slice());
+        low[k].par_iter_mut().zip(above).for_each(|(a, b)| *a += b);
+    }
+    // the upstream of feature i's segment (the residual itself above the last inner width)
+    let upstream_of = |i: usize| -> &[f32] {
+        match ups.get(inner.partition_point(|&w| w <= i)) {
+            Some(u) => u,
+            None => &residual,
+        }
+    };
 
     // one pass per feature, a few features per task: ∂L/∂f at its entries and the elementwise
     // backward, its sums for θ, b_enc and ‖W_dec‖, then ∂L/∂W_dec[i] = Σ_b f_bi ∂L/∂x̂_b and
@@ -348,6 +388,7 @@ fn rest_on(
                     .enumerate()
                 {
                     let i = i0 + c;
+                    let up = upstream_of(i);
                     let w = &w_dec[i * d..(i + 1) * d];
                     let acc = &mut acc[c];
                     let stop = offsets[i + 1];
@@ -356,7 +397,7 @@ fn rest_on(
                         let (r, e) = by_feature[k];
                         k += 1;
                         let r = r as usize;
-                        let res = &residual[r * d..(r + 1) * d];
+                        let res = &up[r * d..(r + 1) * d];
                         let mut g = 0.0;
                         if e.fl & (ACTIVE | NEAR) != 0 {
                             // ∂L/∂f_bi = ∂L/∂x̂_b · W_dec[i], with ∂L/∂x̂ = 2 (x̂ − x) / B
@@ -413,8 +454,9 @@ fn rest_on(
             }
         });
     let column = |f: &dyn Fn(&FeatureSums) -> f32| sums.iter().map(f).collect::<Vec<f32>>();
-    // Σ_b ∂mse/∂x̂_b
-    let g_b_dec: Vec<f32> = residual
+    // Σ_b ∂mse/∂x̂_b, of every reconstruction (the whole and each Matryoshka prefix)
+    let upstream = ups.first().unwrap_or(&residual);
+    let g_b_dec: Vec<f32> = upstream
         .par_chunks(d)
         .with_min_len(64)
         .fold(
@@ -439,8 +481,18 @@ fn rest_on(
         Some((_, None)) => Some(vec1(column(&|a| a.norms * l1_k))),
         None => None,
     };
+    let residual = upload_owned(residual, [b, d], &device);
+    let (upstream, inner_sq) = match ups.into_iter().next() {
+        Some(u) => (
+            upload_owned(u, [b, d], &device),
+            Some(upload_owned(inner_sq, [inner.len()], &device)),
+        ),
+        None => (residual.clone(), None),
+    };
     let rest = Rest {
-        residual: upload_owned(residual, [b, d], &device),
+        residual,
+        upstream,
+        inner_sq,
         mse: Tensor::from_data(
             burn::tensor::TensorData::new(vec![(sq / bf) as f32], [1]),
             &device,

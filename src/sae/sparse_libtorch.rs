@@ -101,18 +101,68 @@ pub(crate) fn rest(
     let csr =
         |values: &T| T::sparse_csr_tensor_crow_col_value_size(&crow, &cols, values, [bi, mi], opts);
 
-    // forward: x̂ = b_dec + F W_dec
-    let f_csr = csr(&fv);
-    let residual = f_csr.mm(&w_dec) + b_dec.unsqueeze(0) - &x;
-    let mse = residual.square().sum(Kind::Float).reshape([1]) / bf;
-    let d_xhat = &residual * (2.0 / bf);
-    let g_b_dec = d_xhat.sum_dim_intlist(0, false, Kind::Float);
-
-    // ∂L/∂f = ∂L/∂x̂ W_decᵀ at the pattern's entries
+    // forward: x̂ = b_dec + F W_dec; with Matryoshka widths, segment by segment (the features
+    // [w_j, w_{j+1}) of F are the entries whose column falls there), each prefix's residual
+    // kept, and each segment's upstream D_j = r + Σ_{k > j} r_k
     let zeros = T::zeros([fv.size()[0]], opts);
-    let mut gv = csr(&zeros)
-        .sparse_sampled_addmm(&d_xhat, &w_dec.tr())
-        .values();
+    let bounds: Vec<i64> = std::iter::once(0)
+        .chain(s.matryoshka.iter().map(|&w| w as i64))
+        .chain(std::iter::once(mi))
+        .collect();
+    let masks: Vec<T> = bounds
+        .windows(2)
+        .map(|w| {
+            cols.ge(w[0])
+                .logical_and(&cols.lt(w[1]))
+                .to_kind(Kind::Float)
+        })
+        .collect();
+    let seg_csr: Vec<T> = match masks.len() {
+        1 => vec![csr(&fv)],
+        _ => masks.iter().map(|mk| csr(&(&fv * mk))).collect(),
+    };
+    let mut acc = b_dec.unsqueeze(0) - &x;
+    let mut prefixes = Vec::new();
+    for (j, f_seg) in seg_csr.iter().enumerate() {
+        acc += f_seg.mm(&w_dec);
+        if j + 1 < seg_csr.len() {
+            // a copy: the sum goes on in place
+            prefixes.push(acc.copy());
+        }
+    }
+    let residual = acc;
+    let mut ups = vec![residual.shallow_clone()];
+    for r in prefixes.iter().rev() {
+        let next = &ups[ups.len() - 1] + r;
+        ups.push(next);
+    }
+    ups.reverse();
+    let inner_sq = (!prefixes.is_empty()).then(|| {
+        T::stack(
+            &prefixes
+                .iter()
+                .map(|r| r.square().sum(Kind::Float))
+                .collect::<Vec<_>>(),
+            0,
+        )
+    });
+    let mse = residual.square().sum(Kind::Float).reshape([1]) / bf;
+    let d_ups: Vec<T> = ups.iter().map(|u| u * (2.0 / bf)).collect();
+    let g_b_dec = d_ups[0].sum_dim_intlist(0, false, Kind::Float);
+
+    // ∂L/∂f = D_j W_decᵀ · 2/B at the pattern's entries of segment j
+    let mut gv = match masks.len() {
+        1 => csr(&zeros)
+            .sparse_sampled_addmm(&d_ups[0], &w_dec.tr())
+            .values(),
+        _ => {
+            let mut gv = zeros.zeros_like();
+            for (d, mk) in d_ups.iter().zip(&masks) {
+                gv += csr(&zeros).sparse_sampled_addmm(d, &w_dec.tr()).values() * mk;
+            }
+            gv
+        }
+    };
     let near = uv.abs().lt(eps / 2.0).to_kind(Kind::Float);
     let active = uv.gt(0.0);
     let index_sum = |v: &T| T::zeros([mi], opts).index_add(0, &cols, v);
@@ -160,8 +210,11 @@ pub(crate) fn rest(
     }
     let g_b_enc = index_sum(&gz);
 
-    // ∂L/∂W_dec = Fᵀ ∂L/∂x̂, ∂L/∂W_enc = (Gᵀ x_in)ᵀ
-    let g_w_dec = f_csr.tr().mm(&d_xhat);
+    // ∂L/∂W_dec = F_jᵀ D_j · 2/B by segment, ∂L/∂W_enc = (Gᵀ x_in)ᵀ
+    let mut g_w_dec = seg_csr[0].tr().mm(&d_ups[0]);
+    for (f_seg, d) in seg_csr.iter().zip(&d_ups).skip(1) {
+        g_w_dec += f_seg.tr().mm(d);
+    }
     let g_w_enc = csr(&gz).tr().mm(&x_in).tr().contiguous();
     debug_assert_eq!(g_w_enc.size(), [di, mi]);
 
@@ -171,8 +224,11 @@ pub(crate) fn rest(
         pre_act,
         ..
     } = enc;
+    let upstream = ups.swap_remove(0);
     let rest = Rest {
         residual: burn_of(residual),
+        upstream: burn_of(upstream),
+        inner_sq: inner_sq.map(burn_of),
         mse: burn_of(mse),
         g_w_dec: burn_of(g_w_dec),
         g_b_dec: burn_of(g_b_dec),

@@ -191,6 +191,8 @@ pub const K: Key = labelled(
 );
 /// `sae.d_sae`
 pub const D_SAE: Key = key(Sae, "d_sae", false);
+/// `sae.matryoshka_widths`
+pub const MATRYOSHKA_WIDTHS: Key = short(key(Sae, "matryoshka_widths", false), "widths");
 /// `sae.expansion_factor`
 pub const EXPANSION_FACTOR: Key = short(key(Sae, "expansion_factor", false), "x");
 /// `sae.init_from`
@@ -359,6 +361,7 @@ pub const ALL: &[&Key] = &[
     &ARCHITECTURE,
     &K,
     &D_SAE,
+    &MATRYOSHKA_WIDTHS,
     &EXPANSION_FACTOR,
     &INIT_FROM,
     &THRESHOLD_PARAM,

@@ -332,8 +332,21 @@ pub struct MetricsRecord {
     /// BatchTopK's global inference threshold (raw units); `null` for the other architectures.
     #[serde(default)]
     pub global_threshold: Option<f64>,
+    /// Matryoshka: the FVU on the last batch of the reconstruction from each inner width's first
+    /// features alone, narrowest first (absent without `sae.matryoshka_widths`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matryoshka_fvu: Vec<WidthFvu>,
     /// Seconds since the run (or resume) started.
     pub elapsed_s: f64,
+}
+
+/// One Matryoshka width's FVU.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WidthFvu {
+    /// The width: the reconstruction uses features `0..width`.
+    pub width: usize,
+    /// Its fraction of variance unexplained.
+    pub fvu: f64,
 }
 
 impl MetricsRecord {

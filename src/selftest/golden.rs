@@ -17,7 +17,7 @@ pub const TOL: f64 = 1e-5;
 
 /// The cases' file names and contents, as committed (the repository's copy of the project's
 /// shared golden data; a test checks that the two agree).
-pub const FILES: [(&str, &str); 13] = [
+pub const FILES: [(&str, &str); 16] = [
     (
         "batchtopk_auxk",
         include_str!("../../tests/golden/batchtopk_auxk.json"),
@@ -30,6 +30,18 @@ pub const FILES: [(&str, &str); 13] = [
     (
         "l0_target",
         include_str!("../../tests/golden/l0_target.json"),
+    ),
+    (
+        "matryoshka_batchtopk_auxk",
+        include_str!("../../tests/golden/matryoshka_batchtopk_auxk.json"),
+    ),
+    (
+        "matryoshka_jumprelu",
+        include_str!("../../tests/golden/matryoshka_jumprelu.json"),
+    ),
+    (
+        "matryoshka_skip_transcoder_topk",
+        include_str!("../../tests/golden/matryoshka_skip_transcoder_topk.json"),
     ),
     (
         "raw_threshold_free_decoder",
@@ -171,8 +183,9 @@ impl Case {
             serde_json::from_value(c["kind"].clone()).unwrap_or_default();
         // the case's settings are named as our keys are; only those of its architecture are
         // given (the others are refused), and absent or null values are left at their defaults
-        let given: [&Key; 20] = [
+        let given: [&Key; 21] = [
             &keys::KIND,
+            &keys::MATRYOSHKA_WIDTHS,
             &keys::ARCHITECTURE,
             &keys::PRE_ENCODER_BIAS,
             &keys::UNIT_NORM_DECODER,
@@ -198,6 +211,13 @@ impl Case {
             serde_json::Value::Number(n) => n.as_f64().map(|x| format!("{x:e}")),
             serde_json::Value::String(s) => Some(format!("\"{s}\"")),
             serde_json::Value::Bool(b) => Some(b.to_string()),
+            serde_json::Value::Array(a) => Some(format!(
+                "[{}]",
+                a.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             _ => None,
         };
         // a transcoder case's targets come with the case, not from a store
@@ -288,6 +308,7 @@ impl Case {
         s.lambda = cfg.hyper.sparsity_coefficient;
         s.kernels = kernels;
         s.sparse_below = sparse_below;
+        s.matryoshka = cfg.sae.inner_widths(sae.dims().1);
         let dead = self.dead(device);
         let (x, y) = self.batch(0, device);
         let (o, g) = loss_and_grads(&sae, x, y, &s, dead.as_ref());

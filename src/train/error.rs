@@ -72,6 +72,17 @@ pub enum TrainError {
         /// The run's d_sae.
         d_sae: usize,
     },
+    /// A Matryoshka width above the dictionary (d_sae from the expansion factor).
+    #[error(
+        "{} has the width {width}: expected at most d_sae = {d_sae} (the dictionary size for this store's d_in)",
+        crate::schema::keys::MATRYOSHKA_WIDTHS
+    )]
+    WidthsTooLarge {
+        /// The largest width.
+        width: usize,
+        /// The run's d_sae.
+        d_sae: usize,
+    },
     /// `init_from` holds a dictionary of another kind (an SAE for a transcoder, …).
     #[error(
         "{path}: the dictionary there is a {sae}, but sae.kind = \"{config}\": set sae.kind = \"{sae}\" or start from another one"

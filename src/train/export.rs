@@ -37,6 +37,7 @@ fn metadata(state: &CheckpointState) -> serde_json::Value {
         "version": env!("CARGO_PKG_VERSION"),
         "step": state.step,
         "kind": cfg.sae.kind.name(),
+        "matryoshka_widths": cfg.sae.matryoshka_widths,
         "input_scale": state.scale,
         "pre_encoder_bias_folded": cfg.sae.pre_encoder_bias,
         "stores": cfg.data.stores,

@@ -5,7 +5,7 @@
 use crate::metrics::stats::Histogram;
 use crate::sae::loss::LossParts;
 use crate::sae::model::{Architecture, download};
-use crate::schema::record::MetricsRecord;
+use crate::schema::record::{MetricsRecord, WidthFvu};
 use crate::train::schedule::{lambda_at, lr_at};
 use crate::train::trainer::{Feed, Trainer};
 use burn::tensor::Tensor;
@@ -58,7 +58,7 @@ impl Trainer {
         &mut self,
         parts: Option<LossParts>,
         (x, y): (Tensor<2>, Tensor<2>),
-        residual: Tensor<2>,
+        (residual, inner_sq): (Tensor<2>, Option<Tensor<1>>),
         started: Instant,
     ) -> MetricsRecord {
         let p = parts.unwrap_or(LossParts {
@@ -92,20 +92,28 @@ impl Trainer {
         let out_scale = self.st.target_scale.unwrap_or(self.st.scale);
         let log_theta = (self.st.sae.theta() * out_scale).log() / std::f64::consts::LN_10;
         // one transfer for everything the record needs from the device
-        let packed = Tensor::cat(
-            vec![
-                residual.square().sum(),
-                centred.square().sum(),
-                y.square().sum(),
-                dead_mask.clone().sum(),
-                log_freq,
-                log_theta,
-                dead_mask,
-            ],
-            0,
-        );
-        let v = download(&packed);
+        let inner_n = inner_sq.as_ref().map_or(0, |t| t.dims()[0]);
+        let mut packed = vec![
+            residual.square().sum(),
+            centred.square().sum(),
+            y.square().sum(),
+            dead_mask.clone().sum(),
+            log_freq,
+            log_theta,
+            dead_mask,
+        ];
+        packed.extend(inner_sq);
+        let v = download(&Tensor::cat(packed, 0));
         let fvu = v[0] as f64 / v[1] as f64;
+        let widths = self.res.cfg.sae.inner_widths(m);
+        let matryoshka_fvu = v[v.len() - inner_n..]
+            .iter()
+            .zip(widths)
+            .map(|(&sq, width)| WidthFvu {
+                width,
+                fvu: sq as f64 / v[1] as f64,
+            })
+            .collect();
         let mse_norm = v[0] as f64 / v[2] as f64;
         let dead = v[3] as u64;
         let v = &v[4..];
@@ -113,7 +121,7 @@ impl Trainer {
         let resolves = window.min(self.res.train_tokens.max(1) as f64);
         let firing_hist = firing_histogram(&v[..m], resolves);
         let theta: Vec<f64> = v[m..2 * m].iter().map(|&x| x as f64).collect();
-        let alive: Vec<bool> = v[2 * m..].iter().map(|&d| d == 0.0).collect();
+        let alive: Vec<bool> = v[2 * m..3 * m].iter().map(|&d| d == 0.0).collect();
         if let Some(change) = self.theta_change(&theta, &alive) {
             self.st.health.observe_theta_change(change);
         }
@@ -151,6 +159,7 @@ impl Trainer {
             firing_hist,
             theta_hist,
             global_threshold,
+            matryoshka_fvu,
             elapsed_s: started.elapsed().as_secs_f64(),
         }
     }

@@ -374,13 +374,19 @@ fn initial_params(cfg: &Config, store: &Store, shared: &Shared) -> Result<HostPa
     Ok(io::unfold(&loaded.params, scales, cfg.sae.pre_encoder_bias))
 }
 
-/// k must not exceed the dictionary (checked when d_sae comes from the expansion factor).
+/// k and the Matryoshka widths must not exceed the dictionary (checked when d_sae comes from
+/// the expansion factor).
 fn check_k(cfg: &Config, d_sae: usize) -> Result<(), TrainError> {
     if cfg.hyper.k > d_sae {
         return Err(TrainError::KTooLarge {
             k: cfg.hyper.k,
             d_sae,
         });
+    }
+    if let Some(&w) = cfg.sae.matryoshka_widths.last()
+        && w > d_sae
+    {
+        return Err(TrainError::WidthsTooLarge { width: w, d_sae });
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub fn loss_settings(t: u64, h: &Hyper, sae_cfg: &SaeConfig) -> LossSettings {
         pre_encoder_bias: sae_cfg.pre_encoder_bias,
         kernels: Kernels::TensorOps,
         sparse_below: crate::sae::sparse::switch_density(Kernels::TensorOps),
+        matryoshka: Vec::new(),
     }
 }
 
@@ -68,6 +69,7 @@ pub fn train_step(
     let settings = LossSettings {
         kernels,
         sparse_below,
+        matryoshka: sae_cfg.inner_widths(sae.dims().1),
         ..loss_settings(t, h, sae_cfg)
     };
     let (out, grads) = loss_and_grads(sae, x, y, &settings, dead);

@@ -450,7 +450,8 @@ impl Trainer {
         self.st.tokens_seen += rows as u64;
         if let (Some(x), Some(y)) = (x_for_metrics, y_for_metrics) {
             let parts = self.flush(sink)?;
-            let rec = self.metrics_record(parts, (x, y), out.residual, self.st.started);
+            let rec =
+                self.metrics_record(parts, (x, y), (out.residual, out.inner_sq), self.st.started);
             let events = self.st.health.observe(&rec);
             self.emit(Record::Metrics(Box::new(rec)), sink)?;
             for e in events {

@@ -541,6 +541,14 @@ fn draw_fvu(f: &mut Frame, area: Rect, app: &TrainApp, theme: &Theme, hidden: bo
         short.push(("held-out".into(), theme.series[2]));
         sets.push(Set::line(points(&app.held_fvu, x), theme.series[2]));
     }
+    // Matryoshka: each inner width's prefix FVU on the last batch (where the title fits it)
+    for w in &app.matryoshka_fvu {
+        long.push((" · ".into(), theme.dim));
+        long.push((
+            format!("first {} {}", w.width, num(Some(w.fvu), 3)),
+            theme.series[1],
+        ));
+    }
     long.push((" (1 − EV)".into(), theme.dim));
     more(&mut long, hidden, theme);
     let plot = Plot {

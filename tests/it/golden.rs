@@ -5,7 +5,8 @@
 //! flex with tensor ops, fused dense and fused sparse, and (built with `tch`) LibTorch's CPU
 //! device dense and sparse. The cases cover JumpReLU's sparsity losses, the baselines (TopK
 //! and BatchTopK with AuxK, ReLU with its L1 penalty), and transcoders and skip-transcoders (a
-//! second site as the target, the trained skip).
+//! second site as the target, the trained skip), and Matryoshka dictionaries (nested widths
+//! whose prefix reconstructions join the loss) of JumpReLU, BatchTopK and a TopK skip-transcoder.
 
 use burn::tensor::Device;
 use jumpscope::sae::kernels::Kernels;
@@ -96,7 +97,7 @@ fn every_case_matches_the_reference_through_every_form_of_the_step() {
                 .iter()
                 .filter(|(q, _)| q.contains("W_skip"))
                 .count();
-            let is_skip = case.name.starts_with("skip_transcoder");
+            let is_skip = case.name.contains("skip_transcoder");
             assert_eq!(
                 skip_checked,
                 if is_skip { 2 } else { 0 },
@@ -112,7 +113,11 @@ fn every_case_matches_the_reference_through_every_form_of_the_step() {
             with_steps += usize::from(case.has_steps());
         }
     }
-    assert_eq!(checked, 13 * variants().len());
-    assert_eq!(with_steps, 12 * variants().len(), "twelve multi-step cases");
+    assert_eq!(checked, 16 * variants().len());
+    assert_eq!(
+        with_steps,
+        15 * variants().len(),
+        "fifteen multi-step cases"
+    );
     assert!(errs.is_empty(), "golden mismatches:\n{}", errs.join("\n"));
 }

@@ -12,6 +12,7 @@ mod inspect_screen;
 mod intent;
 mod layers;
 mod lm_eval;
+mod matryoshka;
 mod nothing_lost;
 mod paths;
 mod records;

@@ -77,6 +77,7 @@ fn fused_and_generic_paths_agree_in_every_mode() {
                     pre_encoder_bias: true,
                     kernels: Kernels::TensorOps,
                     sparse_below: 0.0,
+                    matryoshka: Vec::new(),
                 };
                 let (og, gg) = loss_and_grads(&sae, x.clone(), None, &s, Some(&dead));
                 s.kernels = Kernels::HostFused;

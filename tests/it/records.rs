@@ -79,6 +79,10 @@ fn one_of_each() -> Vec<Record> {
             firing_hist: hist.clone(),
             theta_hist: hist,
             global_threshold: None,
+            matryoshka_fvu: vec![jumpscope::schema::record::WidthFvu {
+                width: 16,
+                fvu: 0.5,
+            }],
             elapsed_s: 2.0,
         })),
         Record::Eval {

@@ -92,6 +92,7 @@ fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) 
         pre_encoder_bias: bias,
         kernels: Kernels::HostFused,
         sparse_below: below,
+        matryoshka: Vec::new(),
     }
 }
 

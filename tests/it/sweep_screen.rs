@@ -114,6 +114,7 @@ fn metrics(i: usize, s: u64) -> Msg {
             firing_hist: Histogram::new(vec![-3.0, -2.0], -10.0, 0.0, 40),
             theta_hist: Histogram::new(vec![-1.0, -0.5], -3.0, 0.0, 40),
             global_threshold: None,
+            matryoshka_fvu: Vec::new(),
             elapsed_s: x,
         })),
     )

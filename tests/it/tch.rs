@@ -73,6 +73,62 @@ fn flex_and_tch_cpu_give_the_same_per_step_losses() {
 }
 
 #[test]
+fn transcoders_and_matryoshka_train_alike_on_flex_and_tch_cpu() {
+    use jumpscope::data::dtype::Dtype;
+    use jumpscope::data::store::write_store;
+    use jumpscope::data::synth::{SynthSpec, generate_pairs};
+    let d = tempdir().unwrap();
+    let spec = SynthSpec {
+        d_in: 16,
+        features: 48,
+        mean_active: 3.0,
+        tokens: 3000,
+        noise: 0.0,
+        seed: 12,
+    };
+    let (sx, ty) = generate_pairs(&spec, 20);
+    let (x, y) = (d.path().join("in.h5"), d.path().join("out.h5"));
+    write_store(&x, "activations", &sx.activations, 16, Dtype::F32, &[], &[]).unwrap();
+    write_store(&y, "activations", &ty.activations, 20, Dtype::F32, &[], &[]).unwrap();
+    for (kind, arch) in [("skip-transcoder", "jumprelu"), ("transcoder", "batchtopk")] {
+        let arch_keys = match arch {
+            "jumprelu" => "bandwidth = 0.05\n",
+            _ => "k = 4\n",
+        };
+        let lambda = match arch {
+            "jumprelu" => "sparsity_coefficient = 0.05\nsparsity_warmup_steps = 10\n",
+            _ => "",
+        };
+        let dir = d.path().join(format!("{kind}-{arch}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = config(
+            &dir,
+            &format!(
+                "[data]\nstores = [\"{}\"]\ntarget_stores = [\"{}\"]\nbatch_size = 256\nseed = 5\n\
+                 [sae]\nkind = \"{kind}\"\narchitecture = \"{arch}\"\nd_sae = 96\n\
+                 matryoshka_widths = [16, 48]\n{arch_keys}\
+                 [train]\nsteps = 30\nlog_every = 1\ncheckpoint_every = 0\nlr = 3e-3\n\
+                 lr_warmup_steps = 5\n{lambda}",
+                x.display(),
+                y.display()
+            ),
+        );
+        for dev in ["cpu", "tch-cpu"] {
+            let o = run_on(dev, &dir, &cfg, &[]);
+            assert!(o.status.success(), "{kind} {arch} {dev}: {}", stderr(&o));
+        }
+        let (a, b) = (per_step(&dir.join("cpu")), per_step(&dir.join("tch-cpu")));
+        assert_eq!((a.len(), b.len()), (30, 30), "{kind} {arch}");
+        for (p, q) in a.iter().zip(&b) {
+            let worst = (p.1 - q.1).abs().max((p.2 - q.2).abs());
+            assert!(worst <= 1e-4, "{kind} {arch} step {}: {p:?} vs {q:?}", p.0);
+        }
+        let last = metrics(&dir.join("tch-cpu")).pop().unwrap();
+        assert_eq!(last.matryoshka_fvu.len(), 2, "{kind} {arch}");
+    }
+}
+
+#[test]
 fn a_tch_run_resumes_on_its_device_with_the_same_losses() {
     let d = tempdir().unwrap();
     let store = d.path().join("s.h5");

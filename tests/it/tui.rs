@@ -73,6 +73,7 @@ fn metrics(s: u64) -> Msg {
         firing_hist: Histogram::new(firing, -10.0, 0.0, 40),
         theta_hist: Histogram::new(theta, -3.0, 0.0, 40),
         global_threshold: None,
+        matryoshka_fvu: Vec::new(),
         elapsed_s: x,
     })))
 }

@@ -182,6 +182,9 @@ pub struct LossSettings {
     /// for tensor ops on other backends. `sae::sparse::switch_density` by default; 0: never,
     /// `f64::INFINITY`: always.
     pub sparse_below: f64,
+    /// Matryoshka: the inner widths w1 < w2 < … < d_sae whose prefix reconstructions (from the
+    /// first w features alone) join the loss; empty for a plain dictionary.
+    pub matryoshka: Vec<usize>,
 }
 
 /// What the elementwise parts of a step need besides the activations.

@@ -172,6 +172,8 @@ pub struct TrainApp {
     pub ev: Series,
     /// Held-out FVU per held-out evaluation.
     pub held_fvu: Series,
+    /// Matryoshka: the last report's FVU of each inner width's prefix, narrowest first.
+    pub matryoshka_fvu: Vec<crate::schema::record::WidthFvu>,
     /// The recent held-out evaluations with their steps, newest last (a resume drops those
     /// of the steps trained again, and the one before is the newest again).
     held_outs: VecDeque<(u64, crate::eval::Evaluation)>,
@@ -254,6 +256,7 @@ impl TrainApp {
             mse: Series::new(SERIES_CAP, RECENT_CAP),
             ev: Series::new(SERIES_CAP, RECENT_CAP),
             held_fvu: Series::new(SERIES_CAP, RECENT_CAP),
+            matryoshka_fvu: Vec::new(),
             held_outs: VecDeque::new(),
             inactive: None,
             dead: Series::new(SERIES_CAP, RECENT_CAP),
@@ -419,6 +422,7 @@ impl TrainApp {
                 }
                 self.theta_hist = Some(m.theta_hist.clone());
                 self.firing_hist = Some(m.firing_hist.clone());
+                self.matryoshka_fvu = m.matryoshka_fvu.clone();
                 if self.state == RunState::WarmingUp {
                     self.state = RunState::Training;
                 }
