@@ -5,10 +5,11 @@ next-token loss. jumpscope starts it (the binary carries this file and lm_sites.
 it in JSON lines: requests on stdin, replies on stdout, one object per line.
 
     {"op": "open", "model": M, "layer": L, "site": S, "device": D, "dtype": "float32",
-     "token_ids": "ids.npy" | "texts": F, "tokens": N, "seq_len": S, "batch_size": B}
+     "token_ids": "ids.npy" | "texts": F, "tokens": N, "seq_len": S, "batch_size": B,
+     "target_site": T (transcoders only)}
         -> {"progress": ..., "done": k, "total": n} ..., then
-           {"ok": "open", "d_site", "vocab_size", "n_seq", "seq_len", "positions", "predicted",
-            "ce_clean", "ce_ablated", "secs"}
+           {"ok": "open", "d_site", "d_target" (with target_site), "vocab_size", "n_seq", "seq_len",
+            "positions", "predicted", "ce_clean", "ce_ablated", "secs"}
     {"op": "eval", "saes": ["sae.safetensors", ...]}
         -> progress ..., then {"ok": "eval", "results": [{"ce_spliced", "kl", "l0", "fvu"}, ...],
            "secs", "tokens_per_s"}
@@ -26,6 +27,11 @@ W_dec [m, d], b_dec [d], threshold [m], metadata topk), applied to the raw activ
 `jumpscope eval` does: z = x W_enc + b_enc; f = z where z > threshold and z > 0 (or, with topk,
 the k largest of relu(z) per position); x_hat = f W_dec + b_dec. L0 and FVU are over the site's
 activations at every position.
+
+With "target_site" the session splices transcoders: each reads the site's activation and its
+output (f W_dec + b_dec, + x W_skip with a skip, the file's W_skip [d_in, d_out]) replaces the
+target site's, on the same forward pass; ce_ablated zero-ablates the target site, and FVU is of
+the target site's activations.
 """
 import json
 import os
@@ -45,6 +51,7 @@ class Session:
     def __init__(self, send):
         self.send = send
         self.model = None
+        self.how_t = None
 
     # ---- open ------------------------------------------------------------------------------
 
@@ -54,6 +61,9 @@ class Session:
         start = time.time()
         site = req.get("site", "resid_post")
         check_sites([site], "site")
+        target_site = req.get("target_site")
+        if target_site:
+            check_sites([target_site], "target_site")
         layer = int(req["layer"])
         self.device = req.get("device") or "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -88,8 +98,10 @@ class Session:
         n_ctx = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
         if n_ctx and ids.shape[1] > n_ctx:
             raise UserError(f"sequences of {ids.shape[1]} tokens: the model takes at most {n_ctx} (seq_len)")
-        (_, _, how), = plan_sites(model, [layer], [site], [], "layer", "site")
-        self.model, self.how = model, how
+        plans = plan_sites(model, [layer], [site] + ([target_site] if target_site else []), [], "layer", "site")
+        self.model, self.how = model, plans[0][2]
+        # a transcoder's: it reads the site and writes the target site
+        self.how_t = plans[1][2] if target_site else None
         self.ids = torch.from_numpy(ids.astype(np.int64))
         self.batch = max(1, int(req.get("batch_size", 8)))
         n_seq, seq_len = self.ids.shape
@@ -100,29 +112,37 @@ class Session:
         total = 2 * n_seq
         for b in range(0, n_seq, self.batch):
             x = self.ids[b:b + self.batch].to(self.device)
-            logits = self.forward(x, lambda act: width.setdefault("d", act.shape[-1]) and None)
+            hooks = [(self.how, lambda act: width.setdefault("d", act.shape[-1]) and None)]
+            if self.how_t:
+                hooks.append((self.how_t, lambda act: width.setdefault("t", act.shape[-1]) and None))
+            logits = self.forward(x, hooks)
             ce_clean += self.ce_sum(logits, x)
             if cache:
                 self.clean.append(torch.log_softmax(logits.float(), -1))
-            logits = self.forward(x, torch.zeros_like)
+            # the site an SAE (or the target site a transcoder) replaces, zeroed
+            logits = self.forward(x, [(self.how_t or self.how, torch.zeros_like)])
             ce_ablated += self.ce_sum(logits, x)
             self.progress("clean and ablated", 2 * min(n_seq, b + self.batch), total)
         predicted = n_seq * (seq_len - 1)
         self.predicted = predicted
         self.d_site = width["d"]
-        self.send({"ok": "open", "d_site": self.d_site, "vocab_size": int(vocab_size), "n_seq": n_seq,
+        self.d_target = width.get("t")
+        self.send({"ok": "open", "d_site": self.d_site, "d_target": self.d_target,
+                   "vocab_size": int(vocab_size), "n_seq": n_seq,
                    "seq_len": seq_len, "positions": n_seq * seq_len, "predicted": predicted,
                    "ce_clean": ce_clean / predicted, "ce_ablated": ce_ablated / predicted,
                    "secs": time.time() - start})
 
-    def forward(self, ids, at_site):
+    def forward(self, ids, hooks):
+        """The logits of `ids` with each (site, fn) of `hooks` hooked in (hook_site)."""
         import torch
-        handle = hook_site(self.model, self.how, at_site)
+        handles = [hook_site(self.model, how, fn) for how, fn in hooks]
         try:
             with torch.no_grad():
                 return self.model(input_ids=ids).logits
         finally:
-            handle.remove()
+            for h in handles:
+                h.remove()
 
     @staticmethod
     def ce_sum(logits, ids):
@@ -148,9 +168,16 @@ class Session:
             if self.clean is not None:
                 clean = self.clean[i]
             else:
-                clean = torch.log_softmax(self.forward(x, lambda act: None).float(), -1)
+                clean = torch.log_softmax(self.forward(x, []).float(), -1)
             for sae, s in zip(saes, sums):
-                logits = self.forward(x, lambda act, sae=sae, s=s: self.splice(act, sae, s))
+                if self.how_t is None:
+                    hooks = [(self.how, lambda act, sae=sae, s=s: self.splice(act, act, sae, s))]
+                else:
+                    # the transcoder reads the site, then its output replaces the target site's
+                    seen = {}
+                    hooks = [(self.how, lambda act, seen=seen: seen.__setitem__("x", act)),
+                             (self.how_t, lambda act, sae=sae, s=s, seen=seen: self.splice(seen["x"], act, sae, s))]
+                logits = self.forward(x, hooks)
                 s["ce"] += self.ce_sum(logits, x)
                 lp = torch.log_softmax(logits.float(), -1)
                 s["kl"] += (clean.exp() * (clean - lp)).sum().item()
@@ -172,21 +199,32 @@ class Session:
         try:
             with safe_open(path, framework="pt") as f:
                 meta = f.metadata() or {}
-                t = {k: f.get_tensor(k).to(self.device, torch.float32)
-                     for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")}
+                names = ["W_enc", "b_enc", "W_dec", "b_dec", "threshold"]
+                if "W_skip" in f.keys():
+                    names.append("W_skip")
+                t = {k: f.get_tensor(k).to(self.device, torch.float32) for k in names}
         except Exception as e:  # noqa: BLE001 - any unreadable file is the caller's mistake
             raise UserError(f"{path}: not an SAE file jumpscope wrote ({str(e).splitlines()[0]})")
         d = t["W_enc"].shape[0]
         if d != self.d_site:
             raise UserError(f"the SAE's d_in is {d}, but the model's {self.how[1]} ({self.how[0]}) is "
                             f"{self.d_site} wide")
+        out = t["W_dec"].shape[1]
+        want = self.d_target if self.how_t else self.d_site
+        if out != want:
+            where = self.how_t or self.how
+            raise UserError(f"the SAE's output is {out} wide, but the model's {where[1]} ({where[0]}) is "
+                            f"{want} wide")
         t["topk"] = int(meta["topk"]) if meta.get("topk") else None
         return t
 
     @staticmethod
-    def splice(act, sae, s):
+    def splice(act, target, sae, s):
+        """The reconstruction of `target` (the site's activation itself for an SAE, the target
+        site's for a transcoder) from the site's activation `act`, with the sums for L0 and FVU."""
         import torch
         x = act.reshape(-1, act.shape[-1]).float()
+        y = target.reshape(-1, target.shape[-1]).float()
         z = x @ sae["W_enc"] + sae["b_enc"]
         if sae["topk"]:
             z = z.clamp_min(0)
@@ -195,13 +233,15 @@ class Session:
         else:
             f = z * ((z > sae["threshold"]) & (z > 0))
         x_hat = f @ sae["W_dec"] + sae["b_dec"]
-        xd = x.double()
+        if "W_skip" in sae:
+            x_hat = x_hat + x @ sae["W_skip"]
+        xd = y.double()
         s["active"] += (f > 0).sum().item()
         s["err"] += (xd - x_hat.double()).pow(2).sum().item()
         s["sq"] += xd.pow(2).sum().item()
         col = xd.sum(0)
         s["sum"] = col if s["sum"] is None else s["sum"] + col
-        return x_hat.to(act.dtype).reshape(act.shape)
+        return x_hat.to(target.dtype).reshape(target.shape)
 
 
 def main():

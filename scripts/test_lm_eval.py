@@ -10,9 +10,13 @@
   - `--texts` tokenizes as harvest.py does: on a float32 store harvested from the same text,
     `jumpscope eval` gives the L0 and FVU that lm-eval measured at the site (the splice is the SAE
     as eval applies it);
+  - a skip-transcoder trained on harvest's mlp_in/mlp_out pair splices in as the MLP: its output
+    replaces the MLP's, read from the MLP's input on the same pass; its CE equals this test's own
+    transformers splice of the exported SAELens weights, ce_ablated is the zeroed MLP's, and L0
+    and FVU equal `jumpscope eval --target-store`'s on the harvested pair;
   - bad input is one line and exit 2: a missing model, a layer or site the model lacks, an SAE of
     another width, ids outside the vocabulary, a Python without torch, an [lm_eval] table
-    without a key.
+    without a key, a transcoder without a target site and an SAE with one.
 
     python3 scripts/test_lm_eval.py --bin target/release/jumpscope
 """
@@ -48,6 +52,34 @@ def close(a, b, rel):
 def records(run, kind):
     with open(os.path.join(run, "metrics.jsonl")) as f:
         return [r for r in map(json.loads, f) if r["type"] == kind]
+
+
+def transcoder_ce(ids, sae_dir):
+    """Mean next-token CE with blocks.0's MLP replaced by the transcoder saved in `sae_dir` (its
+    SAELens weights, applied here by hand: JumpReLU on x W_enc + b_enc, then f W_dec + b_dec +
+    x W_skipᵀ), or with the MLP's output zeroed when `sae_dir` is None."""
+    from safetensors.torch import load_file
+    model = transformers.GPT2LMHeadModel.from_pretrained(MODEL).eval()
+    mlp = model.transformer.h[0].mlp
+    seen = {}
+    pre = mlp.register_forward_pre_hook(lambda _m, args: seen.__setitem__("x", args[0]))
+    if sae_dir is None:
+        post = mlp.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
+    else:
+        w = load_file(os.path.join(sae_dir, "sae_weights.safetensors"))
+
+        def replace(_m, _i, out):
+            x = seen["x"]
+            z = x @ w["W_enc"] + w["b_enc"]
+            f = z * (z > w["threshold"])
+            return f @ w["W_dec"] + w["b_dec"] + x @ w["W_skip"].T
+        post = mlp.register_forward_hook(replace)
+    with torch.no_grad():
+        x = torch.from_numpy(ids.astype(np.int64))
+        loss = model(input_ids=x, labels=x).loss.item()
+    pre.remove()
+    post.remove()
+    return loss
 
 
 def transformers_ce(ids, ablate):
@@ -138,6 +170,41 @@ def main():
               f"L0 and FVU at the site equal eval's on the harvested store: {tx.get('l0')} {ev.get('l0')}, "
               f"{tx.get('fvu')} {ev.get('fvu')}")
 
+        # ---- a transcoder spliced in as the MLP
+        h = subprocess.run([py, os.path.join(HERE, "harvest.py"), "--model", MODEL, "--layers", "0", "--site",
+                            "mlp_in,mlp_out", "--texts", TEXT, "--tokens", "4096", "--seq-len", "64", "--store-dtype",
+                            "float32", "--out", os.path.join(tmp, "pair"), "--quiet"], capture_output=True, text=True)
+        check(h.returncode == 0, "harvest of the MLP's input and output")
+        pair = os.path.join(tmp, "pair", "tinylm")
+        x_store = os.path.join(pair, "layer0_mlp_in", "shard-00000.h5")
+        y_store = os.path.join(pair, "layer0_mlp_out", "shard-00000.h5")
+        tc_cfg = os.path.join(tmp, "tc.toml")
+        with open(tc_cfg, "w") as f:
+            f.write(f'[data]\nstores = ["{x_store}"]\ntarget_stores = ["{y_store}"]\nbatch_size = 256\n'
+                    '[sae]\nkind = "skip-transcoder"\nd_sae = 256\nthreshold_init = 0.05\nbandwidth = 0.05\n'
+                    '[train]\nsteps = 200\nlr = 2e-3\nlr_warmup_steps = 20\nsparsity_coefficient = 0.01\n'
+                    f'sparsity_warmup_steps = 50\nlog_every = 50\n[run]\nout = "{tmp}/tc"\n')
+        check(js("train", "--config", tc_cfg, "--headless").returncode == 0, "a skip-transcoder trains on the pair")
+        tc = os.path.join(tmp, "tc", "sae")
+        e = js("eval", tc, "--store", x_store, "--target-store", y_store, "--json")
+        ev = json.loads(e.stdout) if e.returncode == 0 else {}
+        c = js("lm-eval", tc, "--model", MODEL, "--layer", "0", "--site", "mlp_in", "--target-site", "mlp_out",
+               "--texts", TEXT, "--tokens", "4096", "--seq-len", "64", "--json")
+        out = json.loads(c.stdout)[0] if c.returncode == 0 else {}
+        check(c.returncode == 0 and close(out.get("l0", np.nan), ev.get("l0", 0), 1e-5)
+              and close(out.get("fvu", np.nan), ev.get("fvu", 0), 1e-4),
+              f"the transcoder's L0 and FVU at the MLP equal eval's on the pair: {out.get('l0')} {ev.get('l0')}, "
+              f"{out.get('fvu')} {ev.get('fvu')}")
+        c = js("lm-eval", tc, "--model", MODEL, "--layer", "0", "--site", "mlp_in", "--target-site", "mlp_out",
+               "--token-ids", IDS, "--json")
+        out = json.loads(c.stdout)[0] if c.returncode == 0 else {}
+        ids = np.load(IDS)
+        check(close(out.get("ce_spliced", np.nan), transcoder_ce(ids, tc), 1e-5),
+              f"ce_spliced is the model's with the transcoder as its MLP: {out.get('ce_spliced')}")
+        check(close(out.get("ce_ablated", np.nan), transcoder_ce(ids, None), 1e-5),
+              "ce_ablated is the model's with the MLP's output zeroed")
+        check(0 < out.get("ce_recovered", -1) <= 1.0, f"CE recovered in (0, 1]: {out.get('ce_recovered')}")
+
         # ---- bad input
         demo = os.path.join(tmp, "demo")
         js("train", "--config", "sample_data/demo.toml", "--headless", "--set", "train.steps=20",
@@ -165,6 +232,8 @@ def main():
              "token id 100000 at [3, 17] is outside the model's vocabulary"),
             (["lm-eval", sae, "--model", MODEL, *common, "--python", no_torch], "cannot import torch"),
             (["train", "--config", no_layer, "--headless"], "lm_eval.layer = (missing)"),
+            (["lm-eval", tc, "--model", MODEL, "--site", "mlp_in", *common], "--target-site"),
+            (["lm-eval", sae, "--model", MODEL, "--target-site", "mlp_out", *common], "leave out the target site"),
         ]:
             d = js(*argv, expect=2)
             lines = [line for line in d.stderr.splitlines() if line.strip()]

@@ -185,6 +185,10 @@ pub struct CompareArgs {
     /// With --model: the site (resid_post, resid_pre, mlp_in, mlp_out, attn_out).
     #[arg(long, default_value = "resid_post")]
     pub site: String,
+    /// With --model: transcoders' target site (their output replaces it; every input must then
+    /// be a transcoder).
+    #[arg(long, requires = "model")]
+    pub target_site: Option<String>,
     /// With --model: token ids, an integer .npy [n_seq, seq_len].
     #[arg(
         long,
@@ -313,6 +317,10 @@ pub struct LmEvalArgs {
     /// mlp_out or attn_out.
     #[arg(long, default_value = "resid_post")]
     pub site: String,
+    /// Transcoders: the site their output replaces (mlp_out for an MLP's transcoder reading
+    /// mlp_in); every SAE given must then be a transcoder, which reads --site.
+    #[arg(long)]
+    pub target_site: Option<String>,
     /// Token ids to evaluate on: an integer .npy array [n_seq, seq_len], used exactly as given.
     #[arg(long, value_name = "IDS.npy")]
     pub token_ids: Option<PathBuf>,

@@ -24,6 +24,7 @@ pub fn exec(args: CompareArgs) -> anyhow::Result<i32> {
             model: model.clone(),
             layer: args.layer.unwrap_or(0),
             site: args.site.clone(),
+            target_site: args.target_site.clone(),
             tokens,
             device: args.model_device.clone(),
             dtype: "float32".into(),

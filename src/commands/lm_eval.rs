@@ -34,6 +34,7 @@ pub fn exec(args: LmEvalArgs) -> anyhow::Result<i32> {
         model: args.model.clone(),
         layer: args.layer,
         site: args.site.clone(),
+        target_site: args.target_site.clone(),
         tokens: match (&args.token_ids, &args.texts) {
             (Some(ids), _) => TokenSource::TokenIds(ids.clone()),
             (None, Some(t)) => TokenSource::Texts {
@@ -186,6 +187,7 @@ fn record(
         model: t.model.clone(),
         layer: t.layer,
         site: t.site.clone(),
+        target_site: t.target_site.clone(),
     }));
     log.append(&rec)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))

@@ -82,6 +82,7 @@ file_section!(
         model: String,
         layer: usize,
         site: String,
+        target_site: String,
         token_ids: PathBuf,
         texts: PathBuf,
         tokens: u64,

@@ -241,6 +241,7 @@ impl LmEvalConfig {
             model: Some(t.model.clone()),
             layer: Some(t.layer),
             site: Some(t.site.clone()),
+            target_site: t.target_site.clone(),
             token_ids,
             texts,
             tokens,

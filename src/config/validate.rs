@@ -433,7 +433,7 @@ impl FileConfig {
         let lm_eval = match &self.lm_eval {
             None => None,
             Some(l) => {
-                let (cfg, live) = lm_eval_checked(&c, l, &length, batch_size)?;
+                let (cfg, live) = lm_eval_checked(&c, l, &length, (batch_size, kind))?;
                 hyper.lm_eval = live;
                 Some(cfg)
             }
@@ -460,7 +460,7 @@ fn lm_eval_checked(
     c: &Check<'_>,
     l: &LmEvalFile,
     length: &TrainLength,
-    batch_size: usize,
+    (batch_size, kind): (usize, Kind),
 ) -> Result<(LmEvalConfig, LmEvalLive), ConfigError> {
     use crate::lmeval::{LmTarget, SITES, TokenSource};
     let missing = |key: &Key, what: &str| c.fail(key, "(missing)", what);
@@ -487,6 +487,30 @@ fn lm_eval_checked(
             &format!("one of {}", SITES.join(", ")),
         ));
     }
+    // a transcoder's output replaces another site: an MLP's input's transcoder, its output's
+    let target_site = match (kind.has_target(), &l.target_site) {
+        (false, _) => None,
+        (true, Some(t)) if SITES.contains(&t.as_str()) => Some(t.clone()),
+        (true, Some(t)) => {
+            return Err(c.fail(
+                &keys::LM_TARGET_SITE,
+                t,
+                &format!("one of {}", SITES.join(", ")),
+            ));
+        }
+        (true, None) if site == "mlp_in" => Some("mlp_out".to_string()),
+        (true, None) => {
+            return Err(missing(
+                &keys::LM_TARGET_SITE,
+                &format!(
+                    "the site a {} = \"{}\" writes (its output replaces that site's; {} = \"mlp_in\" defaults it to \"mlp_out\")",
+                    keys::KIND,
+                    kind.name(),
+                    keys::LM_SITE
+                ),
+            ));
+        }
+    };
     let tokens = match (&l.token_ids, &l.texts) {
         (Some(ids), None) => {
             if l.tokens.is_some() || l.seq_len.is_some() {
@@ -557,6 +581,7 @@ fn lm_eval_checked(
                 model,
                 layer,
                 site,
+                target_site,
                 tokens,
                 device: l.device.clone().unwrap_or_else(|| "cpu".into()),
                 dtype,

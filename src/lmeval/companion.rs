@@ -25,6 +25,9 @@ const FILES: [(&str, &str); 2] = [
 pub struct Baseline {
     /// The site's activation width.
     pub d_site: usize,
+    /// The target site's width, in a session that splices transcoders.
+    #[serde(default)]
+    pub d_target: Option<usize>,
     /// The model's vocabulary size.
     pub vocab_size: usize,
     /// Sequences.
@@ -44,16 +47,40 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// An SAE of width `d_in` fits the site, or a one-line error naming both.
-    pub fn check_width(&self, name: &str, d_in: usize, t: &LmTarget) -> Result<(), LmEvalError> {
-        if d_in == self.d_site {
+    /// A dictionary `p` fits the session: an SAE the site (and a session without a target
+    /// site), a transcoder the site and the target site; else a one-line error naming both.
+    pub fn check_width(&self, name: &str, p: &HostParams, t: &LmTarget) -> Result<(), LmEvalError> {
+        let user = |m: String| Err(LmEvalError::User(m));
+        match (p.kind().has_target(), &t.target_site, self.d_target) {
+            (true, None, _) => {
+                return user(format!(
+                    "{name}: a {} replaces another site than it reads: name it (--target-site, or lm_eval.target_site; mlp_out for an MLP's transcoder)",
+                    p.kind().name()
+                ));
+            }
+            (false, Some(ts), _) => {
+                return user(format!(
+                    "{name}: an SAE is spliced at the site it reads: leave out the target site ({ts}), which is for transcoders"
+                ));
+            }
+            (true, Some(_), Some(d)) if d != p.d_out => {
+                return user(format!(
+                    "{name}: the transcoder's d_out is {}, but {} writes {d} wide",
+                    p.d_out,
+                    t.describe()
+                ));
+            }
+            _ => {}
+        }
+        if p.d_in == self.d_site {
             return Ok(());
         }
-        Err(LmEvalError::User(format!(
-            "{name}: the SAE's d_in is {d_in}, but {} is {} wide",
+        user(format!(
+            "{name}: the SAE's d_in is {}, but {} is {} wide",
+            p.d_in,
             t.describe(),
             self.d_site
-        )))
+        ))
     }
 }
 
@@ -212,19 +239,19 @@ impl Companion {
             "topk".to_string(),
             p.topk.map(|k| k.to_string()).unwrap_or_default(),
         )]);
-        let (d, m) = (p.d_in, p.d_sae);
-        write_safetensors(
-            &path,
-            &[
-                ("W_enc", &p.w_enc, vec![d, m]),
-                ("b_enc", &p.b_enc, vec![m]),
-                ("W_dec", &p.w_dec, vec![m, d]),
-                ("b_dec", &p.b_dec, vec![d]),
-                ("threshold", &p.threshold, vec![m]),
-            ],
-            Some(meta),
-        )
-        .map_err(|e| LmEvalError::Io {
+        let (d, e, m) = (p.d_in, p.d_out, p.d_sae);
+        let mut tensors: Vec<(&str, &[f32], Vec<usize>)> = vec![
+            ("W_enc", &p.w_enc, vec![d, m]),
+            ("b_enc", &p.b_enc, vec![m]),
+            ("W_dec", &p.w_dec, vec![m, e]),
+            ("b_dec", &p.b_dec, vec![e]),
+            ("threshold", &p.threshold, vec![m]),
+        ];
+        // a skip-transcoder's skip in our layout, [d_in, d_out]
+        if let Some(w) = &p.w_skip {
+            tensors.push(("W_skip", w, vec![d, e]));
+        }
+        write_safetensors(&path, &tensors, Some(meta)).map_err(|e| LmEvalError::Io {
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;

@@ -43,6 +43,10 @@ pub struct LmTarget {
     pub layer: usize,
     /// One of [`SITES`].
     pub site: String,
+    /// A transcoder's target site (one of [`SITES`]): the transcoder reads `site` and its output
+    /// replaces this one's; `None` for SAEs, which replace `site` itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_site: Option<String>,
     /// The tokens.
     pub tokens: TokenSource,
     /// torch's device name (`cpu`, `cuda`, `cuda:N`).
@@ -65,6 +69,9 @@ impl LmTarget {
             "dtype": self.dtype,
             "batch_size": self.batch_size,
         });
+        if let Some(t) = &self.target_site {
+            r["target_site"] = serde_json::json!(t);
+        }
         match &self.tokens {
             TokenSource::TokenIds(p) => r["token_ids"] = serde_json::json!(p),
             TokenSource::Texts {
@@ -82,12 +89,15 @@ impl LmTarget {
 
     /// What can be checked without starting Python: the site's name and the files named.
     pub fn check(&self) -> Result<(), LmEvalError> {
-        if !SITES.contains(&self.site.as_str()) {
-            return Err(LmEvalError::User(format!(
-                "site {}: unknown site: expected {}",
-                self.site,
-                SITES.join(", ")
-            )));
+        for (what, site) in std::iter::once(("site", &self.site))
+            .chain(self.target_site.iter().map(|t| ("target site", t)))
+        {
+            if !SITES.contains(&site.as_str()) {
+                return Err(LmEvalError::User(format!(
+                    "{what} {site}: unknown site: expected {}",
+                    SITES.join(", ")
+                )));
+            }
         }
         let file = match &self.tokens {
             TokenSource::TokenIds(p) => p,
@@ -108,9 +118,17 @@ impl LmTarget {
         Ok(())
     }
 
-    /// `blocks.L.hook_SITE` of `model`, for messages.
+    /// `blocks.L.hook_SITE` of `model` (→ the target site's, for transcoders), for messages.
     pub fn describe(&self) -> String {
-        format!("{} at blocks.{}.hook_{}", self.model, self.layer, self.site)
+        let to = self
+            .target_site
+            .as_ref()
+            .map(|t| format!(" -> blocks.{}.hook_{t}", self.layer))
+            .unwrap_or_default();
+        format!(
+            "{} at blocks.{}.hook_{}{to}",
+            self.model, self.layer, self.site
+        )
     }
 }
 
@@ -209,7 +227,7 @@ pub fn evaluate(
     let mut c = Companion::start(python, None, false)?;
     let base = c.open(target, progress)?;
     for (name, p) in saes {
-        base.check_width(name, p.d_in, target)?;
+        base.check_width(name, p, target)?;
     }
     let params: Vec<&HostParams> = saes.iter().map(|(_, p)| p).collect();
     let spliced = c.eval(&params, progress)?;

@@ -304,7 +304,7 @@ fn serve(
                 message: message.clone(),
             },
             None => match base
-                .check_width(&format!("the SAE of step {step}"), params.d_in, target)
+                .check_width(&format!("the SAE of step {step}"), &params, target)
                 .and_then(|()| companion.eval(&[&params], &mut |_, _, _| {}))
             {
                 Ok(s) => LmOutcome::Scores {

@@ -288,6 +288,8 @@ pub const LM_MODEL: Key = key(LmEval, "model", false);
 pub const LM_LAYER: Key = key(LmEval, "layer", false);
 /// `lm_eval.site`
 pub const LM_SITE: Key = key(LmEval, "site", false);
+/// `lm_eval.target_site`
+pub const LM_TARGET_SITE: Key = only(key(LmEval, "target_site", false), Applies::Transcoders);
 /// `lm_eval.token_ids`
 pub const LM_TOKEN_IDS: Key = key(LmEval, "token_ids", false);
 /// `lm_eval.texts`
@@ -412,6 +414,7 @@ pub const ALL: &[&Key] = &[
     &LM_MODEL,
     &LM_LAYER,
     &LM_SITE,
+    &LM_TARGET_SITE,
     &LM_TOKEN_IDS,
     &LM_TEXTS,
     &LM_TOKENS,

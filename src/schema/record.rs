@@ -259,6 +259,9 @@ pub struct LmEvalRecord {
     pub layer: usize,
     /// The site.
     pub site: String,
+    /// A transcoder's target site, whose activation its output replaced (absent for SAEs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_site: Option<String>,
 }
 
 /// One hyperparameter's change in a [`Record::Hyper`].

@@ -153,6 +153,7 @@ impl Trainer {
                         model: lm.target.model.clone(),
                         layer: lm.target.layer,
                         site: lm.target.site.clone(),
+                        target_site: lm.target.target_site.clone(),
                     }))
                 }
                 LmOutcome::Failed { message, .. } => {

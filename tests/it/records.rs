@@ -169,6 +169,7 @@ fn one_of_each() -> Vec<Record> {
             model: "sample_data/tinylm".into(),
             layer: 0,
             site: "resid_post".into(),
+            target_site: Some("mlp_out".into()),
         })),
         Record::LmEvalSkipped {
             step,

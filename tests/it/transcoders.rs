@@ -486,3 +486,58 @@ fn transcoder_mistakes_are_one_line_and_exit_2() {
     ]);
     assert_user_error(&o, &["--target-store", "is an SAE"]);
 }
+
+#[test]
+fn the_model_in_the_loop_knows_a_transcoders_target_site() {
+    let base = |kind: &str, lm: &str| {
+        jumpscope::config::parse(
+            &format!(
+                "[data]\nstores = [\"in.h5\"]\n{}\n[sae]\nkind = \"{kind}\"\n\
+                 [lm_eval]\nmodel = \"m\"\nlayer = 0\ntoken_ids = \"ids.npy\"\n{lm}\n",
+                if kind == "sae" {
+                    ""
+                } else {
+                    "target_stores = [\"out.h5\"]"
+                }
+            ),
+            "t.toml",
+            &[],
+        )
+        .unwrap()
+        .validate("t.toml")
+    };
+    let target =
+        |r: Result<jumpscope::config::Config, _>| r.map(|c| c.lm_eval.unwrap().target.target_site);
+    // an MLP's transcoder writes its output
+    assert_eq!(
+        target(base("transcoder", "site = \"mlp_in\"")).unwrap(),
+        Some("mlp_out".to_string())
+    );
+    assert_eq!(
+        target(base(
+            "skip-transcoder",
+            "site = \"resid_pre\"\ntarget_site = \"attn_out\""
+        ))
+        .unwrap(),
+        Some("attn_out".to_string())
+    );
+    let err = |r: Result<_, jumpscope::config::ConfigError>| r.unwrap_err().to_string();
+    assert!(
+        err(target(base("transcoder", "site = \"resid_pre\"")))
+            .contains("lm_eval.target_site = (missing)")
+    );
+    assert!(
+        err(target(base(
+            "sae",
+            "site = \"mlp_out\"\ntarget_site = \"mlp_out\""
+        )))
+        .contains("no lm_eval.target_site with sae.kind = \"sae\"")
+    );
+    assert!(
+        err(target(base(
+            "transcoder",
+            "site = \"mlp_in\"\ntarget_site = \"mlp_mid\""
+        )))
+        .contains("one of")
+    );
+}

@@ -943,6 +943,7 @@ fn the_model_in_the_loop_is_charted_under_the_loss() {
                 model: "sample_data/tinylm".into(),
                 layer: 0,
                 site: "resid_post".into(),
+                target_site: None,
             },
         ))));
     }
