@@ -14,7 +14,7 @@ nothing else here needs it; CI runs `ci` through `scripts/dev.sh test-saelens`).
                float64: the feature activations and the output
   ci --bin JUMPSCOPE
                both, on SAEs trained from the four sample recipes (shortened to 300 steps) on
-               sample_data/synth.h5, and on transcoders and skip-transcoders (jumprelu, relu,
+               sample_data/synth.h5 and a Matryoshka BatchTopK one, and on transcoders and skip-transcoders (jumprelu, relu,
                batchtopk) trained from sample_data/transcoder.toml on the synthetic pair (run by
                `scripts/dev.sh test-saelens`, which CI calls)
   exports DIR... --store H5 [--target-store H5]
@@ -185,10 +185,12 @@ def cmd_ci(args):
     store = os.path.join(root, "sample_data/synth.h5")
     with tempfile.TemporaryDirectory() as tmp:
         dirs, fvus, tdirs, tfvus = [], [], [], []
-        for recipe in ("demo", "topk", "batchtopk", "relu"):
-            out = os.path.join(tmp, recipe)
+        # the four recipes, and a Matryoshka BatchTopK one (which exports as the plain class)
+        for recipe, extra in (("demo", []), ("topk", []), ("batchtopk", []), ("relu", []),
+                              ("batchtopk", ["--set", "sae.matryoshka_widths=[64, 256]"])):
+            out = os.path.join(tmp, recipe + ("-matryoshka" if extra else ""))
             subprocess.run([args.bin, "train", "--config", f"sample_data/{recipe}.toml", "--out", out, "--headless",
-                            "--set", "train.steps=300", "--set", "train.checkpoint_every=0"],
+                            "--set", "train.steps=300", "--set", "train.checkpoint_every=0"] + extra,
                            cwd=root, check=True, capture_output=True)
             ev = subprocess.run([args.bin, "eval", os.path.join(out, "sae"), "--store", store, "--json"],
                                 cwd=root, check=True, capture_output=True, text=True)

@@ -541,3 +541,54 @@ fn the_model_in_the_loop_knows_a_transcoders_target_site() {
         .contains("one of")
     );
 }
+
+#[test]
+fn init_from_takes_every_kind_back() {
+    // a run started from another's export (each kind, each export layout: SAELens's classes and
+    // jumpscope's TopK one) holds its weights: both scales and the skip unfold and fold back
+    let d = tempdir().unwrap();
+    let (x, y) = pair(d.path(), 4096);
+    for (kind, arch) in [
+        ("skip-transcoder", "topk"),
+        ("transcoder", "jumprelu"),
+        ("skip-transcoder", "relu"),
+    ] {
+        let what = format!("{kind} {arch}");
+        let first = d.path().join(format!("{kind}-{arch}-a"));
+        let cfg_dir = fresh(d.path(), &format!("cfg-{kind}-{arch}"));
+        let cfg = config(&cfg_dir, &toml(&x, &y, &first, kind, arch));
+        let o = train_cli(&cfg, &["train.steps=100", "train.log_every=1"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+        let again = d.path().join(format!("{kind}-{arch}-b"));
+        let o = train_cli(
+            &cfg,
+            &[
+                "train.steps=2",
+                "train.log_every=1",
+                "train.lr=1e-12",
+                &format!("sae.init_from=\"{}\"", first.join("sae").display()),
+            ],
+            &["--out", again.to_str().unwrap()],
+        );
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
+        // its weights, read back, are the export's (lr ≈ 0 leaves them)
+        let (a, b) = (
+            jumpscope::sae::io::load(&first.join("sae")).unwrap().params,
+            jumpscope::sae::io::load(&again.join("sae")).unwrap().params,
+        );
+        assert_eq!((a.kind, a.d_out), (b.kind, b.d_out), "{what}");
+        let worst = |p: &[f32], q: &[f32]| {
+            p.iter()
+                .zip(q)
+                .map(|(u, v)| (u - v).abs() / u.abs().max(1e-3))
+                .fold(0.0f32, f32::max)
+        };
+        assert!(worst(&a.w_dec, &b.w_dec) < 1e-3, "{what}: W_dec");
+        assert!(worst(&a.w_enc, &b.w_enc) < 1e-3, "{what}: W_enc");
+        assert!(worst(&a.b_dec, &b.b_dec) < 1e-3, "{what}: b_dec");
+        if let (Some(p), Some(q)) = (&a.w_skip, &b.w_skip) {
+            assert!(worst(p, q) < 1e-3, "{what}: W_skip");
+        }
+        assert_eq!(a.w_skip.is_some(), kind == "skip-transcoder", "{what}");
+    }
+}
