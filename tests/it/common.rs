@@ -114,6 +114,22 @@ impl Cfg {
     }
 }
 
+/// A run's held-out evaluations, in order.
+pub fn held_out(run_dir: &Path) -> Vec<jumpscope::eval::Evaluation> {
+    records(run_dir, "eval")
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Eval { eval, .. } => Some(eval),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The FVU of a run's last held-out evaluation.
+pub fn last_held_out_fvu(run_dir: &Path) -> f64 {
+    held_out(run_dir).last().expect("a held-out evaluation").fvu
+}
+
 /// Write a config file with `body` and return its path.
 pub fn config(dir: &Path, body: &str) -> PathBuf {
     let p = dir.join("config.toml");

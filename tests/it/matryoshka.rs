@@ -3,7 +3,6 @@
 //! the widths in its metadata, a sweep varies the widths, and bad widths are one line, exit 2.
 
 use crate::common::*;
-use jumpscope::schema::record::Record;
 use std::path::Path;
 use tempfile::tempdir;
 
@@ -50,14 +49,7 @@ fn nested_widths_train_and_report_each_prefix() {
         "d_sae is added as the last width"
     );
     // the held-out evaluation, eval and the run agree as for any SAE
-    let held = records(&run_dir, "eval")
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Eval { eval, .. } => Some(eval.fvu),
-            _ => None,
-        })
-        .next_back()
-        .unwrap();
+    let held = last_held_out_fvu(&run_dir);
     assert!(held < 0.5, "held-out FVU {held}");
 }
 

@@ -138,13 +138,7 @@ fn every_kind_and_architecture_trains_and_evaluates_as_its_run_did() {
             assert_eq!(loaded.params.kind().name(), kind, "{what}");
             assert_eq!(loaded.architecture.name(), arch, "{what}");
             // eval on the held-out pairs gives the run's own last held-out numbers
-            let held: Vec<_> = records(&run_dir, "eval")
-                .into_iter()
-                .filter_map(|r| match r {
-                    Record::Eval { eval, .. } => Some(eval),
-                    _ => None,
-                })
-                .collect();
+            let held = held_out(&run_dir);
             let last = held.last().expect("held-out evaluations");
             let ours = eval_pair(&sae, &x, &y, &["--held-out"]);
             let fvu = ours["fvu"].as_f64().unwrap();
@@ -196,14 +190,7 @@ fn a_transcoder_of_equal_widths_is_still_a_transcoder() {
     ]);
     assert_user_error(&o, &["--target-store"]);
     let ours = eval_pair(&sae, &x, &y, &["--held-out"]);
-    let last = records(&run_dir, "eval")
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Eval { eval, .. } => Some(eval.fvu),
-            _ => None,
-        })
-        .next_back()
-        .unwrap();
+    let last = last_held_out_fvu(&run_dir);
     assert!((ours["fvu"].as_f64().unwrap() - last).abs() <= 1e-4 * last.max(1e-3));
 }
 
@@ -270,16 +257,7 @@ fn compare_measures_saes_and_transcoders_on_the_target() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let held = |run: &Path| {
-        records(run, "eval")
-            .into_iter()
-            .filter_map(|r| match r {
-                Record::Eval { eval, .. } => Some(eval.fvu),
-                _ => None,
-            })
-            .next_back()
-            .unwrap()
-    };
+    let held = last_held_out_fvu;
     let (s, t) = (sae_run.to_str().unwrap(), tc_run.to_str().unwrap());
     let entries = |extra: &[&str]| -> Vec<serde_json::Value> {
         let mut args = vec!["compare", s, t, "--json"];
