@@ -639,3 +639,68 @@ fn shuffled_f16_batches_hold_the_stored_rows_scaled_and_skip_non_finite_ones() {
     assert!(seen.iter().all(|&n| n <= 1), "no row twice in an epoch");
     assert_eq!(seen.iter().sum::<usize>(), 698);
 }
+
+#[test]
+fn a_transcoders_pairs_are_shuffled_masked_and_skipped_together() {
+    use jumpscope::config::OnNonFinite;
+    use jumpscope::data::batches::{BatchError, Batcher, Position};
+    let d = tempdir().unwrap();
+    let (x, y) = (d.path().join("x.h5"), d.path().join("y.h5"));
+    // 8 sequences of 16: every row holds its own index (input 4 wide, target 6 wide), so a pair
+    // that stays together reads the same number on both sides; position 0 is masked out of the
+    // input, and the target has NaN at rows 5 and 77
+    h5py(&format!(
+        "r = np.arange(128, dtype='f4')\n\
+         x = np.repeat(r[:, None], 4, 1).reshape(8, 16, 4)\n\
+         y = np.repeat(r[:, None], 6, 1)\n\
+         y[5, 2] = np.nan; y[77, 0] = np.nan\n\
+         m = np.ones((8, 16), dtype='u1'); m[:, 0] = 0\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = x\n    f['mask'] = m\n\
+         with h5py.File('{}', 'w') as f:\n    f['activations'] = y\n",
+        x.display(),
+        y.display()
+    ));
+    let open = |p: &std::path::Path| Store::open(&[p.to_path_buf()], None).unwrap();
+    jumpscope::data::pair::check(&open(&x), &open(&y)).unwrap();
+    let batcher = |policy| {
+        Batcher::new(open(&x), true, 3, policy, Position::default())
+            .buffer_rows(32)
+            .with_target(open(&y), 0.5)
+    };
+    let mut b = batcher(OnNonFinite::Skip);
+    let (mut seen, mut skipped) = (std::collections::BTreeSet::new(), 0);
+    // 118 pairs are whole: two batches of 59 are exactly the first epoch
+    for _ in 0..2 {
+        let batch = b.next_batch(59).unwrap();
+        assert_eq!(batch.new_epochs, 0);
+        let order: Vec<f32> = batch.data.to_f32().chunks(4).map(|r| r[0]).collect();
+        assert!(
+            order.windows(2).any(|w| w[1] < w[0]),
+            "the pairs are shuffled"
+        );
+        let (xs, ys) = (batch.data.to_f32(), batch.target.unwrap());
+        assert_eq!(ys.len(), batch.rows * 6);
+        for (a, t) in xs.chunks(4).zip(ys.chunks(6)) {
+            // the target is scaled by its own factor (0.5), the input by none (1.0)
+            assert_eq!(a[0] * 0.5, t[0], "a pair came apart");
+            assert!(a[0] as usize % 16 != 0, "a masked row was trained on");
+            assert!(seen.insert(a[0] as usize), "a row twice in one epoch");
+        }
+        skipped += batch.skipped;
+    }
+    assert_eq!(skipped, 2, "the two pairs with a NaN target are skipped");
+    assert!(!seen.contains(&5) && !seen.contains(&77));
+    assert_eq!(seen.len(), 118, "every other unmasked pair, once");
+    // with on_nonfinite = "stop", the target's file and row are named
+    let mut b = batcher(OnNonFinite::Stop);
+    let e = loop {
+        match b.next_batch(25) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&e, BatchError::NonFinite { path, .. } if path == &y),
+        "{e}"
+    );
+}
