@@ -167,7 +167,7 @@ impl Sweep {
             return Err(SweepError::Exists(dir));
         }
         let (store, shared) = open_shared(data_base(spec), None)?;
-        check_memory(spec, store.d_in())?;
+        check_memory(spec, widths(&store, &shared))?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock = crate::lock::DirLock::take(&dir)?;
         // checked again under the lock: another sweep may have started here meanwhile
@@ -188,7 +188,7 @@ impl Sweep {
         let dir = spec.out.clone();
         let base = data_base(spec);
         let d_in = store.d_in();
-        let memory_estimate = check_memory(spec, d_in)?;
+        let memory_estimate = check_memory(spec, widths(&store, &shared))?;
         if let Some(aside) = set_aside_attempt(&dir)? {
             notes.push(crate::train::fresh::note(&dir, Some(&aside)));
         }
@@ -339,7 +339,7 @@ impl Sweep {
         let ended = ended_members(&records);
         let base = data_base(&spec);
         let (store, shared) = open_shared(base, Some(scale))?;
-        check_memory(&spec, store.d_in())?;
+        check_memory(&spec, widths(&store, &shared))?;
         let log = JsonlLog::open(&log_path).map_err(io_err(&log_path))?;
         let mut members = Vec::new();
         for m in &spec.members {
@@ -892,14 +892,23 @@ fn checkpoint_every(members: &[Member]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The input width, and the width a transcoder member reconstructs (the input's without one).
+fn widths(store: &crate::data::store::Store, shared: &Shared) -> (usize, usize) {
+    let d_in = store.d_in();
+    (d_in, shared.target.as_ref().map_or(d_in, |t| t.d_out))
+}
+
 /// What all members need, by device; refused in one line when a device has less free. Members
 /// step one at a time, so their parameters and optimizer states add up while the working set
 /// of one step and the data buffers (shared) count once.
-fn check_memory(spec: &SweepSpec, d_in: usize) -> Result<BTreeMap<String, u64>, SweepError> {
+fn check_memory(
+    spec: &SweepSpec,
+    (d_in, d_out): (usize, usize),
+) -> Result<BTreeMap<String, u64>, SweepError> {
     let mut by_device: BTreeMap<crate::device::DeviceName, (u64, u64, u64, usize)> =
         BTreeMap::new();
     for m in &spec.members {
-        let e = estimate_memory(&m.config, d_in, m.config.sae.d_sae_for(d_in));
+        let e = estimate_memory(&m.config, (d_in, d_out), m.config.sae.d_sae_for(d_in));
         let slot = by_device.entry(m.config.device).or_default();
         slot.0 += e.parameters + e.adam_moments + e.gradients;
         slot.1 = slot.1.max(e.working_set);

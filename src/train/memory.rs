@@ -30,6 +30,9 @@ pub struct RunSizes {
     pub d_in: usize,
     /// Dictionary size.
     pub d_sae: usize,
+    /// A transcoder's output width and whether it has a skip (`None`: an SAE, d_out = d_in):
+    /// its decoder and target rows are d_out wide, its data buffers hold the target rows too.
+    pub transcoder: Option<(usize, bool)>,
     /// Tokens per step.
     pub batch: usize,
     /// Batches the prefetch thread holds.
@@ -49,21 +52,31 @@ pub fn estimate(s: RunSizes) -> MemoryEstimate {
     let n = |v: usize| v as u64;
     let mul = |a: u64, b: u64| a.saturating_mul(b);
     let (d, m, b) = (n(s.d_in), n(s.d_sae), n(s.batch));
+    // e: the reconstruction's width; rows: the width of a row of data (a transcoder's pair)
+    let (e, skip, rows) = match s.transcoder {
+        Some((e, skip)) => (n(e), skip, d.saturating_add(n(e))),
+        None => (d, false, d),
+    };
     let parameters = mul(
-        mul(mul(2, d), m)
+        mul(d, m)
+            .saturating_add(mul(m, e))
             .saturating_add(mul(2, m))
-            .saturating_add(d),
+            .saturating_add(e)
+            .saturating_add(if skip { mul(d, e) } else { 0 }),
         F32,
     );
+    // x and x_in, the target and the residual
     let working_set = mul(
-        mul(mul(working_buffers(s.kernels), b), m).saturating_add(mul(mul(4, b), d)),
+        mul(mul(working_buffers(s.kernels), b), m)
+            .saturating_add(mul(mul(2, b), d))
+            .saturating_add(mul(mul(2, b), e)),
         F32,
     );
     // the batcher holds its block and fills the next one
     let data_buffers = mul(
-        mul(mul(n(s.prefetch_depth).saturating_add(1), b), d)
-            .saturating_add(mul(mul(2, n(s.shuffle_rows)), d))
-            .saturating_add(mul(n(s.eval_rows), d)),
+        mul(mul(n(s.prefetch_depth).saturating_add(1), b), rows)
+            .saturating_add(mul(mul(2, n(s.shuffle_rows)), rows))
+            .saturating_add(mul(n(s.eval_rows), rows)),
         F32,
     );
     let total = mul(4, parameters)
@@ -124,6 +137,7 @@ mod tests {
         let s = RunSizes {
             d_in: 512,
             d_sae: 4096,
+            transcoder: None,
             batch: 4096,
             prefetch_depth: 4,
             shuffle_rows: 16384,
@@ -149,6 +163,41 @@ mod tests {
             })
             .working_set
                 < e.working_set
+        );
+    }
+
+    #[test]
+    fn a_transcoder_counts_its_output_width_its_skip_and_its_target_rows() {
+        let sae = RunSizes {
+            d_in: 512,
+            d_sae: 4096,
+            transcoder: None,
+            batch: 4096,
+            prefetch_depth: 4,
+            shuffle_rows: 16384,
+            eval_rows: 1000,
+            kernels: Kernels::HostFused,
+        };
+        // of equal widths and without a skip, the model is an SAE's; its data twice as wide
+        let same = estimate(RunSizes {
+            transcoder: Some((512, false)),
+            ..sae
+        });
+        let e = estimate(sae);
+        assert_eq!(same.parameters, e.parameters);
+        assert_eq!(same.working_set, e.working_set);
+        assert_eq!(same.data_buffers, 2 * e.data_buffers);
+        let tc = estimate(RunSizes {
+            transcoder: Some((768, true)),
+            ..sae
+        });
+        assert_eq!(
+            tc.parameters,
+            (512 * 4096 + 4096 * 768 + 2 * 4096 + 768 + 512 * 768) * 4
+        );
+        assert_eq!(
+            tc.data_buffers,
+            ((5 * 4096 + 2 * 16384 + 1000) * (512 + 768)) * 4
         );
     }
 

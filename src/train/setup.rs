@@ -225,12 +225,12 @@ pub fn reader(
 }
 
 /// The memory estimate of a run of `cfg` on rows of width `d_in` (for a sweep's sum).
-pub fn estimate_memory(cfg: &Config, d_in: usize, d_sae: usize) -> MemoryEstimate {
+pub fn estimate_memory(cfg: &Config, widths: (usize, usize), d_sae: usize) -> MemoryEstimate {
     let device = cfg.device.resolve().ok();
     let kernels = device
         .as_ref()
         .map_or(Kernels::HostFused, Kernels::for_device);
-    memory::estimate(sizes(cfg, d_in, d_sae, kernels))
+    memory::estimate(sizes(cfg, widths, d_sae, kernels))
 }
 
 /// The held-out tail of the store (less the positions a `mask` leaves out).
@@ -250,10 +250,15 @@ fn held_out(store: &Store, cfg: &Config) -> Result<Vec<f32>, TrainError> {
     Ok(eval_rows)
 }
 
-fn sizes(cfg: &Config, d_in: usize, d_sae: usize, kernels: Kernels) -> RunSizes {
+fn sizes(cfg: &Config, (d_in, d_out): (usize, usize), d_sae: usize, kernels: Kernels) -> RunSizes {
     RunSizes {
         d_in,
         d_sae,
+        transcoder: cfg
+            .sae
+            .kind
+            .has_target()
+            .then_some((d_out, cfg.sae.kind.has_skip())),
         batch: cfg.data.batch_size,
         prefetch_depth: PREFETCH_DEPTH,
         shuffle_rows: cfg
@@ -270,11 +275,11 @@ fn sizes(cfg: &Config, d_in: usize, d_sae: usize, kernels: Kernels) -> RunSizes 
 /// opening record.
 fn check_memory(
     cfg: &Config,
-    d_in: usize,
+    widths: (usize, usize),
     d_sae: usize,
     kernels: Kernels,
 ) -> Result<(MemoryEstimate, Option<u64>), TrainError> {
-    let need = memory::estimate(sizes(cfg, d_in, d_sae, kernels));
+    let need = memory::estimate(sizes(cfg, widths, d_sae, kernels));
     let available = match memory::available_on(cfg.device) {
         Available::Bytes(b) => b,
         Available::Unknown(_) => return Ok((need, None)),
@@ -405,11 +410,11 @@ impl Trainer {
         // checked before the scale pass, which can take a while on a big store
         let store = open_store(&cfg)?;
         // a transcoder's target store pairs with it, or nothing starts
-        open_target(&cfg, &store)?;
+        let d_out = open_target(&cfg, &store)?.map_or(store.d_in(), |t| t.d_in());
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
-        let memory = check_memory(&cfg, d_in, d_sae, Kernels::for_device(&device))?;
+        let memory = check_memory(&cfg, (d_in, d_out), d_sae, Kernels::for_device(&device))?;
         drop(store);
         // the held-out split is checked against the store before anything is written
         let (store, shared) = open_shared(&cfg, None)?;
@@ -435,7 +440,8 @@ impl Trainer {
         let d_in = store.d_in();
         let d_sae = cfg.sae.d_sae_for(d_in);
         check_k(&cfg, d_sae)?;
-        let estimate = estimate_memory(&cfg, d_in, d_sae);
+        let d_out = shared.target.as_ref().map_or(d_in, |t| t.d_out);
+        let estimate = estimate_memory(&cfg, (d_in, d_out), d_sae);
         let host = initial_params(&cfg, store, shared)?;
         Self::start(
             cfg,
@@ -592,7 +598,7 @@ impl Trainer {
         check_width(&ckpt, &store, tensors.d_in)?;
         let memory = check_memory(
             &cfg,
-            tensors.d_in,
+            (tensors.d_in, tensors.d_out),
             tensors.d_sae,
             Kernels::for_device(&device),
         )?;
@@ -650,7 +656,7 @@ impl Trainer {
         cfg.out = run_dir.to_path_buf();
         let device = cfg.device.resolve()?;
         check_width(ckpt, store, tensors.d_in)?;
-        let estimate = estimate_memory(&cfg, tensors.d_in, tensors.d_sae);
+        let estimate = estimate_memory(&cfg, (tensors.d_in, tensors.d_out), tensors.d_sae);
         let shared = Shared {
             store_attributes: state.store_attributes.clone(),
             ..shared.for_kind(&cfg)

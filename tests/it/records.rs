@@ -13,6 +13,7 @@ fn memory() -> MemoryEstimate {
     jumpscope::train::memory::estimate(RunSizes {
         d_in: 16,
         d_sae: 64,
+        transcoder: None,
         batch: 64,
         prefetch_depth: 4,
         shuffle_rows: 1024,

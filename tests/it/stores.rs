@@ -683,7 +683,10 @@ fn a_transcoders_pairs_are_shuffled_masked_and_skipped_together() {
         for (a, t) in xs.chunks(4).zip(ys.chunks(6)) {
             // the target is scaled by its own factor (0.5), the input by none (1.0)
             assert_eq!(a[0] * 0.5, t[0], "a pair came apart");
-            assert!(a[0] as usize % 16 != 0, "a masked row was trained on");
+            assert!(
+                !(a[0] as usize).is_multiple_of(16),
+                "a masked row was trained on"
+            );
             assert!(seen.insert(a[0] as usize), "a row twice in one epoch");
         }
         skipped += batch.skipped;
