@@ -65,6 +65,15 @@ pub struct Scales {
 }
 
 impl Scales {
+    /// A run's scales: the input's C, and a transcoder's target's (`None`: an SAE, whose
+    /// output is its input).
+    pub fn of(input: f64, target: Option<f64>) -> Self {
+        Self {
+            input: input as f32,
+            output: target.unwrap_or(input) as f32,
+        }
+    }
+
     /// One scale for input and output (an SAE).
     pub fn same(c: f32) -> Self {
         Self {

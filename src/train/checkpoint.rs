@@ -51,10 +51,7 @@ pub struct CheckpointState {
 impl CheckpointState {
     /// The input's scale and the output's (a transcoder's target's; the input's for an SAE).
     pub fn scales(&self) -> crate::sae::io::Scales {
-        crate::sae::io::Scales {
-            input: self.scale as f32,
-            output: self.target_scale.unwrap_or(self.scale) as f32,
-        }
+        crate::sae::io::Scales::of(self.scale, self.target_scale)
     }
 }
 

@@ -319,10 +319,8 @@ fn monitor(cfg: &Config, d_sae: usize) -> Monitor {
 fn initial_params(cfg: &Config, store: &Store, shared: &Shared) -> Result<HostParams, TrainError> {
     let d_in = store.d_in();
     let d_out = shared.target.as_ref().map_or(d_in, |t| t.d_out);
-    let scales = io::Scales {
-        input: shared.scale as f32,
-        output: shared.target.as_ref().map_or(shared.scale, |t| t.scale) as f32,
-    };
+    let (input, target) = shared.scales();
+    let scales = io::Scales::of(input, target);
     let Some(path) = &cfg.sae.init_from else {
         return Ok(HostParams::init_kind(
             cfg.sae.kind,

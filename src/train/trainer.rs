@@ -226,10 +226,7 @@ impl Trainer {
 
     /// The input's scale and the output's (a transcoder's target's; the input's for an SAE).
     pub fn scales(&self) -> io::Scales {
-        io::Scales {
-            input: self.st.scale as f32,
-            output: self.st.target_scale.unwrap_or(self.st.scale) as f32,
-        }
+        io::Scales::of(self.st.scale, self.st.target_scale)
     }
 
     /// The current parameters on the host (training form).
