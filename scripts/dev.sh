@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what the build needs (cmake for the bundled HDF5, h5py for
 # tests) from PyPI when missing, then runs one of the commands below.
-# Usage: scripts/dev.sh demo|demo-lm|demo-transcoder|test|test-quick|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
+# Usage: scripts/dev.sh demo|demo-lm|demo-transcoder|test|test-quick|test-isa|check|bench|chaos|setup|libtorch|companions|build-tch|test-tch|bench-tch|test-reference|test-saelens|test-harvest|test-caches|test-lm
 #
 # LibTorch (for the `tch` feature) comes from the PyPI wheel torch==2.9.0, installed once into
 # $JUMPSCOPE_CACHE (default ~/.cache/jumpscope) as torch-2.9.0/: about 6.6 GB with its NVIDIA
@@ -37,6 +37,37 @@ need_tmux() {
         $sudo dnf install -y -q tmux >&2
     fi
     command -v tmux >/dev/null 2>&1 || { echo "error: tmux is needed for the screen tests and could not be installed: install it and run again" >&2; exit 2; }
+}
+
+# qemu-user runs the binary on an emulated CPU without AVX-512 or AVX2 (test-isa).
+need_qemu() {
+    command -v qemu-x86_64 >/dev/null 2>&1 && return
+    echo "setup: installing qemu-user (test-isa runs the binary on emulated older CPUs)" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if command -v apt-get >/dev/null 2>&1; then
+        $sudo apt-get install -y -qq qemu-user >&2 || { $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq qemu-user >&2; }
+    elif command -v dnf >/dev/null 2>&1; then
+        $sudo dnf install -y -q qemu-user >&2
+    fi
+    command -v qemu-x86_64 >/dev/null 2>&1 || { echo "error: qemu-x86_64 is needed for test-isa and could not be installed: install qemu-user and run again" >&2; exit 2; }
+}
+
+# The instruction-set levels below this CPU's best, which JUMPSCOPE_ISA can force.
+lower_isas() {
+    local flags
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    local has=baseline
+    if [[ $flags == *" avx2 "* && $flags == *" fma "* && $flags == *" f16c "* ]]; then
+        has=avx2
+        if [[ $flags == *" avx512f "* && $flags == *" avx512bw "* && $flags == *" avx512dq "* && $flags == *" avx512vl "* ]]; then
+            has=avx512
+        fi
+    fi
+    case "$has" in
+        avx512) echo "avx2 baseline" ;;
+        avx2) echo "baseline" ;;
+    esac
 }
 
 TORCH_VERSION=2.9.0
@@ -178,6 +209,34 @@ case "$cmd" in
         if [ -d "${JUMPSCOPE_SHARED:-../shared}/golden" ]; then
             cargo test --release --test it -- --ignored golden::the_repository_copies_equal_the_shared_golden_cases
         fi
+        # the unit tests, the golden cases and the sparse-step property tests again with our own
+        # kernels forced down to each lower instruction set (docs/performance.md)
+        for isa in $(lower_isas); do
+            echo "test: again with JUMPSCOPE_ISA=$isa" >&2
+            JUMPSCOPE_ISA=$isa cargo test --release --quiet --lib
+            JUMPSCOPE_ISA=$isa cargo test --release --quiet --test it -- golden:: sparse::
+        done
+        ;;
+    test-isa)
+        # the whole binary (gemm's products too, which JUMPSCOPE_ISA does not reach) on CPUs
+        # emulated by qemu-user: Haswell (AVX2, no AVX-512) and qemu64 (baseline x86-64):
+        # selftest's checks pass, and its report names the level that ran
+        need_qemu
+        cargo build --release --quiet
+        bin="${CARGO_TARGET_DIR:-target}/release/jumpscope"
+        for pair in Haswell:avx2 qemu64:baseline; do
+            model="${pair%%:*}" level="${pair##*:}"
+            start=$SECONDS
+            qemu-x86_64 -cpu "$model" "$bin" selftest --device cpu --no-bench --json 2>/dev/null \
+                | python3 -c '
+import json, sys
+r, want = json.load(sys.stdin), sys.argv[1]
+isa = r["isa"]
+ok = r["passed"] and f"matrix products {want} (gemm), own kernels {want}" in isa
+print(("ok" if ok else "FAILED") + f": selftest on an emulated {sys.argv[2]}: {isa}; checks passed: {ok}")
+sys.exit(0 if ok else 1)' "$level" "$model"
+            echo "test-isa: $model in $((SECONDS - start)) s" >&2
+        done
         ;;
     test-quick)
         # every test but the slow tier (the tests named slow_*: the sample recipes, the MiniLM

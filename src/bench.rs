@@ -49,6 +49,25 @@ pub struct BenchResult {
     pub limit_ratio: f64,
     /// Fraction of the timed steps that ran sparse.
     pub sparse_fraction: f64,
+    /// The instruction set of the matrix products (the `gemm` crate's choice on this CPU).
+    pub isa_products: crate::isa::Isa,
+    /// The instruction set of jumpscope's own CPU kernels (`JUMPSCOPE_ISA` can lower it).
+    pub isa_kernels: crate::isa::Isa,
+    /// The CPU's model name (from /proc/cpuinfo where there is one).
+    pub cpu: String,
+}
+
+/// The CPU's model name from /proc/cpuinfo, or the architecture where there is none.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// Sizes of a benchmark run.
@@ -212,6 +231,9 @@ pub fn run(sizes: BenchSizes, device: &Device, device_name: &str) -> BenchResult
         encoder_ms,
         limit_ratio: ms_per_step / encoder_ms,
         sparse_fraction: sparse_steps as f64 / steps as f64,
+        isa_products: crate::isa::gemm(),
+        isa_kernels: crate::isa::active(),
+        cpu: cpu_model(),
     }
 }
 

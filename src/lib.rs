@@ -20,6 +20,7 @@ pub mod durable;
 pub mod eval;
 pub mod health;
 pub mod inspect;
+pub mod isa;
 pub mod live;
 pub mod lmeval;
 pub mod lock;

@@ -26,6 +26,11 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    // a JUMPSCOPE_ISA that cannot be honoured is refused before any work, not ignored
+    if let Err(e) = jumpscope::isa::check_env() {
+        let _ = writeln!(std::io::stderr(), "error: {e}");
+        std::process::exit(2);
+    }
     let result = match cli.command {
         Command::Train(a) => commands::train::exec(a),
         Command::Sweep(a) => commands::sweep::exec(a),

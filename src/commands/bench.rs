@@ -34,7 +34,7 @@ pub fn exec(a: BenchArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads); L0 {:.1}; encoder product alone {:.1} ms, step / encoder {:.2}; {:.0} % of steps sparse",
+            "{} on {}: d_in {} d_sae {} batch {}: {:.0} tokens/s ({:.1} ms/step over {} steps, {} threads); L0 {:.1}; encoder product alone {:.1} ms, step / encoder {:.2}; {:.0} % of steps sparse\n{}; {}",
             r.implementation,
             r.device,
             r.d_in,
@@ -47,7 +47,9 @@ pub fn exec(a: BenchArgs) -> anyhow::Result<i32> {
             r.l0,
             r.encoder_ms,
             r.limit_ratio,
-            r.sparse_fraction * 100.0
+            r.sparse_fraction * 100.0,
+            r.cpu,
+            jumpscope::isa::summary()
         );
     }
     Ok(0)

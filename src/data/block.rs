@@ -6,8 +6,7 @@
 
 use crate::data::dtype::Dtype;
 use crate::data::raw::Piece;
-use half::slice::HalfFloatSliceExt;
-use std::sync::OnceLock;
+use crate::isa::all_finite;
 
 /// Rows, row-major.
 #[derive(Debug)]
@@ -87,22 +86,12 @@ impl Block {
     }
 }
 
-/// No NaN or ±Inf in `row`: an exponent-bits test summed as integers, which vectorises (an
-/// early-exit `all(is_finite)` does not).
-pub fn all_finite(row: &[f32]) -> bool {
-    row.iter()
-        .map(|v| ((v.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32)
-        .sum::<u32>()
-        == 0
-}
-
 /// `out[i] = f32(element i of bytes) · scale`, and whether all of `out` is finite; `bytes` need
 /// not be aligned.
 pub fn decode(kind: Dtype, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    if kind == Dtype::F16 {
-        return f16_to_f32_scaled(bytes, scale, out);
-    }
     match kind {
+        Dtype::F16 => return crate::isa::f16_to_f32(bytes, scale, out),
+        Dtype::Bf16 => return crate::isa::bf16_to_f32(bytes, scale, out),
         Dtype::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
                 *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * scale;
@@ -114,97 +103,8 @@ pub fn decode(kind: Dtype, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
                 *o = v as f32 * scale;
             }
         }
-        Dtype::Bf16 => {
-            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16) * scale;
-            }
-        }
-        Dtype::F16 => unreachable!("handled above"),
     }
     all_finite(out)
-}
-
-/// f16 bytes to scaled f32.
-///
-/// Written here rather than taken from `half`: its slice conversion calls a non-inlined function
-/// per 8 values (with a feature check each time) and wants aligned `f16` slices, which made
-/// conversion the largest cost of reading an f16 store. This converts 8 values per instruction
-/// with F16C when the CPU has it.
-fn f16_to_f32_scaled(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    static F16C: OnceLock<bool> = OnceLock::new();
-    let n = out.len().min(bytes.len() / 2);
-    #[cfg(target_arch = "x86_64")]
-    if *F16C.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("f16c") && std::arch::is_x86_feature_detected!("avx")
-    }) {
-        // SAFETY: the CPU supports F16C and AVX (checked just above); n fits both slices.
-        return unsafe { f16c::convert(&bytes[..2 * n], scale, &mut out[..n]) };
-    }
-    let _ = &F16C;
-    let h: Vec<half::f16> = bytes[..2 * n]
-        .chunks_exact(2)
-        .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-        .collect();
-    h.convert_to_f32_slice(&mut out[..n]);
-    if scale != 1.0 {
-        out.iter_mut().for_each(|o| *o *= scale);
-    }
-    all_finite(out)
-}
-
-#[cfg(target_arch = "x86_64")]
-mod f16c {
-    use std::arch::x86_64::*;
-
-    /// F16C conversion and scale of a row: `out.len()` values from `2 · out.len()` bytes.
-    /// Returns whether every scaled value is finite, tested in registers as it goes.
-    ///
-    /// # Safety
-    /// The CPU must support F16C and AVX, and `bytes.len() == 2 * out.len()`.
-    #[target_feature(enable = "f16c,avx")]
-    pub unsafe fn convert(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-        let n = out.len();
-        let one = |j: usize| {
-            half::f16::from_bits(u16::from_le_bytes([bytes[2 * j], bytes[2 * j + 1]])).to_f32()
-                * scale
-        };
-        let mut finite = true;
-        let mut i = 0;
-        // scalar until the output is 32-byte aligned, for the streaming stores below
-        while i < n && !(out.as_ptr() as usize + 4 * i).is_multiple_of(32) {
-            out[i] = one(i);
-            finite &= out[i].is_finite();
-            i += 1;
-        }
-        // SAFETY: every load reads bytes 2i..2i+16 ≤ 2n (unaligned), every store writes
-        // i..i+8 ≤ n at a 32-byte aligned address.
-        unsafe {
-            let s = _mm256_set1_ps(scale);
-            let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-            let inf = _mm256_set1_ps(f32::INFINITY);
-            let mut bad = _mm256_setzero_ps();
-            while i + 8 <= n {
-                let h = _mm_loadu_si128(bytes.as_ptr().add(2 * i).cast());
-                let f = _mm256_mul_ps(_mm256_cvtph_ps(h), s);
-                // |f| ≥ inf, or unordered (NaN)
-                bad = _mm256_or_ps(
-                    bad,
-                    _mm256_cmp_ps::<_CMP_NLT_UQ>(_mm256_and_ps(f, abs), inf),
-                );
-                // non-temporal: the batch is read by another thread later, so pulling its
-                // lines into the cache first only costs bandwidth
-                _mm256_stream_ps(out.as_mut_ptr().add(i), f);
-                i += 8;
-            }
-            _mm_sfence();
-            finite &= _mm256_movemask_ps(bad) == 0;
-        }
-        for (j, o) in out.iter_mut().enumerate().skip(i) {
-            *o = one(j);
-            finite &= o.is_finite();
-        }
-        finite
-    }
 }
 
 #[cfg(test)]

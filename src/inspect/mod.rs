@@ -91,7 +91,7 @@ fn row_pass(x: &[f32], y: &[f32], f: &[f32], p: &HostParams) -> (Vec<Entry>, f64
                 if let Some(w) = &p.w_skip {
                     let input = &xs[r * d_in..(r + 1) * d_in];
                     for (j, &v) in input.iter().enumerate() {
-                        crate::sae::vector::axpy(&mut xhat, v, &w[j * d..(j + 1) * d]);
+                        crate::isa::axpy(&mut xhat, v, &w[j * d..(j + 1) * d]);
                     }
                 }
                 // most of a row is zero: test eight at a time (vectorised) before looking closer

@@ -11,4 +11,3 @@ pub mod perturb;
 pub mod sparse;
 #[cfg(feature = "tch")]
 pub mod sparse_libtorch;
-pub mod vector;

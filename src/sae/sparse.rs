@@ -17,11 +17,11 @@
 //! Cost: about 4·nnz·d_in instead of 4·B·d_sae·d_in, plus one pass over the encode pass's flags.
 //! The result is the same step up to float rounding (property-tested against the dense path).
 
+use crate::isa::{axpy, dot};
 use crate::sae::kernels::host_fused::{ACTIVE, BELOW, NEAR, Saved, add_into, theta_grads};
 use crate::sae::kernels::{Encoded, Kernels, LossSettings, host_penalty};
 use crate::sae::loss::{Grads, Rest, Start, StepOutput, finish};
 use crate::sae::model::{Sae, download, upload_owned, with_host, with_host_ref};
-use crate::sae::vector::{axpy, dot};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 

@@ -33,6 +33,9 @@ pub struct Check {
 pub struct SelftestResult {
     /// The device tested.
     pub device: String,
+    /// The instruction sets of the CPU kernels that ran (`isa::summary`); every kernel and its
+    /// level are also rows of `checks`.
+    pub isa: String,
     /// What the 30-step comparison ran against.
     pub reference: String,
     /// Every check, in order.
@@ -73,7 +76,17 @@ pub fn run(
     opts: Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<SelftestResult, golden::CaseError> {
-    let mut checks = Vec::new();
+    // which instruction set each CPU kernel ran with, as rows of the table
+    let mut checks: Vec<Check> = crate::isa::kernels()
+        .into_iter()
+        .map(|k| Check {
+            name: format!("cpu kernels: {}", k.kernel),
+            worst: None,
+            tolerance: None,
+            result: "info",
+            detail: format!("{} ({}); {}", k.isa.name(), k.isa.describe(), k.code),
+        })
+        .collect();
     for case in golden::cases()? {
         for (path, kernels, below) in paths(device) {
             let name = format!("golden {} ({path})", case.name);
@@ -172,6 +185,7 @@ pub fn run(
     let passed = checks.iter().all(|c| c.result != "FAIL");
     Ok(SelftestResult {
         device: label.to_string(),
+        isa: crate::isa::summary(),
         reference: reference_label.to_string(),
         checks,
         passed,
@@ -204,6 +218,7 @@ pub fn render(r: &SelftestResult) -> String {
     }
     let failed = r.checks.iter().filter(|c| c.result == "FAIL").count();
     let counted = r.checks.iter().filter(|c| c.result != "info").count();
+    s += &format!("instruction sets: {}\n", r.isa);
     if r.passed {
         s += &format!("selftest on {}: all {counted} checks passed\n", r.device);
     } else {

@@ -37,8 +37,18 @@ impl K {
         }
     }
 
+    /// [`K::apply`] along a run of elements, each gradient less `along` times the element's old
+    /// value. Always inlined, so that it is compiled for the caller's instruction set.
+    #[inline(always)]
+    fn apply_all(&self, ps: &mut [f32], ms: &mut [f32], vs: &mut [f32], gs: &[f32], along: f32) {
+        for (((p, m), v), &g) in ps.iter_mut().zip(ms.iter_mut()).zip(vs.iter_mut()).zip(gs) {
+            let g = g - along * *p;
+            self.apply(p, m, v, g);
+        }
+    }
+
     /// One element: the moments, then the parameter.
-    #[inline]
+    #[inline(always)]
     fn apply(&self, p: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
         *m = if self.b1 == 0.0 {
             g
@@ -91,12 +101,8 @@ fn update<const D: usize>(
                 } else {
                     0.0
                 };
-                for (((p, m), v), &g) in pr.iter_mut().zip(mr.iter_mut()).zip(vr.iter_mut()).zip(gr)
-                {
-                    // the row's old value, before its update
-                    let g = g - along * *p;
-                    k.apply(p, m, v, g);
-                }
+                // elementwise, so every instruction set gives the same bits
+                crate::isa::vectorised(|| k.apply_all(pr, mr, vr, gr, along));
                 if rows.is_some() {
                     let norm = pr.iter().map(|w| w * w).sum::<f32>().sqrt();
                     pr.iter_mut().for_each(|w| *w /= norm);

@@ -372,7 +372,11 @@ fn eval_on_the_held_out_rows_leaves_out_what_the_stores_mask_leaves_out() {
     assert_eq!(e["n_tokens"], 120, "{e}");
     for k in ["fvu", "l0", "mse_raw", "mse_norm"] {
         let (a, b) = (e[k].as_f64().unwrap(), own[k].as_f64().unwrap());
-        assert!((a - b).abs() < 1e-6, "{k}: eval {a}, the run's own {b}");
+        // f32 sums over differently shaped products: equal to a few units in the last place
+        assert!(
+            (a - b).abs() < 1e-6 * a.abs().max(1.0),
+            "{k}: eval {a}, the run's own {b}"
+        );
     }
     // the whole store: every unmasked position
     let all = json_of(&run(&["eval", r, "--store", s, "--json"]));

@@ -10,6 +10,7 @@ mod health;
 mod inspect;
 mod inspect_screen;
 mod intent;
+mod isa;
 mod layers;
 mod lm_eval;
 mod matryoshka;

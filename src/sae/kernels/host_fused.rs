@@ -54,8 +54,9 @@ pub(crate) fn add_into(acc: &mut [f32], other: &[f32]) {
 }
 
 /// One row of the encode pass: bias, threshold, flags and f in place; returns the row's L0.
-/// Written as plain zipped loops with selects so that the compiler vectorises it.
-#[inline]
+/// Written as plain zipped loops with selects so that the compiler vectorises it (at the
+/// instruction set `isa::vectorised` compiles it for).
+#[inline(always)]
 fn encode_row(
     zr: &mut [f32],
     fr: &mut [u8],
@@ -91,7 +92,7 @@ fn encode_row(
 /// One row of the encode pass for the top-k rules: bias (if any) in place, then an entry is
 /// active when relu(z) ≥ `cut` and positive (ties at the cut all kept); no window entries.
 /// Returns the row's L0.
-#[inline]
+#[inline(always)]
 fn encode_row_cut(zr: &mut [f32], fr: &mut [u8], b_enc: &[f32], cut: f32, fire: &mut [f32]) -> f32 {
     let mut active = 0u32;
     for (((z, fl), b), fc) in zr
@@ -156,7 +157,7 @@ struct EncodeAcc {
 
 /// One row of the backward pass: θ sums over NEAR elements, ∂L/∂z = H(z − θ)·∂L/∂f in place,
 /// and its b_enc sums. Plain zipped loops with selects, for vectorisation.
-#[inline]
+#[inline(always)]
 fn backward_row(gr: &mut [f32], fr: &[u8], jump: &mut [f32], b_enc: &mut [f32]) {
     for (((g, &fl), j), be) in gr
         .iter_mut()
@@ -242,13 +243,17 @@ impl Elementwise for HostFused {
                 let mut scratch = Vec::new();
                 for ((zr, fr), l0) in zc.chunks_mut(m).zip(fc.chunks_mut(m)).zip(lc.iter_mut()) {
                     if let Some(cut) = batch_cut {
-                        *l0 = encode_row_cut(zr, fr, &no_bias, cut, &mut acc.fire);
+                        *l0 = crate::isa::vectorised(|| {
+                            encode_row_cut(zr, fr, &no_bias, cut, &mut acc.fire)
+                        });
                         continue;
                     }
                     if arch == Architecture::TopK {
                         let r = zr.iter().zip(&b_enc).map(|(z, b)| (z + b).max(0.0));
                         let cut = kth_largest(r, k, &mut scratch);
-                        *l0 = encode_row_cut(zr, fr, &b_enc, cut, &mut acc.fire);
+                        *l0 = crate::isa::vectorised(|| {
+                            encode_row_cut(zr, fr, &b_enc, cut, &mut acc.fire)
+                        });
                         continue;
                     }
                     // the rarer penalties take a second look at the row while it is in cache:
@@ -256,7 +261,9 @@ impl Elementwise for HostFused {
                     if let Some(w) = &pre_w {
                         acc.pre_act_sum += pre_act_row(zr, &b_enc, &theta, w);
                     }
-                    *l0 = encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near);
+                    *l0 = crate::isa::vectorised(|| {
+                        encode_row(zr, fr, &b_enc, &theta, half, &mut acc.fire, &mut acc.near)
+                    });
                     match &penalty {
                         Penalty::Tanh { scale, norms } => {
                             let c = *scale as f32;
@@ -385,7 +392,7 @@ impl Elementwise for HostFused {
                             *st += if fl & NEAR != 0 { g_row } else { 0.0 };
                         }
                     }
-                    backward_row(gr, fr, &mut acc.jump, &mut acc.b_enc);
+                    crate::isa::vectorised(|| backward_row(gr, fr, &mut acc.jump, &mut acc.b_enc));
                     if let Some(p) = &pre {
                         // inactive elements below θ of dead features get −coef·w_i/B
                         for (((g, &fl), pv), be) in
