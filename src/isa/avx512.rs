@@ -111,12 +111,18 @@ unsafe fn store_checked(f: __m512, s: __m512, out: *mut f32, k: __mmask16, bad: 
     }
 }
 
-/// f16 bytes to scaled f32, 16 values per conversion; returns whether every value is finite.
+/// 16-bit values to scaled f32, 16 at a time, each block of 16 widened by `widen`; returns
+/// whether every value is finite.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VL, and `bytes.len() == 2 * out.len()`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn f16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
+#[inline(always)]
+unsafe fn widen_scaled(
+    bytes: &[u8],
+    scale: f32,
+    out: &mut [f32],
+    widen: impl Fn(__m256i) -> __m512,
+) -> bool {
     let n = out.len();
     let (pb, po) = (bytes.as_ptr(), out.as_mut_ptr());
     // SAFETY: loads read bytes 2i..2i+32 ≤ 2n, or masked to the 16-bit lanes below n; stores
@@ -128,7 +134,7 @@ pub(super) unsafe fn f16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bo
         while i < n {
             let k = tail_mask(n - i);
             let h = _mm256_maskz_loadu_epi16(k, pb.add(2 * i).cast());
-            store_checked(_mm512_cvtph_ps(h), s, po.add(i), k, &mut bad);
+            store_checked(widen(h), s, po.add(i), k, &mut bad);
             i += 16;
         }
         _mm_sfence();
@@ -136,28 +142,27 @@ pub(super) unsafe fn f16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bo
     }
 }
 
-/// bf16 bytes to scaled f32 (each widened and shifted into an f32's top half), 16 at a time;
-/// returns whether every value is finite.
+/// f16 bytes to scaled f32 (the hardware conversion); returns whether every value is finite.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VL, and `bytes.len() == 2 * out.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn f16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
+    // SAFETY: as the caller promises
+    unsafe { widen_scaled(bytes, scale, out, |h| _mm512_cvtph_ps(h)) }
+}
+
+/// bf16 bytes to scaled f32 (each widened and shifted into an f32's top half); returns whether
+/// every value is finite.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VL, and `bytes.len() == 2 * out.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn bf16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    let n = out.len();
-    let (pb, po) = (bytes.as_ptr(), out.as_mut_ptr());
-    // SAFETY: as in `f16_to_f32`
+    // SAFETY: as the caller promises
     unsafe {
-        let s = _mm512_set1_ps(scale);
-        let mut bad: __mmask16 = 0;
-        let mut i = 0;
-        while i < n {
-            let k = tail_mask(n - i);
-            let h = _mm256_maskz_loadu_epi16(k, pb.add(2 * i).cast());
-            let f = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)));
-            store_checked(f, s, po.add(i), k, &mut bad);
-            i += 16;
-        }
-        _mm_sfence();
-        bad == 0
+        widen_scaled(bytes, scale, out, |h| {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+        })
     }
 }
