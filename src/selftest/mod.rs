@@ -76,17 +76,33 @@ pub fn run(
     opts: Options,
     progress: &mut dyn FnMut(&str),
 ) -> Result<SelftestResult, golden::CaseError> {
-    // which instruction set each CPU kernel ran with, as rows of the table
+    // which instruction set each CPU kernel ran with, as rows of the table: on a LibTorch
+    // device the step is LibTorch's, and only the store decoding is ours
+    let host = Kernels::for_device(device) == Kernels::HostFused;
+    let info = |name: &str, detail: String| Check {
+        name: format!("cpu kernels: {name}"),
+        worst: None,
+        tolerance: None,
+        result: "info",
+        detail,
+    };
     let mut checks: Vec<Check> = crate::isa::kernels()
         .into_iter()
-        .map(|k| Check {
-            name: format!("cpu kernels: {}", k.kernel),
-            worst: None,
-            tolerance: None,
-            result: "info",
-            detail: format!("{} ({}); {}", k.isa.name(), k.isa.describe(), k.code),
+        .filter(|k| host || k.kernel.starts_with("f16/bf16"))
+        .map(|k| {
+            let detail = format!("{} ({}); {}", k.isa.name(), k.isa.describe(), k.code);
+            info(k.kernel, detail)
         })
         .collect();
+    if !host {
+        checks.insert(
+            0,
+            info(
+                "the training step",
+                format!("LibTorch's own kernels on {label}"),
+            ),
+        );
+    }
     for case in golden::cases()? {
         for (path, kernels, below) in paths(device) {
             let name = format!("golden {} ({path})", case.name);
