@@ -273,15 +273,20 @@ fn dot_on(isa: Isa, u: &[f32], v: &[f32]) -> f32 {
 /// Little-endian f16 `bytes` to f32 times `scale` into `out` (`out.len()` values, at most
 /// `bytes.len() / 2`); returns whether every value is finite.
 pub fn f16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    f16_to_f32_at(active(), bytes, scale, out)
+    f16_on(active(), bytes, scale, out)
 }
 
 /// [`f16_to_f32`] at a given level (capped at the CPU's).
 pub fn f16_to_f32_at(isa: Isa, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
+    f16_on(isa.min(detected()), bytes, scale, out)
+}
+
+#[inline(always)]
+fn f16_on(isa: Isa, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
     let n = out.len().min(bytes.len() / 2);
     let (bytes, out) = (&bytes[..2 * n], &mut out[..n]);
     #[cfg(target_arch = "x86_64")]
-    match isa.min(detected()) {
+    match isa {
         // SAFETY: the CPU has the level; bytes holds 2n bytes for n outputs
         Isa::Avx512 => return unsafe { avx512::f16_to_f32(bytes, scale, out) },
         Isa::Avx2 => return unsafe { avx2::f16_to_f32(bytes, scale, out) },
@@ -293,20 +298,25 @@ pub fn f16_to_f32_at(isa: Isa, bytes: &[u8], scale: f32, out: &mut [f32]) -> boo
 
 /// Little-endian bf16 `bytes` to f32 times `scale` into `out`, as [`f16_to_f32`].
 pub fn bf16_to_f32(bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
-    bf16_to_f32_at(active(), bytes, scale, out)
+    bf16_on(active(), bytes, scale, out)
 }
 
 /// [`bf16_to_f32`] at a given level (capped at the CPU's).
 pub fn bf16_to_f32_at(isa: Isa, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
+    bf16_on(isa.min(detected()), bytes, scale, out)
+}
+
+#[inline(always)]
+fn bf16_on(isa: Isa, bytes: &[u8], scale: f32, out: &mut [f32]) -> bool {
     let n = out.len().min(bytes.len() / 2);
     let (bytes, out) = (&bytes[..2 * n], &mut out[..n]);
     #[cfg(target_arch = "x86_64")]
-    if isa.min(detected()) == Isa::Avx512 {
+    if isa == Isa::Avx512 {
         // SAFETY: the CPU has AVX-512; bytes holds 2n bytes for n outputs
         return unsafe { avx512::bf16_to_f32(bytes, scale, out) };
     }
     // a shift and a multiply: the compiler's own vectorisation is as good at 8 lanes
-    vectorised_at(isa, || portable::bf16_to_f32(bytes, scale, out))
+    on(isa, || portable::bf16_to_f32(bytes, scale, out))
 }
 
 #[cfg(test)]
