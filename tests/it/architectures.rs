@@ -177,11 +177,7 @@ fn stopped_and_resumed_baselines_match_their_uninterrupted_runs() {
             ("W_dec", &pa.w_dec, &pb.w_dec),
             ("threshold", &pa.threshold, &pb.threshold),
         ] {
-            let diff = u
-                .iter()
-                .zip(v)
-                .map(|(p, q)| (p - q).abs())
-                .fold(0.0f32, f32::max);
+            let diff = max_diff(u, v);
             assert!(diff < 1e-6, "{arch}: final {what} differs by {diff}");
         }
         if arch == "batchtopk" {

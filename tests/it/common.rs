@@ -37,6 +37,16 @@ pub fn assert_user_error(o: &Output, needles: &[&str]) {
     }
 }
 
+/// The largest |a_i − b_i| of two equally long slices; NaN if any difference is NaN (where a
+/// plain `f32::max` fold would pass over it).
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, |m, e| if e.is_nan() { f32::NAN } else { m.max(e) })
+}
+
 /// A small synthetic store written by our writer.
 pub fn synth_store(path: &Path, spec: &SynthSpec) -> Synth {
     let s = generate(spec);

@@ -102,11 +102,7 @@ fn training_gives_the_same_sae_at_every_instruction_set() {
             ("b_dec", &p0.b_dec, &p.b_dec),
             ("threshold", &p0.threshold, &p.threshold),
         ] {
-            let diff = u
-                .iter()
-                .zip(v)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let diff = max_diff(u, v);
             assert!(
                 diff <= 1e-5,
                 "{first:?} vs {isa:?}: final {what} differs by {diff}"

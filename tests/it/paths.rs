@@ -3,20 +3,13 @@
 //! same loss parts and gradients in every mode and architecture, including the pre-activation
 //! loss that the golden files do not cover, and BatchTopK's smallest kept activation.
 
+use crate::common::max_diff;
 use burn::tensor::{Device, Tensor};
 use jumpscope::config::{Architecture, SparsityLoss, ThresholdParam};
 use jumpscope::data::synth::{SynthSpec, generate};
 use jumpscope::sae::kernels::{Kernels, LossSettings, Penalty};
 use jumpscope::sae::loss::{LossParts, loss_and_grads};
 use jumpscope::sae::model::{HostParams, Sae, download, upload};
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, |m, e| if e.is_nan() { f32::NAN } else { m.max(e) })
-}
 
 #[test]
 fn fused_and_generic_paths_agree_in_every_mode() {

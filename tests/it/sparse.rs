@@ -5,6 +5,7 @@
 //! picks the sparse path below its density and the dense one above. On flex (`sae::sparse`)
 //! and, in builds with LibTorch, on `tch-cpu` (`sae::sparse_libtorch`).
 
+use crate::common::max_diff;
 use burn::tensor::{Bool, Device, Tensor};
 use jumpscope::config::{Config, SparsityLoss, ThresholdParam, parse};
 use jumpscope::sae::kernels::{Kernels, LossSettings, Penalty};
@@ -100,11 +101,7 @@ fn settings(mode: SparsityLoss, pre_act: f64, bias: bool, eps: f64, below: f64) 
 fn close(what: &str, a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let worst = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let worst = max_diff(a, b);
     assert!(
         worst <= 1e-5 * scale,
         "{what}: differs by {worst} (scale {scale})"

@@ -158,12 +158,7 @@ fn members_train_exactly_as_their_own_runs_on_one_reading_of_the_store() {
         assert_eq!(losses(&member_dir).len(), 12);
         let a = io::load(&alone_dir.join("sae")).unwrap().params;
         let b = io::load(&member_dir.join("sae")).unwrap().params;
-        let diff = a
-            .w_enc
-            .iter()
-            .zip(&b.w_enc)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(&a.w_enc, &b.w_enc);
         assert!(diff < 1e-6, "{}: W_enc differs by {diff}", m.name);
         assert_eq!(
             records(&member_dir, "eval").len(),

@@ -109,12 +109,7 @@ fn stopped_and_resumed_run_matches_the_uninterrupted_one() {
     );
     let pa = io::load(&full_dir.join("sae")).unwrap().params;
     let pb = io::load(&part_dir.join("sae")).unwrap().params;
-    let diff = pa
-        .w_enc
-        .iter()
-        .zip(&pb.w_enc)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_diff(&pa.w_enc, &pb.w_enc);
     assert!(diff < 1e-6, "final W_enc differs by {diff}");
 }
 
@@ -208,12 +203,7 @@ fn exported_sae_works_on_raw_activations_and_reloads_exactly() {
     );
     let t2 = Trainer::new(c2).unwrap();
     let back = t2.host_params();
-    let err = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max)
-    };
+    let err = max_diff;
     assert!(
         err(&back.b_enc, &train_form.b_enc) < 1e-5,
         "b_enc {}",
